@@ -1,0 +1,604 @@
+//! Host checks of `kvmtune host --check`: every QEMU/KVM check `virt-host-validate qemu`
+//! makes (same verdicts), plus the host rules of RULES.md that need no domain.
+
+use serde::{Deserialize, Serialize};
+
+use kvmtune_host::{Host, Probe};
+
+use crate::profile::{Profile, Want};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Pass,
+    Info,
+    Warn,
+    Fail,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Info => "INFO",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// Stable rule id, e.g. `host-virt-ext`.
+    pub id: String,
+    /// What is checked, phrased like virt-host-validate ("for hardware virtualization").
+    pub title: String,
+    pub verdict: Verdict,
+    /// What was found.
+    pub detail: String,
+    /// How to fix it, when the verdict is not PASS.
+    pub hint: Option<String>,
+    /// Where the check comes from.
+    pub source: String,
+    /// True when virt-host-validate makes the same check (same title, same verdict).
+    pub virt_host_validate: bool,
+}
+
+struct Out {
+    checks: Vec<Check>,
+}
+
+impl Out {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        id: &str,
+        title: impl Into<String>,
+        verdict: Verdict,
+        detail: impl Into<String>,
+        hint: Option<String>,
+        source: &str,
+        vhv: bool,
+    ) {
+        self.checks.push(Check {
+            id: id.to_string(),
+            title: title.into(),
+            verdict,
+            detail: detail.into(),
+            hint: if verdict == Verdict::Pass { None } else { hint },
+            source: source.to_string(),
+            virt_host_validate: vhv,
+        });
+    }
+}
+
+const VHV: &str = "virt-host-validate";
+
+/// Run every host check for `profile`.
+pub fn check_host(host: &Host, profile: &Profile) -> Vec<Check> {
+    let mut out = Out { checks: Vec::new() };
+    virt_ext(host, &mut out);
+    devices(host, &mut out);
+    cgroups(host, &mut out);
+    iommu(host, &mut out);
+    secure_guest(host, &mut out);
+    nested(host, &mut out);
+    ksm(host, profile, &mut out);
+    thp(host, profile, &mut out);
+    hugepages(host, profile, &mut out);
+    numa_balancing(host, profile, &mut out);
+    isolcpus(host, profile, &mut out);
+    governor(host, profile, &mut out);
+    halt_poll(host, &mut out);
+    out.checks
+}
+
+fn flags(host: &Host) -> &[String] {
+    &host.cpu.virt_flags
+}
+
+fn has_flag(host: &Host, f: &str) -> bool {
+    flags(host).iter().any(|x| x == f)
+}
+
+fn virt_ext(host: &Host, out: &mut Out) {
+    let known = !host.cpu.virt_flags.is_empty() || host.cpu.vendor.is_some();
+    let (verdict, detail) = match (&host.cpu.hw_virt, known) {
+        (Some(f), _) => (Verdict::Pass, format!("CPU flag {f} present")),
+        (None, true) => (
+            Verdict::Fail,
+            "no vmx or svm CPU flag: only emulated CPUs are available, performance will be significantly limited"
+                .to_string(),
+        ),
+        (None, false) => (Verdict::Warn, "CPU flags unknown (/proc/cpuinfo unreadable)".to_string()),
+    };
+    out.push(
+        "host-virt-ext",
+        "for hardware virtualization",
+        verdict,
+        detail,
+        Some(
+            "Enable VT-x/AMD-V in the firmware, or on a nested host expose vmx/svm to this VM"
+                .into(),
+        ),
+        VHV,
+        true,
+    );
+    // /dev/kvm is checked whatever the flags say: a paravirtual or nested KVM can work
+    // without vmx/svm in /proc/cpuinfo (virt-host-validate skips these two then).
+    let kvm = host.kvm.dev_kvm;
+    let kvm_hint = "Check that the 'kvm-intel' or 'kvm-amd' modules are loaded & the BIOS has enabled virtualization";
+    out.push(
+        "host-virt-ext",
+        "if device /dev/kvm exists",
+        if kvm.exists {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        },
+        if kvm.exists {
+            "/dev/kvm present"
+        } else {
+            "/dev/kvm missing: QEMU can only emulate (TCG)"
+        },
+        Some(kvm_hint.into()),
+        VHV,
+        true,
+    );
+    if kvm.exists {
+        out.push(
+            "host-virt-ext",
+            "if device /dev/kvm is accessible",
+            if kvm.openable { Verdict::Pass } else { Verdict::Fail },
+            if kvm.openable {
+                "/dev/kvm opens read-write: KVM acceleration is usable"
+            } else {
+                "/dev/kvm does not open read-write for this user"
+            },
+            Some("Check /dev/kvm is world writable or you are in a group that is allowed to access it".into()),
+            VHV,
+            true,
+        );
+    }
+}
+
+fn device_check(out: &mut Out, id: &str, path: &str, p: Probe, missing: Verdict, hint: &str) {
+    out.push(
+        id,
+        format!("if device {path} exists"),
+        if p.exists { Verdict::Pass } else { missing },
+        if p.exists {
+            format!("{path} present")
+        } else {
+            format!("{path} missing")
+        },
+        Some(hint.to_string()),
+        VHV,
+        true,
+    );
+}
+
+fn devices(host: &Host, out: &mut Out) {
+    device_check(
+        out,
+        "host-vhost-net",
+        "/dev/vhost-net",
+        host.kvm.dev_vhost_net,
+        Verdict::Warn,
+        "Load the 'vhost_net' module to improve performance of virtio networking (modprobe vhost_net)",
+    );
+    device_check(
+        out,
+        "host-tun",
+        "/dev/net/tun",
+        host.kvm.dev_tun,
+        Verdict::Fail,
+        "Load the 'tun' module to enable networking for QEMU guests",
+    );
+}
+
+fn cgroups(host: &Host, out: &mut Out) {
+    let cg = &host.kvm.cgroup;
+    let mode = cg.mode.as_deref().unwrap_or("no cgroup mounts");
+    for c in kvmtune_host::kvm::LIBVIRT_CONTROLLERS {
+        let ok = cg.controllers.iter().any(|x| x == c);
+        out.push(
+            "host-cgroups",
+            format!("for cgroup '{c}' controller support"),
+            if ok { Verdict::Pass } else { Verdict::Warn },
+            if ok {
+                format!("'{c}' available ({mode})")
+            } else {
+                format!("'{c}' not available ({mode})")
+            },
+            Some(format!(
+                "Enable '{c}' in kernel Kconfig file or mount/enable cgroup controller in your system"
+            )),
+            VHV,
+            true,
+        );
+    }
+}
+
+fn iommu(host: &Host, out: &mut Out) {
+    // Like virt-host-validate: the vendor is told by the vmx/svm flag.
+    let tables = &host.kvm.iommu_acpi_tables;
+    let (table, bootarg) = if has_flag(host, "vmx") {
+        ("DMAR", "intel_iommu=on")
+    } else if has_flag(host, "svm") {
+        ("IVRS", "iommu=pt iommu=1")
+    } else {
+        out.push(
+            "host-iommu",
+            "for device assignment IOMMU support",
+            Verdict::Warn,
+            "Unknown if this platform has IOMMU support (no vmx/svm flag to tell Intel from AMD)",
+            Some("Only matters for PCI passthrough (<hostdev>)".into()),
+            VHV,
+            true,
+        );
+        return;
+    };
+    let found = tables.iter().any(|t| t == table);
+    out.push(
+        "host-iommu",
+        "for device assignment IOMMU support",
+        if found { Verdict::Pass } else { Verdict::Warn },
+        if found {
+            format!("ACPI {table} table present")
+        } else {
+            format!("No ACPI {table} table found, IOMMU either disabled in BIOS or not supported by this hardware platform")
+        },
+        Some("Enable VT-d/AMD-Vi in the firmware; only matters for PCI passthrough".into()),
+        VHV,
+        true,
+    );
+    if !found {
+        return;
+    }
+    let groups = host.kvm.iommu_groups.len();
+    out.push(
+        "host-iommu",
+        "if IOMMU is enabled by kernel",
+        if groups > 0 {
+            Verdict::Pass
+        } else {
+            Verdict::Warn
+        },
+        format!("{groups} IOMMU groups"),
+        Some(format!(
+            "IOMMU appears to be disabled in kernel. Add {bootarg} to kernel cmdline arguments"
+        )),
+        VHV,
+        true,
+    );
+}
+
+fn secure_guest(host: &Host, out: &mut Out) {
+    let title = "for secure guest support";
+    if has_flag(host, "sev") {
+        let param = host
+            .kvm
+            .modules
+            .get("kvm_amd")
+            .and_then(|p| p.get("sev"))
+            .cloned();
+        let (verdict, detail) = match param {
+            None => (Verdict::Warn, "AMD Secure Encrypted Virtualization not supported by the currently used kernel".to_string()),
+            Some(v) if !v.starts_with(['1', 'Y', 'y']) => (
+                Verdict::Warn,
+                "AMD Secure Encrypted Virtualization appears to be disabled in kernel. Add kvm_amd.sev=1 to the kernel cmdline arguments".to_string(),
+            ),
+            Some(_) if !host.kvm.dev_sev.exists => (
+                Verdict::Warn,
+                "AMD Secure Encrypted Virtualization appears to be disabled in firmware.".to_string(),
+            ),
+            Some(_) => (Verdict::Pass, "AMD SEV enabled".to_string()),
+        };
+        out.push("host-secure-guest", title, verdict, detail, None, VHV, true);
+    } else {
+        out.push(
+            "host-secure-guest",
+            title,
+            Verdict::Warn,
+            "Unknown if this platform has Secure Guest support (no sev CPU flag)",
+            Some("Only matters for confidential guests (AMD SEV, IBM Secure Execution)".into()),
+            VHV,
+            true,
+        );
+    }
+}
+
+fn nested(host: &Host, out: &mut Out) {
+    for m in ["kvm_intel", "kvm_amd"] {
+        if let Some(v) = host.kvm.modules.get(m).and_then(|p| p.get("nested")) {
+            let on = v.starts_with(['1', 'Y', 'y']);
+            out.push(
+                "host-nested",
+                "if nested virtualization is enabled",
+                Verdict::Info,
+                format!("{m}.nested={v} ({})", if on { "guests may run their own KVM" } else { "guests cannot run KVM themselves" }),
+                Some(format!("Set 'options {m} nested=1' in /etc/modprobe.d/ for guests that need vmx/svm (seed 002 §3.4)")),
+                "seed 002 §3.4",
+                false,
+            );
+        }
+    }
+}
+
+fn ksm(host: &Host, profile: &Profile, out: &mut Out) {
+    let Some(ksm) = &host.memory.ksm else {
+        out.push(
+            "host-ksm-policy",
+            "KSM state for the profile",
+            Verdict::Info,
+            "no /sys/kernel/mm/ksm: KSM not built into this kernel",
+            None,
+            "seed 001, seed 002 §3.5",
+            false,
+        );
+        return;
+    };
+    let Some(run) = ksm.run else {
+        out.push(
+            "host-ksm-policy",
+            "KSM state for the profile",
+            Verdict::Warn,
+            "KSM run state unknown",
+            None,
+            "seed 001, seed 002 §3.5",
+            false,
+        );
+        return;
+    };
+    let running = run == 1;
+    let saved = ksm.saved_bytes.unwrap_or(0) / (1024 * 1024);
+    let state = format!(
+        "ksm run={run} ({}), saving {saved} MiB",
+        if running { "merging" } else { "stopped" }
+    );
+    let (verdict, hint) = match (profile.host.ksm, running) {
+        (Want::Off, true) => (
+            Verdict::Warn,
+            Some(format!(
+                "Profile {} advises KSM off: it costs CPU and adds latency (echo 0 > /sys/kernel/mm/ksm/run), or keep it and set <nosharepages/> on latency-critical VMs",
+                profile.name
+            )),
+        ),
+        (Want::On, false) => (
+            Verdict::Warn,
+            Some(format!(
+                "Profile {} advises KSM on to share identical guest pages (echo 1 > /sys/kernel/mm/ksm/run, or start ksmtuned)",
+                profile.name
+            )),
+        ),
+        _ => (Verdict::Pass, None),
+    };
+    out.push(
+        "host-ksm-policy",
+        "KSM state for the profile",
+        verdict,
+        state,
+        hint,
+        "seed 001, seed 002 §3.5",
+        false,
+    );
+
+    let memory_nodes = host
+        .numa
+        .nodes
+        .iter()
+        .filter(|n| n.memory_total_kib.unwrap_or(0) > 0)
+        .count();
+    if running && memory_nodes > 1 {
+        if let Some(m) = ksm.merge_across_nodes {
+            out.push(
+                "host-ksm-policy",
+                "KSM merge_across_nodes on a NUMA host",
+                if m == 0 { Verdict::Pass } else { Verdict::Info },
+                format!("merge_across_nodes={m} on {memory_nodes} memory nodes"),
+                Some("With VMs bound to nodes, set merge_across_nodes=0 so KSM does not merge pages across nodes (requires KSM run=2 first to unmerge)".into()),
+                "seed 002 §3.1",
+                false,
+            );
+        }
+    }
+}
+
+fn thp(host: &Host, profile: &Profile, out: &mut Out) {
+    let Some(thp) = &host.memory.thp else {
+        return;
+    };
+    let Some(enabled) = &thp.enabled else {
+        return;
+    };
+    let ok = profile.host.thp_ok.iter().any(|x| x == enabled);
+    out.push(
+        "host-thp",
+        "transparent hugepages",
+        if ok { Verdict::Pass } else { Verdict::Warn },
+        format!("enabled={enabled}, defrag={}", thp.defrag.as_deref().unwrap_or("unknown")),
+        Some("QEMU madvises guest RAM: set 'madvise' (or 'always') in /sys/kernel/mm/transparent_hugepage/enabled so guests get 2M pages without static reservations".into()),
+        "seed 002 §3.8",
+        false,
+    );
+}
+
+fn hugepages(host: &Host, profile: &Profile, out: &mut Out) {
+    let reserved: Vec<String> = host
+        .memory
+        .hugepages
+        .iter()
+        .filter(|p| p.total > 0)
+        .map(|p| format!("{} x {} (free {})", p.total, size(p.size_kib), p.free))
+        .collect();
+    let mounted = !host.memory.hugetlbfs.is_empty();
+    if !reserved.is_empty() && !mounted {
+        out.push(
+            "host-hugepages-pool",
+            "hugepages reserved and hugetlbfs mounted",
+            Verdict::Warn,
+            format!("reserved {} but no hugetlbfs mount", reserved.join(", ")),
+            Some("libvirt backs <hugepages/> through hugetlbfs: mount -t hugetlbfs hugetlbfs /dev/hugepages".into()),
+            "seed 001, seed 002 §3.8",
+            false,
+        );
+        return;
+    }
+    let (verdict, hint) = if reserved.is_empty() && profile.host.hugepages == Want::Want {
+        (
+            Verdict::Warn,
+            Some(format!(
+                "Profile {} wants static hugepages for VM memory: reserve them per node (echo N > /sys/devices/system/node/nodeX/hugepages/hugepages-2048kB/nr_hugepages) or with hugepagesz=/hugepages= on the kernel command line",
+                profile.name
+            )),
+        )
+    } else {
+        (Verdict::Pass, None)
+    };
+    let detail = if reserved.is_empty() {
+        "no static hugepages reserved".to_string()
+    } else {
+        format!("reserved {}", reserved.join(", "))
+    };
+    out.push(
+        "host-hugepages-pool",
+        "static hugepage pools",
+        verdict,
+        detail,
+        hint,
+        "seed 001, seed 002 §3.8",
+        false,
+    );
+}
+
+fn numa_balancing(host: &Host, profile: &Profile, out: &mut Out) {
+    let nodes = host
+        .numa
+        .nodes
+        .iter()
+        .filter(|n| !n.cpus.is_empty())
+        .count();
+    let Some(b) = host.numa.balancing else {
+        return;
+    };
+    let detail = format!("kernel.numa_balancing={b} on {nodes} node(s) with CPUs");
+    let (verdict, hint) = if nodes <= 1 {
+        (Verdict::Pass, None)
+    } else if profile.host.numa_balancing == Want::Off && b != 0 {
+        (
+            Verdict::Warn,
+            Some(format!(
+                "Profile {} places VMs strictly: automatic balancing would fight the pins (sysctl -w kernel.numa_balancing=0)",
+                profile.name
+            )),
+        )
+    } else {
+        (Verdict::Info, Some("Keep it on for unpinned VMs; turn it off when every VM is strictly pinned (kvmtune audit judges this per domain)".into()))
+    };
+    out.push(
+        "host-numa-balancing",
+        "automatic NUMA balancing",
+        verdict,
+        detail,
+        hint,
+        "seed 002 §3.1",
+        false,
+    );
+}
+
+fn isolcpus(host: &Host, profile: &Profile, out: &mut Out) {
+    let isolated = host
+        .cpu
+        .isolated
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| host.cmdline.isolcpus_cpus.clone().filter(|s| !s.is_empty()));
+    let detail = match &isolated {
+        Some(s) => format!("isolated CPUs {s}"),
+        None => "no isolated CPUs".to_string(),
+    };
+    let (verdict, hint) = match (profile.host.isolcpus, &isolated) {
+        (Want::Want, None) => (Verdict::Warn, Some(format!(
+            "Profile {} gives VMs dedicated CPUs: isolate them from the host scheduler (isolcpus=/nohz_full= on the kernel command line, or a cpuset partition)",
+            profile.name))),
+        (Want::Avoid, Some(_)) => (Verdict::Info, Some(
+            "Isolated CPUs get no load balancing: only pinned, dedicated vCPUs should run there".into())),
+        _ => (Verdict::Pass, None),
+    };
+    out.push(
+        "host-isolcpus",
+        "CPU isolation for the profile",
+        verdict,
+        detail,
+        hint,
+        "seed 003",
+        false,
+    );
+}
+
+fn governor(host: &Host, profile: &Profile, out: &mut Out) {
+    let g = &host.cpu.governors;
+    if g.is_empty() {
+        out.push(
+            "host-governor",
+            "CPU frequency governor",
+            Verdict::Pass,
+            "no cpufreq driver (frequency is run by the firmware or the hypervisor below)",
+            None,
+            "tuned virtual-host",
+            false,
+        );
+        return;
+    }
+    let detail = g
+        .iter()
+        .map(|(k, v)| format!("{k} on {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let all_perf = g.keys().all(|k| k == "performance");
+    let want = profile.host.governor.as_str();
+    let (verdict, hint) = if want == "performance" && !all_perf {
+        (Verdict::Warn, Some("Latency hosts should run the performance governor (cpupower frequency-set -g performance, or tuned's virtual-host profile)".into()))
+    } else {
+        (Verdict::Pass, None)
+    };
+    out.push(
+        "host-governor",
+        "CPU frequency governor",
+        verdict,
+        detail,
+        hint,
+        "tuned virtual-host",
+        false,
+    );
+}
+
+fn halt_poll(host: &Host, out: &mut Out) {
+    if let Some(v) = host
+        .kvm
+        .modules
+        .get("kvm")
+        .and_then(|p| p.get("halt_poll_ns"))
+    {
+        out.push(
+            "host-halt-poll",
+            "KVM halt polling",
+            Verdict::Info,
+            format!("kvm.halt_poll_ns={v}"),
+            Some("Halt polling trades host CPU for wake-up latency; `kvmtune diagnose` judges it from HLT exit rates".into()),
+            "seed 004",
+            false,
+        );
+    }
+}
+
+fn size(kib: u64) -> String {
+    if kib >= 1024 * 1024 && kib % (1024 * 1024) == 0 {
+        format!("{}G", kib / 1024 / 1024)
+    } else if kib >= 1024 && kib % 1024 == 0 {
+        format!("{}M", kib / 1024)
+    } else {
+        format!("{kib}K")
+    }
+}

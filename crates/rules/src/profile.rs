@@ -1,0 +1,171 @@
+//! Scenario profiles. A profile is a TOML file; `include = "NAME"` inherits from another,
+//! like TuneD's `include=`, and keys of the including file win.
+
+use serde::{Deserialize, Serialize};
+
+/// The profiles shipped with kvmtune, by name.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("server", include_str!("../profiles/server.toml")),
+    ("latency", include_str!("../profiles/latency.toml")),
+    ("dense", include_str!("../profiles/dense.toml")),
+    ("desktop", include_str!("../profiles/desktop.toml")),
+    ("migratable", include_str!("../profiles/migratable.toml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error(
+        "unknown profile {0:?} (built-in: server, latency, dense, desktop, migratable; or a path to a .toml file)"
+    )]
+    Unknown(String),
+    #[error("cannot read profile {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("profile {name}: {message}")]
+    Invalid { name: String, message: String },
+    #[error("profile {0}: include loop")]
+    Loop(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub host: HostPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostPolicy {
+    pub ksm: Want,
+    pub thp_ok: Vec<String>,
+    pub isolcpus: Want,
+    pub governor: String,
+    pub hugepages: Want,
+    pub numa_balancing: Want,
+}
+
+/// What a profile wants of a switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Want {
+    On,
+    Off,
+    Want,
+    Avoid,
+    Optional,
+    Any,
+}
+
+impl Profile {
+    /// A built-in profile by name, or a profile file by path (anything containing `/` or
+    /// ending in `.toml`).
+    pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
+        let value = load_value(name_or_path, 0)?;
+        let mut table = value;
+        if let Some(t) = table.as_table_mut() {
+            t.remove("include");
+        }
+        table
+            .try_into()
+            .map_err(|e: toml::de::Error| ProfileError::Invalid {
+                name: name_or_path.to_string(),
+                message: e.message().to_string(),
+            })
+    }
+}
+
+fn source_of(name_or_path: &str) -> Result<String, ProfileError> {
+    if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+        return Ok(text.to_string());
+    }
+    if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
+        return std::fs::read_to_string(name_or_path).map_err(|source| ProfileError::Read {
+            path: name_or_path.to_string(),
+            source,
+        });
+    }
+    Err(ProfileError::Unknown(name_or_path.to_string()))
+}
+
+fn load_value(name_or_path: &str, depth: usize) -> Result<toml::Value, ProfileError> {
+    if depth > 8 {
+        return Err(ProfileError::Loop(name_or_path.to_string()));
+    }
+    let text = source_of(name_or_path)?;
+    let value: toml::Value = toml::from_str(&text).map_err(|e| ProfileError::Invalid {
+        name: name_or_path.to_string(),
+        message: e.message().to_string(),
+    })?;
+    match value.get("include").and_then(|v| v.as_str()) {
+        Some(parent) => {
+            let mut base = load_value(parent, depth + 1)?;
+            merge(&mut base, value);
+            Ok(base)
+        }
+        None => Ok(value),
+    }
+}
+
+/// Deep-merge `over` into `base`: tables merge key by key, other values replace.
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_profile_loads() {
+        for (name, _) in BUILTIN {
+            let p = Profile::load(name).unwrap();
+            assert_eq!(&p.name, name);
+        }
+    }
+
+    #[test]
+    fn include_inherits_and_overrides() {
+        let server = Profile::load("server").unwrap();
+        let latency = Profile::load("latency").unwrap();
+        assert_eq!(latency.host.ksm, server.host.ksm, "inherited");
+        assert_eq!(latency.host.isolcpus, Want::Want, "overridden");
+        assert_eq!(Profile::load("dense").unwrap().host.ksm, Want::On);
+    }
+
+    #[test]
+    fn bad_profiles_are_clear_errors() {
+        assert!(matches!(
+            Profile::load("nope"),
+            Err(ProfileError::Unknown(_))
+        ));
+        let dir = std::env::temp_dir().join(format!("kvmtune-prof-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("bad.toml");
+        std::fs::write(&f, "include = \"server\"\n[host]\nksm = \"sometimes\"\n").unwrap();
+        let err = Profile::load(f.to_str().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("bad.toml"), "{err}");
+        let f2 = dir.join("loop.toml");
+        std::fs::write(&f2, format!("include = {:?}\n", f2.to_str().unwrap())).unwrap();
+        assert!(matches!(
+            Profile::load(f2.to_str().unwrap()),
+            Err(ProfileError::Loop(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
