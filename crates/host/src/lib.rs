@@ -41,3 +41,14 @@ pub fn collect(src: &dyn Source) -> Host {
         unknown: cx.into_unknown(),
     }
 }
+
+/// A page size in KiB written the way the kernel command line does: `4K`, `2M`, `1G`.
+pub fn page_size(kib: u64) -> String {
+    if kib >= 1024 * 1024 && kib.is_multiple_of(1024 * 1024) {
+        format!("{}G", kib / 1024 / 1024)
+    } else if kib >= 1024 && kib.is_multiple_of(1024) {
+        format!("{}M", kib / 1024)
+    } else {
+        format!("{kib}K")
+    }
+}

@@ -390,8 +390,11 @@ fn ksm(host: &Host, profile: &Profile, out: &mut Out) {
         .iter()
         .filter(|n| n.memory_total_kib.unwrap_or(0) > 0)
         .count();
-    if running && memory_nodes > 1 {
-        if let Some(m) = ksm.merge_across_nodes {
+    if running
+        && memory_nodes > 1
+        && let Some(m) = ksm.merge_across_nodes
+    {
+        {
             out.push(
                 "host-ksm-policy",
                 "KSM merge_across_nodes on a NUMA host",
@@ -430,7 +433,14 @@ fn hugepages(host: &Host, profile: &Profile, out: &mut Out) {
         .hugepages
         .iter()
         .filter(|p| p.total > 0)
-        .map(|p| format!("{} x {} (free {})", p.total, size(p.size_kib), p.free))
+        .map(|p| {
+            format!(
+                "{} x {} (free {})",
+                p.total,
+                kvmtune_host::page_size(p.size_kib),
+                p.free
+            )
+        })
         .collect();
     let mounted = !host.memory.hugetlbfs.is_empty();
     if !reserved.is_empty() && !mounted {
@@ -590,15 +600,5 @@ fn halt_poll(host: &Host, out: &mut Out) {
             "seed 004",
             false,
         );
-    }
-}
-
-fn size(kib: u64) -> String {
-    if kib >= 1024 * 1024 && kib % (1024 * 1024) == 0 {
-        format!("{}G", kib / 1024 / 1024)
-    } else if kib >= 1024 && kib % 1024 == 0 {
-        format!("{}M", kib / 1024)
-    } else {
-        format!("{kib}K")
     }
 }

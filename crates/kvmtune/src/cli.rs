@@ -1,0 +1,120 @@
+//! The command line, defined once: `--help`, completions and the man page come from here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  done; nothing to report (for checks: every check passed or is informational)
+  1  findings: a check gave WARN or FAIL
+  2  error: bad arguments, an unreadable bundle, libvirt unreachable where required, ...";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kvmtune",
+    version,
+    about = "Find and fix performance problems of KVM virtual machines run by QEMU and libvirt",
+    long_about = "Find and fix performance problems of KVM virtual machines run by QEMU and libvirt.\n\n\
+        kvmtune reads the host (CPU topology, NUMA, hugepages, KSM, THP, KVM modules, IOMMU, \
+        cgroups) and libvirt's domains, and says what costs performance and how to fix it. \
+        Every command reads the live host unless --root or --from says otherwise.",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of text (schemas: docs/json.md).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Read host files under DIR instead of / (a captured tree or a test fixture).
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "from")]
+    pub root: Option<PathBuf>,
+
+    /// libvirt connection URI.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "URI",
+        env = "LIBVIRT_DEFAULT_URI",
+        default_value = "qemu:///system"
+    )]
+    pub connect: String,
+
+    /// Read everything from a support bundle made by `kvmtune snapshot`.
+    #[arg(long, global = true, value_name = "BUNDLE")]
+    pub from: Option<PathBuf>,
+
+    /// More detail (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// When to colour text output.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the host as KVM sees it: CPU, NUMA, memory features, KVM devices and modules.
+    ///
+    /// One view of what lscpu, numactl --hardware, virt-host-validate and /sys/kernel/mm tell.
+    /// With --check, judge the host: every QEMU check of virt-host-validate plus kvmtune's
+    /// host rules for the chosen profile, each PASS/INFO/WARN/FAIL with a hint.
+    #[command(after_help = EXIT_CODES)]
+    Host(HostArgs),
+
+    /// Write a support bundle: every host file kvmtune reads, libvirt capabilities, domain
+    /// capabilities and every domain's inactive and live XML, in one .tar.gz.
+    ///
+    /// Read it anywhere with `kvmtune --from FILE host` (and every other read-only command).
+    #[command(after_help = EXIT_CODES)]
+    Snapshot(SnapshotArgs),
+
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff), or write one page per command into a directory.
+    Manpage {
+        /// Write kvmtune.1 and kvmtune-COMMAND.1 files into this directory.
+        #[arg(short = 'o', long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// Judge the host instead of only describing it.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Scenario profile for the checks: server, latency, dense, desktop, migratable, or a
+    /// path to a profile .toml file.
+    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
+    pub profile: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The bundle file to write (a .tar.gz).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Capture host files only; do not contact libvirt.
+    #[arg(long)]
+    pub no_libvirt: bool,
+}
