@@ -307,3 +307,27 @@ fn snapshot_on_a_full_disk_fails_cleanly_and_leaves_nothing() {
     );
     assert!(listing.is_empty(), "left behind: {listing:?}");
 }
+
+#[test]
+fn lab_guests_boot_to_their_init() {
+    let lab_dir = std::env::var("KVMTUNE_LAB_DIR").unwrap_or_else(|_| "/var/cache/kvmtune-lab".into());
+    let domains = ["lab-db-pinned", "lab-seed000-untuned", "lab-tuned", "lab-win10-desktop"];
+    let log = |d: &str| std::path::Path::new(&lab_dir).join(format!("{d}.serial.log"));
+    if !log(domains[0]).exists() {
+        assert!(!lab_required(), "the lab is required in CI but {} is missing", log(domains[0]).display());
+        eprintln!("skipped: the lab is not up (scripts/lab up)");
+        return;
+    }
+    // Four TCG guests share two cores: give them time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    for d in domains {
+        loop {
+            let text = std::fs::read_to_string(log(d)).unwrap_or_default();
+            if text.contains("kvmtune-lab guest up") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{d} did not reach /init: {text:?}");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+}
