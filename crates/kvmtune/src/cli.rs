@@ -45,7 +45,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "BUNDLE")]
     pub from: Option<PathBuf>,
 
-    /// More detail (repeat for more).
+    /// More detail: `host` shows every CPU and every KVM module parameter.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 

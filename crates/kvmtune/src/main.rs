@@ -104,7 +104,12 @@ fn run(cli: &Cli) -> Result<Exit> {
                 if cli.json {
                     print_json(&host)?;
                 } else {
-                    print_text(&render::host(&host, &src.describe(), use_color(cli)))?;
+                    print_text(&render::host(
+                        &host,
+                        &src.describe(),
+                        use_color(cli),
+                        cli.verbose > 0,
+                    ))?;
                 }
                 return Ok(Exit::Clean);
             }

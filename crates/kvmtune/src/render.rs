@@ -102,7 +102,7 @@ const KEY_PARAMS: &[&str] = &[
     "sev",
 ];
 
-pub fn host(h: &Host, source: &str, color: bool) -> String {
+pub fn host(h: &Host, source: &str, color: bool, verbose: bool) -> String {
     let s = Style { color };
     let mut o = String::new();
     let _ = writeln!(
@@ -199,6 +199,29 @@ pub fn host(h: &Host, source: &str, color: bool) -> String {
                 .join(", ")
         },
     );
+    if verbose {
+        let _ = writeln!(
+            o,
+            "  {:<5} {:<7} {:<7} {:<6} {:<5} siblings",
+            "cpu", "online", "socket", "core", "node"
+        );
+        let dash = || "-".to_string();
+        for cpu in &c.cpus {
+            let _ = writeln!(
+                o,
+                "  {:<5} {:<7} {:<7} {:<6} {:<5} {}",
+                cpu.id,
+                if cpu.online { "yes" } else { "no" },
+                cpu.socket.map(|v| v.to_string()).unwrap_or_else(dash),
+                cpu.core.map(|v| v.to_string()).unwrap_or_else(dash),
+                cpu.node.map(|v| v.to_string()).unwrap_or_else(dash),
+                cpu.siblings
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(dash)
+            );
+        }
+    }
     let k = &h.cmdline;
     let mut cmd = Vec::new();
     if let Some(v) = &k.isolcpus {
@@ -393,10 +416,14 @@ pub fn host(h: &Host, source: &str, color: bool) -> String {
         row(&mut o, "modules", "no kvm module loaded");
     }
     for (name, params) in &kv.modules {
-        let shown: Vec<String> = KEY_PARAMS
-            .iter()
-            .filter_map(|p| params.get(*p).map(|v| format!("{p}={v}")))
-            .collect();
+        let shown: Vec<String> = if verbose {
+            params.iter().map(|(p, v)| format!("{p}={v}")).collect()
+        } else {
+            KEY_PARAMS
+                .iter()
+                .filter_map(|p| params.get(*p).map(|v| format!("{p}={v}")))
+                .collect()
+        };
         row(
             &mut o,
             &format!("module {name}"),

@@ -58,3 +58,18 @@ fn root_and_from_conflict() {
     let out = kvmtune(&["--root", "/", "--from", "x.tar.gz", "host"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn verbose_shows_every_cpu_and_module_parameter() {
+    let root = hosts_dir().join("c-epyc-sparse/root");
+    let plain = stdout(&kvmtune(&["--root", root.to_str().unwrap(), "host"]));
+    let verbose = stdout(&kvmtune(&["--root", root.to_str().unwrap(), "-v", "host"]));
+    assert!(!plain.contains("sev_es=N"));
+    assert!(verbose.contains("sev_es=N"), "all kvm_amd parameters");
+    assert!(
+        verbose
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["23", "no", "-", "-", "-", "-"]),
+        "offline CPU 23 row:\n{verbose}"
+    );
+}

@@ -310,11 +310,21 @@ fn snapshot_on_a_full_disk_fails_cleanly_and_leaves_nothing() {
 
 #[test]
 fn lab_guests_boot_to_their_init() {
-    let lab_dir = std::env::var("KVMTUNE_LAB_DIR").unwrap_or_else(|_| "/var/cache/kvmtune-lab".into());
-    let domains = ["lab-db-pinned", "lab-seed000-untuned", "lab-tuned", "lab-win10-desktop"];
+    let lab_dir =
+        std::env::var("KVMTUNE_LAB_DIR").unwrap_or_else(|_| "/var/cache/kvmtune-lab".into());
+    let domains = [
+        "lab-db-pinned",
+        "lab-seed000-untuned",
+        "lab-tuned",
+        "lab-win10-desktop",
+    ];
     let log = |d: &str| std::path::Path::new(&lab_dir).join(format!("{d}.serial.log"));
     if !log(domains[0]).exists() {
-        assert!(!lab_required(), "the lab is required in CI but {} is missing", log(domains[0]).display());
+        assert!(
+            !lab_required(),
+            "the lab is required in CI but {} is missing",
+            log(domains[0]).display()
+        );
         eprintln!("skipped: the lab is not up (scripts/lab up)");
         return;
     }
@@ -326,7 +336,10 @@ fn lab_guests_boot_to_their_init() {
             if text.contains("kvmtune-lab guest up") {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "{d} did not reach /init: {text:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{d} did not reach /init: {text:?}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
     }
