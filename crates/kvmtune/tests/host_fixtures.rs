@@ -208,3 +208,69 @@ fn text_output_shows_every_section() {
         assert!(!text.contains('\x1b'), "no colour with --color never");
     }
 }
+
+fn checks_of(fixture: &str) -> Vec<(String, String, String)> {
+    let root = hosts_dir().join(fixture).join("root");
+    let j = json(&kvmtune(&[
+        "--root",
+        root.to_str().unwrap(),
+        "host",
+        "--check",
+        "--json",
+    ]));
+    j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["title"].as_str().unwrap().to_string(),
+                c["verdict"].as_str().unwrap().to_string(),
+                c["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn verdict_of(checks: &[(String, String, String)], title: &str) -> (String, String) {
+    let c = checks
+        .iter()
+        .find(|c| c.0 == title)
+        .unwrap_or_else(|| panic!("no check {title:?}"));
+    (c.1.clone(), c.2.clone())
+}
+
+#[test]
+fn iommu_and_secure_guest_branches_follow_virt_host_validate() {
+    // Intel with a DMAR table and IOMMU groups: both IOMMU checks pass.
+    let b = checks_of("b-book-2socket");
+    assert_eq!(
+        verdict_of(&b, "for device assignment IOMMU support").0,
+        "PASS"
+    );
+    assert_eq!(verdict_of(&b, "if IOMMU is enabled by kernel").0, "PASS");
+    assert_eq!(verdict_of(&b, "for hardware virtualization").0, "PASS");
+    assert_eq!(verdict_of(&b, "if device /dev/kvm is accessible").0, "PASS");
+    // cgroup v1 without cpuacct/cpu merged mount names still counts both controllers
+    assert_eq!(
+        verdict_of(&b, "for cgroup 'cpuacct' controller support").0,
+        "PASS"
+    );
+    // AMD with IVRS: passes; sev flag but kvm_amd.sev=N: WARN "disabled in kernel".
+    let c = checks_of("c-epyc-sparse");
+    assert_eq!(
+        verdict_of(&c, "for device assignment IOMMU support").0,
+        "PASS"
+    );
+    let (v, detail) = verdict_of(&c, "for secure guest support");
+    assert_eq!(v, "WARN");
+    assert!(detail.contains("disabled in kernel"), "{detail}");
+    // cgroup v2: cpuacct via cpu, blkio via io, devices via eBPF
+    for ctl in ["cpuacct", "blkio", "devices"] {
+        assert_eq!(
+            verdict_of(&c, &format!("for cgroup '{ctl}' controller support")).0,
+            "PASS",
+            "{ctl}"
+        );
+    }
+}
