@@ -33,6 +33,10 @@ impl Style {
 
 const UNKNOWN: &str = "unknown";
 
+fn unknown() -> String {
+    UNKNOWN.to_string()
+}
+
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref()
         .map(|x| x.to_string())
@@ -320,9 +324,9 @@ pub fn host(h: &Host, source: &str, color: bool, verbose: bool) -> String {
         "RAM",
         format!(
             "{} total, {} free, {} available",
-            m.total_kib.map(kib).unwrap_or_else(|| UNKNOWN.into()),
-            m.free_kib.map(kib).unwrap_or_else(|| UNKNOWN.into()),
-            m.available_kib.map(kib).unwrap_or_else(|| UNKNOWN.into())
+            m.total_kib.map_or_else(unknown, kib),
+            m.free_kib.map_or_else(unknown, kib),
+            m.available_kib.map_or_else(unknown, kib)
         ),
     );
     row(
@@ -360,7 +364,7 @@ pub fn host(h: &Host, source: &str, color: bool, verbose: bool) -> String {
     row(
         &mut o,
         "AnonHugePages",
-        m.anon_huge_kib.map(kib).unwrap_or_else(|| UNKNOWN.into()),
+        m.anon_huge_kib.map_or_else(unknown, kib),
     );
     row(
         &mut o,
@@ -369,8 +373,8 @@ pub fn host(h: &Host, source: &str, color: bool, verbose: bool) -> String {
             (Some(0), _) | (_, 0) => "none".to_string(),
             (t, n) => format!(
                 "{} total, {} free on {n} device(s)",
-                t.map(kib).unwrap_or_else(|| UNKNOWN.into()),
-                m.swap_free_kib.map(kib).unwrap_or_else(|| UNKNOWN.into())
+                t.map_or_else(unknown, kib),
+                m.swap_free_kib.map_or_else(unknown, kib)
             ),
         },
     );

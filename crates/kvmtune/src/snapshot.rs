@@ -141,7 +141,7 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
     if cli.json {
         print_json(&report)?;
     } else {
-        let mut t = format!(
+        let t = format!(
             "wrote {}: {} host files from {}, {} domains ({} running)\n",
             report.path,
             report.host_files,
@@ -149,11 +149,12 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
             report.domains.len(),
             report.running
         );
+        // Warnings go to stderr, so stdout stays the one-line summary.
         if let Some(e) = report.libvirt_error {
-            t.push_str(&format!("libvirt not captured: {e}\n"));
+            eprintln!("kvmtune: warning: libvirt not captured: {e}");
         }
         for e in report.libvirt_errors {
-            t.push_str(&format!("libvirt: partial capture: {e}\n"));
+            eprintln!("kvmtune: warning: libvirt: partial capture: {e}");
         }
         print_text(&t)?;
     }

@@ -394,17 +394,15 @@ fn ksm(host: &Host, profile: &Profile, out: &mut Out) {
         && memory_nodes > 1
         && let Some(m) = ksm.merge_across_nodes
     {
-        {
-            out.push(
-                "host-ksm-policy",
-                "KSM merge_across_nodes on a NUMA host",
-                if m == 0 { Verdict::Pass } else { Verdict::Info },
-                format!("merge_across_nodes={m} on {memory_nodes} memory nodes"),
-                Some("With VMs bound to nodes, set merge_across_nodes=0 so KSM does not merge pages across nodes (requires KSM run=2 first to unmerge)".into()),
-                "seed 002 §3.1",
-                false,
-            );
-        }
+        out.push(
+            "host-ksm-policy",
+            "KSM merge_across_nodes on a NUMA host",
+            if m == 0 { Verdict::Pass } else { Verdict::Info },
+            format!("merge_across_nodes={m} on {memory_nodes} memory nodes"),
+            Some("With VMs bound to nodes, set merge_across_nodes=0 so KSM does not merge pages across nodes (requires KSM run=2 first to unmerge)".into()),
+            "seed 002 §3.1",
+            false,
+        );
     }
 }
 
