@@ -29,6 +29,8 @@ use kvmtune_host::{Capture, Replay};
 pub const BUNDLE_VERSION: u32 = 1;
 /// Entries larger than this are refused on reading (a bundle is made of small text files).
 const MAX_ENTRY: u64 = 64 * 1024 * 1024;
+/// A whole bundle larger than this (uncompressed) is refused: a gzip bomb, not a capture.
+const MAX_TOTAL: u64 = 1024 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -214,6 +216,10 @@ impl Bundle {
 
     /// Read a bundle written by [`Bundle::write`].
     pub fn read(path: &Path) -> Result<Bundle, BundleError> {
+        Bundle::read_limited(path, MAX_TOTAL)
+    }
+
+    fn read_limited(path: &Path, max_total: u64) -> Result<Bundle, BundleError> {
         let rerr = |source| BundleError::Read {
             path: path.to_path_buf(),
             source,
@@ -225,6 +231,7 @@ impl Bundle {
         let file = File::open(path).map_err(rerr)?;
         let mut archive = tar::Archive::new(GzDecoder::new(file));
         let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut total: u64 = 0;
         let iter = archive
             .entries()
             .map_err(|e| ferr(format!("not a gzip'd tar archive ({e})")))?;
@@ -239,6 +246,10 @@ impl Bundle {
                 return Err(ferr(format!(
                     "entry {name} is larger than {MAX_ENTRY} bytes"
                 )));
+            }
+            total = total.saturating_add(entry.size());
+            if total > max_total {
+                return Err(ferr(format!("more than {max_total} bytes uncompressed")));
             }
             let mut bytes = Vec::with_capacity(entry.size() as usize);
             entry
@@ -401,6 +412,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(missing.contains("none.tar.gz"), "{missing}");
+    }
+
+    #[test]
+    fn an_oversized_bundle_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.tar.gz");
+        sample().write(&path).unwrap();
+        let err = Bundle::read_limited(&path, 64).unwrap_err().to_string();
+        assert!(
+            err.contains("big.tar.gz") && err.contains("more than 64 bytes"),
+            "{err}"
+        );
     }
 
     #[test]
