@@ -17,7 +17,8 @@ Exit codes:
     about = "Find and fix performance problems of KVM virtual machines run by QEMU and libvirt",
     long_about = "Find and fix performance problems of KVM virtual machines run by QEMU and libvirt.\n\n\
         kvmtune reads the host (CPU topology, NUMA, hugepages, KSM, THP, KVM modules, IOMMU, \
-        cgroups) and libvirt's domains, and says what costs performance and how to fix it. \
+        cgroups), judges it against a scenario profile with a hint for each problem, and \
+        captures the host and libvirt's domains into support bundles. \
         Every command reads the live host unless --root or --from says otherwise.",
     after_help = EXIT_CODES
 )]
@@ -30,7 +31,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR", conflicts_with = "from")]
     pub root: Option<PathBuf>,
 
-    /// libvirt connection URI.
+    /// libvirt connection URI (used by `snapshot`).
     #[arg(
         long,
         short = 'c',
@@ -78,6 +79,7 @@ pub enum Command {
     /// capabilities and every domain's inactive and live XML, in one .tar.gz.
     ///
     /// Read it anywhere with `kvmtune --from FILE host` (and every other read-only command).
+    /// With --root, host files come from that tree while libvirt is still read from --connect.
     #[command(after_help = EXIT_CODES)]
     Snapshot(SnapshotArgs),
 
