@@ -67,6 +67,9 @@ pub fn parse_cpuinfo(text: &str) -> Result<CpuInfo, String> {
     if !seen_any {
         return Err("empty".to_string());
     }
+    if info.flags.is_empty() {
+        return Err("no flags line".to_string());
+    }
     Ok(info)
 }
 
@@ -123,6 +126,18 @@ fn cpuset(cx: &mut Ctx, field: &str, path: &str, optional: bool) -> Option<CpuSe
     })
 }
 
+/// A plain identifier such as a governor name (`performance`, `schedutil`).
+pub(crate) fn word(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(s.to_string())
+    } else {
+        Err(format!("not a plain word: {:?}", short(s)))
+    }
+}
+
 fn int(cx: &mut Ctx, field: &str, path: &str) -> Option<i64> {
     let raw = cx.optional(field, path);
     cx.parse(field, path, raw, |s| {
@@ -155,8 +170,13 @@ pub(crate) fn read(cx: &mut Ctx, numa: &Numa) -> Cpu {
     cpu.offline = cpuset(cx, "cpu.offline", &format!("{SYS_CPU}/offline"), true);
     cpu.isolated = cpuset(cx, "cpu.isolated", &format!("{SYS_CPU}/isolated"), true);
     cpu.nohz_full = cpuset(cx, "cpu.nohz_full", &format!("{SYS_CPU}/nohz_full"), true);
-    let smt = cx.optional("cpu.smt_active", &format!("{SYS_CPU}/smt/active"));
-    cpu.smt_active = smt.map(|s| s == "1");
+    let smt_path = format!("{SYS_CPU}/smt/active");
+    let smt = cx.optional("cpu.smt_active", &smt_path);
+    cpu.smt_active = cx.parse("cpu.smt_active", &smt_path, smt, |s| match s {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        other => Err(format!("expected 0 or 1, got {:?}", short(other))),
+    });
 
     // The CPUs to describe: present ones, or the cpuN directories when `present` is unknown.
     let ids: Vec<u32> = match &cpu.present {
@@ -258,6 +278,7 @@ mod tests {
     fn cpuinfo_garbage_is_an_error() {
         assert!(parse_cpuinfo("").is_err());
         assert!(parse_cpuinfo("\u{1}\u{2}garbage without colon").is_err());
+        assert!(parse_cpuinfo("x: 1\n").is_err(), "no flags line");
     }
 
     #[test]

@@ -65,8 +65,14 @@ fn read_cgroup(cx: &mut Ctx) -> Cgroup {
     let pure_v2 = v1.is_empty() && !v2.is_empty();
     for point in &v2 {
         let path = format!("{}/cgroup.controllers", point.trim_end_matches('/'));
-        if let Some(list) = cx.optional("kvm.cgroup", &path) {
-            for c in list.split_whitespace() {
+        let raw = cx.optional("kvm.cgroup", &path);
+        let list = cx.parse("kvm.cgroup", &path, raw, |s| {
+            s.split_whitespace()
+                .map(crate::cpu::word)
+                .collect::<Result<Vec<_>, _>>()
+        });
+        if let Some(list) = list {
+            for c in list.iter().map(String::as_str) {
                 match c {
                     "cpu" => {
                         controllers.insert("cpu".to_string());

@@ -37,10 +37,10 @@ pub fn parse_size_kib(s: &str) -> Option<u64> {
 }
 
 /// The bracketed choice of a sysfs selector such as `always [madvise] never`.
-pub fn selected(value: &str) -> String {
+pub fn selected(value: &str) -> Result<String, String> {
     match (value.find('['), value.find(']')) {
-        (Some(a), Some(b)) if a < b => value[a + 1..b].to_string(),
-        _ => value.trim().to_string(),
+        (Some(a), Some(b)) if a < b => crate::cpu::word(&value[a + 1..b]),
+        _ => Err(format!("no [selected] choice in {:?}", short(value))),
     }
 }
 
@@ -94,6 +94,9 @@ pub fn parse_hugetlbfs_mounts(text: &str) -> Result<Vec<Mount>, String> {
 
 /// Parse /proc/swaps.
 pub fn parse_swaps(text: &str) -> Result<Vec<Swap>, String> {
+    if !text.starts_with("Filename") {
+        return Err(format!("no Filename header: {:?}", short(text)));
+    }
     let mut out = Vec::new();
     for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -187,20 +190,21 @@ fn read_ksm(cx: &mut Ctx) -> Option<Ksm> {
 
 fn read_thp(cx: &mut Ctx) -> Option<Thp> {
     let dir = "/sys/kernel/mm/transparent_hugepage";
-    let enabled = match cx.src.read_value(&format!("{dir}/enabled")) {
-        Ok(v) => Some(selected(&v)),
+    let enabled_path = format!("{dir}/enabled");
+    let enabled = match cx.src.read_value(&enabled_path) {
+        Ok(v) => cx.parse("memory.thp.enabled", &enabled_path, Some(v), selected),
         Err(e) if e.is_not_found() => return None,
         Err(e) => {
             cx.fail("memory.thp.enabled", &e);
             None
         }
     };
-    let defrag = cx
-        .value("memory.thp.defrag", &format!("{dir}/defrag"))
-        .map(|v| selected(&v));
-    let shmem_enabled = cx
-        .optional("memory.thp.shmem_enabled", &format!("{dir}/shmem_enabled"))
-        .map(|v| selected(&v));
+    let defrag_path = format!("{dir}/defrag");
+    let raw = cx.value("memory.thp.defrag", &defrag_path);
+    let defrag = cx.parse("memory.thp.defrag", &defrag_path, raw, selected);
+    let shmem_path = format!("{dir}/shmem_enabled");
+    let raw = cx.optional("memory.thp.shmem_enabled", &shmem_path);
+    let shmem_enabled = cx.parse("memory.thp.shmem_enabled", &shmem_path, raw, selected);
     let mut khugepaged = BTreeMap::new();
     let kdir = format!("{dir}/khugepaged");
     for name in cx.list_optional("memory.thp.khugepaged", &kdir) {
@@ -271,9 +275,10 @@ mod tests {
         assert_eq!(parse_size_kib("2048k"), Some(2048));
         assert_eq!(parse_size_kib("2097152"), Some(2048));
         assert_eq!(parse_size_kib("M"), None);
-        assert_eq!(selected("always [madvise] never"), "madvise");
-        assert_eq!(selected("[never]"), "never");
-        assert_eq!(selected("1"), "1");
+        assert_eq!(selected("always [madvise] never").unwrap(), "madvise");
+        assert_eq!(selected("[never]").unwrap(), "never");
+        assert!(selected("1").is_err());
+        assert!(selected("a [\u{1}] b").is_err());
     }
 
     #[test]
@@ -291,6 +296,7 @@ mod tests {
         .unwrap();
         assert_eq!(s[0].size_kib, 8388604);
         assert_eq!(s[0].priority, -2);
-        assert!(parse_swaps("h\n/dev/x partition zz 0 1\n").is_err());
+        assert!(parse_swaps("Filename\n/dev/x partition zz 0 1\n").is_err());
+        assert!(parse_swaps("garbage").is_err());
     }
 }

@@ -172,6 +172,7 @@ fn garbling_any_file_never_panics_and_is_always_reported() {
     files(&root, &mut all);
     all.sort();
     let mut reported = 0;
+    let mut garbled = 0;
     for (i, f) in all.iter().enumerate() {
         let original = std::fs::read(f).unwrap();
         if original.is_empty() {
@@ -184,6 +185,7 @@ fn garbling_any_file_never_panics_and_is_always_reported() {
             b"x\x01-,^: 99999999999999999999\n".to_vec()
         };
         std::fs::write(f, &bad).unwrap();
+        garbled += 1;
         let out = Command::new(bin())
             .args(["--root", root.to_str().unwrap(), "host", "--json"])
             .output()
@@ -202,10 +204,12 @@ fn garbling_any_file_never_panics_and_is_always_reported() {
         }
         std::fs::write(f, &original).unwrap();
     }
-    // Free-form files (hostname, cmdline, KSM counters kept as text) may legitimately accept
-    // text; everything with a format must report. Most files have a format.
+    eprintln!("garbled {garbled} files with content: {reported} reported as unknown");
+    // Not reported: files kvmtune does not read (cpuN/online, smt/control, node/has_cpu, ...),
+    // free text (hostname, osrelease, cmdline) and values kept as read (KSM and khugepaged
+    // counters, module parameters). Every file with a format kvmtune parses reports.
     assert!(
-        reported * 10 >= all.len() * 6,
+        reported * 10 >= garbled * 7,
         "only {reported} of {} garbled files reported",
         all.len()
     );
