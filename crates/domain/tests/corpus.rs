@@ -33,6 +33,7 @@ fn every_corpus_domain_parses_and_serializes_back_byte_for_byte() {
         let src = std::fs::read_to_string(f).unwrap();
         let doc = Document::parse(&src).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert_eq!(doc.serialize(), src, "{}", f.display());
+        kvmtune_domain::Domain::from_doc(&doc).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
     }
 }
 
