@@ -264,6 +264,11 @@ impl Document {
         }
     }
 
+    /// How many nodes the arena holds (grows with every insertion).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// The root element.
     pub fn root(&self) -> NodeId {
         self.root

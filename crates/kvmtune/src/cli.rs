@@ -31,7 +31,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR", conflicts_with = "from")]
     pub root: Option<PathBuf>,
 
-    /// libvirt connection URI (used by `snapshot`).
+    /// libvirt connection URI (used by `snapshot` and `audit`).
     #[arg(
         long,
         short = 'c',
@@ -83,6 +83,29 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Snapshot(SnapshotArgs),
 
+    /// Audit domain XML against a profile: findings with evidence, why, fix and risk.
+    ///
+    /// Targets are XML files, or domain names of the libvirt connection (--connect), or of
+    /// a bundle with --from. --all audits every domain. Files are judged on their own unless
+    /// --host (or --root) adds this host's facts; libvirt and bundle domains always come
+    /// with their host. --fix writes fixed XML (-o DIR) or prints diffs (--diff); it never
+    /// changes libvirt.
+    #[command(after_help = AUDIT_EXIT_CODES)]
+    Audit(AuditArgs),
+
+    /// List the audit rules (id, severity, profiles, title).
+    Rules {
+        /// Show whether each rule is on, and at which level, for this profile.
+        #[arg(long, short = 'p', value_name = "PROFILE")]
+        profile: Option<String>,
+    },
+
+    /// Explain one audit rule: why it matters, the fix, its risk and its source.
+    Explain {
+        /// The rule id (see `kvmtune rules`).
+        rule: String,
+    },
+
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -108,6 +131,58 @@ pub struct HostArgs {
     /// path to a profile .toml file.
     #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
     pub profile: String,
+}
+
+pub const AUDIT_EXIT_CODES: &str = "\
+Exit codes:
+  0  no finding at or above --fail-on (default: warn)
+  1  findings at or above --fail-on
+  2  error: an input is malformed or not a domain, libvirt unreachable, unwritable -o DIR, ...";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+    Sarif,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Domain XML files and/or domain names.
+    #[arg(value_name = "FILE|DOMAIN")]
+    pub targets: Vec<String>,
+
+    /// Audit every domain of the libvirt connection (or of the bundle given with --from).
+    #[arg(long)]
+    pub all: bool,
+
+    /// Scenario profile: server, latency, dense, desktop, migratable, or a .toml path.
+    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
+    pub profile: String,
+
+    /// Output format (--json is the same as --format json).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
+    pub format: OutputFormat,
+
+    /// Exit 1 when a finding is at least this severe: info, warn or error.
+    #[arg(long, value_name = "SEVERITY")]
+    pub fail_on: Option<String>,
+
+    /// Judge XML files against this host's facts (the live host, or --root).
+    #[arg(long)]
+    pub host: bool,
+
+    /// Apply every finding's fix to a copy of the XML (never to libvirt).
+    #[arg(long)]
+    pub fix: bool,
+
+    /// With --fix: write the fixed XML into DIR (named after the file, or DOMAIN.xml).
+    #[arg(short = 'o', long = "output", value_name = "DIR", requires = "fix")]
+    pub output: Option<PathBuf>,
+
+    /// With --fix: print unified diffs of the changes.
+    #[arg(long, requires = "fix")]
+    pub diff: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,11 @@
 //! kvmtune: find and fix performance problems of KVM virtual machines.
 
+mod audit;
+mod audit_inputs;
 mod cli;
 mod render;
+mod rules_cmd;
+mod sarif;
 mod snapshot;
 
 use std::io::{IsTerminal, Write};
@@ -149,6 +153,9 @@ fn run(cli: &Cli) -> Result<Exit> {
             })
         }
         Command::Snapshot(args) => snapshot::run(cli, args),
+        Command::Audit(args) => audit::run(cli, args),
+        Command::Rules { profile } => rules_cmd::list(cli.json, profile.as_deref()),
+        Command::Explain { rule } => rules_cmd::explain(cli.json, rule),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let mut buf = Vec::new();

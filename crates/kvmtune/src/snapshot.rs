@@ -29,7 +29,7 @@ struct SnapshotReport<'a> {
 
 /// Read what libvirt knows. A failure of one call is recorded and the rest goes on; a
 /// domain that vanishes mid-capture is noted in its entry.
-fn capture_libvirt(uri: &str) -> LibvirtCapture {
+pub(crate) fn capture_libvirt(uri: &str) -> LibvirtCapture {
     let mut cap = LibvirtCapture {
         uri: Some(uri.to_string()),
         ..LibvirtCapture::default()

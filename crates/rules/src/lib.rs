@@ -8,3 +8,4 @@ pub mod profile;
 
 pub use host_checks::{Check, Verdict, check_host};
 pub use profile::{Profile, ProfileError};
+pub mod audit;

@@ -29,12 +29,53 @@ pub enum ProfileError {
     Loop(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub name: String,
     pub description: String,
     pub host: HostPolicy,
+    pub domain: DomainPolicy,
+    /// Per-rule overrides: `"dev-tablet" = "off"`, or a severity (`info`, `warn`, `error`).
+    #[serde(default)]
+    pub rules: std::collections::BTreeMap<String, Level>,
+}
+
+/// A rule's level in a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Off,
+    Info,
+    Warn,
+    Error,
+}
+
+/// What a profile wants of domains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainPolicy {
+    /// The CPU mode advised: "host-model" or "host-passthrough".
+    pub cpu_mode: String,
+    /// Advise hugepages for domains with at least this much memory (MiB); 0 for all.
+    pub hugepages_min_mib: u64,
+    /// Most vCPUs per host thread over all domains of a host.
+    pub vcpu_overcommit: f64,
+    /// Most guest memory per byte of host RAM over all domains of a host.
+    pub memory_overcommit: f64,
+    /// "want": vCPUs are expected to be pinned to dedicated CPUs; "avoid": pinning is
+    /// host-specific and unwanted (migratable); "any".
+    pub pinning: Want,
+    /// The memory balloon: "want" (overcommit relies on it), "avoid" (pointless), "any".
+    pub balloon: Want,
+    /// The USB tablet: "want" (desktops: mouse sync), "avoid" (servers: idle CPU), "any".
+    pub tablet: Want,
+    /// Sound, floppy and extra video devices: "avoid" or "any".
+    pub legacy_devices: Want,
+    /// Disk cache modes accepted without a finding.
+    pub disk_cache: Vec<String>,
+    /// `<nosharepages/>`: "want" (latency: keep KSM off the guest) or "any".
+    pub nosharepages: Want,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,83 @@
+//! SARIF 2.1.0 output of `kvmtune audit --format sarif`, for code-scanning UIs in CI.
+
+use serde_json::{Value, json};
+
+use crate::audit::Report;
+use kvmtune_rules::audit::{Severity, rules};
+
+fn level(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warn => "warning",
+        Severity::Info => "note",
+    }
+}
+
+pub fn sarif(r: &Report) -> Value {
+    let all = rules();
+    let index = |id: &str| all.iter().position(|x| x.meta.id == id);
+    let rule_list: Vec<Value> = all
+        .iter()
+        .map(|x| {
+            json!({
+                "id": x.meta.id,
+                "name": x.meta.title,
+                "shortDescription": {"text": x.meta.title},
+                "fullDescription": {"text": x.meta.why},
+                "help": {"text": format!("Fix: {}\nRisk: {}\nSource: {}", x.meta.fix, x.meta.risk, x.meta.source)},
+                "defaultConfiguration": {"level": level(x.meta.severity)},
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for d in &r.domains {
+        let uri = match &d.line_file {
+            Some(p) => p.display().to_string(),
+            None => format!("{}.xml", d.name),
+        };
+        for f in &d.findings {
+            let ev = f.evidence.first();
+            let mut loc = json!({
+                "physicalLocation": {"artifactLocation": {"uri": uri}},
+                "logicalLocations": [{"fullyQualifiedName": ev.map(|e| e.path.clone()).unwrap_or_default(), "kind": "element"}],
+            });
+            if let Some(line) = ev.and_then(|e| e.line) {
+                loc["physicalLocation"]["region"] = json!({"startLine": line});
+            }
+            let mut text = format!("{}: {}", d.name, f.message);
+            if let Some(fix) = &f.fix {
+                text.push_str(&format!(". Fix: {} ({})", fix.summary, fix.command));
+            }
+            results.push(json!({
+                "ruleId": f.rule,
+                "ruleIndex": index(f.rule),
+                "level": level(f.severity),
+                "message": {"text": text},
+                "locations": [loc],
+                "properties": {"domain": d.name, "suspect": f.suspect, "assumed": f.assumed},
+            }));
+        }
+    }
+    for f in &r.host_findings {
+        results.push(json!({
+            "ruleId": f.rule,
+            "ruleIndex": index(f.rule),
+            "level": level(f.severity),
+            "message": {"text": format!("host: {}", f.message)},
+            "locations": [{"logicalLocations": [{"fullyQualifiedName": f.evidence.first().map(|e| e.path.clone()).unwrap_or_default(), "kind": "resource"}]}],
+        }));
+    }
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "kvmtune",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://example.invalid/kvmtune",
+                "rules": rule_list,
+            }},
+            "results": results,
+        }],
+    })
+}

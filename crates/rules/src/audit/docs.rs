@@ -1,0 +1,67 @@
+//! docs/rules.md, generated from the rule definitions (a test keeps the file current).
+
+use super::{Level, level, rules};
+use crate::profile::{BUILTIN, Profile};
+use std::fmt::Write as _;
+
+/// The profiles a rule is on in, with the level when it differs from the default.
+pub fn profiles_of(meta: &super::Meta) -> Vec<String> {
+    let mut v = Vec::new();
+    for (name, _) in BUILTIN {
+        let Ok(p) = Profile::load(name) else { continue };
+        match level(meta, &p) {
+            Level::Off => {}
+            l if l == level_of(meta.severity) => v.push(name.to_string()),
+            l => v.push(format!("{name} ({})", format!("{l:?}").to_lowercase())),
+        }
+    }
+    v
+}
+
+fn level_of(s: super::Severity) -> Level {
+    match s {
+        super::Severity::Info => Level::Info,
+        super::Severity::Warn => Level::Warn,
+        super::Severity::Error => Level::Error,
+    }
+}
+
+pub fn markdown() -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Audit rules\n");
+    let _ = writeln!(
+        s,
+        "Generated from the rule definitions in `crates/rules/src/audit/` (`KVMTUNE_BLESS=1 cargo test -p kvmtune-rules --test rules_doc` rewrites it; the test fails when it is stale). `kvmtune rules` lists them, `kvmtune explain RULE` prints one.\n"
+    );
+    let _ = writeln!(s, "| id | severity | profiles | title |\n|---|---|---|---|");
+    for r in rules() {
+        let _ = writeln!(
+            s,
+            "| [{id}](#{id}) | {} | {} | {} |",
+            r.meta.severity.as_str(),
+            profiles_of(&r.meta).join(", "),
+            r.meta.title,
+            id = r.meta.id
+        );
+    }
+    for r in rules() {
+        let m = &r.meta;
+        let _ = writeln!(s, "\n## {}\n", m.id);
+        let _ = writeln!(s, "**{}**: {}\n", m.severity.as_str(), m.title);
+        let _ = writeln!(s, "- Profiles: {}", profiles_of(m).join(", "));
+        let _ = writeln!(
+            s,
+            "- Needs host facts: {}",
+            if m.needs_host {
+                "yes (skipped without them)"
+            } else {
+                "no"
+            }
+        );
+        let _ = writeln!(s, "- Why: {}", m.why);
+        let _ = writeln!(s, "- Fix: {}", m.fix);
+        let _ = writeln!(s, "- Risk: {}", m.risk);
+        let _ = writeln!(s, "- Source: {}", m.source);
+    }
+    s
+}

@@ -1,0 +1,375 @@
+//! The domain audit: rules that read a domain (and, when known, the host and the other
+//! domains of the host) and report findings with evidence, a reason, a fix expressed as
+//! edits on the domain document, and the fix's risk.
+
+mod caps;
+pub mod docs;
+mod edit;
+mod rules_clock;
+mod rules_cpu;
+mod rules_dev;
+mod rules_host;
+mod rules_mem;
+mod rules_numa;
+
+pub use caps::DomainCaps;
+pub use edit::{Edit, Op, Seg, Target, apply};
+
+use kvmtune_domain::{Document, Domain, NodeId};
+use kvmtune_host::{CpuSet, Host};
+use serde::Serialize;
+
+pub use crate::profile::Level;
+use crate::profile::Profile;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warn => "warn",
+            Severity::Error => "error",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "info" => Some(Severity::Info),
+            "warn" | "warning" => Some(Severity::Warn),
+            "error" => Some(Severity::Error),
+            _ => None,
+        }
+    }
+}
+
+/// When a fix takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Applies {
+    /// On the running domain at once (and in its persistent config).
+    Live,
+    /// In the persistent config; the running domain picks it up at its next cold boot
+    /// (shut down and start; a reboot from inside the guest is not enough).
+    NextBoot,
+}
+
+/// A rule's description: what `kvmtune rules`, `explain` and docs/rules.md show.
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    pub id: &'static str,
+    pub title: &'static str,
+    /// Default severity (a profile may override it).
+    pub severity: Severity,
+    /// Profiles the rule is on in by default; `["*"]` for all.
+    pub profiles: &'static [&'static str],
+    pub why: &'static str,
+    pub fix: &'static str,
+    pub risk: &'static str,
+    pub source: &'static str,
+    /// Whether the rule needs host facts (it is skipped without them).
+    pub needs_host: bool,
+}
+
+/// Where a finding points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    /// `/domain/devices/disk[2]/driver`, or a host path.
+    pub path: String,
+    pub line: Option<usize>,
+    /// The current value: a start tag, an attribute value, a host fact.
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Fix {
+    /// One sentence: what the fix does.
+    pub summary: String,
+    pub edits: Vec<Edit>,
+    /// The equivalent command an admin would type.
+    pub command: String,
+    pub applies: Applies,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub severity: Severity,
+    /// The domain's name, or "host".
+    pub subject: String,
+    pub title: &'static str,
+    /// What was found, specifically.
+    pub message: String,
+    pub evidence: Vec<Evidence>,
+    pub why: &'static str,
+    pub fix: Option<Fix>,
+    pub risk: &'static str,
+    /// The XML only suggests the problem (e.g. the guest OS is inferred).
+    pub suspect: bool,
+    /// What the rule assumed for lack of host facts or domain capabilities.
+    pub assumed: Option<String>,
+}
+
+/// Another domain of the same host (for overlap and overcommit rules).
+pub struct Peer<'a> {
+    pub domain: &'a Domain,
+    pub active: bool,
+}
+
+/// Everything a rule may read.
+pub struct Cx<'a> {
+    pub doc: &'a Document,
+    pub d: &'a Domain,
+    pub profile: &'a Profile,
+    pub host: Option<&'a Host>,
+    pub caps: Option<&'a DomainCaps>,
+    /// All domains of the host, this one included.
+    pub peers: &'a [Peer<'a>],
+}
+
+impl Cx<'_> {
+    pub fn ev(&self, node: NodeId) -> Evidence {
+        Evidence {
+            path: self.doc.path(node),
+            line: self.doc.line(node),
+            value: self.doc.start_tag(node),
+        }
+    }
+    pub fn ev_attr(&self, node: NodeId, attr: &str) -> Evidence {
+        Evidence {
+            path: format!("{}/@{attr}", self.doc.path(node)),
+            line: self.doc.line(node),
+            value: self.doc.attr(node, attr).unwrap_or("(absent)").to_string(),
+        }
+    }
+    pub fn ev_absent(&self, parent: NodeId, what: &str) -> Evidence {
+        Evidence {
+            path: format!("{}/{what}", self.doc.path(parent)),
+            line: self.doc.line(parent),
+            value: "(absent)".into(),
+        }
+    }
+    pub fn name(&self) -> &str {
+        &self.d.name
+    }
+    /// The host's online CPUs, when known.
+    pub fn host_cpus(&self) -> Option<CpuSet> {
+        let h = self.host?;
+        let s = h.online_cpus();
+        (!s.is_empty()).then_some(s)
+    }
+    /// Host NUMA node of a CPU.
+    pub fn node_of(&self, cpu: u32) -> Option<u32> {
+        self.host?
+            .numa
+            .nodes
+            .iter()
+            .find(|n| n.cpus.contains(cpu))
+            .map(|n| n.id)
+    }
+    pub fn multi_node(&self) -> bool {
+        self.host.is_some_and(|h| h.numa.nodes.len() > 1)
+    }
+}
+
+/// A rule: its description and its check.
+pub struct Rule {
+    pub meta: Meta,
+    pub check: fn(&Cx, &mut Out),
+}
+
+/// Collects a rule's findings, filled in from its meta.
+pub struct Out<'m> {
+    meta: &'m Meta,
+    level: Severity,
+    subject: String,
+    pub findings: Vec<Finding>,
+}
+
+impl Out<'_> {
+    /// A finding at the rule's level.
+    pub fn finding(&mut self, message: impl Into<String>, evidence: Vec<Evidence>) -> &mut Finding {
+        self.at(self.level, message, evidence)
+    }
+    /// A finding at another level than the rule's (e.g. info for a weaker case), still
+    /// capped by a profile that lowers the rule.
+    pub fn at(
+        &mut self,
+        sev: Severity,
+        message: impl Into<String>,
+        evidence: Vec<Evidence>,
+    ) -> &mut Finding {
+        let sev = if self.level < self.meta.severity {
+            sev.min(self.level)
+        } else {
+            sev
+        };
+        self.findings.push(Finding {
+            rule: self.meta.id,
+            severity: sev,
+            subject: self.subject.clone(),
+            title: self.meta.title,
+            message: message.into(),
+            evidence,
+            why: self.meta.why,
+            fix: None,
+            risk: self.meta.risk,
+            suspect: false,
+            assumed: None,
+        });
+        let n = self.findings.len() - 1;
+        &mut self.findings[n]
+    }
+}
+
+impl Finding {
+    pub fn fix(
+        &mut self,
+        summary: impl Into<String>,
+        edits: Vec<Edit>,
+        command: impl Into<String>,
+        applies: Applies,
+    ) -> &mut Self {
+        self.fix = Some(Fix {
+            summary: summary.into(),
+            edits,
+            command: command.into(),
+            applies,
+        });
+        self
+    }
+    pub fn suspect(&mut self) -> &mut Self {
+        self.suspect = true;
+        self
+    }
+    pub fn assumed(&mut self, what: impl Into<String>) -> &mut Self {
+        self.assumed = Some(what.into());
+        self
+    }
+    pub fn subject(&mut self, s: impl Into<String>) -> &mut Self {
+        self.subject = s.into();
+        self
+    }
+}
+
+/// Every domain rule, in catalogue order.
+pub fn rules() -> Vec<Rule> {
+    let mut v = Vec::new();
+    v.extend(rules_cpu::rules());
+    v.extend(rules_numa::rules());
+    v.extend(rules_mem::rules());
+    v.extend(rules_dev::rules());
+    v.extend(rules_clock::rules());
+    v.extend(rules_host::rules());
+    v
+}
+
+/// The level of a rule in a profile: the profile's override, else the rule's default when
+/// the profile is among its profiles, else off.
+pub fn level(meta: &Meta, profile: &Profile) -> Level {
+    if let Some(l) = profile.rules.get(meta.id) {
+        return *l;
+    }
+    if meta.profiles.contains(&"*") || meta.profiles.contains(&profile.name.as_str()) {
+        match meta.severity {
+            Severity::Info => Level::Info,
+            Severity::Warn => Level::Warn,
+            Severity::Error => Level::Error,
+        }
+    } else {
+        Level::Off
+    }
+}
+
+/// Profile overrides (`[rules]`) naming no rule.
+pub fn unknown_rule_overrides(profile: &Profile) -> Vec<String> {
+    let ids: Vec<&str> = rules().iter().map(|r| r.meta.id).collect();
+    profile
+        .rules
+        .keys()
+        .filter(|k| !ids.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Audit one domain. `peers` holds every domain of the host (this one included) for the
+/// rules that compare domains; host-level rules (subject "host") run in [`audit_host`].
+pub fn audit(cx: &Cx) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for rule in rules() {
+        if rule.meta.needs_host && cx.host.is_none() {
+            continue;
+        }
+        if rules_host::HOST_LEVEL.contains(&rule.meta.id) {
+            continue;
+        }
+        run(&rule, cx, cx.d.name.clone(), &mut out);
+    }
+    sort(&mut out);
+    out
+}
+
+/// Host-level rules over all domains (overcommit, hugepage pools, KSM). `cx.d` is any one
+/// of the domains; the rules read `cx.peers`.
+pub fn audit_host(cx: &Cx) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for rule in rules() {
+        if !rules_host::HOST_LEVEL.contains(&rule.meta.id) || cx.host.is_none() {
+            continue;
+        }
+        run(&rule, cx, "host".into(), &mut out);
+    }
+    sort(&mut out);
+    out
+}
+
+fn run(rule: &Rule, cx: &Cx, subject: String, out: &mut Vec<Finding>) {
+    let level = match level(&rule.meta, cx.profile) {
+        Level::Off => return,
+        Level::Info => Severity::Info,
+        Level::Warn => Severity::Warn,
+        Level::Error => Severity::Error,
+    };
+    let mut o = Out {
+        meta: &rule.meta,
+        level,
+        subject,
+        findings: Vec::new(),
+    };
+    (rule.check)(cx, &mut o);
+    out.append(&mut o.findings);
+}
+
+fn sort(v: &mut [Finding]) {
+    v.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.rule.cmp(b.rule)));
+}
+
+/// Parse a libvirt cpuset, `None` when it does not parse.
+pub fn cpuset(s: &str) -> Option<CpuSet> {
+    CpuSet::parse(s).ok()
+}
+
+/// Format KiB as a human size.
+pub fn human_kib(kib: u64) -> String {
+    const G: u64 = 1024 * 1024;
+    if kib >= G && kib % (G / 4) == 0 {
+        format!("{} GiB", kib as f64 / G as f64)
+    } else if kib >= G {
+        format!("{:.1} GiB", kib as f64 / G as f64)
+    } else if kib >= 1024 {
+        format!("{} MiB", kib / 1024)
+    } else {
+        format!("{kib} KiB")
+    }
+}
+
+/// The command to edit a domain's persistent XML.
+pub fn virsh_edit(name: &str, what: &str) -> String {
+    format!("virsh edit {name}   # {what}")
+}

@@ -1,0 +1,244 @@
+//! Domain rules: guest clock, timers and Hyper-V enlightenments.
+
+use super::{Applies, Cx, Edit, Meta, Out, Rule, Seg, Severity, virsh_edit};
+use kvmtune_domain::GuestOs;
+
+/// The enlightenments advised for Windows guests, with extra attributes.
+const HYPERV: &[(&str, &[(&str, &str)])] = &[
+    ("relaxed", &[]),
+    ("vapic", &[]),
+    ("spinlocks", &[("retries", "8191")]),
+    ("vpindex", &[]),
+    ("runtime", &[]),
+    ("synic", &[]),
+    ("stimer", &[]),
+    ("frequencies", &[]),
+    ("tlbflush", &[]),
+    ("ipi", &[]),
+];
+
+pub(super) fn rules() -> Vec<Rule> {
+    vec![
+        Rule {
+            meta: Meta {
+                id: "clock-windows",
+                title: "Windows guest clock not tuned",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "Windows reads its clock and programs timers through emulated hardware unless told otherwise: without the Hyper-V clock (hypervclock) every time read exits to QEMU; with hpet off and no synthetic timers (stimer) Windows 10 falls back to the RTC and ACPI PM timer, an I/O exit storm at idle (seed 004: IO_INSTRUCTION 78% of exits, fixed by turning hpet on; OpenNebula: 30-40% idle CPU → 1-3%). rtc catchup and pit delay keep time after a vCPU is descheduled.",
+                fix: "<clock offset='localtime'> with <timer name='rtc' tickpolicy='catchup'/>, <timer name='pit' tickpolicy='delay'/>, <timer name='hypervclock' present='yes'/>; hpet present='yes' unless stimer is on.",
+                risk: "Timer changes take effect at the next cold boot; Windows may re-detect the HPET device.",
+                source: "seed 004; virt-manager#205; OpenNebula addon-storpool#79",
+                needs_host: false,
+            },
+            check: clock_windows,
+        },
+        Rule {
+            meta: Meta {
+                id: "hyperv-enlightenments",
+                title: "Windows guest without Hyper-V enlightenments",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "Windows uses Hyper-V paravirtual interfaces when offered: relaxed timing, virtual APIC, spinlock hints, synthetic interrupt controller and timers, TLB flush and IPI hypercalls. Without them it spins on locks, exits on every APIC access and polls timers (MSR and I/O exit storms at idle: 60% of a core in one report).",
+                fix: "<features><hyperv mode='custom'> with relaxed, vapic, spinlocks retries='8191', vpindex, runtime, synic, stimer, frequencies, tlbflush, ipi (as the host's QEMU supports them), plus the hypervclock timer.",
+                risk: "Needs a cold boot; Windows re-detects the hypervisor. Very old QEMU lacks some (checked against domain capabilities when available).",
+                source: "seed 004; virt-manager#205; OpenNebula addon-storpool#79; chaos-reins blog (wild-domains/08)",
+                needs_host: false,
+            },
+            check: hyperv,
+        },
+        Rule {
+            meta: Meta {
+                id: "clock-linux",
+                title: "Linux guest without kvmclock",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "kvmclock is the paravirtual clock Linux guests read without exiting; with it disabled the guest falls back to the TSC (unstable across migration) or the HPET/ACPI PM timer (an exit per read).",
+                fix: "Remove <timer name='kvmclock' present='no'/> (or set present='yes').",
+                risk: "None.",
+                source: "general (Linux paravirtual clock)",
+                needs_host: false,
+            },
+            check: clock_linux,
+        },
+    ]
+}
+
+fn windows(cx: &Cx) -> Option<(bool, String)> {
+    match cx.d.guest_os() {
+        GuestOs::Windows(why) => {
+            // the libosinfo id is proof; configuration only suggests Windows
+            Some((cx.d.os_id.is_none(), why))
+        }
+        _ => None,
+    }
+}
+
+fn clock_windows(cx: &Cx, out: &mut Out) {
+    let Some((suspect, because)) = windows(cx) else {
+        return;
+    };
+    if !cx.d.is_hvm() {
+        return;
+    }
+    let root = cx.d.node;
+    let timer = |name: &str| cx.d.clock.as_ref().and_then(|c| c.timer(name));
+    let seg = |name: &str| vec![Seg::new("clock"), Seg::keyed("timer", "name", name)];
+    let mut problems = Vec::new();
+    let mut edits = Vec::new();
+    let mut evidence = Vec::new();
+    if timer("hypervclock").is_none_or(|t| t.present == Some(false)) {
+        problems.push("no hypervclock");
+        edits.push(Edit::set_at(
+            cx.doc,
+            root,
+            seg("hypervclock"),
+            "present",
+            "yes",
+        ));
+    }
+    if timer("rtc").is_none_or(|t| t.tickpolicy.as_deref() != Some("catchup")) {
+        problems.push("rtc without tickpolicy='catchup'");
+        edits.push(Edit::set_at(
+            cx.doc,
+            root,
+            seg("rtc"),
+            "tickpolicy",
+            "catchup",
+        ));
+    }
+    if timer("pit").is_none_or(|t| t.tickpolicy.as_deref() != Some("delay")) {
+        problems.push("pit without tickpolicy='delay'");
+        edits.push(Edit::set_at(
+            cx.doc,
+            root,
+            seg("pit"),
+            "tickpolicy",
+            "delay",
+        ));
+    }
+    let stimer = cx.d.features.hyperv_on("stimer");
+    if let Some(h) = timer("hpet")
+        && h.present == Some(false)
+        && !stimer
+    {
+        problems.push("hpet off without Hyper-V synthetic timers (the seed 004 I/O exit storm)");
+        edits.push(Edit::set(cx.doc, h.node, "present", "yes"));
+        evidence.push(cx.ev(h.node));
+    }
+    if problems.is_empty() {
+        return;
+    }
+    match &cx.d.clock {
+        Some(c) => evidence.insert(0, cx.ev(c.node)),
+        None => evidence.insert(0, cx.ev_absent(root, "clock")),
+    }
+    let f = out.finding(
+        format!("Windows guest clock: {}", problems.join("; ")),
+        evidence,
+    );
+    f.fix(
+        "Tune the Windows clock timers",
+        edits,
+        virsh_edit(cx.name(), "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/><timer name='pit' tickpolicy='delay'/><timer name='hypervclock' present='yes'/></clock>"),
+        Applies::NextBoot,
+    );
+    if suspect {
+        f.suspect()
+            .assumed(format!("the guest is Windows because {because}"));
+    }
+}
+
+fn hyperv(cx: &Cx, out: &mut Out) {
+    let Some((suspect, because)) = windows(cx) else {
+        return;
+    };
+    if !cx.d.is_hvm() || cx.d.features.hyperv_mode.as_deref() == Some("passthrough") {
+        return;
+    }
+    if cx.caps.is_some_and(|c| c.hyperv == Some(false)) {
+        return;
+    }
+    let complete = cx.caps.filter(|c| c.hyperv_lists_all());
+    let supported = |n: &str| complete.is_none_or(|c| c.hyperv_features.iter().any(|f| f == n));
+    let missing: Vec<&(&str, &[(&str, &str)])> = HYPERV
+        .iter()
+        .filter(|(n, _)| supported(n) && !cx.d.features.hyperv_on(n))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let root = cx.d.node;
+    let mut edits = Vec::new();
+    for (name, extra) in &missing {
+        let at = vec![Seg::new("features"), Seg::new("hyperv"), Seg::new(name)];
+        edits.push(Edit::set_at(cx.doc, root, at.clone(), "state", "on"));
+        for (a, v) in extra.iter() {
+            edits.push(Edit::set_at(cx.doc, root, at.clone(), a, v));
+        }
+    }
+    // stimer needs the Hyper-V clock
+    if missing.iter().any(|(n, _)| *n == "stimer") {
+        edits.push(Edit::set_at(
+            cx.doc,
+            root,
+            vec![
+                Seg::new("clock"),
+                Seg::keyed("timer", "name", "hypervclock"),
+            ],
+            "present",
+            "yes",
+        ));
+    }
+    let names: Vec<&str> = missing.iter().map(|(n, _)| *n).collect();
+    let ev = match cx.d.features.hyperv_node {
+        Some(h) => cx.ev(h),
+        None => cx.ev_absent(cx.d.features.node.unwrap_or(root), "hyperv"),
+    };
+    let f = out.finding(
+        format!("Windows guest without Hyper-V {}", names.join(", ")),
+        vec![ev],
+    );
+    f.fix(
+        format!("Enable Hyper-V {}", names.join(", ")),
+        edits,
+        virsh_edit(
+            cx.name(),
+            "<features><hyperv mode='custom'>...</hyperv></features>",
+        ),
+        Applies::NextBoot,
+    );
+    let mut assumed = Vec::new();
+    if suspect {
+        f.suspect();
+        assumed.push(format!("the guest is Windows because {because}"));
+    }
+    if complete.is_none() {
+        assumed.push(if cx.caps.is_some() {
+            "this libvirt's domain capabilities do not list Hyper-V features: assumed QEMU 5.1 or later (all of them)".to_string()
+        } else {
+            "no domain capabilities: assumed QEMU 5.1 or later (all of them)".to_string()
+        });
+    }
+    if !assumed.is_empty() {
+        f.assumed(assumed.join("; "));
+    }
+}
+
+fn clock_linux(cx: &Cx, out: &mut Out) {
+    if !matches!(cx.d.guest_os(), GuestOs::Linux(_)) {
+        return;
+    }
+    let Some(t) = cx.d.clock.as_ref().and_then(|c| c.timer("kvmclock")) else {
+        return;
+    };
+    if t.present == Some(false) {
+        out.finding("Linux guest with kvmclock disabled", vec![cx.ev(t.node)])
+            .fix(
+                "Enable kvmclock",
+                vec![Edit::set(cx.doc, t.node, "present", "yes")],
+                virsh_edit(cx.name(), "<timer name='kvmclock' present='yes'/>"),
+                Applies::NextBoot,
+            );
+    }
+}

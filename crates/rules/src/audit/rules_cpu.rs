@@ -1,0 +1,454 @@
+//! Domain rules: CPU model, topology and size.
+
+use super::{Applies, Cx, Edit, Meta, Out, Rule, Seg, Severity, virsh_edit};
+
+/// Named CPU models that hide most of a current host's features (AVX, AES-NI, ...).
+const OLD_MODELS: &[&str] = &[
+    "qemu64",
+    "qemu32",
+    "kvm64",
+    "kvm32",
+    "486",
+    "pentium",
+    "pentium2",
+    "pentium3",
+    "coreduo",
+    "core2duo",
+    "n270",
+    "athlon",
+    "phenom",
+    "Conroe",
+    "Penryn",
+    "Nehalem",
+    "Nehalem-IBRS",
+    "Westmere",
+    "Westmere-IBRS",
+    "Opteron_G1",
+    "Opteron_G2",
+    "Opteron_G3",
+];
+
+pub(super) fn rules() -> Vec<Rule> {
+    vec![
+        Rule {
+            meta: Meta {
+                id: "virt-type",
+                title: "Domain runs under TCG emulation on a KVM host",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "type='qemu' makes QEMU emulate every instruction (TCG), one to two orders of magnitude slower than type='kvm', although this host has a usable /dev/kvm.",
+                fix: "Set <domain type='kvm'>.",
+                risk: "None on a host with working KVM; the guest sees a different CPU after the change, like any CPU model change.",
+                source: "libvirt domain format (domain type); seed 002 §2.1",
+                needs_host: true,
+            },
+            check: virt_type,
+        },
+        Rule {
+            meta: Meta {
+                id: "cpu-mode",
+                title: "CPU model hides host features",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "Without <cpu>, or with an old named model (qemu64, Nehalem, ...), the guest lacks instructions such as AVX, AES-NI and PCID: crypto, compression and context switches cost more, and the seed 000 guest idled at 9% host CPU until its CPU model was changed. host-model gives the guest the host's features and still migrates between like hosts; host-passthrough gives everything but ties the guest to identical CPUs.",
+                fix: "<cpu mode='host-model'/> (host-passthrough on the latency profile); a migratable profile keeps host-model.",
+                risk: "The guest sees a new CPU: some licensed software re-activates; live migration needs destination hosts with at least the same features (host-passthrough: identical CPUs).",
+                source: "seed 000; seed 002 §3.3; seed 003",
+                needs_host: false,
+            },
+            check: cpu_mode,
+        },
+        Rule {
+            meta: Meta {
+                id: "cpu-topology",
+                title: "vCPUs presented as separate sockets",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "N sockets × 1 core (QEMU's old -smp default) misleads the guest scheduler and licensing: Windows client editions use at most 2 sockets, so vCPUs beyond them sit idle; per-socket licensed software charges more.",
+                fix: "<topology sockets='1' cores='N' threads='1'/> (threads='2' only when vCPU pairs are pinned on SMT siblings).",
+                risk: "The guest sees a new topology at next boot; harmless for Linux, Windows may re-detect hardware.",
+                source: "seed 000 (-smp 4,sockets=4); seed 003",
+                needs_host: false,
+            },
+            check: cpu_topology,
+        },
+        Rule {
+            meta: Meta {
+                id: "cpu-exceeds-host",
+                title: "More vCPUs than host CPUs",
+                severity: Severity::Error,
+                profiles: &["*"],
+                why: "A guest with more vCPUs than the host (or the node it is pinned into) has threads runs vCPUs in turns: spinlocks and IPIs wait on descheduled vCPUs (lock-holder preemption) and the guest is slower than with fewer vCPUs.",
+                fix: "Lower <vcpu> to at most the host's threads (or the node's, when pinned into one node).",
+                risk: "The guest has fewer vCPUs at next boot.",
+                source: "seed 003",
+                needs_host: true,
+            },
+            check: cpu_exceeds,
+        },
+        Rule {
+            meta: Meta {
+                id: "cpu-hotplug",
+                title: "Hot-pluggable vCPU maximum above host CPUs",
+                severity: Severity::Info,
+                profiles: &["*"],
+                why: "current < max is fine for hot-plug, but a maximum above the host's threads can never be used well and makes QEMU reserve per-vCPU state.",
+                fix: "Lower the <vcpu> maximum to the host's threads.",
+                risk: "None for the running guest; fewer vCPUs can be hot-plugged later.",
+                source: "seed 002 §3.2",
+                needs_host: true,
+            },
+            check: cpu_hotplug,
+        },
+        Rule {
+            meta: Meta {
+                id: "cpu-nested",
+                title: "Guest needs nested virtualization the host does not offer",
+                severity: Severity::Error,
+                profiles: &["*"],
+                why: "The domain requires vmx/svm in the guest, but the host's kvm_intel/kvm_amd module has nested=0: the guest cannot run its own KVM (or the domain fails to start with a required feature).",
+                fix: "Enable nesting on the host: 'options kvm_intel nested=1' (or kvm_amd) in /etc/modprobe.d/, reload the module with no guests running.",
+                risk: "Reloading the KVM module needs every guest stopped; nesting widens the guest's attack surface.",
+                source: "seed 002 §3.4",
+                needs_host: true,
+            },
+            check: cpu_nested,
+        },
+    ]
+}
+
+fn x86(cx: &Cx) -> bool {
+    cx.d.is_hvm()
+        && cx
+            .d
+            .os
+            .arch
+            .as_deref()
+            .is_none_or(|a| a == "x86_64" || a == "i686")
+}
+
+fn virt_type(cx: &Cx, out: &mut Out) {
+    let Some(h) = cx.host else { return };
+    if cx.d.virt_type != "qemu" || !h.kvm.dev_kvm.openable || !x86(cx) {
+        return;
+    }
+    out.finding(
+        "type='qemu': every instruction is emulated although /dev/kvm works here",
+        vec![cx.ev_attr(cx.d.node, "type")],
+    )
+    .fix(
+        "Run the domain under KVM",
+        vec![Edit::set(cx.doc, cx.d.node, "type", "kvm")],
+        virsh_edit(cx.name(), "<domain type='kvm'>"),
+        Applies::NextBoot,
+    );
+}
+
+fn cpu_mode(cx: &Cx, out: &mut Out) {
+    if !x86(cx) || cx.d.virt_type != "kvm" {
+        return; // TCG guests: host-model/passthrough do not apply (see virt-type)
+    }
+    let want = cx.profile.domain.cpu_mode.as_str();
+    let want = match (want, cx.caps) {
+        ("host-passthrough", Some(c)) if c.host_passthrough == Some(false) => "host-model",
+        (w, _) => w,
+    };
+    let root = cx.d.node;
+    let fix_edits = |cx: &Cx| {
+        let mut v = vec![Edit::set_at(
+            cx.doc,
+            root,
+            vec![Seg::new("cpu")],
+            "mode",
+            want,
+        )];
+        if let Some(c) = &cx.d.cpu {
+            if c.match_.is_some() {
+                v.push(Edit::unset(cx.doc, c.node, "match"));
+            }
+            if let Some(m) = c.model_node {
+                v.push(Edit::remove(cx.doc, m));
+            }
+        }
+        v
+    };
+    let (message, evidence) = match &cx.d.cpu {
+        None => (
+            "no <cpu>: the guest gets QEMU's generic qemu64 CPU".to_string(),
+            vec![cx.ev_absent(root, "cpu")],
+        ),
+        Some(c) if c.mode() == "custom" => match &c.model {
+            None => (
+                "<cpu> without a model: the guest gets QEMU's generic qemu64 CPU".to_string(),
+                vec![cx.ev(c.node)],
+            ),
+            Some(m) if OLD_MODELS.contains(&m.as_str()) => (
+                format!("CPU model {m} hides the host's newer features"),
+                vec![cx.ev(c.model_node.unwrap_or(c.node))],
+            ),
+            Some(_) => return,
+        },
+        Some(c)
+            if c.mode() == "host-passthrough"
+                && cx.profile.domain.pinning == crate::profile::Want::Avoid =>
+        {
+            let f = out.finding(
+                "host-passthrough ties the guest to hosts with identical CPUs (migratable profile)",
+                vec![cx.ev_attr(c.node, "mode")],
+            );
+            f.fix(
+                "Use host-model",
+                vec![Edit::set(cx.doc, c.node, "mode", "host-model")],
+                virsh_edit(cx.name(), "<cpu mode='host-model'/>"),
+                Applies::NextBoot,
+            );
+            return;
+        }
+        Some(c) if c.mode() == "host-model" && want == "host-passthrough" => {
+            out.at(
+                Severity::Info,
+                "host-model on the latency profile: host-passthrough exposes every host feature and cache detail",
+                vec![cx.ev_attr(c.node, "mode")],
+            )
+            .fix(
+                "Use host-passthrough",
+                vec![Edit::set(cx.doc, c.node, "mode", "host-passthrough")],
+                virsh_edit(cx.name(), "<cpu mode='host-passthrough'/>"),
+                Applies::NextBoot,
+            );
+            return;
+        }
+        Some(_) => return,
+    };
+    let f = out.finding(message, evidence);
+    f.fix(
+        format!("Use <cpu mode='{want}'>"),
+        fix_edits(cx),
+        virsh_edit(cx.name(), &format!("<cpu mode='{want}'/>")),
+        Applies::NextBoot,
+    );
+    if cx.caps.is_none() {
+        f.assumed(format!(
+            "{want} is supported by the host's QEMU (no domain capabilities to check)"
+        ));
+    }
+}
+
+/// QEMU machine types from 6.2 on prefer cores to sockets when only a count is given.
+fn machine_prefers_cores(machine: Option<&str>) -> Option<bool> {
+    let m = machine?;
+    if let Some(r) = m.strip_prefix("rhel") {
+        // RHEL machine types: rhel9 is QEMU 6.2 and later
+        return r
+            .split('.')
+            .next()?
+            .parse::<u32>()
+            .ok()
+            .map(|major| major >= 9);
+    }
+    let v = m.rsplit('-').next()?;
+    let mut it = v.split('.');
+    let major: u32 = it.next()?.parse().ok()?;
+    let minor: u32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    Some((major, minor) >= (6, 2))
+}
+
+fn windows_client(cx: &Cx) -> bool {
+    cx.d.os_id.as_deref().is_some_and(|id| {
+        ["win/7", "win/8", "win/10", "win/11", "win/xp", "win/vista"]
+            .iter()
+            .any(|w| id.contains(w))
+    })
+}
+
+fn cpu_topology(cx: &Cx, out: &mut Out) {
+    let n = cx.d.vcpu.max;
+    if n <= 1 || !x86(cx) {
+        return;
+    }
+    let cells = cx.d.cpu.as_ref().is_some_and(|c| !c.cells.is_empty());
+    let topo = cx.d.cpu.as_ref().and_then(|c| c.topology.as_ref());
+    let fix = |f: &mut super::Finding, cx: &Cx| {
+        if cells {
+            return; // cores per cell must match the guest NUMA layout: left to the admin
+        }
+        let root = cx.d.node;
+        let at = || vec![Seg::new("cpu"), Seg::new("topology")];
+        let mut edits = vec![
+            Edit::set_at(cx.doc, root, at(), "sockets", "1"),
+            Edit::set_at(cx.doc, root, at(), "cores", &n.to_string()),
+            Edit::set_at(cx.doc, root, at(), "threads", "1"),
+        ];
+        if topo.is_some_and(|t| t.dies.is_some()) {
+            edits.push(Edit::set_at(cx.doc, root, at(), "dies", "1"));
+        }
+        if topo.is_some_and(|t| t.clusters.is_some()) {
+            edits.push(Edit::set_at(cx.doc, root, at(), "clusters", "1"));
+        }
+        f.fix(
+            format!("Present one socket with {n} cores"),
+            edits,
+            virsh_edit(
+                cx.name(),
+                &format!("<cpu><topology sockets='1' cores='{n}' threads='1'/></cpu>"),
+            ),
+            Applies::NextBoot,
+        );
+    };
+    match topo {
+        Some(t) => {
+            let sockets = t.sockets.unwrap_or(1);
+            if sockets > 1 && t.cores.unwrap_or(1) == 1 && t.threads.unwrap_or(1) == 1 {
+                let win = windows_client(cx) && sockets > 2;
+                let sev = if win { Severity::Error } else { out.level };
+                let msg = if win {
+                    format!(
+                        "{sockets} sockets × 1 core on a Windows client edition: it uses only 2 sockets, so {} of {n} vCPUs stay idle",
+                        n.saturating_sub(2)
+                    )
+                } else {
+                    format!("{sockets} sockets × 1 core: the guest sees {sockets} single-core CPUs")
+                };
+                let f = out.at(sev, msg, vec![cx.ev(t.node)]);
+                fix(f, cx);
+            }
+        }
+        None => {
+            if machine_prefers_cores(cx.d.os.machine.as_deref()) != Some(false) {
+                return; // unversioned or >= 6.2 machine types default to cores
+            }
+            let win = windows_client(cx) && n > 2;
+            let msg = format!(
+                "no <topology> on machine type {}: QEMU before 6.2 presents {n} sockets × 1 core",
+                cx.d.os.machine.as_deref().unwrap_or("?")
+            );
+            let sev = if win { Severity::Error } else { Severity::Info };
+            let f = out.at(
+                sev,
+                if win {
+                    format!("{msg}; a Windows client edition uses only 2 of them")
+                } else {
+                    msg
+                },
+                vec![
+                    cx.d.vcpu
+                        .node
+                        .map(|v| cx.ev(v))
+                        .unwrap_or_else(|| cx.ev_absent(cx.d.node, "vcpu")),
+                ],
+            );
+            f.suspect();
+            fix(f, cx);
+        }
+    }
+}
+
+fn host_threads(cx: &Cx) -> Option<u32> {
+    cx.host_cpus().map(|s| s.len() as u32)
+}
+
+/// The host CPUs the domain's vCPUs may run on, from `<vcpu cpuset>` or the pins.
+pub(super) fn vcpu_cpus(cx: &Cx) -> Option<kvmtune_host::CpuSet> {
+    let pins = cx.d.cputune.as_ref().map(|t| &t.vcpupin);
+    match pins {
+        Some(p) if !p.is_empty() => {
+            let mut all = kvmtune_host::CpuSet::new();
+            for pin in p {
+                all = all.union(&super::cpuset(&pin.cpuset)?);
+            }
+            Some(all)
+        }
+        _ => super::cpuset(cx.d.vcpu.cpuset.as_deref()?),
+    }
+}
+
+fn cpu_exceeds(cx: &Cx, out: &mut Out) {
+    let Some(t) = host_threads(cx) else { return };
+    let n = cx.d.vcpus();
+    let ev = vec![
+        cx.d.vcpu
+            .node
+            .map(|v| cx.ev(v))
+            .unwrap_or_else(|| cx.ev_absent(cx.d.node, "vcpu")),
+    ];
+    if n > t {
+        out.finding(format!("{n} vCPUs on a host with {t} CPU threads"), ev);
+        return;
+    }
+    if let Some(cpus) = vcpu_cpus(cx) {
+        let nodes: std::collections::BTreeSet<u32> =
+            cpus.iter().filter_map(|c| cx.node_of(c)).collect();
+        if nodes.len() == 1 && (cpus.len() as u32) < n {
+            out.at(
+                Severity::Warn,
+                format!("{n} vCPUs share {} host CPUs ({})", cpus.len(), cpus),
+                ev,
+            );
+        }
+    }
+}
+
+fn cpu_hotplug(cx: &Cx, out: &mut Out) {
+    let Some(t) = host_threads(cx) else { return };
+    let v = &cx.d.vcpu;
+    if v.current.is_some_and(|c| c < v.max && c <= t) && v.max > t {
+        out.finding(
+            format!(
+                "maximum {} vCPUs ({} at boot) on a host with {t} threads",
+                v.max,
+                v.online()
+            ),
+            vec![
+                v.node
+                    .map(|n| cx.ev(n))
+                    .unwrap_or_else(|| cx.ev_absent(cx.d.node, "vcpu")),
+            ],
+        );
+    }
+}
+
+fn cpu_nested(cx: &Cx, out: &mut Out) {
+    let Some(h) = cx.host else { return };
+    let Some(cpu) = &cx.d.cpu else { return };
+    let Some(f) = cpu.features.iter().find(|f| {
+        (f.name == "vmx" || f.name == "svm")
+            && matches!(
+                f.policy.as_deref().unwrap_or("require"),
+                "require" | "force" | "optional"
+            )
+    }) else {
+        return;
+    };
+    for m in ["kvm_intel", "kvm_amd"] {
+        if let Some(v) = h.kvm.modules.get(m).and_then(|p| p.get("nested"))
+            && !v.starts_with(['1', 'Y', 'y'])
+        {
+            out.finding(
+                format!("the guest requires {} but {m}.nested={v}", f.name),
+                vec![
+                    cx.ev(f.node),
+                    super::Evidence {
+                        path: format!("/sys/module/{m}/parameters/nested"),
+                        line: None,
+                        value: v.clone(),
+                    },
+                ],
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_type_versions() {
+        assert_eq!(machine_prefers_cores(Some("pc-q35-7.0")), Some(true));
+        assert_eq!(machine_prefers_cores(Some("pc-i440fx-6.2")), Some(true));
+        assert_eq!(machine_prefers_cores(Some("pc-i440fx-2.12")), Some(false));
+        assert_eq!(machine_prefers_cores(Some("rhel6.6.0")), Some(false));
+        assert_eq!(machine_prefers_cores(Some("q35")), None);
+        assert_eq!(machine_prefers_cores(None), None);
+    }
+}

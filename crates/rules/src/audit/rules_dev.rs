@@ -1,0 +1,694 @@
+//! Domain rules: devices (USB, input, disks, network, legacy hardware).
+
+use super::{Applies, Cx, Edit, Meta, Out, Rule, Seg, Severity, virsh_edit};
+use crate::profile::Want;
+use kvmtune_domain::GuestOs;
+
+const EMULATED_NICS: &[&str] = &[
+    "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet", "i82551", "i82557b", "i82559er", "vmxnet3",
+];
+
+pub(super) fn rules() -> Vec<Rule> {
+    vec![
+        Rule {
+            meta: Meta {
+                id: "dev-usb-idle",
+                title: "USB controllers with nothing on them",
+                severity: Severity::Warn,
+                profiles: &["server", "latency", "migratable", "dense"],
+                why: "Every emulated USB controller is a PCI device the guest drives; UHCI/EHCI companion sets poll on timers and keep waking the emulator (seed 000: an idle guest at 9% host CPU; kcli#489: 13% → 1% without USB). A server with no USB device needs no controller.",
+                fix: "Replace them with <controller type='usb' model='none'/>.",
+                risk: "No USB devices can be attached (hot-plug included) until a controller is added back.",
+                source: "seed 000; kcli#489",
+                needs_host: false,
+            },
+            check: usb_idle,
+        },
+        Rule {
+            meta: Meta {
+                id: "dev-tablet",
+                title: "USB tablet does not fit the profile",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "A USB tablet gives absolute mouse positioning for graphical consoles, but the guest polls it and the USB controller it needs about 1000 times a second: measurable idle CPU and context switches on servers. Desktops want it: without it the mouse pointer drifts.",
+                fix: "Servers: remove <input type='tablet' bus='usb'/>. Desktops: add it.",
+                risk: "Without a tablet the VNC/SPICE pointer is relative (servers rarely notice).",
+                source: "seed 002 §2.3; Proxmox VE docs (use tablet for pointer)",
+                needs_host: false,
+            },
+            check: tablet,
+        },
+        Rule {
+            meta: Meta {
+                id: "disk-bus",
+                title: "Disk on an emulated bus",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "IDE and SATA (AHCI) disks are emulated register by register: each request costs several VM exits, one request in flight for IDE. virtio-blk (or virtio-scsi) uses shared-memory queues and is several times faster.",
+                fix: "target bus='virtio' (dev vdX), dropping the drive address.",
+                risk: "High: the guest needs virtio drivers before the switch (Windows: install virtio-win first or it will not boot); Linux fstab/boot entries using /dev/sdX or /dev/hdX names must use UUIDs.",
+                source: "seed 001",
+                needs_host: false,
+            },
+            check: disk_bus,
+        },
+        Rule {
+            meta: Meta {
+                id: "disk-cache",
+                title: "Disk cache mode not for production",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "writethrough syncs every write to the host disk (slow); the default and writeback double-cache in the host page cache (memory pressure, data at risk if the host crashes and the guest did not flush); unsafe ignores flushes. cache='none' uses O_DIRECT: no host page cache, guest flushes honoured.",
+                fix: "<driver cache='none' io='native'/> (io='native' with cache none gives Linux AIO).",
+                risk: "Guests that relied on the host page cache read more from disk; on file systems without O_DIRECT support (tmpfs) the domain will not start.",
+                source: "seed 001",
+                needs_host: false,
+            },
+            check: disk_cache,
+        },
+        Rule {
+            meta: Meta {
+                id: "disk-io",
+                title: "Disk I/O mode or iothreads",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "io='native' needs O_DIRECT (cache none or directsync); with another cache mode QEMU refuses to start or silently uses threads. Busy virtio disks without an iothread are served by the main loop, which also runs emulation and the monitor.",
+                fix: "Use cache='none' with io='native'; give virtio disks an iothread (<iothreads> and driver iothread='N').",
+                risk: "Iothreads add a host thread each; they need pinning on latency hosts.",
+                source: "libvirt domain format (disk driver io, iothread)",
+                needs_host: false,
+            },
+            check: disk_io,
+        },
+        Rule {
+            meta: Meta {
+                id: "net-model",
+                title: "Emulated NIC or vhost off",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "e1000 and rtl8139 emulate real NICs register by register (many exits per packet); virtio-net with vhost moves the data path into the host kernel. driver name='qemu' turns vhost off.",
+                fix: "<model type='virtio'/> and no driver name='qemu' (vhost is the default when /dev/vhost-net exists).",
+                risk: "The guest needs virtio-net drivers (Windows: virtio-win); the NIC name and MAC-bound config may change in the guest.",
+                source: "seed 000 (vhost=on); seed 001",
+                needs_host: false,
+            },
+            check: net_model,
+        },
+        Rule {
+            meta: Meta {
+                id: "net-multiqueue",
+                title: "Multi-vCPU guest with single-queue virtio-net",
+                severity: Severity::Info,
+                profiles: &["server", "latency", "dense"],
+                why: "One queue means one vCPU handles all packet interrupts and one vhost thread does all the copying: throughput stops scaling past one core.",
+                fix: "<driver queues='N'/> with N = vCPUs (at most 8).",
+                risk: "Older guest kernels need 'ethtool -L eth0 combined N' to use the queues; more host threads.",
+                source: "libvirt domain format (interface driver queues)",
+                needs_host: false,
+            },
+            check: net_multiqueue,
+        },
+        Rule {
+            meta: Meta {
+                id: "dev-legacy",
+                title: "Legacy devices on a server",
+                severity: Severity::Info,
+                profiles: &["*"],
+                why: "Sound cards, floppy drives and extra video adapters on a server are emulated hardware nobody uses: they cost PCI slots, guest driver wake-ups and attack surface (seed 000 removed them).",
+                fix: "Remove <sound>, floppy <disk> and secondary <video> devices.",
+                risk: "None for servers; desktops may want sound.",
+                source: "seed 000",
+                needs_host: false,
+            },
+            check: legacy,
+        },
+        Rule {
+            meta: Meta {
+                id: "guest-io-scheduler",
+                title: "Guest I/O scheduler on virtio disks",
+                severity: Severity::Info,
+                profiles: &["server", "latency"],
+                why: "The host already schedules I/O; a guest elevator (cfq, bfq, mq-deadline) on virtio disks adds latency and CPU. 'none' (noop on old kernels) is right for virtio.",
+                fix: "In the guest: a udev rule setting queue/scheduler to none for vd* disks (elevator= on the kernel command line for old kernels).",
+                risk: "None.",
+                source: "seed 001",
+                needs_host: false,
+            },
+            check: io_scheduler,
+        },
+    ]
+}
+
+fn server_like(cx: &Cx) -> bool {
+    cx.profile.domain.tablet != Want::Want
+}
+
+/// Devices that use a USB controller, other than tablets.
+fn usb_users(cx: &Cx) -> usize {
+    let d = &cx.d.devices;
+    let inputs = d
+        .inputs
+        .iter()
+        .filter(|i| i.bus.as_deref() == Some("usb") && i.dtype.as_deref() != Some("tablet"))
+        .count();
+    let hostdevs = d
+        .hostdevs
+        .iter()
+        .filter(|h| h.dtype.as_deref() == Some("usb"))
+        .count();
+    let disks = d
+        .disks
+        .iter()
+        .filter(|x| x.bus.as_deref() == Some("usb"))
+        .count();
+    let others = d
+        .others
+        .iter()
+        .filter(|o| {
+            matches!(o.kind.as_str(), "hub" | "smartcard") || o.bus.as_deref() == Some("usb")
+        })
+        .count();
+    let sounds = d
+        .sounds
+        .iter()
+        .filter(|s| s.model.as_deref() == Some("usb"))
+        .count();
+    inputs + hostdevs + disks + others + sounds + d.redirdevs.len()
+}
+
+fn tablets(cx: &Cx) -> Vec<usize> {
+    cx.d.devices
+        .inputs
+        .iter()
+        .filter(|i| {
+            i.dtype.as_deref() == Some("tablet") && i.bus.as_deref().is_none_or(|b| b == "usb")
+        })
+        .map(|i| i.node)
+        .collect()
+}
+
+fn usb_idle(cx: &Cx, out: &mut Out) {
+    if !server_like(cx) || usb_users(cx) > 0 {
+        return;
+    }
+    let ctrls: Vec<_> =
+        cx.d.devices
+            .controllers
+            .iter()
+            .filter(|c| c.ctype == "usb" && c.model.as_deref() != Some("none"))
+            .collect();
+    if ctrls.is_empty() {
+        return;
+    }
+    let tabs = tablets(cx);
+    let companions = ctrls
+        .iter()
+        .any(|c| c.model.as_deref().is_some_and(|m| m.starts_with("ich9-")));
+    let sev = if ctrls.len() > 1 || companions || !tabs.is_empty() {
+        out.level
+    } else {
+        Severity::Info
+    };
+    let msg = if tabs.is_empty() {
+        format!("{} USB controller(s) and no USB device", ctrls.len())
+    } else {
+        format!("{} USB controller(s) serving only a tablet", ctrls.len())
+    };
+    let mut edits: Vec<Edit> = tabs.iter().map(|&t| Edit::remove(cx.doc, t)).collect();
+    // keep the first controller element (its position) as the 'none' one, drop the rest
+    let first = ctrls[0];
+    for c in &ctrls[1..] {
+        edits.push(Edit::remove(cx.doc, c.node));
+    }
+    edits.push(Edit::set(cx.doc, first.node, "model", "none"));
+    edits.push(Edit::set(cx.doc, first.node, "index", "0"));
+    if let Some(a) = cx.doc.child(first.node, "address") {
+        edits.push(Edit::remove(cx.doc, a));
+    }
+    if let Some(m) = cx.doc.child(first.node, "master") {
+        edits.push(Edit::remove(cx.doc, m));
+    }
+    let f = out.at(sev, msg, ctrls.iter().map(|c| cx.ev(c.node)).collect());
+    f.fix(
+        "Replace the USB controllers with model='none'",
+        edits,
+        virsh_edit(cx.name(), "<controller type='usb' model='none'/>"),
+        Applies::NextBoot,
+    );
+}
+
+fn tablet(cx: &Cx, out: &mut Out) {
+    let tabs = tablets(cx);
+    match cx.profile.domain.tablet {
+        Want::Avoid => {
+            for t in tabs {
+                out.finding("USB tablet on a server", vec![cx.ev(t)]).fix(
+                    "Remove the tablet",
+                    vec![Edit::remove(cx.doc, t)],
+                    format!("virsh detach-device {} tablet.xml --config   # tablet.xml: <input type='tablet' bus='usb'/>", cx.name()),
+                    Applies::NextBoot,
+                );
+            }
+        }
+        Want::Want if tabs.is_empty() && !cx.d.devices.graphics.is_empty() => {
+            let usb_off =
+                cx.d.devices
+                    .controllers
+                    .iter()
+                    .any(|c| c.ctype == "usb" && c.model.as_deref() == Some("none"));
+            let f = out.at(
+                Severity::Info,
+                "graphical console without a USB tablet: the pointer will drift",
+                vec![cx.ev(cx.d.devices.graphics[0].node)],
+            );
+            if !usb_off && let Some(dev) = cx.d.devices.node {
+                f.fix(
+                    "Add a USB tablet",
+                    vec![Edit::set_at(cx.doc, dev, vec![Seg::keyed("input", "type", "tablet")], "bus", "usb")],
+                    format!("virsh attach-device {} tablet.xml --config   # tablet.xml: <input type='tablet' bus='usb'/>", cx.name()),
+                    Applies::NextBoot,
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether the domain has a virtio-scsi controller (SCSI disks on it are fine).
+fn virtio_scsi(cx: &Cx) -> bool {
+    cx.d.devices
+        .controllers
+        .iter()
+        .any(|c| c.ctype == "scsi" && c.model.as_deref() == Some("virtio-scsi"))
+}
+
+fn disk_bus(cx: &Cx, out: &mut Out) {
+    if !cx.d.is_hvm() {
+        return;
+    }
+    let mut used: Vec<String> =
+        cx.d.devices
+            .disks
+            .iter()
+            .filter_map(|d| d.target_dev.clone())
+            .collect();
+    let windows = matches!(cx.d.guest_os(), GuestOs::Windows(_));
+    for disk in &cx.d.devices.disks {
+        if disk.device() != "disk" {
+            continue;
+        }
+        let Some(bus) = disk.bus.as_deref() else {
+            continue;
+        };
+        let emulated = match bus {
+            "ide" | "sata" => true,
+            "scsi" => !virtio_scsi(cx),
+            _ => false,
+        };
+        if !emulated {
+            continue;
+        }
+        let Some(t) = disk.target_node else { continue };
+        let dev = (0..26u8)
+            .map(|i| format!("vd{}", (b'a' + i) as char))
+            .find(|n| !used.contains(n))
+            .unwrap_or_else(|| "vdz".into());
+        used.push(dev.clone());
+        let mut edits = vec![
+            Edit::set(cx.doc, t, "bus", "virtio"),
+            Edit::set(cx.doc, t, "dev", &dev),
+        ];
+        if let Some(a) = cx
+            .doc
+            .child(disk.node, "address")
+            .filter(|&a| cx.doc.attr(a, "type") == Some("drive"))
+        {
+            edits.push(Edit::remove(cx.doc, a));
+        }
+        let f = out.finding(
+            format!("disk {} on the emulated {bus} bus", disk.label()),
+            vec![cx.ev(t)],
+        );
+        f.fix(
+            format!("Move {} to virtio-blk as {dev}", disk.label()),
+            edits,
+            virsh_edit(
+                cx.name(),
+                &format!(
+                    "<target dev='{dev}' bus='virtio'/> on disk {}",
+                    disk.label()
+                ),
+            ),
+            Applies::NextBoot,
+        );
+        if windows {
+            f.message
+                .push_str(" (Windows guest: install the virtio-win storage driver first)");
+        }
+    }
+}
+
+fn disk_cache(cx: &Cx, out: &mut Out) {
+    let ok = &cx.profile.domain.disk_cache;
+    for disk in &cx.d.devices.disks {
+        if disk.device() != "disk" || disk.readonly || disk.disk_type.as_deref() == Some("network")
+        {
+            continue; // network disks (rbd, iscsi) follow their storage's own advice
+        }
+        if disk.driver_name.as_deref().is_some_and(|n| n != "qemu") {
+            continue;
+        }
+        let cache = disk.cache.as_deref().unwrap_or("default");
+        if ok.iter().any(|c| c == cache) {
+            continue;
+        }
+        let sev = if cache == "unsafe" {
+            Severity::Error
+        } else {
+            out.level
+        };
+        let ev = match disk.driver_node {
+            Some(n) => cx.ev_attr(n, "cache"),
+            None => cx.ev_absent(disk.node, "driver"),
+        };
+        let mut edits = Vec::new();
+        let segs = || vec![Seg::new("driver")];
+        if disk.driver_node.is_none() {
+            edits.push(Edit::set_at(cx.doc, disk.node, segs(), "name", "qemu"));
+        }
+        edits.push(Edit::set_at(cx.doc, disk.node, segs(), "cache", "none"));
+        if disk.io.is_none()
+            || disk.io.as_deref() == Some("threads") && disk.disk_type.as_deref() == Some("block")
+        {
+            edits.push(Edit::set_at(cx.doc, disk.node, segs(), "io", "native"));
+        }
+        out.at(
+            sev,
+            format!("disk {} uses cache={cache}", disk.label()),
+            vec![ev],
+        )
+        .fix(
+            format!("cache='none' io='native' on {}", disk.label()),
+            edits,
+            virsh_edit(
+                cx.name(),
+                &format!(
+                    "<driver name='qemu' cache='none' io='native'/> on disk {}",
+                    disk.label()
+                ),
+            ),
+            Applies::NextBoot,
+        );
+    }
+}
+
+fn disk_io(cx: &Cx, out: &mut Out) {
+    let mut need_iothread = Vec::new();
+    for disk in &cx.d.devices.disks {
+        if disk.io.as_deref() == Some("native")
+            && !matches!(disk.cache.as_deref(), Some("none") | Some("directsync"))
+            && let Some(drv) = disk.driver_node
+        {
+            // disk-cache fixes this too where it applies; fix here for accepted caches
+            out.at(
+                Severity::Error,
+                format!(
+                    "disk {}: io='native' with cache={}",
+                    disk.label(),
+                    disk.cache.as_deref().unwrap_or("default")
+                ),
+                vec![cx.ev(drv)],
+            )
+            .fix(
+                "Use cache='none' with io='native'",
+                vec![Edit::set(cx.doc, drv, "cache", "none")],
+                virsh_edit(cx.name(), "cache='none' io='native'"),
+                Applies::NextBoot,
+            );
+        }
+        if disk.device() == "disk"
+            && disk.bus.as_deref() == Some("virtio")
+            && disk.iothread.is_none()
+            && !disk.readonly
+        {
+            need_iothread.push(disk);
+        }
+    }
+    if need_iothread.is_empty()
+        || cx.d.vcpus() < 2
+        || cx.caps.is_some_and(|c| c.iothreads == Some(false))
+    {
+        return;
+    }
+    let root = cx.d.node;
+    let mut edits = Vec::new();
+    if cx.d.iothreads == 0 {
+        edits.push(Edit::text_at(
+            cx.doc,
+            root,
+            vec![Seg::new("iothreads")],
+            "1",
+        ));
+    }
+    for d in &need_iothread {
+        edits.push(Edit::set_at(
+            cx.doc,
+            d.node,
+            vec![Seg::new("driver")],
+            "iothread",
+            "1",
+        ));
+        if d.driver_node.is_none() {
+            edits.push(Edit::set_at(
+                cx.doc,
+                d.node,
+                vec![Seg::new("driver")],
+                "name",
+                "qemu",
+            ));
+        }
+    }
+    let names: Vec<String> = need_iothread.iter().map(|d| d.label()).collect();
+    out.at(
+        Severity::Info,
+        format!(
+            "virtio disk(s) {} served by QEMU's main loop (no iothread)",
+            names.join(", ")
+        ),
+        need_iothread
+            .iter()
+            .map(|d| cx.ev(d.driver_node.unwrap_or(d.node)))
+            .collect(),
+    )
+    .fix(
+        "Give the virtio disks an iothread",
+        edits,
+        virsh_edit(
+            cx.name(),
+            "<iothreads>1</iothreads> and <driver iothread='1'/>",
+        ),
+        Applies::NextBoot,
+    );
+}
+
+fn net_model(cx: &Cx, out: &mut Out) {
+    let vhost_missing = cx.host.is_some_and(|h| !h.kvm.dev_vhost_net.exists);
+    for nic in &cx.d.devices.interfaces {
+        if matches!(
+            nic.itype.as_deref(),
+            Some("hostdev") | Some("vhostuser") | Some("vdpa") | Some("user")
+        ) {
+            continue;
+        }
+        match nic.model.as_deref() {
+            Some(m) if EMULATED_NICS.contains(&m) => {
+                let Some(mn) = nic.model_node else { continue };
+                let mut edits = vec![Edit::set(cx.doc, mn, "type", "virtio")];
+                if nic.driver_name.as_deref() == Some("qemu")
+                    && let Some(dn) = nic.driver_node
+                {
+                    edits.push(Edit::unset(cx.doc, dn, "name"));
+                }
+                out.finding(
+                    format!(
+                        "NIC {} is an emulated {m}",
+                        nic.mac.as_deref().unwrap_or("")
+                    ),
+                    vec![cx.ev(mn)],
+                )
+                .fix(
+                    "Use virtio-net",
+                    edits,
+                    virsh_edit(cx.name(), "<model type='virtio'/>"),
+                    Applies::NextBoot,
+                );
+            }
+            Some("virtio") if nic.driver_name.as_deref() == Some("qemu") => {
+                let Some(dn) = nic.driver_node else { continue };
+                let f = out.finding(
+                    "virtio NIC with vhost off (driver name='qemu')",
+                    vec![cx.ev(dn)],
+                );
+                f.fix(
+                    "Let libvirt use vhost-net",
+                    vec![Edit::unset(cx.doc, dn, "name")],
+                    virsh_edit(cx.name(), "remove name='qemu' from the interface <driver>"),
+                    Applies::NextBoot,
+                );
+                if vhost_missing {
+                    f.message.push_str(
+                        "; /dev/vhost-net is also missing on this host (modprobe vhost_net)",
+                    );
+                }
+            }
+            None if nic.model_node.is_none() && cx.d.is_hvm() => {
+                // libvirt's default model for QEMU x86 is rtl8139 (older) or e1000 (q35)
+                let f = out.finding(
+                    "NIC without <model>: libvirt picks an emulated model (rtl8139/e1000)",
+                    vec![cx.ev(nic.node)],
+                );
+                f.suspect().fix(
+                    "Use virtio-net",
+                    vec![Edit::set_at(
+                        cx.doc,
+                        nic.node,
+                        vec![Seg::new("model")],
+                        "type",
+                        "virtio",
+                    )],
+                    virsh_edit(cx.name(), "<model type='virtio'/>"),
+                    Applies::NextBoot,
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+fn net_multiqueue(cx: &Cx, out: &mut Out) {
+    let n = cx.d.vcpus();
+    if n < 2 {
+        return;
+    }
+    let q = n.min(8);
+    for nic in &cx.d.devices.interfaces {
+        if nic.model.as_deref() != Some("virtio") || nic.queues.is_some_and(|x| x > 1) {
+            continue;
+        }
+        if !matches!(
+            nic.itype.as_deref(),
+            Some("network") | Some("bridge") | Some("direct") | Some("ethernet")
+        ) {
+            continue;
+        }
+        if nic.driver_name.as_deref() == Some("qemu") {
+            continue; // without vhost, multiqueue gains little
+        }
+        out.finding(
+            format!("virtio NIC with one queue on a {n}-vCPU guest"),
+            vec![
+                nic.driver_node
+                    .map(|d| cx.ev(d))
+                    .unwrap_or_else(|| cx.ev_absent(nic.node, "driver")),
+            ],
+        )
+        .fix(
+            format!("Give the NIC {q} queues"),
+            vec![Edit::set_at(
+                cx.doc,
+                nic.node,
+                vec![Seg::new("driver")],
+                "queues",
+                &q.to_string(),
+            )],
+            virsh_edit(
+                cx.name(),
+                &format!("<driver queues='{q}'/> in the interface"),
+            ),
+            Applies::NextBoot,
+        );
+    }
+}
+
+fn legacy(cx: &Cx, out: &mut Out) {
+    if cx.profile.domain.legacy_devices != Want::Avoid {
+        return;
+    }
+    for s in &cx.d.devices.sounds {
+        out.finding(
+            format!("sound device {}", s.model.as_deref().unwrap_or("")),
+            vec![cx.ev(s.node)],
+        )
+        .fix(
+            "Remove the sound device",
+            vec![Edit::remove(cx.doc, s.node)],
+            virsh_edit(cx.name(), "remove <sound>"),
+            Applies::NextBoot,
+        );
+    }
+    for d in cx.d.devices.disks.iter().filter(|d| d.device() == "floppy") {
+        out.finding(format!("floppy drive {}", d.label()), vec![cx.ev(d.node)])
+            .fix(
+                "Remove the floppy drive",
+                vec![Edit::remove(cx.doc, d.node)],
+                virsh_edit(cx.name(), "remove the floppy <disk>"),
+                Applies::NextBoot,
+            );
+    }
+    for v in cx.d.devices.videos.iter().skip(1) {
+        out.finding(
+            format!(
+                "secondary video adapter {}",
+                v.model.as_deref().unwrap_or("")
+            ),
+            vec![cx.ev(v.node)],
+        )
+        .fix(
+            "Remove the secondary video adapter",
+            vec![Edit::remove(cx.doc, v.node)],
+            virsh_edit(cx.name(), "remove the second <video>"),
+            Applies::NextBoot,
+        );
+    }
+}
+
+fn io_scheduler(cx: &Cx, out: &mut Out) {
+    let Some(cmdline) = cx.d.os.cmdline.as_deref() else {
+        return;
+    };
+    let virtio =
+        cx.d.devices
+            .disks
+            .iter()
+            .any(|d| d.bus.as_deref() == Some("virtio") && d.device() == "disk");
+    if !virtio {
+        return;
+    }
+    let elevator = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("elevator="));
+    match elevator {
+        Some("none") | Some("noop") => {}
+        Some(e) => {
+            let node = cx
+                .doc
+                .descend(cx.d.node, &["os", "cmdline"])
+                .unwrap_or(cx.d.node);
+            out.finding(
+                format!("guest kernel command line sets elevator={e} for virtio disks"),
+                vec![cx.ev(node)],
+            );
+        }
+        None => {
+            let node = cx
+                .doc
+                .descend(cx.d.node, &["os", "cmdline"])
+                .unwrap_or(cx.d.node);
+            out.finding(
+                "direct kernel boot with virtio disks; the guest's I/O scheduler is not set on its command line",
+                vec![cx.ev(node)],
+            )
+            .suspect();
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Rules that need the host and all its domains: overcommit, hugepage demand, KSM against
+//! nosharepages, isolated CPUs.
+
+use super::{Cx, Evidence, Meta, Out, Rule, Severity, cpuset, human_kib};
+use std::collections::BTreeMap;
+
+/// Rules whose subject is the host (run once over all domains).
+pub(super) const HOST_LEVEL: &[&str] = &[
+    "host-overcommit",
+    "host-hugepages-demand",
+    "host-ksm-nosharepages",
+];
+
+pub(super) fn rules() -> Vec<Rule> {
+    vec![
+        Rule {
+            meta: Meta {
+                id: "host-overcommit",
+                title: "Host overcommitted beyond the profile",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "More vCPUs than the profile's ratio per host thread means vCPUs wait for CPU (steal time, lock-holder preemption); more guest memory than host RAM works only with KSM, ballooning or swap, each with its own cost.",
+                fix: "Move or shrink domains, or choose a denser profile knowingly.",
+                risk: "None (advice).",
+                source: "seed 003; seed 002 §3.5-3.7",
+                needs_host: true,
+            },
+            check: overcommit,
+        },
+        Rule {
+            meta: Meta {
+                id: "host-hugepages-demand",
+                title: "Hugepage pool smaller than the domains need",
+                severity: Severity::Error,
+                profiles: &["*"],
+                why: "Domains with <hugepages/> take their memory from the host's static pool of that page size (on the nodes they are bound to). When the pool is smaller than their demand, the last ones fail to start ('unable to map backing store').",
+                fix: "Reserve more pages of that size on those nodes (/sys/devices/system/node/nodeN/hugepages/hugepages-SIZEkB/nr_hugepages, or hugepages= at boot for 1 GiB pages).",
+                risk: "Reserved hugepages are taken from general host memory.",
+                source: "seed 001; seed 002 §3.8",
+                needs_host: true,
+            },
+            check: hugepages_demand,
+        },
+        Rule {
+            meta: Meta {
+                id: "host-ksm-nosharepages",
+                title: "KSM runs but no domain can be merged",
+                severity: Severity::Info,
+                profiles: &["*"],
+                why: "ksmd scans memory continuously; when every domain has <nosharepages/> or hugepages (which KSM cannot merge) it burns CPU for nothing.",
+                fix: "Stop KSM: echo 0 > /sys/kernel/mm/ksm/run (and disable ksmtuned).",
+                risk: "None while no domain can be merged.",
+                source: "seed 002 §3.1/§3.5",
+                needs_host: true,
+            },
+            check: ksm_nosharepages,
+        },
+        Rule {
+            meta: Meta {
+                id: "host-isolcpus-pinning",
+                title: "Pins and isolated CPUs do not fit together",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "isolcpus= removes CPUs from the scheduler's load balancing: a vCPU allowed on several isolated CPUs stays on the first one it lands on, so all such vCPUs pile onto one CPU. Dedicated (latency) domains belong on isolated CPUs, pinned one vCPU per CPU.",
+                fix: "Pin each vCPU onto a single isolated CPU (<vcpupin vcpu='N' cpuset='C'/>).",
+                risk: "virsh vcpupin applies live.",
+                source: "seed 003",
+                needs_host: true,
+            },
+            check: isolcpus,
+        },
+    ]
+}
+
+fn host_ev(path: &str, value: String) -> Evidence {
+    Evidence {
+        path: path.into(),
+        line: None,
+        value,
+    }
+}
+
+/// The domains counted for a host total: the running ones when any runs, else all.
+fn counted<'a>(cx: &'a Cx) -> Vec<&'a kvmtune_domain::Domain> {
+    let any_active = cx.peers.iter().any(|p| p.active);
+    cx.peers
+        .iter()
+        .filter(|p| p.active || !any_active)
+        .map(|p| p.domain)
+        .collect()
+}
+
+fn overcommit(cx: &Cx, out: &mut Out) {
+    let Some(h) = cx.host else { return };
+    let doms = counted(cx);
+    let threads = h.online_cpus().len() as f64;
+    let vcpus: u32 = doms.iter().map(|d| d.vcpus()).sum();
+    let ratio = cx.profile.domain.vcpu_overcommit;
+    if threads > 0.0 && f64::from(vcpus) > threads * ratio {
+        out.finding(
+            format!(
+                "{vcpus} vCPUs in {} domains on {threads} host threads: {:.1}:1, above the {} profile's {ratio}:1",
+                doms.len(),
+                f64::from(vcpus) / threads,
+                cx.profile.name
+            ),
+            vec![host_ev("/sys/devices/system/cpu/online", format!("{threads} threads"))],
+        );
+    }
+    let Some(total) = h.memory.total_kib else {
+        return;
+    };
+    let mem: u64 = doms.iter().map(|d| d.memory()).sum();
+    let mratio = cx.profile.domain.memory_overcommit;
+    if total > 0 && mem as f64 > total as f64 * mratio {
+        let ksm = h.memory.ksm.as_ref().and_then(|k| k.run) == Some(1);
+        let swap = h.memory.swap_total_kib.unwrap_or(0) > 0;
+        let f = out.finding(
+            format!(
+                "{} of guest memory in {} domains on {} of host RAM ({:.2}:1, profile {mratio}:1){}",
+                human_kib(mem),
+                doms.len(),
+                human_kib(total),
+                mem as f64 / total as f64,
+                if !ksm && !swap { "; neither KSM nor swap can absorb it" } else { "" }
+            ),
+            vec![host_ev("/proc/meminfo", format!("MemTotal {}", human_kib(total)))],
+        );
+        if !ksm && !swap {
+            f.severity = Severity::Error;
+        }
+    }
+}
+
+fn hugepages_demand(cx: &Cx, out: &mut Out) {
+    let Some(h) = cx.host else { return };
+    let dflt = h.memory.default_hugepage_kib.unwrap_or(2048);
+    // (page size, node or None for any) → (KiB demanded, domains)
+    let mut demand: BTreeMap<(u64, Option<u32>), (u64, Vec<String>)> = BTreeMap::new();
+    for d in cx.peers.iter().map(|p| p.domain) {
+        let Some(mb) = d.memory_backing.as_ref().filter(|m| m.hugepages) else {
+            continue;
+        };
+        let mem = d.memory();
+        let size = mb.pages.iter().find_map(|p| p.size_kib).unwrap_or(dflt);
+        let strict_nodes = d
+            .numatune
+            .as_ref()
+            .filter(|n| n.mode() == "strict")
+            .and_then(|n| n.memory.as_ref())
+            .and_then(|m| m.nodeset.as_deref())
+            .and_then(cpuset);
+        let node = strict_nodes
+            .filter(|s| s.len() == 1)
+            .and_then(|s| s.iter().next());
+        let e = demand.entry((size, node)).or_default();
+        e.0 += mem;
+        e.1.push(d.name.clone());
+    }
+    for ((size, node), (kib, names)) in demand {
+        let pool: u64 = match node {
+            Some(n) => h
+                .numa
+                .nodes
+                .iter()
+                .find(|x| x.id == n)
+                .map(|x| {
+                    x.hugepages
+                        .iter()
+                        .filter(|p| p.size_kib == size)
+                        .map(|p| p.total * size)
+                        .sum()
+                })
+                .unwrap_or(0),
+            None => h
+                .memory
+                .hugepages
+                .iter()
+                .filter(|p| p.size_kib == size)
+                .map(|p| p.total * size)
+                .sum(),
+        };
+        if kib > pool {
+            let where_ = node.map(|n| format!(" on node {n}")).unwrap_or_default();
+            let path = match node {
+                Some(n) => format!(
+                    "/sys/devices/system/node/node{n}/hugepages/hugepages-{size}kB/nr_hugepages"
+                ),
+                None => format!("/sys/kernel/mm/hugepages/hugepages-{size}kB/nr_hugepages"),
+            };
+            out.finding(
+                format!(
+                    "{} ({}) need {} of {size} KiB pages{where_}; the pool holds {}",
+                    names.join(", "),
+                    names.len(),
+                    human_kib(kib),
+                    human_kib(pool)
+                ),
+                vec![host_ev(&path, format!("{} pages", pool / size.max(1)))],
+            );
+        }
+    }
+}
+
+fn ksm_nosharepages(cx: &Cx, out: &mut Out) {
+    let Some(h) = cx.host else { return };
+    if h.memory.ksm.as_ref().and_then(|k| k.run) != Some(1) || cx.peers.is_empty() {
+        return;
+    }
+    let mergeable = cx
+        .peers
+        .iter()
+        .filter(|p| {
+            !p.domain
+                .memory_backing
+                .as_ref()
+                .is_some_and(|m| m.nosharepages || m.hugepages)
+        })
+        .count();
+    if mergeable == 0 {
+        out.finding(
+            format!(
+                "KSM runs, but all {} domains have nosharepages or hugepages",
+                cx.peers.len()
+            ),
+            vec![host_ev("/sys/kernel/mm/ksm/run", "1".into())],
+        );
+    }
+}
+
+fn isolcpus(cx: &Cx, out: &mut Out) {
+    let Some(h) = cx.host else { return };
+    let Some(iso) = h.cpu.isolated.as_ref().or(h.cmdline.isolcpus_cpus.as_ref()) else {
+        return;
+    };
+    if iso.is_empty() {
+        return;
+    }
+    let mut sets: Vec<(usize, String, String)> = Vec::new();
+    if let Some(t) = &cx.d.cputune {
+        for p in &t.vcpupin {
+            sets.push((
+                p.node,
+                format!("vCPU {}", p.id.unwrap_or(0)),
+                p.cpuset.clone(),
+            ));
+        }
+    }
+    if sets.is_empty()
+        && let (Some(v), Some(c)) = (cx.d.vcpu.node, cx.d.vcpu.cpuset.as_deref())
+    {
+        sets.push((v, "all vCPUs".into(), c.to_string()));
+    }
+    for (node, who, set) in sets {
+        let Some(s) = cpuset(&set) else { continue };
+        let inside: Vec<u32> = s.iter().filter(|c| iso.contains(*c)).collect();
+        if inside.len() > 1 {
+            out.finding(
+                format!("{who} may run on isolated CPUs {set}: without load balancing it stays on one of them"),
+                vec![cx.ev(node), host_ev("/sys/devices/system/cpu/isolated", iso.to_string())],
+            );
+        }
+    }
+    if cx.profile.domain.pinning == crate::profile::Want::Want
+        && let Some(t) = &cx.d.cputune
+        && !t.vcpupin.is_empty()
+    {
+        let outside: Vec<String> = t
+            .vcpupin
+            .iter()
+            .filter(|p| cpuset(&p.cpuset).is_some_and(|s| s.iter().any(|c| !iso.contains(c))))
+            .map(|p| p.id.unwrap_or(0).to_string())
+            .collect();
+        if !outside.is_empty() {
+            out.at(
+                Severity::Info,
+                format!(
+                    "vCPU(s) {} pinned outside the isolated CPUs {iso}",
+                    outside.join(",")
+                ),
+                vec![cx.ev(t.node)],
+            );
+        }
+    }
+}

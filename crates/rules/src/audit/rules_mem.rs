@@ -1,0 +1,372 @@
+//! Domain rules: memory backing, limits and the balloon.
+
+use super::{Applies, Cx, Edit, Meta, Out, Rule, Seg, Severity, human_kib, virsh_edit};
+use crate::profile::Want;
+
+/// Headroom QEMU needs above guest RAM (libvirt uses guest RAM + 1 GiB for locked memory).
+const OVERHEAD_KIB: u64 = 1024 * 1024;
+/// Below guest RAM + this, a hard limit is almost certain to OOM-kill QEMU.
+const MIN_OVERHEAD_KIB: u64 = 256 * 1024;
+
+pub(super) fn rules() -> Vec<Rule> {
+    vec![
+        Rule {
+            meta: Meta {
+                id: "mem-hugepages",
+                title: "Large or latency-sensitive domain without hugepages",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "Guest RAM on 4 KiB pages needs many more TLB entries and page-table walks (two-dimensional with EPT/NPT): memory-heavy guests lose several percent, and transparent hugepages are not guaranteed (fragmentation, khugepaged). Static hugepages are also never swapped or merged.",
+                fix: "<memoryBacking><hugepages/></memoryBacking>, with a pool of that page size reserved on the host (per node).",
+                risk: "The domain will not start unless the host's hugepage pool can hold its memory; hugepage memory cannot be ballooned or overcommitted.",
+                source: "seed 001; seed 002 §3.8",
+                needs_host: false,
+            },
+            check: hugepages,
+        },
+        Rule {
+            meta: Meta {
+                id: "mem-nosharepages",
+                title: "Latency domain open to KSM merging",
+                severity: Severity::Warn,
+                profiles: &["latency"],
+                why: "KSM scans and merges identical pages: a merged page that the guest writes must be copied first (copy-on-write fault), and ksmd costs host CPU. Latency-critical guests should be kept out of it.",
+                fix: "<memoryBacking><nosharepages/></memoryBacking>.",
+                risk: "The guest uses its full memory on the host (no savings from sharing).",
+                source: "seed 002 §3.1/§3.5",
+                needs_host: false,
+            },
+            check: nosharepages,
+        },
+        Rule {
+            meta: Meta {
+                id: "mem-locked-needs-limit",
+                title: "Locked memory without a hard limit",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "<locked/> pins guest memory in host RAM; libvirt then needs <memtune><hard_limit> to size QEMU's locked-memory limit. Without it the limit is unbounded: a runaway QEMU can lock all host memory.",
+                fix: "<memtune><hard_limit> of guest memory plus 1 GiB for QEMU itself.",
+                risk: "Too low a hard limit gets QEMU OOM-killed; the fix's 1 GiB headroom matches libvirt's own estimate for locked memory.",
+                source: "seed 002 §3.7; libvirt domain format (memoryBacking/locked)",
+                needs_host: false,
+            },
+            check: locked,
+        },
+        Rule {
+            meta: Meta {
+                id: "mem-hardlimit-low",
+                title: "Hard limit too close to guest memory",
+                severity: Severity::Error,
+                profiles: &["*"],
+                why: "<memtune><hard_limit> caps all of QEMU's memory: guest RAM plus QEMU's own (device emulation, I/O buffers, video memory). A limit at or barely above guest RAM gets QEMU killed by the cgroup OOM killer under load.",
+                fix: "Raise hard_limit to guest memory plus 1 GiB, or remove it.",
+                risk: "A higher limit lets a misbehaving QEMU use more host memory.",
+                source: "libvirt domain format (memtune): 'not recommended to set hard_limit'",
+                needs_host: false,
+            },
+            check: hardlimit_low,
+        },
+        Rule {
+            meta: Meta {
+                id: "mem-balloon",
+                title: "Memory balloon does not fit the profile",
+                severity: Severity::Info,
+                profiles: &["*"],
+                why: "The balloon lets the host reclaim guest memory: needed to overcommit memory (dense), pointless with hugepages or locked memory (that memory cannot be returned) and a latency risk when it inflates. currentMemory below memory without a balloon cannot be honoured.",
+                fix: "<memballoon model='none'/> where it is pointless; model='virtio' where the profile overcommits memory.",
+                risk: "Without a balloon the host cannot take memory back and guest memory statistics (virsh dommemstat) are gone.",
+                source: "seed 002 §3.6",
+                needs_host: false,
+            },
+            check: balloon,
+        },
+    ]
+}
+
+fn hugepages(cx: &Cx, out: &mut Out) {
+    let d = cx.d;
+    if d.memory_backing.as_ref().is_some_and(|m| m.hugepages) || !d.is_hvm() {
+        return;
+    }
+    // memfd/file backing with hugepages not requested: still 4K
+    let min = cx.profile.domain.hugepages_min_mib.saturating_mul(1024);
+    let mem = d.memory();
+    if mem == 0 || mem < min {
+        return;
+    }
+    let why = if min == 0 {
+        format!(
+            "{} of guest memory on 4 KiB pages ({} profile)",
+            human_kib(mem),
+            cx.profile.name
+        )
+    } else {
+        format!(
+            "{} of guest memory on 4 KiB pages (profile threshold {})",
+            human_kib(mem),
+            human_kib(min)
+        )
+    };
+    let ev = match &d.memory_backing {
+        Some(m) => cx.ev(m.node),
+        None => cx.ev_absent(d.node, "memoryBacking"),
+    };
+    let f = out.finding(why, vec![ev]);
+    f.fix(
+        "Back guest memory with hugepages",
+        vec![Edit::ensure(
+            cx.doc,
+            d.node,
+            vec![Seg::new("memoryBacking"), Seg::new("hugepages")],
+        )],
+        virsh_edit(cx.name(), "<memoryBacking><hugepages/></memoryBacking>"),
+        Applies::NextBoot,
+    );
+    if let Some(h) = cx.host {
+        let dflt = h.memory.default_hugepage_kib.unwrap_or(2048);
+        let free: u64 = h
+            .memory
+            .hugepages
+            .iter()
+            .filter(|p| p.size_kib == dflt)
+            .map(|p| p.free * p.size_kib)
+            .sum();
+        if free < mem {
+            f.message.push_str(&format!(
+                "; the host's {} KiB pool has {} free: reserve more before applying",
+                dflt,
+                human_kib(free)
+            ));
+        }
+    }
+}
+
+fn nosharepages(cx: &Cx, out: &mut Out) {
+    if cx.profile.domain.nosharepages != Want::Want {
+        return;
+    }
+    if cx
+        .d
+        .memory_backing
+        .as_ref()
+        .is_some_and(|m| m.nosharepages || m.hugepages && m.locked)
+    {
+        return;
+    }
+    let ksm = cx
+        .host
+        .and_then(|h| h.memory.ksm.as_ref())
+        .and_then(|k| k.run);
+    if ksm == Some(0) {
+        // KSM off on this host: no merging now, but the domain is unprotected when it starts
+        let f = out.at(
+            Severity::Info,
+            "no <nosharepages/>; KSM is off on this host now",
+            vec![cx.ev_absent(cx.d.node, "memoryBacking/nosharepages")],
+        );
+        add_fix(cx, f);
+        return;
+    }
+    let f = out.finding(
+        if ksm == Some(1) {
+            "no <nosharepages/> while KSM runs on this host".to_string()
+        } else {
+            "no <nosharepages/>: KSM may merge this domain's pages".to_string()
+        },
+        vec![cx.ev_absent(cx.d.node, "memoryBacking/nosharepages")],
+    );
+    if ksm.is_none() {
+        f.assumed("KSM may run on the host (no host facts)");
+    }
+    add_fix(cx, f);
+}
+
+fn add_fix(cx: &Cx, f: &mut super::Finding) {
+    f.fix(
+        "Keep KSM off this domain's memory",
+        vec![Edit::ensure(
+            cx.doc,
+            cx.d.node,
+            vec![Seg::new("memoryBacking"), Seg::new("nosharepages")],
+        )],
+        virsh_edit(cx.name(), "<memoryBacking><nosharepages/></memoryBacking>"),
+        Applies::NextBoot,
+    );
+}
+
+fn limit_kib(cx: &Cx) -> u64 {
+    cx.d.max_memory_kib.unwrap_or(0).max(cx.d.memory()) + OVERHEAD_KIB
+}
+
+fn locked(cx: &Cx, out: &mut Out) {
+    let Some(mb) = &cx.d.memory_backing else {
+        return;
+    };
+    if !mb.locked
+        || cx
+            .d
+            .memtune
+            .as_ref()
+            .is_some_and(|m| m.hard_limit_kib.is_some())
+    {
+        return;
+    }
+    let lim = limit_kib(cx);
+    out.finding(
+        "<locked/> without <memtune><hard_limit>",
+        vec![cx.ev(cx.doc.child(mb.node, "locked").unwrap_or(mb.node))],
+    )
+    .fix(
+        format!(
+            "Set hard_limit to {} (guest memory + 1 GiB)",
+            human_kib(lim)
+        ),
+        vec![
+            Edit::text_at(
+                cx.doc,
+                cx.d.node,
+                vec![Seg::new("memtune"), Seg::new("hard_limit")],
+                &lim.to_string(),
+            ),
+            Edit::set_at(
+                cx.doc,
+                cx.d.node,
+                vec![Seg::new("memtune"), Seg::new("hard_limit")],
+                "unit",
+                "KiB",
+            ),
+        ],
+        format!(
+            "virsh memtune {} --hard-limit {lim} --config --live",
+            cx.name()
+        ),
+        Applies::Live,
+    );
+}
+
+fn hardlimit_low(cx: &Cx, out: &mut Out) {
+    let Some(mt) = &cx.d.memtune else { return };
+    let Some(hl) = mt.hard_limit_kib else { return };
+    let mem = cx.d.memory();
+    if mem == 0 || hl >= mem + MIN_OVERHEAD_KIB {
+        return;
+    }
+    let lim = limit_kib(cx);
+    let node = cx.doc.child(mt.node, "hard_limit").unwrap_or(mt.node);
+    out.finding(
+        format!(
+            "hard_limit {} for {} of guest memory",
+            human_kib(hl),
+            human_kib(mem)
+        ),
+        vec![cx.ev(node)],
+    )
+    .fix(
+        format!("Raise hard_limit to {}", human_kib(lim)),
+        vec![
+            Edit::text_at(
+                cx.doc,
+                mt.node,
+                vec![Seg::new("hard_limit")],
+                &lim.to_string(),
+            ),
+            Edit::set_at(cx.doc, mt.node, vec![Seg::new("hard_limit")], "unit", "KiB"),
+        ],
+        format!(
+            "virsh memtune {} --hard-limit {lim} --config --live",
+            cx.name()
+        ),
+        Applies::Live,
+    );
+}
+
+fn balloon(cx: &Cx, out: &mut Out) {
+    let d = cx.d;
+    if !d.is_hvm() {
+        return;
+    }
+    let model = d
+        .devices
+        .memballoon
+        .as_ref()
+        .and_then(|b| b.model.as_deref());
+    // libvirt adds a virtio balloon to x86 KVM domains that do not say otherwise
+    let present = model.is_some_and(|m| m != "none") || d.devices.memballoon.is_none();
+    let implicit = d.devices.memballoon.is_none();
+    let mb = d.memory_backing.as_ref();
+    let pointless = mb.is_some_and(|m| m.hugepages || m.locked);
+    let devices = d.devices.node.unwrap_or(d.node);
+    let set_model = |cx: &Cx, m: &str| match &d.devices.memballoon {
+        Some(b) => Edit::set(cx.doc, b.node, "model", m),
+        None => Edit::set_at(
+            cx.doc,
+            d.node,
+            vec![Seg::new("devices"), Seg::new("memballoon")],
+            "model",
+            m,
+        ),
+    };
+    let ev = || match &d.devices.memballoon {
+        Some(b) => cx.ev(b.node),
+        None => cx.ev_absent(devices, "memballoon"),
+    };
+    if present && (pointless || cx.profile.domain.balloon == Want::Avoid) {
+        let why = if pointless {
+            "a balloon cannot reclaim hugepage or locked memory"
+        } else {
+            "the profile does not overcommit memory"
+        };
+        let f = out.finding(
+            format!(
+                "{} memory balloon: {why}",
+                if implicit {
+                    "implicit virtio"
+                } else {
+                    "virtio"
+                }
+            ),
+            vec![ev()],
+        );
+        if implicit {
+            f.suspect();
+        }
+        f.fix(
+            "Remove the balloon",
+            vec![set_model(cx, "none")],
+            virsh_edit(cx.name(), "<memballoon model='none'/>"),
+            Applies::NextBoot,
+        );
+        return;
+    }
+    if !present {
+        if cx.profile.domain.balloon == Want::Want && !pointless {
+            out.finding(
+                format!(
+                    "no memory balloon, but the {} profile overcommits memory",
+                    cx.profile.name
+                ),
+                vec![ev()],
+            )
+            .fix(
+                "Add a virtio balloon",
+                vec![set_model(cx, "virtio")],
+                virsh_edit(cx.name(), "<memballoon model='virtio'/>"),
+                Applies::NextBoot,
+            );
+        }
+        if let (Some(cur), Some(m)) = (d.current_memory_kib, d.memory_kib)
+            && cur < m
+        {
+            let node = cx.doc.child(d.node, "currentMemory").unwrap_or(d.node);
+            out.at(
+                Severity::Warn,
+                format!(
+                    "currentMemory {} below memory {} without a balloon to enforce it",
+                    human_kib(cur),
+                    human_kib(m)
+                ),
+                vec![cx.ev(node)],
+            );
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! Domain rules: NUMA placement and CPU pinning.
+
+use super::rules_cpu::vcpu_cpus;
+use super::{Applies, Cx, Edit, Evidence, Meta, Out, Rule, Severity, cpuset, human_kib};
+use crate::profile::Want;
+use kvmtune_host::CpuSet;
+use std::collections::BTreeSet;
+
+pub(super) fn rules() -> Vec<Rule> {
+    vec![
+        Rule {
+            meta: Meta {
+                id: "numa-unbound",
+                title: "No NUMA placement on a multi-node host",
+                severity: Severity::Warn,
+                profiles: &["server", "latency"],
+                why: "Without <numatune>, pins or a vcpu cpuset, the host scheduler moves vCPUs between nodes and memory lands wherever the first touch happened: remote memory access costs 30-100% more latency, and it varies from run to run.",
+                fix: "Bind the domain to one node: <vcpu cpuset> with that node's CPUs plus <numatune><memory mode='strict' nodeset='N'/></numatune> (kvmtune's planner picks the node).",
+                risk: "Pinning ties the domain to this host's layout; a strict nodeset without enough free memory on the node fails allocations.",
+                source: "seed 002 §3.1",
+                needs_host: true,
+            },
+            check: numa_unbound,
+        },
+        Rule {
+            meta: Meta {
+                id: "numa-inconsistent",
+                title: "vCPUs and memory bound to different nodes",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "The vCPUs' CPUs (vcpu cpuset or vcpupin) are on other host nodes than <numatune>'s nodeset: every memory access the guest makes is remote. The two must be consistent.",
+                fix: "Set <numatune><memory nodeset> to the nodes of the vCPUs' CPUs.",
+                risk: "The domain's memory moves to the new node at next boot (or with virsh numatune --live, which migrates pages and costs CPU while it runs).",
+                source: "seed 002 §3.1 (\"must be consistent\")",
+                needs_host: true,
+            },
+            check: numa_inconsistent,
+        },
+        Rule {
+            meta: Meta {
+                id: "numa-node-too-small",
+                title: "Strict NUMA binding cannot hold the domain's memory",
+                severity: Severity::Error,
+                profiles: &["*"],
+                why: "With mode='strict' the guest may only allocate on the nodeset; when those nodes have less memory than the guest, allocations fail and the OOM killer ends QEMU.",
+                fix: "Widen the nodeset, use mode='preferred' (or 'restrictive'), or shrink the guest.",
+                risk: "Memory spread over more nodes is partly remote.",
+                source: "seed 002 §3.1",
+                needs_host: true,
+            },
+            check: numa_too_small,
+        },
+        Rule {
+            meta: Meta {
+                id: "numa-guest-cells",
+                title: "Domain larger than a host node without guest NUMA cells",
+                severity: Severity::Warn,
+                profiles: &["server", "latency"],
+                why: "A guest with more vCPUs or memory than one host node must span nodes; without <cpu><numa><cell> the guest believes all its memory is equally close and cannot place threads and memory together.",
+                fix: "Give the guest one <cell> per host node it spans, with that node's vCPUs and memory, and bind each with <numatune><memnode>.",
+                risk: "The guest's NUMA layout changes at next boot; it is then tied to hosts with at least as many nodes.",
+                source: "seed 002 §3.1",
+                needs_host: true,
+            },
+            check: numa_guest_cells,
+        },
+        Rule {
+            meta: Meta {
+                id: "pin-invalid",
+                title: "Pins name CPUs that do not exist",
+                severity: Severity::Error,
+                profiles: &["*"],
+                why: "A vcpupin, emulatorpin, iothreadpin or vcpu cpuset naming a CPU that is absent or offline (or that does not parse) makes the domain fail to start, or pins onto fewer CPUs than intended.",
+                fix: "Pin onto online CPUs of this host (see kvmtune host).",
+                risk: "None beyond the pin change.",
+                source: "seed 002 §3.1.2",
+                needs_host: false,
+            },
+            check: pin_invalid,
+        },
+        Rule {
+            meta: Meta {
+                id: "pin-overlap",
+                title: "Dedicated domains share CPUs",
+                severity: Severity::Error,
+                profiles: &["*"],
+                why: "Two domains whose vCPUs are pinned one-to-one onto host CPUs were meant to have those CPUs to themselves; pinned onto the same CPUs (or onto SMT siblings of each other) they steal time from each other, typically after a migration or a copy-pasted XML.",
+                fix: "Re-pin one domain onto free CPUs (kvmtune's planner).",
+                risk: "virsh vcpupin applies live; the guest sees no change.",
+                source: "field reports (Nova instances sharing pCPUs after migration)",
+                needs_host: false,
+            },
+            check: pin_overlap,
+        },
+        Rule {
+            meta: Meta {
+                id: "pin-emulator",
+                title: "Emulator threads not kept off pinned vCPUs",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "QEMU's emulator and I/O threads do device emulation and vhost work. With vCPUs pinned but no <emulatorpin> they float over the vCPUs' CPUs and interrupt them; pinned onto the vCPUs' own CPUs they compete with the guest.",
+                fix: "<emulatorpin cpuset='...'/> onto housekeeping CPUs that no vCPU uses.",
+                risk: "virsh emulatorpin applies live.",
+                source: "seed 002 §3.1.2 (emulatorpin)",
+                needs_host: false,
+            },
+            check: pin_emulator,
+        },
+        Rule {
+            meta: Meta {
+                id: "pin-cross-node",
+                title: "vCPU pins spread over host nodes without guest NUMA",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "The vCPUs are pinned onto CPUs of several host nodes but the guest has no NUMA cells: it cannot know which memory is close to which vCPU.",
+                fix: "Pin into one node, or add guest <numa> cells mirroring the host nodes.",
+                risk: "Re-pinning applies live; guest cells need a restart.",
+                source: "seed 002 §3.1",
+                needs_host: true,
+            },
+            check: pin_cross_node,
+        },
+        Rule {
+            meta: Meta {
+                id: "pin-policy",
+                title: "Pinning does not match the profile",
+                severity: Severity::Warn,
+                profiles: &["latency", "migratable"],
+                why: "The latency profile expects every vCPU pinned one-to-one onto a dedicated CPU (no sharing, stable caches); the migratable profile expects no host-specific pins, which may not fit the destination host.",
+                fix: "latency: pin each vCPU with <vcpupin> (kvmtune's planner); migratable: drop the pins.",
+                risk: "Pins apply live with virsh vcpupin.",
+                source: "seed 002 §3.1.2; seed 003",
+                needs_host: false,
+            },
+            check: pin_policy,
+        },
+    ]
+}
+
+/// The host nodes of a set of CPUs.
+fn nodes_of(cx: &Cx, cpus: &CpuSet) -> BTreeSet<u32> {
+    cpus.iter().filter_map(|c| cx.node_of(c)).collect()
+}
+
+fn set_str(s: &BTreeSet<u32>) -> String {
+    let mut c = CpuSet::new();
+    for &n in s {
+        c.insert(n);
+    }
+    c.to_string()
+}
+
+fn numa_unbound(cx: &Cx, out: &mut Out) {
+    if !cx.multi_node() {
+        return;
+    }
+    let d = cx.d;
+    let pinned =
+        d.cputune.as_ref().is_some_and(|t| !t.vcpupin.is_empty()) || d.vcpu.cpuset.is_some();
+    let auto = d.vcpu.placement.as_deref() == Some("auto");
+    if d.numatune.is_some() || pinned || auto {
+        return;
+    }
+    let nodes = cx.host.map_or(0, |h| h.numa.nodes.len());
+    out.finding(
+        format!("no <numatune>, pins or cpuset on a host with {nodes} NUMA nodes"),
+        vec![
+            cx.d.vcpu
+                .node
+                .map(|v| cx.ev(v))
+                .unwrap_or_else(|| cx.ev_absent(cx.d.node, "vcpu")),
+            cx.ev_absent(cx.d.node, "numatune"),
+        ],
+    );
+}
+
+fn numa_inconsistent(cx: &Cx, out: &mut Out) {
+    let Some(nt) = &cx.d.numatune else { return };
+    let Some(mem) = &nt.memory else { return };
+    let Some(nodeset) = mem.nodeset.as_deref().and_then(cpuset) else {
+        return;
+    };
+    let Some(cpus) = vcpu_cpus(cx) else { return };
+    let cpu_nodes = nodes_of(cx, &cpus);
+    if cpu_nodes.is_empty() {
+        return;
+    }
+    let mem_nodes: BTreeSet<u32> = nodeset.iter().collect();
+    if cpu_nodes.is_subset(&mem_nodes) && cpu_nodes == mem_nodes {
+        return;
+    }
+    if cpu_nodes.is_subset(&mem_nodes) {
+        return; // memory may also come from more nodes: wasteful, not inconsistent
+    }
+    let want = set_str(&cpu_nodes);
+    let mut evidence = vec![cx.ev_attr(mem.node, "nodeset")];
+    if let Some(v) = cx.d.vcpu.node.filter(|_| cx.d.vcpu.cpuset.is_some()) {
+        evidence.push(cx.ev_attr(v, "cpuset"));
+    }
+    if let Some(p) = cx.d.cputune.as_ref().and_then(|t| t.vcpupin.first()) {
+        evidence.push(cx.ev(p.node));
+    }
+    out.finding(
+        format!(
+            "vCPUs run on CPUs {cpus} (node {want}) but memory is bound to node {}",
+            set_str(&mem_nodes)
+        ),
+        evidence,
+    )
+    .fix(
+        format!("Bind memory to node {want}"),
+        vec![Edit::set(cx.doc, mem.node, "nodeset", &want)],
+        format!("virsh numatune {} --nodeset {want} --config", cx.name()),
+        Applies::NextBoot,
+    );
+}
+
+fn numa_too_small(cx: &Cx, out: &mut Out) {
+    let Some(h) = cx.host else { return };
+    let Some(nt) = &cx.d.numatune else { return };
+    if nt.mode() != "strict" {
+        return;
+    }
+    let Some(mem) = &nt.memory else { return };
+    let Some(nodeset) = mem.nodeset.as_deref().and_then(cpuset) else {
+        return;
+    };
+    let mut total = 0;
+    for n in nodeset.iter() {
+        match h
+            .numa
+            .nodes
+            .iter()
+            .find(|x| x.id == n)
+            .and_then(|x| x.memory_total_kib)
+        {
+            Some(t) => total += t,
+            None => return, // pin-invalid reports nodes that do not exist
+        }
+    }
+    let need = cx.d.memory();
+    if need > total {
+        out.finding(
+            format!(
+                "{} of guest memory bound strictly to node(s) {nodeset} holding {} in all",
+                human_kib(need),
+                human_kib(total)
+            ),
+            vec![cx.ev(mem.node)],
+        );
+    }
+}
+
+fn numa_guest_cells(cx: &Cx, out: &mut Out) {
+    let Some(h) = cx.host else { return };
+    if h.numa.nodes.len() < 2 || cx.d.cpu.as_ref().is_some_and(|c| !c.cells.is_empty()) {
+        return;
+    }
+    let max_mem = h
+        .numa
+        .nodes
+        .iter()
+        .filter_map(|n| n.memory_total_kib)
+        .max()
+        .unwrap_or(0);
+    let max_cpus = h.numa.nodes.iter().map(|n| n.cpus.len()).max().unwrap_or(0) as u32;
+    let mem = cx.d.memory();
+    let n = cx.d.vcpus();
+    let too_big_mem = max_mem > 0 && mem > max_mem;
+    let too_big_cpu = max_cpus > 0 && n > max_cpus;
+    if !too_big_mem && !too_big_cpu {
+        return;
+    }
+    let what = match (too_big_mem, too_big_cpu) {
+        (true, true) => format!(
+            "{} and {n} vCPUs exceed the largest node ({}, {max_cpus} CPUs)",
+            human_kib(mem),
+            human_kib(max_mem)
+        ),
+        (true, false) => format!(
+            "{} exceeds the largest node's {}",
+            human_kib(mem),
+            human_kib(max_mem)
+        ),
+        _ => format!("{n} vCPUs exceed the largest node's {max_cpus} CPUs"),
+    };
+    out.finding(
+        format!("{what}, and the guest has no NUMA cells"),
+        vec![
+            cx.d.cpu
+                .as_ref()
+                .map(|c| cx.ev(c.node))
+                .unwrap_or_else(|| cx.ev_absent(cx.d.node, "cpu")),
+        ],
+    );
+}
+
+fn pin_invalid(cx: &Cx, out: &mut Out) {
+    let online = cx.host_cpus();
+    let check = |node, what: String, set: &str, out: &mut Out| match cpuset(set) {
+        None => {
+            out.finding(
+                format!("{what} cpuset '{set}' does not parse"),
+                vec![cx.ev(node)],
+            );
+        }
+        Some(s) if s.is_empty() => {
+            out.finding(format!("{what} cpuset '{set}' is empty"), vec![cx.ev(node)]);
+        }
+        Some(s) => {
+            if let Some(on) = &online {
+                let bad = s.difference(on);
+                if !bad.is_empty() {
+                    out.finding(
+                        format!(
+                            "{what} names CPU(s) {bad}, not online on this host (online: {on})"
+                        ),
+                        vec![cx.ev(node)],
+                    );
+                }
+            }
+        }
+    };
+    if let (Some(v), Some(set)) = (cx.d.vcpu.node, cx.d.vcpu.cpuset.as_deref()) {
+        check(v, "<vcpu>".into(), set, out);
+    }
+    if let Some(t) = &cx.d.cputune {
+        for p in &t.vcpupin {
+            let id = p.id.unwrap_or(0);
+            if id >= cx.d.vcpu.max {
+                out.finding(
+                    format!(
+                        "vcpupin for vCPU {id}, but the domain has {} vCPUs",
+                        cx.d.vcpu.max
+                    ),
+                    vec![cx.ev(p.node)],
+                );
+            }
+            check(p.node, format!("vcpupin of vCPU {id}"), &p.cpuset, out);
+        }
+        if let Some(p) = &t.emulatorpin {
+            check(p.node, "emulatorpin".into(), &p.cpuset, out);
+        }
+        for p in &t.iothreadpin {
+            check(
+                p.node,
+                format!("iothreadpin of iothread {}", p.id.unwrap_or(0)),
+                &p.cpuset,
+                out,
+            );
+        }
+    }
+    if let (Some(h), Some(nt)) = (cx.host, &cx.d.numatune)
+        && let Some(m) = &nt.memory
+        && let Some(ns) = m.nodeset.as_deref().and_then(cpuset)
+        && !h.numa.nodes.is_empty()
+    {
+        let missing: Vec<u32> = ns
+            .iter()
+            .filter(|n| !h.numa.nodes.iter().any(|x| x.id == *n))
+            .collect();
+        if !missing.is_empty() {
+            out.finding(
+                format!("numatune nodeset names node(s) {missing:?} that this host does not have"),
+                vec![cx.ev(m.node)],
+            );
+        }
+    }
+}
+
+/// One-to-one pins: every vCPU pinned onto exactly one CPU. Returns the CPUs.
+fn dedicated(d: &kvmtune_domain::Domain) -> Option<CpuSet> {
+    let t = d.cputune.as_ref()?;
+    if t.vcpupin.len() < d.vcpus() as usize || t.vcpupin.is_empty() {
+        return None;
+    }
+    let mut all = CpuSet::new();
+    for p in &t.vcpupin {
+        let s = cpuset(&p.cpuset)?;
+        if s.len() != 1 {
+            return None;
+        }
+        all = all.union(&s);
+    }
+    Some(all)
+}
+
+fn pin_overlap(cx: &Cx, out: &mut Out) {
+    let Some(mine) = dedicated(cx.d) else { return };
+    for p in cx.peers {
+        if std::ptr::eq(p.domain, cx.d) || p.domain.name == cx.d.name {
+            continue;
+        }
+        let Some(theirs) = dedicated(p.domain) else {
+            continue;
+        };
+        let shared: CpuSet =
+            mine.iter()
+                .filter(|c| theirs.contains(*c))
+                .fold(CpuSet::new(), |mut s, c| {
+                    s.insert(c);
+                    s
+                });
+        let ev =
+            cx.d.cputune
+                .as_ref()
+                .map(|t| cx.ev(t.node))
+                .into_iter()
+                .collect();
+        if !shared.is_empty() {
+            out.finding(
+                format!(
+                    "pinned one-to-one onto CPU(s) {shared}, which {} is pinned onto too",
+                    p.domain.name
+                ),
+                ev,
+            );
+        } else if let Some(h) = cx.host {
+            let sib: CpuSet = mine
+                .iter()
+                .flat_map(|c| {
+                    h.cpu
+                        .sibling_groups
+                        .iter()
+                        .filter(move |g| g.contains(c))
+                        .flat_map(|g| g.iter())
+                        .filter(move |s| *s != c)
+                })
+                .filter(|s| theirs.contains(*s))
+                .fold(CpuSet::new(), |mut s, c| {
+                    s.insert(c);
+                    s
+                });
+            if !sib.is_empty() {
+                out.at(
+                    Severity::Warn,
+                    format!(
+                        "{}'s dedicated CPU(s) {sib} are SMT siblings of this domain's",
+                        p.domain.name
+                    ),
+                    ev,
+                );
+            }
+        }
+    }
+}
+
+fn pin_emulator(cx: &Cx, out: &mut Out) {
+    let Some(t) = &cx.d.cputune else { return };
+    if t.vcpupin.is_empty() {
+        return;
+    }
+    let Some(vcpus) = vcpu_cpus(cx) else { return };
+    match &t.emulatorpin {
+        None => {
+            out.finding(
+                format!("vCPUs are pinned (CPUs {vcpus}) but the emulator threads are not"),
+                vec![cx.ev(t.node)],
+            );
+        }
+        Some(e) => {
+            let Some(em) = cpuset(&e.cpuset) else { return };
+            let shared: CpuSet =
+                em.iter()
+                    .filter(|c| vcpus.contains(*c))
+                    .fold(CpuSet::new(), |mut s, c| {
+                        s.insert(c);
+                        s
+                    });
+            if !shared.is_empty() && dedicated(cx.d).is_some() {
+                out.finding(
+                    format!(
+                        "emulatorpin {em} shares CPU(s) {shared} with the one-to-one pinned vCPUs"
+                    ),
+                    vec![cx.ev(e.node)],
+                );
+            }
+        }
+    }
+}
+
+fn pin_cross_node(cx: &Cx, out: &mut Out) {
+    if !cx.multi_node() || cx.d.cpu.as_ref().is_some_and(|c| !c.cells.is_empty()) {
+        return;
+    }
+    let Some(t) = &cx.d.cputune else { return };
+    if t.vcpupin.is_empty() {
+        return;
+    }
+    let Some(cpus) = vcpu_cpus(cx) else { return };
+    let nodes = nodes_of(cx, &cpus);
+    if nodes.len() > 1 {
+        out.finding(
+            format!("vCPUs pinned onto CPUs {cpus} on nodes {}", set_str(&nodes)),
+            vec![cx.ev(t.node)],
+        );
+    }
+}
+
+fn pin_policy(cx: &Cx, out: &mut Out) {
+    let pins = cx.d.cputune.as_ref().map(|t| t.vcpupin.len()).unwrap_or(0);
+    match cx.profile.domain.pinning {
+        Want::Want if dedicated(cx.d).is_none() => {
+            let ev =
+                cx.d.cputune
+                    .as_ref()
+                    .map(|t| cx.ev(t.node))
+                    .unwrap_or_else(|| cx.ev_absent(cx.d.node, "cputune"));
+            out.finding(
+                format!(
+                    "{} of {} vCPUs pinned one-to-one; the {} profile wants dedicated CPUs",
+                    pins.min(cx.d.vcpus() as usize),
+                    cx.d.vcpus(),
+                    cx.profile.name
+                ),
+                vec![ev],
+            );
+        }
+        Want::Avoid if pins > 0 => {
+            let t = cx.d.cputune.as_ref().map(|t| t.node).unwrap_or(cx.d.node);
+            out.at(
+                Severity::Info,
+                format!(
+                    "{pins} vCPU pins tie the domain to this host's CPU numbering ({} profile)",
+                    cx.profile.name
+                ),
+                vec![Evidence {
+                    path: cx.doc.path(t),
+                    line: cx.doc.line(t),
+                    value: format!("{pins} <vcpupin>"),
+                }],
+            );
+        }
+        _ => {}
+    }
+}
