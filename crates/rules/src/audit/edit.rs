@@ -142,6 +142,71 @@ impl Edit {
     }
 }
 
+/// libvirt's order of the domain's children (as `virsh dumpxml` writes them). New
+/// children of `<domain>` go after their predecessors in this order.
+const DOMAIN_ORDER: &[&str] = &[
+    "name",
+    "uuid",
+    "genid",
+    "title",
+    "description",
+    "metadata",
+    "maxMemory",
+    "memory",
+    "currentMemory",
+    "blkiotune",
+    "memtune",
+    "memoryBacking",
+    "vcpu",
+    "vcpus",
+    "iothreads",
+    "iothreadids",
+    "defaultiothread",
+    "cputune",
+    "numatune",
+    "resource",
+    "sysinfo",
+    "bootloader",
+    "bootloader_args",
+    "os",
+    "idmap",
+    "features",
+    "cpu",
+    "clock",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+    "pm",
+    "perf",
+    "devices",
+];
+
+/// Where a new child goes among the element children: after the last sibling that comes
+/// before it in libvirt's order (for `<domain>` and `<cpu>`); `None` appends.
+fn position(doc: &Document, parent: NodeId, name: &str) -> Option<usize> {
+    let order: &[&str] = match doc.name(parent) {
+        "domain" if parent == doc.root() => DOMAIN_ORDER,
+        "cpu" => &[
+            "model",
+            "vendor",
+            "topology",
+            "cache",
+            "maxphysaddr",
+            "feature",
+            "numa",
+        ],
+        _ => return None,
+    };
+    let me = order.iter().position(|n| *n == name)?;
+    let before = &order[..me];
+    let elems: Vec<NodeId> = doc.elements(parent).collect();
+    let last = elems.iter().rposition(|&e| before.contains(&doc.name(e)));
+    match last {
+        Some(i) => Some(i + 1),
+        None => Some(0),
+    }
+}
+
 fn resolve(doc: &mut Document, t: &Target) -> Option<NodeId> {
     match t {
         Target::Node(n) => doc
@@ -166,7 +231,8 @@ fn resolve(doc: &mut Document, t: &Target) -> Option<NodeId> {
                             .iter()
                             .map(|(a, v)| (a.as_str(), v.as_str()))
                             .collect();
-                        doc.insert_element(at, None, &s.name, &attrs)?
+                        let pos = position(doc, at, &s.name);
+                        doc.insert_element(at, pos, &s.name, &attrs)?
                     }
                 };
             }

@@ -127,9 +127,13 @@ fn x86(cx: &Cx) -> bool {
             .is_none_or(|a| a == "x86_64" || a == "i686")
 }
 
+/// TCG domain on a host whose KVM works: virt-type will move it to KVM.
+fn tcg_on_kvm_host(cx: &Cx) -> bool {
+    cx.d.virt_type == "qemu" && cx.host.is_some_and(|h| h.kvm.dev_kvm.openable) && x86(cx)
+}
+
 fn virt_type(cx: &Cx, out: &mut Out) {
-    let Some(h) = cx.host else { return };
-    if cx.d.virt_type != "qemu" || !h.kvm.dev_kvm.openable || !x86(cx) {
+    if !tcg_on_kvm_host(cx) {
         return;
     }
     out.finding(
@@ -145,7 +149,7 @@ fn virt_type(cx: &Cx, out: &mut Out) {
 }
 
 fn cpu_mode(cx: &Cx, out: &mut Out) {
-    if !x86(cx) || cx.d.virt_type != "kvm" {
+    if !x86(cx) || (cx.d.virt_type != "kvm" && !tcg_on_kvm_host(cx)) {
         return; // TCG guests: host-model/passthrough do not apply (see virt-type)
     }
     let want = cx.profile.domain.cpu_mode.as_str();

@@ -282,6 +282,22 @@ fn virtio_scsi(cx: &Cx) -> bool {
         .any(|c| c.ctype == "scsi" && c.model.as_deref() == Some("virtio-scsi"))
 }
 
+/// Whether disk-bus moves this disk to virtio (so other rules treat it as virtio).
+pub(super) fn moves_to_virtio(cx: &Cx, disk: &kvmtune_domain::model::Disk) -> bool {
+    let on = super::rules()
+        .iter()
+        .find(|r| r.meta.id == "disk-bus")
+        .is_some_and(|r| super::level(&r.meta, cx.profile) != crate::profile::Level::Off);
+    on && cx.d.is_hvm()
+        && disk.device() == "disk"
+        && disk.target_node.is_some()
+        && match disk.bus.as_deref() {
+            Some("ide") | Some("sata") => true,
+            Some("scsi") => !virtio_scsi(cx),
+            _ => false,
+        }
+}
+
 fn disk_bus(cx: &Cx, out: &mut Out) {
     if !cx.d.is_hvm() {
         return;
@@ -427,7 +443,7 @@ fn disk_io(cx: &Cx, out: &mut Out) {
             );
         }
         if disk.device() == "disk"
-            && disk.bus.as_deref() == Some("virtio")
+            && (disk.bus.as_deref() == Some("virtio") || moves_to_virtio(cx, disk))
             && disk.iothread.is_none()
             && !disk.readonly
         {
@@ -565,6 +581,23 @@ fn net_model(cx: &Cx, out: &mut Out) {
     }
 }
 
+/// Whether the NIC is virtio, or net-model makes it virtio.
+fn virtio_after_fix(cx: &Cx, nic: &kvmtune_domain::model::Interface) -> bool {
+    match nic.model.as_deref() {
+        Some("virtio") => true,
+        m => {
+            let on = super::rules()
+                .iter()
+                .find(|r| r.meta.id == "net-model")
+                .is_some_and(|r| super::level(&r.meta, cx.profile) != crate::profile::Level::Off);
+            on && match m {
+                Some(m) => EMULATED_NICS.contains(&m) && nic.model_node.is_some(),
+                None => nic.model_node.is_none() && cx.d.is_hvm(),
+            }
+        }
+    }
+}
+
 fn net_multiqueue(cx: &Cx, out: &mut Out) {
     let n = cx.d.vcpus();
     if n < 2 {
@@ -572,7 +605,7 @@ fn net_multiqueue(cx: &Cx, out: &mut Out) {
     }
     let q = n.min(8);
     for nic in &cx.d.devices.interfaces {
-        if nic.model.as_deref() != Some("virtio") || nic.queues.is_some_and(|x| x > 1) {
+        if !virtio_after_fix(cx, nic) || nic.queues.is_some_and(|x| x > 1) {
             continue;
         }
         if !matches!(

@@ -83,17 +83,28 @@ pub(super) fn rules() -> Vec<Rule> {
     ]
 }
 
-fn hugepages(cx: &Cx, out: &mut Out) {
+/// Whether mem-hugepages asks for hugepages on this domain.
+fn wants_hugepages(cx: &Cx) -> bool {
     let d = cx.d;
-    if d.memory_backing.as_ref().is_some_and(|m| m.hugepages) || !d.is_hvm() {
-        return;
-    }
-    // memfd/file backing with hugepages not requested: still 4K
+    let on = super::rules()
+        .iter()
+        .find(|r| r.meta.id == "mem-hugepages")
+        .is_some_and(|r| super::level(&r.meta, cx.profile) != crate::profile::Level::Off);
     let min = cx.profile.domain.hugepages_min_mib.saturating_mul(1024);
     let mem = d.memory();
-    if mem == 0 || mem < min {
+    on && d.is_hvm()
+        && !d.memory_backing.as_ref().is_some_and(|m| m.hugepages)
+        && mem > 0
+        && mem >= min
+}
+
+fn hugepages(cx: &Cx, out: &mut Out) {
+    let d = cx.d;
+    if !wants_hugepages(cx) {
         return;
     }
+    let min = cx.profile.domain.hugepages_min_mib.saturating_mul(1024);
+    let mem = d.memory();
     let why = if min == 0 {
         format!(
             "{} of guest memory on 4 KiB pages ({} profile)",
@@ -294,7 +305,7 @@ fn balloon(cx: &Cx, out: &mut Out) {
     let present = model.is_some_and(|m| m != "none") || d.devices.memballoon.is_none();
     let implicit = d.devices.memballoon.is_none();
     let mb = d.memory_backing.as_ref();
-    let pointless = mb.is_some_and(|m| m.hugepages || m.locked);
+    let pointless = mb.is_some_and(|m| m.hugepages || m.locked) || wants_hugepages(cx);
     let devices = d.devices.node.unwrap_or(d.node);
     let set_model = |cx: &Cx, m: &str| match &d.devices.memballoon {
         Some(b) => Edit::set(cx.doc, b.node, "model", m),
