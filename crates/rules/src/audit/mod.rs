@@ -358,7 +358,7 @@ pub fn cpuset(s: &str) -> Option<CpuSet> {
 /// Format KiB as a human size.
 pub fn human_kib(kib: u64) -> String {
     const G: u64 = 1024 * 1024;
-    if kib >= G && kib % (G / 4) == 0 {
+    if kib >= G && kib.is_multiple_of(G / 4) {
         format!("{} GiB", kib as f64 / G as f64)
     } else if kib >= G {
         format!("{:.1} GiB", kib as f64 / G as f64)

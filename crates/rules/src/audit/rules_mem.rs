@@ -322,8 +322,10 @@ fn balloon(cx: &Cx, out: &mut Out) {
         None => cx.ev_absent(devices, "memballoon"),
     };
     if present && (pointless || cx.profile.domain.balloon == Want::Avoid) {
-        let why = if pointless {
+        let why = if mb.is_some_and(|m| m.hugepages || m.locked) {
             "a balloon cannot reclaim hugepage or locked memory"
+        } else if pointless {
+            "a balloon cannot reclaim the hugepages mem-hugepages advises"
         } else {
             "the profile does not overcommit memory"
         };

@@ -506,10 +506,20 @@ fn pin_policy(cx: &Cx, out: &mut Out) {
                     .as_ref()
                     .map(|t| cx.ev(t.node))
                     .unwrap_or_else(|| cx.ev_absent(cx.d.node, "cputune"));
+            let one_to_one =
+                cx.d.cputune
+                    .as_ref()
+                    .map(|t| {
+                        t.vcpupin
+                            .iter()
+                            .filter(|p| cpuset(&p.cpuset).is_some_and(|s| s.len() == 1))
+                            .count()
+                    })
+                    .unwrap_or(0);
             out.finding(
                 format!(
                     "{} of {} vCPUs pinned one-to-one; the {} profile wants dedicated CPUs",
-                    pins.min(cx.d.vcpus() as usize),
+                    one_to_one.min(cx.d.vcpus() as usize),
                     cx.d.vcpus(),
                     cx.profile.name
                 ),
