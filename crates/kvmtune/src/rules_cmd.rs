@@ -28,7 +28,7 @@ pub fn list(json_out: bool, profile: Option<&str>) -> Result<Exit> {
         return Ok(Exit::Clean);
     }
     let mut s = String::new();
-    for r in &all {
+    for r in all {
         let lvl = match &profile {
             Some(p) => match level(&r.meta, p) {
                 Level::Off => "off".to_string(),

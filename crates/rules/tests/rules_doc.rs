@@ -23,7 +23,7 @@ fn every_rule_is_documented_and_ids_are_unique() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), n, "duplicate rule ids");
-    for r in &rules {
+    for r in rules {
         let m = &r.meta;
         for (what, text) in [("title", m.title), ("why", m.why), ("fix", m.fix), ("risk", m.risk), ("source", m.source)] {
             assert!(!text.trim().is_empty(), "{}: empty {what}", m.id);

@@ -258,8 +258,19 @@ impl Finding {
     }
 }
 
+static RULES: std::sync::LazyLock<Vec<Rule>> = std::sync::LazyLock::new(build_rules);
+
 /// Every domain rule, in catalogue order.
-pub fn rules() -> Vec<Rule> {
+pub fn rules() -> &'static [Rule] {
+    &RULES
+}
+
+/// Whether a rule is on (at any level) in the profile.
+pub(crate) fn enabled(id: &str, profile: &Profile) -> bool {
+    rules().iter().find(|r| r.meta.id == id).is_some_and(|r| level(&r.meta, profile) != Level::Off)
+}
+
+fn build_rules() -> Vec<Rule> {
     let mut v = Vec::new();
     v.extend(rules_cpu::rules());
     v.extend(rules_numa::rules());
@@ -309,7 +320,7 @@ pub fn audit(cx: &Cx) -> Vec<Finding> {
         if rules_host::HOST_LEVEL.contains(&rule.meta.id) {
             continue;
         }
-        run(&rule, cx, cx.d.name.clone(), &mut out);
+        run(rule, cx, cx.d.name.clone(), &mut out);
     }
     sort(&mut out);
     out
@@ -323,7 +334,7 @@ pub fn audit_host(cx: &Cx) -> Vec<Finding> {
         if !rules_host::HOST_LEVEL.contains(&rule.meta.id) || cx.host.is_none() {
             continue;
         }
-        run(&rule, cx, "host".into(), &mut out);
+        run(rule, cx, "host".into(), &mut out);
     }
     sort(&mut out);
     out

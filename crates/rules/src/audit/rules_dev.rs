@@ -284,10 +284,7 @@ fn virtio_scsi(cx: &Cx) -> bool {
 
 /// Whether disk-bus moves this disk to virtio (so other rules treat it as virtio).
 pub(super) fn moves_to_virtio(cx: &Cx, disk: &kvmtune_domain::model::Disk) -> bool {
-    let on = super::rules()
-        .iter()
-        .find(|r| r.meta.id == "disk-bus")
-        .is_some_and(|r| super::level(&r.meta, cx.profile) != crate::profile::Level::Off);
+    let on = super::enabled("disk-bus", cx.profile);
     on && cx.d.is_hvm()
         && disk.device() == "disk"
         && disk.target_node.is_some()
@@ -586,10 +583,7 @@ fn virtio_after_fix(cx: &Cx, nic: &kvmtune_domain::model::Interface) -> bool {
     match nic.model.as_deref() {
         Some("virtio") => true,
         m => {
-            let on = super::rules()
-                .iter()
-                .find(|r| r.meta.id == "net-model")
-                .is_some_and(|r| super::level(&r.meta, cx.profile) != crate::profile::Level::Off);
+            let on = super::enabled("net-model", cx.profile);
             on && match m {
                 Some(m) => EMULATED_NICS.contains(&m) && nic.model_node.is_some(),
                 None => nic.model_node.is_none() && cx.d.is_hvm(),

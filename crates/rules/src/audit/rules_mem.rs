@@ -86,10 +86,7 @@ pub(super) fn rules() -> Vec<Rule> {
 /// Whether mem-hugepages asks for hugepages on this domain.
 fn wants_hugepages(cx: &Cx) -> bool {
     let d = cx.d;
-    let on = super::rules()
-        .iter()
-        .find(|r| r.meta.id == "mem-hugepages")
-        .is_some_and(|r| super::level(&r.meta, cx.profile) != crate::profile::Level::Off);
+    let on = super::enabled("mem-hugepages", cx.profile);
     let min = cx.profile.domain.hugepages_min_mib.saturating_mul(1024);
     let mem = d.memory();
     on && d.is_hvm()
