@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -26,10 +30,16 @@ fn main() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    let texts: Vec<String> = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+    let texts: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
     let bytes: usize = texts.iter().map(String::len).sum();
     let host: Host = serde_json::from_str(
-        &std::fs::read_to_string(root.join("tests/fixtures/hosts/b-book-2socket/expected-host.json")).unwrap(),
+        &std::fs::read_to_string(
+            root.join("tests/fixtures/hosts/b-book-2socket/expected-host.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     // every rule on, at its own severity
@@ -42,7 +52,10 @@ fn main() {
         };
         profile.rules.insert(r.meta.id.to_string(), l);
     }
-    let secs: u64 = std::env::var("KVMTUNE_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let secs: u64 = std::env::var("KVMTUNE_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     let start = Instant::now();
     let (mut domains, mut findings, mut rounds) = (0u64, 0u64, 0u64);
     while start.elapsed() < Duration::from_secs(secs) {
@@ -50,8 +63,18 @@ fn main() {
             // parse + view + every rule (what `kvmtune audit FILE` does per domain)
             let doc = Document::parse(t).unwrap();
             let d = Domain::from_doc(&doc).unwrap();
-            let peers = [Peer { domain: &d, active: true }];
-            let f = audit::audit(&Cx { doc: &doc, d: &d, profile: &profile, host: Some(&host), caps: None, peers: &peers });
+            let peers = [Peer {
+                domain: &d,
+                active: true,
+            }];
+            let f = audit::audit(&Cx {
+                doc: &doc,
+                d: &d,
+                profile: &profile,
+                host: Some(&host),
+                caps: None,
+                peers: &peers,
+            });
             findings += f.len() as u64;
             domains += 1;
         }
@@ -59,14 +82,31 @@ fn main() {
     }
     let el = start.elapsed().as_secs_f64();
     let rate = domains as f64 / el;
-    println!("kvmtune audit: {domains} domains ({rounds} passes over {} files, {:.1} MiB) in {el:.2}s on 1 thread", texts.len(), bytes as f64 / 1048576.0);
-    println!("kvmtune audit: {rate:.0} domains/s/core, {:.1} µs/domain, {:.1} findings/domain, peak RSS {} MiB", 1e6 / rate, findings as f64 / domains as f64, peak_rss_kib() / 1024);
+    println!(
+        "kvmtune audit: {domains} domains ({rounds} passes over {} files, {:.1} MiB) in {el:.2}s on 1 thread",
+        texts.len(),
+        bytes as f64 / 1048576.0
+    );
+    println!(
+        "kvmtune audit: {rate:.0} domains/s/core, {:.1} µs/domain, {:.1} findings/domain, peak RSS {} MiB",
+        1e6 / rate,
+        findings as f64 / domains as f64,
+        peak_rss_kib() / 1024
+    );
 
     // real-world sizes: the four wild domains (5-10 KB each, dumpxml of running guests)
     let wild: Vec<String> = (|| {
-        let mut v: Vec<_> = std::fs::read_dir(root.join("../shared/corpus/wild-domains")).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        let mut v: Vec<_> = std::fs::read_dir(root.join("../shared/corpus/wild-domains"))
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .collect();
         v.sort();
-        Some(v.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect())
+        Some(
+            v.iter()
+                .filter_map(|p| std::fs::read_to_string(p).ok())
+                .collect(),
+        )
     })()
     .unwrap_or_default();
     if !wild.is_empty() {
@@ -77,13 +117,27 @@ fn main() {
             for t in &wild {
                 let doc = Document::parse(t).unwrap();
                 let d = Domain::from_doc(&doc).unwrap();
-                let peers = [Peer { domain: &d, active: true }];
-                std::hint::black_box(audit::audit(&Cx { doc: &doc, d: &d, profile: &profile, host: Some(&host), caps: None, peers: &peers }));
+                let peers = [Peer {
+                    domain: &d,
+                    active: true,
+                }];
+                std::hint::black_box(audit::audit(&Cx {
+                    doc: &doc,
+                    d: &d,
+                    profile: &profile,
+                    host: Some(&host),
+                    caps: None,
+                    peers: &peers,
+                }));
                 n += 1;
             }
         }
         let r = n as f64 / start.elapsed().as_secs_f64();
-        println!("kvmtune audit: wild domains ({} files, {:.1} KiB average): {r:.0} domains/s/core", wild.len(), wb as f64 / wild.len() as f64 / 1024.0);
+        println!(
+            "kvmtune audit: wild domains ({} files, {:.1} KiB average): {r:.0} domains/s/core",
+            wild.len(),
+            wb as f64 / wild.len() as f64 / 1024.0
+        );
     }
 
     // for scale: the validators an admin would run on the same files
@@ -91,7 +145,11 @@ fn main() {
     let t = Instant::now();
     let mut ok = 0;
     for f in &sample {
-        if let Ok(s) = std::process::Command::new("virt-xml-validate").arg(f).arg("domain").output() {
+        if let Ok(s) = std::process::Command::new("virt-xml-validate")
+            .arg(f)
+            .arg("domain")
+            .output()
+        {
             ok += usize::from(s.status.success());
         } else {
             println!("virt-xml-validate: not installed");
@@ -99,13 +157,28 @@ fn main() {
         }
     }
     let vxv = sample.len() as f64 / t.elapsed().as_secs_f64();
-    println!("virt-xml-validate: {} files ({ok} valid) at {vxv:.1} files/s (one process per file)", sample.len());
+    println!(
+        "virt-xml-validate: {} files ({ok} valid) at {vxv:.1} files/s (one process per file)",
+        sample.len()
+    );
     let t = Instant::now();
     let schema = root.join("../shared/corpus/libvirt-schemas/domain.rng");
-    let out = std::process::Command::new("xmllint").arg("--noout").arg("--relaxng").arg(&schema).args(&files).output();
+    let out = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--relaxng")
+        .arg(&schema)
+        .args(&files)
+        .output();
     if out.is_ok() {
         let x = files.len() as f64 / t.elapsed().as_secs_f64();
-        println!("xmllint --relaxng (one process, all {} files): {x:.0} files/s", files.len());
-        println!("ratio: kvmtune audit is {:.0}x virt-xml-validate and {:.1}x batch xmllint (domains/s per core)", rate / vxv, rate / x);
+        println!(
+            "xmllint --relaxng (one process, all {} files): {x:.0} files/s",
+            files.len()
+        );
+        println!(
+            "ratio: kvmtune audit is {:.0}x virt-xml-validate and {:.1}x batch xmllint (domains/s per core)",
+            rate / vxv,
+            rate / x
+        );
     }
 }

@@ -13,18 +13,51 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 const FRAGMENTS: &[&str] = &[
-    "<", ">", "&", "&amp;", "&#0;", "&#x110000;", "&bogus;", "'", "\"", "</", "/>", "<!--", "-->", "]]>",
-    "<![CDATA[", "<?xml version='1.0'?>", "<!DOCTYPE x>", "\u{0}", "\u{feff}", "é", "<a:b>", "xmlns:q='u'",
-    "=", " unit='GiB'", "18446744073709551616", "-1", "<vcpu>", "</domain>", "<domain>",
+    "<",
+    ">",
+    "&",
+    "&amp;",
+    "&#0;",
+    "&#x110000;",
+    "&bogus;",
+    "'",
+    "\"",
+    "</",
+    "/>",
+    "<!--",
+    "-->",
+    "]]>",
+    "<![CDATA[",
+    "<?xml version='1.0'?>",
+    "<!DOCTYPE x>",
+    "\u{0}",
+    "\u{feff}",
+    "é",
+    "<a:b>",
+    "xmlns:q='u'",
+    "=",
+    " unit='GiB'",
+    "18446744073709551616",
+    "-1",
+    "<vcpu>",
+    "</domain>",
+    "<domain>",
 ];
 
 fn seeds() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/libvirt-domains");
     let mut v: Vec<String> = std::fs::read_dir(&dir)
-        .map(|r| r.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect())
+        .map(|r| {
+            r.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .collect()
+        })
         .unwrap_or_default();
     let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/domains");
-    v.extend(std::fs::read_dir(own).unwrap().filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()));
+    v.extend(
+        std::fs::read_dir(own)
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()),
+    );
     v.sort();
     v
 }
@@ -65,12 +98,17 @@ fn mutate(rng: &mut fastrand::Rng, src: &str) -> Vec<u8> {
 }
 
 fn check(bytes: &[u8], profiles: &[Profile]) -> Result<bool, String> {
-    let Ok(text) = std::str::from_utf8(bytes) else { return Ok(false) };
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Ok(false);
+    };
     let lines = text.lines().count().max(1) + 1;
     match Document::parse(text) {
         Err(e) => {
             if e.line == 0 || e.column == 0 || e.line > lines {
-                return Err(format!("bad position {}:{} for {} lines: {e}", e.line, e.column, lines));
+                return Err(format!(
+                    "bad position {}:{} for {} lines: {e}",
+                    e.line, e.column, lines
+                ));
             }
             Ok(false)
         }
@@ -78,14 +116,31 @@ fn check(bytes: &[u8], profiles: &[Profile]) -> Result<bool, String> {
             if doc.serialize() != text {
                 return Err("round trip changed the document".into());
             }
-            let Ok(d) = Domain::from_doc(&doc) else { return Ok(true) };
-            let peers = [Peer { domain: &d, active: true }];
+            let Ok(d) = Domain::from_doc(&doc) else {
+                return Ok(true);
+            };
+            let peers = [Peer {
+                domain: &d,
+                active: true,
+            }];
             for p in profiles {
-                let f = audit::audit(&Cx { doc: &doc, d: &d, profile: p, host: None, caps: None, peers: &peers });
-                let edits: Vec<audit::Edit> = f.iter().filter_map(|x| x.fix.as_ref()).flat_map(|x| x.edits.clone()).collect();
+                let f = audit::audit(&Cx {
+                    doc: &doc,
+                    d: &d,
+                    profile: p,
+                    host: None,
+                    caps: None,
+                    peers: &peers,
+                });
+                let edits: Vec<audit::Edit> = f
+                    .iter()
+                    .filter_map(|x| x.fix.as_ref())
+                    .flat_map(|x| x.edits.clone())
+                    .collect();
                 let mut fixed = doc.clone();
                 audit::apply(&mut fixed, &edits);
-                Document::parse(&fixed.serialize()).map_err(|e| format!("fixed XML does not parse: {e}"))?;
+                Document::parse(&fixed.serialize())
+                    .map_err(|e| format!("fixed XML does not parse: {e}"))?;
             }
             Ok(true)
         }
@@ -94,11 +149,20 @@ fn check(bytes: &[u8], profiles: &[Profile]) -> Result<bool, String> {
 
 #[test]
 fn mutated_domains_never_panic_and_errors_have_positions() {
-    let secs: u64 = std::env::var("KVMTUNE_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let seed: u64 = std::env::var("KVMTUNE_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    let secs: u64 = std::env::var("KVMTUNE_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let seed: u64 = std::env::var("KVMTUNE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
     let seeds = seeds();
     assert!(!seeds.is_empty());
-    let profiles = vec![Profile::load("server").unwrap(), Profile::load("latency").unwrap()];
+    let profiles = vec![
+        Profile::load("server").unwrap(),
+        Profile::load("latency").unwrap(),
+    ];
     let mut rng = fastrand::Rng::with_seed(seed);
     let deadline = Instant::now() + Duration::from_secs(secs);
     let (mut runs, mut parsed) = (0u64, 0u64);
@@ -108,8 +172,14 @@ fn mutated_domains_never_panic_and_errors_have_positions() {
         let r = std::panic::catch_unwind(|| check(&input, &profiles));
         match r {
             Ok(Ok(ok)) => parsed += u64::from(ok),
-            Ok(Err(why)) => panic!("seed {seed}: {why}\ninput: {:?}", String::from_utf8_lossy(&input)),
-            Err(_) => panic!("seed {seed}: panic on input {:?}", String::from_utf8_lossy(&input)),
+            Ok(Err(why)) => panic!(
+                "seed {seed}: {why}\ninput: {:?}",
+                String::from_utf8_lossy(&input)
+            ),
+            Err(_) => panic!(
+                "seed {seed}: panic on input {:?}",
+                String::from_utf8_lossy(&input)
+            ),
         }
         runs += 1;
     }

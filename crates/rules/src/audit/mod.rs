@@ -267,7 +267,10 @@ pub fn rules() -> &'static [Rule] {
 
 /// Whether a rule is on (at any level) in the profile.
 pub(crate) fn enabled(id: &str, profile: &Profile) -> bool {
-    rules().iter().find(|r| r.meta.id == id).is_some_and(|r| level(&r.meta, profile) != Level::Off)
+    rules()
+        .iter()
+        .find(|r| r.meta.id == id)
+        .is_some_and(|r| level(&r.meta, profile) != Level::Off)
 }
 
 fn build_rules() -> Vec<Rule> {
