@@ -186,6 +186,12 @@ fn cpu_mode(cx: &Cx, out: &mut Out) {
                 "<cpu> without a model: the guest gets QEMU's generic qemu64 CPU".to_string(),
                 vec![cx.ev(c.node)],
             ),
+            Some(m) if cx.caps.and_then(|c| c.model_usable(m)) == Some(false) => (
+                format!(
+                    "CPU model {m} is not usable on this host (domain capabilities): the domain fails to start or loses features"
+                ),
+                vec![cx.ev(c.model_node.unwrap_or(c.node))],
+            ),
             Some(m) if OLD_MODELS.contains(&m.as_str()) => (
                 format!("CPU model {m} hides the host's newer features"),
                 vec![cx.ev(c.model_node.unwrap_or(c.node))],
@@ -445,6 +451,71 @@ fn cpu_nested(cx: &Cx, out: &mut Out) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::{Cx, DomainCaps, Peer, audit};
+    use kvmtune_domain::Domain;
+
+    #[test]
+    fn domain_capabilities_decide_model_usability_and_assumptions_are_stated() {
+        let xml = "<domain type='kvm'><name>a</name><memory>1048576</memory><os><type arch='x86_64'>hvm</type></os>\
+<cpu mode='custom'><model>Icelake-Server</model></cpu></domain>";
+        let (doc, d) = Domain::parse(xml).unwrap();
+        let profile = crate::Profile::load("server").unwrap();
+        let peers = [Peer {
+            domain: &d,
+            active: false,
+        }];
+        let caps = DomainCaps::parse(
+            "<domainCapabilities><domain>kvm</domain><cpu><mode name='custom' supported='yes'>\
+<model usable='no'>Icelake-Server</model></mode></cpu></domainCapabilities>",
+        )
+        .unwrap();
+        let with = audit(&Cx {
+            doc: &doc,
+            d: &d,
+            profile: &profile,
+            host: None,
+            caps: Some(&caps),
+            peers: &peers,
+        });
+        let f = with.iter().find(|f| f.rule == "cpu-mode").unwrap();
+        assert!(f.message.contains("not usable"), "{}", f.message);
+        assert!(f.assumed.is_none());
+        // a modern named model with no capabilities to check is left alone
+        let without = audit(&Cx {
+            doc: &doc,
+            d: &d,
+            profile: &profile,
+            host: None,
+            caps: None,
+            peers: &peers,
+        });
+        assert!(!without.iter().any(|f| f.rule == "cpu-mode"));
+        // no <cpu> without capabilities: the fix says what it assumed
+        let (doc2, d2) =
+            Domain::parse("<domain type='kvm'><name>b</name><os><type>hvm</type></os></domain>")
+                .unwrap();
+        let peers2 = [Peer {
+            domain: &d2,
+            active: false,
+        }];
+        let f = audit(&Cx {
+            doc: &doc2,
+            d: &d2,
+            profile: &profile,
+            host: None,
+            caps: None,
+            peers: &peers2,
+        });
+        let f = f.iter().find(|f| f.rule == "cpu-mode").unwrap();
+        assert!(
+            f.assumed
+                .as_deref()
+                .unwrap()
+                .contains("host-model is supported"),
+            "{:?}",
+            f.assumed
+        );
+    }
 
     #[test]
     fn machine_type_versions() {
