@@ -16,9 +16,10 @@ Exit codes:
     version,
     about = "Find and fix performance problems of KVM virtual machines run by QEMU and libvirt",
     long_about = "Find and fix performance problems of KVM virtual machines run by QEMU and libvirt.\n\n\
-        kvmtune reads the host (CPU topology, NUMA, hugepages, KSM, THP, KVM modules, IOMMU, \
-        cgroups), judges it against a scenario profile with a hint for each problem, and \
-        captures the host and libvirt's domains into support bundles. \
+        kvmtune audits libvirt domain XML against a scenario profile (findings with evidence, \
+        why, fix and risk; fixed XML or diffs), reads the host (CPU topology, NUMA, hugepages, \
+        KSM, THP, KVM modules, IOMMU, cgroups) and judges it, and captures the host and \
+        libvirt's domains into support bundles. \
         Every command reads the live host unless --root or --from says otherwise.",
     after_help = EXIT_CODES
 )]

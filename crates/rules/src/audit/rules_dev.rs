@@ -72,7 +72,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Disk I/O mode or iothreads",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "io='native' needs O_DIRECT (cache none or directsync); with another cache mode QEMU refuses to start or silently uses threads. Busy virtio disks without an iothread are served by the main loop, which also runs emulation and the monitor.",
+                why: "Virtio disks without an iothread are served by QEMU's main loop, which also runs device emulation and the monitor: busy disks then add latency to everything else. And io='native' needs O_DIRECT (cache none or directsync); with another cache mode QEMU refuses to start or silently uses threads.",
                 fix: "Use cache='none' with io='native'; give virtio disks an iothread (<iothreads> and driver iothread='N').",
                 risk: "Iothreads add a host thread each; they need pinning on latency hosts.",
                 source: "libvirt domain format (disk driver io, iothread)",
@@ -485,7 +485,7 @@ fn disk_io(cx: &Cx, out: &mut Out) {
     out.at(
         Severity::Info,
         format!(
-            "virtio disk(s) {} served by QEMU's main loop (no iothread)",
+            "disk(s) {} served by QEMU's main loop (no iothread)",
             names.join(", ")
         ),
         need_iothread
