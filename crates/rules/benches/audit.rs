@@ -56,25 +56,28 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    // parse + view + every rule: what `kvmtune audit FILE` does per domain
+    let audit_one = |t: &str| {
+        let doc = Document::parse(t).unwrap();
+        let d = Domain::from_doc(&doc).unwrap();
+        let peers = [Peer {
+            domain: &d,
+            active: true,
+        }];
+        audit::audit(&Cx {
+            doc: &doc,
+            d: &d,
+            profile: &profile,
+            host: Some(&host),
+            caps: None,
+            peers: &peers,
+        })
+    };
     let start = Instant::now();
     let (mut domains, mut findings, mut rounds) = (0u64, 0u64, 0u64);
     while start.elapsed() < Duration::from_secs(secs) {
         for t in &texts {
-            // parse + view + every rule (what `kvmtune audit FILE` does per domain)
-            let doc = Document::parse(t).unwrap();
-            let d = Domain::from_doc(&doc).unwrap();
-            let peers = [Peer {
-                domain: &d,
-                active: true,
-            }];
-            let f = audit::audit(&Cx {
-                doc: &doc,
-                d: &d,
-                profile: &profile,
-                host: Some(&host),
-                caps: None,
-                peers: &peers,
-            });
+            let f = audit_one(t);
             findings += f.len() as u64;
             domains += 1;
         }
@@ -115,20 +118,7 @@ fn main() {
         let mut n = 0u64;
         while start.elapsed() < Duration::from_secs(secs.div_ceil(3)) {
             for t in &wild {
-                let doc = Document::parse(t).unwrap();
-                let d = Domain::from_doc(&doc).unwrap();
-                let peers = [Peer {
-                    domain: &d,
-                    active: true,
-                }];
-                std::hint::black_box(audit::audit(&Cx {
-                    doc: &doc,
-                    d: &d,
-                    profile: &profile,
-                    host: Some(&host),
-                    caps: None,
-                    peers: &peers,
-                }));
+                std::hint::black_box(audit_one(t));
                 n += 1;
             }
         }
