@@ -120,7 +120,15 @@ fn valid_reference(r: &str) -> bool {
 
 impl Document {
     /// Parse `src`. Errors carry the line and column of the fault.
-    pub fn parse(src: &str) -> Result<Document, XmlError> {
+    pub fn parse(full: &str) -> Result<Document, XmlError> {
+        // quick-xml skips a byte-order mark without counting it in its positions: keep it
+        // as a verbatim top-level node and parse the rest
+        let bom = if full.starts_with('\u{feff}') {
+            '\u{feff}'.len_utf8()
+        } else {
+            0
+        };
+        let src = &full[bom..];
         let line_starts = line_starts(src);
         let fail = |pos: usize, what: String| {
             let (line, column) = line_col(&line_starts, src, pos);
@@ -131,6 +139,14 @@ impl Document {
         reader.config_mut().check_end_names = true;
         let mut nodes: Vec<Node> = Vec::with_capacity(src.len() / 24);
         let mut top = Vec::new();
+        if bom > 0 {
+            nodes.push(Node {
+                kind: Kind::Other('\u{feff}'.to_string()),
+                parent: None,
+                pos: 0,
+            });
+            top.push(0);
+        }
         let mut stack: Vec<NodeId> = Vec::new();
         let mut root = None;
         loop {
@@ -746,6 +762,14 @@ mod tests {
             "{out}"
         );
         Document::parse(&out).unwrap();
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_kept() {
+        let src = "\u{feff}<domain>\n  <name>a</name>\n</domain>\n";
+        let d = Document::parse(src).unwrap();
+        assert_eq!(d.serialize(), src);
+        assert_eq!(d.text(d.child(d.root(), "name").unwrap()), "a");
     }
 
     #[test]

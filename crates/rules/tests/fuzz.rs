@@ -69,7 +69,7 @@ fn mutate(rng: &mut fastrand::Rng, src: &str) -> Vec<u8> {
             b.extend_from_slice(b"<");
         }
         let at = rng.usize(0..b.len());
-        match rng.u8(0..6) {
+        match rng.u8(0..7) {
             0 => b[at] ^= 1 << rng.u8(0..8),
             1 => {
                 let end = (at + rng.usize(1..64)).min(b.len());
@@ -86,6 +86,11 @@ fn mutate(rng: &mut fastrand::Rng, src: &str) -> Vec<u8> {
                 b.splice(at..at, f.bytes());
             }
             4 => b.truncate(at),
+            5 => {
+                // a fragment at the very start (BOM, declaration, junk before the root)
+                let f = FRAGMENTS[rng.usize(0..FRAGMENTS.len())];
+                b.splice(0..0, f.bytes());
+            }
             _ => {
                 // change a digit inside an attribute or text (numbers, units)
                 if let Some(p) = b[at..].iter().position(|c| c.is_ascii_digit()) {
