@@ -446,6 +446,29 @@ pub struct Devices {
     pub others: Vec<Device>,
 }
 
+/// libosinfo id parts of Linux distributions.
+const LINUX_OSINFO: &[&str] = &[
+    "linux",
+    "fedoraproject.org",
+    "redhat.com",
+    "centos.org",
+    "debian.org",
+    "ubuntu.com",
+    "suse.com",
+    "opensuse.org",
+    "archlinux.org",
+    "gentoo.org",
+    "rockylinux.org",
+    "almalinux.org",
+    "oracle.com/ol",
+    "mageia.org",
+    "mandriva.com",
+    "slackware.com",
+    "nixos.org",
+    "voidlinux.org",
+    "altlinux.org",
+];
+
 /// What the XML says about the guest OS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "os", content = "because")]
@@ -546,7 +569,10 @@ impl Domain {
             if id.contains("microsoft.com/win") {
                 return GuestOs::Windows(format!("libosinfo id {id}"));
             }
-            return GuestOs::Linux(format!("libosinfo id {id}"));
+            if LINUX_OSINFO.iter().any(|v| id.contains(v)) {
+                return GuestOs::Linux(format!("libosinfo id {id}"));
+            }
+            return GuestOs::Unknown; // BSDs, Solaris, ...: neither rule set applies
         }
         if self.features.hyperv_node.is_some() && !self.features.hyperv.is_empty() {
             return GuestOs::Windows("Hyper-V enlightenments are configured".into());
@@ -1006,6 +1032,29 @@ mod tests {
             Some("org.qemu.guest_agent.0")
         );
         assert!(matches!(d.guest_os(), GuestOs::Windows(_)));
+    }
+
+    #[test]
+    fn libosinfo_ids_classify_the_guest() {
+        let with = |id: &str| {
+            let x = format!(
+                "<domain><name>a</name><metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'><libosinfo:os id='{id}'/></libosinfo:libosinfo></metadata></domain>"
+            );
+            Domain::parse(&x).unwrap().1.guest_os()
+        };
+        assert!(matches!(
+            with("http://microsoft.com/win/2k22"),
+            GuestOs::Windows(_)
+        ));
+        assert!(matches!(
+            with("http://debian.org/debian/12"),
+            GuestOs::Linux(_)
+        ));
+        assert!(matches!(
+            with("http://redhat.com/rhel/9.2"),
+            GuestOs::Linux(_)
+        ));
+        assert_eq!(with("http://freebsd.org/freebsd/14.0"), GuestOs::Unknown);
     }
 
     #[test]
