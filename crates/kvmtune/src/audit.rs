@@ -142,14 +142,6 @@ pub fn audit_all(
 
 pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
     let profile = Profile::load(&args.profile)?;
-    let unknown = audit::unknown_rule_overrides(&profile);
-    if !unknown.is_empty() {
-        bail!(
-            "profile {}: [rules] names unknown rule(s) {}",
-            profile.name,
-            unknown.join(", ")
-        );
-    }
     let fail_on = match &args.fail_on {
         Some(s) => Some(
             Severity::parse(s)

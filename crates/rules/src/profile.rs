@@ -110,12 +110,21 @@ impl Profile {
         if let Some(t) = table.as_table_mut() {
             t.remove("include");
         }
-        table
-            .try_into()
-            .map_err(|e: toml::de::Error| ProfileError::Invalid {
+        let profile: Profile =
+            table
+                .try_into()
+                .map_err(|e: toml::de::Error| ProfileError::Invalid {
+                    name: name_or_path.to_string(),
+                    message: e.message().to_string(),
+                })?;
+        let unknown = crate::audit::unknown_rule_overrides(&profile);
+        if !unknown.is_empty() {
+            return Err(ProfileError::Invalid {
                 name: name_or_path.to_string(),
-                message: e.message().to_string(),
-            })
+                message: format!("[rules] names unknown rule(s) {}", unknown.join(", ")),
+            });
+        }
+        Ok(profile)
     }
 }
 
@@ -201,6 +210,14 @@ mod tests {
         std::fs::write(&f, "include = \"server\"\n[host]\nksm = \"sometimes\"\n").unwrap();
         let err = Profile::load(f.to_str().unwrap()).unwrap_err().to_string();
         assert!(err.contains("bad.toml"), "{err}");
+        let f3 = dir.join("unknown-rule.toml");
+        std::fs::write(
+            &f3,
+            "include = \"server\"\n[rules]\n\"disk-cahce\" = \"off\"\n",
+        )
+        .unwrap();
+        let err = Profile::load(f3.to_str().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("disk-cahce"), "{err}");
         let f2 = dir.join("loop.toml");
         std::fs::write(&f2, format!("include = {:?}\n", f2.to_str().unwrap())).unwrap();
         assert!(matches!(
