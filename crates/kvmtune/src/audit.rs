@@ -18,6 +18,7 @@ use kvmtune_rules::audit::{self, Cx, DomainCaps, Finding, Peer, Severity};
 pub const AUDIT_SCHEMA_VERSION: u32 = 1;
 
 /// One domain to audit.
+#[derive(Debug)]
 pub struct Input {
     /// Where it came from: `file:PATH`, `libvirt:NAME`, `bundle:NAME`.
     pub origin: String,
@@ -152,11 +153,12 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
     if args.fix && args.output.is_none() && !args.diff {
         bail!("--fix needs -o DIR (write the fixed XML) or --diff (print the changes)");
     }
-    let (inputs, ctx) = crate::audit_inputs::gather(cli, args)?;
-    if inputs.is_empty() {
+    let (inputs, ctx, mut errors) = crate::audit_inputs::gather(cli, args)?;
+    if inputs.is_empty() && errors.is_empty() {
         bail!("nothing to audit: give XML files, domain names or --all");
     }
-    let (parsed, errors) = parse_inputs(inputs);
+    let (parsed, parse_errors) = parse_inputs(inputs);
+    errors.extend(parse_errors);
     let (domains, host_findings) = audit_all(&parsed, &ctx, &profile);
     let mut summary = Counts::default();
     for f in domains
