@@ -203,7 +203,21 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
         if let Some(dir) = &args.output {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            // write everything to temporaries first, then rename: all or nothing
+            // two inputs must not write the same file
+            let mut seen = std::collections::BTreeMap::new();
+            for (p, _) in &fixed {
+                if let Some(other) = seen.insert(out_name(p), &p.input.origin) {
+                    bail!(
+                        "-o {}: {} and {} would both be written as {}",
+                        dir.display(),
+                        other,
+                        p.input.origin,
+                        out_name(p)
+                    );
+                }
+            }
+            // write everything to temporaries first, then rename: a failed write leaves
+            // nothing behind
             let mut staged = Vec::new();
             for (p, text) in &fixed {
                 let name = out_name(p);

@@ -381,6 +381,31 @@ fn fix_writes_xml_that_audits_clean_of_fixable_findings_and_diff_shows_it() {
             assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         }
     }
+    // two inputs with the same file name would overwrite each other: refused, nothing written
+    let twin = dir.path().join("twin");
+    std::fs::create_dir_all(&twin).unwrap();
+    std::fs::copy(&f, twin.join("seed000-before.xml")).unwrap();
+    let out2 = dir.path().join("fixed2");
+    let o = kvmtune(&[
+        "audit",
+        "--fix",
+        "-o",
+        out2.to_str().unwrap(),
+        &f,
+        twin.join("seed000-before.xml").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("would both be written as seed000-before.xml"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_dir(&out2).unwrap().count(), 0);
+    // an unwritable directory is a one-line error naming it
+    let o = kvmtune(&["audit", "--fix", "-o", "/proc/kvmtune-no", &f]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).lines().count(), 1);
+    assert!(stderr(&o).contains("/proc/kvmtune-no"), "{}", stderr(&o));
     // --fix alone has nowhere to put the result
     assert_eq!(kvmtune(&["audit", "--fix", &f]).status.code(), Some(2));
 }
@@ -471,6 +496,15 @@ fn audit_all_lab_domains_live_and_from_a_bundle_agree() {
         assert!(names.contains(n), "{names:?}");
     }
     assert!(!live["host"].as_str().unwrap().starts_with("none"));
+    // the rules read this libvirt's domain capabilities (a read-write connection as root)
+    assert!(
+        live["domain_capabilities"]
+            .as_str()
+            .unwrap()
+            .starts_with("libvirt"),
+        "{}",
+        live["domain_capabilities"]
+    );
     let by_name = |v: &serde_json::Value, n: &str| -> BTreeSet<String> {
         v["domains"]
             .as_array()
