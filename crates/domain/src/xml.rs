@@ -357,6 +357,37 @@ impl Document {
         out
     }
 
+    /// A canonical form for comparing two documents by meaning: elements with their
+    /// attributes sorted by name, text trimmed, comments, processing instructions and
+    /// whitespace between elements dropped. Two libvirt definitions with the same canonical
+    /// form define the same domain.
+    pub fn canonical(&self) -> String {
+        let mut out = String::new();
+        self.canonical_into(self.root(), &mut out);
+        out
+    }
+
+    fn canonical_into(&self, id: NodeId, out: &mut String) {
+        out.push('<');
+        out.push_str(self.name(id));
+        let mut attrs: Vec<&Attr> = self.attrs(id).iter().collect();
+        attrs.sort_by(|a, b| a.name.cmp(&b.name));
+        for a in attrs {
+            let _ = write!(out, " {}={:?}", a.name, a.value);
+        }
+        out.push('>');
+        let text = self.text(id);
+        let text = text.trim();
+        if !text.is_empty() {
+            let _ = write!(out, "{text:?}");
+        }
+        let kids: Vec<NodeId> = self.elements(id).collect();
+        for k in kids {
+            self.canonical_into(k, out);
+        }
+        out.push_str("</>");
+    }
+
     /// The 1-based line the node starts on in the parsed input; `None` for added nodes.
     pub fn line(&self, id: NodeId) -> Option<usize> {
         let pos = self.nodes.get(id)?.pos;
@@ -786,5 +817,21 @@ mod tests {
             let e = Document::parse(bad).unwrap_err();
             assert_eq!(e.line, line, "{bad:?}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+
+    #[test]
+    fn canonical_form_ignores_layout_attribute_order_and_comments() {
+        let a = Document::parse("<d a='1' b=\"2\">\n  <!-- c -->\n  <x> t </x>\n</d>").unwrap();
+        let b = Document::parse("<d b='2' a='1'><x>t</x></d>").unwrap();
+        assert_eq!(a.canonical(), b.canonical());
+        let c = Document::parse("<d b='2' a='1'><x>u</x></d>").unwrap();
+        assert_ne!(a.canonical(), c.canonical());
+        let e = Document::parse("<d b='2' a='1'><x>t</x><y/></d>").unwrap();
+        assert_ne!(b.canonical(), e.canonical());
     }
 }

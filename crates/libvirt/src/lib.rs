@@ -1,7 +1,9 @@
 //! libvirt access for kvmtune, through the `virt` crate (no `virsh` subprocess).
 //!
-//! This first cut covers what support bundles need: capabilities, domain capabilities and
-//! every domain's inactive and live XML.
+//! Read access (capabilities, domain capabilities, every domain's inactive and live XML) and
+//! the changes `kvmtune apply` makes: define a domain, and the live operations (vCPU and
+//! emulator pinning, vCPU count, NUMA nodeset, memtune, balloon). The [`Virt`] trait lets the
+//! apply engine run against a fake in unit tests and against a real libvirtd everywhere else.
 
 use serde::{Deserialize, Serialize};
 use virt::connect::Connect;
@@ -122,5 +124,134 @@ impl Libvirt {
         };
         dom.xml_desc(flags)
             .map_err(|e| LibvirtError::new(format!("{what} XML of {name}"), &e))
+    }
+}
+
+/// `memtune` value meaning "no limit" (libvirt's VIR_DOMAIN_MEMORY_PARAM_UNLIMITED, in KiB).
+pub const MEMTUNE_UNLIMITED_KIB: u64 = 9_007_199_254_740_991;
+
+/// memtune limits to set live, in KiB ([`MEMTUNE_UNLIMITED_KIB`] removes a limit); `None`
+/// leaves a limit as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemTuneSet {
+    pub hard_limit_kib: Option<u64>,
+    pub soft_limit_kib: Option<u64>,
+    pub swap_hard_limit_kib: Option<u64>,
+}
+
+/// What `kvmtune apply` and `rollback` need from libvirt. Changes to the persistent
+/// configuration go through [`Virt::define_xml`]; the other changes affect the running
+/// domain only (libvirt's `--live`).
+pub trait Virt {
+    fn uri(&self) -> &str;
+    /// Every domain, active and inactive.
+    fn list(&self) -> Result<Vec<DomainRef>, LibvirtError>;
+    /// The stored definition (`inactive`) or the running one.
+    fn xml(&self, name: &str, inactive: bool) -> Result<String, LibvirtError>;
+    fn is_active(&self, name: &str) -> Result<bool, LibvirtError>;
+    /// Define (create or replace) a persistent domain from XML.
+    fn define_xml(&self, xml: &str) -> Result<(), LibvirtError>;
+    fn pin_vcpu(&self, name: &str, vcpu: u32, cpus: &[u32]) -> Result<(), LibvirtError>;
+    fn pin_emulator(&self, name: &str, cpus: &[u32]) -> Result<(), LibvirtError>;
+    fn set_vcpus(&self, name: &str, count: u32) -> Result<(), LibvirtError>;
+    fn set_numa_nodeset(&self, name: &str, nodeset: &str) -> Result<(), LibvirtError>;
+    fn set_memtune(&self, name: &str, set: MemTuneSet) -> Result<(), LibvirtError>;
+    /// Balloon target in KiB.
+    fn set_memory(&self, name: &str, kib: u64) -> Result<(), LibvirtError>;
+}
+
+/// A libvirt cpumap: one bit per host CPU.
+pub fn cpumap(cpus: &[u32]) -> Vec<u8> {
+    let max = cpus.iter().copied().max().unwrap_or(0) as usize;
+    let mut map = vec![0u8; max / 8 + 1];
+    for &c in cpus {
+        map[c as usize / 8] |= 1 << (c % 8);
+    }
+    map
+}
+
+impl Libvirt {
+    fn lookup(&self, name: &str) -> Result<virt::domain::Domain, LibvirtError> {
+        self.conn
+            .lookup_domain_by_name(name)
+            .map_err(|e| LibvirtError::new(format!("look up domain {name}"), &e))
+    }
+}
+
+const LIVE: u32 = sys::VIR_DOMAIN_AFFECT_LIVE;
+
+impl Virt for Libvirt {
+    fn uri(&self) -> &str {
+        &self.uri
+    }
+    fn list(&self) -> Result<Vec<DomainRef>, LibvirtError> {
+        self.domains()
+    }
+    fn xml(&self, name: &str, inactive: bool) -> Result<String, LibvirtError> {
+        self.domain_xml(name, inactive)
+    }
+    fn is_active(&self, name: &str) -> Result<bool, LibvirtError> {
+        self.lookup(name)?
+            .is_active()
+            .map_err(|e| LibvirtError::new(format!("state of {name}"), &e))
+    }
+    fn define_xml(&self, xml: &str) -> Result<(), LibvirtError> {
+        // VALIDATE: libvirt checks the XML against its schema before accepting it
+        self.conn
+            .define_domain_xml_flags(xml, sys::VIR_DOMAIN_DEFINE_VALIDATE)
+            .map(|_| ())
+            .map_err(|e| LibvirtError::new("define domain", &e))
+    }
+    fn pin_vcpu(&self, name: &str, vcpu: u32, cpus: &[u32]) -> Result<(), LibvirtError> {
+        self.lookup(name)?
+            .pin_vcpu_flags(vcpu, &cpumap(cpus), LIVE)
+            .map_err(|e| LibvirtError::new(format!("pin vCPU {vcpu} of {name}"), &e))
+    }
+    fn pin_emulator(&self, name: &str, cpus: &[u32]) -> Result<(), LibvirtError> {
+        self.lookup(name)?
+            .pin_emulator(&cpumap(cpus), LIVE)
+            .map_err(|e| LibvirtError::new(format!("pin the emulator threads of {name}"), &e))
+    }
+    fn set_vcpus(&self, name: &str, count: u32) -> Result<(), LibvirtError> {
+        self.lookup(name)?
+            .set_vcpus_flags(count, sys::VIR_DOMAIN_VCPU_LIVE)
+            .map_err(|e| LibvirtError::new(format!("set the vCPU count of {name} to {count}"), &e))
+    }
+    fn set_numa_nodeset(&self, name: &str, nodeset: &str) -> Result<(), LibvirtError> {
+        let params = virt::domain::NUMAParameters {
+            node_set: Some(nodeset.to_string()),
+            mode: None,
+        };
+        self.lookup(name)?
+            .set_numa_parameters(params, LIVE)
+            .map_err(|e| LibvirtError::new(format!("set the NUMA nodeset of {name}"), &e))
+    }
+    fn set_memtune(&self, name: &str, set: MemTuneSet) -> Result<(), LibvirtError> {
+        let params = virt::domain::MemoryParameters {
+            hard_limit: set.hard_limit_kib,
+            soft_limit: set.soft_limit_kib,
+            min_guarantee: None,
+            swap_hard_limit: set.swap_hard_limit_kib,
+        };
+        self.lookup(name)?
+            .set_memory_parameters(params, LIVE)
+            .map_err(|e| LibvirtError::new(format!("set memtune of {name}"), &e))
+    }
+    fn set_memory(&self, name: &str, kib: u64) -> Result<(), LibvirtError> {
+        self.lookup(name)?
+            .set_memory_flags(kib, sys::VIR_DOMAIN_MEM_LIVE)
+            .map_err(|e| LibvirtError::new(format!("set the balloon of {name}"), &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpumap_sets_one_bit_per_cpu() {
+        assert_eq!(cpumap(&[0]), vec![1]);
+        assert_eq!(cpumap(&[1, 3]), vec![0b1010]);
+        assert_eq!(cpumap(&[0, 9]), vec![1, 0b10]);
     }
 }

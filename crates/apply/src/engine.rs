@@ -1,0 +1,789 @@
+//! The transaction behind `kvmtune apply` and `kvmtune rollback`.
+//!
+//! [`prepare`] reads the state (each domain's stored and live XML, its threads' affinity,
+//! each host setting) and turns the request into numbered steps, changing nothing; it refuses
+//! a domain whose stored XML is no longer the one the request was computed from.
+//! [`execute`] journals the state before (fsynced), makes the steps in order, verifies each
+//! domain and the host after its steps, and on any failure restores everything from the
+//! journal. [`rollback`] restores a journal entry on request, also after a crash.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use kvmtune_domain::Document;
+use kvmtune_libvirt::Virt;
+use serde::Serialize;
+
+use crate::hostset::{self, FileWrite, HostWrite};
+use crate::journal::{
+    Action, DomainBefore, Entry, FileBefore, HostBefore, Journal, JournalError, Lock, Outcome,
+    RollbackRecord, Status, Step,
+};
+use crate::procfs::{Affinity, Proc};
+use crate::settings::{self, LiveOp, Settings};
+use crate::{inject, sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("domain {name}: {why}")]
+    Domain { name: String, why: String },
+    #[error("{0}")]
+    Libvirt(#[from] kvmtune_libvirt::LibvirtError),
+    #[error("host setting {path}: {why}")]
+    Host { path: String, why: String },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// What to change on one domain.
+#[derive(Debug, Clone, Default)]
+pub struct DomainChange {
+    pub name: String,
+    /// SHA-256 of the stored XML the change was computed from; the apply refuses if the
+    /// stored XML is different now.
+    pub base_sha256: String,
+    /// The new persistent definition (`None`: leave it).
+    pub new_inactive: Option<String>,
+    /// The settings the running domain should end with (`None`: leave the running domain).
+    pub live_target: Option<Settings>,
+    /// Why (rule ids and fix summaries, or "plan").
+    pub reasons: Vec<String>,
+}
+
+/// Everything one apply changes.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub domains: Vec<DomainChange>,
+    pub host: Vec<HostWrite>,
+    /// Also write the persistent files for the host settings.
+    pub persist: bool,
+    /// The command line, for the journal.
+    pub command: Vec<String>,
+}
+
+/// Where the engine works.
+pub struct Env<'a> {
+    pub virt: &'a dyn Virt,
+    /// Host settings are read and written under this root.
+    pub root: PathBuf,
+    /// The local /proc and libvirt run directory; `None` when the domains run elsewhere
+    /// (a remote URI): thread affinities are then neither recorded nor verified.
+    pub proc: Option<Proc>,
+    /// Every online host CPU (`0-63`): where an unpinned vCPU may run.
+    pub host_cpus: String,
+}
+
+/// A prepared apply: the journal entry to write (state before and steps) and what waits
+/// for a domain's next start.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prepared {
+    pub entry: Entry,
+    /// Per domain: changes that take effect at its next start.
+    pub later: BTreeMap<String, Vec<String>>,
+    /// Per domain: why it changes.
+    pub reasons: BTreeMap<String, Vec<String>>,
+    /// The new definitions, for verification.
+    #[serde(skip)]
+    new_settings: BTreeMap<String, Settings>,
+    #[serde(skip)]
+    live_targets: BTreeMap<String, Settings>,
+}
+
+impl Prepared {
+    pub fn is_empty(&self) -> bool {
+        self.entry.steps.is_empty()
+    }
+}
+
+fn dom_err(name: &str, why: impl Into<String>) -> ApplyError {
+    ApplyError::Domain {
+        name: name.into(),
+        why: why.into(),
+    }
+}
+
+fn canonical(xml: &str) -> Option<String> {
+    Document::parse(xml).ok().map(|d| d.canonical())
+}
+
+/// Read the state and compute the steps. Changes nothing.
+pub fn prepare(env: &Env, req: &Request) -> Result<Prepared, ApplyError> {
+    let mut entry = Entry {
+        kind: crate::journal::KIND.into(),
+        version: crate::journal::VERSION,
+        id: String::new(),
+        created: crate::journal::now(),
+        command: req.command.clone(),
+        uri: env.virt.uri().to_string(),
+        root: env.root.display().to_string(),
+        domains: Vec::new(),
+        host: Vec::new(),
+        files: Vec::new(),
+        steps: Vec::new(),
+    };
+    let mut later = BTreeMap::new();
+    let mut reasons = BTreeMap::new();
+    let mut new_settings = BTreeMap::new();
+    let mut live_targets = BTreeMap::new();
+    let mut steps: Vec<(String, Action)> = Vec::new();
+    let listed = env.virt.list()?;
+    for ch in &req.domains {
+        let Some(r) = listed.iter().find(|d| d.name == ch.name) else {
+            return Err(dom_err(&ch.name, "no such domain"));
+        };
+        let xml = env.virt.xml(&ch.name, true)?;
+        let sha = sha256(&xml);
+        if !ch.base_sha256.is_empty() && sha != ch.base_sha256 {
+            return Err(dom_err(
+                &ch.name,
+                "its stored XML changed since the audit or plan was made (hash differs); \
+                 audit or plan again",
+            ));
+        }
+        let active = env.virt.is_active(&ch.name)?;
+        let live_xml = if active {
+            Some(env.virt.xml(&ch.name, false)?)
+        } else {
+            None
+        };
+        let affinity = match (&env.proc, active) {
+            (Some(p), true) => p.pid(&ch.name).and_then(|pid| p.affinity(pid).ok()),
+            _ => None,
+        };
+        if let Some(new) = &ch.new_inactive {
+            let (Some(a), Some(b)) = (canonical(&xml), canonical(new)) else {
+                return Err(dom_err(
+                    &ch.name,
+                    "the new definition is not well-formed XML",
+                ));
+            };
+            if a != b {
+                let s = settings::read_xml(new).map_err(|e| dom_err(&ch.name, e.to_string()))?;
+                new_settings.insert(ch.name.clone(), s);
+                steps.push((ch.name.clone(), Action::Define { xml: new.clone() }));
+            }
+        }
+        let mut notes = Vec::new();
+        if let (Some(target), Some(lx)) = (&ch.live_target, &live_xml) {
+            let cur = settings::read_xml(lx).map_err(|e| dom_err(&ch.name, e.to_string()))?;
+            let (ops, wait) = settings::live_ops(&cur, target, &env.host_cpus, affinity.as_ref());
+            notes.extend(wait);
+            for op in ops {
+                steps.push((ch.name.clone(), Action::Live(op)));
+            }
+            live_targets.insert(ch.name.clone(), target.clone());
+        } else if !active && ch.new_inactive.is_some() {
+            // nothing runs: the new definition is what the next start uses
+        } else if active && ch.live_target.is_none() && ch.new_inactive.is_some() {
+            notes.push("the running domain is left as it is (--config)".into());
+        }
+        if !notes.is_empty() {
+            later.insert(ch.name.clone(), notes);
+        }
+        reasons.insert(ch.name.clone(), ch.reasons.clone());
+        entry.domains.push(DomainBefore {
+            name: ch.name.clone(),
+            uuid: r.uuid.clone(),
+            active,
+            inactive_sha256: sha,
+            inactive_xml: xml,
+            live_xml,
+            affinity,
+        });
+    }
+    for w in &req.host {
+        let old = hostset::read(&env.root, &w.path).map_err(|e| ApplyError::Host {
+            path: w.path.clone(),
+            why: e.to_string(),
+        })?;
+        if old != w.value {
+            steps.push(("host".into(), Action::Host(w.clone())));
+        }
+        entry.host.push(HostBefore {
+            key: w.key.clone(),
+            path: w.path.clone(),
+            old,
+        });
+    }
+    if req.persist && !req.host.is_empty() {
+        let mut olds: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for p in [hostset::SYSCTL_FILE, hostset::TMPFILES_FILE] {
+            let path = hostset::under(&env.root, p);
+            let old = match std::fs::read_to_string(&path) {
+                Ok(t) => Some(t),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    return Err(ApplyError::Host {
+                        path: p.into(),
+                        why: e.to_string(),
+                    });
+                }
+            };
+            olds.insert(p.to_string(), old);
+        }
+        let files = hostset::persist_files(&req.host, &|p| olds.get(p).cloned().flatten());
+        for f in files {
+            let old = olds.get(&f.path).cloned().flatten();
+            if old.as_deref() != Some(f.content.as_str()) {
+                entry.files.push(FileBefore {
+                    path: f.path.clone(),
+                    old,
+                });
+                steps.push(("host".into(), Action::File(f)));
+            }
+        }
+    }
+    entry.steps = steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, (subject, action))| Step {
+            n: i + 1,
+            subject,
+            action,
+        })
+        .collect();
+    Ok(Prepared {
+        entry,
+        later,
+        reasons,
+        new_settings,
+        live_targets,
+    })
+}
+
+fn run_step(env: &Env, step: &Step) -> Result<(), String> {
+    match &step.action {
+        Action::Define { xml } => env.virt.define_xml(xml).map_err(|e| e.to_string()),
+        Action::Live(op) => op.run(env.virt, &step.subject).map_err(|e| e.to_string()),
+        Action::Host(w) => hostset::write(&env.root, &w.path, &w.value)
+            .map_err(|e| format!("cannot write {} to {}: {e}", w.value, w.path)),
+        Action::File(f) => write_file(env, &f.path, Some(&f.content)),
+    }
+}
+
+/// Write (or, with `None`, remove) a file under the root, atomically.
+fn write_file(env: &Env, path: &str, content: Option<&str>) -> Result<(), String> {
+    let dest = hostset::under(&env.root, path);
+    let Some(content) = content else {
+        return match std::fs::remove_file(&dest) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot remove {path}: {e}")),
+        };
+    };
+    let tmp = dest.with_extension("kvmtune-tmp");
+    let r = (|| -> std::io::Result<()> {
+        if let Some(p) = dest.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        std::fs::write(&tmp, content)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &dest)
+    })();
+    r.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {path}: {e}")
+    })
+}
+
+/// Check a domain after its steps: the stored definition holds the new settings (and
+/// `check` has nothing to say about it), the running domain holds its target settings, and
+/// every pinned thread's affinity in /proc is its pin.
+fn verify_domain(
+    env: &Env,
+    prep: &Prepared,
+    name: &str,
+    steps: &[&Step],
+    check: &dyn Fn(&str, &str) -> Vec<String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if steps
+        .iter()
+        .any(|s| matches!(s.action, Action::Define { .. }))
+    {
+        match env.virt.xml(name, true) {
+            Ok(xml) => {
+                match (settings::read_xml(&xml), prep.new_settings.get(name)) {
+                    (Ok(got), Some(want)) if &got != want => problems.push(format!(
+                        "the stored definition does not hold the new settings (libvirt stored {got:?})"
+                    )),
+                    (Err(e), _) => problems.push(format!("stored XML: {e}")),
+                    _ => {}
+                }
+                problems.extend(check(name, &xml));
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    let live: Vec<&LiveOp> = steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Live(op) => Some(op),
+            _ => None,
+        })
+        .collect();
+    if live.is_empty() {
+        return problems;
+    }
+    let cur = match env
+        .virt
+        .xml(name, false)
+        .map_err(|e| e.to_string())
+        .and_then(|x| settings::read_xml(&x).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push(format!("live XML: {e}"));
+            return problems;
+        }
+    };
+    let aff = env
+        .proc
+        .as_ref()
+        .and_then(|p| p.pid(name).map(|pid| p.affinity(pid)));
+    let aff: Option<Affinity> = match aff {
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => {
+            problems.push(e);
+            None
+        }
+        None => None,
+    };
+    for op in live {
+        match op {
+            LiveOp::SetVcpus { count } => {
+                if cur.vcpus != *count {
+                    problems.push(format!("libvirt reports {} vCPUs, not {count}", cur.vcpus));
+                }
+                if let Some(a) = &aff
+                    && a.vcpus.len() != *count as usize
+                {
+                    problems.push(format!(
+                        "QEMU runs {} vCPU threads, not {count}",
+                        a.vcpus.len()
+                    ));
+                }
+            }
+            LiveOp::PinVcpu { vcpu, cpus } => {
+                if let Some(a) = &aff {
+                    match a.vcpus.get(vcpu) {
+                        Some(got) if got == cpus => {}
+                        Some(got) => problems.push(format!(
+                            "vCPU {vcpu} thread may run on {got} (/proc Cpus_allowed_list), not {cpus}"
+                        )),
+                        None => problems.push(format!("no thread for vCPU {vcpu} in /proc")),
+                    }
+                }
+            }
+            LiveOp::PinEmulator { cpus } => {
+                if let Some(a) = &aff
+                    && &a.emulator != cpus
+                {
+                    problems.push(format!(
+                        "the emulator thread may run on {} (/proc), not {cpus}",
+                        a.emulator
+                    ));
+                }
+            }
+            LiveOp::NumaNodeset { nodeset } => {
+                if cur.numa_nodeset.as_deref() != Some(nodeset.as_str()) {
+                    problems.push(format!("the running nodeset is not {nodeset}"));
+                }
+            }
+            LiveOp::Memtune(m) => {
+                let lim = |v: Option<u64>| v.unwrap_or(kvmtune_libvirt::MEMTUNE_UNLIMITED_KIB);
+                for (what, want, got) in [
+                    ("hard_limit", m.hard_limit_kib, cur.hard_limit_kib),
+                    ("soft_limit", m.soft_limit_kib, cur.soft_limit_kib),
+                    (
+                        "swap_hard_limit",
+                        m.swap_hard_limit_kib,
+                        cur.swap_hard_limit_kib,
+                    ),
+                ] {
+                    if let Some(w) = want
+                        && w != lim(got)
+                    {
+                        problems.push(format!("running {what} is {:?} KiB, not {w}", got));
+                    }
+                }
+            }
+            LiveOp::Balloon { kib } => {
+                if cur.current_memory_kib != Some(*kib) {
+                    problems.push(format!("the balloon target is not {kib} KiB"));
+                }
+            }
+        }
+    }
+    let _ = prep.live_targets.get(name);
+    problems
+}
+
+/// How an apply ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub id: String,
+    pub status: Status,
+    pub error: Option<String>,
+    pub steps: usize,
+    pub steps_done: usize,
+    pub rollback_errors: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Journal, then make every step; verify; roll everything back on a failure.
+/// `check(domain, stored_xml)` adds verification of a new definition (the re-audit).
+pub fn execute(
+    env: &Env,
+    journal: &Journal,
+    _lock: &Lock,
+    prep: &Prepared,
+    check: &dyn Fn(&str, &str) -> Vec<String>,
+) -> Result<Applied, ApplyError> {
+    let handle = journal.begin(prep.entry.clone())?;
+    let entry = &handle.entry;
+    let mut done = 0;
+    let mut failure: Option<String> = None;
+    // units: each domain's steps, then the host's
+    let mut units: Vec<(String, Vec<&Step>)> = Vec::new();
+    for s in &entry.steps {
+        match units.last_mut() {
+            Some((subj, v)) if *subj == s.subject => v.push(s),
+            _ => units.push((s.subject.clone(), vec![s])),
+        }
+    }
+    'units: for (subject, steps) in &units {
+        for s in steps {
+            inject(s.n);
+            if let Err(e) = handle.log(&format!("begin {}", s.n)) {
+                failure = Some(e.to_string());
+                break 'units;
+            }
+            if let Err(e) = run_step(env, s) {
+                let _ = handle.log(&format!("fail {}: {e}", s.n));
+                failure = Some(format!("step {} ({subject}): {e}", s.n));
+                break 'units;
+            }
+            if let Err(e) = handle.log(&format!("ok {}", s.n)) {
+                failure = Some(e.to_string());
+                break 'units;
+            }
+            done += 1;
+        }
+        let problems = if subject == "host" {
+            steps
+                .iter()
+                .filter_map(|s| match &s.action {
+                    Action::Host(w) => hostset::verify(&env.root, w).err(),
+                    Action::File(f) => {
+                        match std::fs::read_to_string(hostset::under(&env.root, &f.path)) {
+                            Ok(t) if t == f.content => None,
+                            Ok(_) => Some(format!("{}: content differs after writing", f.path)),
+                            Err(e) => Some(format!("{}: {e}", f.path)),
+                        }
+                    }
+                    _ => None,
+                })
+                .collect()
+        } else {
+            verify_domain(env, prep, subject, steps, check)
+        };
+        if !problems.is_empty() {
+            let msg = format!("verifying {subject}: {}", problems.join("; "));
+            let _ = handle.log(&format!("fail verify {subject}: {}", problems.join("; ")));
+            failure = Some(msg);
+            break;
+        }
+    }
+    inject(entry.steps.len() + 1);
+    let mut notes: Vec<String> = prep
+        .later
+        .iter()
+        .flat_map(|(d, v)| v.iter().map(move |n| format!("{d}: {n}")))
+        .collect();
+    let (status, rollback_errors) = match &failure {
+        None => (Status::Applied, Vec::new()),
+        Some(_) => {
+            let rb = restore(env, entry, true);
+            notes.extend(rb.notes.iter().cloned());
+            if rb.errors.is_empty() {
+                (Status::Failed, Vec::new())
+            } else {
+                (Status::FailedRollbackIncomplete, rb.errors)
+            }
+        }
+    };
+    let mut after = BTreeMap::new();
+    for d in &entry.domains {
+        if let Ok(x) = env.virt.xml(&d.name, true) {
+            after.insert(d.name.clone(), sha256(&x));
+        }
+    }
+    let error = match (&failure, rollback_errors.is_empty()) {
+        (Some(f), true) => Some(f.clone()),
+        (Some(f), false) => Some(format!("{f}; rollback: {}", rollback_errors.join("; "))),
+        (None, _) => None,
+    };
+    handle.finish(&Outcome {
+        status,
+        finished: crate::journal::now(),
+        error: error.clone(),
+        after_sha256: after,
+        notes: notes.clone(),
+    })?;
+    Ok(Applied {
+        id: entry.id.clone(),
+        status,
+        error,
+        steps: entry.steps.len(),
+        steps_done: done,
+        rollback_errors,
+        notes,
+    })
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Restored {
+    pub actions: Vec<String>,
+    pub errors: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Restore every domain, host setting and file of an entry to its recorded old value, and
+/// verify. Values already as recorded are left alone, so restoring twice is harmless.
+fn restore(env: &Env, entry: &Entry, during_apply: bool) -> Restored {
+    let mut r = Restored::default();
+    // persistent files and host settings first undo in reverse order
+    for f in entry.files.iter().rev() {
+        let now = std::fs::read_to_string(hostset::under(&env.root, &f.path)).ok();
+        if now != f.old {
+            match write_file(env, &f.path, f.old.as_deref()) {
+                Ok(()) => r.actions.push(match &f.old {
+                    Some(_) => format!("host: restored {}", f.path),
+                    None => format!("host: removed {}", f.path),
+                }),
+                Err(e) => r.errors.push(e),
+            }
+        }
+    }
+    for h in entry.host.iter().rev() {
+        match hostset::read(&env.root, &h.path) {
+            Ok(v) if v == h.old => {}
+            _ => match hostset::write(&env.root, &h.path, &h.old) {
+                Ok(()) => {
+                    r.actions.push(format!("host: {} = {}", h.key, h.old));
+                    let w = HostWrite {
+                        key: h.key.clone(),
+                        path: h.path.clone(),
+                        value: h.old.clone(),
+                    };
+                    if let Err(e) = hostset::verify(&env.root, &w) {
+                        r.errors.push(e);
+                    }
+                }
+                Err(e) => r
+                    .errors
+                    .push(format!("cannot write {} to {}: {e}", h.old, h.path)),
+            },
+        }
+    }
+    for d in entry.domains.iter().rev() {
+        restore_domain(env, d, during_apply, &mut r);
+    }
+    r
+}
+
+fn restore_domain(env: &Env, d: &DomainBefore, during_apply: bool, r: &mut Restored) {
+    let name = &d.name;
+    let exists = env.virt.list().map(|l| l.iter().any(|x| x.name == *name));
+    let now = match exists {
+        Ok(true) => env.virt.xml(name, true).ok(),
+        Ok(false) => None,
+        Err(e) => {
+            r.errors.push(e.to_string());
+            return;
+        }
+    };
+    if now.as_deref().and_then(canonical) != canonical(&d.inactive_xml) {
+        match env.virt.define_xml(&d.inactive_xml) {
+            Ok(()) => r
+                .actions
+                .push(format!("{name}: restored the stored definition")),
+            Err(e) => {
+                r.errors.push(format!("{name}: {e}"));
+                return;
+            }
+        }
+        match env.virt.xml(name, true) {
+            Ok(x) if canonical(&x) == canonical(&d.inactive_xml) => {}
+            Ok(_) => r.errors.push(format!(
+                "{name}: the restored definition differs from the journaled one"
+            )),
+            Err(e) => r.errors.push(format!("{name}: {e}")),
+        }
+    }
+    let (true, Some(before_live)) = (d.active, &d.live_xml) else {
+        return;
+    };
+    match env.virt.is_active(name) {
+        Ok(true) => {}
+        Ok(false) => {
+            r.notes.push(format!(
+                "{name}: not running any more; its next start uses the restored definition"
+            ));
+            return;
+        }
+        Err(e) => {
+            r.errors.push(format!("{name}: {e}"));
+            return;
+        }
+    }
+    let pid_now = env.proc.as_ref().and_then(|p| p.pid(name));
+    if let (Some(a), Some(p)) = (&d.affinity, pid_now)
+        && a.pid != p
+    {
+        r.notes.push(format!(
+            "{name}: restarted since the apply (pid {} -> {p}); it runs the restored definition",
+            a.pid
+        ));
+        return;
+    }
+    let cur = match env
+        .virt
+        .xml(name, false)
+        .map_err(|e| e.to_string())
+        .and_then(|x| settings::read_xml(&x).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            r.errors.push(format!("{name}: live XML: {e}"));
+            return;
+        }
+    };
+    let mut want = match settings::read_xml(before_live) {
+        Ok(s) => s,
+        Err(e) => {
+            r.errors.push(format!("{name}: journaled live XML: {e}"));
+            return;
+        }
+    };
+    // pins go back to where the threads actually ran before
+    if let Some(a) = &d.affinity {
+        for (v, cpus) in &a.vcpus {
+            if want.vcpu_affinity(*v, &env.host_cpus) != *cpus {
+                want.vcpupin.insert(*v, cpus.clone());
+            }
+        }
+        if want.emulator_affinity(&env.host_cpus) != a.emulator {
+            want.emulatorpin = Some(a.emulator.clone());
+        }
+    }
+    let aff_now = env
+        .proc
+        .as_ref()
+        .and_then(|p| pid_now.and_then(|pid| p.affinity(pid).ok()));
+    let (ops, _) = settings::live_ops(&cur, &want, &env.host_cpus, aff_now.as_ref());
+    for op in &ops {
+        match op.run(env.virt, name) {
+            Ok(()) => r.actions.push(format!("{name}: {}", op.command(name))),
+            Err(e) => {
+                let hint = if matches!(op, LiveOp::SetVcpus { .. }) && during_apply {
+                    " (the vCPU count returns with the next start)"
+                } else {
+                    ""
+                };
+                r.errors.push(format!("{name}: {e}{hint}"));
+            }
+        }
+    }
+    // verify the affinities against the journal
+    if let (Some(a), Some(p), Some(pid)) = (&d.affinity, &env.proc, pid_now) {
+        match p.affinity(pid) {
+            Ok(now) => {
+                if now.emulator != a.emulator {
+                    r.errors.push(format!(
+                        "{name}: emulator thread may run on {}, was {}",
+                        now.emulator, a.emulator
+                    ));
+                }
+                for (v, cpus) in &a.vcpus {
+                    match now.vcpus.get(v) {
+                        Some(c) if c == cpus => {}
+                        Some(c) => r
+                            .errors
+                            .push(format!("{name}: vCPU {v} may run on {c}, was {cpus}")),
+                        None => r.errors.push(format!("{name}: vCPU {v} thread is gone")),
+                    }
+                }
+            }
+            Err(e) => r.errors.push(format!("{name}: {e}")),
+        }
+    }
+}
+
+/// What `kvmtune rollback` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolledBack {
+    pub id: String,
+    pub ok: bool,
+    pub actions: Vec<String>,
+    pub errors: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Roll a journal entry back. Refuses a domain changed by someone else since a completed
+/// apply (its stored XML is neither the one before nor the one after) unless `force`.
+pub fn rollback(
+    env: &Env,
+    journal: &Journal,
+    _lock: &Lock,
+    id: &str,
+    force: bool,
+) -> Result<RolledBack, ApplyError> {
+    let entry = journal.load(id)?;
+    let outcome = journal.outcome(id)?;
+    if let (Some(o), false) = (&outcome, force) {
+        for d in &entry.domains {
+            let Ok(x) = env.virt.xml(&d.name, true) else {
+                continue;
+            };
+            let sha = sha256(&x);
+            let after = o.after_sha256.get(&d.name);
+            if sha != d.inactive_sha256 && Some(&sha) != after {
+                return Err(dom_err(
+                    &d.name,
+                    format!(
+                        "its stored XML changed after apply {id}; rolling back would undo \
+                         that change too (use --force to roll back anyway)"
+                    ),
+                ));
+            }
+        }
+    }
+    let r = restore(env, &entry, false);
+    let rec = RollbackRecord {
+        at: crate::journal::now(),
+        ok: r.errors.is_empty(),
+        errors: r.errors.clone(),
+        notes: r.notes.clone(),
+    };
+    journal.record_rollback(id, &rec)?;
+    Ok(RolledBack {
+        id: id.to_string(),
+        ok: rec.ok,
+        actions: r.actions,
+        errors: r.errors,
+        notes: r.notes,
+    })
+}
+
+/// Whether a recorded file write is still in the request (for display).
+pub fn describe_step(step: &Step) -> String {
+    match &step.action {
+        Action::Define { .. } => format!("{}: define the new stored XML", step.subject),
+        Action::Live(op) => format!("{}: {}", step.subject, op.command(&step.subject)),
+        Action::Host(w) => format!("host: {} = {}  ({})", w.key, w.value, w.path),
+        Action::File(FileWrite { path, .. }) => format!("host: write {path}"),
+    }
+}

@@ -1,0 +1,299 @@
+//! Host settings `kvmtune apply --set KEY=VALUE` changes, where they live, and the files that
+//! make them persistent across reboots (`--persist`).
+//!
+//! | key | file | values |
+//! |---|---|---|
+//! | `ksm.run` | /sys/kernel/mm/ksm/run | 0 stop, 1 run, 2 stop and unmerge |
+//! | `ksm.merge_across_nodes` | /sys/kernel/mm/ksm/merge_across_nodes | 0, 1 |
+//! | `thp.enabled` | /sys/kernel/mm/transparent_hugepage/enabled | always, madvise, never |
+//! | `thp.defrag` | /sys/kernel/mm/transparent_hugepage/defrag | always, defer, defer+madvise, madvise, never |
+//! | `numa_balancing` | /proc/sys/kernel/numa_balancing | 0, 1 |
+//! | `hugepages.SIZE` | /sys/kernel/mm/hugepages/hugepages-SIZEkB/nr_hugepages | a count |
+//! | `hugepages.nodeN.SIZE` | /sys/devices/system/node/nodeN/hugepages/hugepages-SIZEkB/nr_hugepages | a count |
+//!
+//! SIZE is `2M`, `1G` or `2048kB`. All paths are read and written under a root directory,
+//! so a captured tree and the live host are handled the same way.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One host setting to write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostWrite {
+    /// The key as the user wrote it (`thp.enabled`).
+    pub key: String,
+    /// The absolute path on the host (`/sys/kernel/mm/transparent_hugepage/enabled`).
+    pub path: String,
+    pub value: String,
+}
+
+/// A whole file kvmtune writes with `--persist`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileWrite {
+    pub path: String,
+    pub content: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    #[error("--set {0}: expected KEY=VALUE")]
+    Syntax(String),
+    #[error(
+        "--set {key}: unknown key (known: ksm.run, ksm.merge_across_nodes, thp.enabled, thp.defrag, numa_balancing, hugepages.SIZE, hugepages.nodeN.SIZE)"
+    )]
+    Key { key: String },
+    #[error("--set {key}={value}: expected {expected}")]
+    Value {
+        key: String,
+        value: String,
+        expected: String,
+    },
+}
+
+fn page_kib(size: &str) -> Option<u64> {
+    let s = size.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("kB").or_else(|| s.strip_suffix("K")) {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('M') {
+        (n, 1024)
+    } else if let Some(n) = s.strip_suffix('G') {
+        (n, 1024 * 1024)
+    } else {
+        return None;
+    };
+    num.parse::<u64>().ok().map(|n| n * mult).filter(|&k| k > 0)
+}
+
+/// Parse and check one `KEY=VALUE`.
+pub fn parse(spec: &str) -> Result<HostWrite, SetError> {
+    let (key, value) = spec
+        .split_once('=')
+        .ok_or_else(|| SetError::Syntax(spec.to_string()))?;
+    let (key, value) = (key.trim(), value.trim());
+    let bad = |expected: &str| SetError::Value {
+        key: key.into(),
+        value: value.into(),
+        expected: expected.into(),
+    };
+    let one_of = |allowed: &[&str], path: &str| {
+        if allowed.contains(&value) {
+            Ok(path.to_string())
+        } else {
+            Err(bad(&allowed.join(", ")))
+        }
+    };
+    let path = match key {
+        "ksm.run" => one_of(&["0", "1", "2"], "/sys/kernel/mm/ksm/run")?,
+        "ksm.merge_across_nodes" => one_of(&["0", "1"], "/sys/kernel/mm/ksm/merge_across_nodes")?,
+        "thp.enabled" => one_of(
+            &["always", "madvise", "never"],
+            "/sys/kernel/mm/transparent_hugepage/enabled",
+        )?,
+        "thp.defrag" => one_of(
+            &["always", "defer", "defer+madvise", "madvise", "never"],
+            "/sys/kernel/mm/transparent_hugepage/defrag",
+        )?,
+        "numa_balancing" => one_of(&["0", "1"], "/proc/sys/kernel/numa_balancing")?,
+        k if k.starts_with("hugepages.") => {
+            let parts: Vec<&str> = k.split('.').collect();
+            let (node, size) = match parts.as_slice() {
+                [_, size] => (None, *size),
+                [_, node, size] => {
+                    let n = node
+                        .strip_prefix("node")
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .ok_or_else(|| SetError::Key { key: key.into() })?;
+                    (Some(n), *size)
+                }
+                _ => return Err(SetError::Key { key: key.into() }),
+            };
+            let kib = page_kib(size).ok_or_else(|| SetError::Key { key: key.into() })?;
+            value.parse::<u64>().map_err(|_| bad("a number of pages"))?;
+            match node {
+                None => format!("/sys/kernel/mm/hugepages/hugepages-{kib}kB/nr_hugepages"),
+                Some(n) => format!(
+                    "/sys/devices/system/node/node{n}/hugepages/hugepages-{kib}kB/nr_hugepages"
+                ),
+            }
+        }
+        _ => return Err(SetError::Key { key: key.into() }),
+    };
+    Ok(HostWrite {
+        key: key.into(),
+        path,
+        value: value.into(),
+    })
+}
+
+/// `path` under `root`.
+pub fn under(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
+/// The current value of a setting file: the selected word of a `[x]` list, or the trimmed
+/// content.
+pub fn read(root: &Path, path: &str) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(under(root, path))?;
+    let t = text.trim();
+    if let Some(start) = t.find('[')
+        && let Some(len) = t[start + 1..].find(']')
+    {
+        return Ok(t[start + 1..start + 1 + len].to_string());
+    }
+    Ok(t.to_string())
+}
+
+/// Write a setting (the kernel parses the value; a regular file in a tree just holds it).
+pub fn write(root: &Path, path: &str, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(under(root, path))?;
+    f.write_all(format!("{value}\n").as_bytes())?;
+    f.flush()
+}
+
+/// What a setting file must read back as after writing `value`, or why not.
+pub fn verify(root: &Path, w: &HostWrite) -> Result<(), String> {
+    let got = read(root, &w.path).map_err(|e| format!("{}: {e}", w.path))?;
+    if got == w.value {
+        return Ok(());
+    }
+    if w.key.starts_with("hugepages.") {
+        return Err(format!(
+            "{}: asked for {} pages, the kernel has {got} (not enough free contiguous memory?)",
+            w.path, w.value
+        ));
+    }
+    Err(format!("{}: wrote {}, reads back {got}", w.path, w.value))
+}
+
+pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-kvmtune.conf";
+pub const TMPFILES_FILE: &str = "/etc/tmpfiles.d/kvmtune.conf";
+const HEADER: &str =
+    "# Written by kvmtune apply --persist; kvmtune rollback restores the previous file.\n";
+
+/// The persistent files for these writes, merged into what the files hold now (`old`, by
+/// path): a line kvmtune wrote before for the same setting is replaced, other lines kept.
+/// sysctl settings go to sysctl.d, sysfs settings to tmpfiles.d (`w` lines, applied at
+/// boot by systemd-tmpfiles).
+pub fn persist_files(writes: &[HostWrite], old: &dyn Fn(&str) -> Option<String>) -> Vec<FileWrite> {
+    let mut sysctl = Vec::new();
+    let mut tmpfiles = Vec::new();
+    for w in writes {
+        if let Some(rest) = w.path.strip_prefix("/proc/sys/") {
+            sysctl.push((rest.replace('/', "."), w.value.clone()));
+        } else {
+            tmpfiles.push((w.path.clone(), w.value.clone()));
+        }
+    }
+    let mut out = Vec::new();
+    if !sysctl.is_empty() {
+        let mut lines: Vec<String> = old(SYSCTL_FILE)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with("# Written by kvmtune"))
+            .filter(|l| {
+                let k = l.split('=').next().unwrap_or("").trim();
+                !sysctl.iter().any(|(key, _)| key == k)
+            })
+            .map(str::to_string)
+            .collect();
+        lines.extend(sysctl.iter().map(|(k, v)| format!("{k} = {v}")));
+        out.push(FileWrite {
+            path: SYSCTL_FILE.into(),
+            content: format!("{HEADER}{}\n", lines.join("\n")),
+        });
+    }
+    if !tmpfiles.is_empty() {
+        let mut lines: Vec<String> = old(TMPFILES_FILE)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with("# Written by kvmtune"))
+            .filter(|l| {
+                let p = l.split_whitespace().nth(1).unwrap_or("");
+                !tmpfiles.iter().any(|(path, _)| path == p)
+            })
+            .map(str::to_string)
+            .collect();
+        lines.extend(tmpfiles.iter().map(|(p, v)| format!("w {p} - - - - {v}")));
+        out.push(FileWrite {
+            path: TMPFILES_FILE.into(),
+            content: format!("{HEADER}{}\n", lines.join("\n")),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_checks_settings() {
+        assert_eq!(
+            parse("thp.enabled=never").unwrap().path,
+            "/sys/kernel/mm/transparent_hugepage/enabled"
+        );
+        assert_eq!(
+            parse("hugepages.node1.1G=4").unwrap().path,
+            "/sys/devices/system/node/node1/hugepages/hugepages-1048576kB/nr_hugepages"
+        );
+        assert_eq!(
+            parse("hugepages.2048kB=512").unwrap().path,
+            "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+        );
+        assert!(matches!(
+            parse("thp.enabled=sometimes"),
+            Err(SetError::Value { .. })
+        ));
+        assert!(matches!(parse("ksm.speed=1"), Err(SetError::Key { .. })));
+        assert!(matches!(
+            parse("hugepages.nodeX.2M=1"),
+            Err(SetError::Key { .. })
+        ));
+        assert!(matches!(
+            parse("hugepages.2M=many"),
+            Err(SetError::Value { .. })
+        ));
+        assert!(matches!(parse("ksm.run"), Err(SetError::Syntax(_))));
+    }
+
+    #[test]
+    fn reads_the_selected_word() {
+        let t = tempfile::tempdir().unwrap();
+        let p = "/sys/kernel/mm/transparent_hugepage/enabled";
+        std::fs::create_dir_all(under(t.path(), p).parent().unwrap()).unwrap();
+        std::fs::write(under(t.path(), p), "always [madvise] never\n").unwrap();
+        assert_eq!(read(t.path(), p).unwrap(), "madvise");
+        write(t.path(), p, "never").unwrap();
+        assert_eq!(read(t.path(), p).unwrap(), "never");
+    }
+
+    #[test]
+    fn persist_files_replace_their_own_lines_only() {
+        let w = vec![
+            parse("numa_balancing=0").unwrap(),
+            parse("ksm.run=0").unwrap(),
+        ];
+        let old = |p: &str| {
+            (p == SYSCTL_FILE)
+                .then(|| "vm.swappiness = 10\nkernel.numa_balancing = 1\n".to_string())
+        };
+        let files = persist_files(&w, &old);
+        assert_eq!(files.len(), 2);
+        assert!(
+            files[0]
+                .content
+                .contains("vm.swappiness = 10\nkernel.numa_balancing = 0\n")
+        );
+        assert!(!files[0].content.contains("numa_balancing = 1"));
+        assert!(
+            files[1]
+                .content
+                .contains("w /sys/kernel/mm/ksm/run - - - - 0")
+        );
+    }
+}

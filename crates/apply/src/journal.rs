@@ -1,0 +1,550 @@
+//! The journal: one directory per apply under the journal directory (default
+//! `/var/lib/kvmtune/journal`).
+//!
+//! ```text
+//! JOURNAL/lock                       held (flock) while an apply or rollback runs
+//! JOURNAL/0007-20261122T101500Z/
+//!     entry.json     the state before: each domain's inactive XML (and hash), live XML and
+//!                    thread affinities, each host setting's old value, each persistent
+//!                    file's old content; and the steps about to be made. Written, fsynced
+//!                    and renamed into place before the first change.
+//!     steps.log      "begin N" before step N, "ok N" or "fail N: why" after, fsynced
+//!     outcome.json   how the apply ended (absent after a crash)
+//!     rollback.json  written by `kvmtune rollback`
+//! ```
+//!
+//! Rollback only needs entry.json: it restores every recorded old value, whether or not
+//! the step that changed it ran, so it works after a crash at any point.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::hostset::{FileWrite, HostWrite};
+use crate::procfs::Affinity;
+use crate::settings::LiveOp;
+
+pub const DEFAULT_DIR: &str = "/var/lib/kvmtune/journal";
+pub const KIND: &str = "kvmtune.journal";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("journal {0}: another kvmtune apply or rollback is running (it holds the lock)")]
+    Locked(String),
+    #[error("journal entry {path}: corrupt: {why}")]
+    Corrupt { path: String, why: String },
+    #[error("journal {dir}: no entry {id}")]
+    NoEntry { dir: String, id: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A domain as it was before the apply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DomainBefore {
+    pub name: String,
+    pub uuid: String,
+    pub active: bool,
+    pub inactive_xml: String,
+    pub inactive_sha256: String,
+    pub live_xml: Option<String>,
+    /// Where its threads ran (when this host runs it).
+    pub affinity: Option<Affinity>,
+}
+
+/// A host setting as it was.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostBefore {
+    pub key: String,
+    pub path: String,
+    pub old: String,
+}
+
+/// A persistent file as it was (`None`: it did not exist).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileBefore {
+    pub path: String,
+    pub old: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Replace the domain's persistent definition.
+    Define {
+        xml: String,
+    },
+    Live(LiveOp),
+    Host(HostWrite),
+    File(FileWrite),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    pub n: usize,
+    /// A domain name, or "host".
+    pub subject: String,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// What the journal records before the first change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: String,
+    pub version: u32,
+    pub id: String,
+    pub created: String,
+    pub command: Vec<String>,
+    pub uri: String,
+    /// The root host settings were read and written under.
+    pub root: String,
+    pub domains: Vec<DomainBefore>,
+    pub host: Vec<HostBefore>,
+    pub files: Vec<FileBefore>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Every step made and verified.
+    Applied,
+    /// A step or a verification failed; everything was rolled back.
+    Failed,
+    /// A step failed and the automatic rollback did not complete either.
+    FailedRollbackIncomplete,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: Status,
+    pub finished: String,
+    pub error: Option<String>,
+    /// Each domain's inactive XML hash after the apply (rollback refuses to overwrite a
+    /// domain changed since, unless forced).
+    pub after_sha256: BTreeMap<String, String>,
+    /// Changes that wait for a domain's next start.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    pub at: String,
+    pub ok: bool,
+    pub errors: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// How an entry stands, for `history`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub id: String,
+    pub created: Option<String>,
+    pub command: Vec<String>,
+    /// applied, failed, failed-rollback-incomplete, interrupted, in-progress, rolled-back,
+    /// rollback-incomplete, corrupt
+    pub status: String,
+    pub domains: Vec<String>,
+    pub host: Vec<String>,
+    pub steps: usize,
+    pub steps_done: usize,
+    pub error: Option<String>,
+}
+
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// An open journal directory.
+pub struct Journal {
+    pub dir: PathBuf,
+}
+
+/// The journal lock; released when dropped.
+pub struct Lock {
+    _file: File,
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+    let mut f = File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+/// Write a file atomically: a temporary beside it, fsync, rename, fsync the directory.
+fn replace_synced(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+    let tmp = path.with_extension("tmp");
+    write_synced(&tmp, bytes).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(p) = path.parent() {
+        fsync_dir(p)?;
+    }
+    Ok(())
+}
+
+impl Journal {
+    /// Open (and create) the journal directory.
+    pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Take the lock, or fail at once if another run holds it.
+    pub fn lock(&self) -> Result<Lock, JournalError> {
+        let path = self.dir.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Lock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(JournalError::Locked(self.dir.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
+        }
+    }
+
+    fn ids(&self) -> Result<Vec<String>, JournalError> {
+        let mut ids: Vec<String> = std::fs::read_dir(&self.dir)
+            .map_err(io(&self.dir))?
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                !n.ends_with(".tmp")
+                    && n.split('-')
+                        .next()
+                        .is_some_and(|s| s.parse::<u64>().is_ok())
+            })
+            .collect();
+        ids.sort_by_key(|id| id.split('-').next().and_then(|s| s.parse::<u64>().ok()));
+        Ok(ids)
+    }
+
+    /// Record the state before an apply, durably; the steps may start once this returns.
+    /// On failure nothing is left behind.
+    pub fn begin(&self, mut entry: Entry) -> Result<Handle, JournalError> {
+        let seq = self
+            .ids()?
+            .last()
+            .and_then(|id| id.split('-').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        let stamp: String = entry
+            .created
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        entry.id = format!("{seq:04}-{stamp}");
+        let dir = self.dir.join(&entry.id);
+        let tmp = self.dir.join(format!("{}.tmp", entry.id));
+        let made = (|| {
+            std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+            let json = serde_json::to_vec_pretty(&entry).map_err(|e| JournalError::Corrupt {
+                path: tmp.display().to_string(),
+                why: e.to_string(),
+            })?;
+            write_synced(&tmp.join("entry.json"), &json)?;
+            write_synced(&tmp.join("steps.log"), b"")?;
+            fsync_dir(&tmp)?;
+            std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+            fsync_dir(&self.dir)
+        })();
+        if let Err(e) = made {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        Ok(Handle { dir, entry })
+    }
+
+    /// Resolve a user's id: the full id, or its number (`7`, `0007`).
+    pub fn resolve(&self, id: &str) -> Result<String, JournalError> {
+        let ids = self.ids()?;
+        if ids.iter().any(|i| i == id) {
+            return Ok(id.to_string());
+        }
+        if let Ok(n) = id.parse::<u64>()
+            && let Some(found) = ids
+                .iter()
+                .find(|i| i.split('-').next().and_then(|s| s.parse::<u64>().ok()) == Some(n))
+        {
+            return Ok(found.clone());
+        }
+        Err(JournalError::NoEntry {
+            dir: self.dir.display().to_string(),
+            id: id.to_string(),
+        })
+    }
+
+    /// Every entry's id, oldest first.
+    pub fn entries(&self) -> Result<Vec<String>, JournalError> {
+        self.ids()
+    }
+
+    pub fn entry_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Read an entry's before-state.
+    pub fn load(&self, id: &str) -> Result<Entry, JournalError> {
+        let path = self.dir.join(id).join("entry.json");
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        if entry.kind != KIND || entry.version > VERSION {
+            return Err(JournalError::Corrupt {
+                path: path.display().to_string(),
+                why: format!(
+                    "kind {} version {}: not a journal entry this kvmtune reads",
+                    entry.kind, entry.version
+                ),
+            });
+        }
+        Ok(entry)
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        file: &str,
+    ) -> Result<Option<T>, JournalError> {
+        let path = self.dir.join(id).join(file);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| JournalError::Corrupt {
+                    path: path.display().to_string(),
+                    why: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    pub fn outcome(&self, id: &str) -> Result<Option<Outcome>, JournalError> {
+        self.read_json(id, "outcome.json")
+    }
+
+    pub fn rollback_record(&self, id: &str) -> Result<Option<RollbackRecord>, JournalError> {
+        self.read_json(id, "rollback.json")
+    }
+
+    pub fn record_rollback(&self, id: &str, r: &RollbackRecord) -> Result<(), JournalError> {
+        let path = self.dir.join(id).join("rollback.json");
+        let json = serde_json::to_vec_pretty(r).map_err(|e| JournalError::Corrupt {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        replace_synced(&path, &json)
+    }
+
+    /// Steps begun and steps finished, from steps.log.
+    pub fn progress(&self, id: &str) -> (usize, usize) {
+        let text = std::fs::read_to_string(self.dir.join(id).join("steps.log")).unwrap_or_default();
+        let begun = text.lines().filter(|l| l.starts_with("begin ")).count();
+        let done = text.lines().filter(|l| l.starts_with("ok ")).count();
+        (begun, done)
+    }
+
+    /// How an entry stands. `running` says whether the lock is held by someone now.
+    pub fn describe(&self, id: &str, running: bool) -> Listed {
+        let mut l = Listed {
+            id: id.to_string(),
+            created: None,
+            command: Vec::new(),
+            status: String::new(),
+            domains: Vec::new(),
+            host: Vec::new(),
+            steps: 0,
+            steps_done: 0,
+            error: None,
+        };
+        let entry = match self.load(id) {
+            Ok(e) => e,
+            Err(e) => {
+                l.status = "corrupt".into();
+                l.error = Some(e.to_string());
+                return l;
+            }
+        };
+        l.created = Some(entry.created.clone());
+        l.command = entry.command.clone();
+        l.domains = entry.domains.iter().map(|d| d.name.clone()).collect();
+        l.host = entry.host.iter().map(|h| h.key.clone()).collect();
+        l.steps = entry.steps.len();
+        l.steps_done = self.progress(id).1;
+        let outcome = self.outcome(id);
+        let rb = self.rollback_record(id);
+        l.status = match (&outcome, &rb) {
+            (Err(e), _) | (_, Err(e)) => {
+                l.error = Some(e.to_string());
+                "corrupt".into()
+            }
+            (_, Ok(Some(r))) => {
+                if !r.ok {
+                    l.error = Some(r.errors.join("; "));
+                }
+                if r.ok {
+                    "rolled-back"
+                } else {
+                    "rollback-incomplete"
+                }
+                .into()
+            }
+            (Ok(Some(o)), Ok(None)) => {
+                l.error.clone_from(&o.error);
+                match o.status {
+                    Status::Applied => "applied",
+                    Status::Failed => "failed",
+                    Status::FailedRollbackIncomplete => "failed-rollback-incomplete",
+                }
+                .into()
+            }
+            (Ok(None), Ok(None)) => if running {
+                "in-progress"
+            } else {
+                "interrupted"
+            }
+            .into(),
+        };
+        l
+    }
+
+    /// Whether some process holds the lock now.
+    pub fn busy(&self) -> bool {
+        match self.lock() {
+            Ok(_) => false,
+            Err(JournalError::Locked(_)) => true,
+            Err(_) => false,
+        }
+    }
+}
+
+/// An entry being applied.
+pub struct Handle {
+    pub dir: PathBuf,
+    pub entry: Entry,
+}
+
+impl Handle {
+    /// Append one line to steps.log, durably.
+    pub fn log(&self, line: &str) -> Result<(), JournalError> {
+        let path = self.dir.join("steps.log");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.write_all(format!("{line}\n").as_bytes())
+            .map_err(io(&path))?;
+        f.sync_all().map_err(io(&path))
+    }
+
+    pub fn finish(&self, o: &Outcome) -> Result<(), JournalError> {
+        let path = self.dir.join("outcome.json");
+        let json = serde_json::to_vec_pretty(o).map_err(|e| JournalError::Corrupt {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        replace_synced(&path, &json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            kind: KIND.into(),
+            version: VERSION,
+            id: String::new(),
+            created: "2026-11-22T10:15:00Z".into(),
+            command: vec!["kvmtune".into(), "apply".into()],
+            uri: "test:///default".into(),
+            root: "/".into(),
+            domains: vec![],
+            host: vec![HostBefore {
+                key: "ksm.run".into(),
+                path: "/sys/kernel/mm/ksm/run".into(),
+                old: "0".into(),
+            }],
+            files: vec![],
+            steps: vec![],
+        }
+    }
+
+    #[test]
+    fn entries_are_numbered_and_described() {
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path()).unwrap();
+        let h = j.begin(entry()).unwrap();
+        assert_eq!(h.entry.id, "0001-20261122T101500Z");
+        assert_eq!(j.describe(&h.entry.id, false).status, "interrupted");
+        h.log("begin 1").unwrap();
+        h.log("ok 1").unwrap();
+        h.finish(&Outcome {
+            status: Status::Applied,
+            finished: now(),
+            error: None,
+            after_sha256: BTreeMap::new(),
+            notes: vec![],
+        })
+        .unwrap();
+        let d = j.describe(&h.entry.id, false);
+        assert_eq!((d.status.as_str(), d.steps_done), ("applied", 1));
+        let h2 = j.begin(entry()).unwrap();
+        assert!(h2.entry.id.starts_with("0002-"));
+        assert_eq!(j.resolve("2").unwrap(), h2.entry.id);
+        assert_eq!(j.resolve("0001").unwrap(), h.entry.id);
+        assert!(j.resolve("9").is_err());
+        // a corrupt entry is reported as such, not skipped and not a panic
+        std::fs::write(h2.dir.join("entry.json"), b"{\"kind\": \"kvmtune.jour").unwrap();
+        let d = j.describe(&h2.entry.id, false);
+        assert_eq!(d.status, "corrupt");
+        assert!(d.error.unwrap().contains("entry.json"));
+        assert!(matches!(
+            j.load(&h2.entry.id),
+            Err(JournalError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn the_lock_is_exclusive() {
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path()).unwrap();
+        let l = j.lock().unwrap();
+        assert!(matches!(j.lock(), Err(JournalError::Locked(_))));
+        assert!(j.busy());
+        drop(l);
+        assert!(j.lock().is_ok());
+    }
+}
