@@ -14,6 +14,7 @@
 pub mod engine;
 pub mod hostset;
 pub mod journal;
+pub mod plan;
 pub mod procfs;
 pub mod settings;
 

@@ -32,7 +32,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR", conflicts_with = "from")]
     pub root: Option<PathBuf>,
 
-    /// libvirt connection URI (used by `snapshot` and `audit`).
+    /// libvirt connection URI (used by `snapshot`, `audit`, `apply` and `rollback`).
     #[arg(
         long,
         short = 'c',
@@ -93,6 +93,27 @@ pub enum Command {
     /// changes libvirt.
     #[command(after_help = AUDIT_EXIT_CODES)]
     Audit(AuditArgs),
+
+    /// Apply audit fixes, a plan file or host settings: a dry run unless --yes.
+    ///
+    /// Sources: the fixable findings of an audit of DOMAIN... or --all (only --rule ID...
+    /// with --rule), a plan file (--plan), host settings (--set KEY=VALUE). The dry run prints
+    /// every change: the stored-XML diff, each live operation (as the virsh command), each
+    /// host setting with its old value, and what waits for a domain's next start. With
+    /// --yes, the old state is journaled (fsynced) first, each change is made and verified
+    /// (stored XML re-read and re-audited; running settings re-read; every pinned thread's
+    /// affinity read from /proc), and on any failure everything is rolled back (exit 3).
+    #[command(after_help = APPLY_EXIT_CODES)]
+    Apply(ApplyArgs),
+
+    /// List the journal's entries (when, what, result), or show one with its steps.
+    #[command(after_help = EXIT_CODES)]
+    History(HistoryArgs),
+
+    /// Undo a journaled apply: restore each domain's stored XML and running settings, and
+    /// every host setting and file, then verify. Works after a crash in the middle of an apply.
+    #[command(after_help = ROLLBACK_EXIT_CODES)]
+    Rollback(RollbackArgs),
 
     /// List the audit rules (id, severity, profiles, title).
     Rules {
@@ -184,6 +205,125 @@ pub struct AuditArgs {
     /// With --fix: print unified diffs of the changes.
     #[arg(long, requires = "fix")]
     pub diff: bool,
+}
+
+pub const APPLY_EXIT_CODES: &str = "\
+Exit codes:
+  0  dry run printed, or every change made and verified
+  2  error before any change (bad arguments or plan, a domain changed since the plan, the
+     journal cannot be written, another apply holds the lock, libvirt unreachable): nothing
+     was changed
+  3  a change or its verification failed; everything was rolled back
+  4  a change failed and the automatic rollback did not complete: see `kvmtune history`
+
+Host setting keys for --set: ksm.run (0|1|2), ksm.merge_across_nodes (0|1), thp.enabled
+(always|madvise|never), thp.defrag (always|defer|defer+madvise|madvise|never),
+numa_balancing (0|1), hugepages.SIZE=COUNT and hugepages.nodeN.SIZE=COUNT (SIZE 2M, 1G).";
+
+pub const ROLLBACK_EXIT_CODES: &str = "\
+Exit codes:
+  0  everything restored and verified (or already as journaled)
+  2  error: no such entry, a corrupt entry, a domain changed since the apply (see --force),
+     libvirt unreachable, another apply holds the lock
+  4  the rollback did not complete: the errors name what is left";
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Domains whose audit fixes to apply.
+    #[arg(value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+
+    /// Apply the audit fixes of every domain of the connection.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Scenario profile of the audit: server, latency, dense, desktop, migratable, or a .toml.
+    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
+    pub profile: String,
+
+    /// Only the fixes of this rule (repeatable).
+    #[arg(long = "rule", value_name = "ID")]
+    pub rules: Vec<String>,
+
+    /// Apply a plan file (kvmtune.plan JSON; see docs/apply.md) instead of audit fixes.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+
+    /// Set a host setting, KEY=VALUE (repeatable; keys below).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Also make the host settings persistent: /etc/sysctl.d/90-kvmtune.conf and
+    /// /etc/tmpfiles.d/kvmtune.conf (journaled too).
+    #[arg(long)]
+    pub persist: bool,
+
+    /// Change only the running domains (as virsh --live).
+    #[arg(long)]
+    pub live: bool,
+
+    /// Change only the stored definitions (as virsh --config). Without --live or --config,
+    /// both: the running domain gets what can change live.
+    #[arg(long)]
+    pub config: bool,
+
+    /// Make the changes (without it, a dry run).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Journal directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/kvmtune/journal",
+        env = "KVMTUNE_JOURNAL"
+    )]
+    pub journal: PathBuf,
+
+    /// Write the changes as a plan file (with each domain's stored-XML hash), to review
+    /// and apply later with --plan.
+    #[arg(long, value_name = "FILE")]
+    pub save_plan: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Show this entry (its id or number) with its steps.
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+
+    /// Journal directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/kvmtune/journal",
+        env = "KVMTUNE_JOURNAL"
+    )]
+    pub journal: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The entry to roll back (its id or number, see `kvmtune history`).
+    #[arg(value_name = "ID", conflicts_with = "last")]
+    pub id: Option<String>,
+
+    /// Roll back the newest entry that is not rolled back yet.
+    #[arg(long)]
+    pub last: bool,
+
+    /// Roll back even a domain whose stored XML changed after the apply.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Journal directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/kvmtune/journal",
+        env = "KVMTUNE_JOURNAL"
+    )]
+    pub journal: PathBuf,
 }
 
 #[derive(Debug, Args)]

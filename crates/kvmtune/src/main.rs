@@ -1,5 +1,6 @@
 //! kvmtune: find and fix performance problems of KVM virtual machines.
 
+mod apply;
 mod audit;
 mod audit_inputs;
 mod cli;
@@ -25,6 +26,10 @@ pub enum Exit {
     Clean = 0,
     Findings = 1,
     Error = 2,
+    /// apply: a change failed and everything was rolled back
+    ApplyFailed = 3,
+    /// apply or rollback: the rollback did not complete
+    RollbackIncomplete = 4,
 }
 
 fn main() -> ExitCode {
@@ -154,6 +159,9 @@ fn run(cli: &Cli) -> Result<Exit> {
         }
         Command::Snapshot(args) => snapshot::run(cli, args),
         Command::Audit(args) => audit::run(cli, args),
+        Command::Apply(args) => apply::run_apply(cli, args),
+        Command::History(args) => apply::run_history(cli, args),
+        Command::Rollback(args) => apply::run_rollback(cli, args),
         Command::Rules { profile } => rules_cmd::list(cli.json, profile.as_deref()),
         Command::Explain { rule } => rules_cmd::explain(cli.json, rule),
         Command::Completions { shell } => {

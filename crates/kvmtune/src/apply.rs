@@ -1,0 +1,717 @@
+//! `kvmtune apply`, `kvmtune history` and `kvmtune rollback`: the command-line side of the
+//! journaled transaction in `kvmtune-apply`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+
+use crate::cli::{ApplyArgs, AuditArgs, Cli, HistoryArgs, OutputFormat, RollbackArgs};
+use crate::{Exit, print_json, print_text};
+use kvmtune_apply::engine::{self, DomainChange, Env, Request};
+use kvmtune_apply::journal::{Journal, Status};
+use kvmtune_apply::plan::{self, Plan, PlanDomain};
+use kvmtune_apply::procfs::Proc;
+use kvmtune_apply::{hostset, settings, sha256};
+use kvmtune_domain::Domain;
+use kvmtune_libvirt::{Libvirt, Virt};
+use kvmtune_rules::Profile;
+use kvmtune_rules::audit::{self, Applies, Cx, Peer};
+
+/// Whether a URI names this host (`qemu:///system`, not `qemu+ssh://h/system`).
+pub fn is_local(uri: &str) -> bool {
+    match uri.split_once("://") {
+        Some((scheme, rest)) => !scheme.contains('+') && rest.starts_with('/'),
+        None => true,
+    }
+}
+
+fn env_for<'a>(cli: &Cli, virt: &'a dyn Virt) -> Result<Env<'a>> {
+    if cli.from.is_some() {
+        bail!("--from reads a bundle; apply, rollback and history change or read a live host");
+    }
+    let root = cli.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    if !root.is_dir() {
+        bail!("--root {}: not a directory", root.display());
+    }
+    let host = kvmtune_host::collect(&kvmtune_host::RootDir::new(&root));
+    let cpus = host.online_cpus();
+    if cpus.is_empty() {
+        bail!(
+            "cannot read the host's online CPUs under {}",
+            root.display()
+        );
+    }
+    Ok(Env {
+        virt,
+        root,
+        proc: is_local(virt.uri()).then(Proc::default),
+        host_cpus: cpus.to_string(),
+    })
+}
+
+/// The domain changes from audit fixes, and the re-audit used to verify them.
+struct FromAudit {
+    changes: Vec<DomainChange>,
+    /// rule ids applied per domain
+    rules: BTreeMap<String, BTreeSet<String>>,
+    profile: Profile,
+    ctx: crate::audit::Context,
+}
+
+fn from_audit(
+    cli: &Cli,
+    args: &ApplyArgs,
+    live_scope: bool,
+    config_scope: bool,
+    virt: &dyn Virt,
+) -> Result<FromAudit> {
+    let profile = Profile::load(&args.profile)?;
+    let known: BTreeSet<&str> = audit::rules().iter().map(|r| r.meta.id).collect();
+    for r in &args.rules {
+        if !known.contains(r.as_str()) {
+            bail!("--rule {r}: no such rule (see `kvmtune rules`)");
+        }
+    }
+    let aargs = AuditArgs {
+        targets: args.domains.clone(),
+        all: args.all,
+        profile: args.profile.clone(),
+        format: OutputFormat::Text,
+        fail_on: None,
+        host: false,
+        fix: false,
+        output: None,
+        diff: false,
+    };
+    let (inputs, ctx, errors) = crate::audit_inputs::gather(cli, &aargs)?;
+    if let Some(e) = errors.first() {
+        bail!("{e}");
+    }
+    let (parsed, perrs) = crate::audit::parse_inputs(inputs);
+    if let Some(e) = perrs.first() {
+        bail!("{e}");
+    }
+    let (reports, _) = crate::audit::audit_all(&parsed, &ctx, &profile);
+    let mut changes = Vec::new();
+    let mut rules = BTreeMap::new();
+    for p in &parsed {
+        let Some(r) = reports.iter().find(|r| r.origin == p.input.origin) else {
+            continue;
+        };
+        let mut edits = Vec::new();
+        let mut reasons = Vec::new();
+        let mut applied = BTreeSet::new();
+        for f in &r.findings {
+            let Some(fix) = &f.fix else { continue };
+            if !args.rules.is_empty() && !args.rules.iter().any(|x| x == f.rule) {
+                continue;
+            }
+            edits.extend(fix.edits.iter().cloned());
+            applied.insert(f.rule.to_string());
+            let when = match fix.applies {
+                Applies::Live => "live",
+                Applies::NextBoot => "next start",
+            };
+            reasons.push(format!("{}: {} ({when})", f.rule, fix.summary));
+        }
+        if edits.is_empty() {
+            continue;
+        }
+        let mut doc = p.doc.clone();
+        audit::apply(&mut doc, &edits);
+        let fixed = doc.serialize();
+        if fixed == p.input.text {
+            continue;
+        }
+        let name = p.domain.name.clone();
+        let live_target = if live_scope && p.input.active {
+            let live = virt.xml(&name, false)?;
+            let live = settings::read_xml(&live).with_context(|| format!("live XML of {name}"))?;
+            let old = settings::read(&p.doc, &p.domain);
+            let new = settings::read_xml(&fixed).with_context(|| format!("fixed XML of {name}"))?;
+            Some(plan::live_target(&live, &old, &new))
+        } else {
+            None
+        };
+        rules.insert(name.clone(), applied);
+        changes.push(DomainChange {
+            name,
+            base_sha256: sha256(&p.input.text),
+            new_inactive: config_scope.then_some(fixed),
+            live_target,
+            reasons,
+        });
+    }
+    Ok(FromAudit {
+        changes,
+        rules,
+        profile,
+        ctx,
+    })
+}
+
+fn from_plan(
+    p: &Plan,
+    live_scope: bool,
+    config_scope: bool,
+    virt: &dyn Virt,
+) -> Result<Vec<DomainChange>> {
+    let listed = virt.list()?;
+    let mut out = Vec::new();
+    for d in &p.domains {
+        let Some(r) = listed.iter().find(|x| x.name == d.name) else {
+            bail!(
+                "plan names domain {}, which this libvirt ({}) does not have",
+                d.name,
+                virt.uri()
+            );
+        };
+        let xml = virt.xml(&d.name, true)?;
+        let sha = sha256(&xml);
+        if let Some(b) = &d.base_sha256
+            && *b != sha
+        {
+            bail!(
+                "domain {}: its stored XML changed since the plan was made (hash differs); plan again",
+                d.name
+            );
+        }
+        let new =
+            plan::apply_to_xml(&xml, d).map_err(|e| anyhow::anyhow!("domain {}: {e}", d.name))?;
+        let live_target = if live_scope && r.active {
+            let live = settings::read_xml(&virt.xml(&d.name, false)?)?;
+            let old = settings::read_xml(&xml)?;
+            let news = settings::read_xml(&new)?;
+            Some(plan::live_target(&live, &old, &news))
+        } else {
+            None
+        };
+        let mut reasons = d.reasons.clone();
+        if reasons.is_empty() {
+            reasons.push("plan".into());
+        }
+        out.push(DomainChange {
+            name: d.name.clone(),
+            base_sha256: sha,
+            new_inactive: config_scope.then_some(new),
+            live_target,
+            reasons,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct ApplyReport<'a> {
+    kind: &'static str,
+    version: u32,
+    dry_run: bool,
+    journal: String,
+    prepared: &'a engine::Prepared,
+    steps: Vec<String>,
+    diffs: BTreeMap<String, String>,
+    result: Option<&'a engine::Applied>,
+}
+
+fn diff(name: &str, old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(2)
+        .header(&format!("a/{name}.xml"), &format!("b/{name}.xml"))
+        .to_string()
+}
+
+fn render(
+    prep: &engine::Prepared,
+    diffs: &BTreeMap<String, String>,
+    dry: bool,
+    journal: &Path,
+) -> String {
+    let mut out = String::new();
+    let e = &prep.entry;
+    if prep.is_empty() {
+        let _ = writeln!(out, "kvmtune apply: nothing to change");
+        for (d, notes) in &prep.later {
+            for n in notes {
+                let _ = writeln!(out, "  {d}: {n}");
+            }
+        }
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "kvmtune apply{}: {} step(s)",
+        if dry { " (dry run: --yes applies)" } else { "" },
+        e.steps.len()
+    );
+    for d in &e.domains {
+        let steps: Vec<_> = e.steps.iter().filter(|s| s.subject == d.name).collect();
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{} ({})",
+            d.name,
+            if d.active { "running" } else { "shut off" }
+        );
+        for r in prep.reasons.get(&d.name).into_iter().flatten() {
+            let _ = writeln!(out, "  why   {r}");
+        }
+        for s in &steps {
+            match &s.action {
+                kvmtune_apply::journal::Action::Define { .. } => {
+                    let when = if d.active {
+                        "the running domain picks up the rest at its next start"
+                    } else {
+                        "used at its next start"
+                    };
+                    let _ = writeln!(out, "  {:>3}. define the new stored XML ({when})", s.n);
+                    if let Some(df) = diffs.get(&d.name) {
+                        for l in df.lines() {
+                            let _ = writeln!(out, "         {l}");
+                        }
+                    }
+                }
+                kvmtune_apply::journal::Action::Live(op) => {
+                    let _ = writeln!(out, "  {:>3}. live: {}", s.n, op.command(&d.name));
+                }
+                _ => {}
+            }
+        }
+        for n in prep.later.get(&d.name).into_iter().flatten() {
+            let _ = writeln!(out, "       later: {n}");
+        }
+    }
+    let host: Vec<_> = e.steps.iter().filter(|s| s.subject == "host").collect();
+    if !host.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "host (live at once)");
+        for s in host {
+            match &s.action {
+                kvmtune_apply::journal::Action::Host(w) => {
+                    let old = e
+                        .host
+                        .iter()
+                        .find(|h| h.path == w.path)
+                        .map(|h| h.old.as_str())
+                        .unwrap_or("?");
+                    let _ = writeln!(
+                        out,
+                        "  {:>3}. {} {} -> {}   ({})",
+                        s.n, w.key, old, w.value, w.path
+                    );
+                }
+                kvmtune_apply::journal::Action::File(f) => {
+                    let _ = writeln!(
+                        out,
+                        "  {:>3}. write {} (persists the settings across reboots)",
+                        s.n, f.path
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    let _ = writeln!(out);
+    if dry {
+        let _ = writeln!(
+            out,
+            "Nothing was changed. With --yes, the old state is journaled in {} first, \
+             and `kvmtune rollback` undoes it.",
+            journal.display()
+        );
+    }
+    out
+}
+
+pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
+    let has_domains = args.all || !args.domains.is_empty();
+    if args.plan.is_some() && has_domains {
+        bail!("--plan and DOMAIN/--all are exclusive: a plan names its own domains");
+    }
+    if args.plan.is_none() && !has_domains && args.set.is_empty() {
+        bail!(
+            "nothing to apply: give DOMAIN names or --all (audit fixes), --plan FILE, or --set KEY=VALUE"
+        );
+    }
+    if args.persist && args.set.is_empty() && args.plan.is_none() {
+        bail!("--persist makes --set host settings persistent; there are none");
+    }
+    let (live_scope, config_scope) = match (args.live, args.config) {
+        (false, false) => (true, true),
+        (l, c) => (l, c),
+    };
+    let mut host = Vec::new();
+    for s in &args.set {
+        host.push(hostset::parse(s)?);
+    }
+    let lv = Libvirt::open(&cli.connect, !args.yes)?;
+    let virt: &dyn Virt = &lv;
+    let env = env_for(cli, virt)?;
+    let mut audit_ctx = None;
+    let domains = if let Some(path) = &args.plan {
+        let p = Plan::read(path)?;
+        for (k, v) in &p.host {
+            host.push(hostset::parse(&format!("{k}={v}"))?);
+        }
+        from_plan(&p, live_scope, config_scope, virt)?
+    } else if has_domains {
+        let a = from_audit(cli, args, live_scope, config_scope, virt)?;
+        let ch = a.changes.clone();
+        audit_ctx = Some(a);
+        ch
+    } else {
+        Vec::new()
+    };
+    if args.live && !args.config {
+        for d in &domains {
+            if !virt.is_active(&d.name)? {
+                bail!("domain {}: --live, but it is not running", d.name);
+            }
+        }
+    }
+    let journal_dir = args.journal.clone();
+    let req = Request {
+        domains,
+        host,
+        persist: args.persist,
+        command: std::env::args().collect(),
+    };
+    // the lock is taken before reading the state, so nobody changes it in between
+    let journal = if args.yes {
+        Some(Journal::open(&journal_dir)?)
+    } else {
+        None
+    };
+    let lock = match &journal {
+        Some(j) => Some(j.lock()?),
+        None => None,
+    };
+    let prep = engine::prepare(&env, &req)?;
+    let mut diffs = BTreeMap::new();
+    for s in &prep.entry.steps {
+        if let kvmtune_apply::journal::Action::Define { xml } = &s.action
+            && let Some(d) = prep.entry.domains.iter().find(|d| d.name == s.subject)
+        {
+            diffs.insert(d.name.clone(), diff(&d.name, &d.inactive_xml, xml));
+        }
+    }
+    if let Some(path) = &args.save_plan {
+        save_plan(path, &req, &prep)?;
+    }
+    let result = match (&journal, &lock) {
+        (Some(j), Some(l)) if !prep.is_empty() => {
+            let check = |name: &str, xml: &str| -> Vec<String> {
+                match &audit_ctx {
+                    Some(a) => reaudit(a, name, xml),
+                    None => Vec::new(),
+                }
+            };
+            Some(engine::execute(&env, j, l, &prep, &check)?)
+        }
+        _ => None,
+    };
+    let dry = !args.yes;
+    if cli.json {
+        print_json(&ApplyReport {
+            kind: "kvmtune.apply",
+            version: 1,
+            dry_run: dry,
+            journal: journal_dir.display().to_string(),
+            prepared: &prep,
+            steps: prep.entry.steps.iter().map(engine::describe_step).collect(),
+            diffs,
+            result: result.as_ref(),
+        })?;
+    } else {
+        let mut text = render(&prep, &diffs, dry, &journal_dir);
+        if let Some(r) = &result {
+            let num =
+                r.id.split('-')
+                    .next()
+                    .unwrap_or(&r.id)
+                    .trim_start_matches('0');
+            match r.status {
+                Status::Applied => {
+                    let _ = writeln!(
+                        text,
+                        "applied {}: {} step(s) made and verified. Undo: kvmtune rollback {num}",
+                        r.id, r.steps
+                    );
+                }
+                Status::Failed => {
+                    let _ = writeln!(
+                        text,
+                        "apply {} FAILED and was rolled back: {}",
+                        r.id,
+                        r.error.as_deref().unwrap_or("")
+                    );
+                }
+                Status::FailedRollbackIncomplete => {
+                    let _ = writeln!(
+                        text,
+                        "apply {} FAILED and the rollback is INCOMPLETE: {}\nsee `kvmtune history {num}`; retry with `kvmtune rollback {num}`",
+                        r.id,
+                        r.error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        print_text(&text)?;
+    }
+    if let Some(r) = &result {
+        if let Some(e) = &r.error {
+            eprintln!("kvmtune: error: apply {}: {e}", r.id);
+        }
+        return Ok(match r.status {
+            Status::Applied => Exit::Clean,
+            Status::Failed => Exit::ApplyFailed,
+            Status::FailedRollbackIncomplete => Exit::RollbackIncomplete,
+        });
+    }
+    Ok(Exit::Clean)
+}
+
+/// Re-audit a domain's stored XML after the define: the fixes of the applied rules must be
+/// in effect (applying them again changes nothing).
+fn reaudit(a: &FromAudit, name: &str, xml: &str) -> Vec<String> {
+    let Some(rules) = a.rules.get(name) else {
+        return Vec::new();
+    };
+    let (doc, d) = match Domain::parse(xml) {
+        Ok(x) => x,
+        Err(e) => return vec![format!("stored XML: {e}")],
+    };
+    let peers = [Peer {
+        domain: &d,
+        active: false,
+    }];
+    let cx = Cx {
+        doc: &doc,
+        d: &d,
+        profile: &a.profile,
+        host: a.ctx.host.as_ref(),
+        caps: a.ctx.caps.get(&d.virt_type),
+        peers: &peers,
+    };
+    let mut problems = Vec::new();
+    for f in audit::audit(&cx) {
+        if !rules.contains(f.rule) {
+            continue;
+        }
+        if let Some(fix) = &f.fix {
+            let mut again = doc.clone();
+            audit::apply(&mut again, &fix.edits);
+            if again.serialize() != doc.serialize() {
+                problems.push(format!(
+                    "{}: the fix is not in effect in the XML libvirt stored ({})",
+                    f.rule, f.message
+                ));
+            }
+        }
+    }
+    problems
+}
+
+fn save_plan(path: &Path, req: &Request, prep: &engine::Prepared) -> Result<()> {
+    let mut p = Plan::new();
+    for d in &req.domains {
+        let base = prep
+            .entry
+            .domains
+            .iter()
+            .find(|b| b.name == d.name)
+            .map(|b| b.inactive_sha256.clone());
+        p.domains.push(PlanDomain {
+            name: d.name.clone(),
+            base_sha256: base,
+            config_xml: d.new_inactive.clone(),
+            reasons: d.reasons.clone(),
+            ..PlanDomain::default()
+        });
+    }
+    for w in &req.host {
+        p.host.insert(w.key.clone(), w.value.clone());
+    }
+    let json = serde_json::to_vec_pretty(&p).context("cannot encode the plan")?;
+    std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
+    let j = Journal::open(&args.journal)?;
+    let busy = j.busy();
+    if let Some(id) = &args.id {
+        let id = j.resolve(id)?;
+        let l = j.describe(&id, busy);
+        let entry = j.load(&id).ok();
+        let log = std::fs::read_to_string(j.entry_dir(&id).join("steps.log")).unwrap_or_default();
+        let outcome = j.outcome(&id).ok().flatten();
+        let rb = j.rollback_record(&id).ok().flatten();
+        if cli.json {
+            print_json(&serde_json::json!({
+                "kind": "kvmtune.history-entry", "version": 1,
+                "entry": l, "steps": entry.as_ref().map(|e| e.steps.iter().map(engine::describe_step).collect::<Vec<_>>()),
+                "log": log.lines().collect::<Vec<_>>(), "outcome": outcome, "rollback": rb,
+            }))?;
+        } else {
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "{}  {}  {}",
+                l.id,
+                l.created.as_deref().unwrap_or("?"),
+                l.status
+            );
+            if !l.command.is_empty() {
+                let _ = writeln!(out, "command: {}", l.command.join(" "));
+            }
+            if let Some(e) = &l.error {
+                let _ = writeln!(out, "error: {e}");
+            }
+            if let Some(e) = &entry {
+                let _ = writeln!(out, "steps ({} of {} done):", l.steps_done, l.steps);
+                for s in &e.steps {
+                    let mark = if log.lines().any(|x| x == format!("ok {}", s.n)) {
+                        "done"
+                    } else if log
+                        .lines()
+                        .any(|x| x.starts_with(&format!("fail {}:", s.n)))
+                    {
+                        "FAIL"
+                    } else if log.lines().any(|x| x == format!("begin {}", s.n)) {
+                        "begun"
+                    } else {
+                        "-"
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  {:>3}. [{mark:>5}] {}",
+                        s.n,
+                        engine::describe_step(s)
+                    );
+                }
+            }
+            if let Some(o) = &outcome {
+                for n in &o.notes {
+                    let _ = writeln!(out, "note: {n}");
+                }
+            }
+            if let Some(r) = &rb {
+                let _ = writeln!(
+                    out,
+                    "rolled back at {}{}",
+                    r.at,
+                    if r.ok { "" } else { " (incomplete)" }
+                );
+                for e in &r.errors {
+                    let _ = writeln!(out, "  error: {e}");
+                }
+            }
+            print_text(&out)?;
+        }
+        return Ok(Exit::Clean);
+    }
+    let list: Vec<_> = j.entries()?.iter().map(|id| j.describe(id, busy)).collect();
+    if cli.json {
+        print_json(&serde_json::json!({
+            "kind": "kvmtune.history", "version": 1,
+            "journal": args.journal, "entries": list,
+        }))?;
+    } else {
+        let mut out = String::new();
+        if list.is_empty() {
+            let _ = writeln!(out, "no journal entries in {}", args.journal.display());
+        }
+        for l in &list {
+            let mut what: Vec<String> = l.domains.clone();
+            what.extend(l.host.iter().map(|h| format!("host:{h}")));
+            let _ = writeln!(
+                out,
+                "{:<22} {:<21} {:<26} {:>3}/{:<3} {}",
+                l.id,
+                l.created.as_deref().unwrap_or("?"),
+                l.status,
+                l.steps_done,
+                l.steps,
+                what.join(", ")
+            );
+            if let (Some(e), true) = (&l.error, l.status == "corrupt") {
+                let _ = writeln!(out, "    {e}");
+            }
+        }
+        print_text(&out)?;
+    }
+    Ok(Exit::Clean)
+}
+
+pub fn run_rollback(cli: &Cli, args: &RollbackArgs) -> Result<Exit> {
+    let j = Journal::open(&args.journal)?;
+    let lock = j.lock()?;
+    let id = match (&args.id, args.last) {
+        (Some(id), _) => j.resolve(id)?,
+        (None, true) => {
+            let mut pick = None;
+            for id in j.entries()?.iter().rev() {
+                let l = j.describe(id, false);
+                match l.status.as_str() {
+                    "rolled-back" | "failed" => continue,
+                    "corrupt" => bail!(
+                        "the last entry {id} is corrupt ({}); name an entry to roll back",
+                        l.error.unwrap_or_default()
+                    ),
+                    _ => {
+                        pick = Some(id.clone());
+                        break;
+                    }
+                }
+            }
+            pick.with_context(|| format!("nothing to roll back in {}", args.journal.display()))?
+        }
+        (None, false) => bail!("name the entry to roll back (see `kvmtune history`), or --last"),
+    };
+    let entry = j.load(&id)?;
+    let lv = Libvirt::open(
+        if entry.uri.is_empty() {
+            &cli.connect
+        } else {
+            &entry.uri
+        },
+        false,
+    )?;
+    let mut env = env_for(cli, &lv)?;
+    if cli.root.is_none() {
+        env.root = PathBuf::from(&entry.root);
+    }
+    let r = engine::rollback(&env, &j, &lock, &id, args.force)?;
+    if cli.json {
+        print_json(&serde_json::json!({"kind": "kvmtune.rollback", "version": 1, "result": r}))?;
+    } else {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "rollback {}: {}",
+            r.id,
+            if r.ok { "done, verified" } else { "INCOMPLETE" }
+        );
+        for a in &r.actions {
+            let _ = writeln!(out, "  {a}");
+        }
+        for n in &r.notes {
+            let _ = writeln!(out, "  note: {n}");
+        }
+        for e in &r.errors {
+            let _ = writeln!(out, "  error: {e}");
+        }
+        if r.actions.is_empty() && r.ok {
+            let _ = writeln!(out, "  (everything was already as journaled)");
+        }
+        print_text(&out)?;
+    }
+    Ok(if r.ok {
+        Exit::Clean
+    } else {
+        Exit::RollbackIncomplete
+    })
+}
