@@ -144,14 +144,35 @@ pub fn read(root: &Path, path: &str) -> std::io::Result<String> {
     Ok(t.to_string())
 }
 
-/// Write a setting (the kernel parses the value; a regular file in a tree just holds it).
+/// Write a setting. On the live host the kernel parses the value; in a captured tree
+/// (`root` is not `/`) the file is rewritten the way the kernel would then show it: a
+/// selector list like `always [madvise] never` gets the new word in brackets.
 pub fn write(root: &Path, path: &str, value: &str) -> std::io::Result<()> {
     use std::io::Write;
+    let target = under(root, path);
+    let mut text = format!("{value}\n");
+    if root != Path::new("/") {
+        let old = std::fs::read_to_string(&target)?;
+        if old.contains('[') {
+            let words: Vec<String> = old
+                .split_whitespace()
+                .map(|w| w.trim_matches(|c| c == '[' || c == ']'))
+                .map(|w| {
+                    if w == value {
+                        format!("[{w}]")
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect();
+            text = format!("{}\n", words.join(" "));
+        }
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .truncate(true)
-        .open(under(root, path))?;
-    f.write_all(format!("{value}\n").as_bytes())?;
+        .open(target)?;
+    f.write_all(text.as_bytes())?;
     f.flush()
 }
 
@@ -270,6 +291,11 @@ mod tests {
         assert_eq!(read(t.path(), p).unwrap(), "madvise");
         write(t.path(), p, "never").unwrap();
         assert_eq!(read(t.path(), p).unwrap(), "never");
+        // a tree keeps the kernel's way of showing the choice
+        assert_eq!(
+            std::fs::read_to_string(under(t.path(), p)).unwrap(),
+            "always madvise [never]\n"
+        );
     }
 
     #[test]
