@@ -822,3 +822,226 @@ pub fn describe_step(step: &Step) -> String {
         Action::File(FileWrite { path, .. }) => format!("host: write {path}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The transaction logic against an in-memory libvirt. The real daemon is exercised by
+    //! crates/kvmtune/tests/apply.rs.
+    use super::*;
+    use kvmtune_libvirt::{DomainRef, LibvirtError, MemTuneSet};
+    use std::cell::RefCell;
+
+    struct Fake {
+        inactive: RefCell<BTreeMap<String, String>>,
+        live: RefCell<BTreeMap<String, String>>,
+        calls: RefCell<Vec<String>>,
+        fail_on: Option<String>,
+    }
+
+    impl Fake {
+        fn new(name: &str, xml: &str, running: bool) -> Fake {
+            let f = Fake {
+                inactive: RefCell::new(BTreeMap::new()),
+                live: RefCell::new(BTreeMap::new()),
+                calls: RefCell::new(Vec::new()),
+                fail_on: None,
+            };
+            f.inactive.borrow_mut().insert(name.into(), xml.into());
+            if running {
+                f.live.borrow_mut().insert(name.into(), xml.into());
+            }
+            f
+        }
+        fn call(&self, c: String) -> Result<(), LibvirtError> {
+            let fail = self.fail_on.as_deref() == Some(c.as_str());
+            self.calls.borrow_mut().push(c.clone());
+            if fail {
+                return Err(LibvirtError {
+                    op: c,
+                    message: "injected failure".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    fn missing(name: &str) -> LibvirtError {
+        LibvirtError {
+            op: format!("look up domain {name}"),
+            message: "Domain not found".into(),
+        }
+    }
+
+    impl Virt for Fake {
+        fn uri(&self) -> &str {
+            "fake:///"
+        }
+        fn list(&self) -> Result<Vec<DomainRef>, LibvirtError> {
+            Ok(self
+                .inactive
+                .borrow()
+                .keys()
+                .map(|n| DomainRef {
+                    name: n.clone(),
+                    uuid: "u".into(),
+                    active: self.live.borrow().contains_key(n),
+                    id: None,
+                })
+                .collect())
+        }
+        fn xml(&self, name: &str, inactive: bool) -> Result<String, LibvirtError> {
+            let m = if inactive { &self.inactive } else { &self.live };
+            m.borrow().get(name).cloned().ok_or_else(|| missing(name))
+        }
+        fn is_active(&self, name: &str) -> Result<bool, LibvirtError> {
+            Ok(self.live.borrow().contains_key(name))
+        }
+        fn define_xml(&self, xml: &str) -> Result<(), LibvirtError> {
+            let (_, d) = kvmtune_domain::Domain::parse(xml).map_err(|e| LibvirtError {
+                op: "define".into(),
+                message: e.to_string(),
+            })?;
+            self.call(format!("define {}", d.name))?;
+            self.inactive.borrow_mut().insert(d.name, xml.into());
+            Ok(())
+        }
+        fn pin_vcpu(&self, name: &str, vcpu: u32, cpus: &[u32]) -> Result<(), LibvirtError> {
+            self.call(format!("pin {name} {vcpu} {cpus:?}"))
+        }
+        fn pin_emulator(&self, name: &str, cpus: &[u32]) -> Result<(), LibvirtError> {
+            self.call(format!("emulatorpin {name} {cpus:?}"))
+        }
+        fn set_vcpus(&self, name: &str, count: u32) -> Result<(), LibvirtError> {
+            self.call(format!("setvcpus {name} {count}"))
+        }
+        fn set_numa_nodeset(&self, name: &str, n: &str) -> Result<(), LibvirtError> {
+            self.call(format!("nodeset {name} {n}"))
+        }
+        fn set_memtune(&self, name: &str, _s: MemTuneSet) -> Result<(), LibvirtError> {
+            self.call(format!("memtune {name}"))
+        }
+        fn set_memory(&self, name: &str, kib: u64) -> Result<(), LibvirtError> {
+            self.call(format!("setmem {name} {kib}"))
+        }
+    }
+
+    const OLD: &str = "<domain type='kvm'><name>a</name><memory unit='KiB'>1024</memory><vcpu>2</vcpu><os><type>hvm</type></os></domain>";
+    const NEW: &str = "<domain type='kvm'><name>a</name><memory unit='KiB'>1024</memory><vcpu>2</vcpu><cputune><vcpupin vcpu='0' cpuset='1'/><vcpupin vcpu='1' cpuset='2'/></cputune><os><type>hvm</type></os></domain>";
+
+    fn request(base: &str) -> Request {
+        let want = settings::read_xml(NEW).unwrap();
+        Request {
+            domains: vec![DomainChange {
+                name: "a".into(),
+                base_sha256: sha256(base),
+                new_inactive: Some(NEW.into()),
+                live_target: Some(want),
+                reasons: vec!["test".into()],
+            }],
+            ..Request::default()
+        }
+    }
+
+    fn env(f: &Fake) -> Env<'_> {
+        Env {
+            virt: f,
+            root: PathBuf::from("/nonexistent"),
+            proc: None,
+            host_cpus: "0-3".into(),
+        }
+    }
+
+    #[test]
+    fn applies_in_order_then_rolls_back() {
+        let f = Fake::new("a", OLD, true);
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path()).unwrap();
+        let lock = j.lock().unwrap();
+        let e = env(&f);
+        let prep = prepare(&e, &request(OLD)).unwrap();
+        assert_eq!(prep.entry.steps.len(), 3);
+        let r = execute(&e, &j, &lock, &prep, &|_, _| Vec::new()).unwrap();
+        assert_eq!(r.status, Status::Applied, "{r:?}");
+        assert_eq!(
+            *f.calls.borrow(),
+            vec!["define a", "pin a 0 [1]", "pin a 1 [2]"]
+        );
+        assert_eq!(f.inactive.borrow()["a"], NEW);
+        f.calls.borrow_mut().clear();
+        let rb = rollback(&e, &j, &lock, &r.id, false).unwrap();
+        assert!(rb.ok, "{rb:?}");
+        assert_eq!(f.inactive.borrow()["a"], OLD);
+        // the live XML of the fake never changed, so nothing live is re-pinned; the stored
+        // definition is restored
+        assert_eq!(f.calls.borrow()[0], "define a");
+    }
+
+    #[test]
+    fn a_failed_step_restores_everything_and_says_which() {
+        let mut f = Fake::new("a", OLD, true);
+        f.fail_on = Some("pin a 1 [2]".into());
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path()).unwrap();
+        let lock = j.lock().unwrap();
+        let e = env(&f);
+        let prep = prepare(&e, &request(OLD)).unwrap();
+        let r = execute(&e, &j, &lock, &prep, &|_, _| Vec::new()).unwrap();
+        assert_eq!(r.status, Status::Failed);
+        assert!(r.error.unwrap().contains("step 3 (a)"));
+        assert_eq!(f.inactive.borrow()["a"], OLD, "stored XML restored");
+        assert_eq!(r.steps_done, 2);
+        assert_eq!(j.describe(&r.id, false).status, "failed");
+    }
+
+    #[test]
+    fn a_failed_verification_also_rolls_back() {
+        let f = Fake::new("a", OLD, false);
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path()).unwrap();
+        let lock = j.lock().unwrap();
+        let e = env(&f);
+        let prep = prepare(&e, &request(OLD)).unwrap();
+        let r = execute(&e, &j, &lock, &prep, &|_, _| {
+            vec!["cpu-mode: not in effect".into()]
+        })
+        .unwrap();
+        assert_eq!(r.status, Status::Failed);
+        assert!(r.error.unwrap().contains("cpu-mode"));
+        assert_eq!(f.inactive.borrow()["a"], OLD);
+    }
+
+    #[test]
+    fn a_domain_changed_since_the_plan_is_refused() {
+        let f = Fake::new("a", OLD, false);
+        let e = env(&f);
+        let err = prepare(&e, &request("<domain>other</domain>")).unwrap_err();
+        assert!(err.to_string().contains("changed since"), "{err}");
+        assert!(f.calls.borrow().is_empty());
+        let mut missing = request(OLD);
+        missing.domains[0].name = "b".into();
+        assert!(
+            prepare(&e, &missing)
+                .unwrap_err()
+                .to_string()
+                .contains("no such domain")
+        );
+    }
+
+    #[test]
+    fn rollback_refuses_to_undo_someone_elses_later_change() {
+        let f = Fake::new("a", OLD, false);
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path()).unwrap();
+        let lock = j.lock().unwrap();
+        let e = env(&f);
+        let prep = prepare(&e, &request(OLD)).unwrap();
+        let r = execute(&e, &j, &lock, &prep, &|_, _| Vec::new()).unwrap();
+        let edited = NEW.replace("<memory unit='KiB'>1024", "<memory unit='KiB'>2048");
+        f.inactive.borrow_mut().insert("a".into(), edited.clone());
+        let err = rollback(&e, &j, &lock, &r.id, false).unwrap_err();
+        assert!(err.to_string().contains("--force"), "{err}");
+        assert_eq!(f.inactive.borrow()["a"], edited);
+        assert!(rollback(&e, &j, &lock, &r.id, true).unwrap().ok);
+        assert_eq!(f.inactive.borrow()["a"], OLD);
+    }
+}

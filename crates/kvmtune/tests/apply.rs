@@ -231,6 +231,14 @@ fn the_vcpu_count_changes_live() {
         xml0.contains("current='1'"),
         "the lab's tuned domain starts with 1 of 2 vCPUs: {xml0}"
     );
+    // hot-unplug needs the guest's cooperation (ACPI): wait until it has booted
+    let log = "/var/cache/kvmtune-lab/lab-tuned.serial.log";
+    for _ in 0..120 {
+        if std::fs::read_to_string(log).is_ok_and(|t| t.contains("guest up")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     let vcpu_threads = |d: &str| affinity(d).keys().filter(|k| k.starts_with("CPU ")).count();
     assert_eq!(vcpu_threads(dom), 1);
     let plan = write_plan(
@@ -252,6 +260,14 @@ fn the_vcpu_count_changes_live() {
     assert_eq!(vcpu_threads(dom), 1, "{r}");
     assert_eq!(canonical(&stored(dom)), canonical(&xml0));
     let stale = virsh(&["vcpucount", dom, "--live", "--active"]).trim() != "1";
+    eprintln!(
+        "vCPU unplug on rollback: libvirt's live count {}",
+        if stale {
+            "stale (libvirt timed out; QEMU released the vCPU)"
+        } else {
+            "in step"
+        }
+    );
     if stale {
         // resynchronise libvirt for the next run (a restart; the guest boots in seconds)
         assert!(r["result"]["notes"].to_string().contains("stale"), "{r}");
