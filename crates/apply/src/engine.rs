@@ -882,6 +882,7 @@ mod tests {
                 .borrow()
                 .keys()
                 .map(|n| DomainRef {
+                    state: String::new(),
                     name: n.clone(),
                     uuid: "u".into(),
                     active: self.live.borrow().contains_key(n),

@@ -190,6 +190,7 @@ mod tests {
         let mut list = lv.domains().unwrap();
         assert!(!list.is_empty(), "the lab defines domains");
         let ghost = kvmtune_libvirt::DomainRef {
+            state: String::new(),
             name: "kvmtune-vanished-domain".into(),
             uuid: "00000000-0000-0000-0000-00000000dead".into(),
             active: true,

@@ -34,6 +34,25 @@ pub struct DomainRef {
     pub active: bool,
     /// The libvirt domain id of a running domain.
     pub id: Option<u32>,
+    /// As virsh shows it: running, paused, shut off, crashed, ... (empty when unknown).
+    #[serde(default)]
+    pub state: String,
+}
+
+fn state_name(s: &virt::domain::DomainStateEnum) -> &'static str {
+    use virt::domain::DomainState as S;
+    use virt::enumutil::Enum;
+    match s {
+        Enum::Known(S::NoState) => "no state",
+        Enum::Known(S::Running) => "running",
+        Enum::Known(S::Blocked) => "idle",
+        Enum::Known(S::Paused) => "paused",
+        Enum::Known(S::Shutdown) => "in shutdown",
+        Enum::Known(S::Shutoff) => "shut off",
+        Enum::Known(S::Crashed) => "crashed",
+        Enum::Known(S::PMSuspended) => "pmsuspended",
+        Enum::Unknown(_) => "unknown",
+    }
 }
 
 /// An open libvirt connection.
@@ -99,7 +118,12 @@ impl Libvirt {
             let active = d
                 .is_active()
                 .map_err(|e| LibvirtError::new(format!("state of {name}"), &e))?;
+            let state = d
+                .state()
+                .map(|(s, _)| state_name(&s).to_string())
+                .unwrap_or_default();
             out.push(DomainRef {
+                state,
                 id: if active { d.id() } else { None },
                 name,
                 uuid,
