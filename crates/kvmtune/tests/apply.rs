@@ -751,3 +751,57 @@ fn a_corrupt_journal_entry_is_named_not_used() {
     // the host setting is still as the (unreadable) apply left it: nothing was guessed
     assert_eq!(host_json(&root)["memory"]["ksm"]["run"], 1);
 }
+
+#[test]
+fn host_settings_on_the_real_sysfs_are_applied_verified_and_rolled_back() {
+    let Some(_g) = lab() else { return };
+    let thp = "/sys/kernel/mm/transparent_hugepage/defrag";
+    let pool = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages";
+    if !Path::new(thp).exists() || !Path::new(pool).exists() {
+        assert!(
+            !lab_required(),
+            "THP or a 2 MiB hugepage pool is missing on this host"
+        );
+        return;
+    }
+    let read = |p: &str| std::fs::read_to_string(p).unwrap();
+    let (thp0, pool0) = (read(thp), read(pool));
+    let selected = |s: &str| {
+        s.split_whitespace()
+            .find(|w| w.starts_with('['))
+            .unwrap()
+            .trim_matches(['[', ']'])
+            .to_string()
+    };
+    let new_thp = if selected(&thp0) == "never" {
+        "defer"
+    } else {
+        "never"
+    };
+    let new_pool = (pool0.trim().parse::<u64>().unwrap() + 2).to_string();
+    let t = tempfile::tempdir().unwrap();
+    let j = t.path().join("journal").display().to_string();
+    let set_thp = format!("thp.defrag={new_thp}");
+    let set_pool = format!("hugepages.node0.2M={new_pool}");
+    let o = run(
+        &[
+            "apply",
+            "--set",
+            &set_thp,
+            "--set",
+            &set_pool,
+            "--yes",
+            "--journal",
+            &j,
+        ],
+        &[],
+    );
+    let (thp1, pool1) = (read(thp), read(pool));
+    let r = run(&["rollback", "--last", "--journal", &j], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(selected(&thp1), new_thp, "the kernel took the THP setting");
+    assert_eq!(pool1.trim(), new_pool, "the kernel filled the pool");
+    assert_eq!(r.status.code(), Some(0), "{}\n{}", stdout(&r), stderr(&r));
+    assert_eq!(read(thp), thp0);
+    assert_eq!(read(pool), pool0);
+}
