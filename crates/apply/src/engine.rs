@@ -365,6 +365,13 @@ fn verify_domain(
                 }
             }
             LiveOp::PinVcpu { vcpu, cpus } => {
+                // libvirt's record first, then the kernel's (when this host runs the domain)
+                let recorded = cur.vcpu_affinity(*vcpu, &env.host_cpus);
+                if &recorded != cpus {
+                    problems.push(format!(
+                        "libvirt's live XML pins vCPU {vcpu} to {recorded}, not {cpus}"
+                    ));
+                }
                 if let Some(a) = &aff {
                     match a.vcpus.get(vcpu) {
                         Some(got) if got == cpus => {}
@@ -376,6 +383,12 @@ fn verify_domain(
                 }
             }
             LiveOp::PinEmulator { cpus } => {
+                let recorded = cur.emulator_affinity(&env.host_cpus);
+                if &recorded != cpus {
+                    problems.push(format!(
+                        "libvirt's live XML pins the emulator to {recorded}, not {cpus}"
+                    ));
+                }
                 if let Some(a) = &aff
                     && &a.emulator != cpus
                 {
@@ -907,7 +920,21 @@ mod tests {
             Ok(())
         }
         fn pin_vcpu(&self, name: &str, vcpu: u32, cpus: &[u32]) -> Result<(), LibvirtError> {
-            self.call(format!("pin {name} {vcpu} {cpus:?}"))
+            self.call(format!("pin {name} {vcpu} {cpus:?}"))?;
+            // like libvirt, record the pin in the live definition
+            let list: Vec<String> = cpus.iter().map(u32::to_string).collect();
+            let p = crate::plan::PlanDomain {
+                vcpupin: [(vcpu, list.join(","))].into(),
+                ..Default::default()
+            };
+            let mut live = self.live.borrow_mut();
+            if let Some(x) = live.get_mut(name) {
+                *x = crate::plan::apply_to_xml(x, &p).map_err(|e| LibvirtError {
+                    op: "pin".into(),
+                    message: e,
+                })?;
+            }
+            Ok(())
         }
         fn pin_emulator(&self, name: &str, cpus: &[u32]) -> Result<(), LibvirtError> {
             self.call(format!("emulatorpin {name} {cpus:?}"))
@@ -972,9 +999,11 @@ mod tests {
         let rb = rollback(&e, &j, &lock, &r.id, false).unwrap();
         assert!(rb.ok, "{rb:?}");
         assert_eq!(f.inactive.borrow()["a"], OLD);
-        // the live XML of the fake never changed, so nothing live is re-pinned; the stored
-        // definition is restored
-        assert_eq!(f.calls.borrow()[0], "define a");
+        // the stored definition first, then the pins go back to every CPU
+        assert_eq!(
+            *f.calls.borrow(),
+            vec!["define a", "pin a 0 [0, 1, 2, 3]", "pin a 1 [0, 1, 2, 3]"]
+        );
     }
 
     #[test]
