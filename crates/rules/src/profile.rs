@@ -39,6 +39,71 @@ pub struct Profile {
     /// Per-rule overrides: `"dev-tablet" = "off"`, or a severity (`info`, `warn`, `error`).
     #[serde(default)]
     pub rules: std::collections::BTreeMap<String, Level>,
+    /// How `kvmtune plan` places domains.
+    #[serde(default)]
+    pub plan: PlanPolicy,
+}
+
+/// Placement policy for `kvmtune plan` (each field overridable per domain on the command line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanPolicy {
+    /// `dedicated`: each vCPU gets a host CPU of its own; `shared`: vCPUs float over the
+    /// node's CPUs not dedicated to anyone.
+    pub cpus: CpuPolicy,
+    /// SMT siblings of dedicated vCPUs: `prefer` (fill both threads of a core), `isolate`
+    /// (one thread per core, the sibling left idle), `require` (whole cores only).
+    pub smt: SmtPolicy,
+    /// Emulator threads: `housekeeping` (the host's reserved CPUs of the same socket) or
+    /// `dedicated` (one more CPU of the domain's node).
+    pub emulator: EmulatorPolicy,
+    /// Which node a domain goes to when several fit: `spread` (the freest) or `pack` (the
+    /// fullest that fits).
+    pub fill: Fill,
+    /// Host CPUs kept for the host: `one-core-per-socket` (the first core of each socket,
+    /// all its threads), `none`, or a cpuset (`0,32`).
+    pub reserve: String,
+}
+
+impl Default for PlanPolicy {
+    fn default() -> Self {
+        PlanPolicy {
+            cpus: CpuPolicy::Dedicated,
+            smt: SmtPolicy::Prefer,
+            emulator: EmulatorPolicy::Housekeeping,
+            fill: Fill::Spread,
+            reserve: "one-core-per-socket".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CpuPolicy {
+    Dedicated,
+    Shared,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SmtPolicy {
+    Prefer,
+    Isolate,
+    Require,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmulatorPolicy {
+    Housekeeping,
+    Dedicated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fill {
+    Spread,
+    Pack,
 }
 
 /// A rule's level in a profile.
