@@ -60,8 +60,26 @@ pub struct PlanDomain {
     pub memtune: Option<MemTuneSet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_memory_kib: Option<u64>,
+    /// Guest NUMA cells (a domain spread over host nodes): `<cpu><numa><cell>` plus a
+    /// `<numatune><memnode>` binding each cell's memory to its host node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<PlanCell>,
+    /// `<cpu><topology>` matching the cells: sockets, cores, threads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<[u32; 3]>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanCell {
+    pub id: u32,
+    /// Guest vCPUs of the cell (`0-3`).
+    pub cpus: String,
+    pub memory_kib: u64,
+    /// Host node(s) its memory is bound to.
+    pub nodeset: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +221,47 @@ pub fn apply_to_xml(xml: &str, p: &PlanDomain) -> Result<String, String> {
                 }
             }
         }
+    }
+    for c in &p.cells {
+        let cell = vec![
+            Seg::new("cpu"),
+            Seg::new("numa"),
+            Seg::keyed("cell", "id", &c.id.to_string()),
+        ];
+        edits.push(Edit::set_at(&doc, root, cell.clone(), "cpus", &c.cpus));
+        edits.push(Edit::set_at(
+            &doc,
+            root,
+            cell.clone(),
+            "memory",
+            &c.memory_kib.to_string(),
+        ));
+        edits.push(Edit::set_at(&doc, root, cell, "unit", "KiB"));
+        let mn = vec![
+            Seg::new("numatune"),
+            Seg::keyed("memnode", "cellid", &c.id.to_string()),
+        ];
+        edits.push(Edit::set_at(&doc, root, mn.clone(), "mode", "strict"));
+        edits.push(Edit::set_at(&doc, root, mn, "nodeset", &c.nodeset));
+    }
+    if let Some([s, c, t]) = p.topology {
+        let topo = vec![Seg::new("cpu"), Seg::new("topology")];
+        edits.push(Edit::set_at(
+            &doc,
+            root,
+            topo.clone(),
+            "sockets",
+            &s.to_string(),
+        ));
+        edits.push(Edit::set_at(&doc, root, topo.clone(), "dies", "1"));
+        edits.push(Edit::set_at(
+            &doc,
+            root,
+            topo.clone(),
+            "cores",
+            &c.to_string(),
+        ));
+        edits.push(Edit::set_at(&doc, root, topo, "threads", &t.to_string()));
     }
     if let Some(k) = p.current_memory_kib {
         let segs = vec![Seg::new("currentMemory")];

@@ -106,6 +106,17 @@ pub enum Command {
     #[command(after_help = APPLY_EXIT_CODES)]
     Apply(ApplyArgs),
 
+    /// Place every domain of the host at once: vCPU and emulator pins, NUMA nodes, guest
+    /// NUMA cells for domains that must span nodes, hugepage pools, host settings.
+    ///
+    /// Reads the domains (names or XML files; default every domain of --connect or of the
+    /// --from bundle) and the host (live, --root or --from). Writes a plan file with -o that
+    /// `kvmtune apply --plan` carries out, and an SVG map with --svg. Already valid pins are
+    /// kept; a domain moves only if that places more domains. Objective and policies:
+    /// docs/plan.md.
+    #[command(after_help = PLAN_EXIT_CODES)]
+    Plan(PlanArgs),
+
     /// List the journal's entries (when, what, result), or show one with its steps.
     #[command(after_help = EXIT_CODES)]
     History(HistoryArgs),
@@ -284,6 +295,57 @@ pub struct ApplyArgs {
     /// and apply later with --plan.
     #[arg(long, value_name = "FILE")]
     pub save_plan: Option<PathBuf>,
+}
+
+pub const PLAN_EXIT_CODES: &str = "\
+Exit codes:
+  0  every domain placed
+  1  some domain could not be placed (the plan says why)
+  2  error: bad arguments, no host facts, unreadable domains, unwritable -o or --svg";
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Domains to place (names or XML files); default: every domain.
+    #[arg(value_name = "DOMAIN|FILE")]
+    pub targets: Vec<String>,
+
+    /// Profile giving the placement policy ([plan] in the profile).
+    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
+    pub profile: String,
+
+    /// vCPUs: dedicated (a host CPU each) or shared (float over the node's undedicated CPUs).
+    #[arg(long, value_name = "POLICY", value_parser = ["dedicated", "shared"])]
+    pub cpus: Option<String>,
+
+    /// SMT siblings of dedicated vCPUs: prefer (fill both threads), isolate (one thread per
+    /// core), require (whole cores).
+    #[arg(long, value_name = "POLICY", value_parser = ["prefer", "isolate", "require"])]
+    pub smt: Option<String>,
+
+    /// Emulator threads: housekeeping (the host's reserved CPUs of the socket) or dedicated
+    /// (one more CPU of the node).
+    #[arg(long, value_name = "POLICY", value_parser = ["housekeeping", "dedicated"])]
+    pub emulator: Option<String>,
+
+    /// When several nodes fit: spread (the freest) or pack (the fullest).
+    #[arg(long, value_name = "HOW", value_parser = ["spread", "pack"])]
+    pub fill: Option<String>,
+
+    /// CPUs kept for the host: one-core-per-socket (default), none, or a cpuset.
+    #[arg(long, value_name = "SPEC")]
+    pub reserve: Option<String>,
+
+    /// Per-domain policy, DOMAIN:KEY=VALUE with KEY cpus, smt or emulator (repeatable).
+    #[arg(long = "policy", value_name = "DOMAIN:KEY=VALUE")]
+    pub policy: Vec<String>,
+
+    /// Write the plan file (kvmtune.plan JSON) for `kvmtune apply --plan`.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Write an SVG map: nodes, cores, threads coloured by domain.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

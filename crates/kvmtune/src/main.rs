@@ -4,6 +4,7 @@ mod apply;
 mod audit;
 mod audit_inputs;
 mod cli;
+mod plan_cmd;
 mod render;
 mod rules_cmd;
 mod sarif;
@@ -160,6 +161,7 @@ fn run(cli: &Cli) -> Result<Exit> {
         Command::Snapshot(args) => snapshot::run(cli, args),
         Command::Audit(args) => audit::run(cli, args),
         Command::Apply(args) => apply::run_apply(cli, args),
+        Command::Plan(args) => plan_cmd::run(cli, args),
         Command::History(args) => apply::run_history(cli, args),
         Command::Rollback(args) => apply::run_rollback(cli, args),
         Command::Rules { profile } => rules_cmd::list(cli.json, profile.as_deref()),

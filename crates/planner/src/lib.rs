@@ -893,7 +893,7 @@ pub fn plan_with(t: &Topo, doms: &[Dom], fill: Fill, use_exact: bool) -> Outcome
         return stable;
     }
     let mut best = stable;
-    let mut consider = |o: Outcome, best: &mut Outcome| {
+    let consider = |o: Outcome, best: &mut Outcome| {
         if o.score.better_than(&best.score) {
             *best = o;
         }

@@ -1,0 +1,283 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `kvmtune plan` on the book's 2-socket host with the book's VMs, on the lab (plan, apply
+//! through the journal, check /proc, roll back), and with bad input.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn book_root() -> String {
+    hosts_dir()
+        .join("b-book-2socket/root")
+        .display()
+        .to_string()
+}
+
+fn book_domains() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/domains");
+    let mut v: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("book-")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn each_book_vm_lands_within_one_socket_with_its_emulator() {
+    let root = book_root();
+    let mut args = vec!["--json", "--root", root.as_str(), "plan"];
+    let doms = book_domains();
+    args.extend(doms.iter().map(String::as_str));
+    let o = kvmtune(&args);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        stderr(&o)
+    );
+    let r = json(&o);
+    // the book's host: node 0 = CPUs 0-7,16-23 (socket 0), node 1 = 8-15,24-31 (socket 1)
+    let socket = |cpu: u64| if (cpu % 16) < 8 { 0 } else { 1 };
+    let placed = r["outcome"]["placed"].as_array().unwrap();
+    assert!(placed.len() >= 9, "{}", r["outcome"]);
+    let mut used = BTreeSet::new();
+    for p in placed {
+        let cpus: Vec<u64> = p["vcpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()))
+            .collect();
+        let sockets: BTreeSet<u64> = cpus.iter().map(|c| socket(*c)).collect();
+        assert_eq!(sockets.len(), 1, "{} spans sockets: {cpus:?}", p["name"]);
+        let emu: BTreeSet<u64> = p["emulator"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| socket(x.as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            emu, sockets,
+            "{}: emulator {} not on its socket",
+            p["name"], p["emulator"]
+        );
+        assert_eq!(p["nodes"].as_array().unwrap().len(), 1);
+        for c in cpus {
+            assert!(used.insert(c), "CPU {c} given twice");
+            assert!(
+                ![0, 8, 16, 24].contains(&c),
+                "CPU {c} is reserved for the host"
+            );
+        }
+    }
+    // what did not fit says why
+    for u in r["outcome"]["unplaced"].as_array().unwrap() {
+        assert!(u["why"].as_str().unwrap().contains("CPUs"), "{u}");
+    }
+    // the book's 4 KiB-page VM and the hugepage VM: the plan asks for the hugepage pool
+    assert!(
+        r["plan"]["host"].to_string().contains("hugepages.node"),
+        "{}",
+        r["plan"]["host"]
+    );
+}
+
+#[test]
+fn the_plan_file_and_svg_are_written() {
+    let t = tempfile::tempdir().unwrap();
+    let plan = t.path().join("p.json");
+    let svg = t.path().join("p.svg");
+    let root = book_root();
+    let doms = book_domains();
+    let mut args = vec![
+        "--root",
+        root.as_str(),
+        "plan",
+        "-o",
+        plan.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ];
+    args.extend(doms.iter().map(String::as_str));
+    let o = kvmtune(&args);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        stderr(&o)
+    );
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
+    assert_eq!(p["kind"], "kvmtune.plan");
+    assert!(p["domains"][0]["vcpupin"].is_object());
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        s.starts_with("<svg") && s.contains("book-cacti-230") && s.trim_end().ends_with("</svg>")
+    );
+    assert!(stdout(&o).contains("node 1 (socket 1)"), "{}", stdout(&o));
+}
+
+#[test]
+fn bad_input_gives_a_clear_message() {
+    let t = tempfile::tempdir().unwrap();
+    let root = book_root();
+    // a domain larger than the host
+    let src = std::fs::read_to_string(book_domains().iter().find(|d| d.contains("cacti")).unwrap())
+        .unwrap();
+    let big = t.path().join("big.xml");
+    std::fs::write(
+        &big,
+        src.replace(
+            "<vcpu placement='static'>4</vcpu>",
+            "<vcpu placement='static'>64</vcpu>",
+        )
+        .replace("book-cacti-230", "huge"),
+    )
+    .unwrap();
+    let o = kvmtune(&["--json", "--root", &root, "plan", big.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let why = json(&o)["outcome"]["unplaced"][0]["why"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(why.contains("needs 64 CPUs"), "{why}");
+    // a host with no free CPU
+    let o = kvmtune(&[
+        "--json",
+        "--root",
+        &root,
+        "plan",
+        "--reserve",
+        "0-31",
+        big.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    // contradictory: whole cores of 2 threads for 3 vCPUs
+    let odd = t.path().join("odd.xml");
+    std::fs::write(
+        &odd,
+        src.replace(
+            "<vcpu placement='static'>4</vcpu>",
+            "<vcpu placement='static'>3</vcpu>",
+        )
+        .replace("book-cacti-230", "odd"),
+    )
+    .unwrap();
+    let o = kvmtune(&[
+        "--json",
+        "--root",
+        &root,
+        "plan",
+        "--smt",
+        "require",
+        odd.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        json(&o)["outcome"]["unplaced"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("multiple")
+    );
+    // bad policies are errors before anything is planned
+    for args in [
+        vec!["plan", "--policy", "odd:cpus=lots"],
+        vec!["plan", "--policy", "nobody:cpus=shared"],
+        vec!["plan", "--policy", "odd"],
+        vec!["plan", "--reserve", "x-y"],
+    ] {
+        let mut a = vec!["--root", root.as_str()];
+        a.extend(args.iter().copied());
+        a.push(odd.to_str().unwrap());
+        let o = kvmtune(&a);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stdout(&o));
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_lab_plan_is_applied_checked_in_proc_and_rolled_back() {
+    if !libvirt_up() {
+        assert!(
+            !lab_required(),
+            "the lab is required but libvirtd is not up"
+        );
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let plan: PathBuf = t.path().join("plan.json");
+    let j = t.path().join("journal").display().to_string();
+    let dom = "lab-win10-desktop";
+    let before = Command::new("virsh")
+        .args(["-c", "qemu:///system", "dumpxml", "--inactive", dom])
+        .output()
+        .unwrap()
+        .stdout;
+    let o = kvmtune(&[
+        "plan",
+        dom,
+        "--reserve",
+        "none",
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
+    let pins = p["domains"][0]["vcpupin"].clone();
+    assert_eq!(pins["0"], "0", "{p}");
+    assert_eq!(pins["1"], "1", "{p}");
+    let o = kvmtune(&[
+        "apply",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--yes",
+        "--journal",
+        &j,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let pid = std::fs::read_to_string(format!("/run/libvirt/qemu/{dom}.pid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let allowed = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        match comm.trim() {
+            "CPU 0/TCG" => assert_eq!(allowed, "0"),
+            "CPU 1/TCG" => assert_eq!(allowed, "1"),
+            _ => {}
+        }
+    }
+    let o = kvmtune(&["rollback", "--last", "--journal", &j]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let after = Command::new("virsh")
+        .args(["-c", "qemu:///system", "dumpxml", "--inactive", dom])
+        .output()
+        .unwrap()
+        .stdout;
+    let canon = |b: &[u8]| {
+        kvmtune_domain::Document::parse(&String::from_utf8_lossy(b))
+            .unwrap()
+            .canonical()
+    };
+    assert_eq!(canon(&after), canon(&before));
+}
