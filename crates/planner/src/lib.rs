@@ -277,18 +277,50 @@ pub fn topo_from_host(host: &Host, reserve: &str) -> Result<Topo, String> {
     })
 }
 
+/// A bitmap of CPUs (cheap to copy when a pass tries a placement).
+#[derive(Debug, Clone)]
+struct Taken(Vec<bool>);
+
+impl Taken {
+    fn new(t: &Topo) -> Taken {
+        let max = t
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                n.cores
+                    .iter()
+                    .flat_map(|c| c.threads.iter())
+                    .chain(&n.housekeeping)
+            })
+            .copied()
+            .max()
+            .unwrap_or(0);
+        Taken(vec![false; max as usize + 1])
+    }
+    fn contains(&self, c: &u32) -> bool {
+        self.0.get(*c as usize).copied().unwrap_or(false)
+    }
+    fn extend<'a>(&mut self, cs: impl IntoIterator<Item = &'a u32>) {
+        for c in cs {
+            if let Some(x) = self.0.get_mut(*c as usize) {
+                *x = true;
+            }
+        }
+    }
+}
+
 /// Free resources while planning.
 #[derive(Debug, Clone)]
 struct State {
-    /// Threads taken by dedicated vCPUs or emulators (or idled by `isolate`).
-    taken: BTreeSet<u32>,
+    /// Threads taken by dedicated vCPUs or emulators (or idled by `isolate`), by CPU id.
+    taken: Taken,
     mem_used: Vec<u64>,
 }
 
 impl State {
     fn new(t: &Topo) -> State {
         State {
-            taken: BTreeSet::new(),
+            taken: Taken::new(t),
             mem_used: vec![0; t.nodes.len()],
         }
     }
@@ -393,7 +425,7 @@ fn emulator_for(t: &Topo, st: &mut State, ni: usize, p: &Policy, own: &[u32]) ->
         }
         EmulatorPolicy::Dedicated => {
             let (got, consumed) = pick(st, node, 1, SmtPolicy::Prefer)?;
-            st.taken.extend(consumed);
+            st.taken.extend(&consumed);
             Some(got)
         }
     }
@@ -449,7 +481,7 @@ fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
             }
         }
     }
-    st.taken.extend(consumed);
+    st.taken.extend(&consumed);
     st.mem_used[ni] += d.memory_kib;
     let emulator = match &d.emulator_pin {
         Some(e)
@@ -540,7 +572,7 @@ fn place_one(
             && !(extra == 1
                 && pick(st, &t.nodes[i], n, d.policy.smt).is_some_and(|(_, c)| {
                     let mut s2 = st.clone();
-                    s2.taken.extend(c);
+                    s2.taken.extend(&c);
                     pick(&s2, &t.nodes[i], 1, SmtPolicy::Prefer).is_some()
                 }))
         {
@@ -561,7 +593,7 @@ fn place_one(
         let Some((got, consumed)) = pick(st, &t.nodes[i], n, d.policy.smt) else {
             return Err("internal: a node that fit no longer fits".into());
         };
-        st.taken.extend(consumed);
+        st.taken.extend(&consumed);
         st.mem_used[i] += d.memory_kib;
         let emulator = emulator_for(t, st, i, &d.policy, &got)
             .ok_or("no CPU left for a dedicated emulator thread")?;
@@ -608,7 +640,7 @@ fn place_on(t: &Topo, st: &mut State, d: &Dom, ni: usize) -> Result<Placement, S
     }
     let (got, consumed) = pick(st, &t.nodes[ni], n, d.policy.smt)
         .ok_or("the exact assignment no longer fits (CPUs)")?;
-    st.taken.extend(consumed);
+    st.taken.extend(&consumed);
     st.mem_used[ni] += d.memory_kib;
     let emulator = emulator_for(t, st, ni, &d.policy, &got)
         .ok_or("no CPU left for a dedicated emulator thread")?;
@@ -671,7 +703,7 @@ fn span(t: &Topo, st: &mut State, d: &Dom, n: usize) -> Result<Placement, String
                 ok = false;
                 break;
             }
-            trial.taken.extend(consumed);
+            trial.taken.extend(&consumed);
             trial.mem_used[i] += mem;
             left -= take;
             mem_left -= mem;
@@ -898,7 +930,9 @@ pub fn plan_with(t: &Topo, doms: &[Dom], fill: Fill, use_exact: bool) -> Outcome
             *best = o;
         }
     };
-    for keep in [true, false] {
+    let any_pins = doms.iter().any(|d| !d.pins.is_empty());
+    let keeps: &[bool] = if any_pins { &[true, false] } else { &[false] };
+    for &keep in keeps {
         for span in [true, false] {
             for (order, first_fit) in [
                 (Order::Decreasing, false),
