@@ -372,6 +372,43 @@ mod tests {
     }
 
     #[test]
+    fn guest_cells_and_topology_go_into_cpu_and_numatune() {
+        let p = PlanDomain {
+            name: "db".into(),
+            cells: vec![
+                PlanCell {
+                    id: 0,
+                    cpus: "0-1".into(),
+                    memory_kib: 524288,
+                    nodeset: "0".into(),
+                },
+                PlanCell {
+                    id: 1,
+                    cpus: "2-3".into(),
+                    memory_kib: 524288,
+                    nodeset: "1".into(),
+                },
+            ],
+            topology: Some([2, 2, 1]),
+            ..PlanDomain::default()
+        };
+        let out = apply_to_xml(XML, &p).unwrap();
+        assert!(
+            out.contains("<cell id='1' cpus='2-3' memory='524288' unit='KiB'/>"),
+            "{out}"
+        );
+        assert!(
+            out.contains("<memnode cellid='1' mode='strict' nodeset='1'/>"),
+            "{out}"
+        );
+        assert!(
+            out.contains("<topology sockets='2' dies='1' cores='2' threads='1'/>"),
+            "{out}"
+        );
+        assert_eq!(apply_to_xml(&out, &p).unwrap(), out);
+    }
+
+    #[test]
     fn live_target_takes_only_what_changed() {
         let old = read_xml(XML).unwrap();
         let mut live = old.clone();
