@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `cargo bench -p kvmtune-planner`: plan 1,000 domains on an 8-node, 448-thread host
 //! (8 sockets x 28 cores x 2 threads, 768 GiB per node). Two workloads: every domain dedicated
 //! (far more vCPUs than threads, so many do not fit and every fallback pass runs: the worst
