@@ -10,6 +10,9 @@ use std::process::Command;
 
 use common::*;
 
+/// The lab tests change the same domains: one at a time.
+static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn book_root() -> String {
     hosts_dir()
         .join("b-book-2socket/root")
@@ -214,6 +217,7 @@ fn a_lab_plan_is_applied_checked_in_proc_and_rolled_back() {
         );
         return;
     }
+    let _g = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let t = tempfile::tempdir().unwrap();
     let plan: PathBuf = t.path().join("plan.json");
     let j = t.path().join("journal").display().to_string();
@@ -280,4 +284,98 @@ fn a_lab_plan_is_applied_checked_in_proc_and_rolled_back() {
             .canonical()
     };
     assert_eq!(canon(&after), canon(&before));
+}
+
+#[test]
+fn every_lab_domain_shared_is_planned_applied_and_rolled_back() {
+    if !libvirt_up() {
+        assert!(
+            !lab_required(),
+            "the lab is required but libvirtd is not up"
+        );
+        return;
+    }
+    let _g = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = [
+        "lab-db-pinned",
+        "lab-seed000-untuned",
+        "lab-tuned",
+        "lab-win10-desktop",
+    ];
+    let t = tempfile::tempdir().unwrap();
+    let plan = t.path().join("plan.json");
+    let j = t.path().join("journal").display().to_string();
+    let xml = |d: &str| {
+        let out = Command::new("virsh")
+            .args(["-c", "qemu:///system", "dumpxml", "--inactive", d])
+            .output()
+            .unwrap()
+            .stdout;
+        kvmtune_domain::Document::parse(&String::from_utf8_lossy(&out))
+            .unwrap()
+            .canonical()
+    };
+    let vcpu_affinity = |d: &str| -> Vec<(String, String)> {
+        let pid = std::fs::read_to_string(format!("/run/libvirt/qemu/{d}.pid"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let mut v: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let comm = std::fs::read_to_string(e.path().join("comm"))
+                    .ok()?
+                    .trim()
+                    .to_string();
+                let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+                let a = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+                    .trim()
+                    .to_string();
+                comm.starts_with("CPU ").then_some((comm, a))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before: Vec<_> = lab.iter().map(|d| (xml(d), vcpu_affinity(d))).collect();
+    let mut args = vec![
+        "plan",
+        "--cpus",
+        "shared",
+        "--reserve",
+        "none",
+        "-o",
+        plan.to_str().unwrap(),
+    ];
+    args.extend(lab);
+    let o = kvmtune(&args);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let o = kvmtune(&[
+        "apply",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--yes",
+        "--journal",
+        &j,
+    ]);
+    let applied = lab.iter().map(|d| vcpu_affinity(d)).collect::<Vec<_>>();
+    let r = kvmtune(&["rollback", "--last", "--journal", &j]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    for (d, a) in lab.iter().zip(&applied) {
+        assert!(a.iter().all(|(_, cpus)| cpus == "0-1"), "{d}: {a:?}");
+    }
+    // the pinned database really moved from 0 and 1 to the shared pool, and came back
+    assert!(
+        before[0].1.iter().any(|(_, c)| c != "0-1"),
+        "{:?}",
+        before[0].1
+    );
+    assert_eq!(r.status.code(), Some(0), "{}\n{}", stdout(&r), stderr(&r));
+    for (d, b) in lab.iter().zip(&before) {
+        assert_eq!(xml(d), b.0, "{d}: stored XML");
+        assert_eq!(vcpu_affinity(d), b.1, "{d}: affinity");
+    }
 }
