@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-use crate::cli::{ApplyArgs, AuditArgs, Cli, HistoryArgs, OutputFormat, RollbackArgs};
+use crate::cli::{ApplyArgs, Cli, HistoryArgs, RollbackArgs};
 use crate::{Exit, print_json, print_text};
 use kvmtune_apply::engine::{self, DomainChange, Env, Request};
 use kvmtune_apply::journal::{Journal, Status};
@@ -75,25 +75,8 @@ fn from_audit(
             bail!("--rule {r}: no such rule (see `kvmtune rules`)");
         }
     }
-    let aargs = AuditArgs {
-        targets: args.domains.clone(),
-        all: args.all,
-        profile: args.profile.clone(),
-        format: OutputFormat::Text,
-        fail_on: None,
-        host: false,
-        fix: false,
-        output: None,
-        diff: false,
-    };
-    let (inputs, ctx, errors) = crate::audit_inputs::gather(cli, &aargs)?;
-    if let Some(e) = errors.first() {
-        bail!("{e}");
-    }
-    let (parsed, perrs) = crate::audit::parse_inputs(inputs);
-    if let Some(e) = perrs.first() {
-        bail!("{e}");
-    }
+    let (parsed, ctx) =
+        crate::audit_inputs::gather_parsed(cli, &args.domains, args.all, &args.profile, false)?;
     let (reports, _) = crate::audit::audit_all(&parsed, &ctx, &profile);
     let mut changes = Vec::new();
     let mut rules = BTreeMap::new();

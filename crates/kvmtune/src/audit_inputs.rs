@@ -153,6 +153,37 @@ pub fn gather(cli: &Cli, args: &AuditArgs) -> Result<(Vec<Input>, Context, Vec<S
     ))
 }
 
+/// Domains for commands that act on them (`apply`, `plan`): gathered and parsed like the
+/// audit's, but the first input that cannot be read stops the run.
+pub fn gather_parsed(
+    cli: &Cli,
+    targets: &[String],
+    all: bool,
+    profile: &str,
+    host: bool,
+) -> Result<(Vec<crate::audit::Parsed>, Context)> {
+    let args = AuditArgs {
+        targets: targets.to_vec(),
+        all,
+        profile: profile.to_string(),
+        format: crate::cli::OutputFormat::Text,
+        fail_on: None,
+        host,
+        fix: false,
+        output: None,
+        diff: false,
+    };
+    let (inputs, ctx, errors) = gather(cli, &args)?;
+    if let Some(e) = errors.first() {
+        bail!("{e}");
+    }
+    let (parsed, perrs) = crate::audit::parse_inputs(inputs);
+    if let Some(e) = perrs.first() {
+        bail!("{e}");
+    }
+    Ok((parsed, ctx))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

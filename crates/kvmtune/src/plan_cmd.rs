@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-use crate::cli::{AuditArgs, Cli, OutputFormat, PlanArgs};
+use crate::cli::{Cli, PlanArgs};
 use crate::{Exit, print_json, print_text};
 use kvmtune_apply::plan::{Plan, PlanCell, PlanDomain, PlanNuma};
 use kvmtune_host::CpuSet;
@@ -88,25 +88,13 @@ pub fn run(cli: &Cli, args: &PlanArgs) -> Result<Exit> {
         .reserve
         .clone()
         .unwrap_or_else(|| profile.plan.reserve.clone());
-    let aargs = AuditArgs {
-        targets: args.targets.clone(),
-        all: args.targets.is_empty(),
-        profile: args.profile.clone(),
-        format: OutputFormat::Text,
-        fail_on: None,
-        host: true,
-        fix: false,
-        output: None,
-        diff: false,
-    };
-    let (inputs, ctx, errors) = crate::audit_inputs::gather(cli, &aargs)?;
-    if let Some(e) = errors.first() {
-        bail!("{e}");
-    }
-    let (parsed, perrs) = crate::audit::parse_inputs(inputs);
-    if let Some(e) = perrs.first() {
-        bail!("{e}");
-    }
+    let (parsed, ctx) = crate::audit_inputs::gather_parsed(
+        cli,
+        &args.targets,
+        args.targets.is_empty(),
+        &args.profile,
+        true,
+    )?;
     if parsed.is_empty() {
         bail!("no domain to place");
     }

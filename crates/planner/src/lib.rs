@@ -440,6 +440,26 @@ fn shared_pool(t: &Topo, st: &State, ni: usize) -> Vec<u32> {
         .collect()
 }
 
+impl Placement {
+    fn new(d: &Dom, nodes: Vec<u32>, vcpus: Vec<Vec<u32>>, emulator: Vec<u32>) -> Placement {
+        Placement {
+            name: d.name.clone(),
+            nodes,
+            vcpus,
+            emulator,
+            cells: Vec::new(),
+            kept: false,
+            policy: d.policy,
+            page_kib: d.page_kib,
+            memory_kib: d.memory_kib,
+        }
+    }
+}
+
+fn one_each(cpus: &[u32]) -> Vec<Vec<u32>> {
+    cpus.iter().map(|c| vec![*c]).collect()
+}
+
 fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
     if d.policy.cpus != CpuPolicy::Dedicated || d.pins.len() != d.vcpus as usize {
         return None;
@@ -494,15 +514,8 @@ fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
         _ => emulator_for(t, st, ni, &d.policy, &cpus)?,
     };
     Some(Placement {
-        name: d.name.clone(),
-        nodes: vec![node.id],
-        vcpus: cpus.iter().map(|c| vec![*c]).collect(),
-        emulator,
-        cells: Vec::new(),
         kept: true,
-        policy: d.policy,
-        page_kib: d.page_kib,
-        memory_kib: d.memory_kib,
+        ..Placement::new(d, vec![node.id], one_each(&cpus), emulator)
     })
 }
 
@@ -543,17 +556,12 @@ fn place_one(
         st.mem_used[i] += d.memory_kib;
         let emulator = emulator_for(t, st, i, &d.policy, &pool)
             .ok_or("no CPU left for a dedicated emulator thread")?;
-        return Ok(Placement {
-            name: d.name.clone(),
-            nodes: vec![t.nodes[i].id],
-            vcpus: vec![pool; n],
+        return Ok(Placement::new(
+            d,
+            vec![t.nodes[i].id],
+            vec![pool; n],
             emulator,
-            cells: Vec::new(),
-            kept: false,
-            policy: d.policy,
-            page_kib: d.page_kib,
-            memory_kib: d.memory_kib,
-        });
+        ));
     }
     if d.policy.smt == SmtPolicy::Require && !(n as u32).is_multiple_of(t.threads_per_core) {
         return Err(format!(
@@ -597,17 +605,12 @@ fn place_one(
         st.mem_used[i] += d.memory_kib;
         let emulator = emulator_for(t, st, i, &d.policy, &got)
             .ok_or("no CPU left for a dedicated emulator thread")?;
-        return Ok(Placement {
-            name: d.name.clone(),
-            nodes: vec![t.nodes[i].id],
-            vcpus: got.iter().map(|c| vec![*c]).collect(),
+        return Ok(Placement::new(
+            d,
+            vec![t.nodes[i].id],
+            one_each(&got),
             emulator,
-            cells: Vec::new(),
-            kept: false,
-            policy: d.policy,
-            page_kib: d.page_kib,
-            memory_kib: d.memory_kib,
-        });
+        ));
     }
     let total_threads: usize = t.nodes.iter().map(|x| st.free_threads(x)).sum();
     let total_mem: u64 = (0..t.nodes.len()).map(|i| st.free_mem(t, i)).sum();
@@ -644,17 +647,12 @@ fn place_on(t: &Topo, st: &mut State, d: &Dom, ni: usize) -> Result<Placement, S
     st.mem_used[ni] += d.memory_kib;
     let emulator = emulator_for(t, st, ni, &d.policy, &got)
         .ok_or("no CPU left for a dedicated emulator thread")?;
-    Ok(Placement {
-        name: d.name.clone(),
-        nodes: vec![t.nodes[ni].id],
-        vcpus: got.iter().map(|c| vec![*c]).collect(),
+    Ok(Placement::new(
+        d,
+        vec![t.nodes[ni].id],
+        one_each(&got),
         emulator,
-        cells: Vec::new(),
-        kept: false,
-        policy: d.policy,
-        page_kib: d.page_kib,
-        memory_kib: d.memory_kib,
-    })
+    ))
 }
 
 /// Place a domain over the fewest nodes (freest first), as guest NUMA cells.
@@ -735,16 +733,10 @@ fn span(t: &Topo, st: &mut State, d: &Dom, n: usize) -> Result<Placement, String
         let emulator = emulator_for(t, &mut trial, first, &d.policy, &own)
             .ok_or("no CPU left for a dedicated emulator thread")?;
         *st = trial;
+        let nodes = out_cells.iter().map(|c| c.node).collect();
         return Ok(Placement {
-            name: d.name.clone(),
-            nodes: out_cells.iter().map(|c| c.node).collect(),
-            vcpus,
-            emulator,
             cells: out_cells,
-            kept: false,
-            policy: d.policy,
-            page_kib: d.page_kib,
-            memory_kib: d.memory_kib,
+            ..Placement::new(d, nodes, vcpus, emulator)
         });
     }
     Err("it does not fit even spread over several nodes".into())
