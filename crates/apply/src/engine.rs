@@ -85,8 +85,6 @@ pub struct Prepared {
     /// The new definitions, for verification.
     #[serde(skip)]
     new_settings: BTreeMap<String, Settings>,
-    #[serde(skip)]
-    live_targets: BTreeMap<String, Settings>,
 }
 
 impl Prepared {
@@ -124,7 +122,6 @@ pub fn prepare(env: &Env, req: &Request) -> Result<Prepared, ApplyError> {
     let mut later = BTreeMap::new();
     let mut reasons = BTreeMap::new();
     let mut new_settings = BTreeMap::new();
-    let mut live_targets = BTreeMap::new();
     let mut steps: Vec<(String, Action)> = Vec::new();
     let listed = env.virt.list()?;
     for ch in &req.domains {
@@ -171,7 +168,6 @@ pub fn prepare(env: &Env, req: &Request) -> Result<Prepared, ApplyError> {
             for op in ops {
                 steps.push((ch.name.clone(), Action::Live(op)));
             }
-            live_targets.insert(ch.name.clone(), target.clone());
         } else if !active && ch.new_inactive.is_some() {
             // nothing runs: the new definition is what the next start uses
         } else if active && ch.live_target.is_none() && ch.new_inactive.is_some() {
@@ -247,7 +243,6 @@ pub fn prepare(env: &Env, req: &Request) -> Result<Prepared, ApplyError> {
         later,
         reasons,
         new_settings,
-        live_targets,
     })
 }
 
@@ -428,7 +423,6 @@ fn verify_domain(
             }
         }
     }
-    let _ = prep.live_targets.get(name);
     problems
 }
 
@@ -826,7 +820,7 @@ pub fn rollback(
     })
 }
 
-/// Whether a recorded file write is still in the request (for display).
+/// One line describing a step (dry run, history).
 pub fn describe_step(step: &Step) -> String {
     match &step.action {
         Action::Define { .. } => format!("{}: define the new stored XML", step.subject),

@@ -519,10 +519,27 @@ fn save_plan(path: &Path, req: &Request, prep: &engine::Prepared) -> Result<()> 
         p.host.insert(w.key.clone(), w.value.clone());
     }
     let json = serde_json::to_vec_pretty(&p).context("cannot encode the plan")?;
-    std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))
+    crate::write_file_atomic(path, &json)
 }
 
 pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
+    if !args.journal.is_dir() {
+        if args.id.is_some() {
+            bail!("journal {}: no such directory", args.journal.display());
+        }
+        if cli.json {
+            print_json(&serde_json::json!({
+                "kind": "kvmtune.history", "version": 1,
+                "journal": args.journal, "entries": [],
+            }))?;
+        } else {
+            print_text(&format!(
+                "no journal entries in {}\n",
+                args.journal.display()
+            ))?;
+        }
+        return Ok(Exit::Clean);
+    }
     let j = Journal::open(&args.journal)?;
     let busy = j.busy();
     if let Some(id) = &args.id {

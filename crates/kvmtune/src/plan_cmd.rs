@@ -151,11 +151,13 @@ pub fn run(cli: &Cli, args: &PlanArgs) -> Result<Exit> {
     let plan = to_plan(&outcome, &parsed, host);
     if let Some(path) = &args.output {
         let json = serde_json::to_vec_pretty(&plan).context("cannot encode the plan")?;
-        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        crate::write_file_atomic(path, &json)?;
     }
     if let Some(path) = &args.svg {
-        std::fs::write(path, kvmtune_planner::svg::render(&topo, &outcome))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::write_file_atomic(
+            path,
+            kvmtune_planner::svg::render(&topo, &outcome).as_bytes(),
+        )?;
     }
     if cli.json {
         print_json(&Report {

@@ -85,6 +85,10 @@ fn each_book_vm_lands_within_one_socket_with_its_emulator() {
             );
         }
     }
+    // the book pinned cacti-230 to 28-31 by hand: valid pins are kept
+    let cacti = placed.iter().find(|p| p["name"] == "book-cacti-230").unwrap();
+    assert_eq!(cacti["kept"], true);
+    assert_eq!(cacti["vcpus"], serde_json::json!([[28], [29], [30], [31]]));
     // what did not fit says why
     for u in r["outcome"]["unplaced"].as_array().unwrap() {
         assert!(u["why"].as_str().unwrap().contains("CPUs"), "{u}");
@@ -192,6 +196,27 @@ fn bad_input_gives_a_clear_message() {
             .unwrap()
             .contains("multiple")
     );
+    // an unwritable plan file: one line, exit 2, nothing left behind
+    let o = kvmtune(&[
+        "--root",
+        &root,
+        "plan",
+        odd.to_str().unwrap(),
+        "-o",
+        "/nonexistent-dir/p.json",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("/nonexistent-dir/p.json"),
+        "{}",
+        stderr(&o)
+    );
+    // history of a journal that does not exist reads nothing and creates nothing
+    let missing = t.path().join("no-journal");
+    let o = kvmtune(&["history", "--journal", missing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("no journal entries"));
+    assert!(!missing.exists());
     // bad policies are errors before anything is planned
     for args in [
         vec!["plan", "--policy", "odd:cpus=lots"],

@@ -519,6 +519,17 @@ fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
     })
 }
 
+/// Whether a node with `free` (CPUs or memory) beats the best so far: the first that fits
+/// under first fit, else the freest (spread) or the fullest (pack).
+fn better_node(best: Option<u64>, free: u64, fill: Fill, first_fit: bool) -> bool {
+    match (best, fill, first_fit) {
+        (None, _, _) => true,
+        (Some(_), _, true) => false,
+        (Some(b), Fill::Spread, _) => free > b,
+        (Some(b), Fill::Pack, _) => free < b,
+    }
+}
+
 fn place_one(
     t: &Topo,
     st: &mut State,
@@ -535,13 +546,7 @@ fn place_one(
             if free < d.memory_kib || shared_pool(t, st, i).is_empty() {
                 continue;
             }
-            let better = match (best, fill, pass.first_fit) {
-                (None, _, _) => true,
-                (Some(_), _, true) => false,
-                (Some((_, b)), Fill::Spread, _) => free > b,
-                (Some((_, b)), Fill::Pack, _) => free < b,
-            };
-            if better {
+            if better_node(best.map(|b| b.1), free, fill, pass.first_fit) {
                 best = Some((i, free));
             }
         }
@@ -587,13 +592,7 @@ fn place_one(
             continue;
         }
         let free = st.free_threads(&t.nodes[i]);
-        let better = match (best, fill, pass.first_fit) {
-            (None, _, _) => true,
-            (Some(_), _, true) => false,
-            (Some((_, b)), Fill::Spread, _) => free > b,
-            (Some((_, b)), Fill::Pack, _) => free < b,
-        };
-        if better {
+        if better_node(best.map(|b| b.1 as u64), free as u64, fill, pass.first_fit) {
             best = Some((i, free));
         }
     }
