@@ -86,7 +86,10 @@ fn each_book_vm_lands_within_one_socket_with_its_emulator() {
         }
     }
     // the book pinned cacti-230 to 28-31 by hand: valid pins are kept
-    let cacti = placed.iter().find(|p| p["name"] == "book-cacti-230").unwrap();
+    let cacti = placed
+        .iter()
+        .find(|p| p["name"] == "book-cacti-230")
+        .unwrap();
     assert_eq!(cacti["kept"], true);
     assert_eq!(cacti["vcpus"], serde_json::json!([[28], [29], [30], [31]]));
     // what did not fit says why
