@@ -1,0 +1,584 @@
+//! The diagnosis rules of RULES.md ("Diagnosis"): from an [`ExitProfile`] to named causes,
+//! each with the numbers behind it, the fix and the audit rules that check the fix.
+//!
+//! Thresholds are in [`Limits`]. A rule on exit shares needs both a share of all exits and
+//! an absolute level: a rate when the source gives one (live statistics, kvm_stat), or a
+//! sample count when it does not (a perf report covers an unknown time).
+
+use serde::Serialize;
+
+use crate::exits::{ExitKind, ExitProfile, is_timer_port, port_hint};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warn,
+}
+
+/// A number behind a diagnosis.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+}
+
+fn fig(name: impl Into<String>, value: f64, unit: &'static str) -> Figure {
+    Figure {
+        name: name.into(),
+        value,
+        unit,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnosis {
+    /// The RULES.md diagnosis id (`exit-io-storm`, ...).
+    pub rule: &'static str,
+    pub level: Level,
+    pub title: &'static str,
+    /// What was seen, with the numbers.
+    pub message: String,
+    pub figures: Vec<Figure>,
+    pub cause: &'static str,
+    pub fix: String,
+    /// Audit rules that check the fix in the domain XML (`kvmtune explain ID`).
+    pub audit_rules: Vec<&'static str>,
+}
+
+/// Thresholds of the rules.
+#[derive(Debug, Clone, Serialize)]
+pub struct Limits {
+    /// exit-io-storm: share of exits, and exits/s or samples.
+    pub io_share: f64,
+    pub io_rate: f64,
+    pub io_count: f64,
+    /// exit-msr-storm (MSR and APIC exits together).
+    pub msr_share: f64,
+    pub msr_rate: f64,
+    pub msr_count: f64,
+    /// exit-hlt-poll: HLT exits/s, with CPU spent polling or overhead.
+    pub halt_rate: f64,
+    pub halt_poll_pct: f64,
+    /// exit-ept.
+    pub pf_share: f64,
+    pub pf_rate: f64,
+    pub pf_count: f64,
+    /// exit-pause.
+    pub pause_share: f64,
+    pub pause_rate: f64,
+    pub pause_count: f64,
+    /// exit-extint.
+    pub extint_share: f64,
+    pub extint_rate: f64,
+    pub extint_count: f64,
+    /// exit-mmio-emul: MMIO share and level, or instructions emulated per second.
+    pub mmio_share: f64,
+    pub mmio_rate: f64,
+    pub mmio_count: f64,
+    pub emulation_rate: f64,
+    /// overhead-high: host minus guest CPU, in % of one CPU, and host over guest.
+    pub overhead_pct: f64,
+    pub overhead_ratio: f64,
+    /// numa-remote: remote share of memory, for VMs of at least this much memory.
+    pub remote_share: f64,
+    pub remote_min_kib: u64,
+    /// exit-rate-high: exits/s (or samples) with no other rule explaining them.
+    pub total_rate: f64,
+    pub total_count: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            io_share: 0.30,
+            io_rate: 2_000.0,
+            io_count: 10_000.0,
+            msr_share: 0.30,
+            msr_rate: 20_000.0,
+            msr_count: 100_000.0,
+            halt_rate: 1_000.0,
+            halt_poll_pct: 10.0,
+            pf_share: 0.20,
+            pf_rate: 5_000.0,
+            pf_count: 10_000.0,
+            pause_share: 0.10,
+            pause_rate: 1_000.0,
+            pause_count: 5_000.0,
+            extint_share: 0.30,
+            extint_rate: 5_000.0,
+            extint_count: 20_000.0,
+            mmio_share: 0.30,
+            mmio_rate: 5_000.0,
+            mmio_count: 10_000.0,
+            emulation_rate: 10_000.0,
+            overhead_pct: 30.0,
+            overhead_ratio: 2.0,
+            remote_share: 0.25,
+            remote_min_kib: 512 * 1024,
+            total_rate: 100_000.0,
+            total_count: 1_000_000.0,
+        }
+    }
+}
+
+fn level_ok(p: &ExitProfile, v: f64, rate: f64, count: f64) -> bool {
+    if p.per_sec { v >= rate } else { v >= count }
+}
+
+fn unit(p: &ExitProfile) -> &'static str {
+    if p.per_sec { "exits/s" } else { "samples" }
+}
+
+fn shown(p: &ExitProfile, v: f64) -> String {
+    if p.per_sec {
+        format!("{v:.0}/s")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// An exit-share rule's test and figures.
+fn share_rule(
+    p: &ExitProfile,
+    kinds: &[ExitKind],
+    share: f64,
+    rate: f64,
+    count: f64,
+) -> Option<(f64, f64)> {
+    let v: f64 = kinds.iter().map(|k| p.kind(*k)).sum();
+    let s = if p.total > 0.0 { v / p.total } else { 0.0 };
+    (s >= share && level_ok(p, v, rate, count)).then_some((v, s))
+}
+
+fn top_keys(keys: &[(String, f64)], n: usize) -> String {
+    keys.iter()
+        .take(n)
+        .map(|(k, v)| match port_hint(k) {
+            Some(h) => format!("{k} {v:.0} ({h})"),
+            None => format!("{k} {v:.0}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Judge one profile.
+pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
+    let mut out = Vec::new();
+    let u = unit(p);
+
+    if let Some((v, s)) = share_rule(p, &[ExitKind::Io], lim.io_share, lim.io_rate, lim.io_count) {
+        let mut figures = vec![
+            fig("io exits", v, u),
+            fig("io share of exits", s * 100.0, "%"),
+            fig("all exits", p.total, u),
+        ];
+        let timer_io: f64 = p
+            .io_ports
+            .iter()
+            .filter(|(k, _)| is_timer_port(k))
+            .map(|(_, v)| v)
+            .sum();
+        let mut message = format!(
+            "port I/O exits are {:.1}% of all exits ({})",
+            s * 100.0,
+            shown(p, v)
+        );
+        if !p.io_ports.is_empty() {
+            message.push_str(&format!("; busiest ports: {}", top_keys(&p.io_ports, 4)));
+            figures.push(fig("timer port accesses", timer_io, "samples"));
+        }
+        out.push(Diagnosis {
+            rule: "exit-io-storm",
+            level: Level::Warn,
+            title: "I/O exit storm",
+            message,
+            figures,
+            cause: "the guest programs a legacy timer (PIT, RTC, ACPI PM timer) or polls a \
+                    legacy device through port I/O, each access a full exit to QEMU",
+            fix: "give the guest a paravirtual clock: for Windows, <timer name='hypervclock' \
+                  present='yes'/> with the synic and stimer enlightenments, rtc \
+                  tickpolicy='catchup', pit tickpolicy='delay' (seed 004: hpet present='yes' \
+                  cut a 130% idle CPU to 7% on an old QEMU); remove idle USB tablets and legacy \
+                  devices; `kvmtune apply DOMAIN --rule clock-windows` makes the change"
+                .to_string(),
+            audit_rules: vec![
+                "clock-windows",
+                "hyperv-enlightenments",
+                "dev-usb-idle",
+                "dev-legacy",
+            ],
+        });
+    }
+
+    if let Some((v, s)) = share_rule(
+        p,
+        &[ExitKind::Msr, ExitKind::Apic],
+        lim.msr_share,
+        lim.msr_rate,
+        lim.msr_count,
+    ) {
+        let mut message = format!(
+            "MSR and APIC exits are {:.1}% of all exits ({})",
+            s * 100.0,
+            shown(p, v)
+        );
+        if !p.msrs.is_empty() {
+            message.push_str(&format!("; busiest MSRs: {}", top_keys(&p.msrs, 4)));
+        }
+        if !p.mmio.is_empty() {
+            message.push_str(&format!("; busiest MMIO: {}", top_keys(&p.mmio, 3)));
+        }
+        out.push(Diagnosis {
+            rule: "exit-msr-storm",
+            level: Level::Warn,
+            title: "MSR/APIC exit storm",
+            message,
+            figures: vec![
+                fig("msr+apic exits", v, u),
+                fig("msr+apic share of exits", s * 100.0, "%"),
+                fig("all exits", p.total, u),
+            ],
+            cause: "timer programming (TSC deadline MSR 0x6e0, APIC timer 0xfee00380/x2APIC \
+                    0x838) or IPIs (x2APIC ICR 0x830) trapping on every access; a Windows guest \
+                    without synthetic timers, or a guest clock source looping",
+            fix: "Windows: enable the Hyper-V enlightenments synic, stimer (with direct mode), \
+                  vapic, ipi and tlbflush as the host supports them; Linux: keep kvmclock and \
+                  check the guest's clocksource"
+                .to_string(),
+            audit_rules: vec!["hyperv-enlightenments", "clock-windows", "clock-linux"],
+        });
+    }
+
+    if p.per_sec {
+        let halts = p.kind(ExitKind::Halt);
+        let polling = p.halt_poll_pct.unwrap_or(0.0);
+        let overhead = p.cpu.as_ref().map(|c| c.host_pct - c.guest_pct);
+        if halts >= lim.halt_rate
+            && (polling >= lim.halt_poll_pct || overhead.is_some_and(|o| o >= lim.overhead_pct))
+        {
+            let mut figures = vec![
+                fig("halt exits", halts, "exits/s"),
+                fig("CPU spent halt polling", polling, "% of a CPU"),
+            ];
+            if let Some(o) = overhead {
+                figures.push(fig("overhead (host - guest CPU)", o, "% of a CPU"));
+            }
+            out.push(Diagnosis {
+                rule: "exit-hlt-poll",
+                level: Level::Warn,
+                title: "halt polling burns host CPU",
+                message: format!(
+                    "{halts:.0} HLT exits/s with {polling:.1}% of a CPU spent polling{}",
+                    overhead
+                        .map(|o| format!(" and {o:.0}% of a CPU of overhead"))
+                        .unwrap_or_default()
+                ),
+                figures,
+                cause: "the guest wakes and halts many times a second and KVM polls before \
+                        sleeping each time (halt_poll_ns), or the guest idles with idle=poll",
+                fix: "lower kvm's halt_poll_ns (module parameter) or the per-VM \
+                      halt-poll limit on hosts that are not latency-critical; on Windows guests \
+                      give the timer enlightenments so the guest wakes less"
+                    .to_string(),
+                audit_rules: vec!["host-halt-poll", "hyperv-enlightenments"],
+            });
+        }
+    }
+
+    if let Some((v, s)) = share_rule(
+        p,
+        &[ExitKind::PageFault],
+        lim.pf_share,
+        lim.pf_rate,
+        lim.pf_count,
+    ) {
+        out.push(Diagnosis {
+            rule: "exit-ept",
+            level: Level::Warn,
+            title: "many EPT/NPF faults",
+            message: format!(
+                "EPT/NPF page faults are {:.1}% of all exits ({})",
+                s * 100.0,
+                shown(p, v)
+            ),
+            figures: vec![
+                fig("page-fault exits", v, u),
+                fig("share of exits", s * 100.0, "%"),
+            ],
+            cause: "guest memory backed by 4 KiB pages, or memory that keeps being faulted in \
+                    (ballooning, KSM, THP splitting, a guest touching fresh memory)",
+            fix: "back the guest with hugepages (<memoryBacking><hugepages/>) or make sure THP \
+                  covers it; lock memory for latency-critical guests"
+                .to_string(),
+            audit_rules: vec!["mem-hugepages", "host-thp", "host-hugepages-pool"],
+        });
+    }
+
+    if let Some((v, s)) = share_rule(
+        p,
+        &[ExitKind::Pause],
+        lim.pause_share,
+        lim.pause_rate,
+        lim.pause_count,
+    ) {
+        out.push(Diagnosis {
+            rule: "exit-pause",
+            level: Level::Warn,
+            title: "vCPUs spin on locks",
+            message: format!(
+                "PAUSE exits (pause-loop spinning) are {:.1}% of all exits ({})",
+                s * 100.0,
+                shown(p, v)
+            ),
+            figures: vec![
+                fig("pause exits", v, u),
+                fig("share of exits", s * 100.0, "%"),
+            ],
+            cause: "a vCPU spins on a lock whose holder's vCPU is not running: vCPU \
+                    overcommit or vCPUs sharing host CPUs",
+            fix: "reduce vCPU overcommit, pin vCPUs to dedicated host CPUs (`kvmtune plan`)"
+                .to_string(),
+            audit_rules: vec!["host-overcommit", "numa-unbound"],
+        });
+    }
+
+    if let Some((v, s)) = share_rule(
+        p,
+        &[ExitKind::ExternalInterrupt],
+        lim.extint_share,
+        lim.extint_rate,
+        lim.extint_count,
+    ) {
+        out.push(Diagnosis {
+            rule: "exit-extint",
+            level: Level::Warn,
+            title: "host interrupts hit vCPU CPUs",
+            message: format!(
+                "external-interrupt exits are {:.1}% of all exits ({})",
+                s * 100.0,
+                shown(p, v)
+            ),
+            figures: vec![
+                fig("external-interrupt exits", v, u),
+                fig("share of exits", s * 100.0, "%"),
+            ],
+            cause: "host device interrupts, timers or IPIs are delivered to the CPUs the vCPUs \
+                    run on",
+            fix: "isolate the vCPUs' CPUs (isolcpus/nohz_full), move IRQ affinity away from \
+                  them, pin vCPUs (`kvmtune plan`)"
+                .to_string(),
+            audit_rules: vec!["host-isolcpus", "host-isolcpus-pinning"],
+        });
+    }
+
+    let mmio = share_rule(
+        p,
+        &[ExitKind::Mmio],
+        lim.mmio_share,
+        lim.mmio_rate,
+        lim.mmio_count,
+    );
+    let emul = p.kind(ExitKind::Emulation);
+    let emul_hit = p.per_sec && emul >= lim.emulation_rate;
+    if mmio.is_some() || emul_hit {
+        let (v, s) = mmio.unwrap_or((p.kind(ExitKind::Mmio), p.share(ExitKind::Mmio)));
+        let mut figures = vec![
+            fig("mmio exits", v, u),
+            fig("mmio share of exits", s * 100.0, "%"),
+        ];
+        let mut message = format!(
+            "MMIO exits are {:.1}% of all exits ({})",
+            s * 100.0,
+            shown(p, v)
+        );
+        if emul_hit {
+            figures.push(fig("instructions emulated", emul, "per s"));
+            message.push_str(&format!("; KVM emulates {emul:.0} instructions/s"));
+        }
+        if !p.mmio.is_empty() {
+            message.push_str(&format!("; busiest MMIO: {}", top_keys(&p.mmio, 3)));
+        }
+        out.push(Diagnosis {
+            rule: "exit-mmio-emul",
+            level: Level::Warn,
+            title: "emulated device or instruction emulation",
+            message,
+            figures,
+            cause: "an emulated (non-virtio) disk or NIC, VGA, or guest code KVM must emulate \
+                    instruction by instruction (real mode, no unrestricted guest)",
+            fix: "use virtio disks (bus='virtio' or virtio-scsi) and virtio-net; check the \
+                  guest's mode and the host's CPU virtualization features"
+                .to_string(),
+            audit_rules: vec!["disk-bus", "net-model", "dev-legacy"],
+        });
+    }
+
+    if let Some(c) = &p.cpu {
+        let overhead = c.host_pct - c.guest_pct;
+        if overhead >= lim.overhead_pct && c.host_pct >= lim.overhead_ratio * c.guest_pct {
+            let mut figures = vec![
+                fig("host CPU of the QEMU process", c.host_pct, "% of a CPU"),
+                fig("guest CPU", c.guest_pct, "% of a CPU"),
+                fig("overhead", overhead, "% of a CPU"),
+            ];
+            if let Some(e) = c.emulator_pct {
+                figures.push(fig("emulator threads", e, "% of a CPU"));
+            }
+            out.push(Diagnosis {
+                rule: "overhead-high",
+                level: Level::Warn,
+                title: "QEMU uses much more CPU than the guest",
+                message: format!(
+                    "the QEMU process uses {:.0}% of a CPU while the guest runs {:.0}%: {:.0}% \
+                     overhead{}",
+                    c.host_pct,
+                    c.guest_pct,
+                    overhead,
+                    c.emulator_pct
+                        .map(|e| format!(", {e:.0}% in emulator threads"))
+                        .unwrap_or_default()
+                ),
+                figures,
+                cause: "device or timer emulation: every exit to QEMU and every emulated \
+                        device costs host CPU the guest never sees",
+                fix: "see the exit rules above; the usual causes are the guest clock \
+                      (clock-windows), emulated devices and idle USB tablets"
+                    .to_string(),
+                audit_rules: vec![
+                    "clock-windows",
+                    "disk-bus",
+                    "net-model",
+                    "dev-usb-idle",
+                    "dev-tablet",
+                ],
+            });
+        }
+    }
+
+    if let Some(r) = p.remote_share
+        && r >= lim.remote_share
+        && p.memory_kib.is_some_and(|m| m >= lim.remote_min_kib)
+    {
+        out.push(Diagnosis {
+            rule: "numa-remote",
+            level: Level::Warn,
+            title: "guest memory on remote NUMA nodes",
+            message: format!(
+                "{:.0}% of the VM's memory is on NUMA nodes its vCPUs do not run on",
+                r * 100.0
+            ),
+            figures: vec![
+                fig("remote share", r * 100.0, "%"),
+                fig("memory", p.memory_kib.unwrap_or(0) as f64 / 1024.0, "MiB"),
+            ],
+            cause: "vCPUs and memory placed independently (no numatune, or vCPUs moved)",
+            fix: "bind memory to the vCPUs' node with <numatune> or let `kvmtune plan` place \
+                  the VM"
+                .to_string(),
+            audit_rules: vec!["numa-unbound", "numa-inconsistent"],
+        });
+    }
+
+    let explained = out.iter().any(|d| d.rule.starts_with("exit-"));
+    if !explained && level_ok(p, p.total, lim.total_rate, lim.total_count) {
+        let dominant = p
+            .top
+            .first()
+            .map(|(k, v)| format!("; the largest is {k} ({})", shown(p, *v)))
+            .unwrap_or_default();
+        out.push(Diagnosis {
+            rule: "exit-rate-high",
+            level: Level::Info,
+            title: "very high exit rate",
+            message: format!("{} exits{dominant}", shown(p, p.total)),
+            figures: vec![fig("all exits", p.total, u)],
+            cause: "no specific rule matches the dominant exit reason; a guest looping on one \
+                    event (a fault it cannot resolve, a clock read) shows like this",
+            fix: "look at the dominant reason: EXCEPTION_NMI means intercepted guest \
+                  exceptions (often page faults under shadow paging), INVLPG and CR_ACCESS \
+                  point at shadow paging too (is EPT/NPT on?)"
+                .to_string(),
+            audit_rules: vec![],
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exits::CpuFigures;
+
+    fn profile(per_sec: bool, total: f64, kinds: &[(ExitKind, f64)]) -> ExitProfile {
+        ExitProfile {
+            per_sec,
+            total,
+            kinds: kinds.iter().copied().collect(),
+            ..ExitProfile::default()
+        }
+    }
+
+    fn rules(p: &ExitProfile) -> Vec<&'static str> {
+        diagnose(p, &Limits::default())
+            .iter()
+            .map(|d| d.rule)
+            .collect()
+    }
+
+    #[test]
+    fn io_storm_needs_share_and_level() {
+        assert_eq!(
+            rules(&profile(true, 10_000.0, &[(ExitKind::Io, 8_000.0)])),
+            ["exit-io-storm"]
+        );
+        // a large share of a small number is no storm
+        assert!(rules(&profile(true, 1_000.0, &[(ExitKind::Io, 800.0)])).is_empty());
+        // many I/O exits among many more others is no storm either
+        assert!(rules(&profile(true, 90_000.0, &[(ExitKind::Io, 5_000.0)])).is_empty());
+    }
+
+    #[test]
+    fn halt_polling_needs_cpu_figures() {
+        let mut p = profile(true, 5_000.0, &[(ExitKind::Halt, 4_000.0)]);
+        assert!(rules(&p).is_empty());
+        p.halt_poll_pct = Some(35.0);
+        assert_eq!(rules(&p), ["exit-hlt-poll"]);
+        // a perf report has no CPU figures: the rule does not judge it
+        let q = profile(false, 500_000.0, &[(ExitKind::Halt, 400_000.0)]);
+        assert!(!rules(&q).contains(&"exit-hlt-poll"));
+    }
+
+    #[test]
+    fn overhead_and_numa() {
+        let mut p = profile(true, 10.0, &[]);
+        p.cpu = Some(CpuFigures {
+            host_pct: 130.0,
+            guest_pct: 5.0,
+            emulator_pct: Some(60.0),
+            vcpus: 2,
+        });
+        p.remote_share = Some(0.6);
+        p.memory_kib = Some(4 << 20);
+        assert_eq!(rules(&p), ["overhead-high", "numa-remote"]);
+        p.cpu = Some(CpuFigures {
+            host_pct: 180.0,
+            guest_pct: 170.0,
+            emulator_pct: None,
+            vcpus: 2,
+        });
+        p.memory_kib = Some(64 << 10);
+        assert!(rules(&p).is_empty());
+    }
+
+    #[test]
+    fn an_unexplained_flood_is_named() {
+        let mut p = profile(true, 600_000.0, &[(ExitKind::Other, 590_000.0)]);
+        p.top = vec![("kvm_exit(EXCEPTION_NMI)".into(), 590_000.0)];
+        let d = diagnose(&p, &Limits::default());
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].rule, "exit-rate-high");
+        assert!(d[0].message.contains("EXCEPTION_NMI"));
+    }
+}

@@ -1,0 +1,324 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Recorded reports: every sample of `shared/corpus/perf-kvm-stat` parses and its numbers
+//! agree with the text; seed 004's before/after tables diagnose as the seed tells.
+
+use std::path::{Path, PathBuf};
+
+use kvmtune_kvmstat::diagnose::{Limits, diagnose};
+use kvmtune_kvmstat::exits::profiles;
+use kvmtune_kvmstat::perf::{KvmStatLayout, Recorded, TableKind, parse};
+
+fn corpus_dir() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/perf-kvm-stat");
+    if d.is_dir() {
+        Some(d)
+    } else {
+        eprintln!(
+            "skipped: {} is absent (shared/ is not beside the checkout)",
+            d.display()
+        );
+        None
+    }
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// Every number parsed must be printed, as perf prints it, in the text; and the columns must
+/// agree with each other: Samples% with Total Samples, Time% with the averages, the sum of
+/// the rows with the total.
+fn check_against_text(name: &str, text: &str, rec: &Recorded) {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for t in &rec.perf {
+        assert!(!t.rows.is_empty(), "{name}: empty table at line {}", t.line);
+        for r in &t.rows {
+            let mut printed = vec![
+                r.samples.to_string(),
+                format!("{:.2}%", r.samples_pct),
+                format!("{:.2}%", r.time_pct),
+                format!("{:.2}us", r.avg_us),
+            ];
+            printed.extend(r.min_us.map(|v| format!("{v:.2}us")));
+            printed.extend(r.max_us.map(|v| format!("{v:.2}us")));
+            printed.extend(r.stddev_pct.map(|v| format!("{v:.2}%")));
+            for p in printed {
+                assert!(
+                    flat.contains(&p),
+                    "{name}: {} {p} is not in the text",
+                    r.key
+                );
+            }
+            if let Some(total) = t.total_samples {
+                let pct = 100.0 * r.samples as f64 / total as f64;
+                assert!(
+                    (pct - r.samples_pct).abs() <= 0.0051,
+                    "{name}: {} Samples% {} vs {pct:.4}",
+                    r.key,
+                    r.samples_pct
+                );
+            }
+            if let (Some(mn), Some(mx)) = (r.min_us, r.max_us) {
+                assert!(
+                    mn <= r.avg_us && r.avg_us <= mx,
+                    "{name}: {} min/avg/max",
+                    r.key
+                );
+            }
+        }
+        let sum: u64 = t.rows.iter().map(|r| r.samples).sum();
+        let pct_sum: f64 = t.rows.iter().map(|r| r.samples_pct).sum();
+        if let Some(total) = t.total_samples {
+            assert!(sum <= total, "{name}: rows sum {sum} > total {total}");
+            if (pct_sum - 100.0).abs() < 0.05 {
+                assert_eq!(sum, total, "{name}: table at line {}", t.line);
+            }
+        }
+        if let Some(tt) = t.total_time_us {
+            for r in t
+                .rows
+                .iter()
+                .filter(|r| r.avg_us >= 1.0 && r.time_pct >= 1.0)
+            {
+                let est = 100.0 * r.samples as f64 * r.avg_us / tt;
+                assert!(
+                    (est - r.time_pct).abs() <= 0.02 + r.time_pct * 0.01,
+                    "{name}: {} Time% {} vs samples*avg/total {est:.3}",
+                    r.key,
+                    r.time_pct
+                );
+            }
+        }
+    }
+    for b in &rec.kvm_stat {
+        for r in &b.rows {
+            assert!(
+                flat.contains(&format!("{} {}", r.name, r.total)),
+                "{name}: {}",
+                r.name
+            );
+            if let Some(v) = r.per_sec {
+                assert!(v <= r.total as f64, "{name}: {} rate above total", r.name);
+            }
+        }
+        if let Some(total) = b.total {
+            let sum: u64 = b.rows.iter().map(|r| r.total).sum();
+            assert_eq!(sum, total, "{name}: kvm_stat Total row");
+            for r in &b.rows {
+                let pct = 100.0 * r.total as f64 / total as f64;
+                assert!(
+                    (pct - r.pct.unwrap()).abs() <= 0.051,
+                    "{name}: {} %Total",
+                    r.name
+                );
+            }
+        }
+        if let Some(rate) = b.total_per_sec {
+            let sum: f64 = b.rows.iter().filter_map(|r| r.per_sec).sum();
+            assert!(
+                (sum - rate).abs() <= b.rows.len() as f64,
+                "{name}: rate sum {sum} vs {rate}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_corpus_sample_parses_and_agrees_with_its_text() {
+    let Some(dir) = corpus_dir() else { return };
+    // what each sample holds, counted by hand from the text:
+    // (file prefix, perf tables as (kind, rows, total samples), kvm_stat blocks as (layout, rows))
+    type Expect = (
+        &'static str,
+        &'static [(TableKind, usize, Option<u64>)],
+        &'static [(KvmStatLayout, usize)],
+    );
+    let expect: &[Expect] = &[
+        ("01-", &[(TableKind::Vmexit, 7, Some(27549))], &[]),
+        (
+            "03-",
+            &[
+                (TableKind::Vmexit, 4, Some(1027227)),
+                (TableKind::Vmexit, 4, Some(219802)),
+                (TableKind::Vmexit, 6, Some(255363)),
+            ],
+            &[],
+        ),
+        ("05-", &[(TableKind::Vmexit, 9, Some(25898))], &[]),
+        (
+            "06-",
+            &[
+                (TableKind::Vmexit, 9, Some(98202)),
+                (TableKind::Mmio, 4, Some(65057)),
+                (TableKind::Ioport, 1, Some(383)),
+                (TableKind::Vmexit, 9, Some(10914)),
+            ],
+            &[],
+        ),
+        ("09-", &[], &[(KvmStatLayout::Summary, 10)]),
+        (
+            "12-",
+            &[],
+            &[(KvmStatLayout::Classic, 5), (KvmStatLayout::Classic, 7)],
+        ),
+    ];
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files.len(),
+        expect.len(),
+        "a new corpus sample needs its expectations here"
+    );
+    for (path, (prefix, tables, blocks)) in files.iter().zip(expect) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(prefix), "{name} vs {prefix}");
+        let text = std::fs::read_to_string(path).unwrap();
+        let rec = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got: Vec<_> = rec
+            .perf
+            .iter()
+            .map(|t| (t.kind, t.rows.len(), t.total_samples))
+            .collect();
+        assert_eq!(got, tables.to_vec(), "{name}");
+        let got: Vec<_> = rec
+            .kvm_stat
+            .iter()
+            .map(|b| (b.layout, b.rows.len()))
+            .collect();
+        assert_eq!(got, blocks.to_vec(), "{name}");
+        check_against_text(&name, &text, &rec);
+    }
+}
+
+#[test]
+fn corpus_values_read_back_exactly() {
+    let Some(dir) = corpus_dir() else { return };
+    let read = |prefix: &str| {
+        let p = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .unwrap();
+        parse(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    // unknown-exit diagnostic lines between rows are kept as notes, not rows
+    let r = read("01-");
+    let t = &r.perf[0];
+    assert_eq!(t.notes.len(), 5);
+    assert_eq!(t.rows[0].key, "INVLPG");
+    assert_eq!(t.rows[1].max_us, Some(1663159.36));
+    assert_eq!(t.total_time_us, Some(20043311.08));
+    // a mail-wrapped row with the closing parenthesis lost
+    let r = read("03-");
+    let row = &r.perf[0].rows[3];
+    assert_eq!(
+        (row.key.as_str(), row.samples, row.max_us, row.avg_us),
+        ("VMCALL", 17819, Some(15.64), 4.20)
+    );
+    assert_eq!(row.stddev_pct, Some(0.33));
+    // the 2013 layout without Min/Max and its per-vCPU scope
+    let r = read("06-");
+    assert!(!r.perf[0].min_max);
+    assert_eq!(r.perf[3].scope.as_deref(), Some("VCPU 0"));
+    assert_eq!(r.perf[2].rows[0].key, "0xc090:POUT");
+    // kvm_stat: the summary's rates, and the old screen's reason rows
+    let r = read("09-");
+    let b = &r.kvm_stat[0];
+    assert_eq!(
+        (b.total, b.total_per_sec),
+        (Some(22521394), Some(1199967.0))
+    );
+    assert_eq!(b.rows[3].name, "kvm_msr");
+    assert_eq!(b.rows[3].per_sec, Some(92289.0));
+    let r = read("12-");
+    assert_eq!(r.kvm_stat[1].rows[3].name, "kvm_exit(EXCEPTION_NMI)");
+    assert_eq!(r.kvm_stat[1].rows[3].per_sec, Some(330604.0));
+}
+
+#[test]
+fn corpus_diagnoses_name_the_known_causes() {
+    let Some(dir) = corpus_dir() else { return };
+    let lim = Limits::default();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut seen = Vec::new();
+    for p in &files {
+        let rec = parse(&std::fs::read_to_string(p).unwrap()).unwrap();
+        let name = p.file_name().unwrap().to_string_lossy()[..3].to_string();
+        let rules: Vec<_> = profiles(&rec, &name)
+            .iter()
+            .flat_map(|p| diagnose(p, &lim))
+            .map(|d| d.rule)
+            .collect();
+        seen.push((name, rules));
+    }
+    let of = |prefix: &str| &seen.iter().find(|(n, _)| n.starts_with(prefix)).unwrap().1;
+    // 03: a Windows guest with 924k MSR writes (the thread is about synthetic timers)
+    assert!(
+        of("03-").iter().all(|r| *r == "exit-msr-storm"),
+        "{:?}",
+        of("03-")
+    );
+    assert_eq!(of("03-").len(), 3);
+    // 09: a guest reading kvmclock in a loop: 92k MSR events/s of 277k exits/s
+    assert_eq!(of("09-"), &["exit-msr-storm"]);
+    // 12: 616k exits/s (EXCEPTION_NMI, a guest faulting in a loop): no specific rule fits
+    assert!(of("12-").contains(&"exit-rate-high"), "{:?}", of("12-"));
+    // 05 (sysbench in a healthy guest) and 06 (Windows 7, moderate APIC traffic): nothing
+    assert!(of("05-").is_empty(), "{:?}", of("05-"));
+    assert!(of("06-").is_empty(), "{:?}", of("06-"));
+}
+
+#[test]
+fn seed_004_before_is_an_io_storm_pointing_at_the_clock_and_after_is_clean() {
+    let lim = Limits::default();
+    let before = parse(&fixture("seed004-before.txt")).unwrap();
+    let ps = profiles(&before, "before");
+    assert_eq!(ps.len(), 1);
+    let d = diagnose(&ps[0], &lim);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].rule, "exit-io-storm");
+    assert!(d[0].message.contains("78.7%"), "{}", d[0].message);
+    assert!(d[0].audit_rules.contains(&"clock-windows"));
+    assert!(d[0].fix.contains("hypervclock") && d[0].fix.contains("hpet"));
+    assert!(d[0].figures.iter().any(|f| f.value == 55654.0));
+
+    let after = parse(&fixture("seed004-after.txt")).unwrap();
+    let ps = profiles(&after, "after");
+    let d = diagnose(&ps[0], &lim);
+    assert!(d.is_empty(), "after the fix nothing is alarming: {d:?}");
+}
+
+#[test]
+fn own_fixtures_amd_ports_and_kvm_stat_once() {
+    let lim = Limits::default();
+    let rec = parse(&fixture("amd-windows-rtc-storm.txt")).unwrap();
+    assert_eq!(rec.perf.len(), 2);
+    assert_eq!(rec.perf[0].rows[5].key, "DE excp");
+    let ps = profiles(&rec, "amd");
+    assert_eq!(ps[0].io_ports[0].0, "0x70:POUT");
+    let d = diagnose(&ps[0], &lim);
+    assert_eq!(d[0].rule, "exit-io-storm");
+    assert!(d[0].message.contains("RTC"), "{}", d[0].message);
+    check_against_text("amd", &fixture("amd-windows-rtc-storm.txt"), &rec);
+
+    let rec = parse(&fixture("kvm_stat-once.txt")).unwrap();
+    assert_eq!(rec.kvm_stat[0].layout, KvmStatLayout::Batch);
+    let ps = profiles(&rec, "once");
+    assert!(ps[0].per_sec);
+    assert_eq!(ps[0].total, 61019.0);
+    let rules: Vec<_> = diagnose(&ps[0], &lim).iter().map(|d| d.rule).collect();
+    assert_eq!(rules, ["exit-mmio-emul"]);
+}
