@@ -47,7 +47,7 @@ fn allowed(status: &str) -> Option<String> {
 }
 
 /// `CPU 3/KVM` -> 3.
-fn vcpu_index(comm: &str) -> Option<u32> {
+pub fn vcpu_index(comm: &str) -> Option<u32> {
     let rest = comm.trim().strip_prefix("CPU ")?;
     let (n, kind) = rest.split_once('/')?;
     matches!(kind, "KVM" | "TCG" | "HVF" | "WHPX").then_some(())?;

@@ -6,4 +6,6 @@
 
 pub mod diagnose;
 pub mod exits;
+pub mod live;
 pub mod perf;
+pub mod procstat;

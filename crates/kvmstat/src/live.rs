@@ -1,0 +1,832 @@
+//! Live statistics: one libvirt call per interval for every domain (CPU, vCPU, balloon and
+//! the kernel's binary KVM statistics), plus each local QEMU process's /proc accounting;
+//! two snapshots make a [`Frame`] of per-VM figures.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use kvmtune_libvirt::{StatValue, StatsRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::exits::{Counter, CpuFigures, ExitKind, ExitProfile, counter};
+use crate::procstat::{ProcFs, ProcSample, USER_HZ};
+
+pub const STAT_SCHEMA: &str = "kvmtune.stat";
+pub const STAT_VERSION: u32 = 1;
+
+/// One vCPU as libvirt reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RawVcpu {
+    pub time_ns: Option<u64>,
+    pub wait_ns: Option<u64>,
+    pub delay_ns: Option<u64>,
+    /// KVM's cumulative per-vCPU counters (`vcpu.N.NAME.sum`): exits, io_exits, ...
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// One domain's statistics record, decoded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RawDomain {
+    pub name: String,
+    pub id: Option<u32>,
+    pub cpu_time_ns: Option<u64>,
+    pub cpu_user_ns: Option<u64>,
+    pub cpu_system_ns: Option<u64>,
+    pub balloon_current_kib: Option<u64>,
+    pub balloon_rss_kib: Option<u64>,
+    pub vcpus: BTreeMap<u32, RawVcpu>,
+    /// The VM's KVM statistics (`vm.NAME.sum|cur|max`), by NAME.
+    pub vm: BTreeMap<String, u64>,
+}
+
+impl RawDomain {
+    pub fn from_record(rec: &StatsRecord) -> RawDomain {
+        let mut d = RawDomain {
+            name: rec.name.clone(),
+            id: rec.id,
+            ..RawDomain::default()
+        };
+        for (k, v) in &rec.params {
+            let Some(v) = v.as_u64() else { continue };
+            match k.as_str() {
+                "cpu.time" => d.cpu_time_ns = Some(v),
+                "cpu.user" => d.cpu_user_ns = Some(v),
+                "cpu.system" => d.cpu_system_ns = Some(v),
+                "balloon.current" => d.balloon_current_kib = Some(v),
+                "balloon.rss" => d.balloon_rss_kib = Some(v),
+                _ => {}
+            }
+            if let Some(rest) = k.strip_prefix("vm.") {
+                let base = rest
+                    .strip_suffix(".sum")
+                    .or_else(|| rest.strip_suffix(".cur"))
+                    .or_else(|| rest.strip_suffix(".max"))
+                    .unwrap_or(rest);
+                d.vm.insert(base.to_string(), v);
+            } else if let Some(rest) = k.strip_prefix("vcpu.")
+                && let Some((n, field)) = rest.split_once('.')
+                && let Ok(n) = n.parse::<u32>()
+            {
+                let c = d.vcpus.entry(n).or_default();
+                match field {
+                    "time" => c.time_ns = Some(v),
+                    "wait" => c.wait_ns = Some(v),
+                    "delay" => c.delay_ns = Some(v),
+                    _ => {
+                        if let Some(name) = field.strip_suffix(".sum") {
+                            c.counters.insert(name.to_string(), v);
+                        }
+                    }
+                }
+            }
+        }
+        d
+    }
+
+    /// Whether libvirt gave KVM's per-vCPU counters (a KVM domain on libvirt ≥ 8.x).
+    pub fn has_kvm_counters(&self) -> bool {
+        self.vcpus
+            .values()
+            .any(|v| v.counters.contains_key("exits"))
+    }
+}
+
+/// Per-vCPU counters from a QMP `query-stats` reply (target `vcpu`), in vCPU order.
+pub fn parse_query_stats(reply: &str) -> Result<Vec<BTreeMap<String, u64>>, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(reply).map_err(|e| format!("query-stats reply: {e}"))?;
+    let list = v
+        .get("return")
+        .and_then(|r| r.as_array())
+        .ok_or("query-stats reply has no return list")?;
+    let mut out = Vec::new();
+    for entry in list {
+        if entry.get("provider").and_then(|p| p.as_str()) != Some("kvm") {
+            continue;
+        }
+        let mut m = BTreeMap::new();
+        for s in entry
+            .get("stats")
+            .and_then(|s| s.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(n), Some(val)) = (
+                s.get("name").and_then(|n| n.as_str()),
+                s.get("value").and_then(|v| v.as_u64()),
+            ) {
+                m.insert(n.to_string(), val);
+            }
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// One domain at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomSnap {
+    pub raw: RawDomain,
+    pub proc: Option<ProcSample>,
+    /// Memory per NUMA node in KiB (refreshed less often than the rest).
+    pub numa_kib: Option<BTreeMap<u32, u64>>,
+    /// Why the /proc figures are missing, when they are.
+    pub proc_note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Seconds since the sampler started (monotonic).
+    pub mono_s: f64,
+    pub unix_ms: u64,
+    pub domains: BTreeMap<String, DomSnap>,
+}
+
+/// Exits per second by counter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExitRates {
+    pub total: f64,
+    pub io: f64,
+    pub mmio: f64,
+    pub halt: f64,
+    pub irq: f64,
+    pub irq_window: f64,
+    pub signal: f64,
+    pub insn_emulation: f64,
+    pub pf_fixed: f64,
+    pub hypercalls: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VcpuFigures {
+    pub id: u32,
+    pub cpu_pct: Option<f64>,
+    pub guest_pct: Option<f64>,
+    pub delay_pct: Option<f64>,
+    pub last_cpu: Option<u32>,
+    pub exits_per_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemFigures {
+    pub per_node_kib: BTreeMap<u32, u64>,
+    /// The nodes of the CPUs the vCPUs last ran on.
+    pub vcpu_nodes: Vec<u32>,
+    /// Share (0..1) of the process's memory on other nodes.
+    pub remote_share: Option<f64>,
+}
+
+/// One VM over one interval. CPU figures are in % of one host CPU.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VmFigures {
+    pub name: String,
+    pub id: Option<u32>,
+    pub pid: Option<u32>,
+    pub vcpus: u32,
+    /// CPU of the QEMU process (all threads).
+    pub host_cpu_pct: Option<f64>,
+    /// `proc` (/proc/PID/stat) or `libvirt` (cgroup cpu.time).
+    pub host_cpu_source: Option<String>,
+    pub guest_cpu_pct: Option<f64>,
+    /// `guest-time` (the kernel's time in guest mode) or `vcpu-threads` (vCPU thread time,
+    /// for TCG and remote hosts).
+    pub guest_cpu_source: Option<String>,
+    pub overhead_pct: Option<f64>,
+    /// Threads other than vCPUs: the main loop, I/O threads, workers.
+    pub emulator_cpu_pct: Option<f64>,
+    /// Time vCPUs were runnable but waiting for a host CPU (steal-like), summed.
+    pub delay_pct: Option<f64>,
+    /// KVM exits per second (absent for TCG domains, which have no KVM statistics).
+    pub exits: Option<ExitRates>,
+    /// CPU spent in halt polling.
+    pub halt_poll_pct: Option<f64>,
+    /// Every per-vCPU KVM counter, summed over vCPUs, per second.
+    pub kvm: BTreeMap<String, f64>,
+    pub vcpu: Vec<VcpuFigures>,
+    pub memory: Option<MemFigures>,
+    pub balloon_kib: Option<u64>,
+    pub rss_kib: Option<u64>,
+    pub notes: Vec<String>,
+}
+
+/// One interval: every VM present at both ends.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    pub kind: String,
+    pub version: u32,
+    /// End of the interval, RFC 3339 UTC.
+    pub time: String,
+    pub interval_s: f64,
+    pub domains: Vec<VmFigures>,
+    /// Running now, not at the start of the interval (rates from the next one).
+    pub appeared: Vec<String>,
+    /// Running at the start of the interval, gone now.
+    pub vanished: Vec<String>,
+    /// Restarted during the interval (new id or process, counters reset).
+    pub restarted: Vec<String>,
+}
+
+fn per_s(prev: Option<u64>, cur: Option<u64>, dt: f64) -> Option<f64> {
+    let (p, c) = (prev?, cur?);
+    (c >= p && dt > 0.0).then(|| (c - p) as f64 / dt)
+}
+
+fn pct_ns(prev: Option<u64>, cur: Option<u64>, dt: f64) -> Option<f64> {
+    per_s(prev, cur, dt).map(|v| v / 1e9 * 100.0)
+}
+
+fn pct_ticks(prev: u64, cur: u64, dt: f64) -> Option<f64> {
+    (cur >= prev && dt > 0.0).then(|| (cur - prev) as f64 / USER_HZ / dt * 100.0)
+}
+
+fn restarted(a: &DomSnap, b: &DomSnap) -> bool {
+    if a.raw.id != b.raw.id {
+        return true;
+    }
+    if let (Some(p), Some(q)) = (&a.proc, &b.proc)
+        && p.pid != q.pid
+    {
+        return true;
+    }
+    matches!((a.raw.cpu_time_ns, b.raw.cpu_time_ns), (Some(x), Some(y)) if y < x)
+}
+
+/// Figures of one VM between two snapshots of it. `cpu_node` maps a host CPU to its node.
+pub fn figures(a: &DomSnap, b: &DomSnap, dt: f64, cpu_node: &BTreeMap<u32, u32>) -> VmFigures {
+    let mut f = VmFigures {
+        name: b.raw.name.clone(),
+        id: b.raw.id,
+        pid: b.proc.as_ref().map(|p| p.pid),
+        vcpus: b.raw.vcpus.len() as u32,
+        balloon_kib: b.raw.balloon_current_kib,
+        rss_kib: b.raw.balloon_rss_kib,
+        ..VmFigures::default()
+    };
+    let kvm = b.raw.has_kvm_counters();
+    let procs = match (&a.proc, &b.proc) {
+        (Some(p), Some(q)) if p.pid == q.pid => Some((p, q)),
+        _ => None,
+    };
+    if let Some(n) = &b.proc_note {
+        f.notes.push(n.clone());
+    }
+
+    // host CPU
+    if let Some((p, q)) = procs {
+        f.host_cpu_pct = pct_ticks(
+            p.process.utime + p.process.stime,
+            q.process.utime + q.process.stime,
+            dt,
+        );
+        f.host_cpu_source = Some("proc".into());
+    }
+    if f.host_cpu_pct.is_none() {
+        f.host_cpu_pct = pct_ns(a.raw.cpu_time_ns, b.raw.cpu_time_ns, dt);
+        f.host_cpu_source = f.host_cpu_pct.map(|_| "libvirt".into());
+    }
+
+    // per vCPU
+    let mut vcpu_threads_pct: Option<f64> = None;
+    let mut guest_ticks_pct: Option<f64> = None;
+    for (&id, vb) in &b.raw.vcpus {
+        let va = a.raw.vcpus.get(&id);
+        let mut v = VcpuFigures {
+            id,
+            delay_pct: pct_ns(va.and_then(|x| x.delay_ns), vb.delay_ns, dt),
+            exits_per_s: per_s(
+                va.and_then(|x| x.counters.get("exits").copied()),
+                vb.counters.get("exits").copied(),
+                dt,
+            ),
+            ..VcpuFigures::default()
+        };
+        let thread = procs.and_then(|(p, q)| {
+            let tq = q.threads.iter().find(|t| t.vcpu == Some(id))?;
+            let tp = p.threads.iter().find(|t| t.tid == tq.tid)?;
+            Some((tp, tq))
+        });
+        if let Some((tp, tq)) = thread {
+            v.cpu_pct = pct_ticks(
+                tp.times.utime + tp.times.stime,
+                tq.times.utime + tq.times.stime,
+                dt,
+            );
+            v.guest_pct = pct_ticks(tp.times.guest, tq.times.guest, dt);
+            v.last_cpu = Some(tq.times.processor);
+        } else {
+            v.cpu_pct = pct_ns(va.and_then(|x| x.time_ns), vb.time_ns, dt);
+        }
+        if let Some(c) = v.cpu_pct {
+            *vcpu_threads_pct.get_or_insert(0.0) += c;
+        }
+        if let Some(g) = v.guest_pct {
+            *guest_ticks_pct.get_or_insert(0.0) += g;
+        }
+        if let Some(d) = v.delay_pct {
+            *f.delay_pct.get_or_insert(0.0) += d;
+        }
+        f.vcpu.push(v);
+    }
+
+    // guest CPU: the kernel's guest time for KVM; vCPU thread time otherwise
+    if kvm && let Some((p, q)) = procs {
+        f.guest_cpu_pct = pct_ticks(p.process.guest, q.process.guest, dt);
+        f.guest_cpu_source = Some("guest-time".into());
+    } else if kvm && guest_ticks_pct.is_some() {
+        f.guest_cpu_pct = guest_ticks_pct;
+        f.guest_cpu_source = Some("guest-time".into());
+    }
+    if f.guest_cpu_pct.is_none() && vcpu_threads_pct.is_some() {
+        f.guest_cpu_pct = vcpu_threads_pct;
+        f.guest_cpu_source = Some("vcpu-threads".into());
+    }
+    if let (Some(h), Some(g)) = (f.host_cpu_pct, f.guest_cpu_pct) {
+        f.overhead_pct = Some((h - g).max(0.0));
+    }
+    if let (Some(h), Some(v)) = (f.host_cpu_pct, vcpu_threads_pct) {
+        f.emulator_cpu_pct = Some((h - v).max(0.0));
+    }
+
+    // KVM counters
+    if kvm {
+        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        for (id, vb) in &b.raw.vcpus {
+            let Some(va) = a.raw.vcpus.get(id) else {
+                continue;
+            };
+            for (k, &cur) in &vb.counters {
+                if let Some(r) = per_s(va.counters.get(k).copied(), Some(cur), dt) {
+                    *sums.entry(k.clone()).or_default() += r;
+                }
+            }
+        }
+        let g = |k: &str| sums.get(k).copied().unwrap_or(0.0);
+        f.exits = Some(ExitRates {
+            total: g("exits"),
+            io: g("io_exits"),
+            mmio: g("mmio_exits"),
+            halt: g("halt_exits"),
+            irq: g("irq_exits"),
+            irq_window: g("irq_window_exits") + g("nmi_window_exits"),
+            signal: g("signal_exits"),
+            insn_emulation: g("insn_emulation"),
+            pf_fixed: g("pf_fixed"),
+            hypercalls: g("hypercalls"),
+        });
+        if sums.contains_key("halt_poll_success_ns") || sums.contains_key("halt_poll_fail_ns") {
+            f.halt_poll_pct =
+                Some((g("halt_poll_success_ns") + g("halt_poll_fail_ns")) / 1e9 * 100.0);
+        }
+        f.kvm = sums;
+    }
+
+    // memory placement
+    if let Some(numa) = &b.numa_kib {
+        let nodes: BTreeSet<u32> = f
+            .vcpu
+            .iter()
+            .filter_map(|v| v.last_cpu)
+            .filter_map(|c| cpu_node.get(&c).copied())
+            .collect();
+        let total: u64 = numa.values().sum();
+        let remote: u64 = numa
+            .iter()
+            .filter(|(n, _)| !nodes.contains(n))
+            .map(|(_, k)| k)
+            .sum();
+        f.memory = Some(MemFigures {
+            per_node_kib: numa.clone(),
+            remote_share: (!nodes.is_empty() && total > 0).then(|| remote as f64 / total as f64),
+            vcpu_nodes: nodes.into_iter().collect(),
+        });
+    }
+    f
+}
+
+/// RFC 3339 UTC time of a Unix time in milliseconds.
+pub fn rfc3339(unix_ms: u64) -> String {
+    humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_millis(unix_ms))
+        .to_string()
+}
+
+/// The frame between two snapshots.
+pub fn frame(prev: &Snapshot, cur: &Snapshot, cpu_node: &BTreeMap<u32, u32>) -> Frame {
+    let dt = cur.mono_s - prev.mono_s;
+    let mut fr = Frame {
+        kind: STAT_SCHEMA.into(),
+        version: STAT_VERSION,
+        time: rfc3339(cur.unix_ms),
+        interval_s: (dt * 1000.0).round() / 1000.0,
+        ..Frame::default()
+    };
+    for (name, b) in &cur.domains {
+        match prev.domains.get(name) {
+            None => fr.appeared.push(name.clone()),
+            Some(a) if restarted(a, b) => fr.restarted.push(name.clone()),
+            Some(a) => fr.domains.push(figures(a, b, dt, cpu_node)),
+        }
+    }
+    fr.vanished = prev
+        .domains
+        .keys()
+        .filter(|n| !cur.domains.contains_key(*n))
+        .cloned()
+        .collect();
+    fr
+}
+
+/// The diagnosis input of one VM's figures.
+pub fn profile(f: &VmFigures, source: &str) -> ExitProfile {
+    let mut p = ExitProfile {
+        source: source.to_string(),
+        per_sec: true,
+        ..ExitProfile::default()
+    };
+    let mut top: Vec<(String, f64)> = Vec::new();
+    for (k, v) in &f.kvm {
+        match counter(k) {
+            Some(Counter::Total) => p.total = *v,
+            Some(Counter::Kind(kind)) => {
+                *p.kinds.entry(kind).or_default() += v;
+                if kind != ExitKind::Emulation && kind != ExitKind::PageFault {
+                    top.push((k.clone(), *v));
+                }
+            }
+            None => {}
+        }
+    }
+    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    p.top = top;
+    if let (Some(h), Some(g)) = (f.host_cpu_pct, f.guest_cpu_pct) {
+        p.cpu = Some(CpuFigures {
+            host_pct: h,
+            guest_pct: g,
+            emulator_pct: f.emulator_cpu_pct,
+            vcpus: f.vcpus,
+        });
+    }
+    p.halt_poll_pct = f.halt_poll_pct;
+    p.delay_pct = f.delay_pct;
+    if let Some(m) = &f.memory {
+        p.remote_share = m.remote_share;
+        p.memory_kib = Some(m.per_node_kib.values().sum());
+    }
+    p
+}
+
+/// Where statistics come from: libvirt in the product, a fake in unit tests.
+pub trait StatsSource {
+    /// Every running domain's record, in one call.
+    fn fetch(&mut self) -> Result<Vec<StatsRecord>, String>;
+    /// A QMP command on a domain's monitor.
+    fn qmp(&mut self, domain: &str, command: &str) -> Result<String, String>;
+}
+
+impl StatsSource for kvmtune_libvirt::Libvirt {
+    fn fetch(&mut self) -> Result<Vec<StatsRecord>, String> {
+        self.all_domain_stats(kvmtune_libvirt::STATS_GROUPS)
+            .map_err(|e| e.to_string())
+    }
+    fn qmp(&mut self, domain: &str, command: &str) -> Result<String, String> {
+        kvmtune_libvirt::Libvirt::qmp(self, domain, command).map_err(|e| e.to_string())
+    }
+}
+
+/// Where the QEMU processes are, when they run on this host.
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub pids: kvmtune_apply::procfs::Proc,
+    pub proc: ProcFs,
+}
+
+/// Takes snapshots; keeps what must persist between them (pids, the QMP fallback's
+/// findings, the last NUMA reading).
+pub struct Sampler<S: StatsSource> {
+    pub source: S,
+    pub local: Option<Local>,
+    /// Only these domains (all when empty).
+    pub only: Vec<String>,
+    /// How often `/proc/PID/numa_maps` is read (it walks the page tables of the process).
+    pub numa_every: Duration,
+    start: Instant,
+    pids: HashMap<(String, Option<u32>), Option<u32>>,
+    /// (domain, id) -> whether QMP query-stats gives per-vCPU KVM counters libvirt did not.
+    qmp: HashMap<(String, Option<u32>), bool>,
+    numa: HashMap<(String, u32), (Instant, BTreeMap<u32, u64>)>,
+}
+
+impl<S: StatsSource> Sampler<S> {
+    pub fn new(source: S, local: Option<Local>, only: Vec<String>) -> Self {
+        Sampler {
+            source,
+            local,
+            only,
+            numa_every: Duration::from_secs(10),
+            start: Instant::now(),
+            pids: HashMap::new(),
+            qmp: HashMap::new(),
+            numa: HashMap::new(),
+        }
+    }
+
+    pub fn snapshot(&mut self) -> Result<Snapshot, String> {
+        let records = self.source.fetch()?;
+        let mono_s = self.start.elapsed().as_secs_f64();
+        let unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut domains = BTreeMap::new();
+        for rec in &records {
+            if !self.only.is_empty() && !self.only.iter().any(|n| *n == rec.name) {
+                continue;
+            }
+            let mut raw = RawDomain::from_record(rec);
+            self.qmp_fallback(&mut raw);
+            let (proc, numa_kib, proc_note) = self.proc_of(&raw);
+            domains.insert(
+                raw.name.clone(),
+                DomSnap {
+                    raw,
+                    proc,
+                    numa_kib,
+                    proc_note,
+                },
+            );
+        }
+        Ok(Snapshot {
+            mono_s,
+            unix_ms,
+            domains,
+        })
+    }
+
+    /// libvirt before 8.x gives no per-vCPU KVM counters: ask QEMU (query-stats, QEMU 7.1+)
+    /// once per domain start, and keep asking each interval only if it answers.
+    fn qmp_fallback(&mut self, raw: &mut RawDomain) {
+        if raw.has_kvm_counters() {
+            return;
+        }
+        let key = (raw.name.clone(), raw.id);
+        if self.qmp.get(&key) == Some(&false) {
+            return;
+        }
+        let reply = self.source.qmp(
+            &raw.name,
+            r#"{"execute":"query-stats","arguments":{"target":"vcpu"}}"#,
+        );
+        let per_vcpu = reply
+            .and_then(|r| parse_query_stats(&r))
+            .unwrap_or_default();
+        let useful = per_vcpu.iter().any(|m| m.contains_key("exits"));
+        self.qmp.insert(key, useful);
+        if useful {
+            for (i, m) in per_vcpu.into_iter().enumerate() {
+                raw.vcpus.entry(i as u32).or_default().counters = m;
+            }
+        }
+    }
+
+    fn proc_of(
+        &mut self,
+        raw: &RawDomain,
+    ) -> (
+        Option<ProcSample>,
+        Option<BTreeMap<u32, u64>>,
+        Option<String>,
+    ) {
+        let Some(local) = &self.local else {
+            return (None, None, None);
+        };
+        let key = (raw.name.clone(), raw.id);
+        let pid = *self
+            .pids
+            .entry(key)
+            .or_insert_with(|| local.pids.pid(&raw.name));
+        let Some(pid) = pid else {
+            return (
+                None,
+                None,
+                Some(format!(
+                    "no QEMU process of {} on this host ({}/{}.pid)",
+                    raw.name,
+                    local.pids.run_dir.display(),
+                    raw.name
+                )),
+            );
+        };
+        let sample = match local.proc.sample(pid) {
+            Ok(s) => s,
+            Err(e) => return (None, None, Some(e)),
+        };
+        let nk = (raw.name.clone(), pid);
+        let due = self
+            .numa
+            .get(&nk)
+            .is_none_or(|(at, _)| at.elapsed() >= self.numa_every);
+        if due && let Ok(m) = local.proc.numa_kib(pid) {
+            self.numa.insert(nk.clone(), (Instant::now(), m));
+        }
+        let numa = self.numa.get(&nk).map(|(_, m)| m.clone());
+        (Some(sample), numa, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procstat::{Thread, Times};
+
+    fn rec(name: &str, id: u32, cpu_ns: u64, exits: u64, io: u64) -> StatsRecord {
+        StatsRecord {
+            name: name.into(),
+            id: Some(id),
+            params: vec![
+                ("cpu.time".into(), StatValue::UInt(cpu_ns)),
+                ("balloon.current".into(), StatValue::UInt(1 << 20)),
+                ("vcpu.0.time".into(), StatValue::UInt(cpu_ns / 2)),
+                ("vcpu.0.delay".into(), StatValue::UInt(cpu_ns / 10)),
+                ("vcpu.0.exits.sum".into(), StatValue::UInt(exits)),
+                ("vcpu.0.io_exits.sum".into(), StatValue::UInt(io)),
+                (
+                    "vcpu.0.halt_poll_fail_ns.sum".into(),
+                    StatValue::UInt(cpu_ns / 4),
+                ),
+                ("vcpu.0.blocking.cur".into(), StatValue::Bool(false)),
+                ("vm.pages_4k.cur".into(), StatValue::UInt(7)),
+            ],
+        }
+    }
+
+    fn snap(t: f64, recs: &[StatsRecord], proc: Option<ProcSample>) -> Snapshot {
+        Snapshot {
+            mono_s: t,
+            unix_ms: 1_700_000_000_000,
+            domains: recs
+                .iter()
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        DomSnap {
+                            raw: RawDomain::from_record(r),
+                            proc: proc.clone(),
+                            numa_kib: proc.as_ref().map(|_| BTreeMap::from([(0, 300), (1, 100)])),
+                            proc_note: None,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn proc(pid: u32, host: u64, guest: u64, vcpu: u64, cpu: u32) -> ProcSample {
+        ProcSample {
+            pid,
+            process: Times {
+                utime: host,
+                stime: 0,
+                guest,
+                processor: 0,
+            },
+            threads: vec![Thread {
+                tid: pid + 1,
+                comm: "CPU 0/KVM".into(),
+                vcpu: Some(0),
+                times: Times {
+                    utime: vcpu,
+                    stime: 0,
+                    guest,
+                    processor: cpu,
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn decodes_a_record() {
+        let d = RawDomain::from_record(&rec("a", 3, 10, 20, 5));
+        assert_eq!(d.cpu_time_ns, Some(10));
+        assert_eq!(d.vcpus[&0].counters["exits"], 20);
+        assert!(!d.vcpus[&0].counters.contains_key("blocking"));
+        assert_eq!(d.vm["pages_4k"], 7);
+        assert!(d.has_kvm_counters());
+    }
+
+    #[test]
+    fn rates_and_cpu_from_libvirt_only() {
+        let a = snap(0.0, &[rec("a", 1, 0, 1000, 100)], None);
+        let b = snap(2.0, &[rec("a", 1, 2_000_000_000, 5000, 3100)], None);
+        let f = frame(&a, &b, &BTreeMap::new());
+        assert_eq!(f.interval_s, 2.0);
+        let d = &f.domains[0];
+        assert_eq!(d.host_cpu_pct, Some(100.0));
+        assert_eq!(d.host_cpu_source.as_deref(), Some("libvirt"));
+        // no /proc: the guest is the vCPU threads' time
+        assert_eq!(d.guest_cpu_pct, Some(50.0));
+        assert_eq!(d.emulator_cpu_pct, Some(50.0));
+        assert_eq!(d.delay_pct, Some(10.0));
+        let e = d.exits.as_ref().unwrap();
+        assert_eq!((e.total, e.io), (2000.0, 1500.0));
+        assert_eq!(d.halt_poll_pct, Some(25.0));
+        let p = profile(d, "a");
+        assert_eq!(p.kind(ExitKind::Io), 1500.0);
+        assert_eq!(p.total, 2000.0);
+    }
+
+    #[test]
+    fn proc_figures_guest_time_and_remote_memory() {
+        let a = snap(0.0, &[rec("a", 1, 0, 0, 0)], Some(proc(10, 0, 0, 0, 3)));
+        let b = snap(
+            1.0,
+            &[rec("a", 1, 1_300_000_000, 10, 0)],
+            Some(proc(10, 130, 5, 100, 3)),
+        );
+        let nodes = BTreeMap::from([(3, 1)]);
+        let d = &frame(&a, &b, &nodes).domains[0];
+        assert_eq!(d.host_cpu_pct, Some(130.0));
+        assert_eq!(d.host_cpu_source.as_deref(), Some("proc"));
+        assert_eq!(d.guest_cpu_pct, Some(5.0));
+        assert_eq!(d.guest_cpu_source.as_deref(), Some("guest-time"));
+        assert_eq!(d.overhead_pct, Some(125.0));
+        assert_eq!(d.emulator_cpu_pct, Some(30.0));
+        assert_eq!(d.vcpu[0].last_cpu, Some(3));
+        let m = d.memory.as_ref().unwrap();
+        assert_eq!(m.vcpu_nodes, [1]);
+        assert_eq!(m.remote_share, Some(0.75));
+    }
+
+    #[test]
+    fn appear_vanish_restart_and_counter_reset() {
+        let a = snap(0.0, &[rec("a", 1, 500, 10, 0), rec("b", 2, 0, 0, 0)], None);
+        let b = snap(1.0, &[rec("a", 7, 100, 1, 0), rec("c", 3, 0, 0, 0)], None);
+        let f = frame(&a, &b, &BTreeMap::new());
+        assert!(f.domains.is_empty());
+        assert_eq!(f.restarted, ["a"]);
+        assert_eq!(f.appeared, ["c"]);
+        assert_eq!(f.vanished, ["b"]);
+        // same id, a counter went backwards: that rate is dropped, not negative
+        let a = snap(0.0, &[rec("a", 1, 0, 100, 50)], None);
+        let b = snap(1.0, &[rec("a", 1, 10, 200, 10)], None);
+        let d = &frame(&a, &b, &BTreeMap::new()).domains[0];
+        assert_eq!(d.kvm.get("io_exits"), None);
+        assert_eq!(d.exits.as_ref().unwrap().total, 100.0);
+    }
+
+    #[test]
+    fn query_stats_reply() {
+        let reply = r#"{"return":[{"provider":"kvm","qom-path":"/machine/unattached/device[0]","stats":[{"name":"exits","value":12},{"name":"guest_mode","value":false},{"name":"halt_poll_fail_hist","value":[1,2]}]},{"provider":"kvm","stats":[{"name":"exits","value":3}]}],"id":"libvirt-1"}"#;
+        let v = parse_query_stats(reply).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0]["exits"], 12);
+        assert_eq!(v[0].len(), 1);
+        assert!(parse_query_stats(r#"{"return":[]}"#).unwrap().is_empty());
+        assert!(parse_query_stats("{").is_err());
+    }
+
+    struct Fake {
+        fetches: Vec<Vec<StatsRecord>>,
+        qmp_calls: usize,
+        qmp_reply: String,
+    }
+    impl StatsSource for Fake {
+        fn fetch(&mut self) -> Result<Vec<StatsRecord>, String> {
+            if self.fetches.is_empty() {
+                return Err("libvirt: domain statistics: connection closed".into());
+            }
+            Ok(self.fetches.remove(0))
+        }
+        fn qmp(&mut self, _: &str, _: &str) -> Result<String, String> {
+            self.qmp_calls += 1;
+            Ok(self.qmp_reply.clone())
+        }
+    }
+
+    #[test]
+    fn qmp_fallback_is_asked_once_when_it_has_nothing() {
+        let tcg = StatsRecord {
+            name: "t".into(),
+            id: Some(4),
+            params: vec![("vcpu.0.time".into(), StatValue::UInt(5))],
+        };
+        let mut s = Sampler::new(
+            Fake {
+                fetches: vec![vec![tcg.clone()], vec![tcg.clone()], vec![tcg]],
+                qmp_calls: 0,
+                qmp_reply: r#"{"return":[]}"#.into(),
+            },
+            None,
+            vec![],
+        );
+        s.snapshot().unwrap();
+        s.snapshot().unwrap();
+        assert_eq!(s.source.qmp_calls, 1);
+        // an old libvirt with a KVM domain: QMP fills the counters each time
+        s.source.qmp_reply =
+            r#"{"return":[{"provider":"kvm","stats":[{"name":"exits","value":9}]}]}"#.into();
+        s.qmp.clear();
+        let snap = s.snapshot().unwrap();
+        assert_eq!(snap.domains["t"].raw.vcpus[&0].counters["exits"], 9);
+        let e = s.snapshot().unwrap_err();
+        assert!(e.contains("connection closed"));
+    }
+}
