@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
-use kvmtune_libvirt::{StatValue, StatsRecord};
+use kvmtune_libvirt::StatsRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::exits::{Counter, CpuFigures, ExitKind, ExitProfile, counter};
@@ -636,6 +636,7 @@ impl<S: StatsSource> Sampler<S> {
 mod tests {
     use super::*;
     use crate::procstat::{Thread, Times};
+    use kvmtune_libvirt::StatValue;
 
     fn rec(name: &str, id: u32, cpu_ns: u64, exits: u64, io: u64) -> StatsRecord {
         StatsRecord {

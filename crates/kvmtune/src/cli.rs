@@ -117,6 +117,32 @@ pub enum Command {
     #[command(after_help = PLAN_EXIT_CODES)]
     Plan(PlanArgs),
 
+    /// Live statistics of running domains: host and guest CPU, overhead, emulator threads,
+    /// KVM exits/s by kind, vCPU run delay, memory per NUMA node.
+    ///
+    /// One libvirt call per interval fetches every domain's CPU, vCPU, balloon and KVM
+    /// statistics (no debugfs, no tracepoints); local QEMU processes add /proc accounting.
+    /// Prints one block (text), line (--json: JSON Lines) or set of rows (--format csv) per
+    /// interval. Figures: docs/stat.md.
+    #[command(after_help = STAT_EXIT_CODES)]
+    Stat(StatArgs),
+
+    /// Full-screen live view of every running domain, like top and kvm_stat together.
+    ///
+    /// Keys: up/down (or j/k) select, Enter shows a domain's vCPUs and exits, Esc goes back,
+    /// s/S choose the sort column, r reverses it, / filters by name, q quits.
+    #[command(after_help = STAT_EXIT_CODES)]
+    Top(TopArgs),
+
+    /// Name the causes of a VM's overhead from its exits and CPU figures, with the numbers
+    /// behind each and the fix, together with the domain's audit.
+    ///
+    /// Watches running domains for --duration seconds, or reads a `kvmtune stat --json` log
+    /// (--log), or a recorded `perf kvm stat report|live` or `kvm_stat` output
+    /// (--perf-report). Rules: docs/diagnose.md.
+    #[command(after_help = DIAGNOSE_EXIT_CODES)]
+    Diagnose(DiagnoseArgs),
+
     /// List the journal's entries (when, what, result), or show one with its steps.
     #[command(after_help = EXIT_CODES)]
     History(HistoryArgs),
@@ -397,4 +423,99 @@ pub struct SnapshotArgs {
     /// Capture host files only; do not contact libvirt.
     #[arg(long)]
     pub no_libvirt: bool,
+}
+
+pub const STAT_EXIT_CODES: &str = "\
+Exit codes:
+  0  done (--count intervals printed, or stopped by q / Ctrl-C)
+  2  error: libvirt unreachable, a named domain not running, a bad argument";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatFormat {
+    Text,
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct StatArgs {
+    /// Only these domains (default: every running domain).
+    #[arg(value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+
+    /// Only this domain (repeatable; the same as naming it).
+    #[arg(long = "domain", short = 'd', value_name = "DOMAIN")]
+    pub domain: Vec<String>,
+
+    /// Seconds between samples.
+    #[arg(long, short = 'i', default_value_t = 1.0, value_name = "SECS")]
+    pub interval: f64,
+
+    /// Print this many intervals, then stop (default: until interrupted).
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Output: text, jsonl (one JSON object per interval; also --json) or csv (one row per
+    /// domain per interval).
+    #[arg(long, value_enum, default_value_t = StatFormat::Text, value_name = "FORMAT")]
+    pub format: StatFormat,
+
+    /// Show each vCPU in text output.
+    #[arg(long)]
+    pub vcpus: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Only these domains (default: every running domain).
+    #[arg(value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+
+    /// Seconds between refreshes.
+    #[arg(long, short = 'i', default_value_t = 1.0, value_name = "SECS")]
+    pub interval: f64,
+
+    /// Start sorted by this column: name, host, guest, overhead, emulator, exits, io, delay.
+    #[arg(long, default_value = "host", value_name = "COLUMN",
+          value_parser = ["name", "host", "guest", "overhead", "emulator", "exits", "io", "delay"])]
+    pub sort: String,
+
+    /// Quit after this many refreshes (for scripts and tests; default: until q).
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+}
+
+pub const DIAGNOSE_EXIT_CODES: &str = "\
+Exit codes:
+  0  nothing alarming
+  1  at least one diagnosis (a cause with its fix)
+  2  error: unreadable or unparsable report or log, libvirt unreachable, a domain not running";
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    /// Domains to watch (default: every running domain); with --perf-report or --log, the
+    /// domain (name or XML file) whose audit is shown with the diagnosis.
+    #[arg(value_name = "DOMAIN|FILE")]
+    pub targets: Vec<String>,
+
+    /// Seconds to watch running domains.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub duration: f64,
+
+    /// Read a `kvmtune stat --json` log instead of watching.
+    #[arg(long, value_name = "FILE", conflicts_with = "perf_report")]
+    pub log: Option<PathBuf>,
+
+    /// Read a recorded `perf kvm stat report`/`live` or `kvm_stat` output instead of
+    /// watching.
+    #[arg(long, value_name = "FILE")]
+    pub perf_report: Option<PathBuf>,
+
+    /// Profile for the audit shown with the diagnosis.
+    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
+    pub profile: String,
+
+    /// Do not audit the domains.
+    #[arg(long)]
+    pub no_audit: bool,
 }

@@ -4,11 +4,14 @@ mod apply;
 mod audit;
 mod audit_inputs;
 mod cli;
+mod diagnose;
 mod plan_cmd;
 mod render;
 mod rules_cmd;
 mod sarif;
 mod snapshot;
+mod stat;
+mod top;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -178,6 +181,9 @@ fn run(cli: &Cli) -> Result<Exit> {
         Command::Audit(args) => audit::run(cli, args),
         Command::Apply(args) => apply::run_apply(cli, args),
         Command::Plan(args) => plan_cmd::run(cli, args),
+        Command::Stat(args) => stat::run(cli, args),
+        Command::Top(args) => top::run(cli, args),
+        Command::Diagnose(args) => diagnose::run(cli, args),
         Command::History(args) => apply::run_history(cli, args),
         Command::Rollback(args) => apply::run_rollback(cli, args),
         Command::Rules { profile } => rules_cmd::list(cli.json, profile.as_deref()),

@@ -1,0 +1,385 @@
+//! `kvmtune diagnose`: the diagnosis rules on live statistics, a `stat --json` log or a
+//! recorded `perf kvm stat`/`kvm_stat` report, shown with the domain's audit.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+
+use crate::cli::{Cli, DiagnoseArgs};
+use crate::stat::{human, open_sampler, take};
+use crate::{Exit, print_json, print_text};
+use kvmtune_kvmstat::diagnose::{Diagnosis, Level, Limits, diagnose};
+use kvmtune_kvmstat::exits::{ExitProfile, profiles};
+use kvmtune_kvmstat::live::{Frame, VmFigures, profile};
+use kvmtune_rules::Profile;
+use kvmtune_rules::audit::Finding;
+
+pub const DIAGNOSE_SCHEMA_VERSION: u32 = 1;
+
+/// An audit finding of the same domain that a diagnosis points at.
+#[derive(Serialize)]
+pub struct AuditLink {
+    pub rule: &'static str,
+    pub severity: String,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+pub struct Judged {
+    #[serde(flatten)]
+    pub diagnosis: Diagnosis,
+    /// Findings of the domain's audit among the diagnosis's audit rules: the configuration
+    /// that explains the numbers.
+    pub audit: Vec<AuditLink>,
+}
+
+#[derive(Serialize)]
+pub struct Subject {
+    /// A domain name, or a report's table.
+    pub subject: String,
+    pub source: String,
+    /// The numbers the rules judged.
+    pub profile: ExitProfile,
+    pub diagnoses: Vec<Judged>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub kind: &'static str,
+    pub version: u32,
+    /// `live`, `log` or `perf-report`.
+    pub mode: &'static str,
+    pub input: String,
+    pub limits: Limits,
+    pub subjects: Vec<Subject>,
+    /// Domains whose audit could not run, and why.
+    pub audit_errors: Vec<String>,
+}
+
+/// Mean figures of each domain over the frames of a log.
+pub fn merge_frames(frames: &[Frame]) -> Vec<(VmFigures, usize)> {
+    let mut by: BTreeMap<String, Vec<&VmFigures>> = BTreeMap::new();
+    for f in frames {
+        for d in &f.domains {
+            by.entry(d.name.clone()).or_default().push(d);
+        }
+    }
+    let mean = |v: &[&VmFigures], g: &dyn Fn(&VmFigures) -> Option<f64>| {
+        let xs: Vec<f64> = v.iter().filter_map(|d| g(d)).collect();
+        (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+    };
+    by.into_iter()
+        .filter_map(|(_, v)| {
+            let last = (*v.last()?).clone();
+            let mut kvm: BTreeMap<String, f64> = BTreeMap::new();
+            for d in &v {
+                for (k, x) in &d.kvm {
+                    *kvm.entry(k.clone()).or_default() += x / v.len() as f64;
+                }
+            }
+            let merged = VmFigures {
+                host_cpu_pct: mean(&v, &|d| d.host_cpu_pct),
+                guest_cpu_pct: mean(&v, &|d| d.guest_cpu_pct),
+                overhead_pct: mean(&v, &|d| d.overhead_pct),
+                emulator_cpu_pct: mean(&v, &|d| d.emulator_cpu_pct),
+                delay_pct: mean(&v, &|d| d.delay_pct),
+                halt_poll_pct: mean(&v, &|d| d.halt_poll_pct),
+                kvm,
+                ..last
+            };
+            Some((merged, v.len()))
+        })
+        .collect()
+}
+
+fn read_log(path: &std::path::Path) -> Result<Vec<Frame>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut frames = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Frame = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{}: line {}: not a kvmtune stat JSON line",
+                path.display(),
+                i + 1
+            )
+        })?;
+        if f.kind != kvmtune_kvmstat::live::STAT_SCHEMA {
+            bail!(
+                "{}: line {}: kind is {:?}, not kvmtune.stat",
+                path.display(),
+                i + 1,
+                f.kind
+            );
+        }
+        frames.push(f);
+    }
+    if frames.is_empty() {
+        bail!("{}: no kvmtune stat lines", path.display());
+    }
+    Ok(frames)
+}
+
+fn summary(p: &ExitProfile) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = &p.cpu {
+        parts.push(format!(
+            "host {:.0}%, guest {:.0}%, overhead {:.0}%",
+            c.host_pct,
+            c.guest_pct,
+            (c.host_pct - c.guest_pct).max(0.0)
+        ));
+    }
+    if p.total > 0.0 {
+        let unit = if p.per_sec {
+            " exits/s"
+        } else {
+            " exits sampled"
+        };
+        let top: Vec<String> = p
+            .top
+            .iter()
+            .take(3)
+            .map(|(k, v)| format!("{k} {}", human(*v)))
+            .collect();
+        parts.push(format!("{}{unit} ({})", human(p.total), top.join(", ")));
+    }
+    parts.join("; ")
+}
+
+fn render(r: &Report) -> String {
+    let mut s = String::new();
+    for sub in &r.subjects {
+        let _ = writeln!(s, "{}", sub.subject);
+        let _ = writeln!(s, "  {}", sub.source);
+        let sm = summary(&sub.profile);
+        if !sm.is_empty() {
+            let _ = writeln!(s, "  {sm}");
+        }
+        for n in &sub.notes {
+            let _ = writeln!(s, "  note: {n}");
+        }
+        if sub.diagnoses.is_empty() {
+            let _ = writeln!(s, "  nothing alarming");
+        }
+        for j in &sub.diagnoses {
+            let d = &j.diagnosis;
+            let lvl = match d.level {
+                Level::Warn => "WARN",
+                Level::Info => "INFO",
+            };
+            let _ = writeln!(s, "  {lvl} {}: {}", d.rule, d.title);
+            let _ = writeln!(s, "       {}", d.message);
+            let _ = writeln!(s, "       cause: {}", d.cause);
+            let _ = writeln!(s, "       fix:   {}", d.fix);
+            if !j.audit.is_empty() {
+                for a in &j.audit {
+                    let _ = writeln!(
+                        s,
+                        "       audit: {} ({}): {}",
+                        a.rule, a.severity, a.message
+                    );
+                }
+            } else if !d.audit_rules.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "       audit rules that check the fix: {}",
+                    d.audit_rules.join(", ")
+                );
+            }
+        }
+        s.push('\n');
+    }
+    for e in &r.audit_errors {
+        let _ = writeln!(s, "audit not run: {e}");
+    }
+    s
+}
+
+/// Audit findings by domain name, for the domains named (or all, when live).
+fn audits(
+    cli: &Cli,
+    targets: &[String],
+    profile: &str,
+) -> Result<(BTreeMap<String, Vec<Finding>>, Vec<String>)> {
+    let profile_v = Profile::load(profile)?;
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    for t in targets {
+        match crate::audit_inputs::gather_parsed(
+            cli,
+            std::slice::from_ref(t),
+            false,
+            profile,
+            false,
+        ) {
+            Ok((parsed, ctx)) => {
+                let (reports, _) = crate::audit::audit_all(&parsed, &ctx, &profile_v);
+                for r in reports {
+                    out.insert(r.name.clone(), r.findings);
+                    // an XML file is also known by its path
+                    out.entry(t.clone()).or_insert_with(Vec::new);
+                }
+            }
+            Err(e) => errors.push(format!("{t}: {e:#}")),
+        }
+    }
+    Ok((out, errors))
+}
+
+fn link(ds: Vec<Diagnosis>, findings: Option<&Vec<Finding>>) -> Vec<Judged> {
+    ds.into_iter()
+        .map(|d| {
+            let audit = findings
+                .into_iter()
+                .flatten()
+                .filter(|f| d.audit_rules.contains(&f.rule))
+                .map(|f| AuditLink {
+                    rule: f.rule,
+                    severity: format!("{:?}", f.severity).to_lowercase(),
+                    message: f.message.clone(),
+                })
+                .collect();
+            Judged {
+                diagnosis: d,
+                audit,
+            }
+        })
+        .collect()
+}
+
+pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
+    let lim = Limits::default();
+    let mut subjects = Vec::new();
+    let mut audit_errors = Vec::new();
+    let (mode, input) = if let Some(path) = &args.perf_report {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let rec = kvmtune_kvmstat::perf::parse(&text).with_context(|| {
+            format!("{}: not a perf kvm stat or kvm_stat report", path.display())
+        })?;
+        let (found, errs) = if args.no_audit || args.targets.is_empty() {
+            (BTreeMap::new(), Vec::new())
+        } else {
+            audits(cli, &args.targets, &args.profile)?
+        };
+        audit_errors = errs;
+        // the report is about the one domain named, if any
+        let all: Vec<Finding> = found.values().flatten().cloned().collect();
+        let label = path.display().to_string();
+        for p in profiles(&rec, &label) {
+            let ds = diagnose(&p, &lim);
+            let mut notes = Vec::new();
+            if !p.per_sec {
+                notes.push(
+                    "a perf report has sample counts over an unknown time and no CPU figures: \
+                     the halt-polling, overhead and NUMA rules need live statistics"
+                        .to_string(),
+                );
+            }
+            subjects.push(Subject {
+                subject: p.source.clone(),
+                source: format!("recorded report {label}"),
+                diagnoses: link(ds, (!all.is_empty()).then_some(&all)),
+                profile: p,
+                notes,
+            });
+        }
+        ("perf-report", label)
+    } else {
+        let (figs, input, mode): (Vec<(VmFigures, String)>, String, &'static str) =
+            if let Some(path) = &args.log {
+                let frames = read_log(path)?;
+                let figs = merge_frames(&frames)
+                    .into_iter()
+                    .filter(|(f, _)| args.targets.is_empty() || args.targets.contains(&f.name))
+                    .map(|(f, n)| {
+                        let src = format!("log {}: mean of {n} intervals", path.display());
+                        (f, src)
+                    })
+                    .collect();
+                (figs, path.display().to_string(), "log")
+            } else {
+                if !(args.duration.is_finite() && (0.5..=3600.0).contains(&args.duration)) {
+                    bail!(
+                        "--duration must be between 0.5 and 3600 seconds, not {}",
+                        args.duration
+                    );
+                }
+                let (mut sampler, cpu_node) = open_sampler(cli, args.targets.clone())?;
+                let first = take(&mut sampler)?;
+                let t0 = Instant::now();
+                std::thread::sleep(Duration::from_secs_f64(args.duration));
+                let last = take(&mut sampler)?;
+                let fr = kvmtune_kvmstat::live::frame(&first, &last, &cpu_node);
+                let secs = t0.elapsed().as_secs_f64();
+                for n in fr.vanished.iter().chain(&fr.restarted) {
+                    audit_errors.push(format!(
+                        "{n}: stopped or restarted while watched; not judged"
+                    ));
+                }
+                let figs = fr
+                    .domains
+                    .into_iter()
+                    .map(|f| (f, format!("live on {}: {secs:.1} s", cli.connect)))
+                    .collect();
+                (figs, cli.connect.clone(), "live")
+            };
+        let names: Vec<String> = figs.iter().map(|(f, _)| f.name.clone()).collect();
+        let (found, errs) = if args.no_audit {
+            (BTreeMap::new(), Vec::new())
+        } else if mode == "log" && !args.targets.is_empty() {
+            audits(cli, &args.targets, &args.profile)?
+        } else if mode == "live" {
+            audits(cli, &names, &args.profile)?
+        } else {
+            (BTreeMap::new(), Vec::new())
+        };
+        audit_errors.extend(errs);
+        for (f, src) in figs {
+            let p = profile(&f, &src);
+            let ds = diagnose(&p, &lim);
+            let mut notes = f.notes.clone();
+            if f.exits.is_none() {
+                notes.push(
+                    "no KVM exit counters (a TCG domain, or libvirt and QEMU too old for \
+                     query-stats): only the CPU and NUMA rules apply"
+                        .to_string(),
+                );
+            }
+            subjects.push(Subject {
+                subject: f.name.clone(),
+                source: src,
+                diagnoses: link(ds, found.get(&f.name)),
+                profile: p,
+                notes,
+            });
+        }
+        (mode, input)
+    };
+    let any = subjects
+        .iter()
+        .any(|s| s.diagnoses.iter().any(|d| d.diagnosis.level == Level::Warn));
+    let report = Report {
+        kind: "kvmtune.diagnose",
+        version: DIAGNOSE_SCHEMA_VERSION,
+        mode,
+        input,
+        limits: lim,
+        subjects,
+        audit_errors,
+    };
+    if cli.json {
+        print_json(&report)?;
+    } else {
+        print_text(&render(&report))?;
+    }
+    Ok(if any { Exit::Findings } else { Exit::Clean })
+}

@@ -1,0 +1,332 @@
+//! `kvmtune stat`: live per-VM figures each interval, as text, JSON Lines or CSV.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::cli::{Cli, StatArgs, StatFormat};
+use crate::{Exit, host_source};
+use kvmtune_apply::procfs::Proc;
+use kvmtune_kvmstat::live::{Frame, Local, Sampler, Snapshot, VmFigures};
+use kvmtune_kvmstat::procstat::ProcFs;
+use kvmtune_libvirt::Libvirt;
+
+/// Whether a libvirt URI names this host (`qemu:///system`), so its QEMU processes are in
+/// our /proc.
+pub fn uri_is_local(uri: &str) -> bool {
+    match uri.split_once("://") {
+        Some((scheme, rest)) => !scheme.contains('+') && rest.starts_with('/'),
+        None => true,
+    }
+}
+
+/// A sampler on --connect, with /proc when the domains run here, and the CPU -> node map.
+pub fn open_sampler(
+    cli: &Cli,
+    only: Vec<String>,
+) -> Result<(Sampler<Libvirt>, BTreeMap<u32, u32>)> {
+    let lv = Libvirt::open(&cli.connect, true)?;
+    let local = uri_is_local(&cli.connect).then(|| {
+        let base = cli.root.clone().unwrap_or_else(|| "/".into());
+        Local {
+            pids: Proc {
+                run_dir: base.join("run/libvirt/qemu"),
+                proc_dir: base.join("proc"),
+            },
+            proc: ProcFs::new(base.join("proc")),
+        }
+    });
+    let mut cpu_node = BTreeMap::new();
+    if local.is_some() && cli.from.is_none() {
+        let src = host_source(cli)?;
+        let host = kvmtune_host::collect(src.as_ref());
+        for c in &host.cpu.cpus {
+            if let Some(n) = c.node {
+                cpu_node.insert(c.id, n);
+            }
+        }
+    }
+    let mut sampler = Sampler::new(lv, local, only.clone());
+    // named domains must be running now
+    if !only.is_empty() {
+        let snap = sampler.snapshot().map_err(anyhow::Error::msg)?;
+        for n in &only {
+            if !snap.domains.contains_key(n) {
+                bail!(
+                    "domain {n} is not running on {} (or does not exist)",
+                    cli.connect
+                );
+            }
+        }
+    }
+    Ok((sampler, cpu_node))
+}
+
+pub fn check_interval(secs: f64) -> Result<Duration> {
+    if !(secs.is_finite() && (0.1..=3600.0).contains(&secs)) {
+        bail!("--interval must be between 0.1 and 3600 seconds, not {secs}");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn opt(v: Option<f64>, prec: usize) -> String {
+    match v {
+        Some(v) => format!("{v:.prec$}"),
+        None => "-".into(),
+    }
+}
+
+/// 1234567 -> 1.2M, 12345 -> 12.3k.
+pub fn human(v: f64) -> String {
+    if v >= 9_999_500.0 {
+        format!("{:.0}M", v / 1e6)
+    } else if v >= 999_950.0 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 99_950.0 {
+        format!("{:.0}k", v / 1e3)
+    } else if v >= 9_999.5 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn exits_cell(d: &VmFigures, f: impl Fn(&kvmtune_kvmstat::live::ExitRates) -> f64) -> String {
+    d.exits
+        .as_ref()
+        .map(|e| human(f(e)))
+        .unwrap_or_else(|| "-".into())
+}
+
+pub fn render_text(fr: &Frame, vcpus: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}  interval {:.2} s", fr.time, fr.interval_s);
+    let _ = writeln!(
+        s,
+        "{:<24} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>6} {:>7}",
+        "DOMAIN",
+        "HOST%",
+        "GUEST%",
+        "OVH%",
+        "EMU%",
+        "DELAY%",
+        "EXITS/s",
+        "IO/s",
+        "MMIO/s",
+        "HLT/s",
+        "EMUL/s",
+        "REMOTE%"
+    );
+    for d in &fr.domains {
+        let remote = d
+            .memory
+            .as_ref()
+            .and_then(|m| m.remote_share)
+            .map(|r| r * 100.0);
+        let _ = writeln!(
+            s,
+            "{:<24} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>6} {:>7}",
+            d.name,
+            opt(d.host_cpu_pct, 1),
+            opt(d.guest_cpu_pct, 1),
+            opt(d.overhead_pct, 1),
+            opt(d.emulator_cpu_pct, 1),
+            opt(d.delay_pct, 1),
+            exits_cell(d, |e| e.total),
+            exits_cell(d, |e| e.io),
+            exits_cell(d, |e| e.mmio),
+            exits_cell(d, |e| e.halt),
+            exits_cell(d, |e| e.insn_emulation),
+            opt(remote, 0),
+        );
+        if vcpus {
+            for v in &d.vcpu {
+                let _ = writeln!(
+                    s,
+                    "  vcpu {:<17} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7}  last cpu {}",
+                    v.id,
+                    opt(v.cpu_pct, 1),
+                    opt(v.guest_pct, 1),
+                    "",
+                    "",
+                    opt(v.delay_pct, 1),
+                    v.exits_per_s.map(human).unwrap_or_else(|| "-".into()),
+                    v.last_cpu
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                );
+            }
+        }
+    }
+    for n in &fr.appeared {
+        let _ = writeln!(s, "+ {n} started (figures from the next interval)");
+    }
+    for n in &fr.restarted {
+        let _ = writeln!(
+            s,
+            "~ {n} restarted (counters reset; figures from the next interval)"
+        );
+    }
+    for n in &fr.vanished {
+        let _ = writeln!(s, "- {n} stopped");
+    }
+    s
+}
+
+pub const CSV_HEADER: &str = "time,interval_s,domain,id,pid,vcpus,host_cpu_pct,guest_cpu_pct,\
+overhead_pct,emulator_cpu_pct,delay_pct,exits_per_s,io_exits_per_s,mmio_exits_per_s,\
+halt_exits_per_s,irq_exits_per_s,insn_emulation_per_s,halt_poll_pct,remote_share,balloon_kib,rss_kib";
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn render_csv(fr: &Frame) -> String {
+    let mut s = String::new();
+    let o = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+    let u = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for d in &fr.domains {
+        let e = d.exits.as_ref();
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            fr.time,
+            fr.interval_s,
+            csv_field(&d.name),
+            u(d.id.map(u64::from)),
+            u(d.pid.map(u64::from)),
+            d.vcpus,
+            o(d.host_cpu_pct),
+            o(d.guest_cpu_pct),
+            o(d.overhead_pct),
+            o(d.emulator_cpu_pct),
+            o(d.delay_pct),
+            o(e.map(|e| e.total)),
+            o(e.map(|e| e.io)),
+            o(e.map(|e| e.mmio)),
+            o(e.map(|e| e.halt)),
+            o(e.map(|e| e.irq)),
+            o(e.map(|e| e.insn_emulation)),
+            o(d.halt_poll_pct),
+            o(d.memory.as_ref().and_then(|m| m.remote_share)),
+            u(d.balloon_kib),
+            u(d.rss_kib),
+        );
+    }
+    s
+}
+
+/// Sleep until `start + n * interval` (no drift over a long run).
+pub fn sleep_until(start: Instant, n: u64, interval: Duration) {
+    let target = start + interval.mul_f64(n as f64);
+    let now = Instant::now();
+    if target > now {
+        std::thread::sleep(target - now);
+    }
+}
+
+pub fn take(sampler: &mut Sampler<Libvirt>) -> Result<Snapshot> {
+    sampler.snapshot().map_err(anyhow::Error::msg)
+}
+
+pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
+    let interval = check_interval(args.interval)?;
+    if args.count == Some(0) {
+        bail!("--count must be at least 1");
+    }
+    let format = if cli.json {
+        StatFormat::Jsonl
+    } else {
+        args.format
+    };
+    let mut only = args.domains.clone();
+    only.extend(args.domain.iter().cloned());
+    let (mut sampler, cpu_node) = open_sampler(cli, only)?;
+    let start = Instant::now();
+    let mut prev = take(&mut sampler)?;
+    let mut out = std::io::stdout().lock();
+    if format == StatFormat::Csv {
+        writeln!(out, "{CSV_HEADER}").context("cannot write to stdout")?;
+    }
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        sleep_until(start, n, interval);
+        let cur = take(&mut sampler)?;
+        let fr = kvmtune_kvmstat::live::frame(&prev, &cur, &cpu_node);
+        let text = match format {
+            StatFormat::Text => render_text(&fr, args.vcpus),
+            StatFormat::Jsonl => {
+                let mut line = serde_json::to_string(&fr).context("cannot encode JSON")?;
+                line.push('\n');
+                line
+            }
+            StatFormat::Csv => render_csv(&fr),
+        };
+        let w = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+        match w {
+            Ok(()) => {}
+            // `kvmtune stat | head`: the reader is gone, which ends the run normally
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Exit::Clean),
+            Err(e) => return Err(e).context("cannot write to stdout"),
+        }
+        prev = cur;
+        if args.count.is_some_and(|c| n >= c) {
+            return Ok(Exit::Clean);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_uris() {
+        assert!(uri_is_local("qemu:///system"));
+        assert!(uri_is_local("qemu:///session"));
+        assert!(!uri_is_local("qemu+ssh://root@host/system"));
+        assert!(!uri_is_local("qemu+tcp://10.0.0.1/system"));
+    }
+
+    #[test]
+    fn human_numbers() {
+        assert_eq!(human(999.0), "999");
+        assert_eq!(human(12_345.0), "12.3k");
+        assert_eq!(human(1_400_000.0), "1.4M");
+        assert_eq!(human(25_000_000.0), "25M");
+    }
+
+    #[test]
+    fn intervals_are_checked() {
+        assert!(check_interval(1.0).is_ok());
+        assert!(check_interval(0.0).is_err());
+        assert!(check_interval(f64::NAN).is_err());
+    }
+
+    #[test]
+    fn csv_rows_match_the_header() {
+        let fr = Frame {
+            time: "t".into(),
+            interval_s: 1.0,
+            domains: vec![VmFigures {
+                name: "a,b".into(),
+                host_cpu_pct: Some(1.5),
+                ..VmFigures::default()
+            }],
+            ..Frame::default()
+        };
+        let row = render_csv(&fr);
+        assert!(row.contains("\"a,b\""));
+        // a quoted comma is not a field separator
+        let fields = row.trim().replace("\"a,b\"", "x").split(',').count();
+        assert_eq!(fields, CSV_HEADER.split(',').count());
+    }
+}
