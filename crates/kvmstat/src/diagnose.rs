@@ -388,14 +388,20 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
             fig("mmio exits", v, u),
             fig("mmio share of exits", s * 100.0, "%"),
         ];
-        let mut message = format!(
-            "MMIO exits are {:.1}% of all exits ({})",
-            s * 100.0,
-            shown(p, v)
-        );
+        let mut message = if mmio.is_some() || !emul_hit {
+            format!(
+                "MMIO exits are {:.1}% of all exits ({})",
+                s * 100.0,
+                shown(p, v)
+            )
+        } else {
+            format!("KVM emulates {emul:.0} instructions/s")
+        };
         if emul_hit {
             figures.push(fig("instructions emulated", emul, "per s"));
-            message.push_str(&format!("; KVM emulates {emul:.0} instructions/s"));
+            if mmio.is_some() {
+                message.push_str(&format!("; KVM emulates {emul:.0} instructions/s"));
+            }
         }
         if !p.mmio.is_empty() {
             message.push_str(&format!("; busiest MMIO: {}", top_keys(&p.mmio, 3)));
@@ -436,9 +442,14 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
                     c.host_pct,
                     c.guest_pct,
                     overhead,
-                    c.emulator_pct
-                        .map(|e| format!(", {e:.0}% in emulator threads"))
-                        .unwrap_or_default()
+                    match c.emulator_pct {
+                        Some(e) if e * 2.0 < overhead => format!(
+                            ", {e:.0}% in emulator threads: the rest is in the vCPU threads \
+                             (exits handled by KVM in the kernel)"
+                        ),
+                        Some(e) => format!(", {e:.0}% in emulator threads"),
+                        None => String::new(),
+                    }
                 ),
                 figures,
                 cause: "device or timer emulation: every exit to QEMU and every emulated \

@@ -448,7 +448,7 @@ pub fn profile(f: &VmFigures, source: &str) -> ExitProfile {
             Some(Counter::Total) => p.total = *v,
             Some(Counter::Kind(kind)) => {
                 *p.kinds.entry(kind).or_default() += v;
-                if kind != ExitKind::Emulation && kind != ExitKind::PageFault {
+                if kind != ExitKind::Emulation && kind != ExitKind::PageFault && *v > 0.0 {
                     top.push((k.clone(), *v));
                 }
             }
