@@ -538,7 +538,7 @@ impl<S: StatsSource> Sampler<S> {
             .unwrap_or(0);
         let mut domains = BTreeMap::new();
         for rec in &records {
-            if !self.only.is_empty() && !self.only.iter().any(|n| *n == rec.name) {
+            if !self.only.is_empty() && !self.only.contains(&rec.name) {
                 continue;
             }
             let mut raw = RawDomain::from_record(rec);

@@ -72,8 +72,8 @@ pub fn merge_frames(frames: &[Frame]) -> Vec<(VmFigures, usize)> {
         let xs: Vec<f64> = v.iter().filter_map(|d| g(d)).collect();
         (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
     };
-    by.into_iter()
-        .filter_map(|(_, v)| {
+    by.into_values()
+        .filter_map(|v| {
             let last = (*v.last()?).clone();
             let mut kvm: BTreeMap<String, f64> = BTreeMap::new();
             for d in &v {
@@ -203,12 +203,11 @@ fn render(r: &Report) -> String {
     s
 }
 
+/// Audit findings by domain name.
+type Audits = BTreeMap<String, Vec<Finding>>;
+
 /// Audit findings by domain name, for the domains named (or all, when live).
-fn audits(
-    cli: &Cli,
-    targets: &[String],
-    profile: &str,
-) -> Result<(BTreeMap<String, Vec<Finding>>, Vec<String>)> {
+fn audits(cli: &Cli, targets: &[String], profile: &str) -> Result<(Audits, Vec<String>)> {
     let profile_v = Profile::load(profile)?;
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();

@@ -162,10 +162,8 @@ impl App {
             KeyCode::Char('q') => return true,
             KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => return true,
             KeyCode::Esc => self.detail = None,
-            KeyCode::Down | KeyCode::Char('j') => {
-                if n > 0 {
-                    self.selected = (self.selected + 1).min(n - 1);
-                }
+            KeyCode::Down | KeyCode::Char('j') if n > 0 => {
+                self.selected = (self.selected + 1).min(n - 1);
             }
             KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
             KeyCode::Enter => {
