@@ -513,6 +513,8 @@ pub struct Sampler<S: StatsSource> {
     /// (domain, id) -> whether QMP query-stats gives per-vCPU KVM counters libvirt did not.
     qmp: HashMap<(String, Option<u32>), bool>,
     numa: HashMap<(String, u32), (Instant, BTreeMap<u32, u64>)>,
+    /// (domain, pid) -> its vCPU threads and when they were listed.
+    threads: HashMap<(String, u32), (Instant, Vec<(u32, u32, String)>)>,
 }
 
 impl<S: StatsSource> Sampler<S> {
@@ -526,6 +528,7 @@ impl<S: StatsSource> Sampler<S> {
             pids: HashMap::new(),
             qmp: HashMap::new(),
             numa: HashMap::new(),
+            threads: HashMap::new(),
         }
     }
 
@@ -615,11 +618,43 @@ impl<S: StatsSource> Sampler<S> {
                 )),
             );
         };
-        let sample = match local.proc.sample(pid) {
-            Ok(s) => s,
-            Err(e) => return (None, None, Some(e)),
-        };
+        // the vCPU threads are listed again every numa_every, or when one is gone; in
+        // between only their stat files are read
         let nk = (raw.name.clone(), pid);
+        let mut sample = None;
+        for _ in 0..2 {
+            let fresh = self
+                .threads
+                .get(&nk)
+                .filter(|(at, _)| at.elapsed() < self.numa_every);
+            let list = match fresh {
+                Some((_, l)) => l.clone(),
+                None => match local.proc.vcpu_threads(pid) {
+                    Ok(l) => {
+                        self.threads.insert(nk.clone(), (Instant::now(), l.clone()));
+                        l
+                    }
+                    Err(e) => return (None, None, Some(e)),
+                },
+            };
+            match local.proc.sample_threads(pid, &list) {
+                Ok(Some(s)) => {
+                    sample = Some(s);
+                    break;
+                }
+                Ok(None) => {
+                    self.threads.remove(&nk);
+                }
+                Err(e) => return (None, None, Some(e)),
+            }
+        }
+        let Some(sample) = sample else {
+            return (
+                None,
+                None,
+                Some(format!("pid {pid}: vCPU threads changed while read")),
+            );
+        };
         let due = self
             .numa
             .get(&nk)

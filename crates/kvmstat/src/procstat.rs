@@ -54,6 +54,7 @@ pub struct ProcSample {
     pub pid: u32,
     /// The whole process, exited threads included.
     pub process: Times,
+    /// The vCPU threads.
     pub threads: Vec<Thread>,
 }
 
@@ -81,41 +82,71 @@ impl ProcFs {
         std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
     }
 
-    /// The process and each of its threads. Threads that end while being read are skipped.
-    pub fn sample(&self, pid: u32) -> Result<ProcSample, String> {
-        let dir = self.root.join(pid.to_string());
-        let stat_path = dir.join("stat");
-        let process = parse_stat(&self.read(&stat_path)?)
-            .ok_or_else(|| format!("{}: unreadable stat line", stat_path.display()))?;
-        let task = dir.join("task");
-        let mut threads = Vec::new();
+    /// The vCPU threads of a process: (tid, vCPU index, name). Threads that end while being
+    /// listed are skipped.
+    pub fn vcpu_threads(&self, pid: u32) -> Result<Vec<(u32, u32, String)>, String> {
+        let task = self.root.join(pid.to_string()).join("task");
         let entries = std::fs::read_dir(&task).map_err(|e| format!("{}: {e}", task.display()))?;
+        let mut out = Vec::new();
         for e in entries.flatten() {
             let Ok(tid) = e.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
             };
-            let (Ok(stat), Ok(comm)) = (
-                std::fs::read_to_string(e.path().join("stat")),
-                std::fs::read_to_string(e.path().join("comm")),
-            ) else {
-                continue;
-            };
-            let Some(times) = parse_stat(&stat) else {
+            let Ok(comm) = std::fs::read_to_string(e.path().join("comm")) else {
                 continue;
             };
             let comm = comm.trim().to_string();
+            if let Some(v) = vcpu_index(&comm) {
+                out.push((tid, v, comm));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The process and the given vCPU threads (from [`ProcFs::vcpu_threads`]). `None` when
+    /// one of the threads is gone (a vCPU unplugged): list them again.
+    pub fn sample_threads(
+        &self,
+        pid: u32,
+        vcpus: &[(u32, u32, String)],
+    ) -> Result<Option<ProcSample>, String> {
+        let dir = self.root.join(pid.to_string());
+        let stat_path = dir.join("stat");
+        let process = parse_stat(&self.read(&stat_path)?)
+            .ok_or_else(|| format!("{}: unreadable stat line", stat_path.display()))?;
+        let mut threads = Vec::with_capacity(vcpus.len());
+        for (tid, v, comm) in vcpus {
+            let Ok(stat) =
+                std::fs::read_to_string(dir.join("task").join(tid.to_string()).join("stat"))
+            else {
+                return Ok(None);
+            };
+            let Some(times) = parse_stat(&stat) else {
+                return Ok(None);
+            };
             threads.push(Thread {
-                tid,
-                vcpu: vcpu_index(&comm),
-                comm,
+                tid: *tid,
+                vcpu: Some(*v),
+                comm: comm.clone(),
                 times,
             });
         }
-        threads.sort_by_key(|t| t.tid);
-        Ok(ProcSample {
+        Ok(Some(ProcSample {
             pid,
             process,
             threads,
+        }))
+    }
+
+    /// The process and its vCPU threads (the other threads are in the process's total).
+    pub fn sample(&self, pid: u32) -> Result<ProcSample, String> {
+        let list = self.vcpu_threads(pid)?;
+        self.sample_threads(pid, &list)?.ok_or_else(|| {
+            format!(
+                "{}: a vCPU thread ended while being read",
+                self.root.join(pid.to_string()).display()
+            )
         })
     }
 
@@ -202,11 +233,17 @@ mod tests {
         // a thread that ended while being listed: no files
         let s = fs.sample(42).unwrap();
         assert_eq!(s.process.utime, 300);
-        assert_eq!(s.threads.len(), 2);
-        assert_eq!(s.threads[1].vcpu, Some(0));
-        assert_eq!(s.threads[1].times.guest, 200);
+        // only vCPU threads: the others are in the process's total
+        assert_eq!(s.threads.len(), 1);
+        assert_eq!(s.threads[0].vcpu, Some(0));
+        assert_eq!(s.threads[0].times.guest, 200);
+        let list = fs.vcpu_threads(42).unwrap();
+        assert_eq!(list, [(43, 0, "CPU 0/KVM".to_string())]);
+        // a vCPU thread gone (unplugged): the caller must list again
+        let gone = [(44, 1, "CPU 1/KVM".to_string())];
+        assert_eq!(fs.sample_threads(42, &gone).unwrap(), None);
         let e = fs.sample(7).unwrap_err();
-        assert!(e.contains("/7/stat"), "{e}");
+        assert!(e.contains("/7/"), "{e}");
         let e = fs.numa_kib(42).unwrap_err();
         assert!(e.contains("numa_maps"), "{e}");
     }

@@ -39,16 +39,11 @@ pub fn open_sampler(
             proc: ProcFs::new(base.join("proc")),
         }
     });
-    let mut cpu_node = BTreeMap::new();
-    if local.is_some() && cli.from.is_none() {
-        let src = host_source(cli)?;
-        let host = kvmtune_host::collect(src.as_ref());
-        for c in &host.cpu.cpus {
-            if let Some(n) = c.node {
-                cpu_node.insert(c.id, n);
-            }
-        }
-    }
+    let cpu_node = if local.is_some() && cli.from.is_none() {
+        cpu_nodes(host_source(cli)?.as_ref())
+    } else {
+        BTreeMap::new()
+    };
     let mut sampler = Sampler::new(lv, local, only.clone());
     // named domains must be running now
     if !only.is_empty() {
@@ -63,6 +58,28 @@ pub fn open_sampler(
         }
     }
     Ok((sampler, cpu_node))
+}
+
+/// CPU -> NUMA node, from `/sys/devices/system/node/nodeN/cpulist` (empty without NUMA
+/// information: then no remote-memory share is computed).
+pub fn cpu_nodes(src: &dyn kvmtune_host::Source) -> BTreeMap<u32, u32> {
+    let mut out = BTreeMap::new();
+    let dir = "/sys/devices/system/node";
+    for name in src.list(dir).unwrap_or_default() {
+        let Some(n) = name
+            .strip_prefix("node")
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(text) = src.read_text(&format!("{dir}/{name}/cpulist")) else {
+            continue;
+        };
+        if let Ok(set) = kvmtune_host::CpuSet::parse(text.trim()) {
+            out.extend(set.iter().map(|c| (c, n)));
+        }
+    }
+    out
 }
 
 pub fn check_interval(secs: f64) -> Result<Duration> {
@@ -287,6 +304,17 @@ pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_nodes_of_the_book_host() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/hosts/b-book-2socket/root");
+        let m = cpu_nodes(&kvmtune_host::RootDir::new(root));
+        assert_eq!(m.get(&0), Some(&0));
+        assert_eq!(m.get(&8), Some(&1));
+        assert_eq!(m.get(&24), Some(&1));
+        assert_eq!(m.len(), 32);
+    }
 
     #[test]
     fn local_uris() {
