@@ -380,8 +380,19 @@ pub fn figures(a: &DomSnap, b: &DomSnap, dt: f64, cpu_node: &BTreeMap<u32, u32>)
         f.kvm = sums;
     }
 
-    // memory placement
-    if let Some(numa) = &b.numa_kib {
+    // memory placement; on a one-node host everything is on that node: its share is the
+    // resident memory, and numa_maps need not be read
+    let one_node = cpu_node
+        .values()
+        .next()
+        .filter(|n| cpu_node.values().all(|m| m == *n))
+        .copied();
+    let numa = b.numa_kib.clone().or_else(|| {
+        one_node
+            .zip(b.raw.balloon_rss_kib)
+            .map(|(n, rss)| BTreeMap::from([(n, rss)]))
+    });
+    if let Some(numa) = &numa {
         let nodes: BTreeSet<u32> = f
             .vcpu
             .iter()
@@ -506,8 +517,11 @@ pub struct Sampler<S: StatsSource> {
     pub local: Option<Local>,
     /// Only these domains (all when empty).
     pub only: Vec<String>,
-    /// How often `/proc/PID/numa_maps` is read (it walks the page tables of the process).
-    pub numa_every: Duration,
+    /// How often `/proc/PID/numa_maps` is read (it walks the page tables of the process;
+    /// `None`: never).
+    pub numa_every: Option<Duration>,
+    /// How often the vCPU threads are listed again (also whenever one is gone).
+    pub relist_every: Duration,
     start: Instant,
     pids: HashMap<(String, Option<u32>), Option<u32>>,
     /// (domain, id) -> whether QMP query-stats gives per-vCPU KVM counters libvirt did not.
@@ -523,7 +537,8 @@ impl<S: StatsSource> Sampler<S> {
             source,
             local,
             only,
-            numa_every: Duration::from_secs(10),
+            numa_every: Some(Duration::from_secs(10)),
+            relist_every: Duration::from_secs(10),
             start: Instant::now(),
             pids: HashMap::new(),
             qmp: HashMap::new(),
@@ -618,7 +633,7 @@ impl<S: StatsSource> Sampler<S> {
                 )),
             );
         };
-        // the vCPU threads are listed again every numa_every, or when one is gone; in
+        // the vCPU threads are listed again every relist_every, or when one is gone; in
         // between only their stat files are read
         let nk = (raw.name.clone(), pid);
         let mut sample = None;
@@ -626,7 +641,7 @@ impl<S: StatsSource> Sampler<S> {
             let fresh = self
                 .threads
                 .get(&nk)
-                .filter(|(at, _)| at.elapsed() < self.numa_every);
+                .filter(|(at, _)| at.elapsed() < self.relist_every);
             let list = match fresh {
                 Some((_, l)) => l.clone(),
                 None => match local.proc.vcpu_threads(pid) {
@@ -655,12 +670,14 @@ impl<S: StatsSource> Sampler<S> {
                 Some(format!("pid {pid}: vCPU threads changed while read")),
             );
         };
-        let due = self
-            .numa
-            .get(&nk)
-            .is_none_or(|(at, _)| at.elapsed() >= self.numa_every);
-        if due && let Ok(m) = local.proc.numa_kib(pid) {
-            self.numa.insert(nk.clone(), (Instant::now(), m));
+        if let Some(every) = self.numa_every {
+            let due = self
+                .numa
+                .get(&nk)
+                .is_none_or(|(at, _)| at.elapsed() >= every);
+            if due && let Ok(m) = local.proc.numa_kib(pid) {
+                self.numa.insert(nk.clone(), (Instant::now(), m));
+            }
         }
         let numa = self.numa.get(&nk).map(|(_, m)| m.clone());
         (Some(sample), numa, None)

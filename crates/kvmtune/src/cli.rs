@@ -463,6 +463,12 @@ pub struct StatArgs {
     /// Show each vCPU in text output.
     #[arg(long)]
     pub vcpus: bool,
+
+    /// Seconds between reads of each QEMU process's /proc/PID/numa_maps (memory per NUMA
+    /// node; it walks the process's page tables). 0: never. Default: 10 on hosts with several
+    /// nodes; on a one-node host memory is the resident size and numa_maps is not read.
+    #[arg(long, value_name = "SECS")]
+    pub numa_interval: Option<u64>,
 }
 
 #[derive(Debug, Args)]

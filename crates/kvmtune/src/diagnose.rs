@@ -312,7 +312,7 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
                         args.duration
                     );
                 }
-                let (mut sampler, cpu_node) = open_sampler(cli, args.targets.clone())?;
+                let (mut sampler, cpu_node) = open_sampler(cli, args.targets.clone(), None)?;
                 let first = take(&mut sampler)?;
                 let t0 = Instant::now();
                 std::thread::sleep(Duration::from_secs_f64(args.duration));

@@ -27,6 +27,7 @@ pub fn uri_is_local(uri: &str) -> bool {
 pub fn open_sampler(
     cli: &Cli,
     only: Vec<String>,
+    numa_interval: Option<u64>,
 ) -> Result<(Sampler<Libvirt>, BTreeMap<u32, u32>)> {
     let lv = Libvirt::open(&cli.connect, true)?;
     let local = uri_is_local(&cli.connect).then(|| {
@@ -45,6 +46,13 @@ pub fn open_sampler(
         BTreeMap::new()
     };
     let mut sampler = Sampler::new(lv, local, only.clone());
+    let nodes: std::collections::BTreeSet<u32> = cpu_node.values().copied().collect();
+    sampler.numa_every = match numa_interval {
+        Some(0) => None,
+        Some(s) => Some(Duration::from_secs(s)),
+        None if nodes.len() > 1 => Some(Duration::from_secs(10)),
+        None => None,
+    };
     // named domains must be running now
     if !only.is_empty() {
         let snap = sampler.snapshot().map_err(anyhow::Error::msg)?;
@@ -265,7 +273,7 @@ pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
     };
     let mut only = args.domains.clone();
     only.extend(args.domain.iter().cloned());
-    let (mut sampler, cpu_node) = open_sampler(cli, only)?;
+    let (mut sampler, cpu_node) = open_sampler(cli, only, args.numa_interval)?;
     let start = Instant::now();
     let mut prev = take(&mut sampler)?;
     let mut out = std::io::stdout().lock();

@@ -367,7 +367,7 @@ pub fn run(cli: &Cli, args: &TopArgs) -> Result<Exit> {
     if !std::io::stdout().is_terminal() {
         bail!("kvmtune top needs a terminal; use `kvmtune stat` for a log");
     }
-    let (mut sampler, cpu_node) = open_sampler(cli, args.domains.clone())?;
+    let (mut sampler, cpu_node) = open_sampler(cli, args.domains.clone(), None)?;
     let mut prev = take(&mut sampler)?;
     let mut app = App::new(Col::parse(&args.sort), cli.connect.clone());
     let mut term = ratatui::try_init()?;

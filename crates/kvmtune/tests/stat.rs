@@ -231,6 +231,13 @@ fn text_csv_and_bad_arguments() {
         assert_eq!(l.split(',').count(), cols, "{l}");
         assert!(l.contains(",lab-win10-desktop,") || l.contains(",lab-db-pinned,"));
     }
+    // numa_maps read on request (on this one-node host memory is otherwise the RSS)
+    let o = kvmtune(&["stat", "--json", "--count", "1", "--numa-interval", "1", "lab-db-pinned"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let f = &jsonl(&o)[0];
+    let m = &dom(f, "lab-db-pinned").unwrap()["memory"];
+    assert!(m["per_node_kib"]["0"].as_u64().unwrap() > 1024, "{m}");
+    assert_eq!(m["remote_share"], 0.0);
     let o = kvmtune(&["stat", "--count", "1", "--vcpus"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
