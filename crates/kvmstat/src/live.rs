@@ -205,7 +205,12 @@ pub struct VmFigures {
     pub vcpu: Vec<VcpuFigures>,
     pub memory: Option<MemFigures>,
     pub balloon_kib: Option<u64>,
+    /// Resident memory of the QEMU process (/proc, or libvirt's balloon.rss remotely).
     pub rss_kib: Option<u64>,
+    /// The VM's KVM statistics (`vm.*`: pages_4k, pages_2m, pages_1g, mmu_*), refreshed
+    /// every 10 intervals.
+    #[serde(default)]
+    pub vm_stats: BTreeMap<String, u64>,
     pub notes: Vec<String>,
 }
 
@@ -259,7 +264,12 @@ pub fn figures(a: &DomSnap, b: &DomSnap, dt: f64, cpu_node: &BTreeMap<u32, u32>)
         pid: b.proc.as_ref().map(|p| p.pid),
         vcpus: b.raw.vcpus.len() as u32,
         balloon_kib: b.raw.balloon_current_kib,
-        rss_kib: b.raw.balloon_rss_kib,
+        rss_kib: b
+            .proc
+            .as_ref()
+            .map(|p| p.process.rss_pages * 4)
+            .or(b.raw.balloon_rss_kib),
+        vm_stats: b.raw.vm.clone(),
         ..VmFigures::default()
     };
     let kvm = b.raw.has_kvm_counters();
@@ -389,7 +399,7 @@ pub fn figures(a: &DomSnap, b: &DomSnap, dt: f64, cpu_node: &BTreeMap<u32, u32>)
         .copied();
     let numa = b.numa_kib.clone().or_else(|| {
         one_node
-            .zip(b.raw.balloon_rss_kib)
+            .zip(f.rss_kib)
             .map(|(n, rss)| BTreeMap::from([(n, rss)]))
     });
     if let Some(numa) = &numa {
@@ -487,16 +497,16 @@ pub fn profile(f: &VmFigures, source: &str) -> ExitProfile {
 
 /// Where statistics come from: libvirt in the product, a fake in unit tests.
 pub trait StatsSource {
-    /// Every running domain's record, in one call.
-    fn fetch(&mut self) -> Result<Vec<StatsRecord>, String>;
+    /// Every running domain's record, in one call, with these groups
+    /// (`kvmtune_libvirt::STATS_*`).
+    fn fetch(&mut self, groups: u32) -> Result<Vec<StatsRecord>, String>;
     /// A QMP command on a domain's monitor.
     fn qmp(&mut self, domain: &str, command: &str) -> Result<String, String>;
 }
 
 impl StatsSource for kvmtune_libvirt::Libvirt {
-    fn fetch(&mut self) -> Result<Vec<StatsRecord>, String> {
-        self.all_domain_stats(kvmtune_libvirt::STATS_GROUPS)
-            .map_err(|e| e.to_string())
+    fn fetch(&mut self, groups: u32) -> Result<Vec<StatsRecord>, String> {
+        self.all_domain_stats(groups).map_err(|e| e.to_string())
     }
     fn qmp(&mut self, domain: &str, command: &str) -> Result<String, String> {
         kvmtune_libvirt::Libvirt::qmp(self, domain, command).map_err(|e| e.to_string())
@@ -529,6 +539,11 @@ pub struct Sampler<S: StatsSource> {
     numa: HashMap<(String, u32), (Instant, BTreeMap<u32, u64>)>,
     /// (domain, pid) -> its vCPU threads and when they were listed.
     threads: HashMap<(String, u32), (Instant, Vec<(u32, u32, String)>)>,
+    /// The VM group (`vm.*`, mostly gauges) is asked for every this many snapshots.
+    pub vm_every: u64,
+    snapshots: u64,
+    /// (domain, id) -> the last VM group read.
+    vm: HashMap<(String, Option<u32>), BTreeMap<String, u64>>,
 }
 
 impl<S: StatsSource> Sampler<S> {
@@ -544,11 +559,24 @@ impl<S: StatsSource> Sampler<S> {
             qmp: HashMap::new(),
             numa: HashMap::new(),
             threads: HashMap::new(),
+            vm_every: 10,
+            snapshots: 0,
+            vm: HashMap::new(),
         }
     }
 
     pub fn snapshot(&mut self) -> Result<Snapshot, String> {
-        let records = self.source.fetch()?;
+        // one call; the costlier groups only when needed: the VM group every vm_every
+        // snapshots, the balloon group only without /proc (remote hosts)
+        let mut groups = kvmtune_libvirt::STATS_BASE;
+        if self.snapshots % self.vm_every.max(1) == 0 {
+            groups |= kvmtune_libvirt::STATS_VM;
+        }
+        if self.local.is_none() {
+            groups |= kvmtune_libvirt::STATS_BALLOON;
+        }
+        self.snapshots += 1;
+        let records = self.source.fetch(groups)?;
         let mono_s = self.start.elapsed().as_secs_f64();
         let unix_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -560,6 +588,14 @@ impl<S: StatsSource> Sampler<S> {
                 continue;
             }
             let mut raw = RawDomain::from_record(rec);
+            let key = (raw.name.clone(), raw.id);
+            if raw.vm.is_empty() {
+                if let Some(vm) = self.vm.get(&key) {
+                    raw.vm = vm.clone();
+                }
+            } else {
+                self.vm.insert(key, raw.vm.clone());
+            }
             self.qmp_fallback(&mut raw);
             let (proc, numa_kib, proc_note) = self.proc_of(&raw);
             domains.insert(
@@ -740,6 +776,7 @@ mod tests {
                 stime: 0,
                 guest,
                 processor: 0,
+                rss_pages: 256,
             },
             threads: vec![Thread {
                 tid: pid + 1,
@@ -750,6 +787,7 @@ mod tests {
                     stime: 0,
                     guest,
                     processor: cpu,
+                    rss_pages: 0,
                 },
             }],
         }
@@ -803,6 +841,8 @@ mod tests {
         assert_eq!(d.overhead_pct, Some(125.0));
         assert_eq!(d.emulator_cpu_pct, Some(30.0));
         assert_eq!(d.vcpu[0].last_cpu, Some(3));
+        assert_eq!(d.rss_kib, Some(1024));
+        assert_eq!(d.vm_stats.get("pages_4k"), Some(&7));
         let m = d.memory.as_ref().unwrap();
         assert_eq!(m.vcpu_nodes, [1]);
         assert_eq!(m.remote_share, Some(0.75));
@@ -840,9 +880,11 @@ mod tests {
         fetches: Vec<Vec<StatsRecord>>,
         qmp_calls: usize,
         qmp_reply: String,
+        groups: Vec<u32>,
     }
     impl StatsSource for Fake {
-        fn fetch(&mut self) -> Result<Vec<StatsRecord>, String> {
+        fn fetch(&mut self, groups: u32) -> Result<Vec<StatsRecord>, String> {
+            self.groups.push(groups);
             if self.fetches.is_empty() {
                 return Err("libvirt: domain statistics: connection closed".into());
             }
@@ -866,6 +908,7 @@ mod tests {
                 fetches: vec![vec![tcg.clone()], vec![tcg.clone()], vec![tcg]],
                 qmp_calls: 0,
                 qmp_reply: r#"{"return":[]}"#.into(),
+                groups: vec![],
             },
             None,
             vec![],
@@ -881,5 +924,10 @@ mod tests {
         assert_eq!(snap.domains["t"].raw.vcpus[&0].counters["exits"], 9);
         let e = s.snapshot().unwrap_err();
         assert!(e.contains("connection closed"));
+        // the VM group on the first of every 10 snapshots; balloon without /proc (remote)
+        let g = &s.source.groups;
+        assert_ne!(g[0] & kvmtune_libvirt::STATS_VM, 0);
+        assert!(g[1..].iter().all(|x| x & kvmtune_libvirt::STATS_VM == 0));
+        assert!(g.iter().all(|x| x & kvmtune_libvirt::STATS_BALLOON != 0));
     }
 }

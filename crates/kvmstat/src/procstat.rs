@@ -21,6 +21,9 @@ pub struct Times {
     pub guest: u64,
     /// The CPU the task last ran on.
     pub processor: u32,
+    /// Resident memory in pages (4 KiB on x86).
+    #[serde(default)]
+    pub rss_pages: u64,
 }
 
 /// Parse a `stat` line. The command name may hold spaces and parentheses, so fields are
@@ -35,6 +38,7 @@ pub fn parse_stat(text: &str) -> Option<Times> {
         stime: get(15)?,
         guest: get(43).unwrap_or(0),
         processor: get(39).and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+        rss_pages: get(24).unwrap_or(0),
     })
 }
 

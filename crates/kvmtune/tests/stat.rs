@@ -232,7 +232,15 @@ fn text_csv_and_bad_arguments() {
         assert!(l.contains(",lab-win10-desktop,") || l.contains(",lab-db-pinned,"));
     }
     // numa_maps read on request (on this one-node host memory is otherwise the RSS)
-    let o = kvmtune(&["stat", "--json", "--count", "1", "--numa-interval", "1", "lab-db-pinned"]);
+    let o = kvmtune(&[
+        "stat",
+        "--json",
+        "--count",
+        "1",
+        "--numa-interval",
+        "1",
+        "lab-db-pinned",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let f = &jsonl(&o)[0];
     let m = &dom(f, "lab-db-pinned").unwrap()["memory"];

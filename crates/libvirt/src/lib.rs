@@ -187,6 +187,16 @@ pub struct StatsRecord {
 /// Which groups [`Libvirt::all_domain_stats`] asks for: state, CPU total, balloon, vCPU
 /// (with the per-vCPU KVM statistics libvirt reads with QMP `query-stats`) and the VM's
 /// KVM statistics (`virsh domstats --state --cpu-total --balloon --vcpu --vm`).
+/// The groups kvmtune asks for every interval: state, CPU total and vCPU (with the per-vCPU
+/// KVM counters). [`STATS_VM`] and [`STATS_BALLOON`] cost libvirt a QMP round trip per
+/// domain each and are asked for less often.
+pub const STATS_BASE: u32 =
+    sys::VIR_DOMAIN_STATS_STATE | sys::VIR_DOMAIN_STATS_CPU_TOTAL | sys::VIR_DOMAIN_STATS_VCPU;
+/// The VM's KVM statistics (`virsh domstats --vm`: pages_4k/2m/1g, mmu_*, ...).
+pub const STATS_VM: u32 = sys::VIR_DOMAIN_STATS_VM;
+/// Balloon size and the process's resident memory.
+pub const STATS_BALLOON: u32 = sys::VIR_DOMAIN_STATS_BALLOON;
+
 pub const STATS_GROUPS: u32 = sys::VIR_DOMAIN_STATS_STATE
     | sys::VIR_DOMAIN_STATS_CPU_TOTAL
     | sys::VIR_DOMAIN_STATS_BALLOON
