@@ -513,6 +513,9 @@ impl StatsSource for kvmtune_libvirt::Libvirt {
     }
 }
 
+/// A process's vCPU threads: (tid, vCPU index, name).
+type VcpuThreads = Vec<(u32, u32, String)>;
+
 /// Where the QEMU processes are, when they run on this host.
 #[derive(Debug, Clone)]
 pub struct Local {
@@ -538,7 +541,7 @@ pub struct Sampler<S: StatsSource> {
     qmp: HashMap<(String, Option<u32>), bool>,
     numa: HashMap<(String, u32), (Instant, BTreeMap<u32, u64>)>,
     /// (domain, pid) -> its vCPU threads and when they were listed.
-    threads: HashMap<(String, u32), (Instant, Vec<(u32, u32, String)>)>,
+    threads: HashMap<(String, u32), (Instant, VcpuThreads)>,
     /// The VM group (`vm.*`, mostly gauges) is asked for every this many snapshots.
     pub vm_every: u64,
     snapshots: u64,
@@ -569,7 +572,7 @@ impl<S: StatsSource> Sampler<S> {
         // one call; the costlier groups only when needed: the VM group every vm_every
         // snapshots, the balloon group only without /proc (remote hosts)
         let mut groups = kvmtune_libvirt::STATS_BASE;
-        if self.snapshots % self.vm_every.max(1) == 0 {
+        if self.snapshots.is_multiple_of(self.vm_every.max(1)) {
             groups |= kvmtune_libvirt::STATS_VM;
         }
         if self.local.is_none() {
