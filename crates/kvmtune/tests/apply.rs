@@ -10,24 +10,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Mutex;
 
 use common::*;
-
-/// The tests change the same lab domains: one at a time.
-static LAB: Mutex<()> = Mutex::new(());
-
-fn lab() -> Option<std::sync::MutexGuard<'static, ()>> {
-    if !libvirt_up() {
-        assert!(
-            !lab_required(),
-            "the lab is required (KVMTUNE_REQUIRE_LAB=1) but libvirtd is not up"
-        );
-        eprintln!("skipping: libvirtd not running");
-        return None;
-    }
-    Some(LAB.lock().unwrap_or_else(|e| e.into_inner()))
-}
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(bin());

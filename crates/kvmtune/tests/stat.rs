@@ -8,24 +8,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-static LAB: Mutex<()> = Mutex::new(());
-
-fn lab() -> Option<std::sync::MutexGuard<'static, ()>> {
-    if !libvirt_up() {
-        assert!(
-            !lab_required(),
-            "the lab is required (KVMTUNE_REQUIRE_LAB=1) but libvirtd is not up"
-        );
-        eprintln!("skipping: libvirtd not running");
-        return None;
-    }
-    Some(LAB.lock().unwrap_or_else(|e| e.into_inner()))
-}
 
 fn virsh(args: &[&str]) -> std::process::Output {
     Command::new("virsh")

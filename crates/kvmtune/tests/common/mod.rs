@@ -65,3 +65,19 @@ pub fn have(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// The lab tests of one test binary change the same domains: one at a time.
+static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The lab's lock, or `None` (a skip) when libvirtd is not up and the lab is not required.
+pub fn lab() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if !libvirt_up() {
+        assert!(
+            !lab_required(),
+            "the lab is required (KVMTUNE_REQUIRE_LAB=1) but libvirtd is not up"
+        );
+        eprintln!("skipping: libvirtd not running");
+        return None;
+    }
+    Some(LAB.lock().unwrap_or_else(|e| e.into_inner()))
+}
