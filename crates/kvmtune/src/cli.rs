@@ -427,7 +427,8 @@ pub struct SnapshotArgs {
 
 pub const STAT_EXIT_CODES: &str = "\
 Exit codes:
-  0  done (--count intervals printed, or stopped by q / Ctrl-C)
+  0  done: --count intervals printed, the output closed (stat | head), or q / Ctrl-C in top
+     (Ctrl-C ends `stat` as the shell reports a SIGINT, 130)
   2  error: libvirt unreachable, a named domain not running, a bad argument";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
