@@ -536,7 +536,7 @@ pub struct Sampler<S: StatsSource> {
     /// How often the vCPU threads are listed again (also whenever one is gone).
     pub relist_every: Duration,
     start: Instant,
-    pids: HashMap<(String, Option<u32>), Option<u32>>,
+    pids: HashMap<(String, Option<u32>), u32>,
     /// (domain, id) -> whether QMP query-stats gives per-vCPU KVM counters libvirt did not.
     qmp: HashMap<(String, Option<u32>), bool>,
     numa: HashMap<(String, u32), (Instant, BTreeMap<u32, u64>)>,
@@ -611,6 +611,12 @@ impl<S: StatsSource> Sampler<S> {
                 },
             );
         }
+        // forget what was kept for domains that stopped (a long `top` sees many restarts)
+        self.pids.retain(|(n, _), _| domains.contains_key(n));
+        self.qmp.retain(|(n, _), _| domains.contains_key(n));
+        self.vm.retain(|(n, _), _| domains.contains_key(n));
+        self.numa.retain(|(n, _), _| domains.contains_key(n));
+        self.threads.retain(|(n, _), _| domains.contains_key(n));
         Ok(Snapshot {
             mono_s,
             unix_ms,
@@ -656,10 +662,18 @@ impl<S: StatsSource> Sampler<S> {
             return (None, None, None);
         };
         let key = (raw.name.clone(), raw.id);
-        let pid = *self
-            .pids
-            .entry(key)
-            .or_insert_with(|| local.pids.pid(&raw.name));
+        // a pid found is kept for this run of the domain; one not found (the pid file not
+        // written yet, or unreadable) is looked for again next time
+        let pid = match self.pids.get(&key) {
+            Some(p) => Some(*p),
+            None => {
+                let p = local.pids.pid(&raw.name);
+                if let Some(p) = p {
+                    self.pids.insert(key, p);
+                }
+                p
+            }
+        };
         let Some(pid) = pid else {
             return (
                 None,
@@ -927,8 +941,12 @@ mod tests {
         assert_eq!(snap.domains["t"].raw.vcpus[&0].counters["exits"], 9);
         let e = s.snapshot().unwrap_err();
         assert!(e.contains("connection closed"));
+        // what is kept per domain is forgotten once it stops running
+        s.source.fetches = vec![vec![]];
+        s.snapshot().unwrap();
+        assert!(s.qmp.is_empty() && s.vm.is_empty());
         // the VM group on the first of every 10 snapshots; balloon without /proc (remote)
-        let g = &s.source.groups;
+        let g = &s.source.groups[..5];
         assert_ne!(g[0] & kvmtune_libvirt::STATS_VM, 0);
         assert!(g[1..].iter().all(|x| x & kvmtune_libvirt::STATS_VM == 0));
         assert!(g.iter().all(|x| x & kvmtune_libvirt::STATS_BALLOON != 0));

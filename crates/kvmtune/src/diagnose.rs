@@ -223,8 +223,6 @@ fn audits(cli: &Cli, targets: &[String], profile: &str) -> Result<(Audits, Vec<S
                 let (reports, _) = crate::audit::audit_all(&parsed, &ctx, &profile_v);
                 for r in reports {
                     out.insert(r.name.clone(), r.findings);
-                    // an XML file is also known by its path
-                    out.entry(t.clone()).or_insert_with(Vec::new);
                 }
             }
             Err(e) => errors.push(format!("{t}: {e:#}")),
@@ -296,7 +294,13 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
         let (figs, input, mode): (Vec<(VmFigures, String)>, String, &'static str) =
             if let Some(path) = &args.log {
                 let frames = read_log(path)?;
-                let figs = merge_frames(&frames)
+                let merged = merge_frames(&frames);
+                for t in &args.targets {
+                    if !merged.iter().any(|(f, _)| &f.name == t) {
+                        bail!("{}: no figures of domain {t} in the log", path.display());
+                    }
+                }
+                let figs = merged
                     .into_iter()
                     .filter(|(f, _)| args.targets.is_empty() || args.targets.contains(&f.name))
                     .map(|(f, n)| {

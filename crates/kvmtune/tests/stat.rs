@@ -434,4 +434,90 @@ fn diagnose_reads_a_stat_log_and_recorded_reports() {
             .unwrap()
             .contains("mean of 2 intervals")
     );
+    let o = kvmtune(&["diagnose", "--log", log.to_str().unwrap(), "no-such-domain"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no figures of domain no-such-domain"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// libvirt's in-process test driver needs no daemon: the JSON shape with a domain that has
+/// no QEMU process, and a host with no running domain at all.
+#[test]
+fn test_driver_domains_and_an_empty_host() {
+    let o = kvmtune(&[
+        "-c",
+        "test:///default",
+        "stat",
+        "--json",
+        "-n",
+        "1",
+        "-i",
+        "0.2",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let f = &jsonl(&o)[0];
+    assert_eq!(f["kind"], "kvmtune.stat");
+    let d = dom(f, "test").unwrap();
+    assert!(d["exits"].is_null());
+    assert!(
+        d["notes"][0].as_str().unwrap().contains("no QEMU process"),
+        "{d}"
+    );
+
+    let t = tempfile::tempdir().unwrap();
+    let node = t.path().join("node.xml");
+    std::fs::write(
+        &node,
+        "<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>\
+         <active>2</active><mhz>2000</mhz><model>i686</model></cpu><memory>2097152</memory></node>",
+    )
+    .unwrap();
+    let uri = format!("test://{}", node.display());
+    let o = kvmtune(&["-c", &uri, "stat", "--json", "-n", "2", "-i", "0.2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let frames = jsonl(&o);
+    assert_eq!(frames.len(), 2);
+    assert!(
+        frames
+            .iter()
+            .all(|f| f["domains"].as_array().unwrap().is_empty())
+    );
+    let o = kvmtune(&["-c", &uri, "diagnose", "--json", "--duration", "0.5"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(json(&o)["subjects"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_closed_output_ends_stat_normally() {
+    use std::io::BufRead as _;
+    let mut child = Command::new(bin())
+        .args([
+            "-c",
+            "test:///default",
+            "stat",
+            "--format",
+            "csv",
+            "-i",
+            "0.2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("time,"), "{first}");
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -221,9 +221,13 @@ impl Libvirt {
                 sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE,
             )
         };
-        if n < 0 || list.is_null() {
+        if n < 0 {
             let err = virt::error::Error::last_error();
             return Err(LibvirtError::new("domain statistics", &err));
+        }
+        if list.is_null() {
+            // no running domain: some drivers return no list at all
+            return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity(n as usize);
         for i in 0..n as usize {
