@@ -679,7 +679,8 @@ impl<S: StatsSource> Sampler<S> {
                 None,
                 None,
                 Some(format!(
-                    "no QEMU process of {} on this host ({}/{}.pid)",
+                    "no QEMU process of {} found on this host ({}/{}.pid missing, unreadable \
+                     or stale): CPU figures from libvirt",
                     raw.name,
                     local.pids.run_dir.display(),
                     raw.name
