@@ -68,7 +68,7 @@ fn from_audit(
     config_scope: bool,
     virt: &dyn Virt,
 ) -> Result<FromAudit> {
-    let profile = Profile::load(&args.profile)?;
+    let profile = kvmtune_rules::load_profile(&args.profile)?;
     let known: BTreeSet<&str> = audit::rules().iter().map(|r| r.meta.id).collect();
     for r in &args.rules {
         if !known.contains(r.as_str()) {

@@ -142,7 +142,7 @@ pub fn audit_all(
 }
 
 pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
-    let profile = Profile::load(&args.profile)?;
+    let profile = kvmtune_rules::load_profile(&args.profile)?;
     let fail_on = match &args.fail_on {
         Some(s) => Some(
             Severity::parse(s)

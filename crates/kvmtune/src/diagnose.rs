@@ -14,7 +14,6 @@ use crate::{Exit, print_json, print_text};
 use kvmtune_kvmstat::diagnose::{Diagnosis, Level, Limits, diagnose};
 use kvmtune_kvmstat::exits::{ExitProfile, profiles};
 use kvmtune_kvmstat::live::{Frame, VmFigures, profile};
-use kvmtune_rules::Profile;
 use kvmtune_rules::audit::Finding;
 
 pub const DIAGNOSE_SCHEMA_VERSION: u32 = 1;
@@ -208,7 +207,7 @@ type Audits = BTreeMap<String, Vec<Finding>>;
 
 /// Audit findings by domain name, for the domains named (or all, when live).
 fn audits(cli: &Cli, targets: &[String], profile: &str) -> Result<(Audits, Vec<String>)> {
-    let profile_v = Profile::load(profile)?;
+    let profile_v = kvmtune_rules::load_profile(profile)?;
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for t in targets {

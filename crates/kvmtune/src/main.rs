@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use cli::{Cli, ColorChoice, Command};
 use kvmtune_host::{RootDir, Source};
-use kvmtune_rules::{Profile, Verdict, check_host};
+use kvmtune_rules::{Verdict, check_host};
 
 /// Process exit codes (documented in `--help` and docs/cli.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +142,7 @@ fn run(cli: &Cli) -> Result<Exit> {
                 }
                 return Ok(Exit::Clean);
             }
-            let profile = Profile::load(&args.profile)?;
+            let profile = kvmtune_rules::load_profile(&args.profile)?;
             let checks = check_host(&host, &profile);
             let mut summary = Summary::default();
             for c in &checks {

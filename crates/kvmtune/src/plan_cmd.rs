@@ -81,7 +81,7 @@ struct Report<'a> {
 }
 
 pub fn run(cli: &Cli, args: &PlanArgs) -> Result<Exit> {
-    let profile = Profile::load(&args.profile)?;
+    let profile = kvmtune_rules::load_profile(&args.profile)?;
     let (base, fill) = policy_of(&profile, args)?;
     let over = overrides(args)?;
     let reserve = args

@@ -6,11 +6,10 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use crate::{Exit, print_json, print_text};
-use kvmtune_rules::Profile;
 use kvmtune_rules::audit::{Level, docs::profiles_of, level, rules};
 
 pub fn list(json_out: bool, profile: Option<&str>) -> Result<Exit> {
-    let profile = profile.map(Profile::load).transpose()?;
+    let profile = profile.map(kvmtune_rules::load_profile).transpose()?;
     let all = rules();
     if json_out {
         let v: Vec<_> = all

@@ -21,7 +21,7 @@ pub mod svg;
 use std::collections::{BTreeMap, BTreeSet};
 
 use kvmtune_host::{CpuSet, Host};
-pub use kvmtune_rules::profile::{CpuPolicy, EmulatorPolicy, Fill, SmtPolicy};
+pub use kvmtune_profile::{CpuPolicy, EmulatorPolicy, Fill, SmtPolicy};
 use serde::Serialize;
 
 /// A physical core: its usable threads (online, not kept for the host).

@@ -22,32 +22,7 @@ use serde::Serialize;
 pub use crate::profile::Level;
 use crate::profile::Profile;
 
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warn,
-    Error,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warn => "warn",
-            Severity::Error => "error",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Severity> {
-        match s {
-            "info" => Some(Severity::Info),
-            "warn" | "warning" => Some(Severity::Warn),
-            "error" => Some(Severity::Error),
-            _ => None,
-        }
-    }
-}
+pub use kvmtune_profile::Severity;
 
 /// When a fix takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -291,11 +266,7 @@ pub fn level(meta: &Meta, profile: &Profile) -> Level {
         return *l;
     }
     if meta.profiles.contains(&"*") || meta.profiles.contains(&profile.name.as_str()) {
-        match meta.severity {
-            Severity::Info => Level::Info,
-            Severity::Warn => Level::Warn,
-            Severity::Error => Level::Error,
-        }
+        Level::from(meta.severity)
     } else {
         Level::Off
     }
@@ -344,11 +315,8 @@ pub fn audit_host(cx: &Cx) -> Vec<Finding> {
 }
 
 fn run(rule: &Rule, cx: &Cx, subject: String, out: &mut Vec<Finding>) {
-    let level = match level(&rule.meta, cx.profile) {
-        Level::Off => return,
-        Level::Info => Severity::Info,
-        Level::Warn => Severity::Warn,
-        Level::Error => Severity::Error,
+    let Some(level) = level(&rule.meta, cx.profile).severity() else {
+        return;
     };
     let mut o = Out {
         meta: &rule.meta,

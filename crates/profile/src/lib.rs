@@ -1,5 +1,9 @@
-//! Scenario profiles. A profile is a TOML file; `include = "NAME"` inherits from another,
-//! like TuneD's `include=`, and keys of the including file win.
+//! Configuration, below every judge: scenario profiles and the one severity vocabulary.
+//!
+//! A profile is a TOML file; `include = "NAME"` inherits from another, like TuneD's
+//! `include=`, and keys of the including file win. This crate knows nothing of the rules:
+//! whether a profile's `[rules]` table names real rules is checked by `kvmtune-rules`
+//! (`kvmtune_rules::load_profile`) after loading.
 
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +110,79 @@ pub enum Fill {
     Pack,
 }
 
+/// How bad a finding is: the one vocabulary of audit findings, host checks and diagnoses.
+///
+/// Host checks map their virt-host-validate verdicts onto it (PASS is no finding, INFO is
+/// `info`, WARN is `warn`, FAIL is `error`); diagnoses are `info` or `warn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warn => "warn",
+            Severity::Error => "error",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "info" => Some(Severity::Info),
+            "warn" | "warning" => Some(Severity::Warn),
+            "error" => Some(Severity::Error),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counts of findings by severity: the `summary` of every report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub error: usize,
+    pub warn: usize,
+    pub info: usize,
+}
+
+impl Counts {
+    pub fn add(&mut self, s: Severity) {
+        match s {
+            Severity::Error => self.error += 1,
+            Severity::Warn => self.warn += 1,
+            Severity::Info => self.info += 1,
+        }
+    }
+    pub fn of(items: impl IntoIterator<Item = Severity>) -> Counts {
+        let mut c = Counts::default();
+        for s in items {
+            c.add(s);
+        }
+        c
+    }
+    /// The worst severity counted.
+    pub fn worst(&self) -> Option<Severity> {
+        if self.error > 0 {
+            Some(Severity::Error)
+        } else if self.warn > 0 {
+            Some(Severity::Warn)
+        } else if self.info > 0 {
+            Some(Severity::Info)
+        } else {
+            None
+        }
+    }
+}
+
 /// A rule's level in a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -114,6 +191,28 @@ pub enum Level {
     Info,
     Warn,
     Error,
+}
+
+impl Level {
+    /// The severity of a rule at this level; `None` when the rule is off.
+    pub fn severity(self) -> Option<Severity> {
+        match self {
+            Level::Off => None,
+            Level::Info => Some(Severity::Info),
+            Level::Warn => Some(Severity::Warn),
+            Level::Error => Some(Severity::Error),
+        }
+    }
+}
+
+impl From<Severity> for Level {
+    fn from(s: Severity) -> Level {
+        match s {
+            Severity::Info => Level::Info,
+            Severity::Warn => Level::Warn,
+            Severity::Error => Level::Error,
+        }
+    }
 }
 
 /// What a profile wants of domains.
@@ -182,13 +281,6 @@ impl Profile {
                     name: name_or_path.to_string(),
                     message: e.message().to_string(),
                 })?;
-        let unknown = crate::audit::unknown_rule_overrides(&profile);
-        if !unknown.is_empty() {
-            return Err(ProfileError::Invalid {
-                name: name_or_path.to_string(),
-                message: format!("[rules] names unknown rule(s) {}", unknown.join(", ")),
-            });
-        }
         Ok(profile)
     }
 }
@@ -247,6 +339,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn counts_and_levels_share_the_severity_vocabulary() {
+        let c = Counts::of([Severity::Warn, Severity::Info, Severity::Warn]);
+        assert_eq!((c.error, c.warn, c.info), (0, 2, 1));
+        assert_eq!(c.worst(), Some(Severity::Warn));
+        assert_eq!(Counts::default().worst(), None);
+        assert_eq!(Level::Off.severity(), None);
+        assert_eq!(
+            Level::from(Severity::Error).severity(),
+            Some(Severity::Error)
+        );
+        assert_eq!(Severity::parse("warning"), Some(Severity::Warn));
+        assert_eq!(Severity::parse("fatal"), None);
+    }
+
+    #[test]
     fn every_builtin_profile_loads() {
         for (name, _) in BUILTIN {
             let p = Profile::load(name).unwrap();
@@ -275,14 +382,6 @@ mod tests {
         std::fs::write(&f, "include = \"server\"\n[host]\nksm = \"sometimes\"\n").unwrap();
         let err = Profile::load(f.to_str().unwrap()).unwrap_err().to_string();
         assert!(err.contains("bad.toml"), "{err}");
-        let f3 = dir.join("unknown-rule.toml");
-        std::fs::write(
-            &f3,
-            "include = \"server\"\n[rules]\n\"disk-cahce\" = \"off\"\n",
-        )
-        .unwrap();
-        let err = Profile::load(f3.to_str().unwrap()).unwrap_err().to_string();
-        assert!(err.contains("disk-cahce"), "{err}");
         let f2 = dir.join("loop.toml");
         std::fs::write(&f2, format!("include = {:?}\n", f2.to_str().unwrap())).unwrap();
         assert!(matches!(
