@@ -6,6 +6,7 @@
 
 pub mod cpu;
 pub mod cpuset;
+pub mod fsio;
 pub mod kvm;
 pub mod memory;
 pub mod model;

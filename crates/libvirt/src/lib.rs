@@ -9,6 +9,16 @@ use serde::{Deserialize, Serialize};
 use virt::connect::Connect;
 use virt::sys;
 
+/// Whether a libvirt URI names this host (`qemu:///system`, `qemu:///session`), so its QEMU
+/// processes are in our /proc and its sysfs is ours; a transport (`qemu+ssh://h/system`,
+/// `qemu+tcp://...`) or a host part names another machine.
+pub fn is_local(uri: &str) -> bool {
+    match uri.split_once("://") {
+        Some((scheme, rest)) => !scheme.contains('+') && rest.starts_with('/'),
+        None => true,
+    }
+}
+
 /// A failed libvirt call: what kvmtune tried and libvirt's own message.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("libvirt: {op}: {message}")]
@@ -418,5 +428,15 @@ mod tests {
         assert_eq!(cpumap(&[0]), vec![1]);
         assert_eq!(cpumap(&[1, 3]), vec![0b1010]);
         assert_eq!(cpumap(&[0, 9]), vec![1, 0b10]);
+    }
+
+    #[test]
+    fn local_uris() {
+        assert!(is_local("qemu:///system"));
+        assert!(is_local("qemu:///session"));
+        assert!(is_local("test:///default"));
+        assert!(!is_local("qemu+ssh://root@host/system"));
+        assert!(!is_local("qemu+tcp://10.0.0.1/system"));
+        assert!(!is_local("qemu://otherhost/system"));
     }
 }

@@ -2,9 +2,7 @@
 //! domains of the host) and report findings with evidence, a reason, a fix expressed as
 //! edits on the domain document, and the fix's risk.
 
-mod caps;
 pub mod docs;
-mod edit;
 mod rules_clock;
 mod rules_cpu;
 mod rules_dev;
@@ -12,8 +10,8 @@ mod rules_host;
 mod rules_mem;
 mod rules_numa;
 
-pub use caps::DomainCaps;
-pub use edit::{Edit, Op, Seg, Target, apply};
+pub use kvmtune_domain::caps::DomainCaps;
+pub use kvmtune_domain::edit::{Edit, Op, Seg, Target, apply};
 
 use kvmtune_domain::{Document, Domain, NodeId};
 use kvmtune_host::{CpuSet, Host};

@@ -3,7 +3,7 @@
 //! (`ensure /domain/memoryBacking/hugepages`). Applying an edit that is already in effect
 //! changes nothing, so fixing twice is a no-op.
 
-use kvmtune_domain::{Document, NodeId};
+use crate::{Document, NodeId};
 use serde::Serialize;
 
 /// One step of an ensured path: an element name, optionally told apart from its siblings

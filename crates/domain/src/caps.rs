@@ -1,7 +1,7 @@
 //! What the host's QEMU supports, from libvirt's domain capabilities
 //! (`virConnectGetDomainCapabilities`, stored in bundles too).
 
-use kvmtune_domain::{Document, XmlError};
+use crate::{Document, XmlError};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Default, Serialize)]

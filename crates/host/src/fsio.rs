@@ -1,0 +1,269 @@
+//! Writing files as root without surprises: the one helper every kvmtune writer uses.
+//!
+//! A regular file is replaced atomically: a temporary in the same directory (created
+//! exclusively, with the caller's mode), written, fsynced, renamed over the target, and the
+//! directory fsynced. A target that exists and is not a regular file (a symlink, a device
+//! node, a FIFO, a socket, a directory) is refused and left alone: renaming over
+//! `/dev/null` or a symlink would replace it.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Mode of files that hold domain XML, plans, journal entries or bundles.
+pub const PRIVATE_FILE: u32 = 0o600;
+/// Mode of directories kvmtune creates for such files.
+pub const PRIVATE_DIR: u32 = 0o700;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{path}: {what}; refusing to replace it")]
+    NotRegular { path: PathBuf, what: &'static str },
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What kind of non-regular thing is at `path`, if any. `None`: nothing there, or a
+/// regular file.
+pub fn special_kind(path: &Path) -> Option<&'static str> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let t = meta.file_type();
+    if t.is_file() {
+        None
+    } else if t.is_symlink() {
+        Some("a symbolic link")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_char_device() || t.is_block_device() {
+        Some("a device node")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Refuse a target that exists and is not a regular file.
+pub fn check_target(path: &Path) -> Result<(), WriteError> {
+    match special_kind(path) {
+        Some(what) => Err(WriteError::NotRegular {
+            path: path.to_path_buf(),
+            what,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A file written beside its target and not yet renamed over it.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl Staged {
+    /// Rename the temporary over the target and fsync the directory.
+    pub fn commit(self) -> Result<(), WriteError> {
+        let r = check_target(&self.dest).and_then(|_| {
+            std::fs::rename(&self.tmp, &self.dest).map_err(io(&self.dest))?;
+            fsync_dir(&self.dest)
+        });
+        if r.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        r
+    }
+    /// Remove the temporary; the target is untouched.
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+fn fsync_dir(path: &Path) -> Result<(), WriteError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
+}
+
+/// Write `bytes` to a temporary beside `path` (mode `mode`), fsynced, without touching
+/// `path`. Refuses when `path` is not a regular file.
+pub fn stage(path: &Path, bytes: &[u8], mode: u32) -> Result<Staged, WriteError> {
+    check_target(path)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let mut n = 0u32;
+    loop {
+        let tmp = path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp);
+        let mut f = match file {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
+                n += 1;
+                continue;
+            }
+            Err(e) => return Err(io(path)(e)),
+        };
+        let r = f.write_all(bytes).and_then(|_| f.sync_all());
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(path)(e));
+        }
+        return Ok(Staged {
+            tmp,
+            dest: path.to_path_buf(),
+        });
+    }
+}
+
+/// Replace `path` with `bytes` atomically (or leave it as it was), with mode `mode`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteError> {
+    stage(path, bytes, mode)?.commit()
+}
+
+/// Write several files all or nothing as far as the file system allows: every file is
+/// staged first, and only when all are staged are they renamed into place.
+pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<(), WriteError> {
+    let mut staged = Vec::new();
+    for (path, bytes) in files {
+        match stage(path, bytes, mode) {
+            Ok(s) => staged.push(s),
+            Err(e) => {
+                staged.into_iter().for_each(Staged::discard);
+                return Err(e);
+            }
+        }
+    }
+    for s in staged {
+        s.commit()?;
+    }
+    Ok(())
+}
+
+/// Create a directory (and its parents) with mode `mode` for the ones created. An
+/// existing path that is not a directory (or a symlink) is refused.
+pub fn create_dir(dir: &Path, mode: u32) -> Result<(), WriteError> {
+    if let Some(what) = special_kind(dir) {
+        if what == "a directory" {
+            return Ok(());
+        }
+        return Err(WriteError::NotRegular {
+            path: dir.to_path_buf(),
+            what,
+        });
+    }
+    if dir.exists() {
+        return Err(WriteError::NotRegular {
+            path: dir.to_path_buf(),
+            what: "not a directory",
+        });
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_regular_file_is_replaced_with_the_mode_asked() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.xml");
+        std::fs::write(&p, "old").unwrap();
+        write_atomic(&p, b"new", PRIVATE_FILE).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // no temporary left behind
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+        // a new file is created too
+        write_atomic(&d.path().join("b"), b"x", 0o644).unwrap();
+        assert_eq!(std::fs::read(d.path().join("b")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn symlinks_devices_fifos_and_directories_are_refused_and_left_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let e = write_atomic(&link, b"x", PRIVATE_FILE).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+
+        let e = write_atomic(Path::new("/dev/null"), b"x", PRIVATE_FILE).unwrap_err();
+        assert!(e.to_string().contains("device node"), "{e}");
+        assert!(
+            std::fs::symlink_metadata("/dev/null")
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+
+        let fifo = d.path().join("fifo");
+        let st = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if st.is_ok_and(|s| s.success()) {
+            let e = write_atomic(&fifo, b"x", PRIVATE_FILE).unwrap_err();
+            assert!(e.to_string().contains("FIFO"), "{e}");
+        }
+        let e = write_atomic(d.path(), b"x", PRIVATE_FILE).unwrap_err();
+        assert!(e.to_string().contains("directory"), "{e}");
+    }
+
+    #[test]
+    fn several_files_are_staged_before_any_is_renamed() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        let bad = d.path().join("bad");
+        std::os::unix::fs::symlink("/dev/null", &bad).unwrap();
+        let r = write_all_atomic(&[(a.clone(), b"1".to_vec()), (bad, b"2".to_vec())], 0o600);
+        assert!(r.is_err());
+        assert!(!a.exists(), "nothing is written when one target is refused");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn private_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let sub = d.path().join("x/y");
+        create_dir(&sub, PRIVATE_DIR).unwrap();
+        let mode = std::fs::metadata(&sub).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        create_dir(&sub, PRIVATE_DIR).unwrap();
+        let f = d.path().join("file");
+        std::fs::write(&f, "").unwrap();
+        assert!(create_dir(&f, PRIVATE_DIR).is_err());
+    }
+}
