@@ -1,4 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::collections::BTreeMap;
+
 use super::*;
 
 fn dom(name: &str, vcpus: u32, gib: u64) -> Dom {

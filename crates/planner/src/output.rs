@@ -1,0 +1,179 @@
+//! What a plan gives: a placement per domain, the domains left out and why, hugepage pools,
+//! the objective's score and the host settings the placement calls for.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kvmtune_host::CpuSet;
+use serde::Serialize;
+
+use crate::{CpuPolicy, Dom, Policy, Topo};
+
+/// One guest NUMA cell of a domain that spans nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cell {
+    pub id: u32,
+    pub node: u32,
+    pub vcpus: Vec<u32>,
+    pub memory_kib: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Placement {
+    pub name: String,
+    /// Host nodes the domain's memory and vCPUs are on.
+    pub nodes: Vec<u32>,
+    /// vCPU index -> host CPUs it may run on.
+    pub vcpus: Vec<Vec<u32>>,
+    pub emulator: Vec<u32>,
+    /// Guest NUMA cells (empty when the domain fits one node).
+    pub cells: Vec<Cell>,
+    /// The domain kept its current pins.
+    pub kept: bool,
+    pub policy: Policy,
+    pub page_kib: Option<u64>,
+    pub memory_kib: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unplaced {
+    pub name: String,
+    pub why: String,
+}
+
+/// Hugepages the placed domains need on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolNeed {
+    pub node: u32,
+    pub page_kib: u64,
+    pub pages: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub placed: Vec<Placement>,
+    pub unplaced: Vec<Unplaced>,
+    pub pools: Vec<PoolNeed>,
+    /// Objective: (placed, spanning, moved).
+    pub score: Score,
+    /// Host settings the placement calls for, `KEY = VALUE` as for `kvmtune apply --set`.
+    pub host: BTreeMap<String, String>,
+    /// A kernel command line suggestion for the dedicated CPUs.
+    pub isolcpus: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Score {
+    pub placed: usize,
+    pub spanning: usize,
+    pub moved: usize,
+}
+
+impl Score {
+    /// Better is greater: more placed, then less spanning, then fewer moves.
+    fn key(&self) -> (usize, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>) {
+        (
+            self.placed,
+            std::cmp::Reverse(self.spanning),
+            std::cmp::Reverse(self.moved),
+        )
+    }
+    pub fn better_than(&self, other: &Score) -> bool {
+        self.key() > other.key()
+    }
+}
+
+impl Placement {
+    pub(crate) fn new(
+        d: &Dom,
+        nodes: Vec<u32>,
+        vcpus: Vec<Vec<u32>>,
+        emulator: Vec<u32>,
+    ) -> Placement {
+        Placement {
+            name: d.name.clone(),
+            nodes,
+            vcpus,
+            emulator,
+            cells: Vec::new(),
+            kept: false,
+            policy: d.policy,
+            page_kib: d.page_kib,
+            memory_kib: d.memory_kib,
+        }
+    }
+}
+
+/// Sum up a pass: domains in input order, the score, hugepage pools, host settings and the
+/// `isolcpus` suggestion.
+pub(crate) fn finish(
+    t: &Topo,
+    doms: &[Dom],
+    mut placed: Vec<Placement>,
+    unplaced: Vec<Unplaced>,
+) -> Outcome {
+    let order: BTreeMap<&str, usize> = doms
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.name.as_str(), i))
+        .collect();
+    placed.sort_by_key(|p| order.get(p.name.as_str()).copied());
+    let moved = placed
+        .iter()
+        .filter(|p| {
+            let d = doms.iter().find(|d| d.name == p.name);
+            d.is_some_and(|d| !d.pins.is_empty() && !p.kept)
+        })
+        .count();
+    let spanning = placed.iter().map(|p| p.nodes.len().saturating_sub(1)).sum();
+    let mut pools: BTreeMap<(u32, u64), u64> = BTreeMap::new();
+    for p in &placed {
+        let Some(size) = p.page_kib.filter(|&s| s > 4) else {
+            continue;
+        };
+        if p.cells.is_empty() {
+            *pools.entry((p.nodes[0], size)).or_default() += p.memory_kib.div_ceil(size);
+        } else {
+            for c in &p.cells {
+                *pools.entry((c.node, size)).or_default() += c.memory_kib.div_ceil(size);
+            }
+        }
+    }
+    let mut host = BTreeMap::new();
+    if t.nodes.len() > 1 {
+        host.insert("ksm.merge_across_nodes".to_string(), "0".to_string());
+        if unplaced.is_empty() && !placed.is_empty() {
+            host.insert("numa_balancing".to_string(), "0".to_string());
+        }
+    }
+    let dedicated: BTreeSet<u32> = placed
+        .iter()
+        .filter(|p| p.policy.cpus == CpuPolicy::Dedicated)
+        .flat_map(|p| p.vcpus.iter().flatten().copied())
+        .collect();
+    let isolcpus = (!dedicated.is_empty()).then(|| {
+        let mut s = CpuSet::new();
+        for c in &dedicated {
+            s.insert(*c);
+        }
+        format!("isolcpus=managed_irq,domain,{s} nohz_full={s} rcu_nocbs={s}")
+    });
+    Outcome {
+        score: Score {
+            placed: placed.len(),
+            spanning,
+            moved,
+        },
+        placed,
+        unplaced,
+        pools: pools
+            .into_iter()
+            .map(|((node, page_kib), pages)| PoolNeed {
+                node,
+                page_kib,
+                pages,
+            })
+            .collect(),
+        host,
+        isolcpus,
+    }
+}

@@ -1,0 +1,68 @@
+//! Stability: a domain keeps its current pins when they are still valid.
+
+use std::collections::BTreeSet;
+
+use crate::output::Placement;
+use crate::{CpuPolicy, Dom, EmulatorPolicy, SmtPolicy, Topo};
+
+use super::place::{emulator_for, one_each};
+use super::state::State;
+
+pub(super) fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
+    if d.policy.cpus != CpuPolicy::Dedicated || d.pins.len() != d.vcpus as usize {
+        return None;
+    }
+    let mut cpus = Vec::new();
+    for v in 0..d.vcpus {
+        match d.pins.get(&v).map(Vec::as_slice) {
+            Some([one]) => cpus.push(*one),
+            _ => return None,
+        }
+    }
+    let distinct: BTreeSet<u32> = cpus.iter().copied().collect();
+    if distinct.len() != cpus.len() || cpus.iter().any(|c| st.taken.contains(c)) {
+        return None;
+    }
+    let ni = t
+        .nodes
+        .iter()
+        .position(|n| n.cores.iter().any(|c| c.threads.contains(&cpus[0])))?;
+    let node = &t.nodes[ni];
+    let on_node = |c: &u32| node.cores.iter().any(|k| k.threads.contains(c));
+    if !cpus.iter().all(on_node) || st.free_mem(t, ni) < d.memory_kib {
+        return None;
+    }
+    let mut consumed = cpus.clone();
+    if d.policy.smt != SmtPolicy::Prefer {
+        // isolate/require: whole cores, untouched by anyone else
+        for c in &node.cores {
+            if c.threads.iter().any(|x| distinct.contains(x)) {
+                if c.threads.iter().any(|x| st.taken.contains(x)) {
+                    return None;
+                }
+                if d.policy.smt == SmtPolicy::Isolate
+                    && c.threads.iter().filter(|x| distinct.contains(x)).count() > 1
+                {
+                    return None;
+                }
+                consumed.extend(&c.threads);
+            }
+        }
+    }
+    st.taken.extend(&consumed);
+    st.mem_used[ni] += d.memory_kib;
+    let emulator = match &d.emulator_pin {
+        Some(e)
+            if d.policy.emulator == EmulatorPolicy::Housekeeping
+                && !e.is_empty()
+                && e.iter().all(|x| !cpus.contains(x)) =>
+        {
+            e.clone()
+        }
+        _ => emulator_for(t, st, ni, &d.policy, &cpus)?,
+    };
+    Some(Placement {
+        kept: true,
+        ..Placement::new(d, vec![node.id], one_each(&cpus), emulator)
+    })
+}

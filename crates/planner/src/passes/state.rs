@@ -1,0 +1,111 @@
+//! Free resources while a pass places domains, and the SMT-aware choice of threads.
+
+use crate::{Core, Node, SmtPolicy, Topo};
+
+/// A bitmap of CPUs (cheap to copy when a pass tries a placement).
+#[derive(Debug, Clone)]
+pub(super) struct Taken(Vec<bool>);
+
+impl Taken {
+    pub(super) fn new(t: &Topo) -> Taken {
+        let max = t
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                n.cores
+                    .iter()
+                    .flat_map(|c| c.threads.iter())
+                    .chain(&n.housekeeping)
+            })
+            .copied()
+            .max()
+            .unwrap_or(0);
+        Taken(vec![false; max as usize + 1])
+    }
+    pub(super) fn contains(&self, c: &u32) -> bool {
+        self.0.get(*c as usize).copied().unwrap_or(false)
+    }
+    pub(super) fn extend<'a>(&mut self, cs: impl IntoIterator<Item = &'a u32>) {
+        for c in cs {
+            if let Some(x) = self.0.get_mut(*c as usize) {
+                *x = true;
+            }
+        }
+    }
+}
+
+/// Free resources while planning.
+#[derive(Debug, Clone)]
+pub(super) struct State {
+    /// Threads taken by dedicated vCPUs or emulators (or idled by `isolate`), by CPU id.
+    pub(super) taken: Taken,
+    pub(super) mem_used: Vec<u64>,
+}
+
+impl State {
+    pub(super) fn new(t: &Topo) -> State {
+        State {
+            taken: Taken::new(t),
+            mem_used: vec![0; t.nodes.len()],
+        }
+    }
+    pub(super) fn free_threads(&self, n: &Node) -> usize {
+        n.cores
+            .iter()
+            .flat_map(|c| &c.threads)
+            .filter(|t| !self.taken.contains(t))
+            .count()
+    }
+    pub(super) fn free_mem(&self, t: &Topo, i: usize) -> u64 {
+        t.nodes[i].memory_kib.saturating_sub(self.mem_used[i])
+    }
+}
+
+/// Threads for `n` dedicated vCPUs on a node: (the vCPUs' threads, every thread consumed).
+pub(super) fn pick(
+    st: &State,
+    node: &Node,
+    n: usize,
+    smt: SmtPolicy,
+) -> Option<(Vec<u32>, Vec<u32>)> {
+    let free_core = |c: &Core| c.threads.iter().all(|t| !st.taken.contains(t));
+    let mut got = Vec::new();
+    let mut consumed = Vec::new();
+    match smt {
+        SmtPolicy::Prefer => {
+            // whole free cores first (siblings together), then what is left of others
+            for c in node.cores.iter().filter(|c| free_core(c)) {
+                for &t in &c.threads {
+                    if got.len() < n {
+                        got.push(t);
+                    }
+                }
+            }
+            for c in node.cores.iter().filter(|c| !free_core(c)) {
+                for &t in &c.threads {
+                    if got.len() < n && !st.taken.contains(&t) {
+                        got.push(t);
+                    }
+                }
+            }
+            consumed.clone_from(&got);
+        }
+        SmtPolicy::Isolate => {
+            for c in node.cores.iter().filter(|c| free_core(c)) {
+                if got.len() < n {
+                    got.push(c.threads[0]);
+                    consumed.extend(&c.threads);
+                }
+            }
+        }
+        SmtPolicy::Require => {
+            for c in node.cores.iter().filter(|c| free_core(c)) {
+                if got.len() < n && got.len() + c.threads.len() <= n {
+                    got.extend(&c.threads);
+                    consumed.extend(&c.threads);
+                }
+            }
+        }
+    }
+    (got.len() == n).then_some((got, consumed))
+}
