@@ -1,0 +1,283 @@
+//! The audit of an inventory: findings per domain and for the host, the fixed XML of the
+//! findings' fixes, and what to name fixed files.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use kvmtune_profile::{Counts, Profile};
+use kvmtune_rules::audit::{self, Applies, Cx, Finding, Peer, Severity};
+
+use crate::inventory::{Inventory, Parsed};
+
+/// The `kind` and `version` of the audit document (docs/json.md).
+pub const KIND: &str = "kvmtune.audit";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainReport {
+    pub name: String,
+    pub origin: String,
+    /// Highest severity among the findings.
+    pub worst: Option<Severity>,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    pub profile: String,
+    pub host: String,
+    pub domain_capabilities: String,
+    pub summary: Counts,
+    pub domains: Vec<DomainReport>,
+    /// Findings about the host as a whole (overcommit, hugepage demand, KSM).
+    pub host_findings: Vec<Finding>,
+    /// Inputs that could not be audited (unreadable, malformed XML, not a domain).
+    pub errors: Vec<String>,
+}
+
+impl AuditReport {
+    /// Every finding, the domains' and the host's.
+    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
+        self.domains
+            .iter()
+            .flat_map(|d| &d.findings)
+            .chain(&self.host_findings)
+    }
+
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings().map(|f| f.severity).max()
+    }
+
+    pub fn domain(&self, origin: &str) -> Option<&DomainReport> {
+        self.domains.iter().find(|d| d.origin == origin)
+    }
+}
+
+fn peers(inv: &Inventory) -> Vec<Peer<'_>> {
+    inv.domains
+        .iter()
+        .map(|p| Peer {
+            domain: &p.domain,
+            active: p.active,
+        })
+        .collect()
+}
+
+/// Audit every domain of the inventory, and the host over all of them.
+pub fn audit(inv: &Inventory, profile: &Profile) -> AuditReport {
+    let peers = peers(inv);
+    let mut domains = Vec::new();
+    for p in &inv.domains {
+        let cx = Cx {
+            doc: &p.doc,
+            d: &p.domain,
+            profile,
+            host: inv.host.as_ref(),
+            caps: inv.caps.get(&p.domain.virt_type),
+            peers: &peers,
+        };
+        let findings = audit::audit(&cx);
+        domains.push(DomainReport {
+            name: p.domain.name.clone(),
+            origin: p.origin.clone(),
+            worst: findings.iter().map(|f| f.severity).max(),
+            findings,
+        });
+    }
+    let host_findings = match inv.domains.first() {
+        Some(p) => audit::audit_host(&Cx {
+            doc: &p.doc,
+            d: &p.domain,
+            profile,
+            host: inv.host.as_ref(),
+            caps: None,
+            peers: &peers,
+        }),
+        None => Vec::new(),
+    };
+    domains.sort_by(|a, b| {
+        b.worst
+            .cmp(&a.worst)
+            .then(b.findings.len().cmp(&a.findings.len()))
+            .then(a.name.cmp(&b.name))
+    });
+    let mut report = AuditReport {
+        profile: profile.name.clone(),
+        host: inv.host_origin.clone(),
+        domain_capabilities: inv.caps_origin.clone(),
+        summary: Counts::default(),
+        domains,
+        host_findings,
+        errors: inv.errors.clone(),
+    };
+    report.summary = Counts::of(report.findings().map(|f| f.severity));
+    report
+}
+
+/// A domain with the fixes of its findings applied.
+#[derive(Debug, Clone)]
+pub struct Fixed<'a> {
+    pub input: &'a Parsed,
+    /// The fixed document, serialized.
+    pub xml: String,
+    /// The rules whose fixes were applied.
+    pub rules: BTreeSet<String>,
+    /// One line per applied fix: `RULE: SUMMARY (when)`.
+    pub reasons: Vec<String>,
+}
+
+impl Fixed<'_> {
+    pub fn changed(&self) -> bool {
+        self.xml != self.input.text
+    }
+
+    /// The file name for fixed XML: the input file's name, or `NAME.xml`.
+    pub fn file_name(&self) -> String {
+        match &self.input.path {
+            Some(path) => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "domain.xml".into()),
+            None => format!("{}.xml", file_safe(&self.input.domain.name)),
+        }
+    }
+
+    /// The name diffs show: the input path, or `NAME.xml`.
+    pub fn display_name(&self) -> String {
+        self.input
+            .path
+            .as_ref()
+            .map(|x| x.display().to_string())
+            .unwrap_or_else(|| format!("{}.xml", self.input.domain.name))
+    }
+
+    pub fn diff(&self) -> String {
+        crate::unified_diff(&self.display_name(), &self.input.text, &self.xml, 3)
+    }
+}
+
+/// Characters safe in a file name; anything else becomes `_`.
+fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The fixed XML of every audited domain: the fixes of its findings (only those of `only`
+/// when it is not empty) applied to its document.
+pub fn fixed<'a>(inv: &'a Inventory, report: &AuditReport, only: &[String]) -> Vec<Fixed<'a>> {
+    let mut out = Vec::new();
+    for p in &inv.domains {
+        let Some(r) = report.domain(&p.origin) else {
+            continue;
+        };
+        let mut edits = Vec::new();
+        let mut rules = BTreeSet::new();
+        let mut reasons = Vec::new();
+        for f in &r.findings {
+            let Some(fix) = &f.fix else { continue };
+            if !only.is_empty() && !only.iter().any(|x| x == f.rule) {
+                continue;
+            }
+            edits.extend(fix.edits.iter().cloned());
+            rules.insert(f.rule.to_string());
+            let when = match fix.applies {
+                Applies::Live => "live",
+                Applies::NextBoot => "next start",
+            };
+            reasons.push(format!("{}: {} ({when})", f.rule, fix.summary));
+        }
+        let mut doc = p.doc.clone();
+        audit::apply(&mut doc, &edits);
+        out.push(Fixed {
+            input: p,
+            xml: doc.serialize(),
+            rules,
+            reasons,
+        });
+    }
+    out
+}
+
+/// Two inputs that would be written to the same file name, if any.
+pub fn name_clash(fixed: &[Fixed]) -> Option<(String, String, String)> {
+    let mut seen = std::collections::BTreeMap::new();
+    for f in fixed {
+        if let Some(other) = seen.insert(f.file_name(), f.input.origin.clone()) {
+            return Some((other, f.input.origin.clone(), f.file_name()));
+        }
+    }
+    None
+}
+
+/// Where fixed XML goes in `dir`.
+pub fn output_paths(dir: &std::path::Path, fixed: &[Fixed]) -> Vec<(PathBuf, Vec<u8>)> {
+    fixed
+        .iter()
+        .map(|f| (dir.join(f.file_name()), f.xml.clone().into_bytes()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{Origin, Select};
+
+    const UNTUNED: &str = "<domain type='kvm'><name>web/1</name><memory>1048576</memory>\
+        <vcpu>2</vcpu><os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+        <disk type='file' device='disk'><driver name='qemu' type='raw' cache='writethrough'/>\
+        <source file='/i/a.img'/><target dev='vda' bus='virtio'/></disk></devices></domain>";
+
+    fn inventory(xml: &str) -> (tempfile::TempDir, Inventory) {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("vm.xml");
+        std::fs::write(&f, xml).unwrap();
+        let sel = Select {
+            targets: vec![f.display().to_string()],
+            ..Select::default()
+        };
+        let inv = Inventory::gather(&Origin::local("test:///default"), &sel).unwrap();
+        (d, inv)
+    }
+
+    #[test]
+    fn the_report_counts_what_it_lists_and_fixes_change_the_xml() {
+        let (_d, inv) = inventory(UNTUNED);
+        let profile = kvmtune_rules::load_profile("server").unwrap();
+        let r = audit(&inv, &profile);
+        let n = r.findings().count();
+        assert_eq!(r.summary.error + r.summary.warn + r.summary.info, n);
+        assert!(r.findings().any(|f| f.rule == "disk-cache"));
+        let fx = fixed(&inv, &r, &[]);
+        assert_eq!(fx.len(), 1);
+        assert!(fx[0].changed());
+        assert!(fx[0].rules.contains("disk-cache"));
+        assert_eq!(fx[0].file_name(), "vm.xml");
+        assert!(fx[0].diff().contains("writethrough"));
+        // only the rules asked for
+        let only = fixed(&inv, &r, &["no-such-rule".to_string()]);
+        assert!(!only[0].changed());
+        assert!(only[0].rules.is_empty());
+    }
+
+    #[test]
+    fn names_without_a_file_are_made_file_safe() {
+        let (_d, mut inv) = inventory(UNTUNED);
+        inv.domains[0].path = None;
+        let profile = kvmtune_rules::load_profile("server").unwrap();
+        let r = audit(&inv, &profile);
+        let fx = fixed(&inv, &r, &[]);
+        assert_eq!(fx[0].file_name(), "web_1.xml");
+        let two = vec![fx[0].clone(), fx[0].clone()];
+        assert!(name_clash(&two).is_some());
+        assert!(name_clash(&fx).is_none());
+    }
+}

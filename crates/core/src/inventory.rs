@@ -1,0 +1,430 @@
+//! The collect layer: everything a run judges, gathered once.
+//!
+//! [`Origin`] says where host facts and libvirt are (the live host and a libvirt URI, a
+//! captured `--root` tree, or a support bundle); [`Select`] which domains (XML files,
+//! names, all). [`Inventory::gather`] reads them once: host facts, domain capabilities and
+//! every domain's XML, parsed. Commands then take the inventory instead of re-reading.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kvmtune_bundle::{Bundle, BundleDomain, LibvirtCapture};
+use kvmtune_domain::{Document, Domain, DomainCaps};
+use kvmtune_host::{Host, RootDir, Source};
+use kvmtune_libvirt::Libvirt;
+
+use crate::{Error, Result};
+
+/// Where a run reads from.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The libvirt URI (`-c`).
+    pub connect: String,
+    /// A captured host tree read instead of `/` (`--root`).
+    pub root: Option<PathBuf>,
+    /// A support bundle read instead of the host and libvirt (`--from`).
+    pub from: Option<PathBuf>,
+}
+
+impl Origin {
+    pub fn local(connect: &str) -> Origin {
+        Origin {
+            connect: connect.to_string(),
+            root: None,
+            from: None,
+        }
+    }
+
+    /// Where host files are read from: the bundle, the `--root` tree, or `/`.
+    pub fn host_source(&self) -> Result<Box<dyn Source>> {
+        if let Some(bundle) = &self.from {
+            let b = Bundle::read(bundle)?;
+            return Ok(Box::new(b.source()));
+        }
+        match &self.root {
+            Some(root) => {
+                if !root.is_dir() {
+                    return Err(Error::msg(format!(
+                        "--root {}: not a directory",
+                        root.display()
+                    )));
+                }
+                Ok(Box::new(RootDir::new(root)))
+            }
+            None => Ok(Box::new(RootDir::live())),
+        }
+    }
+
+    /// The directory host files are read from and written to (`/` or `--root`).
+    pub fn root_dir(&self) -> PathBuf {
+        self.root.clone().unwrap_or_else(|| PathBuf::from("/"))
+    }
+}
+
+/// Which domains a run is about.
+#[derive(Debug, Clone, Default)]
+pub struct Select {
+    /// XML file paths and domain names, mixed (see [`is_file_arg`]).
+    pub targets: Vec<String>,
+    /// Every domain of the connection (or bundle).
+    pub all: bool,
+    /// Judge XML files against this host's facts too (domains of a connection always are).
+    pub host_for_files: bool,
+}
+
+/// One domain, read and parsed.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// Where it came from: `file:PATH`, `libvirt:NAME`, `bundle:NAME`.
+    pub origin: String,
+    /// For files: the path (fixed XML is named after it).
+    pub path: Option<PathBuf>,
+    /// The text as read (the stored, inactive XML for libvirt domains).
+    pub text: String,
+    pub active: bool,
+    pub doc: Document,
+    pub domain: Domain,
+}
+
+impl Parsed {
+    /// Whether it is a domain of a live libvirt connection (not a file or a bundle).
+    pub fn from_libvirt(&self) -> bool {
+        self.origin.starts_with("libvirt:")
+    }
+}
+
+/// Everything a run judges.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub host: Option<Host>,
+    /// Where the host facts came from, or why there are none.
+    pub host_origin: String,
+    /// Domain capabilities by virt type (`kvm`, `qemu`).
+    pub caps: BTreeMap<String, DomainCaps>,
+    pub caps_origin: String,
+    pub domains: Vec<Parsed>,
+    /// Inputs that could not be read or parsed, one line each (the run goes on without
+    /// them; commands that act refuse with the first, see [`Inventory::strict`]).
+    pub errors: Vec<String>,
+}
+
+const NO_CAPS: &str = "none (assumptions are stated)";
+
+/// Is this argument a file rather than a domain name?
+pub fn is_file_arg(arg: &str) -> bool {
+    Path::new(arg).exists() || arg.ends_with(".xml") || arg.contains('/')
+}
+
+impl Inventory {
+    /// Read what `sel` names from `origin`: host facts, domain capabilities, domains.
+    ///
+    /// An input that cannot be read or parsed becomes a line of [`Inventory::errors`]; a
+    /// domain name that does not exist, an unreachable libvirt or an unreadable bundle is an
+    /// error of the whole gathering.
+    pub fn gather(origin: &Origin, sel: &Select) -> Result<Inventory> {
+        let (files, names): (Vec<&str>, Vec<&str>) = sel
+            .targets
+            .iter()
+            .map(String::as_str)
+            .partition(|t| is_file_arg(t));
+        let mut inv = Inventory::default();
+        let mut raw = Vec::new();
+        for f in &files {
+            match std::fs::read(f) {
+                Ok(b) => match String::from_utf8(b) {
+                    Ok(text) => raw.push(Raw {
+                        origin: format!("file:{f}"),
+                        path: Some(f.into()),
+                        text,
+                        active: false,
+                    }),
+                    Err(_) => inv.errors.push(format!("{f}: not UTF-8 text")),
+                },
+                Err(e) => inv.errors.push(format!("cannot read {f}: {e}")),
+            }
+        }
+        let want_libvirt = sel.all || !names.is_empty();
+        if let Some(bundle_path) = &origin.from {
+            let b = Bundle::read(bundle_path)?;
+            let label = format!("bundle {}", bundle_path.display());
+            if want_libvirt || files.is_empty() {
+                let all = sel.all || names.is_empty();
+                raw.extend(from_capture(
+                    &b.manifest.libvirt,
+                    &names,
+                    all,
+                    "bundle",
+                    &mut inv.errors,
+                )?);
+            }
+            inv.host = Some(kvmtune_host::collect(&b.source()));
+            inv.caps = caps_of(&b.manifest.libvirt)?;
+            inv.caps_origin = if inv.caps.is_empty() {
+                NO_CAPS.to_string()
+            } else {
+                label.clone()
+            };
+            inv.host_origin = label;
+            inv.parse(raw);
+            return Ok(inv);
+        }
+        inv.caps_origin = NO_CAPS.to_string();
+        if want_libvirt {
+            let cap = capture_libvirt(&origin.connect);
+            if let Some(e) = &cap.error {
+                return Err(Error::msg(format!("libvirt {}: {e}", origin.connect)));
+            }
+            raw.extend(from_capture(
+                &cap,
+                &names,
+                sel.all,
+                "libvirt",
+                &mut inv.errors,
+            )?);
+            inv.caps = caps_of(&cap)?;
+            if !inv.caps.is_empty() {
+                inv.caps_origin = format!("libvirt {}", origin.connect);
+            }
+        }
+        // host facts: always for libvirt domains (they run here); for files only when asked
+        if want_libvirt || sel.host_for_files || origin.root.is_some() {
+            let src = origin.host_source()?;
+            inv.host = Some(kvmtune_host::collect(src.as_ref()));
+            inv.host_origin = src.describe();
+        } else {
+            inv.host_origin = "none (host rules skipped; --host judges files against this host)"
+                .to_string();
+        }
+        inv.parse(raw);
+        Ok(inv)
+    }
+
+    fn parse(&mut self, raw: Vec<Raw>) {
+        for r in raw {
+            match Domain::parse(&r.text) {
+                Ok((doc, domain)) => self.domains.push(Parsed {
+                    origin: r.origin,
+                    path: r.path,
+                    text: r.text,
+                    active: r.active,
+                    doc,
+                    domain,
+                }),
+                Err(e) => self.errors.push(format!("{}: {e}", r.origin)),
+            }
+        }
+    }
+
+    /// For commands that act on the domains: the first input that could not be read is an
+    /// error.
+    pub fn strict(self) -> Result<Inventory> {
+        match self.errors.first() {
+            Some(e) => Err(Error::msg(e.clone())),
+            None => Ok(self),
+        }
+    }
+
+    /// A domain by name.
+    pub fn domain(&self, name: &str) -> Option<&Parsed> {
+        self.domains.iter().find(|p| p.domain.name == name)
+    }
+}
+
+/// A domain's text before parsing.
+struct Raw {
+    origin: String,
+    path: Option<PathBuf>,
+    text: String,
+    active: bool,
+}
+
+/// Domains of a libvirt capture (live or from a bundle), selected by name or all. A domain
+/// without XML (it vanished between listing and reading, or libvirt refused) becomes an
+/// error line naming it, and the others are still gathered. A name that is not there at
+/// all is an error.
+fn from_capture(
+    cap: &LibvirtCapture,
+    names: &[&str],
+    all: bool,
+    origin: &str,
+    errors: &mut Vec<String>,
+) -> Result<Vec<Raw>> {
+    for n in names {
+        if !cap.domains.iter().any(|d| d.name == *n) {
+            return Err(Error::msg(format!("no domain named {n} in {origin}")));
+        }
+    }
+    let mut out = Vec::new();
+    for d in &cap.domains {
+        if !all && !names.contains(&d.name.as_str()) {
+            continue;
+        }
+        // the persistent config (what fixes edit); the live XML when there is none
+        let Some(text) = d.inactive_xml.clone().or_else(|| d.live_xml.clone()) else {
+            errors.push(format!(
+                "{origin}:{}: no XML ({})",
+                d.name,
+                d.errors.join("; ")
+            ));
+            continue;
+        };
+        out.push(Raw {
+            origin: format!("{origin}:{}", d.name),
+            path: None,
+            text,
+            active: d.active,
+        });
+    }
+    Ok(out)
+}
+
+fn caps_of(cap: &LibvirtCapture) -> Result<BTreeMap<String, DomainCaps>> {
+    let mut m = BTreeMap::new();
+    for (t, xml) in &cap.domain_capabilities {
+        let c = DomainCaps::parse(xml)
+            .map_err(|e| Error::msg(format!("domain capabilities ({t}): {e}")))?;
+        m.insert(t.clone(), c);
+    }
+    Ok(m)
+}
+
+/// Read what libvirt knows: capabilities, domain capabilities, every domain's XML. A
+/// failure of one call is recorded and the rest goes on; a domain that vanishes
+/// mid-capture keeps its entry with libvirt's error naming it.
+pub fn capture_libvirt(uri: &str) -> LibvirtCapture {
+    let mut cap = LibvirtCapture {
+        uri: Some(uri.to_string()),
+        ..LibvirtCapture::default()
+    };
+    let lv = match Libvirt::open(uri, false).or_else(|_| Libvirt::open(uri, true)) {
+        Ok(lv) => lv,
+        Err(e) => {
+            cap.error = Some(e.to_string());
+            return cap;
+        }
+    };
+    match lv.capabilities() {
+        Ok(c) => cap.capabilities = Some(c),
+        Err(e) => cap.errors.push(e.to_string()),
+    }
+    for virttype in ["kvm", "qemu"] {
+        match lv.domain_capabilities(virttype) {
+            Ok(x) => {
+                cap.domain_capabilities.insert(virttype.to_string(), x);
+            }
+            Err(e) => cap.errors.push(e.to_string()),
+        }
+    }
+    let domains = match lv.domains() {
+        Ok(d) => d,
+        Err(e) => {
+            cap.errors.push(e.to_string());
+            return cap;
+        }
+    };
+    let mut out = Vec::with_capacity(domains.len());
+    for d in domains {
+        let mut entry = BundleDomain {
+            name: d.name.clone(),
+            uuid: d.uuid.clone(),
+            active: d.active,
+            id: d.id,
+            inactive_xml: None,
+            live_xml: None,
+            errors: Vec::new(),
+        };
+        match lv.domain_xml(&d.name, true) {
+            Ok(x) => entry.inactive_xml = Some(x),
+            Err(e) => entry.errors.push(e.to_string()),
+        }
+        if d.active {
+            match lv.domain_xml(&d.name, false) {
+                Ok(x) => entry.live_xml = Some(x),
+                Err(e) => entry.errors.push(e.to_string()),
+            }
+        }
+        out.push(entry);
+    }
+    cap.domains = out;
+    cap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, xml: Option<&str>) -> BundleDomain {
+        BundleDomain {
+            name: name.into(),
+            uuid: String::new(),
+            active: false,
+            id: None,
+            inactive_xml: xml.map(str::to_string),
+            live_xml: None,
+            errors: match xml {
+                None => vec![format!("domain {name}: Domain not found")],
+                Some(_) => vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn a_domain_that_vanished_is_an_error_line_and_the_rest_is_gathered() {
+        let cap = LibvirtCapture {
+            domains: vec![
+                entry("a", Some("<domain><name>a</name></domain>")),
+                entry("gone", None),
+            ],
+            ..LibvirtCapture::default()
+        };
+        let mut errors = Vec::new();
+        let raw = from_capture(&cap, &[], true, "libvirt", &mut errors).unwrap();
+        assert_eq!(raw.len(), 1);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].contains("libvirt:gone") && errors[0].contains("Domain not found"),
+            "{errors:?}"
+        );
+        let err = from_capture(&cap, &["nope"], false, "libvirt", &mut errors).unwrap_err();
+        assert!(err.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn files_are_read_once_and_bad_ones_are_error_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let good = d.path().join("good.xml");
+        std::fs::write(
+            &good,
+            "<domain type='kvm'><name>g</name><memory>1024</memory><vcpu>1</vcpu></domain>",
+        )
+        .unwrap();
+        let bad = d.path().join("bad.xml");
+        std::fs::write(&bad, "<domain><name>b</name>").unwrap();
+        let missing = d.path().join("missing.xml");
+        let sel = Select {
+            targets: [&good, &bad, &missing]
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            ..Select::default()
+        };
+        let inv = Inventory::gather(&Origin::local("test:///default"), &sel).unwrap();
+        assert_eq!(inv.domains.len(), 1);
+        assert_eq!(inv.domains[0].domain.name, "g");
+        assert!(inv.domain("g").is_some());
+        assert_eq!(inv.errors.len(), 2, "{:?}", inv.errors);
+        assert!(inv.host.is_none(), "files are not judged against this host unless asked");
+        assert!(inv.clone().strict().is_err());
+    }
+
+    #[test]
+    fn a_root_that_is_not_a_directory_is_refused() {
+        let o = Origin {
+            connect: "test:///default".into(),
+            root: Some("/nonexistent-kvmtune-root".into()),
+            from: None,
+        };
+        let e = o.host_source().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("/nonexistent-kvmtune-root"), "{e}");
+    }
+}
