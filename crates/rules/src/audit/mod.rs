@@ -11,6 +11,8 @@ mod rules_dev;
 mod rules_host;
 mod rules_mem;
 mod rules_numa;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 pub use caps::DomainCaps;
 pub use edit::{Edit, Op, Seg, Target, apply};
