@@ -9,6 +9,8 @@ mod rules_dev;
 mod rules_host;
 mod rules_mem;
 mod rules_numa;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 pub use kvmtune_domain::caps::DomainCaps;
 pub use kvmtune_domain::edit::{Edit, Op, Seg, Target, apply};

@@ -242,3 +242,159 @@ fn clock_linux(cx: &Cx, out: &mut Out) {
             );
     }
 }
+
+/// Table tests: for each rule a case that fires and a near miss that must not.
+#[cfg(test)]
+pub(super) mod table {
+    use crate::audit::testkit::*;
+
+    fn osinfo(id: &str) -> String {
+        format!(
+            "<metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>\
+<libosinfo:os id='{id}'/></libosinfo:libosinfo></metadata>"
+        )
+    }
+
+    fn win(extra: &str) -> String {
+        dom(&format!("{}{extra}", osinfo("http://microsoft.com/win/10")))
+    }
+
+    fn linux(extra: &str) -> String {
+        dom(&format!(
+            "{}{extra}",
+            osinfo("http://fedoraproject.org/fedora/40")
+        ))
+    }
+
+    pub(crate) fn cases() -> Vec<Case> {
+        let good_clock = "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/>\
+<timer name='pit' tickpolicy='delay'/><timer name='hypervclock' present='yes'/></clock>";
+        let hpet_off = "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/>\
+<timer name='pit' tickpolicy='delay'/><timer name='hypervclock' present='yes'/><timer name='hpet' present='no'/></clock>";
+        let all_hyperv = "<features><hyperv mode='custom'><relaxed state='on'/><vapic state='on'/>\
+<spinlocks state='on' retries='8191'/><vpindex state='on'/><runtime state='on'/><synic state='on'/>\
+<stimer state='on'/><frequencies state='on'/><tlbflush state='on'/><ipi state='on'/></hyperv></features>";
+        vec![
+            // clock-windows
+            case(
+                "windows, no clock",
+                "clock-windows",
+                "server",
+                None,
+                vec![win("")],
+                WARN,
+            ),
+            case(
+                "windows, tuned clock",
+                "clock-windows",
+                "server",
+                None,
+                vec![win(good_clock)],
+                NONE,
+            ),
+            case(
+                "windows, hpet off, no stimer",
+                "clock-windows",
+                "server",
+                None,
+                vec![win(hpet_off)],
+                WARN,
+            ),
+            case(
+                "windows, hpet off with stimer",
+                "clock-windows",
+                "server",
+                None,
+                vec![win(&format!("{hpet_off}{all_hyperv}"))],
+                NONE,
+            ),
+            case(
+                "linux, no clock",
+                "clock-windows",
+                "server",
+                None,
+                vec![linux("")],
+                NONE,
+            ),
+            // hyperv-enlightenments
+            case(
+                "windows, no hyperv",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![win("")],
+                WARN,
+            ),
+            case(
+                "windows, relaxed only",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![win(
+                    "<features><hyperv mode='custom'><relaxed state='on'/></hyperv></features>",
+                )],
+                WARN,
+            ),
+            case(
+                "windows, all enlightenments",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![win(&format!("{all_hyperv}{good_clock}"))],
+                NONE,
+            ),
+            case(
+                "windows, hyperv passthrough",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![win("<features><hyperv mode='passthrough'/></features>")],
+                NONE,
+            ),
+            case(
+                "linux, no hyperv",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![linux("")],
+                NONE,
+            ),
+            // clock-linux
+            case(
+                "linux, kvmclock off",
+                "clock-linux",
+                "server",
+                None,
+                vec![linux(
+                    "<clock offset='utc'><timer name='kvmclock' present='no'/></clock>",
+                )],
+                WARN,
+            ),
+            case(
+                "linux, kvmclock on",
+                "clock-linux",
+                "server",
+                None,
+                vec![linux(
+                    "<clock offset='utc'><timer name='kvmclock' present='yes'/></clock>",
+                )],
+                NONE,
+            ),
+            case(
+                "unknown OS, kvmclock off",
+                "clock-linux",
+                "server",
+                None,
+                vec![dom(
+                    "<clock offset='utc'><timer name='kvmclock' present='no'/></clock>",
+                )],
+                NONE,
+            ),
+        ]
+    }
+
+    #[test]
+    fn clock_rules() {
+        run_cases(&cases());
+    }
+}

@@ -527,3 +527,243 @@ mod tests {
         assert_eq!(machine_prefers_cores(None), None);
     }
 }
+
+/// Table tests: for each rule a case that fires and a near miss that must not.
+#[cfg(test)]
+pub(super) mod table {
+    use crate::audit::testkit::*;
+
+    const WIN10: &str = "<metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>\
+<libosinfo:os id='http://microsoft.com/win/10'/></libosinfo:libosinfo></metadata>";
+
+    fn tcg(extra: &str) -> String {
+        dom(extra).replace("<domain type='kvm'>", "<domain type='qemu'>")
+    }
+
+    fn old_machine(extra: &str) -> String {
+        dom(extra).replace("machine='q35'", "machine='pc-i440fx-2.12'")
+    }
+
+    fn nested(v: &str) -> Option<kvmtune_host::Host> {
+        let mut h = host16();
+        h.kvm
+            .modules
+            .entry("kvm_intel".into())
+            .or_default()
+            .insert("nested".into(), v.into());
+        Some(h)
+    }
+
+    pub(crate) fn cases() -> Vec<Case> {
+        let hm = "<cpu mode='host-model'/>";
+        let vmx = "<cpu mode='host-model'><feature policy='require' name='vmx'/></cpu>";
+        vec![
+            // virt-type
+            case(
+                "tcg on a kvm host",
+                "virt-type",
+                "server",
+                Some(host16()),
+                vec![tcg(hm)],
+                WARN,
+            ),
+            case(
+                "kvm domain",
+                "virt-type",
+                "server",
+                Some(host16()),
+                vec![dom(hm)],
+                NONE,
+            ),
+            case(
+                "tcg, /dev/kvm unusable",
+                "virt-type",
+                "server",
+                Some(blank_host()),
+                vec![tcg(hm)],
+                NONE,
+            ),
+            // cpu-mode
+            case("no <cpu>", "cpu-mode", "server", None, vec![dom("")], WARN),
+            case(
+                "host-model",
+                "cpu-mode",
+                "server",
+                None,
+                vec![dom(hm)],
+                NONE,
+            ),
+            case(
+                "old named model",
+                "cpu-mode",
+                "server",
+                None,
+                vec![dom("<cpu mode='custom'><model>Nehalem</model></cpu>")],
+                WARN,
+            ),
+            case(
+                "current named model",
+                "cpu-mode",
+                "server",
+                None,
+                vec![dom(
+                    "<cpu mode='custom'><model>Icelake-Server</model></cpu>",
+                )],
+                NONE,
+            ),
+            case(
+                "latency: host-model",
+                "cpu-mode",
+                "latency",
+                None,
+                vec![dom(hm)],
+                INFO,
+            ),
+            case(
+                "latency: host-passthrough",
+                "cpu-mode",
+                "latency",
+                None,
+                vec![dom("<cpu mode='host-passthrough'/>")],
+                NONE,
+            ),
+            case(
+                "migratable: host-passthrough",
+                "cpu-mode",
+                "migratable",
+                None,
+                vec![dom("<cpu mode='host-passthrough'/>")],
+                WARN,
+            ),
+            // cpu-topology
+            case(
+                "4 sockets x 1 core",
+                "cpu-topology",
+                "server",
+                None,
+                vec![dom(
+                    "<vcpu>4</vcpu><cpu mode='host-model'><topology sockets='4' cores='1' threads='1'/></cpu>",
+                )],
+                WARN,
+            ),
+            case(
+                "1 socket x 4 cores",
+                "cpu-topology",
+                "server",
+                None,
+                vec![dom(
+                    "<vcpu>4</vcpu><cpu mode='host-model'><topology sockets='1' cores='4' threads='1'/></cpu>",
+                )],
+                NONE,
+            ),
+            case(
+                "windows 10, 4 sockets",
+                "cpu-topology",
+                "server",
+                None,
+                vec![dom(&format!(
+                    "{WIN10}<vcpu>4</vcpu><cpu mode='host-model'><topology sockets='4' cores='1' threads='1'/></cpu>"
+                ))],
+                ERROR,
+            ),
+            case(
+                "no topology, machine 2.12",
+                "cpu-topology",
+                "server",
+                None,
+                vec![old_machine("<vcpu>4</vcpu><cpu mode='host-model'/>")],
+                INFO,
+            ),
+            case(
+                "no topology, unversioned machine",
+                "cpu-topology",
+                "server",
+                None,
+                vec![dom("<vcpu>4</vcpu><cpu mode='host-model'/>")],
+                NONE,
+            ),
+            // cpu-exceeds-host
+            case(
+                "32 vCPUs on 16 threads",
+                "cpu-exceeds-host",
+                "server",
+                Some(host16()),
+                vec![dom("<vcpu>32</vcpu>")],
+                ERROR,
+            ),
+            case(
+                "16 vCPUs on 16 threads",
+                "cpu-exceeds-host",
+                "server",
+                Some(host16()),
+                vec![dom("<vcpu>16</vcpu>")],
+                NONE,
+            ),
+            case(
+                "4 vCPUs on 2 CPUs of one node",
+                "cpu-exceeds-host",
+                "server",
+                Some(host2n()),
+                vec![dom("<vcpu cpuset='0-1'>4</vcpu>")],
+                WARN,
+            ),
+            case(
+                "4 vCPUs on 4 CPUs of one node",
+                "cpu-exceeds-host",
+                "server",
+                Some(host2n()),
+                vec![dom("<vcpu cpuset='0-3'>4</vcpu>")],
+                NONE,
+            ),
+            // cpu-hotplug
+            case(
+                "max 32 over 16 threads",
+                "cpu-hotplug",
+                "server",
+                Some(host16()),
+                vec![dom("<vcpu current='4'>32</vcpu>")],
+                INFO,
+            ),
+            case(
+                "max 16 on 16 threads",
+                "cpu-hotplug",
+                "server",
+                Some(host16()),
+                vec![dom("<vcpu current='4'>16</vcpu>")],
+                NONE,
+            ),
+            // cpu-nested
+            case(
+                "vmx required, nested=0",
+                "cpu-nested",
+                "server",
+                nested("0"),
+                vec![dom(vmx)],
+                ERROR,
+            ),
+            case(
+                "vmx required, nested=Y",
+                "cpu-nested",
+                "server",
+                nested("Y"),
+                vec![dom(vmx)],
+                NONE,
+            ),
+            case(
+                "vmx disabled, nested=0",
+                "cpu-nested",
+                "server",
+                nested("0"),
+                vec![dom(
+                    "<cpu mode='host-model'><feature policy='disable' name='vmx'/></cpu>",
+                )],
+                NONE,
+            ),
+        ]
+    }
+
+    #[test]
+    fn cpu_rules() {
+        run_cases(&cases());
+    }
+}

@@ -719,3 +719,418 @@ fn io_scheduler(cx: &Cx, out: &mut Out) {
         }
     }
 }
+
+/// Table tests: for each rule a case that fires and a near miss that must not.
+#[cfg(test)]
+pub(super) mod table {
+    use crate::audit::testkit::*;
+
+    fn devices(inner: &str) -> String {
+        dom(&format!("<devices>{inner}</devices>"))
+    }
+
+    fn vcpus_devices(n: u32, extra: &str, inner: &str) -> String {
+        dom(&format!(
+            "<vcpu>{n}</vcpu>{extra}<devices>{inner}</devices>"
+        ))
+    }
+
+    /// A file disk with the given driver attributes and target.
+    fn disk(driver: &str, dev: &str, bus: &str) -> String {
+        format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2' {driver}/>\
+<source file='/var/lib/libvirt/images/a.qcow2'/><target dev='{dev}' bus='{bus}'/></disk>"
+        )
+    }
+
+    fn nic(inner: &str) -> String {
+        format!("<interface type='network'><source network='default'/>{inner}</interface>")
+    }
+
+    /// Direct kernel boot with a virtio disk and this guest command line.
+    fn kernel_boot(cmdline: &str) -> String {
+        format!(
+            "<domain type='kvm'><name>vm</name><memory unit='MiB'>2048</memory>\
+<os><type arch='x86_64' machine='q35'>hvm</type><kernel>/boot/vmlinuz</kernel><cmdline>{cmdline}</cmdline></os>\
+<devices>{}</devices></domain>",
+            disk("cache='none' io='native'", "vda", "virtio")
+        )
+    }
+
+    pub(crate) fn cases() -> Vec<Case> {
+        let ok = "cache='none' io='native'";
+        let xhci = "<controller type='usb' model='qemu-xhci'/>";
+        let tablet = "<input type='tablet' bus='usb'/>";
+        let vnc = "<graphics type='vnc'/>";
+        let iothread = "<iothreads>1</iothreads>";
+        vec![
+            // dev-usb-idle
+            case(
+                "one idle xhci",
+                "dev-usb-idle",
+                "server",
+                None,
+                vec![devices(xhci)],
+                INFO,
+            ),
+            case(
+                "ich9 companions",
+                "dev-usb-idle",
+                "server",
+                None,
+                vec![devices(
+                    "<controller type='usb' model='ich9-ehci1'/><controller type='usb' model='ich9-uhci1'/>",
+                )],
+                WARN,
+            ),
+            case(
+                "xhci serving only a tablet",
+                "dev-usb-idle",
+                "server",
+                None,
+                vec![devices(&format!("{xhci}{tablet}"))],
+                WARN,
+            ),
+            case(
+                "xhci with a usb mouse",
+                "dev-usb-idle",
+                "server",
+                None,
+                vec![devices(&format!("{xhci}<input type='mouse' bus='usb'/>"))],
+                NONE,
+            ),
+            case(
+                "usb model none",
+                "dev-usb-idle",
+                "server",
+                None,
+                vec![devices("<controller type='usb' model='none'/>")],
+                NONE,
+            ),
+            case(
+                "idle xhci on a desktop",
+                "dev-usb-idle",
+                "desktop",
+                None,
+                vec![devices(xhci)],
+                NONE,
+            ),
+            // dev-tablet
+            case(
+                "tablet on a server",
+                "dev-tablet",
+                "server",
+                None,
+                vec![devices(&format!("{xhci}{tablet}"))],
+                WARN,
+            ),
+            case(
+                "ps2 mouse on a server",
+                "dev-tablet",
+                "server",
+                None,
+                vec![devices("<input type='mouse' bus='ps2'/>")],
+                NONE,
+            ),
+            case(
+                "desktop console without tablet",
+                "dev-tablet",
+                "desktop",
+                None,
+                vec![devices(&format!("{xhci}{vnc}"))],
+                INFO,
+            ),
+            case(
+                "desktop console with tablet",
+                "dev-tablet",
+                "desktop",
+                None,
+                vec![devices(&format!("{xhci}{tablet}{vnc}"))],
+                NONE,
+            ),
+            // disk-bus
+            case(
+                "sata disk",
+                "disk-bus",
+                "server",
+                None,
+                vec![devices(&disk(ok, "sda", "sata"))],
+                WARN,
+            ),
+            case(
+                "sata cdrom",
+                "disk-bus",
+                "server",
+                None,
+                vec![devices(
+                    "<disk type='file' device='cdrom'><source file='/a.iso'/><target dev='sda' bus='sata'/><readonly/></disk>",
+                )],
+                NONE,
+            ),
+            case(
+                "virtio disk",
+                "disk-bus",
+                "server",
+                None,
+                vec![devices(&disk(ok, "vda", "virtio"))],
+                NONE,
+            ),
+            case(
+                "scsi disk without virtio-scsi",
+                "disk-bus",
+                "server",
+                None,
+                vec![devices(&disk(ok, "sda", "scsi"))],
+                WARN,
+            ),
+            case(
+                "scsi disk on virtio-scsi",
+                "disk-bus",
+                "server",
+                None,
+                vec![devices(&format!(
+                    "<controller type='scsi' model='virtio-scsi'/>{}",
+                    disk(ok, "sda", "scsi")
+                ))],
+                NONE,
+            ),
+            // disk-cache
+            case(
+                "cache writeback on server",
+                "disk-cache",
+                "server",
+                None,
+                vec![devices(&disk("cache='writeback'", "vda", "virtio"))],
+                WARN,
+            ),
+            case(
+                "cache unsafe",
+                "disk-cache",
+                "server",
+                None,
+                vec![devices(&disk("cache='unsafe'", "vda", "virtio"))],
+                ERROR,
+            ),
+            case(
+                "no cache attribute",
+                "disk-cache",
+                "server",
+                None,
+                vec![devices(&disk("", "vda", "virtio"))],
+                WARN,
+            ),
+            case(
+                "cache none",
+                "disk-cache",
+                "server",
+                None,
+                vec![devices(&disk(ok, "vda", "virtio"))],
+                NONE,
+            ),
+            case(
+                "cache writeback on desktop",
+                "disk-cache",
+                "desktop",
+                None,
+                vec![devices(&disk("cache='writeback'", "vda", "virtio"))],
+                NONE,
+            ),
+            // disk-io
+            case(
+                "io native with writeback",
+                "disk-io",
+                "desktop",
+                None,
+                vec![devices(&disk(
+                    "cache='writeback' io='native'",
+                    "vda",
+                    "virtio",
+                ))],
+                ERROR,
+            ),
+            case(
+                "io native with cache none, 1 vCPU",
+                "disk-io",
+                "server",
+                None,
+                vec![devices(&disk(ok, "vda", "virtio"))],
+                NONE,
+            ),
+            case(
+                "2 vCPUs, virtio disk without iothread",
+                "disk-io",
+                "server",
+                None,
+                vec![vcpus_devices(2, "", &disk(ok, "vda", "virtio"))],
+                INFO,
+            ),
+            case(
+                "2 vCPUs, virtio disk with iothread",
+                "disk-io",
+                "server",
+                None,
+                vec![vcpus_devices(
+                    2,
+                    iothread,
+                    &disk("cache='none' io='native' iothread='1'", "vda", "virtio"),
+                )],
+                NONE,
+            ),
+            // net-model
+            case(
+                "e1000 NIC",
+                "net-model",
+                "server",
+                None,
+                vec![devices(&nic("<model type='e1000'/>"))],
+                WARN,
+            ),
+            case(
+                "virtio NIC",
+                "net-model",
+                "server",
+                None,
+                vec![devices(&nic("<model type='virtio'/>"))],
+                NONE,
+            ),
+            case(
+                "virtio NIC, vhost off",
+                "net-model",
+                "server",
+                None,
+                vec![devices(&nic("<model type='virtio'/><driver name='qemu'/>"))],
+                WARN,
+            ),
+            case(
+                "virtio NIC, vhost driver",
+                "net-model",
+                "server",
+                None,
+                vec![devices(&nic(
+                    "<model type='virtio'/><driver name='vhost'/>",
+                ))],
+                NONE,
+            ),
+            case(
+                "NIC without model",
+                "net-model",
+                "server",
+                None,
+                vec![devices(&nic(""))],
+                WARN,
+            ),
+            // net-multiqueue
+            case(
+                "4 vCPUs, one queue",
+                "net-multiqueue",
+                "server",
+                None,
+                vec![vcpus_devices(4, "", &nic("<model type='virtio'/>"))],
+                INFO,
+            ),
+            case(
+                "4 vCPUs, 4 queues",
+                "net-multiqueue",
+                "server",
+                None,
+                vec![vcpus_devices(
+                    4,
+                    "",
+                    &nic("<model type='virtio'/><driver queues='4'/>"),
+                )],
+                NONE,
+            ),
+            case(
+                "1 vCPU, one queue",
+                "net-multiqueue",
+                "server",
+                None,
+                vec![vcpus_devices(1, "", &nic("<model type='virtio'/>"))],
+                NONE,
+            ),
+            // dev-legacy
+            case(
+                "sound on a server",
+                "dev-legacy",
+                "server",
+                None,
+                vec![devices("<sound model='ich9'/>")],
+                INFO,
+            ),
+            case(
+                "sound on a desktop",
+                "dev-legacy",
+                "desktop",
+                None,
+                vec![devices("<sound model='ich9'/>")],
+                NONE,
+            ),
+            case(
+                "two video adapters",
+                "dev-legacy",
+                "server",
+                None,
+                vec![devices(
+                    "<video><model type='virtio'/></video><video><model type='qxl'/></video>",
+                )],
+                INFO,
+            ),
+            case(
+                "one video adapter",
+                "dev-legacy",
+                "server",
+                None,
+                vec![devices("<video><model type='virtio'/></video>")],
+                NONE,
+            ),
+            case(
+                "floppy drive",
+                "dev-legacy",
+                "server",
+                None,
+                vec![devices(
+                    "<disk type='file' device='floppy'><source file='/a.img'/><target dev='fda' bus='fdc'/></disk>",
+                )],
+                INFO,
+            ),
+            // guest-io-scheduler
+            case(
+                "elevator=mq-deadline",
+                "guest-io-scheduler",
+                "server",
+                None,
+                vec![kernel_boot("console=ttyS0 elevator=mq-deadline")],
+                INFO,
+            ),
+            case(
+                "elevator=none",
+                "guest-io-scheduler",
+                "server",
+                None,
+                vec![kernel_boot("console=ttyS0 elevator=none")],
+                NONE,
+            ),
+            case(
+                "kernel boot, no elevator",
+                "guest-io-scheduler",
+                "server",
+                None,
+                vec![kernel_boot("console=ttyS0")],
+                INFO,
+            ),
+            case(
+                "firmware boot",
+                "guest-io-scheduler",
+                "server",
+                None,
+                vec![devices(&disk(ok, "vda", "virtio"))],
+                NONE,
+            ),
+        ]
+    }
+
+    #[test]
+    fn device_rules() {
+        run_cases(&cases());
+    }
+}

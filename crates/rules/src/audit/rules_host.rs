@@ -283,3 +283,195 @@ fn isolcpus(cx: &Cx, out: &mut Out) {
         }
     }
 }
+
+/// Table tests: for each rule a case that fires and a near miss that must not.
+#[cfg(test)]
+pub(super) mod table {
+    use crate::audit::testkit::*;
+    use kvmtune_host::Host;
+
+    fn vms(n: usize, mib: u64, extra: &str) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                dom_named(
+                    if i == 0 { "vm" } else { ["b", "c", "d"][i - 1] },
+                    mib,
+                    extra,
+                )
+            })
+            .collect()
+    }
+
+    fn with(f: impl FnOnce(&mut Host)) -> Option<Host> {
+        let mut h = host16();
+        f(&mut h);
+        Some(h)
+    }
+
+    fn pages(n: u64) -> Option<Host> {
+        with(|h| h.memory.hugepages = vec![pool(2048, n)])
+    }
+
+    fn isolated() -> Option<Host> {
+        with(|h| h.cpu.isolated = Some(set("8-15")))
+    }
+
+    fn pins(a: &str, b: &str) -> String {
+        format!(
+            "<vcpu>2</vcpu><cputune><vcpupin vcpu='0' cpuset='{a}'/><vcpupin vcpu='1' cpuset='{b}'/><emulatorpin cpuset='0'/></cputune>"
+        )
+    }
+
+    pub(crate) fn cases() -> Vec<Case> {
+        let huge = "<memoryBacking><hugepages/></memoryBacking>";
+        let nosp = "<memoryBacking><nosharepages/></memoryBacking>";
+        let ksm_on = || with(|h| h.memory.ksm = Some(ksm(1)));
+        vec![
+            // host-overcommit
+            case(
+                "36 vCPUs on 16 threads (2:1)",
+                "host-overcommit",
+                "server",
+                Some(host16()),
+                vms(3, 1024, "<vcpu>12</vcpu>"),
+                WARN,
+            ),
+            case(
+                "32 vCPUs on 16 threads (2:1)",
+                "host-overcommit",
+                "server",
+                Some(host16()),
+                vms(2, 1024, "<vcpu>16</vcpu>"),
+                NONE,
+            ),
+            case(
+                "80 GiB on 64 GiB, no KSM or swap",
+                "host-overcommit",
+                "server",
+                Some(host16()),
+                vms(2, 40960, ""),
+                ERROR,
+            ),
+            case(
+                "80 GiB on 64 GiB with swap",
+                "host-overcommit",
+                "server",
+                with(|h| h.memory.swap_total_kib = Some(8 << 20)),
+                vms(2, 40960, ""),
+                WARN,
+            ),
+            case(
+                "60 GiB on 64 GiB",
+                "host-overcommit",
+                "server",
+                Some(host16()),
+                vms(2, 30720, ""),
+                NONE,
+            ),
+            // host-hugepages-demand
+            case(
+                "2 GiB demand, 1 GiB pool",
+                "host-hugepages-demand",
+                "server",
+                pages(512),
+                vec![dom(huge)],
+                ERROR,
+            ),
+            case(
+                "2 GiB demand, 2 GiB pool",
+                "host-hugepages-demand",
+                "server",
+                pages(1024),
+                vec![dom(huge)],
+                NONE,
+            ),
+            case(
+                "no hugepage domain, no pool",
+                "host-hugepages-demand",
+                "server",
+                pages(0),
+                vec![dom("")],
+                NONE,
+            ),
+            case(
+                "dense lowers it to info",
+                "host-hugepages-demand",
+                "dense",
+                pages(512),
+                vec![dom(huge)],
+                INFO,
+            ),
+            // host-ksm-nosharepages
+            case(
+                "KSM runs, nothing mergeable",
+                "host-ksm-nosharepages",
+                "server",
+                ksm_on(),
+                vec![dom(nosp), dom_named("b", 1024, huge)],
+                INFO,
+            ),
+            case(
+                "KSM runs, one domain mergeable",
+                "host-ksm-nosharepages",
+                "server",
+                ksm_on(),
+                vec![dom(nosp), dom_named("b", 1024, "")],
+                NONE,
+            ),
+            case(
+                "KSM stopped, nothing mergeable",
+                "host-ksm-nosharepages",
+                "server",
+                Some(host16()),
+                vec![dom(nosp)],
+                NONE,
+            ),
+            // host-isolcpus-pinning
+            case(
+                "vCPU floats over isolated CPUs",
+                "host-isolcpus-pinning",
+                "server",
+                isolated(),
+                vec![dom(&pins("8-9", "8-9"))],
+                WARN,
+            ),
+            case(
+                "vCPUs pinned one per isolated CPU",
+                "host-isolcpus-pinning",
+                "server",
+                isolated(),
+                vec![dom(&pins("8", "9"))],
+                NONE,
+            ),
+            case(
+                "vcpu cpuset over isolated CPUs",
+                "host-isolcpus-pinning",
+                "server",
+                isolated(),
+                vec![dom("<vcpu cpuset='8-11'>2</vcpu>")],
+                WARN,
+            ),
+            case(
+                "latency, pinned outside isolated",
+                "host-isolcpus-pinning",
+                "latency",
+                isolated(),
+                vec![dom(&pins("2", "3"))],
+                INFO,
+            ),
+            case(
+                "latency, pinned inside isolated",
+                "host-isolcpus-pinning",
+                "latency",
+                isolated(),
+                vec![dom(&pins("10", "11"))],
+                NONE,
+            ),
+        ]
+    }
+
+    #[test]
+    fn host_level_rules() {
+        run_cases(&cases());
+    }
+}

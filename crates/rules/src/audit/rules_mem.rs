@@ -380,3 +380,230 @@ fn balloon(cx: &Cx, out: &mut Out) {
         }
     }
 }
+
+/// Table tests: for each rule a case that fires and a near miss that must not.
+#[cfg(test)]
+pub(super) mod table {
+    use crate::audit::testkit::*;
+
+    fn ksm_running() -> Option<kvmtune_host::Host> {
+        let mut h = host16();
+        h.memory.ksm = Some(ksm(1));
+        Some(h)
+    }
+
+    pub(crate) fn cases() -> Vec<Case> {
+        let huge = "<memoryBacking><hugepages/></memoryBacking>";
+        let nosp = "<memoryBacking><nosharepages/></memoryBacking>";
+        let locked = "<memoryBacking><locked/></memoryBacking>";
+        let limit =
+            |mib: u64| format!("<memtune><hard_limit unit='MiB'>{mib}</hard_limit></memtune>");
+        let no_balloon = "<devices><memballoon model='none'/></devices>";
+        let virtio_balloon = "<devices><memballoon model='virtio'/></devices>";
+        vec![
+            // mem-hugepages
+            case(
+                "16 GiB on 4 KiB pages",
+                "mem-hugepages",
+                "server",
+                None,
+                vec![dom_named("vm", 16384, "")],
+                WARN,
+            ),
+            case(
+                "16 GiB on hugepages",
+                "mem-hugepages",
+                "server",
+                None,
+                vec![dom_named("vm", 16384, huge)],
+                NONE,
+            ),
+            case(
+                "2 GiB below the server threshold",
+                "mem-hugepages",
+                "server",
+                None,
+                vec![dom("")],
+                NONE,
+            ),
+            case(
+                "2 GiB on the latency profile",
+                "mem-hugepages",
+                "latency",
+                None,
+                vec![dom("")],
+                WARN,
+            ),
+            // mem-nosharepages
+            case(
+                "latency, KSM may run",
+                "mem-nosharepages",
+                "latency",
+                None,
+                vec![dom("")],
+                WARN,
+            ),
+            case(
+                "latency, KSM runs",
+                "mem-nosharepages",
+                "latency",
+                ksm_running(),
+                vec![dom("")],
+                WARN,
+            ),
+            case(
+                "latency, KSM off now",
+                "mem-nosharepages",
+                "latency",
+                Some(host16()),
+                vec![dom("")],
+                INFO,
+            ),
+            case(
+                "latency with nosharepages",
+                "mem-nosharepages",
+                "latency",
+                ksm_running(),
+                vec![dom(nosp)],
+                NONE,
+            ),
+            case(
+                "server, no nosharepages",
+                "mem-nosharepages",
+                "server",
+                ksm_running(),
+                vec![dom("")],
+                NONE,
+            ),
+            // mem-locked-needs-limit
+            case(
+                "locked, no hard limit",
+                "mem-locked-needs-limit",
+                "server",
+                None,
+                vec![dom(locked)],
+                WARN,
+            ),
+            case(
+                "locked with a hard limit",
+                "mem-locked-needs-limit",
+                "server",
+                None,
+                vec![dom(&format!("{locked}{}", limit(3072)))],
+                NONE,
+            ),
+            // mem-hardlimit-low
+            case(
+                "hard limit = guest memory",
+                "mem-hardlimit-low",
+                "server",
+                None,
+                vec![dom(&limit(2048))],
+                ERROR,
+            ),
+            case(
+                "hard limit guest + 255 MiB",
+                "mem-hardlimit-low",
+                "server",
+                None,
+                vec![dom(&limit(2303))],
+                ERROR,
+            ),
+            case(
+                "hard limit guest + 256 MiB",
+                "mem-hardlimit-low",
+                "server",
+                None,
+                vec![dom(&limit(2304))],
+                NONE,
+            ),
+            case(
+                "hard limit guest + 1 GiB",
+                "mem-hardlimit-low",
+                "server",
+                None,
+                vec![dom(&limit(3072))],
+                NONE,
+            ),
+            // mem-balloon
+            case(
+                "implicit balloon with hugepages",
+                "mem-balloon",
+                "server",
+                None,
+                vec![dom(huge)],
+                INFO,
+            ),
+            case(
+                "no balloon with hugepages",
+                "mem-balloon",
+                "server",
+                None,
+                vec![dom(&format!("{huge}{no_balloon}"))],
+                NONE,
+            ),
+            case(
+                "implicit balloon, server",
+                "mem-balloon",
+                "server",
+                None,
+                vec![dom("")],
+                NONE,
+            ),
+            case(
+                "no balloon on dense",
+                "mem-balloon",
+                "dense",
+                None,
+                vec![dom(no_balloon)],
+                INFO,
+            ),
+            case(
+                "virtio balloon on dense",
+                "mem-balloon",
+                "dense",
+                None,
+                vec![dom(virtio_balloon)],
+                NONE,
+            ),
+            case(
+                "currentMemory below memory, no balloon",
+                "mem-balloon",
+                "server",
+                None,
+                vec![dom(&format!(
+                    "<currentMemory unit='MiB'>1024</currentMemory>{no_balloon}"
+                ))],
+                WARN,
+            ),
+            case(
+                "currentMemory = memory, no balloon",
+                "mem-balloon",
+                "server",
+                None,
+                vec![dom(&format!(
+                    "<currentMemory unit='MiB'>2048</currentMemory>{no_balloon}"
+                ))],
+                NONE,
+            ),
+        ]
+    }
+
+    #[test]
+    fn memory_rules() {
+        run_cases(&cases());
+    }
+
+    #[test]
+    #[ignore = "false positive: hugetlbfs-backed guest memory is never merged by KSM (host-ksm-nosharepages says so too), yet mem-nosharepages asks for <nosharepages/> unless the memory is also <locked/>"]
+    fn nosharepages_with_hugepages() {
+        run_cases(&[case(
+            "latency, hugepages, KSM runs",
+            "mem-nosharepages",
+            "latency",
+            ksm_running(),
+            vec![dom("<memoryBacking><hugepages/></memoryBacking>")],
+            NONE,
+        )]);
+    }
+}

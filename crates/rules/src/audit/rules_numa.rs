@@ -544,3 +544,309 @@ fn pin_policy(cx: &Cx, out: &mut Out) {
         _ => {}
     }
 }
+
+/// Table tests: for each rule a case that fires and a near miss that must not.
+#[cfg(test)]
+pub(super) mod table {
+    use crate::audit::testkit::*;
+
+    fn pins(a: &str, b: &str) -> String {
+        format!(
+            "<vcpu>2</vcpu><cputune><vcpupin vcpu='0' cpuset='{a}'/><vcpupin vcpu='1' cpuset='{b}'/></cputune>"
+        )
+    }
+
+    fn pins_emu(a: &str, b: &str, emu: &str) -> String {
+        format!(
+            "<vcpu>2</vcpu><cputune><vcpupin vcpu='0' cpuset='{a}'/><vcpupin vcpu='1' cpuset='{b}'/><emulatorpin cpuset='{emu}'/></cputune>"
+        )
+    }
+
+    pub(crate) fn cases() -> Vec<Case> {
+        let strict =
+            |n: &str| format!("<numatune><memory mode='strict' nodeset='{n}'/></numatune>");
+        let cells = "<cpu mode='host-model'><numa><cell id='0' cpus='0-5' memory='1' unit='GiB'/>\
+<cell id='1' cpus='6-11' memory='1' unit='GiB'/></numa></cpu>";
+        vec![
+            // numa-unbound
+            case(
+                "unbound on 2 nodes",
+                "numa-unbound",
+                "server",
+                Some(host2n()),
+                vec![dom("<vcpu>2</vcpu>")],
+                WARN,
+            ),
+            case(
+                "bound to node 0",
+                "numa-unbound",
+                "server",
+                Some(host2n()),
+                vec![dom(&format!("<vcpu cpuset='0-7'>2</vcpu>{}", strict("0")))],
+                NONE,
+            ),
+            case(
+                "placement auto",
+                "numa-unbound",
+                "server",
+                Some(host2n()),
+                vec![dom("<vcpu placement='auto'>2</vcpu>")],
+                NONE,
+            ),
+            case(
+                "unbound on 1 node",
+                "numa-unbound",
+                "server",
+                Some(host16()),
+                vec![dom("<vcpu>2</vcpu>")],
+                NONE,
+            ),
+            // numa-inconsistent
+            case(
+                "cpus node 0, memory node 1",
+                "numa-inconsistent",
+                "server",
+                Some(host2n()),
+                vec![dom(&format!("<vcpu cpuset='0-3'>2</vcpu>{}", strict("1")))],
+                WARN,
+            ),
+            case(
+                "cpus and memory node 0",
+                "numa-inconsistent",
+                "server",
+                Some(host2n()),
+                vec![dom(&format!("<vcpu cpuset='0-3'>2</vcpu>{}", strict("0")))],
+                NONE,
+            ),
+            // numa-node-too-small
+            case(
+                "40 GiB strict on a 32 GiB node",
+                "numa-node-too-small",
+                "server",
+                Some(host2n()),
+                vec![dom_named("vm", 40960, &strict("0"))],
+                ERROR,
+            ),
+            case(
+                "40 GiB preferred on a 32 GiB node",
+                "numa-node-too-small",
+                "server",
+                Some(host2n()),
+                vec![dom_named(
+                    "vm",
+                    40960,
+                    "<numatune><memory mode='preferred' nodeset='0'/></numatune>",
+                )],
+                NONE,
+            ),
+            case(
+                "40 GiB strict on both nodes",
+                "numa-node-too-small",
+                "server",
+                Some(host2n()),
+                vec![dom_named("vm", 40960, &strict("0-1"))],
+                NONE,
+            ),
+            // numa-guest-cells
+            case(
+                "12 vCPUs over 8-CPU nodes",
+                "numa-guest-cells",
+                "server",
+                Some(host2n()),
+                vec![dom("<vcpu>12</vcpu><cpu mode='host-model'/>")],
+                WARN,
+            ),
+            case(
+                "12 vCPUs with guest cells",
+                "numa-guest-cells",
+                "server",
+                Some(host2n()),
+                vec![dom(&format!("<vcpu>12</vcpu>{cells}"))],
+                NONE,
+            ),
+            case(
+                "8 vCPUs in 8-CPU nodes",
+                "numa-guest-cells",
+                "server",
+                Some(host2n()),
+                vec![dom("<vcpu>8</vcpu><cpu mode='host-model'/>")],
+                NONE,
+            ),
+            // pin-invalid
+            case(
+                "pin onto absent CPU 99",
+                "pin-invalid",
+                "server",
+                Some(host16()),
+                vec![dom(&pins("2", "99"))],
+                ERROR,
+            ),
+            case(
+                "pin onto online CPU 3",
+                "pin-invalid",
+                "server",
+                Some(host16()),
+                vec![dom(&pins("2", "3"))],
+                NONE,
+            ),
+            case(
+                "pin does not parse",
+                "pin-invalid",
+                "server",
+                None,
+                vec![dom(&pins("2", "x"))],
+                ERROR,
+            ),
+            case(
+                "pin for vCPU 5 of 2",
+                "pin-invalid",
+                "server",
+                None,
+                vec![dom(
+                    "<vcpu>2</vcpu><cputune><vcpupin vcpu='5' cpuset='2'/></cputune>",
+                )],
+                ERROR,
+            ),
+            case(
+                "nodeset names node 3",
+                "pin-invalid",
+                "server",
+                Some(host2n()),
+                vec![dom(&strict("3"))],
+                ERROR,
+            ),
+            case(
+                "nodeset names node 1",
+                "pin-invalid",
+                "server",
+                Some(host2n()),
+                vec![dom(&strict("1"))],
+                NONE,
+            ),
+            // pin-overlap
+            case(
+                "same dedicated CPUs",
+                "pin-overlap",
+                "server",
+                Some(host16()),
+                vec![dom(&pins("4", "5")), dom_named("b", 1024, &pins("5", "6"))],
+                ERROR,
+            ),
+            case(
+                "disjoint dedicated CPUs",
+                "pin-overlap",
+                "server",
+                Some(host16()),
+                vec![dom(&pins("4", "5")), dom_named("b", 1024, &pins("8", "9"))],
+                NONE,
+            ),
+            case(
+                "SMT siblings of each other",
+                "pin-overlap",
+                "server",
+                Some(host16()),
+                vec![dom(&pins("4", "6")), dom_named("b", 1024, &pins("5", "7"))],
+                WARN,
+            ),
+            case(
+                "shared pins are not dedicated",
+                "pin-overlap",
+                "server",
+                Some(host16()),
+                vec![
+                    dom(&pins("4-5", "4-5")),
+                    dom_named("b", 1024, &pins("4-5", "4-5")),
+                ],
+                NONE,
+            ),
+            // pin-emulator
+            case(
+                "vCPUs pinned, emulator not",
+                "pin-emulator",
+                "server",
+                None,
+                vec![dom(&pins("2", "3"))],
+                WARN,
+            ),
+            case(
+                "emulator on housekeeping CPUs",
+                "pin-emulator",
+                "server",
+                None,
+                vec![dom(&pins_emu("2", "3", "0-1"))],
+                NONE,
+            ),
+            case(
+                "emulator on a vCPU's CPU",
+                "pin-emulator",
+                "server",
+                None,
+                vec![dom(&pins_emu("2", "3", "1-2"))],
+                WARN,
+            ),
+            // pin-cross-node
+            case(
+                "pins on nodes 0 and 1",
+                "pin-cross-node",
+                "server",
+                Some(host2n()),
+                vec![dom(&pins("2", "9"))],
+                WARN,
+            ),
+            case(
+                "pins on node 0",
+                "pin-cross-node",
+                "server",
+                Some(host2n()),
+                vec![dom(&pins("2", "3"))],
+                NONE,
+            ),
+            // pin-policy
+            case(
+                "latency, no pins",
+                "pin-policy",
+                "latency",
+                None,
+                vec![dom("<vcpu>2</vcpu>")],
+                WARN,
+            ),
+            case(
+                "latency, one-to-one pins",
+                "pin-policy",
+                "latency",
+                None,
+                vec![dom(&pins_emu("2", "3", "0"))],
+                NONE,
+            ),
+            case(
+                "latency, shared pins",
+                "pin-policy",
+                "latency",
+                None,
+                vec![dom(&pins_emu("2-3", "2-3", "0"))],
+                WARN,
+            ),
+            case(
+                "migratable, pinned",
+                "pin-policy",
+                "migratable",
+                None,
+                vec![dom(&pins("2", "3"))],
+                INFO,
+            ),
+            case(
+                "migratable, unpinned",
+                "pin-policy",
+                "migratable",
+                None,
+                vec![dom("<vcpu>2</vcpu>")],
+                NONE,
+            ),
+        ]
+    }
+
+    #[test]
+    fn numa_and_pin_rules() {
+        run_cases(&cases());
+    }
+}
