@@ -192,8 +192,8 @@ impl Inventory {
             inv.host = Some(kvmtune_host::collect(src.as_ref()));
             inv.host_origin = src.describe();
         } else {
-            inv.host_origin = "none (host rules skipped; --host judges files against this host)"
-                .to_string();
+            inv.host_origin =
+                "none (host rules skipped; --host judges files against this host)".to_string();
         }
         inv.parse(raw);
         Ok(inv)
@@ -231,6 +231,7 @@ impl Inventory {
 }
 
 /// A domain's text before parsing.
+#[derive(Debug)]
 struct Raw {
     origin: String,
     path: Option<PathBuf>,
@@ -413,7 +414,10 @@ mod tests {
         assert_eq!(inv.domains[0].domain.name, "g");
         assert!(inv.domain("g").is_some());
         assert_eq!(inv.errors.len(), 2, "{:?}", inv.errors);
-        assert!(inv.host.is_none(), "files are not judged against this host unless asked");
+        assert!(
+            inv.host.is_none(),
+            "files are not judged against this host unless asked"
+        );
         assert!(inv.clone().strict().is_err());
     }
 
@@ -424,7 +428,11 @@ mod tests {
             root: Some("/nonexistent-kvmtune-root".into()),
             from: None,
         };
-        let e = o.host_source().err().map(|e| e.to_string()).unwrap_or_default();
+        let e = o
+            .host_source()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("/nonexistent-kvmtune-root"), "{e}");
     }
 }

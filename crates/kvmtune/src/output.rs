@@ -1,0 +1,340 @@
+//! One voice for every command: the exit codes, the JSON envelope, the error and warning
+//! printer, colour, the terminal width and wrapping, and writing files and stdout.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use crate::cli::{Cli, ColorChoice};
+use kvmtune_profile::Severity;
+
+/// Process exit codes (documented in `--help` and docs/cli.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Clean = 0,
+    Findings = 1,
+    Error = 2,
+    /// apply: a change failed and everything was rolled back
+    ApplyFailed = 3,
+    /// apply or rollback: the rollback did not complete
+    RollbackIncomplete = 4,
+}
+
+impl Exit {
+    /// 1 when `findings`, else 0.
+    pub fn findings_if(findings: bool) -> Exit {
+        if findings { Exit::Findings } else { Exit::Clean }
+    }
+}
+
+/// How text is shown: colour, width, detail.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+    /// Columns to wrap text at.
+    pub width: usize,
+    pub verbose: bool,
+}
+
+impl Style {
+    pub fn of(cli: &Cli) -> Style {
+        Style {
+            color: use_color(cli.color),
+            width: terminal_width(),
+            verbose: cli.verbose > 0,
+        }
+    }
+
+    /// Plain: no colour, 80 columns.
+    #[cfg(test)]
+    pub fn plain() -> Style {
+        Style {
+            color: false,
+            width: 80,
+            verbose: false,
+        }
+    }
+
+    /// `text` in the SGR colour `code` when colour is on.
+    pub fn paint(&self, text: &str, code: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    pub fn bold(&self, text: &str) -> String {
+        self.paint(text, "1")
+    }
+
+    /// A severity label of fixed width (`ERROR`, `WARN `, `INFO `), coloured.
+    pub fn severity(&self, s: Severity) -> String {
+        let (t, c) = match s {
+            Severity::Error => ("ERROR", "31;1"),
+            Severity::Warn => ("WARN ", "33;1"),
+            Severity::Info => ("INFO ", "36"),
+        };
+        self.paint(t, c)
+    }
+
+    /// Wrap `text` at the width: the first line starts with `first` (already laid out, its
+    /// visible width counted without colour codes), the following ones with `indent` spaces.
+    /// Words are never broken; a word longer than a line stands on its own line.
+    pub fn wrap(&self, first: &str, indent: usize, text: &str) -> String {
+        wrap(first, indent, text, self.width)
+    }
+}
+
+/// Whether to colour: `--color always|never`, or for `auto` a terminal on stdout and no
+/// `NO_COLOR` in the environment.
+pub fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+        }
+    }
+}
+
+/// The terminal's width when stdout is a terminal (at least 40), else 80.
+pub fn terminal_width() -> usize {
+    if std::io::stdout().is_terminal()
+        && let Ok((cols, _)) = ratatui::crossterm::terminal::size()
+        && cols > 0
+    {
+        return usize::from(cols).max(40);
+    }
+    80
+}
+
+/// The visible width of a string: its characters without SGR colour sequences.
+fn visible_width(s: &str) -> usize {
+    let mut n = 0;
+    let mut in_esc = false;
+    for c in s.chars() {
+        if in_esc {
+            if c == 'm' {
+                in_esc = false;
+            }
+        } else if c == '\x1b' {
+            in_esc = true;
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Wrap with a hanging indent; ends with a newline.
+pub fn wrap(first: &str, indent: usize, text: &str, width: usize) -> String {
+    let lead = visible_width(first);
+    let pad = " ".repeat(indent);
+    // the first line's prefix is replaced by spaces of its width for textwrap, then put back
+    let opts = textwrap::Options::new(width.max(indent + 20))
+        .initial_indent(&" ".repeat(lead))
+        .subsequent_indent(&pad)
+        .break_words(false)
+        .word_separator(textwrap::WordSeparator::AsciiSpace);
+    let mut out = String::new();
+    for (i, line) in textwrap::wrap(text, opts).iter().enumerate() {
+        if i == 0 {
+            out.push_str(first);
+            out.push_str(line.get(lead..).unwrap_or(""));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out.push_str(first);
+        out.push('\n');
+    }
+    out
+}
+
+/// Escape control characters (a domain name with `ESC ]0;...` must not reach the terminal
+/// raw): `\x1b` and friends are shown as `\u{1b}`. Tabs and newlines are kept.
+pub fn safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() && c != '\n' && c != '\t' {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// A JSON document: `kind` and `version`, then the body's own fields.
+#[derive(Serialize)]
+pub struct Envelope<'a, T: Serialize + ?Sized> {
+    pub kind: &'a str,
+    pub version: u32,
+    #[serde(flatten)]
+    pub body: &'a T,
+}
+
+/// Print a JSON document in the envelope.
+pub fn print_doc<T: Serialize + ?Sized>(kind: &str, version: u32, body: &T) -> Result<()> {
+    print_json(&Envelope {
+        kind,
+        version,
+        body,
+    })
+}
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).context("cannot write JSON to stdout")?;
+    writeln!(out)
+        .and_then(|_| out.flush())
+        .context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// Print text to stdout.
+pub fn print_text(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .context("cannot write to stdout")
+}
+
+/// `kvmtune: error: ...` on stderr, control characters escaped.
+pub fn error(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "kvmtune: error: {}", safe(msg));
+}
+
+/// `kvmtune: warning: ...` on stderr.
+pub fn warning(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "kvmtune: warning: {}", safe(msg));
+}
+
+/// `kvmtune: ...` (a note, e.g. what was written where) on stderr.
+pub fn note(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "kvmtune: {}", safe(msg));
+}
+
+/// Whether an error is a closed stdout (`kvmtune ... | head`): the reader is gone, which
+/// ends the command normally and quietly.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Whether an output path means standard output (`-`, `/dev/stdout`).
+pub fn is_stdout(path: &Path) -> bool {
+    path == Path::new("-") || path == Path::new("/dev/stdout")
+}
+
+/// Write an output file (`-o`, `--svg`, `--save-plan`): `-` or `/dev/stdout` is standard
+/// output; a regular file is replaced atomically with `mode`; a symlink, device, FIFO or
+/// socket is refused.
+pub fn write_output(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    if is_stdout(path) {
+        let mut out = std::io::stdout().lock();
+        return out
+            .write_all(bytes)
+            .and_then(|_| out.flush())
+            .context("cannot write to stdout");
+    }
+    kvmtune_host::fsio::write_atomic(path, bytes, mode)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_hangs_and_never_breaks_words() {
+        let text = "the guest's disk cache mode writethrough makes every write wait for the \
+                    host's disk: use none with io=native";
+        let s = wrap("  WARN  disk-cache  ", 8, text, 50);
+        for l in s.lines() {
+            assert!(l.chars().count() <= 50, "{l:?}");
+        }
+        assert!(s.starts_with("  WARN  disk-cache  the guest's"), "{s}");
+        for l in s.lines().skip(1) {
+            assert!(l.starts_with("        ") && !l.starts_with("         "), "{l:?}");
+        }
+        // every word survives whole
+        let words: Vec<&str> = s.split_whitespace().collect();
+        for w in text.split_whitespace() {
+            assert!(words.contains(&w), "{w} broken in {s}");
+        }
+        // a word longer than the line is not cut
+        let long = wrap("x ", 2, &"a".repeat(90), 40);
+        assert!(long.contains(&"a".repeat(90)));
+    }
+
+    #[test]
+    fn colour_codes_do_not_count_as_width() {
+        let st = Style {
+            color: true,
+            width: 30,
+            verbose: false,
+        };
+        let first = format!("{} ", st.severity(Severity::Warn));
+        let s = st.wrap(&first, 6, "one two three four five six seven eight nine");
+        let plain: String = s.lines().next().unwrap().replace("\x1b[33;1m", "").replace("\x1b[0m", "");
+        assert!(plain.chars().count() <= 30, "{plain:?}");
+        assert!(s.contains("\x1b[33;1mWARN \x1b[0m"));
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(safe("plain name"), "plain name");
+        let s = safe("x\x1b]0;pwned\x07y");
+        assert!(!s.contains('\x1b') && !s.contains('\x07'), "{s}");
+        assert!(s.contains("\\u{1b}"), "{s}");
+    }
+
+    #[test]
+    fn the_envelope_puts_kind_and_version_first() {
+        #[derive(Serialize)]
+        struct Body {
+            a: u32,
+        }
+        let v = serde_json::to_string(&Envelope {
+            kind: "kvmtune.x",
+            version: 3,
+            body: &Body { a: 1 },
+        })
+        .unwrap();
+        assert_eq!(v, r#"{"kind":"kvmtune.x","version":3,"a":1}"#);
+    }
+
+    #[test]
+    fn broken_pipes_are_recognised_through_context() {
+        let e = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("cannot write to stdout");
+        assert!(is_broken_pipe(&e));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+    }
+
+    #[test]
+    fn output_files_refuse_devices_and_links() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("plan.json");
+        write_output(&f, b"{}", 0o600).unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"{}");
+        assert!(write_output(Path::new("/dev/null"), b"x", 0o600).is_err());
+        let l = d.path().join("l");
+        std::os::unix::fs::symlink(&f, &l).unwrap();
+        assert!(write_output(&l, b"x", 0o600).is_err());
+        assert_eq!(std::fs::read(&f).unwrap(), b"{}");
+    }
+}
