@@ -14,7 +14,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -136,18 +136,10 @@ impl Bundle {
             path: path.to_path_buf(),
             source,
         };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "bundle".into());
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let result = (|| -> io::Result<()> {
-            let file = File::create(&tmp)?;
-            let gz = GzEncoder::new(file, Compression::default());
+        // built in memory (a bundle is capped in size), then written by the one atomic
+        // writer: 0600 (it holds domain XML), never through a symlink or over a device
+        let result = (|| -> io::Result<Vec<u8>> {
+            let gz = GzEncoder::new(Vec::new(), Compression::default());
             let mut tar = tar::Builder::new(gz);
             let manifest = serde_json::to_vec_pretty(&self.manifest).map_err(io::Error::other)?;
             append(
@@ -200,18 +192,15 @@ impl Bundle {
                 }
             }
             let gz = tar.into_inner()?;
-            let file = gz.finish()?;
-            file.sync_all()?;
-            Ok(())
+            gz.finish()
         })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(werr(e));
-        }
-        fs::rename(&tmp, path).map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            werr(e)
-        })
+        let bytes = result.map_err(werr)?;
+        kvmtune_host::fsio::write_atomic(path, &bytes, kvmtune_host::fsio::PRIVATE_FILE).map_err(
+            |e| match e {
+                kvmtune_host::fsio::WriteError::Io { source, .. } => werr(source),
+                other => werr(io::Error::other(other.to_string())),
+            },
+        )
     }
 
     /// Read a bundle written by [`Bundle::write`].

@@ -103,7 +103,7 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placed> {
     })
 }
 
-fn cpus(list: &[u32]) -> String {
+pub fn cpus(list: &[u32]) -> String {
     let mut s = CpuSet::new();
     for c in list {
         s.insert(*c);

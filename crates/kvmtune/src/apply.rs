@@ -1,7 +1,7 @@
 //! `kvmtune apply`, `kvmtune history` and `kvmtune rollback`: the command-line side of the
 //! journaled transaction in `kvmtune-apply`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -15,18 +15,10 @@ use kvmtune_apply::journal::{Journal, Status};
 use kvmtune_apply::plan::{self, Plan, PlanDomain};
 use kvmtune_apply::procfs::Proc;
 use kvmtune_apply::{hostset, settings, sha256};
-use kvmtune_domain::Domain;
+use kvmtune_core::fixes;
+use kvmtune_core::inventory::{Inventory, Select};
 use kvmtune_libvirt::{Libvirt, Virt};
 use kvmtune_rules::Profile;
-use kvmtune_rules::audit::{self, Applies, Cx, Peer};
-
-/// Whether a URI names this host (`qemu:///system`, not `qemu+ssh://h/system`).
-pub fn is_local(uri: &str) -> bool {
-    match uri.split_once("://") {
-        Some((scheme, rest)) => !scheme.contains('+') && rest.starts_with('/'),
-        None => true,
-    }
-}
 
 fn env_for<'a>(cli: &Cli, virt: &'a dyn Virt) -> Result<Env<'a>> {
     if cli.from.is_some() {
@@ -47,92 +39,38 @@ fn env_for<'a>(cli: &Cli, virt: &'a dyn Virt) -> Result<Env<'a>> {
     Ok(Env {
         virt,
         root,
-        proc: is_local(virt.uri()).then(Proc::default),
+        proc: kvmtune_libvirt::is_local(virt.uri()).then(Proc::default),
         host_cpus: cpus.to_string(),
     })
 }
 
-/// The domain changes from audit fixes, and the re-audit used to verify them.
+/// The domain changes from audit fixes, and what the re-audit needs to verify them.
 struct FromAudit {
-    changes: Vec<DomainChange>,
-    /// rule ids applied per domain
-    rules: BTreeMap<String, BTreeSet<String>>,
+    changes: fixes::AuditChanges,
     profile: Profile,
-    ctx: crate::audit::Context,
+    inv: Inventory,
 }
 
 fn from_audit(
     cli: &Cli,
     args: &ApplyArgs,
-    live_scope: bool,
-    config_scope: bool,
+    scope: fixes::Scope,
     virt: &dyn Virt,
 ) -> Result<FromAudit> {
     let profile = kvmtune_rules::load_profile(&args.profile)?;
-    let known: BTreeSet<&str> = audit::rules().iter().map(|r| r.meta.id).collect();
-    for r in &args.rules {
-        if !known.contains(r.as_str()) {
-            bail!("--rule {r}: no such rule (see `kvmtune rules`)");
-        }
-    }
-    let (parsed, ctx) =
-        crate::audit_inputs::gather_parsed(cli, &args.domains, args.all, &args.profile, false)?;
-    let (reports, _) = crate::audit::audit_all(&parsed, &ctx, &profile);
-    let mut changes = Vec::new();
-    let mut rules = BTreeMap::new();
-    for p in &parsed {
-        let Some(r) = reports.iter().find(|r| r.origin == p.input.origin) else {
-            continue;
-        };
-        let mut edits = Vec::new();
-        let mut reasons = Vec::new();
-        let mut applied = BTreeSet::new();
-        for f in &r.findings {
-            let Some(fix) = &f.fix else { continue };
-            if !args.rules.is_empty() && !args.rules.iter().any(|x| x == f.rule) {
-                continue;
-            }
-            edits.extend(fix.edits.iter().cloned());
-            applied.insert(f.rule.to_string());
-            let when = match fix.applies {
-                Applies::Live => "live",
-                Applies::NextBoot => "next start",
-            };
-            reasons.push(format!("{}: {} ({when})", f.rule, fix.summary));
-        }
-        if edits.is_empty() {
-            continue;
-        }
-        let mut doc = p.doc.clone();
-        audit::apply(&mut doc, &edits);
-        let fixed = doc.serialize();
-        if fixed == p.input.text {
-            continue;
-        }
-        let name = p.domain.name.clone();
-        let live_target = if live_scope && p.input.active {
-            let live = virt.xml(&name, false)?;
-            let live = settings::read_xml(&live).with_context(|| format!("live XML of {name}"))?;
-            let old = settings::read(&p.doc, &p.domain);
-            let new = settings::read_xml(&fixed).with_context(|| format!("fixed XML of {name}"))?;
-            Some(plan::live_target(&live, &old, &new))
-        } else {
-            None
-        };
-        rules.insert(name.clone(), applied);
-        changes.push(DomainChange {
-            name,
-            base_sha256: sha256(&p.input.text),
-            new_inactive: config_scope.then_some(fixed),
-            live_target,
-            reasons,
-        });
-    }
+    fixes::check_rule_ids(&args.rules)?;
+    let sel = Select {
+        targets: args.domains.clone(),
+        all: args.all,
+        host_for_files: false,
+    };
+    let inv = Inventory::gather(&crate::origin(cli), &sel)?.strict()?;
+    let report = kvmtune_core::audit::audit(&inv, &profile);
+    let changes = fixes::changes(&inv, &report, &args.rules, scope, virt)?;
     Ok(FromAudit {
         changes,
-        rules,
         profile,
-        ctx,
+        inv,
     })
 }
 
@@ -341,8 +279,12 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         }
         from_plan(&p, live_scope, config_scope, virt)?
     } else if has_domains {
-        let a = from_audit(cli, args, live_scope, config_scope, virt)?;
-        let ch = a.changes.clone();
+        let scope = fixes::Scope {
+            live: live_scope,
+            config: config_scope,
+        };
+        let a = from_audit(cli, args, scope, virt)?;
+        let ch = a.changes.changes.clone();
         audit_ctx = Some(a);
         ch
     } else {
@@ -388,7 +330,7 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         (Some(j), Some(l)) if !prep.is_empty() => {
             let check = |name: &str, xml: &str| -> Vec<String> {
                 match &audit_ctx {
-                    Some(a) => reaudit(a, name, xml),
+                    Some(a) => fixes::reaudit(&a.inv, &a.profile, &a.changes, name, xml),
                     None => Vec::new(),
                 }
             };
@@ -457,47 +399,6 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     Ok(Exit::Clean)
 }
 
-/// Re-audit a domain's stored XML after the define: the fixes of the applied rules must be
-/// in effect (applying them again changes nothing).
-fn reaudit(a: &FromAudit, name: &str, xml: &str) -> Vec<String> {
-    let Some(rules) = a.rules.get(name) else {
-        return Vec::new();
-    };
-    let (doc, d) = match Domain::parse(xml) {
-        Ok(x) => x,
-        Err(e) => return vec![format!("stored XML: {e}")],
-    };
-    let peers = [Peer {
-        domain: &d,
-        active: false,
-    }];
-    let cx = Cx {
-        doc: &doc,
-        d: &d,
-        profile: &a.profile,
-        host: a.ctx.host.as_ref(),
-        caps: a.ctx.caps.get(&d.virt_type),
-        peers: &peers,
-    };
-    let mut problems = Vec::new();
-    for f in audit::audit(&cx) {
-        if !rules.contains(f.rule) {
-            continue;
-        }
-        if let Some(fix) = &f.fix {
-            let mut again = doc.clone();
-            audit::apply(&mut again, &fix.edits);
-            if again.serialize() != doc.serialize() {
-                problems.push(format!(
-                    "{}: the fix is not in effect in the XML libvirt stored ({})",
-                    f.rule, f.message
-                ));
-            }
-        }
-    }
-    problems
-}
-
 fn save_plan(path: &Path, req: &Request, prep: &engine::Prepared) -> Result<()> {
     let mut p = Plan::new();
     for d in &req.domains {
@@ -519,7 +420,7 @@ fn save_plan(path: &Path, req: &Request, prep: &engine::Prepared) -> Result<()> 
         p.host.insert(w.key.clone(), w.value.clone());
     }
     let json = serde_json::to_vec_pretty(&p).context("cannot encode the plan")?;
-    crate::write_file_atomic(path, &json)
+    crate::output::write_output(path, &json, kvmtune_host::fsio::PRIVATE_FILE)
 }
 
 pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {

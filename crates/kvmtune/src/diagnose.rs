@@ -205,29 +205,21 @@ fn render(r: &Report) -> String {
 /// Audit findings by domain name.
 type Audits = BTreeMap<String, Vec<Finding>>;
 
-/// Audit findings by domain name, for the domains named (or all, when live).
+/// Audit findings by domain name, for the domains named: one inventory, one audit.
 fn audits(cli: &Cli, targets: &[String], profile: &str) -> Result<(Audits, Vec<String>)> {
     let profile_v = kvmtune_rules::load_profile(profile)?;
-    let mut out = BTreeMap::new();
-    let mut errors = Vec::new();
-    for t in targets {
-        match crate::audit_inputs::gather_parsed(
-            cli,
-            std::slice::from_ref(t),
-            false,
-            profile,
-            false,
-        ) {
-            Ok((parsed, ctx)) => {
-                let (reports, _) = crate::audit::audit_all(&parsed, &ctx, &profile_v);
-                for r in reports {
-                    out.insert(r.name.clone(), r.findings);
-                }
-            }
-            Err(e) => errors.push(format!("{t}: {e:#}")),
-        }
+    let sel = kvmtune_core::inventory::Select {
+        targets: targets.to_vec(),
+        all: false,
+        host_for_files: false,
+    };
+    match kvmtune_core::inventory::Inventory::gather(&crate::origin(cli), &sel) {
+        Ok(inv) => Ok((
+            kvmtune_core::diagnosis::findings_by_domain(&inv, &profile_v),
+            inv.errors.clone(),
+        )),
+        Err(e) => Ok((BTreeMap::new(), vec![e.to_string()])),
     }
-    Ok((out, errors))
 }
 
 fn link(ds: Vec<Diagnosis>, findings: Option<&Vec<Finding>>) -> Vec<Judged> {

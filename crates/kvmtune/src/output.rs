@@ -25,7 +25,11 @@ pub enum Exit {
 impl Exit {
     /// 1 when `findings`, else 0.
     pub fn findings_if(findings: bool) -> Exit {
-        if findings { Exit::Findings } else { Exit::Clean }
+        if findings {
+            Exit::Findings
+        } else {
+            Exit::Clean
+        }
     }
 }
 
@@ -134,8 +138,9 @@ pub fn wrap(first: &str, indent: usize, text: &str, width: usize) -> String {
     let lead = visible_width(first);
     let pad = " ".repeat(indent);
     // the first line's prefix is replaced by spaces of its width for textwrap, then put back
+    let lead_pad = " ".repeat(lead);
     let opts = textwrap::Options::new(width.max(indent + 20))
-        .initial_indent(&" ".repeat(lead))
+        .initial_indent(&lead_pad)
         .subsequent_indent(&pad)
         .break_words(false)
         .word_separator(textwrap::WordSeparator::AsciiSpace);
@@ -268,7 +273,10 @@ mod tests {
         }
         assert!(s.starts_with("  WARN  disk-cache  the guest's"), "{s}");
         for l in s.lines().skip(1) {
-            assert!(l.starts_with("        ") && !l.starts_with("         "), "{l:?}");
+            assert!(
+                l.starts_with("        ") && !l.starts_with("         "),
+                "{l:?}"
+            );
         }
         // every word survives whole
         let words: Vec<&str> = s.split_whitespace().collect();
@@ -289,7 +297,12 @@ mod tests {
         };
         let first = format!("{} ", st.severity(Severity::Warn));
         let s = st.wrap(&first, 6, "one two three four five six seven eight nine");
-        let plain: String = s.lines().next().unwrap().replace("\x1b[33;1m", "").replace("\x1b[0m", "");
+        let plain: String = s
+            .lines()
+            .next()
+            .unwrap()
+            .replace("\x1b[33;1m", "")
+            .replace("\x1b[0m", "");
         assert!(plain.chars().count() <= 30, "{plain:?}");
         assert!(s.contains("\x1b[33;1mWARN \x1b[0m"));
     }

@@ -8,19 +8,12 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use crate::cli::{Cli, PlanArgs};
-use crate::{Exit, print_json, print_text};
-use kvmtune_apply::plan::{Plan, PlanCell, PlanDomain, PlanNuma};
-use kvmtune_host::CpuSet;
-use kvmtune_planner::{CpuPolicy, Dom, EmulatorPolicy, Fill, Outcome, Policy, SmtPolicy, Topo};
+use crate::output::{self, Exit, print_text};
+use kvmtune_apply::plan::Plan;
+use kvmtune_core::inventory::{Inventory, Select};
+use kvmtune_core::placement::{self, cpus};
+use kvmtune_planner::{CpuPolicy, EmulatorPolicy, Fill, Outcome, Policy, SmtPolicy, Topo};
 use kvmtune_rules::Profile;
-
-fn cpus(list: &[u32]) -> String {
-    let mut s = CpuSet::new();
-    for c in list {
-        s.insert(*c);
-    }
-    s.to_string()
-}
 
 fn parse_enum<T: serde::de::DeserializeOwned>(what: &str, v: &str) -> Result<T> {
     serde_json::from_value(serde_json::Value::String(v.to_string()))
@@ -71,8 +64,6 @@ fn overrides(args: &PlanArgs) -> Result<BTreeMap<String, Vec<(String, String)>>>
 
 #[derive(Serialize)]
 struct Report<'a> {
-    kind: &'static str,
-    version: u32,
     profile: &'a str,
     host: String,
     topology: &'a Topo,
@@ -83,197 +74,66 @@ struct Report<'a> {
 pub fn run(cli: &Cli, args: &PlanArgs) -> Result<Exit> {
     let profile = kvmtune_rules::load_profile(&args.profile)?;
     let (base, fill) = policy_of(&profile, args)?;
-    let over = overrides(args)?;
+    let mut per_domain = BTreeMap::new();
+    for (name, kvs) in overrides(args)? {
+        let mut pol = base;
+        for (k, v) in kvs {
+            match k.as_str() {
+                "cpus" => pol.cpus = parse_enum::<CpuPolicy>("--policy cpus", &v)?,
+                "smt" => pol.smt = parse_enum::<SmtPolicy>("--policy smt", &v)?,
+                _ => pol.emulator = parse_enum::<EmulatorPolicy>("--policy emulator", &v)?,
+            }
+        }
+        per_domain.insert(name, pol);
+    }
     let reserve = args
         .reserve
         .clone()
         .unwrap_or_else(|| profile.plan.reserve.clone());
-    let (parsed, ctx) = crate::audit_inputs::gather_parsed(
-        cli,
-        &args.targets,
-        args.targets.is_empty(),
-        &args.profile,
-        true,
-    )?;
-    if parsed.is_empty() {
-        bail!("no domain to place");
-    }
-    for name in over.keys() {
-        if !parsed.iter().any(|p| &p.domain.name == name) {
-            bail!("--policy {name}:...: no such domain among those planned");
-        }
-    }
-    let host = ctx.host.as_ref().context("no host facts to plan against")?;
-    let topo = kvmtune_planner::topo_from_host(host, &reserve).map_err(|e| anyhow::anyhow!(e))?;
-    let mut doms = Vec::new();
-    for p in &parsed {
-        let d = &p.domain;
-        let mut pol = base;
-        for (k, v) in over.get(&d.name).into_iter().flatten() {
-            match k.as_str() {
-                "cpus" => pol.cpus = parse_enum::<CpuPolicy>("--policy cpus", v)?,
-                "smt" => pol.smt = parse_enum::<SmtPolicy>("--policy smt", v)?,
-                _ => pol.emulator = parse_enum::<EmulatorPolicy>("--policy emulator", v)?,
-            }
-        }
-        let page_kib = d.memory_backing.as_ref().filter(|m| m.hugepages).map(|m| {
-            m.pages
-                .iter()
-                .find_map(|pg| pg.size_kib)
-                .or(host.memory.default_hugepage_kib)
-                .unwrap_or(2048)
-        });
-        let mut pins = BTreeMap::new();
-        let mut emulator_pin = None;
-        if let Some(ct) = &d.cputune {
-            for pin in &ct.vcpupin {
-                if let (Some(id), Ok(set)) = (pin.id, CpuSet::parse(&pin.cpuset)) {
-                    pins.insert(id, set.iter().collect());
-                }
-            }
-            emulator_pin = ct
-                .emulatorpin
-                .as_ref()
-                .and_then(|e| CpuSet::parse(&e.cpuset).ok())
-                .map(|s| s.iter().collect());
-        }
-        doms.push(Dom {
-            name: d.name.clone(),
-            vcpus: d.vcpu.max,
-            memory_kib: d.memory_kib.unwrap_or(0),
-            page_kib,
-            pins,
-            emulator_pin,
-            policy: pol,
-        });
-    }
-    let outcome = kvmtune_planner::plan(&topo, &doms, fill);
-    let plan = to_plan(&outcome, &parsed, host);
+    let sel = Select {
+        targets: args.targets.clone(),
+        all: args.targets.is_empty(),
+        host_for_files: true,
+    };
+    let inv = Inventory::gather(&crate::origin(cli), &sel)?.strict()?;
+    let req = placement::Request {
+        policy: base,
+        fill,
+        overrides: per_domain,
+        reserve: reserve.clone(),
+    };
+    let placed = placement::place(&inv, &req)?;
     if let Some(path) = &args.output {
-        let json = serde_json::to_vec_pretty(&plan).context("cannot encode the plan")?;
-        crate::write_file_atomic(path, &json)?;
+        let json = serde_json::to_vec_pretty(&placed.plan).context("cannot encode the plan")?;
+        output::write_output(path, &json, kvmtune_host::fsio::PRIVATE_FILE)?;
     }
     if let Some(path) = &args.svg {
-        crate::write_file_atomic(
-            path,
-            kvmtune_planner::svg::render(&topo, &outcome).as_bytes(),
-        )?;
+        let svg = kvmtune_planner::svg::render(&placed.topology, &placed.outcome);
+        output::write_output(path, svg.as_bytes(), 0o644)?;
     }
     if cli.json {
-        print_json(&Report {
-            kind: "kvmtune.plan-report",
-            version: 1,
-            profile: &profile.name,
-            host: ctx.host_origin.clone(),
-            topology: &topo,
-            outcome: &outcome,
-            plan: &plan,
-        })?;
+        output::print_doc(
+            "kvmtune.plan-report",
+            1,
+            &Report {
+                profile: &profile.name,
+                host: inv.host_origin.clone(),
+                topology: &placed.topology,
+                outcome: &placed.outcome,
+                plan: &placed.plan,
+            },
+        )?;
     } else {
         print_text(&render(
-            &topo,
-            &outcome,
+            &placed.topology,
+            &placed.outcome,
             &profile.name,
             fill,
             &reserve,
             args,
         ))?;
     }
-    Ok(if outcome.unplaced.is_empty() {
-        Exit::Clean
-    } else {
-        Exit::Findings
-    })
-}
-
-fn to_plan(o: &Outcome, parsed: &[crate::audit::Parsed], host: &kvmtune_host::Host) -> Plan {
-    let mut plan = Plan::new();
-    for p in &o.placed {
-        let Some(src) = parsed.iter().find(|x| x.domain.name == p.name) else {
-            continue;
-        };
-        let dedicated = p.policy.cpus == CpuPolicy::Dedicated;
-        let cells: Vec<PlanCell> = p
-            .cells
-            .iter()
-            .map(|c| PlanCell {
-                id: c.id,
-                cpus: cpus(&c.vcpus),
-                memory_kib: c.memory_kib,
-                nodeset: c.node.to_string(),
-            })
-            .collect();
-        let n = p.vcpus.len() as u32;
-        let topology = (!cells.is_empty()).then(|| {
-            let k = cells.len() as u32;
-            if n.is_multiple_of(k) {
-                [k, n / k, 1]
-            } else {
-                [1, n, 1]
-            }
-        });
-        plan.domains.push(PlanDomain {
-            name: p.name.clone(),
-            base_sha256: src
-                .input
-                .origin
-                .starts_with("libvirt:")
-                .then(|| kvmtune_apply::sha256(&src.input.text)),
-            vcpupin: p
-                .vcpus
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (i as u32, cpus(c)))
-                .collect(),
-            emulatorpin: Some(cpus(&p.emulator)),
-            numatune: Some(PlanNuma {
-                mode: Some("strict".into()),
-                nodeset: p
-                    .nodes
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            }),
-            cells,
-            topology,
-            reasons: vec![format!(
-                "{} on node {}{}",
-                if dedicated {
-                    "dedicated CPUs"
-                } else {
-                    "shared CPUs"
-                },
-                p.nodes
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join("+"),
-                if p.kept { " (kept as pinned)" } else { "" }
-            )],
-            ..PlanDomain::default()
-        });
-    }
-    for (k, v) in &o.host {
-        plan.host.insert(k.clone(), v.clone());
-    }
-    for need in &o.pools {
-        let have = host
-            .numa
-            .nodes
-            .iter()
-            .find(|n| n.id == need.node)
-            .and_then(|n| n.hugepages.iter().find(|h| h.size_kib == need.page_kib))
-            .map(|h| h.total)
-            .unwrap_or(0);
-        if need.pages > have {
-            plan.host.insert(
-                format!("hugepages.node{}.{}kB", need.node, need.page_kib),
-                need.pages.to_string(),
-            );
-        }
-    }
-    plan
+    Ok(Exit::findings_if(!placed.outcome.unplaced.is_empty()))
 }
 
 fn render(

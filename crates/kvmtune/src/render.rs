@@ -470,25 +470,23 @@ pub fn host(h: &Host, source: &str, color: bool, verbose: bool) -> String {
     o
 }
 
-pub fn checks(checks: &[Check], profile: &str, source: &str, color: bool) -> String {
-    let s = Style { color };
+/// `host --check` as text: one block per check, wrapped at the width with a hanging indent.
+pub fn checks(checks: &[Check], profile: &str, source: &str, st: &crate::output::Style) -> String {
+    let s = Style { color: st.color };
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "{} (profile {profile}, read from {source})",
-        s.head("Host checks")
-    );
+    o.push_str(&st.wrap(
+        "",
+        2,
+        &format!(
+            "{} (profile {profile}, read from {source})",
+            s.head("Host checks")
+        ),
+    ));
     for c in checks {
-        let _ = writeln!(
-            o,
-            "  {}  {:<20} {:<42} {}",
-            s.verdict(c.verdict),
-            c.id,
-            c.title,
-            c.detail
-        );
+        let first = format!("  {}  {} ", s.verdict(c.verdict), c.id);
+        o.push_str(&st.wrap(&first, 8, &format!("{}: {}", c.title, c.detail)));
         if let Some(h) = &c.hint {
-            let _ = writeln!(o, "        {:<20} hint: {h}", "");
+            o.push_str(&st.wrap("        hint: ", 14, h));
         }
     }
     let count = |v| checks.iter().filter(|c| c.verdict == v).count();

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::audit::Report;
+use kvmtune_core::audit::AuditReport;
 use kvmtune_rules::audit::{Severity, rules};
 
 fn level(s: Severity) -> &'static str {
@@ -13,7 +13,7 @@ fn level(s: Severity) -> &'static str {
     }
 }
 
-pub fn sarif(r: &Report) -> Value {
+pub fn sarif(r: &AuditReport) -> Value {
     let all = rules();
     let index = |id: &str| all.iter().position(|x| x.meta.id == id);
     let rule_list: Vec<Value> = all
@@ -31,8 +31,9 @@ pub fn sarif(r: &Report) -> Value {
         .collect();
     let mut results = Vec::new();
     for d in &r.domains {
-        let uri = match &d.line_file {
-            Some(p) => p.display().to_string(),
+        // findings of a file point into it; libvirt and bundle domains have no file
+        let uri = match d.origin.strip_prefix("file:") {
+            Some(p) => p.to_string(),
             None => format!("{}.xml", d.name),
         };
         for f in &d.findings {

@@ -13,15 +13,7 @@ use kvmtune_apply::procfs::Proc;
 use kvmtune_kvmstat::live::{Frame, Local, Sampler, Snapshot, VmFigures};
 use kvmtune_kvmstat::procstat::ProcFs;
 use kvmtune_libvirt::Libvirt;
-
-/// Whether a libvirt URI names this host (`qemu:///system`), so its QEMU processes are in
-/// our /proc.
-pub fn uri_is_local(uri: &str) -> bool {
-    match uri.split_once("://") {
-        Some((scheme, rest)) => !scheme.contains('+') && rest.starts_with('/'),
-        None => true,
-    }
-}
+use kvmtune_libvirt::is_local as uri_is_local;
 
 /// A sampler on --connect, with /proc when the domains run here, and the CPU -> node map.
 pub fn open_sampler(
@@ -322,14 +314,6 @@ mod tests {
         assert_eq!(m.get(&8), Some(&1));
         assert_eq!(m.get(&24), Some(&1));
         assert_eq!(m.len(), 32);
-    }
-
-    #[test]
-    fn local_uris() {
-        assert!(uri_is_local("qemu:///system"));
-        assert!(uri_is_local("qemu:///session"));
-        assert!(!uri_is_local("qemu+ssh://root@host/system"));
-        assert!(!uri_is_local("qemu+tcp://10.0.0.1/system"));
     }
 
     #[test]

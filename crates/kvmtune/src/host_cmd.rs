@@ -1,0 +1,79 @@
+//! `kvmtune host` and `host --check`: the host as KVM sees it, and its checks.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::{Cli, HostArgs};
+use crate::output::{self, Exit, Style, print_text};
+use kvmtune_profile::Counts;
+use kvmtune_rules::{Check, Verdict, check_host};
+
+pub const CHECK_KIND: &str = "kvmtune.host-check";
+pub const CHECK_VERSION: u32 = 2;
+
+#[derive(Serialize)]
+struct CheckReport<'a> {
+    profile: &'a str,
+    source: String,
+    /// Checks by severity (WARN is warn, FAIL is error), and how many passed.
+    summary: Counts,
+    passed: usize,
+    checks: &'a [Check],
+}
+
+pub fn run(cli: &Cli, args: &HostArgs) -> Result<Exit> {
+    let src = crate::host_source(cli)?;
+    let host = kvmtune_host::collect(src.as_ref());
+    let style = Style::of(cli);
+    if !args.check {
+        if cli.json {
+            // the host model carries its own kind/version fields
+            crate::print_json(&host)?;
+        } else {
+            print_text(&crate::render::host(
+                &host,
+                &src.describe(),
+                style.color,
+                style.verbose,
+            ))?;
+        }
+        return Ok(Exit::Clean);
+    }
+    let profile = kvmtune_rules::load_profile(&args.profile)?;
+    let checks = check_host(&host, &profile);
+    let summary = Counts::of(checks.iter().filter_map(|c| verdict_severity(c.verdict)));
+    let passed = checks.iter().filter(|c| c.verdict == Verdict::Pass).count();
+    let findings = summary.warn + summary.error > 0;
+    if cli.json {
+        output::print_doc(
+            CHECK_KIND,
+            CHECK_VERSION,
+            &CheckReport {
+                profile: &profile.name,
+                source: src.describe(),
+                summary,
+                passed,
+                checks: &checks,
+            },
+        )?;
+    } else {
+        print_text(&crate::render::checks(
+            &checks,
+            &profile.name,
+            &src.describe(),
+            &style,
+        ))?;
+    }
+    Ok(Exit::findings_if(findings))
+}
+
+/// PASS is no finding; INFO, WARN and FAIL are info, warn and error.
+fn verdict_severity(v: Verdict) -> Option<kvmtune_profile::Severity> {
+    use kvmtune_profile::Severity;
+    match v {
+        Verdict::Pass => None,
+        Verdict::Info => Some(Severity::Info),
+        Verdict::Warn => Some(Severity::Warn),
+        Verdict::Fail => Some(Severity::Error),
+    }
+}
