@@ -12,6 +12,8 @@
 //! - [`engine`]: the transaction: check, journal, change, verify, roll back.
 
 pub mod engine;
+#[cfg(test)]
+mod fake;
 pub mod hostset;
 pub mod journal;
 pub mod plan;
