@@ -74,7 +74,10 @@ fn a_failed_step_restores_everything_and_says_which() {
     assert!(r.error.unwrap().contains("step 3 (a)"));
     assert_eq!(f.inactive.borrow()["a"], OLD, "stored XML restored");
     assert_eq!(r.steps_done, 2);
-    assert_eq!(j.describe(&r.id, false).status, "failed");
+    assert_eq!(
+        j.describe(&r.id, false).status,
+        crate::journal::EntryStatus::Failed
+    );
 }
 
 #[test]
