@@ -16,7 +16,7 @@
 //! Rollback only needs entry.json: it restores every recorded old value, whether or not
 //! the step that changed it ran, so it works after a crash at any point.
 //!
-//! [`status`] says how an entry stands; [`steps`] reads steps.log.
+//! [`EntryStatus`] says how an entry stands; [`StepMark`] is how far a step got by steps.log.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

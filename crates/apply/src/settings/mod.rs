@@ -5,7 +5,7 @@
 //! engine changes it through the persistent definition.
 //!
 //! One module per resource holds how it is read, compared, changed live, verified and
-//! restored: [`cpu`] (vCPU count and pins), [`numa`] (numatune), [`memory`] (memtune and
+//! restored: `cpu` (vCPU count and pins), `numa` (numatune), `memory` (memtune and
 //! balloon). Host settings are in [`crate::hostset`].
 
 use std::collections::BTreeMap;
