@@ -191,6 +191,49 @@ pub fn verify(root: &Path, w: &HostWrite) -> Result<(), String> {
     Err(format!("{}: wrote {}, reads back {got}", w.path, w.value))
 }
 
+/// A whole file under the root, or `None` when it does not exist.
+pub fn read_file(root: &Path, path: &str) -> std::io::Result<Option<String>> {
+    match std::fs::read_to_string(under(root, path)) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write (or, with `None`, remove) a whole file under the root, atomically.
+pub fn write_file(root: &Path, path: &str, content: Option<&str>) -> Result<(), String> {
+    let dest = under(root, path);
+    let Some(content) = content else {
+        return match std::fs::remove_file(&dest) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot remove {path}: {e}")),
+        };
+    };
+    let tmp = dest.with_extension("kvmtune-tmp");
+    let r = (|| -> std::io::Result<()> {
+        if let Some(p) = dest.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        std::fs::write(&tmp, content)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &dest)
+    })();
+    r.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {path}: {e}")
+    })
+}
+
+/// What a persistent file must read back as after writing it, or why not.
+pub fn verify_file(root: &Path, f: &FileWrite) -> Result<(), String> {
+    match std::fs::read_to_string(under(root, &f.path)) {
+        Ok(t) if t == f.content => Ok(()),
+        Ok(_) => Err(format!("{}: content differs after writing", f.path)),
+        Err(e) => Err(format!("{}: {e}", f.path)),
+    }
+}
+
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-kvmtune.conf";
 pub const TMPFILES_FILE: &str = "/etc/tmpfiles.d/kvmtune.conf";
 const HEADER: &str =

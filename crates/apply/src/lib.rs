@@ -4,14 +4,18 @@
 //!
 //! - [`settings`]: the settings of a domain that can change on a running domain (pins, vCPU
 //!   count, NUMA nodeset, memtune, balloon), read from XML, and the live operations that take
-//!   a running domain from one set to another.
+//!   a running domain from one set to another; one module per resource (vCPUs and pins,
+//!   NUMA, memory) with how it is read, compared, changed live, verified and restored.
 //! - [`procfs`]: the QEMU process of a domain and the CPU affinity of its threads.
 //! - [`hostset`]: host settings (KSM, THP, hugepage pools, NUMA balancing) and their
 //!   persistent files.
 //! - [`journal`]: the on-disk journal: one directory per apply, fsynced before any change.
+//! - [`plan`]: plan files, and the domain changes a plan asks for.
 //! - [`engine`]: the transaction: check, journal, change, verify, roll back.
 
 pub mod engine;
+#[cfg(test)]
+mod fake;
 pub mod hostset;
 pub mod journal;
 pub mod plan;

@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::cli::{ApplyArgs, Cli, HistoryArgs, RollbackArgs};
 use crate::{Exit, print_json, print_text};
 use kvmtune_apply::engine::{self, DomainChange, Env, Request};
-use kvmtune_apply::journal::{Journal, Status};
-use kvmtune_apply::plan::{self, Plan, PlanDomain};
+use kvmtune_apply::journal::{EntryStatus, Journal, Status, StepMark, parse_step_marks};
+use kvmtune_apply::plan::{self, Plan};
 use kvmtune_apply::procfs::Proc;
 use kvmtune_apply::{hostset, settings, sha256};
 use kvmtune_core::fixes;
@@ -72,57 +72,6 @@ fn from_audit(
         profile,
         inv,
     })
-}
-
-fn from_plan(
-    p: &Plan,
-    live_scope: bool,
-    config_scope: bool,
-    virt: &dyn Virt,
-) -> Result<Vec<DomainChange>> {
-    let listed = virt.list()?;
-    let mut out = Vec::new();
-    for d in &p.domains {
-        let Some(r) = listed.iter().find(|x| x.name == d.name) else {
-            bail!(
-                "plan names domain {}, which this libvirt ({}) does not have",
-                d.name,
-                virt.uri()
-            );
-        };
-        let xml = virt.xml(&d.name, true)?;
-        let sha = sha256(&xml);
-        if let Some(b) = &d.base_sha256
-            && *b != sha
-        {
-            bail!(
-                "domain {}: its stored XML changed since the plan was made (hash differs); plan again",
-                d.name
-            );
-        }
-        let new =
-            plan::apply_to_xml(&xml, d).map_err(|e| anyhow::anyhow!("domain {}: {e}", d.name))?;
-        let live_target = if live_scope && r.active {
-            let live = settings::read_xml(&virt.xml(&d.name, false)?)?;
-            let old = settings::read_xml(&xml)?;
-            let news = settings::read_xml(&new)?;
-            Some(plan::live_target(&live, &old, &news))
-        } else {
-            None
-        };
-        let mut reasons = d.reasons.clone();
-        if reasons.is_empty() {
-            reasons.push("plan".into());
-        }
-        out.push(DomainChange {
-            name: d.name.clone(),
-            base_sha256: sha,
-            new_inactive: config_scope.then_some(new),
-            live_target,
-            reasons,
-        });
-    }
-    Ok(out)
 }
 
 #[derive(Serialize)]
@@ -277,7 +226,7 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         for (k, v) in &p.host {
             host.push(hostset::parse(&format!("{k}={v}"))?);
         }
-        from_plan(&p, live_scope, config_scope, virt)?
+        plan::changes(&p, live_scope, config_scope, virt)?
     } else if has_domains {
         let scope = fixes::Scope {
             live: live_scope,
@@ -400,25 +349,7 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
 }
 
 fn save_plan(path: &Path, req: &Request, prep: &engine::Prepared) -> Result<()> {
-    let mut p = Plan::new();
-    for d in &req.domains {
-        let base = prep
-            .entry
-            .domains
-            .iter()
-            .find(|b| b.name == d.name)
-            .map(|b| b.inactive_sha256.clone());
-        p.domains.push(PlanDomain {
-            name: d.name.clone(),
-            base_sha256: base,
-            config_xml: d.new_inactive.clone(),
-            reasons: d.reasons.clone(),
-            ..PlanDomain::default()
-        });
-    }
-    for w in &req.host {
-        p.host.insert(w.key.clone(), w.value.clone());
-    }
+    let p = Plan::from_request(req, prep);
     let json = serde_json::to_vec_pretty(&p).context("cannot encode the plan")?;
     crate::output::write_output(path, &json, kvmtune_host::fsio::PRIVATE_FILE)
 }
@@ -447,7 +378,7 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
         let id = j.resolve(id)?;
         let l = j.describe(&id, busy);
         let entry = j.load(&id).ok();
-        let log = std::fs::read_to_string(j.entry_dir(&id).join("steps.log")).unwrap_or_default();
+        let log = j.steps_log(&id);
         let outcome = j.outcome(&id).ok().flatten();
         let rb = j.rollback_record(&id).ok().flatten();
         if cli.json {
@@ -473,18 +404,13 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
             }
             if let Some(e) = &entry {
                 let _ = writeln!(out, "steps ({} of {} done):", l.steps_done, l.steps);
+                let marks = parse_step_marks(&log);
                 for s in &e.steps {
-                    let mark = if log.lines().any(|x| x == format!("ok {}", s.n)) {
-                        "done"
-                    } else if log
-                        .lines()
-                        .any(|x| x.starts_with(&format!("fail {}:", s.n)))
-                    {
-                        "FAIL"
-                    } else if log.lines().any(|x| x == format!("begin {}", s.n)) {
-                        "begun"
-                    } else {
-                        "-"
+                    let mark = match marks.get(&s.n) {
+                        Some(StepMark::Done) => "done",
+                        Some(StepMark::Failed(_)) => "FAIL",
+                        Some(StepMark::Begun) => "begun",
+                        None => "-",
                     };
                     let _ = writeln!(
                         out,
@@ -538,7 +464,7 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
                 l.steps,
                 what.join(", ")
             );
-            if let (Some(e), true) = (&l.error, l.status == "corrupt") {
+            if let (Some(e), true) = (&l.error, l.status == EntryStatus::Corrupt) {
                 let _ = writeln!(out, "    {e}");
             }
         }
@@ -556,9 +482,9 @@ pub fn run_rollback(cli: &Cli, args: &RollbackArgs) -> Result<Exit> {
             let mut pick = None;
             for id in j.entries()?.iter().rev() {
                 let l = j.describe(id, false);
-                match l.status.as_str() {
-                    "rolled-back" | "failed" => continue,
-                    "corrupt" => bail!(
+                match l.status {
+                    EntryStatus::RolledBack | EntryStatus::Failed => continue,
+                    EntryStatus::Corrupt => bail!(
                         "the last entry {id} is corrupt ({}); name an entry to roll back",
                         l.error.unwrap_or_default()
                     ),

@@ -1,5 +1,5 @@
 //! The journal: one directory per apply under the journal directory (default
-//! `/var/lib/kvmtune/journal`).
+//! [`DEFAULT_DIR`]).
 //!
 //! ```text
 //! JOURNAL/lock                       held (flock) while an apply or rollback runs
@@ -15,6 +15,8 @@
 //!
 //! Rollback only needs entry.json: it restores every recorded old value, whether or not
 //! the step that changed it ran, so it works after a crash at any point.
+//!
+//! [`EntryStatus`] says how an entry stands; [`StepMark`] is how far a step got by steps.log.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -26,6 +28,12 @@ use serde::{Deserialize, Serialize};
 use crate::hostset::{FileWrite, HostWrite};
 use crate::procfs::Affinity;
 use crate::settings::LiveOp;
+
+mod status;
+mod steps;
+
+pub use status::{EntryStatus, Listed};
+pub use steps::{StepMark, parse_step_marks};
 
 pub const DEFAULT_DIR: &str = "/var/lib/kvmtune/journal";
 pub const KIND: &str = "kvmtune.journal";
@@ -149,22 +157,6 @@ pub struct RollbackRecord {
     pub ok: bool,
     pub errors: Vec<String>,
     pub notes: Vec<String>,
-}
-
-/// How an entry stands, for `history`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Listed {
-    pub id: String,
-    pub created: Option<String>,
-    pub command: Vec<String>,
-    /// applied, failed, failed-rollback-incomplete, interrupted, in-progress, rolled-back,
-    /// rollback-incomplete, corrupt
-    pub status: String,
-    pub domains: Vec<String>,
-    pub host: Vec<String>,
-    pub steps: usize,
-    pub steps_done: usize,
-    pub error: Option<String>,
 }
 
 pub fn now() -> String {
@@ -366,87 +358,6 @@ impl Journal {
         })?;
         replace_synced(&path, &json)
     }
-
-    /// Steps begun and steps finished, from steps.log.
-    pub fn progress(&self, id: &str) -> (usize, usize) {
-        let text = std::fs::read_to_string(self.dir.join(id).join("steps.log")).unwrap_or_default();
-        let begun = text.lines().filter(|l| l.starts_with("begin ")).count();
-        let done = text.lines().filter(|l| l.starts_with("ok ")).count();
-        (begun, done)
-    }
-
-    /// How an entry stands. `running` says whether the lock is held by someone now.
-    pub fn describe(&self, id: &str, running: bool) -> Listed {
-        let mut l = Listed {
-            id: id.to_string(),
-            created: None,
-            command: Vec::new(),
-            status: String::new(),
-            domains: Vec::new(),
-            host: Vec::new(),
-            steps: 0,
-            steps_done: 0,
-            error: None,
-        };
-        let entry = match self.load(id) {
-            Ok(e) => e,
-            Err(e) => {
-                l.status = "corrupt".into();
-                l.error = Some(e.to_string());
-                return l;
-            }
-        };
-        l.created = Some(entry.created.clone());
-        l.command = entry.command.clone();
-        l.domains = entry.domains.iter().map(|d| d.name.clone()).collect();
-        l.host = entry.host.iter().map(|h| h.key.clone()).collect();
-        l.steps = entry.steps.len();
-        l.steps_done = self.progress(id).1;
-        let outcome = self.outcome(id);
-        let rb = self.rollback_record(id);
-        l.status = match (&outcome, &rb) {
-            (Err(e), _) | (_, Err(e)) => {
-                l.error = Some(e.to_string());
-                "corrupt".into()
-            }
-            (_, Ok(Some(r))) => {
-                if !r.ok {
-                    l.error = Some(r.errors.join("; "));
-                }
-                if r.ok {
-                    "rolled-back"
-                } else {
-                    "rollback-incomplete"
-                }
-                .into()
-            }
-            (Ok(Some(o)), Ok(None)) => {
-                l.error.clone_from(&o.error);
-                match o.status {
-                    Status::Applied => "applied",
-                    Status::Failed => "failed",
-                    Status::FailedRollbackIncomplete => "failed-rollback-incomplete",
-                }
-                .into()
-            }
-            (Ok(None), Ok(None)) => if running {
-                "in-progress"
-            } else {
-                "interrupted"
-            }
-            .into(),
-        };
-        l
-    }
-
-    /// Whether some process holds the lock now.
-    pub fn busy(&self) -> bool {
-        match self.lock() {
-            Ok(_) => false,
-            Err(JournalError::Locked(_)) => true,
-            Err(_) => false,
-        }
-    }
 }
 
 /// An entry being applied.
@@ -508,7 +419,10 @@ mod tests {
         let j = Journal::open(t.path()).unwrap();
         let h = j.begin(entry()).unwrap();
         assert_eq!(h.entry.id, "0001-20261122T101500Z");
-        assert_eq!(j.describe(&h.entry.id, false).status, "interrupted");
+        assert_eq!(
+            j.describe(&h.entry.id, false).status,
+            EntryStatus::Interrupted
+        );
         h.log("begin 1").unwrap();
         h.log("ok 1").unwrap();
         h.finish(&Outcome {
@@ -529,7 +443,7 @@ mod tests {
         // a corrupt entry is reported as such, not skipped and not a panic
         std::fs::write(h2.dir.join("entry.json"), b"{\"kind\": \"kvmtune.jour").unwrap();
         let d = j.describe(&h2.entry.id, false);
-        assert_eq!(d.status, "corrupt");
+        assert_eq!(d.status, EntryStatus::Corrupt);
         assert!(d.error.unwrap().contains("entry.json"));
         assert!(matches!(
             j.load(&h2.entry.id),

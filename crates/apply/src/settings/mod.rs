@@ -3,13 +3,23 @@
 //!
 //! Everything else in a definition takes effect only when the domain is next started; the
 //! engine changes it through the persistent definition.
+//!
+//! One module per resource holds how it is read, compared, changed live, verified and
+//! restored: `cpu` (vCPU count and pins), `numa` (numatune), `memory` (memtune and
+//! balloon). Host settings are in [`crate::hostset`].
 
 use std::collections::BTreeMap;
 
 use kvmtune_domain::{Document, Domain};
 use kvmtune_host::CpuSet;
-use kvmtune_libvirt::{MEMTUNE_UNLIMITED_KIB, MemTuneSet};
+use kvmtune_libvirt::MemTuneSet;
 use serde::{Deserialize, Serialize};
+
+use crate::procfs::Affinity;
+
+pub(crate) mod cpu;
+pub(crate) mod memory;
+pub(crate) mod numa;
 
 /// The live-changeable settings of a domain definition.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,39 +50,10 @@ fn norm(cpuset: &str) -> String {
 
 /// Read the settings from a parsed definition.
 pub fn read(doc: &Document, d: &Domain) -> Settings {
-    let root = doc.root();
-    let vcpus = match doc.child(root, "vcpus") {
-        Some(list) => doc
-            .children(list, "vcpu")
-            .filter(|&v| doc.attr(v, "enabled") == Some("yes"))
-            .count() as u32,
-        None => d.vcpu.current.unwrap_or(d.vcpu.max),
-    };
-    let mut s = Settings {
-        vcpus,
-        max_vcpus: d.vcpu.max,
-        vcpu_cpuset: d.vcpu.cpuset.as_deref().map(norm),
-        memory_kib: d.memory_kib,
-        current_memory_kib: d.current_memory_kib,
-        ..Settings::default()
-    };
-    if let Some(ct) = &d.cputune {
-        for p in &ct.vcpupin {
-            if let Some(id) = p.id {
-                s.vcpupin.insert(id, norm(&p.cpuset));
-            }
-        }
-        s.emulatorpin = ct.emulatorpin.as_ref().map(|p| norm(&p.cpuset));
-    }
-    if let Some(m) = d.numatune.as_ref().and_then(|n| n.memory.as_ref()) {
-        s.numa_mode = m.mode.clone().or(Some("strict".into()));
-        s.numa_nodeset = m.nodeset.as_deref().map(norm);
-    }
-    if let Some(mt) = &d.memtune {
-        s.hard_limit_kib = mt.hard_limit_kib;
-        s.soft_limit_kib = mt.soft_limit_kib;
-        s.swap_hard_limit_kib = mt.swap_hard_limit_kib;
-    }
+    let mut s = Settings::default();
+    cpu::read(doc, d, &mut s);
+    numa::read(d, &mut s);
+    memory::read(d, &mut s);
     s
 }
 
@@ -80,25 +61,6 @@ pub fn read(doc: &Document, d: &Domain) -> Settings {
 pub fn read_xml(xml: &str) -> Result<Settings, kvmtune_domain::DomainError> {
     let (doc, d) = Domain::parse(xml)?;
     Ok(read(&doc, &d))
-}
-
-impl Settings {
-    /// Where vCPU `v` may run: its pin, else `<vcpu cpuset>`, else every host CPU.
-    pub fn vcpu_affinity(&self, v: u32, all: &str) -> String {
-        self.vcpupin
-            .get(&v)
-            .or(self.vcpu_cpuset.as_ref())
-            .cloned()
-            .unwrap_or_else(|| norm(all))
-    }
-    /// Where the emulator threads may run.
-    pub fn emulator_affinity(&self, all: &str) -> String {
-        self.emulatorpin
-            .as_ref()
-            .or(self.vcpu_cpuset.as_ref())
-            .cloned()
-            .unwrap_or_else(|| norm(all))
-    }
 }
 
 /// One change to a running domain (libvirt's `--live`).
@@ -123,21 +85,7 @@ impl LiveOp {
             LiveOp::NumaNodeset { nodeset } => {
                 format!("virsh numatune {dom} --nodeset {nodeset} --live")
             }
-            LiveOp::Memtune(m) => {
-                let mut s = format!("virsh memtune {dom}");
-                for (flag, v) in [
-                    ("--hard-limit", m.hard_limit_kib),
-                    ("--soft-limit", m.soft_limit_kib),
-                    ("--swap-hard-limit", m.swap_hard_limit_kib),
-                ] {
-                    match v {
-                        Some(MEMTUNE_UNLIMITED_KIB) => s.push_str(&format!(" {flag} -1")),
-                        Some(k) => s.push_str(&format!(" {flag} {k}")),
-                        None => {}
-                    }
-                }
-                s + " --live"
-            }
+            LiveOp::Memtune(m) => memory::memtune_command(dom, m),
             LiveOp::Balloon { kib } => format!("virsh setmem {dom} {kib}KiB --live"),
         }
     }
@@ -148,22 +96,30 @@ impl LiveOp {
         virt: &dyn kvmtune_libvirt::Virt,
         dom: &str,
     ) -> Result<(), kvmtune_libvirt::LibvirtError> {
-        let cpus_of = |s: &str| -> Result<Vec<u32>, kvmtune_libvirt::LibvirtError> {
-            CpuSet::parse(s).map(|c| c.iter().collect()).map_err(|e| {
-                kvmtune_libvirt::LibvirtError {
-                    op: format!("cpuset {s}"),
-                    message: e.to_string(),
-                }
-            })
-        };
         match self {
             LiveOp::SetVcpus { count } => virt.set_vcpus(dom, *count),
-            LiveOp::PinVcpu { vcpu, cpus } => virt.pin_vcpu(dom, *vcpu, &cpus_of(cpus)?),
-            LiveOp::PinEmulator { cpus } => virt.pin_emulator(dom, &cpus_of(cpus)?),
+            LiveOp::PinVcpu { vcpu, cpus } => virt.pin_vcpu(dom, *vcpu, &cpu::cpus_of(cpus)?),
+            LiveOp::PinEmulator { cpus } => virt.pin_emulator(dom, &cpu::cpus_of(cpus)?),
             LiveOp::NumaNodeset { nodeset } => virt.set_numa_nodeset(dom, nodeset),
             LiveOp::Memtune(m) => virt.set_memtune(dom, *m),
             LiveOp::Balloon { kib } => virt.set_memory(dom, *kib),
         }
+    }
+
+    /// Why the running domain does not hold the operation's result: `live` is its live
+    /// settings now, `aff` where its threads run now (when known), `all` every host CPU.
+    pub fn verify(&self, live: &Settings, aff: Option<&Affinity>, all: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        let p = &mut problems;
+        match self {
+            LiveOp::SetVcpus { count } => cpu::verify_count(live, aff, *count, p),
+            LiveOp::PinVcpu { vcpu, cpus } => cpu::verify_vcpu_pin(live, aff, all, *vcpu, cpus, p),
+            LiveOp::PinEmulator { cpus } => cpu::verify_emulator_pin(live, aff, all, cpus, p),
+            LiveOp::NumaNodeset { nodeset } => numa::verify_nodeset(live, nodeset, p),
+            LiveOp::Memtune(m) => memory::verify_memtune(live, m, p),
+            LiveOp::Balloon { kib } => memory::verify_balloon(live, *kib, p),
+        }
+        problems
     }
 }
 
@@ -177,93 +133,20 @@ pub fn live_ops(
     cur: &Settings,
     want: &Settings,
     all: &str,
-    cur_affinity: Option<&crate::procfs::Affinity>,
+    cur_affinity: Option<&Affinity>,
 ) -> (Vec<LiveOp>, Vec<String>) {
     let mut ops = Vec::new();
     let mut later = Vec::new();
-    if want.max_vcpus != cur.max_vcpus {
-        later.push(format!(
-            "maximum vCPUs {} -> {}: at the next start",
-            cur.max_vcpus, want.max_vcpus
-        ));
-    }
-    let target = want.vcpus.min(cur.max_vcpus);
-    // grow before pinning (the new vCPUs get pinned), shrink after
-    if target > cur.vcpus {
-        ops.push(LiveOp::SetVcpus { count: target });
-    }
-    for v in 0..target {
-        let now = cur_affinity
-            .and_then(|a| a.vcpus.get(&v).cloned())
-            .unwrap_or_else(|| cur.vcpu_affinity(v, all));
-        let to = want.vcpu_affinity(v, all);
-        if now != to || (v < cur.vcpus && cur.vcpu_affinity(v, all) != to) {
-            ops.push(LiveOp::PinVcpu { vcpu: v, cpus: to });
-        }
-    }
-    let now = cur_affinity
-        .map(|a| a.emulator.clone())
-        .unwrap_or_else(|| cur.emulator_affinity(all));
-    let to = want.emulator_affinity(all);
-    if now != to || cur.emulator_affinity(all) != to {
-        ops.push(LiveOp::PinEmulator { cpus: to });
-    }
-    if target < cur.vcpus {
-        ops.push(LiveOp::SetVcpus { count: target });
-    }
-    match (&cur.numa_mode, &want.numa_mode) {
-        (a, b) if a == b => {
-            if let (Some(n), true) = (&want.numa_nodeset, cur.numa_nodeset != want.numa_nodeset) {
-                if matches!(want.numa_mode.as_deref(), Some("strict" | "restrictive")) {
-                    ops.push(LiveOp::NumaNodeset { nodeset: n.clone() });
-                } else {
-                    later.push(format!(
-                        "NUMA nodeset -> {n}: at the next start (libvirt changes a running \
-                         domain's nodeset only in strict or restrictive mode)"
-                    ));
-                }
-            }
-        }
-        (a, b) => later.push(format!(
-            "numatune mode {} -> {}: at the next start",
-            a.as_deref().unwrap_or("(none)"),
-            b.as_deref().unwrap_or("(none)")
-        )),
-    }
-    let lim = |v: Option<u64>| v.unwrap_or(MEMTUNE_UNLIMITED_KIB);
-    let mut m = MemTuneSet::default();
-    if lim(cur.hard_limit_kib) != lim(want.hard_limit_kib) {
-        m.hard_limit_kib = Some(lim(want.hard_limit_kib));
-    }
-    if lim(cur.soft_limit_kib) != lim(want.soft_limit_kib) {
-        m.soft_limit_kib = Some(lim(want.soft_limit_kib));
-    }
-    if lim(cur.swap_hard_limit_kib) != lim(want.swap_hard_limit_kib) {
-        m.swap_hard_limit_kib = Some(lim(want.swap_hard_limit_kib));
-    }
-    if m != MemTuneSet::default() {
-        ops.push(LiveOp::Memtune(m));
-    }
-    if want.memory_kib != cur.memory_kib {
-        later.push("maximum memory: at the next start".into());
-    }
-    if let (Some(w), Some(c)) = (want.current_memory_kib, cur.current_memory_kib)
-        && w != c
-    {
-        if w <= cur.memory_kib.unwrap_or(u64::MAX) {
-            ops.push(LiveOp::Balloon { kib: w });
-        } else {
-            later.push(format!(
-                "current memory {w} KiB is above the running maximum: at the next start"
-            ));
-        }
-    }
+    cpu::diff(cur, want, all, cur_affinity, &mut ops, &mut later);
+    numa::diff(cur, want, &mut ops, &mut later);
+    memory::diff(cur, want, &mut ops, &mut later);
     (ops, later)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kvmtune_libvirt::MEMTUNE_UNLIMITED_KIB;
 
     const BASE: &str = "<domain type='qemu'><name>t</name><memory unit='KiB'>262144</memory>\
         <currentMemory unit='KiB'>262144</currentMemory>\

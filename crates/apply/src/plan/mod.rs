@@ -30,6 +30,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::settings::Settings;
 
+mod request;
+
+pub use request::changes;
+
 pub const KIND: &str = "kvmtune.plan";
 pub const VERSION: u32 = 1;
 
@@ -98,6 +102,18 @@ pub struct Plan {
 pub enum PlanError {
     #[error("plan {path}: {why}")]
     Bad { path: String, why: String },
+    #[error("plan names domain {name}, which this libvirt ({uri}) does not have")]
+    NoDomain { name: String, uri: String },
+    #[error(
+        "domain {0}: its stored XML changed since the plan was made (hash differs); plan again"
+    )]
+    Changed(String),
+    #[error("domain {name}: {why}")]
+    Domain { name: String, why: String },
+    #[error(transparent)]
+    Libvirt(#[from] kvmtune_libvirt::LibvirtError),
+    #[error(transparent)]
+    Xml(#[from] kvmtune_domain::DomainError),
 }
 
 impl Plan {
