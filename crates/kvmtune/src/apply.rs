@@ -10,11 +10,11 @@ use serde::Serialize;
 
 use crate::cli::{ApplyArgs, Cli, HistoryArgs, RollbackArgs};
 use crate::{Exit, print_json, print_text};
-use kvmtune_apply::engine::{self, DomainChange, Env, Request};
+use kvmtune_apply::engine::{self, Env, Request};
+use kvmtune_apply::hostset;
 use kvmtune_apply::journal::{EntryStatus, Journal, Status, StepMark, parse_step_marks};
 use kvmtune_apply::plan::{self, Plan};
 use kvmtune_apply::procfs::Proc;
-use kvmtune_apply::{hostset, settings, sha256};
 use kvmtune_core::fixes;
 use kvmtune_core::inventory::{Inventory, Select};
 use kvmtune_libvirt::{Libvirt, Virt};

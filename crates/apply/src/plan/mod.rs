@@ -23,9 +23,9 @@
 
 use std::collections::BTreeMap;
 
+use kvmtune_domain::edit::{Edit, Seg, apply};
 use kvmtune_domain::{Document, Domain};
 use kvmtune_libvirt::{MEMTUNE_UNLIMITED_KIB, MemTuneSet};
-use kvmtune_rules::audit::{Edit, Seg, apply};
 use serde::{Deserialize, Serialize};
 
 use crate::settings::Settings;
