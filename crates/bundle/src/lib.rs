@@ -335,8 +335,8 @@ mod tests {
 
     fn sample() -> Bundle {
         let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join("proc/sys/kernel")).unwrap();
-        fs::write(dir.path().join("proc/sys/kernel/hostname"), "box\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("proc/sys/kernel")).unwrap();
+        std::fs::write(dir.path().join("proc/sys/kernel/hostname"), "box\n").unwrap();
         let rec = Recorder::new(RootDir::new(dir.path()));
         rec.read("/proc/sys/kernel/hostname").unwrap();
         rec.read("/proc/nothing").unwrap_err();
@@ -380,7 +380,7 @@ mod tests {
         assert_eq!(src.read_value("/proc/sys/kernel/hostname").unwrap(), "box");
         assert!(src.read("/proc/nothing").unwrap_err().is_not_found());
         // no temporary file is left behind
-        let names: Vec<_> = fs::read_dir(dir.path())
+        let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
