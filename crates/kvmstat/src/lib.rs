@@ -8,4 +8,3 @@ pub mod diagnose;
 pub mod exits;
 pub mod live;
 pub mod perf;
-pub mod procstat;

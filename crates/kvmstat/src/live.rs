@@ -9,7 +9,7 @@ use kvmtune_libvirt::StatsRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::exits::{Counter, CpuFigures, ExitKind, ExitProfile, counter};
-use crate::procstat::{ProcFs, ProcSample, USER_HZ};
+use kvmtune_host::process::{ProcSample, QemuProcs, USER_HZ, VcpuThread};
 
 pub const STAT_SCHEMA: &str = "kvmtune.stat";
 pub const STAT_VERSION: u32 = 1;
@@ -513,15 +513,11 @@ impl StatsSource for kvmtune_libvirt::Libvirt {
     }
 }
 
-/// A process's vCPU threads: (tid, vCPU index, name).
-type VcpuThreads = Vec<(u32, u32, String)>;
+/// A process's vCPU threads.
+type VcpuThreads = Vec<VcpuThread>;
 
 /// Where the QEMU processes are, when they run on this host.
-#[derive(Debug, Clone)]
-pub struct Local {
-    pub pids: kvmtune_apply::procfs::Proc,
-    pub proc: ProcFs,
-}
+pub type Local = QemuProcs;
 
 /// Takes snapshots; keeps what must persist between them (pids, the QMP fallback's
 /// findings, the last NUMA reading).
@@ -667,7 +663,7 @@ impl<S: StatsSource> Sampler<S> {
         let pid = match self.pids.get(&key) {
             Some(p) => Some(*p),
             None => {
-                let p = local.pids.pid(&raw.name);
+                let p = local.pid(&raw.name);
                 if let Some(p) = p {
                     self.pids.insert(key, p);
                 }
@@ -682,7 +678,7 @@ impl<S: StatsSource> Sampler<S> {
                     "no QEMU process of {} found on this host ({}/{}.pid missing, unreadable \
                      or stale): CPU figures from libvirt",
                     raw.name,
-                    local.pids.run_dir.display(),
+                    local.run_dir.display(),
                     raw.name
                 )),
             );
@@ -698,15 +694,15 @@ impl<S: StatsSource> Sampler<S> {
                 .filter(|(at, _)| at.elapsed() < self.relist_every);
             let list = match fresh {
                 Some((_, l)) => l.clone(),
-                None => match local.proc.vcpu_threads(pid) {
+                None => match local.vcpu_threads(pid) {
                     Ok(l) => {
                         self.threads.insert(nk.clone(), (Instant::now(), l.clone()));
                         l
                     }
-                    Err(e) => return (None, None, Some(e)),
+                    Err(e) => return (None, None, Some(e.to_string())),
                 },
             };
-            match local.proc.sample_threads(pid, &list) {
+            match local.sample_threads(pid, &list) {
                 Ok(Some(s)) => {
                     sample = Some(s);
                     break;
@@ -714,7 +710,7 @@ impl<S: StatsSource> Sampler<S> {
                 Ok(None) => {
                     self.threads.remove(&nk);
                 }
-                Err(e) => return (None, None, Some(e)),
+                Err(e) => return (None, None, Some(e.to_string())),
             }
         }
         let Some(sample) = sample else {
@@ -729,7 +725,7 @@ impl<S: StatsSource> Sampler<S> {
                 .numa
                 .get(&nk)
                 .is_none_or(|(at, _)| at.elapsed() >= every);
-            if due && let Ok(m) = local.proc.numa_kib(pid) {
+            if due && let Ok(m) = local.numa_kib(pid) {
                 self.numa.insert(nk.clone(), (Instant::now(), m));
             }
         }
@@ -741,7 +737,7 @@ impl<S: StatsSource> Sampler<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::procstat::{Thread, Times};
+    use kvmtune_host::process::{Thread, Times};
     use kvmtune_libvirt::StatValue;
 
     fn rec(name: &str, id: u32, cpu_ns: u64, exits: u64, io: u64) -> StatsRecord {
