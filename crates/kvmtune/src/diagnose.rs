@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::cli::{Cli, DiagnoseArgs};
 use crate::stat::{human, open_sampler, take};
 use crate::{Exit, print_json, print_text};
-use kvmtune_kvmstat::diagnose::{Diagnosis, Level, Limits, diagnose};
+use kvmtune_kvmstat::diagnose::{Diagnosis, Limits, Severity, diagnose};
 use kvmtune_kvmstat::exits::{ExitProfile, profiles};
 use kvmtune_kvmstat::live::{VmFigures, profile};
 use kvmtune_kvmstat::log::{merge_frames, read_log};
@@ -104,9 +104,10 @@ fn render(r: &Report) -> String {
         }
         for j in &sub.diagnoses {
             let d = &j.diagnosis;
-            let lvl = match d.level {
-                Level::Warn => "WARN",
-                Level::Info => "INFO",
+            let lvl = match d.severity {
+                Severity::Error => "ERROR",
+                Severity::Warn => "WARN",
+                Severity::Info => "INFO",
             };
             let _ = writeln!(s, "  {lvl} {}: {}", d.rule, d.title);
             let _ = writeln!(s, "       {}", d.message);
@@ -300,9 +301,11 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
         }
         (mode, input)
     };
-    let any = subjects
-        .iter()
-        .any(|s| s.diagnoses.iter().any(|d| d.diagnosis.level == Level::Warn));
+    let any = subjects.iter().any(|s| {
+        s.diagnoses
+            .iter()
+            .any(|d| d.diagnosis.severity == Severity::Warn)
+    });
     let report = Report {
         kind: "kvmtune.diagnose",
         version: DIAGNOSE_SCHEMA_VERSION,
