@@ -3,6 +3,9 @@
 //!
 //! `collect(&source)` never fails: a field whose file is missing, unreadable or garbled is
 //! left empty and listed in [`Host::unknown`] with the path and the reason.
+//!
+//! [`process`] reads the QEMU processes of libvirt domains (pid, vCPU threads, /proc
+//! accounting, affinity, NUMA placement) under a root directory.
 
 pub mod cpu;
 pub mod cpuset;
@@ -11,6 +14,7 @@ pub mod kvm;
 pub mod memory;
 pub mod model;
 pub mod numa;
+pub mod process;
 pub mod source;
 
 mod ctx;

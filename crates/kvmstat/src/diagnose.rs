@@ -1,6 +1,9 @@
 //! The diagnosis rules of RULES.md ("Diagnosis"): from an [`ExitProfile`] to named causes,
 //! each with the numbers behind it, the fix and the audit rules that check the fix.
 //!
+//! [`RULES`] defines each diagnosis once (title, severity, cause, fix, public sources, audit
+//! rules); [`diagnose`] decides which apply and adds what was seen.
+//!
 //! Thresholds are in [`Limits`]. A rule on exit shares needs both a share of all exits and
 //! an absolute level: a rate when the source gives one (live statistics, kvm_stat), or a
 //! sample count when it does not (a perf report covers an unknown time).
@@ -9,11 +12,186 @@ use serde::Serialize;
 
 use crate::exits::{ExitKind, ExitProfile, is_timer_port, port_hint};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Info,
-    Warn,
+pub use kvmtune_profile::Severity;
+
+/// One diagnosis: what it is called, why it happens, the generic fix, where that is
+/// documented and the audit rules that check the fix in the domain XML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DiagnosisRule {
+    /// The RULES.md diagnosis id (`exit-io-storm`, ...).
+    pub id: &'static str,
+    pub title: &'static str,
+    /// The severity of a diagnosis of this rule.
+    pub severity: Severity,
+    /// The likely cause.
+    pub why: &'static str,
+    pub fix: &'static str,
+    /// Public sources: documentation, books, bug reports.
+    pub source: &'static str,
+    /// Audit rules that check the fix in the domain XML (`kvmtune explain ID`).
+    pub audit_rules: &'static [&'static str],
+}
+
+const EXIT_IO_STORM: DiagnosisRule = DiagnosisRule {
+    id: "exit-io-storm",
+    title: "I/O exit storm",
+    severity: Severity::Warn,
+    why: "the guest programs a legacy timer (PIT, RTC, ACPI PM timer) or polls a \
+          legacy device through port I/O, each access a full exit to QEMU",
+    fix: "give the guest a paravirtual clock: for Windows, <timer name='hypervclock' \
+          present='yes'/> with the synic and stimer enlightenments, rtc \
+          tickpolicy='catchup', pit tickpolicy='delay' (seed 004: hpet present='yes' \
+          cut a 130% idle CPU to 7% on an old QEMU); remove idle USB tablets and legacy \
+          devices; `kvmtune apply DOMAIN --rule clock-windows` makes the change",
+    source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); \
+             virt-manager#205; OpenNebula addon-storpool#79 (30-40% idle CPU to 1-3%); kcli#489 \
+             (13% to 1%)",
+    audit_rules: &[
+        "clock-windows",
+        "hyperv-enlightenments",
+        "dev-usb-idle",
+        "dev-legacy",
+    ],
+};
+
+const EXIT_MSR_STORM: DiagnosisRule = DiagnosisRule {
+    id: "exit-msr-storm",
+    title: "MSR/APIC exit storm",
+    severity: Severity::Warn,
+    why: "timer programming (TSC deadline MSR 0x6e0, APIC timer 0xfee00380/x2APIC \
+          0x838) or IPIs (x2APIC ICR 0x830) trapping on every access; a Windows guest \
+          without synthetic timers, or a guest clock source looping",
+    fix: "Windows: enable the Hyper-V enlightenments synic, stimer (with direct mode), \
+          vapic, ipi and tlbflush as the host supports them; Linux: keep kvmclock and \
+          check the guest's clocksource",
+    source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); Intel SDM \
+             Vol. 3, APIC chapter (x2APIC MSRs, IA32_TSC_DEADLINE); virt-manager#205",
+    audit_rules: &["hyperv-enlightenments", "clock-windows", "clock-linux"],
+};
+
+const EXIT_HLT_POLL: DiagnosisRule = DiagnosisRule {
+    id: "exit-hlt-poll",
+    title: "halt polling burns host CPU",
+    severity: Severity::Warn,
+    why: "the guest wakes and halts many times a second and KVM polls before \
+          sleeping each time (halt_poll_ns), or the guest idles with idle=poll",
+    fix: "lower kvm's halt_poll_ns (module parameter) or the per-VM \
+          halt-poll limit on hosts that are not latency-critical; on Windows guests \
+          give the timer enlightenments so the guest wakes less",
+    source: "Linux kernel documentation, Documentation/virt/kvm/halt-polling.rst",
+    audit_rules: &["host-halt-poll", "hyperv-enlightenments"],
+};
+
+const EXIT_EPT: DiagnosisRule = DiagnosisRule {
+    id: "exit-ept",
+    title: "many EPT/NPF faults",
+    severity: Severity::Warn,
+    why: "guest memory backed by 4 KiB pages, or memory that keeps being faulted in \
+          (ballooning, KSM, THP splitting, a guest touching fresh memory)",
+    fix: "back the guest with hugepages (<memoryBacking><hugepages/>) or make sure THP \
+          covers it; lock memory for latency-critical guests",
+    source: "Linux kernel documentation, Documentation/admin-guide/mm/hugetlbpage.rst and \
+             Documentation/admin-guide/mm/transhuge.rst; libvirt domain format (memoryBacking)",
+    audit_rules: &["mem-hugepages", "host-thp", "host-hugepages-pool"],
+};
+
+const EXIT_PAUSE: DiagnosisRule = DiagnosisRule {
+    id: "exit-pause",
+    title: "vCPUs spin on locks",
+    severity: Severity::Warn,
+    why: "a vCPU spins on a lock whose holder's vCPU is not running: vCPU \
+          overcommit or vCPUs sharing host CPUs",
+    fix: "reduce vCPU overcommit, pin vCPUs to dedicated host CPUs (`kvmtune plan`)",
+    source: "Intel SDM Vol. 3, PAUSE-loop exiting; libvirt domain format (cputune vcpupin)",
+    audit_rules: &["host-overcommit", "numa-unbound"],
+};
+
+const EXIT_EXTINT: DiagnosisRule = DiagnosisRule {
+    id: "exit-extint",
+    title: "host interrupts hit vCPU CPUs",
+    severity: Severity::Warn,
+    why: "host device interrupts, timers or IPIs are delivered to the CPUs the vCPUs \
+          run on",
+    fix: "isolate the vCPUs' CPUs (isolcpus/nohz_full), move IRQ affinity away from \
+          them, pin vCPUs (`kvmtune plan`)",
+    source: "Linux kernel documentation, Documentation/admin-guide/kernel-parameters.txt \
+             (isolcpus, nohz_full) and Documentation/core-api/irq/irq-affinity.rst",
+    audit_rules: &["host-isolcpus", "host-isolcpus-pinning"],
+};
+
+const EXIT_MMIO_EMUL: DiagnosisRule = DiagnosisRule {
+    id: "exit-mmio-emul",
+    title: "emulated device or instruction emulation",
+    severity: Severity::Warn,
+    why: "an emulated (non-virtio) disk or NIC, VGA, or guest code KVM must emulate \
+          instruction by instruction (real mode, no unrestricted guest)",
+    fix: "use virtio disks (bus='virtio' or virtio-scsi) and virtio-net; check the \
+          guest's mode and the host's CPU virtualization features",
+    source: "libvirt domain format (disk target bus, interface model); OASIS Virtual I/O Device \
+             (VIRTIO) specification",
+    audit_rules: &["disk-bus", "net-model", "dev-legacy"],
+};
+
+const OVERHEAD_HIGH: DiagnosisRule = DiagnosisRule {
+    id: "overhead-high",
+    title: "QEMU uses much more CPU than the guest",
+    severity: Severity::Warn,
+    why: "device or timer emulation: every exit to QEMU and every emulated \
+          device costs host CPU the guest never sees",
+    fix: "see the exit rules above; the usual causes are the guest clock \
+          (clock-windows), emulated devices and idle USB tablets",
+    source: "kcli#489 (13% to 1%); OpenNebula addon-storpool#79 (30-40% to 1-3%)",
+    audit_rules: &[
+        "clock-windows",
+        "disk-bus",
+        "net-model",
+        "dev-usb-idle",
+        "dev-tablet",
+    ],
+};
+
+const NUMA_REMOTE: DiagnosisRule = DiagnosisRule {
+    id: "numa-remote",
+    title: "guest memory on remote NUMA nodes",
+    severity: Severity::Warn,
+    why: "vCPUs and memory placed independently (no numatune, or vCPUs moved)",
+    fix: "bind memory to the vCPUs' node with <numatune> or let `kvmtune plan` place \
+          the VM",
+    source: "libvirt domain format (numatune); proc(5), /proc/PID/numa_maps; numastat(8)",
+    audit_rules: &["numa-unbound", "numa-inconsistent"],
+};
+
+const EXIT_RATE_HIGH: DiagnosisRule = DiagnosisRule {
+    id: "exit-rate-high",
+    title: "very high exit rate",
+    severity: Severity::Info,
+    why: "no specific rule matches the dominant exit reason; a guest looping on one \
+          event (a fault it cannot resolve, a clock read) shows like this",
+    fix: "look at the dominant reason: EXCEPTION_NMI means intercepted guest \
+          exceptions (often page faults under shadow paging), INVLPG and CR_ACCESS \
+          point at shadow paging too (is EPT/NPT on?)",
+    source: "Linux kernel documentation, Documentation/virt/kvm/x86/mmu.rst (shadow paging); \
+             perf-kvm(1)",
+    audit_rules: &[],
+};
+
+/// Every diagnosis, in the order [`diagnose`] judges them.
+pub const RULES: &[DiagnosisRule] = &[
+    EXIT_IO_STORM,
+    EXIT_MSR_STORM,
+    EXIT_HLT_POLL,
+    EXIT_EPT,
+    EXIT_PAUSE,
+    EXIT_EXTINT,
+    EXIT_MMIO_EMUL,
+    OVERHEAD_HIGH,
+    NUMA_REMOTE,
+    EXIT_RATE_HIGH,
+];
+
+/// The rule of a diagnosis id.
+pub fn rule(id: &str) -> Option<&'static DiagnosisRule> {
+    RULES.iter().find(|r| r.id == id)
 }
 
 /// A number behind a diagnosis.
@@ -36,7 +214,7 @@ fn fig(name: impl Into<String>, value: f64, unit: &'static str) -> Figure {
 pub struct Diagnosis {
     /// The RULES.md diagnosis id (`exit-io-storm`, ...).
     pub rule: &'static str,
-    pub level: Level,
+    pub severity: Severity,
     pub title: &'static str,
     /// What was seen, with the numbers.
     pub message: String,
@@ -45,6 +223,23 @@ pub struct Diagnosis {
     pub fix: String,
     /// Audit rules that check the fix in the domain XML (`kvmtune explain ID`).
     pub audit_rules: Vec<&'static str>,
+}
+
+impl Diagnosis {
+    /// A diagnosis of `rule` with its title, severity, cause, fix and audit rules, and no
+    /// message or figures yet.
+    fn of(rule: &'static DiagnosisRule) -> Diagnosis {
+        Diagnosis {
+            rule: rule.id,
+            severity: rule.severity,
+            title: rule.title,
+            message: String::new(),
+            figures: Vec::new(),
+            cause: rule.why,
+            fix: rule.fix.to_string(),
+            audit_rules: rule.audit_rules.to_vec(),
+        }
+    }
 }
 
 /// Thresholds of the rules.
@@ -190,25 +385,9 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
             figures.push(fig("timer port accesses", timer_io, "samples"));
         }
         out.push(Diagnosis {
-            rule: "exit-io-storm",
-            level: Level::Warn,
-            title: "I/O exit storm",
             message,
             figures,
-            cause: "the guest programs a legacy timer (PIT, RTC, ACPI PM timer) or polls a \
-                    legacy device through port I/O, each access a full exit to QEMU",
-            fix: "give the guest a paravirtual clock: for Windows, <timer name='hypervclock' \
-                  present='yes'/> with the synic and stimer enlightenments, rtc \
-                  tickpolicy='catchup', pit tickpolicy='delay' (seed 004: hpet present='yes' \
-                  cut a 130% idle CPU to 7% on an old QEMU); remove idle USB tablets and legacy \
-                  devices; `kvmtune apply DOMAIN --rule clock-windows` makes the change"
-                .to_string(),
-            audit_rules: vec![
-                "clock-windows",
-                "hyperv-enlightenments",
-                "dev-usb-idle",
-                "dev-legacy",
-            ],
+            ..Diagnosis::of(&EXIT_IO_STORM)
         });
     }
 
@@ -231,23 +410,13 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
             message.push_str(&format!("; busiest MMIO: {}", top_keys(&p.mmio, 3)));
         }
         out.push(Diagnosis {
-            rule: "exit-msr-storm",
-            level: Level::Warn,
-            title: "MSR/APIC exit storm",
             message,
             figures: vec![
                 fig("msr+apic exits", v, u),
                 fig("msr+apic share of exits", s * 100.0, "%"),
                 fig("all exits", p.total, u),
             ],
-            cause: "timer programming (TSC deadline MSR 0x6e0, APIC timer 0xfee00380/x2APIC \
-                    0x838) or IPIs (x2APIC ICR 0x830) trapping on every access; a Windows guest \
-                    without synthetic timers, or a guest clock source looping",
-            fix: "Windows: enable the Hyper-V enlightenments synic, stimer (with direct mode), \
-                  vapic, ipi and tlbflush as the host supports them; Linux: keep kvmclock and \
-                  check the guest's clocksource"
-                .to_string(),
-            audit_rules: vec!["hyperv-enlightenments", "clock-windows", "clock-linux"],
+            ..Diagnosis::of(&EXIT_MSR_STORM)
         });
     }
 
@@ -266,9 +435,6 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
                 figures.push(fig("overhead (host - guest CPU)", o, "% of a CPU"));
             }
             out.push(Diagnosis {
-                rule: "exit-hlt-poll",
-                level: Level::Warn,
-                title: "halt polling burns host CPU",
                 message: format!(
                     "{halts:.0} HLT exits/s with {polling:.1}% of a CPU spent polling{}",
                     overhead
@@ -276,13 +442,7 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
                         .unwrap_or_default()
                 ),
                 figures,
-                cause: "the guest wakes and halts many times a second and KVM polls before \
-                        sleeping each time (halt_poll_ns), or the guest idles with idle=poll",
-                fix: "lower kvm's halt_poll_ns (module parameter) or the per-VM \
-                      halt-poll limit on hosts that are not latency-critical; on Windows guests \
-                      give the timer enlightenments so the guest wakes less"
-                    .to_string(),
-                audit_rules: vec!["host-halt-poll", "hyperv-enlightenments"],
+                ..Diagnosis::of(&EXIT_HLT_POLL)
             });
         }
     }
@@ -295,9 +455,6 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         lim.pf_count,
     ) {
         out.push(Diagnosis {
-            rule: "exit-ept",
-            level: Level::Warn,
-            title: "many EPT/NPF faults",
             message: format!(
                 "EPT/NPF page faults are {:.1}% of all exits ({})",
                 s * 100.0,
@@ -307,12 +464,7 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
                 fig("page-fault exits", v, u),
                 fig("share of exits", s * 100.0, "%"),
             ],
-            cause: "guest memory backed by 4 KiB pages, or memory that keeps being faulted in \
-                    (ballooning, KSM, THP splitting, a guest touching fresh memory)",
-            fix: "back the guest with hugepages (<memoryBacking><hugepages/>) or make sure THP \
-                  covers it; lock memory for latency-critical guests"
-                .to_string(),
-            audit_rules: vec!["mem-hugepages", "host-thp", "host-hugepages-pool"],
+            ..Diagnosis::of(&EXIT_EPT)
         });
     }
 
@@ -324,9 +476,6 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         lim.pause_count,
     ) {
         out.push(Diagnosis {
-            rule: "exit-pause",
-            level: Level::Warn,
-            title: "vCPUs spin on locks",
             message: format!(
                 "PAUSE exits (pause-loop spinning) are {:.1}% of all exits ({})",
                 s * 100.0,
@@ -336,11 +485,7 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
                 fig("pause exits", v, u),
                 fig("share of exits", s * 100.0, "%"),
             ],
-            cause: "a vCPU spins on a lock whose holder's vCPU is not running: vCPU \
-                    overcommit or vCPUs sharing host CPUs",
-            fix: "reduce vCPU overcommit, pin vCPUs to dedicated host CPUs (`kvmtune plan`)"
-                .to_string(),
-            audit_rules: vec!["host-overcommit", "numa-unbound"],
+            ..Diagnosis::of(&EXIT_PAUSE)
         });
     }
 
@@ -352,9 +497,6 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         lim.extint_count,
     ) {
         out.push(Diagnosis {
-            rule: "exit-extint",
-            level: Level::Warn,
-            title: "host interrupts hit vCPU CPUs",
             message: format!(
                 "external-interrupt exits are {:.1}% of all exits ({})",
                 s * 100.0,
@@ -364,12 +506,7 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
                 fig("external-interrupt exits", v, u),
                 fig("share of exits", s * 100.0, "%"),
             ],
-            cause: "host device interrupts, timers or IPIs are delivered to the CPUs the vCPUs \
-                    run on",
-            fix: "isolate the vCPUs' CPUs (isolcpus/nohz_full), move IRQ affinity away from \
-                  them, pin vCPUs (`kvmtune plan`)"
-                .to_string(),
-            audit_rules: vec!["host-isolcpus", "host-isolcpus-pinning"],
+            ..Diagnosis::of(&EXIT_EXTINT)
         });
     }
 
@@ -407,17 +544,9 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
             message.push_str(&format!("; busiest MMIO: {}", top_keys(&p.mmio, 3)));
         }
         out.push(Diagnosis {
-            rule: "exit-mmio-emul",
-            level: Level::Warn,
-            title: "emulated device or instruction emulation",
             message,
             figures,
-            cause: "an emulated (non-virtio) disk or NIC, VGA, or guest code KVM must emulate \
-                    instruction by instruction (real mode, no unrestricted guest)",
-            fix: "use virtio disks (bus='virtio' or virtio-scsi) and virtio-net; check the \
-                  guest's mode and the host's CPU virtualization features"
-                .to_string(),
-            audit_rules: vec!["disk-bus", "net-model", "dev-legacy"],
+            ..Diagnosis::of(&EXIT_MMIO_EMUL)
         });
     }
 
@@ -433,9 +562,6 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
                 figures.push(fig("emulator threads", e, "% of a CPU"));
             }
             out.push(Diagnosis {
-                rule: "overhead-high",
-                level: Level::Warn,
-                title: "QEMU uses much more CPU than the guest",
                 message: format!(
                     "the QEMU process uses {:.0}% of a CPU while the guest runs {:.0}%: {:.0}% \
                      overhead{}",
@@ -452,18 +578,7 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
                     }
                 ),
                 figures,
-                cause: "device or timer emulation: every exit to QEMU and every emulated \
-                        device costs host CPU the guest never sees",
-                fix: "see the exit rules above; the usual causes are the guest clock \
-                      (clock-windows), emulated devices and idle USB tablets"
-                    .to_string(),
-                audit_rules: vec![
-                    "clock-windows",
-                    "disk-bus",
-                    "net-model",
-                    "dev-usb-idle",
-                    "dev-tablet",
-                ],
+                ..Diagnosis::of(&OVERHEAD_HIGH)
             });
         }
     }
@@ -473,9 +588,6 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         && p.memory_kib.is_some_and(|m| m >= lim.remote_min_kib)
     {
         out.push(Diagnosis {
-            rule: "numa-remote",
-            level: Level::Warn,
-            title: "guest memory on remote NUMA nodes",
             message: format!(
                 "{:.0}% of the VM's memory is on NUMA nodes its vCPUs do not run on",
                 r * 100.0
@@ -484,11 +596,7 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
                 fig("remote share", r * 100.0, "%"),
                 fig("memory", p.memory_kib.unwrap_or(0) as f64 / 1024.0, "MiB"),
             ],
-            cause: "vCPUs and memory placed independently (no numatune, or vCPUs moved)",
-            fix: "bind memory to the vCPUs' node with <numatune> or let `kvmtune plan` place \
-                  the VM"
-                .to_string(),
-            audit_rules: vec!["numa-unbound", "numa-inconsistent"],
+            ..Diagnosis::of(&NUMA_REMOTE)
         });
     }
 
@@ -500,18 +608,9 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
             .map(|(k, v)| format!("; the largest is {k} ({})", shown(p, *v)))
             .unwrap_or_default();
         out.push(Diagnosis {
-            rule: "exit-rate-high",
-            level: Level::Info,
-            title: "very high exit rate",
             message: format!("{} exits{dominant}", shown(p, p.total)),
             figures: vec![fig("all exits", p.total, u)],
-            cause: "no specific rule matches the dominant exit reason; a guest looping on one \
-                    event (a fault it cannot resolve, a clock read) shows like this",
-            fix: "look at the dominant reason: EXCEPTION_NMI means intercepted guest \
-                  exceptions (often page faults under shadow paging), INVLPG and CR_ACCESS \
-                  point at shadow paging too (is EPT/NPT on?)"
-                .to_string(),
-            audit_rules: vec![],
+            ..Diagnosis::of(&EXIT_RATE_HIGH)
         });
     }
     out
@@ -591,5 +690,133 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].rule, "exit-rate-high");
         assert!(d[0].message.contains("EXCEPTION_NMI"));
+    }
+
+    fn cpu(host: f64, guest: f64) -> Option<CpuFigures> {
+        Some(CpuFigures {
+            host_pct: host,
+            guest_pct: guest,
+            emulator_pct: None,
+            vcpus: 2,
+        })
+    }
+
+    /// For every diagnosis: a profile that fires it (and nothing else), and a close one
+    /// that must not fire it.
+    fn cases() -> Vec<(&'static str, ExitProfile, ExitProfile)> {
+        use ExitKind::*;
+        let with = |mut p: ExitProfile, f: &dyn Fn(&mut ExitProfile)| {
+            f(&mut p);
+            p
+        };
+        vec![
+            (
+                "exit-io-storm",
+                profile(true, 10_000.0, &[(Io, 3_000.0)]),
+                // the share is there, the rate just under the limit
+                profile(true, 2_500.0, &[(Io, 1_999.0)]),
+            ),
+            (
+                "exit-msr-storm",
+                profile(true, 50_000.0, &[(Msr, 15_000.0), (Apic, 5_000.0)]),
+                // MSR and APIC together just under the share
+                profile(true, 70_000.0, &[(Msr, 15_000.0), (Apic, 5_999.0)]),
+            ),
+            (
+                "exit-hlt-poll",
+                with(profile(true, 5_000.0, &[(Halt, 1_000.0)]), &|p| {
+                    p.halt_poll_pct = Some(10.0)
+                }),
+                // polling just under the limit and no CPU figures
+                with(profile(true, 5_000.0, &[(Halt, 4_000.0)]), &|p| {
+                    p.halt_poll_pct = Some(9.9)
+                }),
+            ),
+            (
+                "exit-ept",
+                profile(true, 25_000.0, &[(PageFault, 5_000.0)]),
+                profile(true, 25_000.0, &[(PageFault, 4_999.0)]),
+            ),
+            (
+                "exit-pause",
+                profile(true, 10_000.0, &[(Pause, 1_000.0)]),
+                // the rate, but under a tenth of the exits
+                profile(true, 10_001.0, &[(Pause, 1_000.0)]),
+            ),
+            (
+                "exit-extint",
+                profile(false, 60_000.0, &[(ExternalInterrupt, 20_000.0)]),
+                // samples, not a rate: a perf report needs more of them
+                profile(false, 60_000.0, &[(ExternalInterrupt, 19_999.0)]),
+            ),
+            (
+                "exit-mmio-emul",
+                profile(true, 1_000.0, &[(Emulation, 10_000.0)]),
+                profile(true, 20_000.0, &[(Mmio, 5_900.0), (Emulation, 9_999.0)]),
+            ),
+            (
+                "overhead-high",
+                with(profile(true, 10.0, &[]), &|p| p.cpu = cpu(60.0, 30.0)),
+                // 30 points of overhead, but less than twice the guest
+                with(profile(true, 10.0, &[]), &|p| p.cpu = cpu(70.0, 40.0)),
+            ),
+            (
+                "numa-remote",
+                with(profile(true, 10.0, &[]), &|p| {
+                    p.remote_share = Some(0.25);
+                    p.memory_kib = Some(512 * 1024);
+                }),
+                with(profile(true, 10.0, &[]), &|p| {
+                    p.remote_share = Some(0.25);
+                    p.memory_kib = Some(512 * 1024 - 1);
+                }),
+            ),
+            (
+                "exit-rate-high",
+                profile(true, 100_000.0, &[(Other, 100_000.0)]),
+                // the same flood explained by a specific rule
+                profile(true, 100_000.0, &[(Io, 40_000.0)]),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_rule_fires_and_its_close_case_does_not() {
+        for (id, fires, close) in cases() {
+            assert_eq!(rules(&fires), [id], "{id} fires alone");
+            assert!(!rules(&close).contains(&id), "{id}: {:?}", rules(&close));
+            let d = &diagnose(&fires, &Limits::default())[0];
+            let r = rule(id).unwrap();
+            assert_eq!(
+                (d.title, d.severity, d.cause, d.fix.as_str()),
+                (r.title, r.severity, r.why, r.fix),
+                "{id}"
+            );
+            assert_eq!(d.audit_rules, r.audit_rules, "{id}");
+            assert!(!d.message.is_empty() && !d.figures.is_empty(), "{id}");
+        }
+    }
+
+    #[test]
+    fn the_table_has_every_rule_once() {
+        let ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "duplicate ids: {ids:?}");
+        // every id emitted is in the table, and every rule of the table is emitted
+        let mut emitted: Vec<&str> = cases().iter().flat_map(|(_, f, _)| rules(f)).collect();
+        emitted.sort();
+        emitted.dedup();
+        assert_eq!(emitted, unique);
+        let covered: Vec<&str> = cases().iter().map(|(id, _, _)| *id).collect();
+        assert_eq!(covered, ids, "one case per rule, in table order");
+        for r in RULES {
+            assert!(!r.title.is_empty() && !r.why.is_empty() && !r.fix.is_empty());
+            assert!(!r.source.is_empty(), "{}", r.id);
+            assert!(!r.source.to_lowercase().contains("seed"), "{}", r.id);
+            assert!(r.severity <= Severity::Warn, "{}", r.id);
+        }
+        assert!(rule("no-such-rule").is_none());
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! - [`perf`]: recorded `perf kvm stat` and `kvm_stat` output.
 //! - [`exits`]: exit reasons by kind, and the [`exits::ExitProfile`] the rules judge.
+//! - [`live`]: live sampling (libvirt and /proc) and per-VM figures of each interval.
+//! - [`log`]: `kvmtune stat --json` logs, read back and merged.
 //! - [`diagnose`]: the diagnosis rules.
 
 pub mod diagnose;
 pub mod exits;
 pub mod live;
+pub mod log;
 pub mod perf;
-pub mod procstat;

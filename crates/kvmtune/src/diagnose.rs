@@ -11,9 +11,10 @@ use serde::Serialize;
 use crate::cli::{Cli, DiagnoseArgs};
 use crate::stat::{human, open_sampler, take};
 use crate::{Exit, print_json, print_text};
-use kvmtune_kvmstat::diagnose::{Diagnosis, Level, Limits, diagnose};
+use kvmtune_kvmstat::diagnose::{Diagnosis, Limits, Severity, diagnose};
 use kvmtune_kvmstat::exits::{ExitProfile, profiles};
-use kvmtune_kvmstat::live::{Frame, VmFigures, profile};
+use kvmtune_kvmstat::live::{VmFigures, profile};
+use kvmtune_kvmstat::log::{merge_frames, read_log};
 use kvmtune_rules::audit::Finding;
 
 pub const DIAGNOSE_SCHEMA_VERSION: u32 = 1;
@@ -57,73 +58,6 @@ pub struct Report {
     pub subjects: Vec<Subject>,
     /// Domains whose audit could not run, and why.
     pub audit_errors: Vec<String>,
-}
-
-/// Mean figures of each domain over the frames of a log.
-pub fn merge_frames(frames: &[Frame]) -> Vec<(VmFigures, usize)> {
-    let mut by: BTreeMap<String, Vec<&VmFigures>> = BTreeMap::new();
-    for f in frames {
-        for d in &f.domains {
-            by.entry(d.name.clone()).or_default().push(d);
-        }
-    }
-    let mean = |v: &[&VmFigures], g: &dyn Fn(&VmFigures) -> Option<f64>| {
-        let xs: Vec<f64> = v.iter().filter_map(|d| g(d)).collect();
-        (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
-    };
-    by.into_values()
-        .filter_map(|v| {
-            let last = (*v.last()?).clone();
-            let mut kvm: BTreeMap<String, f64> = BTreeMap::new();
-            for d in &v {
-                for (k, x) in &d.kvm {
-                    *kvm.entry(k.clone()).or_default() += x / v.len() as f64;
-                }
-            }
-            let merged = VmFigures {
-                host_cpu_pct: mean(&v, &|d| d.host_cpu_pct),
-                guest_cpu_pct: mean(&v, &|d| d.guest_cpu_pct),
-                overhead_pct: mean(&v, &|d| d.overhead_pct),
-                emulator_cpu_pct: mean(&v, &|d| d.emulator_cpu_pct),
-                delay_pct: mean(&v, &|d| d.delay_pct),
-                halt_poll_pct: mean(&v, &|d| d.halt_poll_pct),
-                kvm,
-                ..last
-            };
-            Some((merged, v.len()))
-        })
-        .collect()
-}
-
-fn read_log(path: &std::path::Path) -> Result<Vec<Frame>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut frames = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let f: Frame = serde_json::from_str(line).with_context(|| {
-            format!(
-                "{}: line {}: not a kvmtune stat JSON line",
-                path.display(),
-                i + 1
-            )
-        })?;
-        if f.kind != kvmtune_kvmstat::live::STAT_SCHEMA {
-            bail!(
-                "{}: line {}: kind is {:?}, not kvmtune.stat",
-                path.display(),
-                i + 1,
-                f.kind
-            );
-        }
-        frames.push(f);
-    }
-    if frames.is_empty() {
-        bail!("{}: no kvmtune stat lines", path.display());
-    }
-    Ok(frames)
 }
 
 fn summary(p: &ExitProfile) -> String {
@@ -170,9 +104,10 @@ fn render(r: &Report) -> String {
         }
         for j in &sub.diagnoses {
             let d = &j.diagnosis;
-            let lvl = match d.level {
-                Level::Warn => "WARN",
-                Level::Info => "INFO",
+            let lvl = match d.severity {
+                Severity::Error => "ERROR",
+                Severity::Warn => "WARN",
+                Severity::Info => "INFO",
             };
             let _ = writeln!(s, "  {lvl} {}: {}", d.rule, d.title);
             let _ = writeln!(s, "       {}", d.message);
@@ -358,9 +293,11 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
         }
         (mode, input)
     };
-    let any = subjects
-        .iter()
-        .any(|s| s.diagnoses.iter().any(|d| d.diagnosis.level == Level::Warn));
+    let any = subjects.iter().any(|s| {
+        s.diagnoses
+            .iter()
+            .any(|d| d.diagnosis.severity == Severity::Warn)
+    });
     let report = Report {
         kind: "kvmtune.diagnose",
         version: DIAGNOSE_SCHEMA_VERSION,

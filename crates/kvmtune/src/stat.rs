@@ -9,9 +9,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::cli::{Cli, StatArgs, StatFormat};
 use crate::{Exit, host_source};
-use kvmtune_apply::procfs::Proc;
 use kvmtune_kvmstat::live::{Frame, Local, Sampler, Snapshot, VmFigures};
-use kvmtune_kvmstat::procstat::ProcFs;
 use kvmtune_libvirt::Libvirt;
 use kvmtune_libvirt::is_local as uri_is_local;
 
@@ -22,16 +20,8 @@ pub fn open_sampler(
     numa_interval: Option<u64>,
 ) -> Result<(Sampler<Libvirt>, BTreeMap<u32, u32>)> {
     let lv = Libvirt::open(&cli.connect, true)?;
-    let local = uri_is_local(&cli.connect).then(|| {
-        let base = cli.root.clone().unwrap_or_else(|| "/".into());
-        Local {
-            pids: Proc {
-                run_dir: base.join("run/libvirt/qemu"),
-                proc_dir: base.join("proc"),
-            },
-            proc: ProcFs::new(base.join("proc")),
-        }
-    });
+    let local = uri_is_local(&cli.connect)
+        .then(|| Local::new(cli.root.clone().unwrap_or_else(|| "/".into())));
     let cpu_node = if local.is_some() && cli.from.is_none() {
         cpu_nodes(host_source(cli)?.as_ref())
     } else {

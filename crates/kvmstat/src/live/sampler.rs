@@ -1,0 +1,463 @@
+//! Collection: one libvirt call per interval for every domain, QEMU's `query-stats` when
+//! libvirt has no per-vCPU KVM counters, and each local QEMU process's /proc accounting.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use kvmtune_host::process::{ProcSample, QemuProcs, VcpuThread};
+use kvmtune_libvirt::StatsRecord;
+use serde::{Deserialize, Serialize};
+
+/// One vCPU as libvirt reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RawVcpu {
+    pub time_ns: Option<u64>,
+    pub wait_ns: Option<u64>,
+    pub delay_ns: Option<u64>,
+    /// KVM's cumulative per-vCPU counters (`vcpu.N.NAME.sum`): exits, io_exits, ...
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// One domain's statistics record, decoded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RawDomain {
+    pub name: String,
+    pub id: Option<u32>,
+    pub cpu_time_ns: Option<u64>,
+    pub cpu_user_ns: Option<u64>,
+    pub cpu_system_ns: Option<u64>,
+    pub balloon_current_kib: Option<u64>,
+    pub balloon_rss_kib: Option<u64>,
+    pub vcpus: BTreeMap<u32, RawVcpu>,
+    /// The VM's KVM statistics (`vm.NAME.sum|cur|max`), by NAME.
+    pub vm: BTreeMap<String, u64>,
+}
+
+impl RawDomain {
+    pub fn from_record(rec: &StatsRecord) -> RawDomain {
+        let mut d = RawDomain {
+            name: rec.name.clone(),
+            id: rec.id,
+            ..RawDomain::default()
+        };
+        for (k, v) in &rec.params {
+            let Some(v) = v.as_u64() else { continue };
+            match k.as_str() {
+                "cpu.time" => d.cpu_time_ns = Some(v),
+                "cpu.user" => d.cpu_user_ns = Some(v),
+                "cpu.system" => d.cpu_system_ns = Some(v),
+                "balloon.current" => d.balloon_current_kib = Some(v),
+                "balloon.rss" => d.balloon_rss_kib = Some(v),
+                _ => {}
+            }
+            if let Some(rest) = k.strip_prefix("vm.") {
+                let base = rest
+                    .strip_suffix(".sum")
+                    .or_else(|| rest.strip_suffix(".cur"))
+                    .or_else(|| rest.strip_suffix(".max"))
+                    .unwrap_or(rest);
+                d.vm.insert(base.to_string(), v);
+            } else if let Some(rest) = k.strip_prefix("vcpu.")
+                && let Some((n, field)) = rest.split_once('.')
+                && let Ok(n) = n.parse::<u32>()
+            {
+                let c = d.vcpus.entry(n).or_default();
+                match field {
+                    "time" => c.time_ns = Some(v),
+                    "wait" => c.wait_ns = Some(v),
+                    "delay" => c.delay_ns = Some(v),
+                    _ => {
+                        if let Some(name) = field.strip_suffix(".sum") {
+                            c.counters.insert(name.to_string(), v);
+                        }
+                    }
+                }
+            }
+        }
+        d
+    }
+
+    /// Whether libvirt gave KVM's per-vCPU counters (a KVM domain on libvirt ≥ 8.x).
+    pub fn has_kvm_counters(&self) -> bool {
+        self.vcpus
+            .values()
+            .any(|v| v.counters.contains_key("exits"))
+    }
+}
+
+/// Per-vCPU counters from a QMP `query-stats` reply (target `vcpu`), in vCPU order.
+pub fn parse_query_stats(reply: &str) -> Result<Vec<BTreeMap<String, u64>>, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(reply).map_err(|e| format!("query-stats reply: {e}"))?;
+    let list = v
+        .get("return")
+        .and_then(|r| r.as_array())
+        .ok_or("query-stats reply has no return list")?;
+    let mut out = Vec::new();
+    for entry in list {
+        if entry.get("provider").and_then(|p| p.as_str()) != Some("kvm") {
+            continue;
+        }
+        let mut m = BTreeMap::new();
+        for s in entry
+            .get("stats")
+            .and_then(|s| s.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(n), Some(val)) = (
+                s.get("name").and_then(|n| n.as_str()),
+                s.get("value").and_then(|v| v.as_u64()),
+            ) {
+                m.insert(n.to_string(), val);
+            }
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// One domain at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomSnap {
+    pub raw: RawDomain,
+    pub proc: Option<ProcSample>,
+    /// Memory per NUMA node in KiB (refreshed less often than the rest).
+    pub numa_kib: Option<BTreeMap<u32, u64>>,
+    /// Why the /proc figures are missing, when they are.
+    pub proc_note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Seconds since the sampler started (monotonic).
+    pub mono_s: f64,
+    pub unix_ms: u64,
+    pub domains: BTreeMap<String, DomSnap>,
+}
+
+/// Where statistics come from: libvirt in the product, a fake in unit tests.
+pub trait StatsSource {
+    /// Every running domain's record, in one call, with these groups
+    /// (`kvmtune_libvirt::STATS_*`).
+    fn fetch(&mut self, groups: u32) -> Result<Vec<StatsRecord>, String>;
+    /// A QMP command on a domain's monitor.
+    fn qmp(&mut self, domain: &str, command: &str) -> Result<String, String>;
+}
+
+impl StatsSource for kvmtune_libvirt::Libvirt {
+    fn fetch(&mut self, groups: u32) -> Result<Vec<StatsRecord>, String> {
+        self.all_domain_stats(groups).map_err(|e| e.to_string())
+    }
+    fn qmp(&mut self, domain: &str, command: &str) -> Result<String, String> {
+        kvmtune_libvirt::Libvirt::qmp(self, domain, command).map_err(|e| e.to_string())
+    }
+}
+
+/// A process's vCPU threads.
+type VcpuThreads = Vec<VcpuThread>;
+
+/// Where the QEMU processes are, when they run on this host.
+pub type Local = QemuProcs;
+
+/// Takes snapshots; keeps what must persist between them (pids, the QMP fallback's
+/// findings, the last NUMA reading).
+pub struct Sampler<S: StatsSource> {
+    pub source: S,
+    pub local: Option<Local>,
+    /// Only these domains (all when empty).
+    pub only: Vec<String>,
+    /// How often `/proc/PID/numa_maps` is read (it walks the page tables of the process;
+    /// `None`: never).
+    pub numa_every: Option<Duration>,
+    /// How often the vCPU threads are listed again (also whenever one is gone).
+    pub relist_every: Duration,
+    start: Instant,
+    pids: HashMap<(String, Option<u32>), u32>,
+    /// (domain, id) -> whether QMP query-stats gives per-vCPU KVM counters libvirt did not.
+    qmp: HashMap<(String, Option<u32>), bool>,
+    numa: HashMap<(String, u32), (Instant, BTreeMap<u32, u64>)>,
+    /// (domain, pid) -> its vCPU threads and when they were listed.
+    threads: HashMap<(String, u32), (Instant, VcpuThreads)>,
+    /// The VM group (`vm.*`, mostly gauges) is asked for every this many snapshots.
+    pub vm_every: u64,
+    snapshots: u64,
+    /// (domain, id) -> the last VM group read.
+    vm: HashMap<(String, Option<u32>), BTreeMap<String, u64>>,
+}
+
+impl<S: StatsSource> Sampler<S> {
+    pub fn new(source: S, local: Option<Local>, only: Vec<String>) -> Self {
+        Sampler {
+            source,
+            local,
+            only,
+            numa_every: Some(Duration::from_secs(10)),
+            relist_every: Duration::from_secs(10),
+            start: Instant::now(),
+            pids: HashMap::new(),
+            qmp: HashMap::new(),
+            numa: HashMap::new(),
+            threads: HashMap::new(),
+            vm_every: 10,
+            snapshots: 0,
+            vm: HashMap::new(),
+        }
+    }
+
+    pub fn snapshot(&mut self) -> Result<Snapshot, String> {
+        // one call; the costlier groups only when needed: the VM group every vm_every
+        // snapshots, the balloon group only without /proc (remote hosts)
+        let mut groups = kvmtune_libvirt::STATS_BASE;
+        if self.snapshots.is_multiple_of(self.vm_every.max(1)) {
+            groups |= kvmtune_libvirt::STATS_VM;
+        }
+        if self.local.is_none() {
+            groups |= kvmtune_libvirt::STATS_BALLOON;
+        }
+        self.snapshots += 1;
+        let records = self.source.fetch(groups)?;
+        let mono_s = self.start.elapsed().as_secs_f64();
+        let unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut domains = BTreeMap::new();
+        for rec in &records {
+            if !self.only.is_empty() && !self.only.contains(&rec.name) {
+                continue;
+            }
+            let mut raw = RawDomain::from_record(rec);
+            let key = (raw.name.clone(), raw.id);
+            if raw.vm.is_empty() {
+                if let Some(vm) = self.vm.get(&key) {
+                    raw.vm = vm.clone();
+                }
+            } else {
+                self.vm.insert(key, raw.vm.clone());
+            }
+            self.qmp_fallback(&mut raw);
+            let (proc, numa_kib, proc_note) = self.proc_of(&raw);
+            domains.insert(
+                raw.name.clone(),
+                DomSnap {
+                    raw,
+                    proc,
+                    numa_kib,
+                    proc_note,
+                },
+            );
+        }
+        // forget what was kept for domains that stopped (a long `top` sees many restarts)
+        self.pids.retain(|(n, _), _| domains.contains_key(n));
+        self.qmp.retain(|(n, _), _| domains.contains_key(n));
+        self.vm.retain(|(n, _), _| domains.contains_key(n));
+        self.numa.retain(|(n, _), _| domains.contains_key(n));
+        self.threads.retain(|(n, _), _| domains.contains_key(n));
+        Ok(Snapshot {
+            mono_s,
+            unix_ms,
+            domains,
+        })
+    }
+
+    /// libvirt before 8.x gives no per-vCPU KVM counters: ask QEMU (query-stats, QEMU 7.1+)
+    /// once per domain start, and keep asking each interval only if it answers.
+    fn qmp_fallback(&mut self, raw: &mut RawDomain) {
+        if raw.has_kvm_counters() {
+            return;
+        }
+        let key = (raw.name.clone(), raw.id);
+        if self.qmp.get(&key) == Some(&false) {
+            return;
+        }
+        let reply = self.source.qmp(
+            &raw.name,
+            r#"{"execute":"query-stats","arguments":{"target":"vcpu"}}"#,
+        );
+        let per_vcpu = reply
+            .and_then(|r| parse_query_stats(&r))
+            .unwrap_or_default();
+        let useful = per_vcpu.iter().any(|m| m.contains_key("exits"));
+        self.qmp.insert(key, useful);
+        if useful {
+            for (i, m) in per_vcpu.into_iter().enumerate() {
+                raw.vcpus.entry(i as u32).or_default().counters = m;
+            }
+        }
+    }
+
+    fn proc_of(
+        &mut self,
+        raw: &RawDomain,
+    ) -> (
+        Option<ProcSample>,
+        Option<BTreeMap<u32, u64>>,
+        Option<String>,
+    ) {
+        let Some(local) = &self.local else {
+            return (None, None, None);
+        };
+        let key = (raw.name.clone(), raw.id);
+        // a pid found is kept for this run of the domain; one not found (the pid file not
+        // written yet, or unreadable) is looked for again next time
+        let pid = match self.pids.get(&key) {
+            Some(p) => Some(*p),
+            None => {
+                let p = local.pid(&raw.name);
+                if let Some(p) = p {
+                    self.pids.insert(key, p);
+                }
+                p
+            }
+        };
+        let Some(pid) = pid else {
+            return (
+                None,
+                None,
+                Some(format!(
+                    "no QEMU process of {} found on this host ({}/{}.pid missing, unreadable \
+                     or stale): CPU figures from libvirt",
+                    raw.name,
+                    local.run_dir.display(),
+                    raw.name
+                )),
+            );
+        };
+        // the vCPU threads are listed again every relist_every, or when one is gone; in
+        // between only their stat files are read
+        let nk = (raw.name.clone(), pid);
+        let mut sample = None;
+        for _ in 0..2 {
+            let fresh = self
+                .threads
+                .get(&nk)
+                .filter(|(at, _)| at.elapsed() < self.relist_every);
+            let list = match fresh {
+                Some((_, l)) => l.clone(),
+                None => match local.vcpu_threads(pid) {
+                    Ok(l) => {
+                        self.threads.insert(nk.clone(), (Instant::now(), l.clone()));
+                        l
+                    }
+                    Err(e) => return (None, None, Some(e.to_string())),
+                },
+            };
+            match local.sample_threads(pid, &list) {
+                Ok(Some(s)) => {
+                    sample = Some(s);
+                    break;
+                }
+                Ok(None) => {
+                    self.threads.remove(&nk);
+                }
+                Err(e) => return (None, None, Some(e.to_string())),
+            }
+        }
+        let Some(sample) = sample else {
+            return (
+                None,
+                None,
+                Some(format!("pid {pid}: vCPU threads changed while read")),
+            );
+        };
+        if let Some(every) = self.numa_every {
+            let due = self
+                .numa
+                .get(&nk)
+                .is_none_or(|(at, _)| at.elapsed() >= every);
+            if due && let Ok(m) = local.numa_kib(pid) {
+                self.numa.insert(nk.clone(), (Instant::now(), m));
+            }
+        }
+        let numa = self.numa.get(&nk).map(|(_, m)| m.clone());
+        (Some(sample), numa, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::fixtures::rec;
+    use kvmtune_libvirt::StatValue;
+
+    #[test]
+    fn decodes_a_record() {
+        let d = RawDomain::from_record(&rec("a", 3, 10, 20, 5));
+        assert_eq!(d.cpu_time_ns, Some(10));
+        assert_eq!(d.vcpus[&0].counters["exits"], 20);
+        assert!(!d.vcpus[&0].counters.contains_key("blocking"));
+        assert_eq!(d.vm["pages_4k"], 7);
+        assert!(d.has_kvm_counters());
+    }
+
+    #[test]
+    fn query_stats_reply() {
+        let reply = r#"{"return":[{"provider":"kvm","qom-path":"/machine/unattached/device[0]","stats":[{"name":"exits","value":12},{"name":"guest_mode","value":false},{"name":"halt_poll_fail_hist","value":[1,2]}]},{"provider":"kvm","stats":[{"name":"exits","value":3}]}],"id":"libvirt-1"}"#;
+        let v = parse_query_stats(reply).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0]["exits"], 12);
+        assert_eq!(v[0].len(), 1);
+        assert!(parse_query_stats(r#"{"return":[]}"#).unwrap().is_empty());
+        assert!(parse_query_stats("{").is_err());
+    }
+
+    struct Fake {
+        fetches: Vec<Vec<StatsRecord>>,
+        qmp_calls: usize,
+        qmp_reply: String,
+        groups: Vec<u32>,
+    }
+    impl StatsSource for Fake {
+        fn fetch(&mut self, groups: u32) -> Result<Vec<StatsRecord>, String> {
+            self.groups.push(groups);
+            if self.fetches.is_empty() {
+                return Err("libvirt: domain statistics: connection closed".into());
+            }
+            Ok(self.fetches.remove(0))
+        }
+        fn qmp(&mut self, _: &str, _: &str) -> Result<String, String> {
+            self.qmp_calls += 1;
+            Ok(self.qmp_reply.clone())
+        }
+    }
+
+    #[test]
+    fn qmp_fallback_is_asked_once_when_it_has_nothing() {
+        let tcg = StatsRecord {
+            name: "t".into(),
+            id: Some(4),
+            params: vec![("vcpu.0.time".into(), StatValue::UInt(5))],
+        };
+        let mut s = Sampler::new(
+            Fake {
+                fetches: vec![vec![tcg.clone()], vec![tcg.clone()], vec![tcg]],
+                qmp_calls: 0,
+                qmp_reply: r#"{"return":[]}"#.into(),
+                groups: vec![],
+            },
+            None,
+            vec![],
+        );
+        s.snapshot().unwrap();
+        s.snapshot().unwrap();
+        assert_eq!(s.source.qmp_calls, 1);
+        // an old libvirt with a KVM domain: QMP fills the counters each time
+        s.source.qmp_reply =
+            r#"{"return":[{"provider":"kvm","stats":[{"name":"exits","value":9}]}]}"#.into();
+        s.qmp.clear();
+        let snap = s.snapshot().unwrap();
+        assert_eq!(snap.domains["t"].raw.vcpus[&0].counters["exits"], 9);
+        let e = s.snapshot().unwrap_err();
+        assert!(e.contains("connection closed"));
+        // what is kept per domain is forgotten once it stops running
+        s.source.fetches = vec![vec![]];
+        s.snapshot().unwrap();
+        assert!(s.qmp.is_empty() && s.vm.is_empty());
+        // the VM group on the first of every 10 snapshots; balloon without /proc (remote)
+        let g = &s.source.groups[..5];
+        assert_ne!(g[0] & kvmtune_libvirt::STATS_VM, 0);
+        assert!(g[1..].iter().all(|x| x & kvmtune_libvirt::STATS_VM == 0));
+        assert!(g.iter().all(|x| x & kvmtune_libvirt::STATS_BALLOON != 0));
+    }
+}
