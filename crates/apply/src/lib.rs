@@ -6,7 +6,6 @@
 //!   count, NUMA nodeset, memtune, balloon), read from XML, and the live operations that take
 //!   a running domain from one set to another; one module per resource (vCPUs and pins,
 //!   NUMA, memory) with how it is read, compared, changed live, verified and restored.
-//! - [`procfs`]: the QEMU process of a domain and the CPU affinity of its threads.
 //! - [`hostset`]: host settings (KSM, THP, hugepage pools, NUMA balancing) and their
 //!   persistent files.
 //! - [`journal`]: the on-disk journal: one directory per apply, fsynced before any change.
@@ -19,7 +18,6 @@ mod fake;
 pub mod hostset;
 pub mod journal;
 pub mod plan;
-pub mod procfs;
 pub mod settings;
 
 use sha2::{Digest, Sha256};

@@ -391,7 +391,7 @@ mod tests {
     fn garbage_is_a_format_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.tar.gz");
-        fs::write(&path, b"not an archive at all").unwrap();
+        std::fs::write(&path, b"not an archive at all").unwrap();
         let err = Bundle::read(&path).unwrap_err().to_string();
         assert!(
             err.contains("x.tar.gz") && err.contains("not a kvmtune bundle"),

@@ -14,9 +14,9 @@ use kvmtune_apply::engine::{self, Env, Request};
 use kvmtune_apply::hostset;
 use kvmtune_apply::journal::{EntryStatus, Journal, Status, StepMark, parse_step_marks};
 use kvmtune_apply::plan::{self, Plan};
-use kvmtune_apply::procfs::Proc;
 use kvmtune_core::fixes;
 use kvmtune_core::inventory::{Inventory, Select};
+use kvmtune_host::process::QemuProcs as Proc;
 use kvmtune_libvirt::{Libvirt, Virt};
 use kvmtune_rules::Profile;
 

@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use crate::hostset::{FileWrite, HostWrite};
 use crate::journal::{Action, Entry, JournalError, Step};
-use crate::procfs::Proc;
 use crate::settings::Settings;
+use kvmtune_host::process::QemuProcs as Proc;
 
 mod execute;
 mod prepare;

@@ -3,8 +3,8 @@
 use super::{Env, Prepared};
 use crate::hostset;
 use crate::journal::{Action, Step};
-use crate::procfs::Affinity;
 use crate::settings::{self, LiveOp};
+use kvmtune_host::process::Affinity;
 
 /// Check the host after its steps: every setting reads back as written, every persistent
 /// file holds what was written.
@@ -77,7 +77,7 @@ pub(super) fn domain(
     let aff: Option<Affinity> = match aff {
         Some(Ok(a)) => Some(a),
         Some(Err(e)) => {
-            problems.push(e);
+            problems.push(e.to_string());
             None
         }
         None => None,

@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::hostset::{FileWrite, HostWrite};
-use crate::procfs::Affinity;
 use crate::settings::LiveOp;
+use kvmtune_host::process::Affinity;
 
 mod status;
 mod steps;

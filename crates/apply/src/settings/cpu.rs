@@ -6,7 +6,7 @@ use kvmtune_host::CpuSet;
 use kvmtune_libvirt::LibvirtError;
 
 use super::{LiveOp, Settings, norm};
-use crate::procfs::{Affinity, Proc};
+use kvmtune_host::process::{Affinity, QemuProcs as Proc};
 
 /// Read the vCPU count and the pins.
 pub(super) fn read(doc: &Document, d: &Domain, s: &mut Settings) {

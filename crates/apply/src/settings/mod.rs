@@ -15,7 +15,7 @@ use kvmtune_host::CpuSet;
 use kvmtune_libvirt::MemTuneSet;
 use serde::{Deserialize, Serialize};
 
-use crate::procfs::Affinity;
+use kvmtune_host::process::Affinity;
 
 pub(crate) mod cpu;
 pub(crate) mod memory;
