@@ -8,6 +8,7 @@
 //! - [`fixes`]: audit fixes as apply requests, and the re-audit that verifies them.
 //! - [`placement`]: the planner on an inventory, and its plan file.
 //! - [`diagnosis`]: diagnoses tied to the audit findings that explain them.
+//! - [`watch`]: live sampling of running domains (stat, top, diagnose).
 //!
 //! Nothing here prints; results are plain data the front ends render.
 
@@ -16,6 +17,7 @@ pub mod diagnosis;
 pub mod fixes;
 pub mod inventory;
 pub mod placement;
+pub mod watch;
 
 /// An error of a kvmtune service: one line, naming the thing.
 #[derive(Debug, thiserror::Error)]

@@ -36,13 +36,13 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
         Vec::new()
     };
     if let Some(dir) = &args.output {
+        kvmtune_host::fsio::create_dir(dir, kvmtune_host::fsio::PRIVATE_DIR)?;
         if let Some((a, b, name)) = core_audit::name_clash(&fixed) {
             bail!(
                 "-o {}: {a} and {b} would both be written as {name}",
                 dir.display()
             );
         }
-        kvmtune_host::fsio::create_dir(dir, kvmtune_host::fsio::PRIVATE_DIR)?;
         // every file is staged before any is renamed: a failed write leaves nothing behind
         kvmtune_host::fsio::write_all_atomic(
             &core_audit::output_paths(dir, &fixed),

@@ -9,8 +9,9 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use crate::cli::{Cli, DiagnoseArgs};
-use crate::stat::{human, open_sampler, take};
+use crate::output::human;
 use crate::{Exit, print_json, print_text};
+use kvmtune_core::watch::Watch;
 use kvmtune_kvmstat::diagnose::{Diagnosis, Limits, Severity, diagnose};
 use kvmtune_kvmstat::exits::{ExitProfile, profiles};
 use kvmtune_kvmstat::live::{VmFigures, profile};
@@ -242,12 +243,12 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
                         args.duration
                     );
                 }
-                let (mut sampler, cpu_node) = open_sampler(cli, args.targets.clone(), None)?;
-                let first = take(&mut sampler)?;
+                let mut watch = Watch::open(&crate::origin(cli), args.targets.clone(), None)?;
+                let first = watch.take()?;
                 let t0 = Instant::now();
                 std::thread::sleep(Duration::from_secs_f64(args.duration));
-                let last = take(&mut sampler)?;
-                let fr = kvmtune_kvmstat::live::frame(&first, &last, &cpu_node);
+                let last = watch.take()?;
+                let fr = watch.frame(&first, &last);
                 let secs = t0.elapsed().as_secs_f64();
                 for n in fr.vanished.iter().chain(&fr.restarted) {
                     audit_errors.push(format!(

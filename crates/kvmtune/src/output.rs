@@ -161,6 +161,21 @@ pub fn wrap(first: &str, indent: usize, text: &str, width: usize) -> String {
     out
 }
 
+/// 1234567 -> 1.2M, 12345 -> 12.3k.
+pub fn human(v: f64) -> String {
+    if v >= 9_999_500.0 {
+        format!("{:.0}M", v / 1e6)
+    } else if v >= 999_950.0 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 99_950.0 {
+        format!("{:.0}k", v / 1e3)
+    } else if v >= 9_999.5 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 /// Escape control characters (a domain name with `ESC ]0;...` must not reach the terminal
 /// raw): `\x1b` and friends are shown as `\u{1b}`. Tabs and newlines are kept.
 pub fn safe(s: &str) -> std::borrow::Cow<'_, str> {
@@ -305,6 +320,14 @@ mod tests {
             .replace("\x1b[0m", "");
         assert!(plain.chars().count() <= 30, "{plain:?}");
         assert!(s.contains("\x1b[33;1mWARN \x1b[0m"));
+    }
+
+    #[test]
+    fn human_numbers() {
+        assert_eq!(human(999.0), "999");
+        assert_eq!(human(12_345.0), "12.3k");
+        assert_eq!(human(1_400_000.0), "1.4M");
+        assert_eq!(human(25_000_000.0), "25M");
     }
 
     #[test]

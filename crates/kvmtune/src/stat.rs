@@ -1,6 +1,5 @@
 //! `kvmtune stat`: live per-VM figures each interval, as text, JSON Lines or CSV.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -8,96 +7,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use crate::cli::{Cli, StatArgs, StatFormat};
-use crate::{Exit, host_source};
-use kvmtune_kvmstat::live::{Frame, Local, Sampler, Snapshot, VmFigures};
-use kvmtune_libvirt::Libvirt;
-use kvmtune_libvirt::is_local as uri_is_local;
-
-/// A sampler on --connect, with /proc when the domains run here, and the CPU -> node map.
-pub fn open_sampler(
-    cli: &Cli,
-    only: Vec<String>,
-    numa_interval: Option<u64>,
-) -> Result<(Sampler<Libvirt>, BTreeMap<u32, u32>)> {
-    let lv = Libvirt::open(&cli.connect, true)?;
-    let local = uri_is_local(&cli.connect)
-        .then(|| Local::new(cli.root.clone().unwrap_or_else(|| "/".into())));
-    let cpu_node = if local.is_some() && cli.from.is_none() {
-        cpu_nodes(host_source(cli)?.as_ref())
-    } else {
-        BTreeMap::new()
-    };
-    let mut sampler = Sampler::new(lv, local, only.clone());
-    let nodes: std::collections::BTreeSet<u32> = cpu_node.values().copied().collect();
-    sampler.numa_every = match numa_interval {
-        Some(0) => None,
-        Some(s) => Some(Duration::from_secs(s)),
-        None if nodes.len() > 1 => Some(Duration::from_secs(10)),
-        None => None,
-    };
-    // named domains must be running now
-    if !only.is_empty() {
-        let snap = sampler.snapshot().map_err(anyhow::Error::msg)?;
-        for n in &only {
-            if !snap.domains.contains_key(n) {
-                bail!(
-                    "domain {n} is not running on {} (or does not exist)",
-                    cli.connect
-                );
-            }
-        }
-    }
-    Ok((sampler, cpu_node))
-}
-
-/// CPU -> NUMA node, from `/sys/devices/system/node/nodeN/cpulist` (empty without NUMA
-/// information: then no remote-memory share is computed).
-pub fn cpu_nodes(src: &dyn kvmtune_host::Source) -> BTreeMap<u32, u32> {
-    let mut out = BTreeMap::new();
-    let dir = "/sys/devices/system/node";
-    for name in src.list(dir).unwrap_or_default() {
-        let Some(n) = name
-            .strip_prefix("node")
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(text) = src.read_text(&format!("{dir}/{name}/cpulist")) else {
-            continue;
-        };
-        if let Ok(set) = kvmtune_host::CpuSet::parse(text.trim()) {
-            out.extend(set.iter().map(|c| (c, n)));
-        }
-    }
-    out
-}
-
-pub fn check_interval(secs: f64) -> Result<Duration> {
-    if !(secs.is_finite() && (0.1..=3600.0).contains(&secs)) {
-        bail!("--interval must be between 0.1 and 3600 seconds, not {secs}");
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+use crate::output::{Exit, human};
+use kvmtune_core::watch::{Watch, check_interval};
+use kvmtune_kvmstat::live::{Frame, VmFigures};
 
 fn opt(v: Option<f64>, prec: usize) -> String {
     match v {
         Some(v) => format!("{v:.prec$}"),
         None => "-".into(),
-    }
-}
-
-/// 1234567 -> 1.2M, 12345 -> 12.3k.
-pub fn human(v: f64) -> String {
-    if v >= 9_999_500.0 {
-        format!("{:.0}M", v / 1e6)
-    } else if v >= 999_950.0 {
-        format!("{:.1}M", v / 1e6)
-    } else if v >= 99_950.0 {
-        format!("{:.0}k", v / 1e3)
-    } else if v >= 9_999.5 {
-        format!("{:.1}k", v / 1e3)
-    } else {
-        format!("{v:.0}")
     }
 }
 
@@ -239,10 +156,6 @@ pub fn sleep_until(start: Instant, n: u64, interval: Duration) {
     }
 }
 
-pub fn take(sampler: &mut Sampler<Libvirt>) -> Result<Snapshot> {
-    sampler.snapshot().map_err(anyhow::Error::msg)
-}
-
 pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
     let interval = check_interval(args.interval)?;
     if args.count == Some(0) {
@@ -255,9 +168,9 @@ pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
     };
     let mut only = args.domains.clone();
     only.extend(args.domain.iter().cloned());
-    let (mut sampler, cpu_node) = open_sampler(cli, only, args.numa_interval)?;
+    let mut watch = Watch::open(&crate::origin(cli), only, args.numa_interval)?;
     let start = Instant::now();
-    let mut prev = take(&mut sampler)?;
+    let mut prev = watch.take()?;
     let mut out = std::io::stdout().lock();
     if format == StatFormat::Csv {
         writeln!(out, "{CSV_HEADER}").context("cannot write to stdout")?;
@@ -266,8 +179,8 @@ pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
     loop {
         n += 1;
         sleep_until(start, n, interval);
-        let cur = take(&mut sampler)?;
-        let fr = kvmtune_kvmstat::live::frame(&prev, &cur, &cpu_node);
+        let cur = watch.take()?;
+        let fr = watch.frame(&prev, &cur);
         let text = match format {
             StatFormat::Text => render_text(&fr, args.vcpus),
             StatFormat::Jsonl => {
@@ -294,32 +207,6 @@ pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_nodes_of_the_book_host() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/hosts/b-book-2socket/root");
-        let m = cpu_nodes(&kvmtune_host::RootDir::new(root));
-        assert_eq!(m.get(&0), Some(&0));
-        assert_eq!(m.get(&8), Some(&1));
-        assert_eq!(m.get(&24), Some(&1));
-        assert_eq!(m.len(), 32);
-    }
-
-    #[test]
-    fn human_numbers() {
-        assert_eq!(human(999.0), "999");
-        assert_eq!(human(12_345.0), "12.3k");
-        assert_eq!(human(1_400_000.0), "1.4M");
-        assert_eq!(human(25_000_000.0), "25M");
-    }
-
-    #[test]
-    fn intervals_are_checked() {
-        assert!(check_interval(1.0).is_ok());
-        assert!(check_interval(0.0).is_err());
-        assert!(check_interval(f64::NAN).is_err());
-    }
 
     #[test]
     fn csv_rows_match_the_header() {

@@ -12,7 +12,8 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 
 use crate::Exit;
 use crate::cli::{Cli, TopArgs};
-use crate::stat::{check_interval, human, open_sampler, take};
+use crate::output::human;
+use kvmtune_core::watch::{Watch, check_interval};
 use kvmtune_kvmstat::exits::{Counter, counter};
 use kvmtune_kvmstat::live::{Frame, VmFigures};
 
@@ -367,8 +368,8 @@ pub fn run(cli: &Cli, args: &TopArgs) -> Result<Exit> {
     if !std::io::stdout().is_terminal() {
         bail!("kvmtune top needs a terminal; use `kvmtune stat` for a log");
     }
-    let (mut sampler, cpu_node) = open_sampler(cli, args.domains.clone(), None)?;
-    let mut prev = take(&mut sampler)?;
+    let mut watch = Watch::open(&crate::origin(cli), args.domains.clone(), None)?;
+    let mut prev = watch.take()?;
     let mut app = App::new(Col::parse(&args.sort), cli.connect.clone());
     let mut term = ratatui::try_init()?;
     let result = (|| -> Result<()> {
@@ -390,9 +391,9 @@ pub fn run(cli: &Cli, args: &TopArgs) -> Result<Exit> {
                 continue;
             }
             next += interval;
-            match take(&mut sampler) {
+            match watch.take() {
                 Ok(cur) => {
-                    let fr = kvmtune_kvmstat::live::frame(&prev, &cur, &cpu_node);
+                    let fr = watch.frame(&prev, &cur);
                     app.status = fr
                         .vanished
                         .iter()
