@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use crate::cli::{ApplyArgs, Cli, HistoryArgs, RollbackArgs};
-use crate::{Exit, print_json, print_text};
+use crate::output::{self, Exit, print_doc, print_text};
 use kvmtune_apply::engine::{self, Env, Request};
 use kvmtune_apply::hostset;
 use kvmtune_apply::journal::{EntryStatus, Journal, Status, StepMark, parse_step_marks};
@@ -76,8 +76,6 @@ fn from_audit(
 
 #[derive(Serialize)]
 struct ApplyReport<'a> {
-    kind: &'static str,
-    version: u32,
     dry_run: bool,
     journal: String,
     prepared: &'a engine::Prepared,
@@ -289,16 +287,18 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     };
     let dry = !args.yes;
     if cli.json {
-        print_json(&ApplyReport {
-            kind: "kvmtune.apply",
-            version: 1,
-            dry_run: dry,
-            journal: journal_dir.display().to_string(),
-            prepared: &prep,
-            steps: prep.entry.steps.iter().map(engine::describe_step).collect(),
-            diffs,
-            result: result.as_ref(),
-        })?;
+        print_doc(
+            "kvmtune.apply",
+            1,
+            &ApplyReport {
+                dry_run: dry,
+                journal: journal_dir.display().to_string(),
+                prepared: &prep,
+                steps: prep.entry.steps.iter().map(engine::describe_step).collect(),
+                diffs,
+                result: result.as_ref(),
+            },
+        )?;
     } else {
         let mut text = render(&prep, &diffs, dry, &journal_dir);
         if let Some(r) = &result {
@@ -337,7 +337,7 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     }
     if let Some(r) = &result {
         if let Some(e) = &r.error {
-            eprintln!("kvmtune: error: apply {}: {e}", r.id);
+            output::error(&format!("apply {}: {e}", r.id));
         }
         return Ok(match r.status {
             Status::Applied => Exit::Clean,
@@ -360,10 +360,13 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
             bail!("journal {}: no such directory", args.journal.display());
         }
         if cli.json {
-            print_json(&serde_json::json!({
-                "kind": "kvmtune.history", "version": 1,
-                "journal": args.journal, "entries": [],
-            }))?;
+            print_doc(
+                "kvmtune.history",
+                1,
+                &serde_json::json!({
+                    "journal": args.journal, "entries": [],
+                }),
+            )?;
         } else {
             print_text(&format!(
                 "no journal entries in {}\n",
@@ -382,11 +385,14 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
         let outcome = j.outcome(&id).ok().flatten();
         let rb = j.rollback_record(&id).ok().flatten();
         if cli.json {
-            print_json(&serde_json::json!({
-                "kind": "kvmtune.history-entry", "version": 1,
-                "entry": l, "steps": entry.as_ref().map(|e| e.steps.iter().map(engine::describe_step).collect::<Vec<_>>()),
-                "log": log.lines().collect::<Vec<_>>(), "outcome": outcome, "rollback": rb,
-            }))?;
+            print_doc(
+                "kvmtune.history-entry",
+                1,
+                &serde_json::json!({
+                    "entry": l, "steps": entry.as_ref().map(|e| e.steps.iter().map(engine::describe_step).collect::<Vec<_>>()),
+                    "log": log.lines().collect::<Vec<_>>(), "outcome": outcome, "rollback": rb,
+                }),
+            )?;
         } else {
             let mut out = String::new();
             let _ = writeln!(
@@ -442,10 +448,13 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
     }
     let list: Vec<_> = j.entries()?.iter().map(|id| j.describe(id, busy)).collect();
     if cli.json {
-        print_json(&serde_json::json!({
-            "kind": "kvmtune.history", "version": 1,
-            "journal": args.journal, "entries": list,
-        }))?;
+        print_doc(
+            "kvmtune.history",
+            1,
+            &serde_json::json!({
+                "journal": args.journal, "entries": list,
+            }),
+        )?;
     } else {
         let mut out = String::new();
         if list.is_empty() {
@@ -513,7 +522,7 @@ pub fn run_rollback(cli: &Cli, args: &RollbackArgs) -> Result<Exit> {
     }
     let r = engine::rollback(&env, &j, &lock, &id, args.force)?;
     if cli.json {
-        print_json(&serde_json::json!({"kind": "kvmtune.rollback", "version": 1, "result": r}))?;
+        print_doc("kvmtune.rollback", 1, &serde_json::json!({ "result": r}))?;
     } else {
         let mut out = String::new();
         let _ = writeln!(

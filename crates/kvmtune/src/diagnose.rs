@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::cli::{Cli, DiagnoseArgs};
 use crate::output::human;
-use crate::{Exit, print_json, print_text};
+use crate::output::{Exit, Style, print_doc, print_text};
 use kvmtune_core::watch::Watch;
 use kvmtune_kvmstat::diagnose::{Diagnosis, Limits, Severity, diagnose};
 use kvmtune_kvmstat::exits::{ExitProfile, profiles};
@@ -18,15 +18,7 @@ use kvmtune_kvmstat::live::{VmFigures, profile};
 use kvmtune_kvmstat::log::{merge_frames, read_log};
 use kvmtune_rules::audit::Finding;
 
-pub const DIAGNOSE_SCHEMA_VERSION: u32 = 1;
-
-/// An audit finding of the same domain that a diagnosis points at.
-#[derive(Serialize)]
-pub struct AuditLink {
-    pub rule: &'static str,
-    pub severity: String,
-    pub message: String,
-}
+pub const DIAGNOSE_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 pub struct Judged {
@@ -34,7 +26,7 @@ pub struct Judged {
     pub diagnosis: Diagnosis,
     /// Findings of the domain's audit among the diagnosis's audit rules: the configuration
     /// that explains the numbers.
-    pub audit: Vec<AuditLink>,
+    pub audit: Vec<kvmtune_core::diagnosis::AuditLink>,
 }
 
 #[derive(Serialize)]
@@ -50,8 +42,6 @@ pub struct Subject {
 
 #[derive(Serialize)]
 pub struct Report {
-    pub kind: &'static str,
-    pub version: u32,
     /// `live`, `log` or `perf-report`.
     pub mode: &'static str,
     pub input: String,
@@ -88,7 +78,7 @@ fn summary(p: &ExitProfile) -> String {
     parts.join("; ")
 }
 
-fn render(r: &Report) -> String {
+fn render(r: &Report, st: &Style) -> String {
     let mut s = String::new();
     for sub in &r.subjects {
         let _ = writeln!(s, "{}", sub.subject);
@@ -105,29 +95,25 @@ fn render(r: &Report) -> String {
         }
         for j in &sub.diagnoses {
             let d = &j.diagnosis;
-            let lvl = match d.severity {
-                Severity::Error => "ERROR",
-                Severity::Warn => "WARN",
-                Severity::Info => "INFO",
-            };
-            let _ = writeln!(s, "  {lvl} {}: {}", d.rule, d.title);
-            let _ = writeln!(s, "       {}", d.message);
-            let _ = writeln!(s, "       cause: {}", d.cause);
-            let _ = writeln!(s, "       fix:   {}", d.fix);
+            let first = format!("  {} ", st.severity(d.severity));
+            s.push_str(&st.wrap(&first, 8, &format!("{}: {}", d.rule, d.title)));
+            s.push_str(&st.wrap("        ", 8, &d.message));
+            s.push_str(&st.wrap("        cause: ", 15, d.cause));
+            s.push_str(&st.wrap("        fix: ", 13, &d.fix));
             if !j.audit.is_empty() {
                 for a in &j.audit {
-                    let _ = writeln!(
-                        s,
-                        "       audit: {} ({}): {}",
-                        a.rule, a.severity, a.message
-                    );
+                    s.push_str(&st.wrap(
+                        "        audit: ",
+                        15,
+                        &format!("{} ({}): {}", a.rule, a.severity, a.message),
+                    ));
                 }
             } else if !d.audit_rules.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "       audit rules that check the fix: {}",
-                    d.audit_rules.join(", ")
-                );
+                s.push_str(&st.wrap(
+                    "        audit rules that check the fix: ",
+                    15,
+                    &d.audit_rules.join(", "),
+                ));
             }
         }
         s.push('\n');
@@ -160,21 +146,9 @@ fn audits(cli: &Cli, targets: &[String], profile: &str) -> Result<(Audits, Vec<S
 
 fn link(ds: Vec<Diagnosis>, findings: Option<&Vec<Finding>>) -> Vec<Judged> {
     ds.into_iter()
-        .map(|d| {
-            let audit = findings
-                .into_iter()
-                .flatten()
-                .filter(|f| d.audit_rules.contains(&f.rule))
-                .map(|f| AuditLink {
-                    rule: f.rule,
-                    severity: format!("{:?}", f.severity).to_lowercase(),
-                    message: f.message.clone(),
-                })
-                .collect();
-            Judged {
-                diagnosis: d,
-                audit,
-            }
+        .map(|d| Judged {
+            audit: kvmtune_core::diagnosis::links(&d.audit_rules, findings),
+            diagnosis: d,
         })
         .collect()
 }
@@ -300,8 +274,6 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
             .any(|d| d.diagnosis.severity == Severity::Warn)
     });
     let report = Report {
-        kind: "kvmtune.diagnose",
-        version: DIAGNOSE_SCHEMA_VERSION,
         mode,
         input,
         limits: lim,
@@ -309,9 +281,9 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
         audit_errors,
     };
     if cli.json {
-        print_json(&report)?;
+        print_doc("kvmtune.diagnose", DIAGNOSE_SCHEMA_VERSION, &report)?;
     } else {
-        print_text(&render(&report))?;
+        print_text(&render(&report, &Style::of(cli)))?;
     }
     Ok(if any { Exit::Findings } else { Exit::Clean })
 }
