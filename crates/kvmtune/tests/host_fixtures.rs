@@ -184,7 +184,7 @@ fn checks_follow_the_profile() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["id"] == "host-ksm-policy")
+            .find(|c| c["id"] == "host-ksm")
             .unwrap()["verdict"]
             .clone()
     };

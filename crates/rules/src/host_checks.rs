@@ -1,9 +1,13 @@
 //! Host checks of `kvmtune host --check`: every QEMU/KVM check `virt-host-validate qemu`
-//! makes (same verdicts), plus the host rules of RULES.md that need no domain.
+//! makes (same titles, same verdicts), plus the host rules of RULES.md that need no domain.
+//!
+//! Every check has one stable id, defined once in [`rules`] with its title, why, fix and
+//! source; one run of [`check_host`] reports each id at most once.
 
 use serde::{Deserialize, Serialize};
 
 use kvmtune_host::{Host, Probe};
+use kvmtune_profile::Severity;
 
 use crate::profile::{Profile, Want};
 
@@ -25,15 +29,30 @@ impl Verdict {
             Verdict::Fail => "FAIL",
         }
     }
+
+    /// The verdict in the shared severity vocabulary: PASS is no finding, INFO is `info`,
+    /// WARN is `warn`, FAIL is `error`.
+    pub fn severity(self) -> Option<Severity> {
+        match self {
+            Verdict::Pass => None,
+            Verdict::Info => Some(Severity::Info),
+            Verdict::Warn => Some(Severity::Warn),
+            Verdict::Fail => Some(Severity::Error),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
-    /// Stable rule id, e.g. `host-virt-ext`.
+    /// Stable rule id, e.g. `host-virt-ext`: one of [`rules`], at most once per run.
     pub id: String,
     /// What is checked, phrased like virt-host-validate ("for hardware virtualization").
     pub title: String,
+    /// virt-host-validate's verdict (PASS/INFO/WARN/FAIL).
     pub verdict: Verdict,
+    /// The verdict as a finding severity ([`Verdict::severity`]): null for PASS.
+    #[serde(default)]
+    pub severity: Option<Severity>,
     /// What was found.
     pub detail: String,
     /// How to fix it, when the verdict is not PASS.
@@ -44,35 +63,314 @@ pub struct Check {
     pub virt_host_validate: bool,
 }
 
+/// One host check as a rule: what every [`Check`] with this id means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HostRule {
+    /// Stable id, e.g. `host-kvm-device`.
+    pub id: &'static str,
+    /// What is checked (the title of every check with this id; virt-host-validate's own
+    /// title for its checks).
+    pub title: &'static str,
+    /// Why it matters for KVM performance or function.
+    pub why: &'static str,
+    /// The generic fix (each check adds a hint for the host at hand).
+    pub fix: &'static str,
+    /// Public sources.
+    pub source: &'static str,
+    /// True when virt-host-validate makes the same check.
+    pub virt_host_validate: bool,
+}
+
+const VHV: &str = "virt-host-validate";
+
+const VIRT_EXT: HostRule = HostRule {
+    id: "host-virt-ext",
+    title: "for hardware virtualization",
+    why: "Without VT-x/AMD-V (the vmx/svm CPU flag) KVM cannot run guests: QEMU falls back to TCG emulation, many times slower.",
+    fix: "Enable VT-x/AMD-V in the firmware setup; on a nested host expose vmx/svm to this VM.",
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const KVM_DEVICE: HostRule = HostRule {
+    id: "host-kvm-device",
+    title: "if device /dev/kvm exists",
+    why: "QEMU reaches KVM through /dev/kvm: without it every guest is emulated (TCG).",
+    fix: "Load kvm and kvm_intel or kvm_amd (modprobe kvm_intel / modprobe kvm_amd) and enable virtualization in the firmware.",
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const KVM_ACCESS: HostRule = HostRule {
+    id: "host-kvm-access",
+    title: "if device /dev/kvm is accessible",
+    why: "QEMU must open /dev/kvm read-write: if the user it runs as cannot, KVM guests do not start (or run emulated).",
+    fix: "Give /dev/kvm to the kvm group with mode 0660 (the usual udev rule) and run QEMU as a member of that group.",
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const VHOST_NET: HostRule = HostRule {
+    id: "host-vhost-net",
+    title: "if device /dev/vhost-net exists",
+    why: "vhost-net moves virtio-net packet processing into the host kernel; without it QEMU handles every packet in user space, with more exits, host CPU and latency.",
+    fix: "modprobe vhost_net, and list it in /etc/modules-load.d/ to load it at boot.",
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const TUN: HostRule = HostRule {
+    id: "host-tun",
+    title: "if device /dev/net/tun exists",
+    why: "The tap interfaces of bridged and NAT guest networks are created through /dev/net/tun: without it guests get no such network.",
+    fix: "modprobe tun, and list it in /etc/modules-load.d/ to load it at boot.",
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const CGROUP_FIX: &str = "Enable the controller in the kernel configuration and mount it (cgroup v1) or enable it in cgroup.subtree_control (cgroup v2).";
+
+const CGROUP_CPU: HostRule = HostRule {
+    id: "host-cgroup-cpu",
+    title: "for cgroup 'cpu' controller support",
+    why: "libvirt applies <cputune> shares, period and quota to vCPU and emulator threads through the cpu controller.",
+    fix: CGROUP_FIX,
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const CGROUP_CPUACCT: HostRule = HostRule {
+    id: "host-cgroup-cpuacct",
+    title: "for cgroup 'cpuacct' controller support",
+    why: "libvirt reads each domain's CPU time (virsh cpu-stats) from the cpuacct controller (part of cpu on cgroup v2).",
+    fix: CGROUP_FIX,
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const CGROUP_CPUSET: HostRule = HostRule {
+    id: "host-cgroup-cpuset",
+    title: "for cgroup 'cpuset' controller support",
+    why: "libvirt confines vCPUs, emulator threads and guest memory to host CPUs and NUMA nodes (<vcpupin>, <emulatorpin>, <numatune>) with the cpuset controller.",
+    fix: CGROUP_FIX,
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const CGROUP_MEMORY: HostRule = HostRule {
+    id: "host-cgroup-memory",
+    title: "for cgroup 'memory' controller support",
+    why: "libvirt enforces <memtune> limits (hard_limit, soft_limit, swap_hard_limit) with the memory controller.",
+    fix: CGROUP_FIX,
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const CGROUP_DEVICES: HostRule = HostRule {
+    id: "host-cgroup-devices",
+    title: "for cgroup 'devices' controller support",
+    why: "libvirt limits the host devices a QEMU process may open with the devices controller (an eBPF program on cgroup v2).",
+    fix: CGROUP_FIX,
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const CGROUP_BLKIO: HostRule = HostRule {
+    id: "host-cgroup-blkio",
+    title: "for cgroup 'blkio' controller support",
+    why: "libvirt applies <blkiotune> weights and disk I/O throttling with the blkio controller (io on cgroup v2).",
+    fix: CGROUP_FIX,
+    source: VHV,
+    virt_host_validate: true,
+};
+
+/// The cgroup controller checks, by controller name, in virt-host-validate's order
+/// ([`kvmtune_host::kvm::LIBVIRT_CONTROLLERS`]).
+const CGROUP_RULES: &[(&str, HostRule)] = &[
+    ("cpu", CGROUP_CPU),
+    ("cpuacct", CGROUP_CPUACCT),
+    ("cpuset", CGROUP_CPUSET),
+    ("memory", CGROUP_MEMORY),
+    ("devices", CGROUP_DEVICES),
+    ("blkio", CGROUP_BLKIO),
+];
+
+const IOMMU_ACPI: HostRule = HostRule {
+    id: "host-iommu-acpi",
+    title: "for device assignment IOMMU support",
+    why: "PCI passthrough (<hostdev>) needs an IOMMU (Intel VT-d, AMD-Vi) announced by the firmware in an ACPI DMAR or IVRS table to isolate the device's DMA; guests without assigned devices do not need it.",
+    fix: "Enable VT-d/AMD-Vi (IOMMU) in the firmware setup; only matters for PCI passthrough.",
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const IOMMU: HostRule = HostRule {
+    id: "host-iommu",
+    title: "if IOMMU is enabled by kernel",
+    why: "The firmware announces an IOMMU but the kernel made no IOMMU groups: VFIO cannot assign devices to guests.",
+    fix: "Add intel_iommu=on (Intel) or iommu=pt iommu=1 (AMD) to the kernel command line and reboot.",
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const SECURE_GUEST: HostRule = HostRule {
+    id: "host-secure-guest",
+    title: "for secure guest support",
+    why: "Confidential guests (AMD SEV, IBM Secure Execution) need support in the CPU, the firmware and the kvm module; ordinary guests do not.",
+    fix: "Enable SEV in the firmware and kvm_amd.sev=1 on the kernel command line; only matters for confidential guests.",
+    source: VHV,
+    virt_host_validate: true,
+};
+
+const NESTED: HostRule = HostRule {
+    id: "host-nested",
+    title: "if nested virtualization is enabled",
+    why: "Guests that run a hypervisor themselves (KVM in a VM, Hyper-V, WSL2 or VBS in Windows) need the nested parameter of kvm_intel/kvm_amd; other guests do not.",
+    fix: "'options kvm_intel nested=1' (or kvm_amd) in /etc/modprobe.d/, then reload the module with no guest running.",
+    source: "Linux kernel docs: Running nested guests with KVM (virt/kvm/x86/running-nested-guests)",
+    virt_host_validate: false,
+};
+
+const KSM_SOURCE: &str = "Linux kernel docs: Kernel Samepage Merging (admin-guide/mm/ksm); Red Hat Virtualization Tuning and Optimization Guide (KSM)";
+
+const KSM: HostRule = HostRule {
+    id: "host-ksm",
+    title: "KSM state for the profile",
+    why: "KSM merges identical guest pages to save memory, at the cost of ksmd CPU time and copy-on-write faults when a merged page is written: dense and desktop hosts gain from it, servers and latency hosts usually do not.",
+    fix: "echo 0 > /sys/kernel/mm/ksm/run (or stop ksmtuned) where the profile advises KSM off; echo 1 > /sys/kernel/mm/ksm/run (or start ksmtuned) where it advises it on.",
+    source: KSM_SOURCE,
+    virt_host_validate: false,
+};
+
+const KSM_MERGE_NODES: HostRule = HostRule {
+    id: "host-ksm-merge-nodes",
+    title: "KSM merge_across_nodes on a NUMA host",
+    why: "With merge_across_nodes=1 KSM merges identical pages of different NUMA nodes into one page: VMs bound to a node then read remote memory.",
+    fix: "echo 2 > /sys/kernel/mm/ksm/run (unmerge), echo 0 > /sys/kernel/mm/ksm/merge_across_nodes, then echo 1 > /sys/kernel/mm/ksm/run.",
+    source: KSM_SOURCE,
+    virt_host_validate: false,
+};
+
+const THP: HostRule = HostRule {
+    id: "host-thp",
+    title: "transparent hugepages",
+    why: "QEMU madvises guest RAM for transparent hugepages: with 'never' guests lose 2 MiB pages (more TLB misses and longer two-dimensional page walks); 'madvise' and 'always' both serve.",
+    fix: "echo madvise > /sys/kernel/mm/transparent_hugepage/enabled (transparent_hugepage=madvise on the kernel command line to keep it).",
+    source: concat!(
+        "Linux kernel docs: Transparent Hugepage Support (admin-guide/mm/transhuge); ",
+        "Red Hat Virtualization Tuning and Optimization Guide (huge pages and transparent huge pages)"
+    ),
+    virt_host_validate: false,
+};
+
+const HUGEPAGES_POOL: HostRule = HostRule {
+    id: "host-hugepages-pool",
+    title: "static hugepage pools",
+    why: "Domains with <hugepages/> take guest memory from the static hugepage pools through a hugetlbfs mount: without a pool of their page size, or without the mount, they do not start. Latency hosts want guest memory on static hugepages.",
+    fix: "Reserve pages per node (echo N > /sys/devices/system/node/nodeX/hugepages/hugepages-2048kB/nr_hugepages, or hugepagesz=/hugepages= on the kernel command line) and mount hugetlbfs (mount -t hugetlbfs hugetlbfs /dev/hugepages).",
+    source: concat!(
+        "Linux kernel docs: HugeTLB Pages (admin-guide/mm/hugetlbpage); ",
+        "Red Hat Virtualization Tuning and Optimization Guide (huge pages and transparent huge pages)"
+    ),
+    virt_host_validate: false,
+};
+
+const NUMA_BALANCING: HostRule = HostRule {
+    id: "host-numa-balancing",
+    title: "automatic NUMA balancing",
+    why: "Automatic NUMA balancing moves tasks and memory towards each other: it helps unpinned VMs on multi-node hosts, but costs page faults and fights strict pinning.",
+    fix: "sysctl -w kernel.numa_balancing=0 when every VM is strictly pinned (latency profile); keep it 1 for unpinned VMs.",
+    source: "Linux kernel docs: kernel.numa_balancing (admin-guide/sysctl/kernel); Red Hat Virtualization Tuning and Optimization Guide (automatic NUMA balancing)",
+    virt_host_validate: false,
+};
+
+const ISOLCPUS: HostRule = HostRule {
+    id: "host-isolcpus",
+    title: "CPU isolation for the profile",
+    why: "Dedicated vCPUs get low, steady latency only on CPUs the host scheduler keeps free of other tasks; isolated CPUs get no load balancing, so only pinned, dedicated vCPUs belong there.",
+    fix: "isolcpus= and nohz_full= on the kernel command line (or a cpuset partition) for the CPUs of dedicated vCPUs, and pin those vCPUs there.",
+    source: "Linux kernel docs: kernel-parameters (isolcpus=, nohz_full=); Red Hat Enterprise Linux for Real Time Tuning Guide",
+    virt_host_validate: false,
+};
+
+const GOVERNOR: HostRule = HostRule {
+    id: "host-governor",
+    title: "CPU frequency governor",
+    why: "Power-saving governors lower the clock of idle CPUs: a vCPU that wakes up runs slowly until the frequency rises again, which adds latency.",
+    fix: "cpupower frequency-set -g performance, or the tuned profile virtual-host (realtime-virtual-host for latency hosts).",
+    source: "tuned virtual-host profile; Linux kernel docs: CPU Performance Scaling (admin-guide/pm/cpufreq)",
+    virt_host_validate: false,
+};
+
+const HALT_POLL: HostRule = HostRule {
+    id: "host-halt-poll",
+    title: "KVM halt polling",
+    why: "KVM polls for a while before it puts an idle vCPU to sleep: wake-ups get faster, but the host burns CPU for idle guests.",
+    fix: "Tune kvm.halt_poll_ns (/sys/module/kvm/parameters/halt_poll_ns) from the measured halt-poll cost (kvmtune diagnose).",
+    source: "Linux kernel docs: The KVM halt polling system (virt/kvm/halt-polling)",
+    virt_host_validate: false,
+};
+
+const RULES: &[HostRule] = &[
+    VIRT_EXT,
+    KVM_DEVICE,
+    KVM_ACCESS,
+    VHOST_NET,
+    TUN,
+    CGROUP_CPU,
+    CGROUP_CPUACCT,
+    CGROUP_CPUSET,
+    CGROUP_MEMORY,
+    CGROUP_DEVICES,
+    CGROUP_BLKIO,
+    IOMMU_ACPI,
+    IOMMU,
+    SECURE_GUEST,
+    NESTED,
+    KSM,
+    KSM_MERGE_NODES,
+    THP,
+    HUGEPAGES_POOL,
+    NUMA_BALANCING,
+    ISOLCPUS,
+    GOVERNOR,
+    HALT_POLL,
+];
+
+/// Every host check [`check_host`] can report, in report order: one entry per id.
+pub fn rules() -> &'static [HostRule] {
+    RULES
+}
+
+/// The host check with this id.
+pub fn rule(id: &str) -> Option<&'static HostRule> {
+    RULES.iter().find(|r| r.id == id)
+}
+
 struct Out {
     checks: Vec<Check>,
 }
 
 impl Out {
-    #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
-        id: &str,
-        title: impl Into<String>,
+        rule: &HostRule,
         verdict: Verdict,
         detail: impl Into<String>,
         hint: Option<String>,
-        source: &str,
-        vhv: bool,
     ) {
         self.checks.push(Check {
-            id: id.to_string(),
-            title: title.into(),
+            id: rule.id.to_string(),
+            title: rule.title.to_string(),
             verdict,
+            severity: verdict.severity(),
             detail: detail.into(),
             hint: if verdict == Verdict::Pass { None } else { hint },
-            source: source.to_string(),
-            virt_host_validate: vhv,
+            source: rule.source.to_string(),
+            virt_host_validate: rule.virt_host_validate,
         });
     }
 }
-
-const VHV: &str = "virt-host-validate";
 
 /// Run every host check for `profile`.
 pub fn check_host(host: &Host, profile: &Profile) -> Vec<Check> {
@@ -113,24 +411,20 @@ fn virt_ext(host: &Host, out: &mut Out) {
         (None, false) => (Verdict::Warn, "CPU flags unknown (/proc/cpuinfo unreadable)".to_string()),
     };
     out.push(
-        "host-virt-ext",
-        "for hardware virtualization",
+        &VIRT_EXT,
         verdict,
         detail,
         Some(
             "Enable VT-x/AMD-V in the firmware, or on a nested host expose vmx/svm to this VM"
                 .into(),
         ),
-        VHV,
-        true,
     );
     // /dev/kvm is checked whatever the flags say: a paravirtual or nested KVM can work
     // without vmx/svm in /proc/cpuinfo (virt-host-validate skips these two then).
     let kvm = host.kvm.dev_kvm;
     let kvm_hint = "Check that the 'kvm-intel' or 'kvm-amd' modules are loaded & the BIOS has enabled virtualization";
     out.push(
-        "host-virt-ext",
-        "if device /dev/kvm exists",
+        &KVM_DEVICE,
         if kvm.exists {
             Verdict::Pass
         } else {
@@ -142,13 +436,10 @@ fn virt_ext(host: &Host, out: &mut Out) {
             "/dev/kvm missing: QEMU can only emulate (TCG)"
         },
         Some(kvm_hint.into()),
-        VHV,
-        true,
     );
     if kvm.exists {
         out.push(
-            "host-virt-ext",
-            "if device /dev/kvm is accessible",
+            &KVM_ACCESS,
             if kvm.openable { Verdict::Pass } else { Verdict::Fail },
             if kvm.openable {
                 "/dev/kvm opens read-write: KVM acceleration is usable"
@@ -156,16 +447,20 @@ fn virt_ext(host: &Host, out: &mut Out) {
                 "/dev/kvm does not open read-write for this user"
             },
             Some("Check /dev/kvm is world writable or you are in a group that is allowed to access it".into()),
-            VHV,
-            true,
         );
     }
 }
 
-fn device_check(out: &mut Out, id: &str, path: &str, p: Probe, missing: Verdict, hint: &str) {
+fn device_check(
+    out: &mut Out,
+    rule: &HostRule,
+    path: &str,
+    p: Probe,
+    missing: Verdict,
+    hint: &str,
+) {
     out.push(
-        id,
-        format!("if device {path} exists"),
+        rule,
         if p.exists { Verdict::Pass } else { missing },
         if p.exists {
             format!("{path} present")
@@ -173,15 +468,13 @@ fn device_check(out: &mut Out, id: &str, path: &str, p: Probe, missing: Verdict,
             format!("{path} missing")
         },
         Some(hint.to_string()),
-        VHV,
-        true,
     );
 }
 
 fn devices(host: &Host, out: &mut Out) {
     device_check(
         out,
-        "host-vhost-net",
+        &VHOST_NET,
         "/dev/vhost-net",
         host.kvm.dev_vhost_net,
         Verdict::Warn,
@@ -189,7 +482,7 @@ fn devices(host: &Host, out: &mut Out) {
     );
     device_check(
         out,
-        "host-tun",
+        &TUN,
         "/dev/net/tun",
         host.kvm.dev_tun,
         Verdict::Fail,
@@ -200,11 +493,10 @@ fn devices(host: &Host, out: &mut Out) {
 fn cgroups(host: &Host, out: &mut Out) {
     let cg = &host.kvm.cgroup;
     let mode = cg.mode.as_deref().unwrap_or("no cgroup mounts");
-    for c in kvmtune_host::kvm::LIBVIRT_CONTROLLERS {
+    for (c, rule) in CGROUP_RULES {
         let ok = cg.controllers.iter().any(|x| x == c);
         out.push(
-            "host-cgroups",
-            format!("for cgroup '{c}' controller support"),
+            rule,
             if ok { Verdict::Pass } else { Verdict::Warn },
             if ok {
                 format!("'{c}' available ({mode})")
@@ -214,8 +506,6 @@ fn cgroups(host: &Host, out: &mut Out) {
             Some(format!(
                 "Enable '{c}' in kernel Kconfig file or mount/enable cgroup controller in your system"
             )),
-            VHV,
-            true,
         );
     }
 }
@@ -229,20 +519,16 @@ fn iommu(host: &Host, out: &mut Out) {
         ("IVRS", "iommu=pt iommu=1")
     } else {
         out.push(
-            "host-iommu",
-            "for device assignment IOMMU support",
+            &IOMMU_ACPI,
             Verdict::Warn,
             "Unknown if this platform has IOMMU support (no vmx/svm flag to tell Intel from AMD)",
             Some("Only matters for PCI passthrough (<hostdev>)".into()),
-            VHV,
-            true,
         );
         return;
     };
     let found = tables.iter().any(|t| t == table);
     out.push(
-        "host-iommu",
-        "for device assignment IOMMU support",
+        &IOMMU_ACPI,
         if found { Verdict::Pass } else { Verdict::Warn },
         if found {
             format!("ACPI {table} table present")
@@ -250,16 +536,13 @@ fn iommu(host: &Host, out: &mut Out) {
             format!("No ACPI {table} table found, IOMMU either disabled in BIOS or not supported by this hardware platform")
         },
         Some("Enable VT-d/AMD-Vi in the firmware; only matters for PCI passthrough".into()),
-        VHV,
-        true,
     );
     if !found {
         return;
     }
     let groups = host.kvm.iommu_groups.len();
     out.push(
-        "host-iommu",
-        "if IOMMU is enabled by kernel",
+        &IOMMU,
         if groups > 0 {
             Verdict::Pass
         } else {
@@ -269,13 +552,10 @@ fn iommu(host: &Host, out: &mut Out) {
         Some(format!(
             "IOMMU appears to be disabled in kernel. Add {bootarg} to kernel cmdline arguments"
         )),
-        VHV,
-        true,
     );
 }
 
 fn secure_guest(host: &Host, out: &mut Out) {
-    let title = "for secure guest support";
     if has_flag(host, "sev") {
         let param = host
             .kvm
@@ -295,60 +575,75 @@ fn secure_guest(host: &Host, out: &mut Out) {
             ),
             Some(_) => (Verdict::Pass, "AMD SEV enabled".to_string()),
         };
-        out.push("host-secure-guest", title, verdict, detail, None, VHV, true);
+        out.push(&SECURE_GUEST, verdict, detail, None);
     } else {
         out.push(
-            "host-secure-guest",
-            title,
+            &SECURE_GUEST,
             Verdict::Warn,
             "Unknown if this platform has Secure Guest support (no sev CPU flag)",
             Some("Only matters for confidential guests (AMD SEV, IBM Secure Execution)".into()),
-            VHV,
-            true,
         );
     }
 }
 
+/// One check for the nested parameter of whichever of kvm_intel/kvm_amd is loaded (both,
+/// on an odd host, in one check).
 fn nested(host: &Host, out: &mut Out) {
-    for m in ["kvm_intel", "kvm_amd"] {
-        if let Some(v) = host.kvm.modules.get(m).and_then(|p| p.get("nested")) {
-            let on = v.starts_with(['1', 'Y', 'y']);
-            out.push(
-                "host-nested",
-                "if nested virtualization is enabled",
-                Verdict::Info,
-                format!("{m}.nested={v} ({})", if on { "guests may run their own KVM" } else { "guests cannot run KVM themselves" }),
-                Some(format!("Set 'options {m} nested=1' in /etc/modprobe.d/ for guests that need vmx/svm (seed 002 §3.4)")),
-                "seed 002 §3.4",
-                false,
-            );
-        }
+    let params: Vec<(&str, &String)> = ["kvm_intel", "kvm_amd"]
+        .into_iter()
+        .filter_map(|m| {
+            host.kvm
+                .modules
+                .get(m)
+                .and_then(|p| p.get("nested"))
+                .map(|v| (m, v))
+        })
+        .collect();
+    if params.is_empty() {
+        return;
     }
+    let detail = params
+        .iter()
+        .map(|(m, v)| {
+            let on = v.starts_with(['1', 'Y', 'y']);
+            format!(
+                "{m}.nested={v} ({})",
+                if on {
+                    "guests may run their own KVM"
+                } else {
+                    "guests cannot run KVM themselves"
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let options = params
+        .iter()
+        .map(|(m, _)| format!("'options {m} nested=1'"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    out.push(
+        &NESTED,
+        Verdict::Info,
+        detail,
+        Some(format!(
+            "Set {options} in /etc/modprobe.d/ for guests that need vmx/svm"
+        )),
+    );
 }
 
 fn ksm(host: &Host, profile: &Profile, out: &mut Out) {
     let Some(ksm) = &host.memory.ksm else {
         out.push(
-            "host-ksm-policy",
-            "KSM state for the profile",
+            &KSM,
             Verdict::Info,
             "no /sys/kernel/mm/ksm: KSM not built into this kernel",
             None,
-            "seed 001, seed 002 §3.5",
-            false,
         );
         return;
     };
     let Some(run) = ksm.run else {
-        out.push(
-            "host-ksm-policy",
-            "KSM state for the profile",
-            Verdict::Warn,
-            "KSM run state unknown",
-            None,
-            "seed 001, seed 002 §3.5",
-            false,
-        );
+        out.push(&KSM, Verdict::Warn, "KSM run state unknown", None);
         return;
     };
     let running = run == 1;
@@ -374,15 +669,7 @@ fn ksm(host: &Host, profile: &Profile, out: &mut Out) {
         ),
         _ => (Verdict::Pass, None),
     };
-    out.push(
-        "host-ksm-policy",
-        "KSM state for the profile",
-        verdict,
-        state,
-        hint,
-        "seed 001, seed 002 §3.5",
-        false,
-    );
+    out.push(&KSM, verdict, state, hint);
 
     let memory_nodes = host
         .numa
@@ -395,13 +682,10 @@ fn ksm(host: &Host, profile: &Profile, out: &mut Out) {
         && let Some(m) = ksm.merge_across_nodes
     {
         out.push(
-            "host-ksm-policy",
-            "KSM merge_across_nodes on a NUMA host",
+            &KSM_MERGE_NODES,
             if m == 0 { Verdict::Pass } else { Verdict::Info },
             format!("merge_across_nodes={m} on {memory_nodes} memory nodes"),
             Some("With VMs bound to nodes, set merge_across_nodes=0 so KSM does not merge pages across nodes (requires KSM run=2 first to unmerge)".into()),
-            "seed 002 §3.1",
-            false,
         );
     }
 }
@@ -415,16 +699,15 @@ fn thp(host: &Host, profile: &Profile, out: &mut Out) {
     };
     let ok = profile.host.thp_ok.iter().any(|x| x == enabled);
     out.push(
-        "host-thp",
-        "transparent hugepages",
+        &THP,
         if ok { Verdict::Pass } else { Verdict::Warn },
         format!("enabled={enabled}, defrag={}", thp.defrag.as_deref().unwrap_or("unknown")),
         Some("QEMU madvises guest RAM: set 'madvise' (or 'always') in /sys/kernel/mm/transparent_hugepage/enabled so guests get 2M pages without static reservations".into()),
-        "seed 002 §3.8",
-        false,
     );
 }
 
+/// One check, two exclusive outcomes: reserved pages without a hugetlbfs mount, or the
+/// pools against the profile.
 fn hugepages(host: &Host, profile: &Profile, out: &mut Out) {
     let reserved: Vec<String> = host
         .memory
@@ -443,13 +726,10 @@ fn hugepages(host: &Host, profile: &Profile, out: &mut Out) {
     let mounted = !host.memory.hugetlbfs.is_empty();
     if !reserved.is_empty() && !mounted {
         out.push(
-            "host-hugepages-pool",
-            "hugepages reserved and hugetlbfs mounted",
+            &HUGEPAGES_POOL,
             Verdict::Warn,
             format!("reserved {} but no hugetlbfs mount", reserved.join(", ")),
             Some("libvirt backs <hugepages/> through hugetlbfs: mount -t hugetlbfs hugetlbfs /dev/hugepages".into()),
-            "seed 001, seed 002 §3.8",
-            false,
         );
         return;
     }
@@ -469,15 +749,7 @@ fn hugepages(host: &Host, profile: &Profile, out: &mut Out) {
     } else {
         format!("reserved {}", reserved.join(", "))
     };
-    out.push(
-        "host-hugepages-pool",
-        "static hugepage pools",
-        verdict,
-        detail,
-        hint,
-        "seed 001, seed 002 §3.8",
-        false,
-    );
+    out.push(&HUGEPAGES_POOL, verdict, detail, hint);
 }
 
 fn numa_balancing(host: &Host, profile: &Profile, out: &mut Out) {
@@ -491,9 +763,10 @@ fn numa_balancing(host: &Host, profile: &Profile, out: &mut Out) {
         return;
     };
     let detail = format!("kernel.numa_balancing={b} on {nodes} node(s) with CPUs");
-    let (verdict, hint) = if nodes <= 1 {
+    let wants_off = profile.host.numa_balancing == Want::Off;
+    let (verdict, hint) = if nodes <= 1 || wants_off && b == 0 {
         (Verdict::Pass, None)
-    } else if profile.host.numa_balancing == Want::Off && b != 0 {
+    } else if wants_off {
         (
             Verdict::Warn,
             Some(format!(
@@ -504,15 +777,7 @@ fn numa_balancing(host: &Host, profile: &Profile, out: &mut Out) {
     } else {
         (Verdict::Info, Some("Keep it on for unpinned VMs; turn it off when every VM is strictly pinned (kvmtune audit judges this per domain)".into()))
     };
-    out.push(
-        "host-numa-balancing",
-        "automatic NUMA balancing",
-        verdict,
-        detail,
-        hint,
-        "seed 002 §3.1",
-        false,
-    );
+    out.push(&NUMA_BALANCING, verdict, detail, hint);
 }
 
 fn isolcpus(host: &Host, profile: &Profile, out: &mut Out) {
@@ -534,28 +799,17 @@ fn isolcpus(host: &Host, profile: &Profile, out: &mut Out) {
             "Isolated CPUs get no load balancing: only pinned, dedicated vCPUs should run there".into())),
         _ => (Verdict::Pass, None),
     };
-    out.push(
-        "host-isolcpus",
-        "CPU isolation for the profile",
-        verdict,
-        detail,
-        hint,
-        "seed 003",
-        false,
-    );
+    out.push(&ISOLCPUS, verdict, detail, hint);
 }
 
 fn governor(host: &Host, profile: &Profile, out: &mut Out) {
     let g = &host.cpu.governors;
     if g.is_empty() {
         out.push(
-            "host-governor",
-            "CPU frequency governor",
+            &GOVERNOR,
             Verdict::Pass,
             "no cpufreq driver (frequency is run by the firmware or the hypervisor below)",
             None,
-            "tuned virtual-host",
-            false,
         );
         return;
     }
@@ -571,15 +825,7 @@ fn governor(host: &Host, profile: &Profile, out: &mut Out) {
     } else {
         (Verdict::Pass, None)
     };
-    out.push(
-        "host-governor",
-        "CPU frequency governor",
-        verdict,
-        detail,
-        hint,
-        "tuned virtual-host",
-        false,
-    );
+    out.push(&GOVERNOR, verdict, detail, hint);
 }
 
 fn halt_poll(host: &Host, out: &mut Out) {
@@ -590,24 +836,24 @@ fn halt_poll(host: &Host, out: &mut Out) {
         .and_then(|p| p.get("halt_poll_ns"))
     {
         out.push(
-            "host-halt-poll",
-            "KVM halt polling",
+            &HALT_POLL,
             Verdict::Info,
             format!("kvm.halt_poll_ns={v}"),
             Some("Halt polling trades host CPU for wake-up latency; `kvmtune diagnose` judges it from HLT exit rates".into()),
-            "seed 004",
-            false,
         );
     }
 }
 
-/// Table tests: for each check id a host where it fires (WARN/FAIL/INFO) and a close one
-/// where it passes (or, for the info-only checks, does not appear).
 #[cfg(test)]
 pub(crate) mod table {
+    use std::collections::BTreeSet;
+
     use super::Verdict::{Fail, Info, Pass, Warn};
+    use super::{check_host, rule, rules};
+    use crate::Profile;
     use crate::audit::testkit::*;
     use kvmtune_host::{Host, Mount, Thp};
+    use kvmtune_profile::Severity;
 
     fn with(mut h: Host, f: impl FnOnce(&mut Host)) -> Host {
         f(&mut h);
@@ -654,15 +900,6 @@ pub(crate) mod table {
     }
 
     pub(crate) fn cases() -> Vec<HostCase> {
-        let hw = "for hardware virtualization";
-        let exists = "/dev/kvm exists";
-        let access = "/dev/kvm is accessible";
-        let table = "IOMMU support";
-        let kernel = "IOMMU is enabled by kernel";
-        let ksm_state = "KSM state";
-        let mergen = "merge_across_nodes";
-        let mounted = "hugetlbfs mounted";
-        let pools = "static hugepage pools";
         let ksm_run = |mut h: Host, run: u32, merge: u32| {
             let mut k = ksm(run);
             k.merge_across_nodes = Some(merge);
@@ -677,12 +914,12 @@ pub(crate) mod table {
                 }
             })
         };
-        vec![
-            // host-virt-ext
+        let mut v = vec![
+            // host-virt-ext, host-kvm-device, host-kvm-access
             host_case(
                 "vmx present",
                 "host-virt-ext",
-                hw,
+                "",
                 "server",
                 host16(),
                 Some(Pass),
@@ -690,7 +927,7 @@ pub(crate) mod table {
             host_case(
                 "no vmx/svm on a known CPU",
                 "host-virt-ext",
-                hw,
+                "",
                 "server",
                 with(host16(), |h| {
                     h.cpu.hw_virt = None;
@@ -701,39 +938,39 @@ pub(crate) mod table {
             host_case(
                 "CPU flags unknown",
                 "host-virt-ext",
-                hw,
+                "",
                 "server",
                 blank_host(),
                 Some(Warn),
             ),
             host_case(
                 "/dev/kvm present",
-                "host-virt-ext",
-                exists,
+                "host-kvm-device",
+                "",
                 "server",
                 host16(),
                 Some(Pass),
             ),
             host_case(
                 "/dev/kvm missing",
-                "host-virt-ext",
-                exists,
+                "host-kvm-device",
+                "",
                 "server",
                 blank_host(),
                 Some(Fail),
             ),
             host_case(
                 "/dev/kvm opens",
-                "host-virt-ext",
-                access,
+                "host-kvm-access",
+                "",
                 "server",
                 host16(),
                 Some(Pass),
             ),
             host_case(
                 "/dev/kvm does not open",
-                "host-virt-ext",
-                access,
+                "host-kvm-access",
+                "",
                 "server",
                 with(host16(), |h| h.kvm.dev_kvm.openable = false),
                 Some(Fail),
@@ -771,52 +1008,27 @@ pub(crate) mod table {
                 with(host16(), |h| h.kvm.dev_tun.exists = false),
                 Some(Fail),
             ),
-            // host-cgroups
-            host_case(
-                "all controllers",
-                "host-cgroups",
-                "",
-                "server",
-                with(host16(), |h| {
-                    h.kvm.cgroup.mode = Some("v2".into());
-                    h.kvm.cgroup.controllers = kvmtune_host::kvm::LIBVIRT_CONTROLLERS
-                        .iter()
-                        .map(|c| c.to_string())
-                        .collect();
-                }),
-                Some(Pass),
-            ),
-            host_case(
-                "no cpuset controller",
-                "host-cgroups",
-                "'cpuset'",
-                "server",
-                with(host16(), |h| {
-                    h.kvm.cgroup.controllers = vec!["cpu".into(), "memory".into()];
-                }),
-                Some(Warn),
-            ),
-            // host-iommu
+            // host-iommu-acpi, host-iommu
             host_case(
                 "intel without DMAR",
-                "host-iommu",
-                table,
+                "host-iommu-acpi",
+                "",
                 "server",
                 host16(),
                 Some(Warn),
             ),
             host_case(
                 "intel with DMAR",
-                "host-iommu",
-                table,
+                "host-iommu-acpi",
+                "",
                 "server",
                 with(host16(), |h| h.kvm.iommu_acpi_tables = vec!["DMAR".into()]),
                 Some(Pass),
             ),
             host_case(
                 "vendor unknown",
-                "host-iommu",
-                table,
+                "host-iommu-acpi",
+                "",
                 "server",
                 blank_host(),
                 Some(Warn),
@@ -824,7 +1036,7 @@ pub(crate) mod table {
             host_case(
                 "DMAR but no groups",
                 "host-iommu",
-                kernel,
+                "",
                 "server",
                 with(host16(), |h| h.kvm.iommu_acpi_tables = vec!["DMAR".into()]),
                 Some(Warn),
@@ -832,7 +1044,7 @@ pub(crate) mod table {
             host_case(
                 "DMAR and groups",
                 "host-iommu",
-                kernel,
+                "",
                 "server",
                 with(host16(), |h| {
                     h.kvm.iommu_acpi_tables = vec!["DMAR".into()];
@@ -894,6 +1106,17 @@ pub(crate) mod table {
                 Some(Info),
             ),
             host_case(
+                "kvm_intel and kvm_amd both loaded: one check",
+                "host-nested",
+                "",
+                "server",
+                with(host16(), |h| {
+                    kvm_module(h, "kvm_intel", "nested", "Y");
+                    kvm_module(h, "kvm_amd", "nested", "0");
+                }),
+                Some(Info),
+            ),
+            host_case(
                 "no nested parameter",
                 "host-nested",
                 "",
@@ -901,67 +1124,67 @@ pub(crate) mod table {
                 host16(),
                 None,
             ),
-            // host-ksm-policy
+            // host-ksm, host-ksm-merge-nodes
             host_case(
                 "server, KSM runs",
-                "host-ksm-policy",
-                ksm_state,
+                "host-ksm",
+                "",
                 "server",
                 ksm_run(host16(), 1, 0),
                 Some(Warn),
             ),
             host_case(
                 "server, KSM stopped",
-                "host-ksm-policy",
-                ksm_state,
+                "host-ksm",
+                "",
                 "server",
                 ksm_run(host16(), 0, 0),
                 Some(Pass),
             ),
             host_case(
                 "dense, KSM stopped",
-                "host-ksm-policy",
-                ksm_state,
+                "host-ksm",
+                "",
                 "dense",
                 ksm_run(host16(), 0, 0),
                 Some(Warn),
             ),
             host_case(
                 "dense, KSM runs",
-                "host-ksm-policy",
-                ksm_state,
+                "host-ksm",
+                "",
                 "dense",
                 ksm_run(host16(), 1, 0),
                 Some(Pass),
             ),
             host_case(
                 "no KSM in the kernel",
-                "host-ksm-policy",
-                ksm_state,
+                "host-ksm",
+                "",
                 "server",
                 with(host16(), |h| h.memory.ksm = None),
                 Some(Info),
             ),
             host_case(
                 "merging across 2 nodes",
-                "host-ksm-policy",
-                mergen,
+                "host-ksm-merge-nodes",
+                "",
                 "dense",
                 ksm_run(host2n(), 1, 1),
                 Some(Info),
             ),
             host_case(
                 "not merging across 2 nodes",
-                "host-ksm-policy",
-                mergen,
+                "host-ksm-merge-nodes",
+                "",
                 "dense",
                 ksm_run(host2n(), 1, 0),
                 Some(Pass),
             ),
             host_case(
                 "merge_across_nodes on 1 node",
-                "host-ksm-policy",
-                mergen,
+                "host-ksm-merge-nodes",
+                "",
                 "dense",
                 ksm_run(host16(), 1, 1),
                 None,
@@ -987,7 +1210,7 @@ pub(crate) mod table {
             host_case(
                 "pool without hugetlbfs",
                 "host-hugepages-pool",
-                mounted,
+                "",
                 "server",
                 with(host16(), |h| h.memory.hugepages = vec![pool(2048, 512)]),
                 Some(Warn),
@@ -995,7 +1218,7 @@ pub(crate) mod table {
             host_case(
                 "pool with hugetlbfs",
                 "host-hugepages-pool",
-                pools,
+                "",
                 "server",
                 with(host16(), |h| {
                     h.memory.hugepages = vec![pool(2048, 512)];
@@ -1006,7 +1229,7 @@ pub(crate) mod table {
             host_case(
                 "latency, no pool",
                 "host-hugepages-pool",
-                pools,
+                "",
                 "latency",
                 host16(),
                 Some(Warn),
@@ -1014,7 +1237,7 @@ pub(crate) mod table {
             host_case(
                 "server, no pool",
                 "host-hugepages-pool",
-                pools,
+                "",
                 "server",
                 host16(),
                 Some(Pass),
@@ -1035,6 +1258,14 @@ pub(crate) mod table {
                 "server",
                 balancing(host2n(), 1),
                 Some(Info),
+            ),
+            host_case(
+                "latency, balancing off on 2 nodes",
+                "host-numa-balancing",
+                "",
+                "latency",
+                balancing(host2n(), 0),
+                Some(Pass),
             ),
             host_case(
                 "latency, balancing on 1 node",
@@ -1135,7 +1366,37 @@ pub(crate) mod table {
                 host16(),
                 None,
             ),
-        ]
+        ];
+        // host-cgroup-<controller>: each controller missing, and all there
+        let all = |h: &mut Host| {
+            h.kvm.cgroup.mode = Some("v2".into());
+            h.kvm.cgroup.controllers = kvmtune_host::kvm::LIBVIRT_CONTROLLERS
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+        };
+        for (c, rule) in super::CGROUP_RULES {
+            v.push(host_case(
+                "all controllers",
+                rule.id,
+                "",
+                "server",
+                with(host16(), all),
+                Some(Pass),
+            ));
+            v.push(host_case(
+                "one controller missing",
+                rule.id,
+                "",
+                "server",
+                with(host16(), |h| {
+                    all(h);
+                    h.kvm.cgroup.controllers.retain(|x| x != c);
+                }),
+                Some(Warn),
+            ));
+        }
+        v
     }
 
     #[test]
@@ -1143,8 +1404,8 @@ pub(crate) mod table {
         run_host_cases(&cases());
     }
 
+    /// Was a false positive: the latency profile wants kernel.numa_balancing=0, and it is 0.
     #[test]
-    #[ignore = "false positive: latency profile wants kernel.numa_balancing=0 and it is 0, yet the check says INFO 'keep it on for unpinned VMs'"]
     fn numa_balancing_off_as_the_profile_wants() {
         run_host_cases(&[host_case(
             "latency, balancing off on 2 nodes",
@@ -1154,5 +1415,125 @@ pub(crate) mod table {
             with(host2n(), |h| h.numa.balancing = Some(0)),
             Some(Pass),
         )]);
+    }
+
+    /// Every host a test knows: the table's hosts and the fixture hosts.
+    fn every_test_host() -> Vec<(String, Host)> {
+        let mut v: Vec<(String, Host)> = cases()
+            .into_iter()
+            .map(|c| (format!("case {:?}", c.name), c.host))
+            .collect();
+        v.extend(
+            fixture_hosts()
+                .into_iter()
+                .map(|(p, h)| (p.display().to_string(), h)),
+        );
+        v
+    }
+
+    #[test]
+    fn no_run_reports_an_id_twice_and_every_id_is_in_the_table() {
+        let known: BTreeSet<&str> = rules().iter().map(|r| r.id).collect();
+        let mut seen = BTreeSet::new();
+        for (name, host) in every_test_host() {
+            for (p, _) in crate::profile::BUILTIN {
+                let profile = Profile::load(p).expect("profile");
+                let checks = check_host(&host, &profile);
+                let mut ids = BTreeSet::new();
+                for c in &checks {
+                    assert!(ids.insert(c.id.as_str()), "{name} ({p}): {} twice", c.id);
+                    assert!(
+                        known.contains(c.id.as_str()),
+                        "{name}: {} not in rules()",
+                        c.id
+                    );
+                    seen.insert(c.id.clone());
+                }
+            }
+        }
+        let never: Vec<&&str> = known.iter().filter(|id| !seen.contains(**id)).collect();
+        assert!(never.is_empty(), "rules no test host reports: {never:?}");
+    }
+
+    #[test]
+    fn the_rule_table_is_complete_and_has_no_duplicates() {
+        let ids: Vec<&str> = rules().iter().map(|r| r.id).collect();
+        let unique: BTreeSet<&str> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), ids.len(), "duplicate ids in rules(): {ids:?}");
+        // every "host-..." literal of the code is a rule of the table, and back
+        let literals = host_check_ids();
+        let table: BTreeSet<String> = ids.iter().map(|s| s.to_string()).collect();
+        assert_eq!(literals, table, "host_checks.rs ids vs rules()");
+        for r in rules() {
+            for (what, text) in [
+                ("title", r.title),
+                ("why", r.why),
+                ("fix", r.fix),
+                ("source", r.source),
+            ] {
+                assert!(!text.trim().is_empty(), "{}: empty {what}", r.id);
+            }
+            assert!(
+                !r.source.to_lowercase().contains("seed"),
+                "{}: internal source {:?}",
+                r.id,
+                r.source
+            );
+            assert_eq!(
+                r.virt_host_validate,
+                r.source == "virt-host-validate",
+                "{}",
+                r.id
+            );
+            assert_eq!(rule(r.id), Some(r));
+        }
+        // the cgroup checks are virt-host-validate's controllers, in its order
+        let controllers: Vec<&str> = super::CGROUP_RULES.iter().map(|(c, _)| *c).collect();
+        assert_eq!(controllers, kvmtune_host::kvm::LIBVIRT_CONTROLLERS);
+        for (c, r) in super::CGROUP_RULES {
+            assert_eq!(r.id, format!("host-cgroup-{c}"));
+            assert_eq!(r.title, format!("for cgroup '{c}' controller support"));
+        }
+    }
+
+    #[test]
+    fn checks_take_title_source_and_severity_from_the_table() {
+        for (name, host) in every_test_host() {
+            for (p, _) in crate::profile::BUILTIN {
+                let profile = Profile::load(p).expect("profile");
+                for c in check_host(&host, &profile) {
+                    let r = rule(&c.id).expect("known id");
+                    assert_eq!(c.title, r.title, "{name}: {}", c.id);
+                    assert_eq!(c.source, r.source, "{name}: {}", c.id);
+                    assert_eq!(c.virt_host_validate, r.virt_host_validate);
+                    assert_eq!(c.severity, c.verdict.severity(), "{name}: {}", c.id);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn verdicts_map_onto_the_shared_severities() {
+        assert_eq!(Pass.severity(), None);
+        assert_eq!(Info.severity(), Some(Severity::Info));
+        assert_eq!(Warn.severity(), Some(Severity::Warn));
+        assert_eq!(Fail.severity(), Some(Severity::Error));
+        let profile = Profile::load("server").expect("profile");
+        let checks = check_host(&blank_host(), &profile);
+        let json = serde_json::to_value(&checks).expect("json");
+        let by_verdict = |v: &str| {
+            json.as_array()
+                .expect("array")
+                .iter()
+                .find(|c| c["verdict"] == v)
+                .map(|c| c["severity"].clone())
+        };
+        assert_eq!(by_verdict("FAIL"), Some(serde_json::json!("error")));
+        assert_eq!(by_verdict("WARN"), Some(serde_json::json!("warn")));
+        assert_eq!(by_verdict("INFO"), Some(serde_json::json!("info")));
+        let pass = check_host(&host16(), &profile);
+        let pass = serde_json::to_value(&pass[0]).expect("json");
+        assert_eq!(pass["verdict"], "PASS");
+        assert_eq!(pass["severity"], serde_json::Value::Null);
     }
 }

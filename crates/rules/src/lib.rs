@@ -8,7 +8,7 @@
 pub mod audit;
 pub mod host_checks;
 
-pub use host_checks::{Check, Verdict, check_host};
+pub use host_checks::{Check, HostRule, Verdict, check_host, rules as host_rules};
 pub use kvmtune_profile::{Counts, Severity};
 pub use profile::{Profile, ProfileError, load_profile};
 

@@ -324,7 +324,8 @@ fn every_rule_has_a_firing_case_and_a_near_miss() {
     assert!(unknown.is_empty(), "cases name unknown rules: {unknown:?}");
 }
 
-/// The check ids that host_checks.rs can emit: its `"host-..."` string literals.
+/// The check ids host_checks.rs defines: its `"host-..."` string literals (the table test
+/// checks that they are exactly the ids of `host_checks::rules()`).
 pub(crate) fn host_check_ids() -> BTreeSet<String> {
     let src = include_str!("../host_checks.rs");
     let code = src.split("#[cfg(test)]").next().unwrap_or(src);
@@ -354,7 +355,7 @@ fn every_host_check_has_a_firing_case_and_a_passing_one() {
         .map(|c| c.id.to_string())
         .collect();
     let ids = host_check_ids();
-    assert!(ids.len() >= 14, "too few host check ids found: {ids:?}");
+    assert!(ids.len() >= 23, "too few host check ids found: {ids:?}");
     let no_fire: Vec<&String> = ids.difference(&fires).collect();
     let no_miss: Vec<&String> = ids.difference(&quiet).collect();
     assert!(
@@ -365,14 +366,14 @@ fn every_host_check_has_a_firing_case_and_a_passing_one() {
         no_miss.is_empty(),
         "host checks without a passing case: {no_miss:?}"
     );
+    let unknown: Vec<&str> = cases
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| !ids.contains(*id))
+        .collect();
+    assert!(unknown.is_empty(), "cases name unknown checks: {unknown:?}");
     // and every id the checks emit on the fixture hosts is among them
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hosts");
-    for e in std::fs::read_dir(&root).expect("fixture hosts") {
-        let dir = e.expect("dir entry").path().join("root");
-        if !dir.is_dir() {
-            continue;
-        }
-        let h = kvmtune_host::collect(&kvmtune_host::RootDir::new(&dir));
+    for (dir, h) in fixture_hosts() {
         for (p, _) in crate::profile::BUILTIN {
             let profile = Profile::load(p).expect("profile");
             for c in crate::host_checks::check_host(&h, &profile) {
@@ -385,4 +386,20 @@ fn every_host_check_has_a_firing_case_and_a_passing_one() {
             }
         }
     }
+}
+
+/// The fixture hosts, tests/fixtures/hosts/*/root, collected.
+pub(crate) fn fixture_hosts() -> Vec<(std::path::PathBuf, Host)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hosts");
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(&root).expect("fixture hosts") {
+        let dir = e.expect("dir entry").path().join("root");
+        if dir.is_dir() {
+            let h = kvmtune_host::collect(&kvmtune_host::RootDir::new(&dir));
+            v.push((dir, h));
+        }
+    }
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(!v.is_empty(), "no fixture hosts under {}", root.display());
+    v
 }
