@@ -5,6 +5,8 @@
 //!   tree, a bundle), the domains (libvirt, XML files, a bundle), parsed once, with their
 //!   domain capabilities.
 //! - [`audit`]: the audit of an inventory, the fixed XML and its diffs.
+//! - [`catalog`]: every rule of every kind (audit, host check, diagnosis), for `rules` and
+//!   `explain`.
 //! - [`fixes`]: audit fixes as apply requests, and the re-audit that verifies them.
 //! - [`placement`]: the planner on an inventory, and its plan file.
 //! - [`diagnosis`]: diagnoses tied to the audit findings that explain them.
@@ -13,6 +15,7 @@
 //! Nothing here prints; results are plain data the front ends render.
 
 pub mod audit;
+pub mod catalog;
 pub mod diagnosis;
 pub mod fixes;
 pub mod inventory;

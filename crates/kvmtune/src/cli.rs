@@ -5,10 +5,28 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const EXIT_CODES: &str = "\
+Exit codes (each command's --help gives its own):
+  0  clean: nothing to report, or the command did what was asked
+  1  findings: an audit finding at or above --fail-on, a host check WARN or FAIL, a
+     diagnosis, a domain the planner could not place
+  2  error: bad arguments or input, an unreadable bundle, libvirt unreachable, ...
+  3  apply: a change failed and everything was rolled back
+  4  apply or rollback: the rollback did not complete
+
+A closed output (`kvmtune ... | head`) ends any command quietly with 0.";
+
+/// `host` and `host --check`.
+pub const HOST_EXIT_CODES: &str = "\
 Exit codes:
-  0  done; nothing to report (for checks: every check passed or is informational)
-  1  findings: a check gave WARN or FAIL
-  2  error: bad arguments, an unreadable bundle, libvirt unreachable where required, ...";
+  0  the host view was printed; with --check, every check passed or is informational
+  1  --check: a check gave WARN or FAIL
+  2  error: an unreadable --root or bundle, a bad --profile";
+
+/// Commands that only print or write (`snapshot`, `history`, `rules`, `explain`, ...).
+pub const PRINT_EXIT_CODES: &str = "\
+Exit codes:
+  0  done
+  2  error: bad arguments, an unreadable or unwritable file, libvirt unreachable";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,10 +34,15 @@ Exit codes:
     version,
     about = "Find and fix performance problems of KVM virtual machines run by QEMU and libvirt",
     long_about = "Find and fix performance problems of KVM virtual machines run by QEMU and libvirt.\n\n\
-        kvmtune audits libvirt domain XML against a scenario profile (findings with evidence, \
-        why, fix and risk; fixed XML or diffs), reads the host (CPU topology, NUMA, hugepages, \
-        KSM, THP, KVM modules, IOMMU, cgroups) and judges it, and captures the host and \
-        libvirt's domains into support bundles. \
+        Judge: `host` (the host as KVM sees it; --check judges it), `audit` (domain XML \
+        against a scenario profile: findings with evidence, why, fix and risk; fixed XML or \
+        diffs), `plan` (place every domain: pins, NUMA nodes, hugepage pools). \
+        Act: `apply` (audit fixes, plan files, host settings; dry run unless --yes; \
+        journaled and verified), `history`, `rollback`. \
+        Watch: `stat` (live per-VM CPU, overhead and KVM exits), `top` (full screen), \
+        `diagnose` (name the causes of overhead from live data, logs or perf reports). \
+        Keep: `snapshot` (a support bundle for --from). \
+        Reference: `rules`, `explain`, `completions`, `manpage`. \
         Every command reads the live host unless --root or --from says otherwise.",
     after_help = EXIT_CODES
 )]
@@ -32,7 +55,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR", conflicts_with = "from")]
     pub root: Option<PathBuf>,
 
-    /// libvirt connection URI (used by `snapshot`, `audit`, `apply` and `rollback`).
+    /// libvirt connection URI, for every command that talks to libvirt: `audit`, `plan`,
+    /// `apply`, `rollback`, `stat`, `top`, `diagnose` and `snapshot`.
     #[arg(
         long,
         short = 'c',
@@ -73,7 +97,7 @@ pub enum Command {
     /// One view of what lscpu, numactl --hardware, virt-host-validate and /sys/kernel/mm tell.
     /// With --check, judge the host: every QEMU check of virt-host-validate plus kvmtune's
     /// host rules for the chosen profile, each PASS/INFO/WARN/FAIL with a hint.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = HOST_EXIT_CODES)]
     Host(HostArgs),
 
     /// Write a support bundle: every host file kvmtune reads, libvirt capabilities, domain
@@ -81,7 +105,7 @@ pub enum Command {
     ///
     /// Read it anywhere with `kvmtune --from FILE host` (and every other read-only command).
     /// With --root, host files come from that tree while libvirt is still read from --connect.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = PRINT_EXIT_CODES)]
     Snapshot(SnapshotArgs),
 
     /// Audit domain XML against a profile: findings with evidence, why, fix and risk.
@@ -144,7 +168,7 @@ pub enum Command {
     Diagnose(DiagnoseArgs),
 
     /// List the journal's entries (when, what, result), or show one with its steps.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = PRINT_EXIT_CODES)]
     History(HistoryArgs),
 
     /// Undo a journaled apply: restore each domain's stored XML and running settings, and
@@ -152,20 +176,24 @@ pub enum Command {
     #[command(after_help = ROLLBACK_EXIT_CODES)]
     Rollback(RollbackArgs),
 
-    /// List the audit rules (id, severity, profiles, title).
+    /// List every rule: audit rules, host checks and diagnosis rules (id, severity, title).
+    #[command(after_help = PRINT_EXIT_CODES)]
     Rules {
-        /// Show whether each rule is on, and at which level, for this profile.
+        /// Show whether each audit rule is on, and at which level, for this profile.
         #[arg(long, short = 'p', value_name = "PROFILE")]
         profile: Option<String>,
     },
 
-    /// Explain one audit rule: why it matters, the fix, its risk and its source.
+    /// Explain one rule (audit rule, host check or diagnosis): why it matters, the fix, its
+    /// risk and its source. Every id any command prints can be explained.
+    #[command(after_help = PRINT_EXIT_CODES)]
     Explain {
         /// The rule id (see `kvmtune rules`).
         rule: String,
     },
 
     /// Print a shell completion script.
+    #[command(after_help = PRINT_EXIT_CODES)]
     Completions {
         /// The shell.
         #[arg(value_enum)]
@@ -173,6 +201,7 @@ pub enum Command {
     },
 
     /// Print the man page (roff), or write one page per command into a directory.
+    #[command(after_help = PRINT_EXIT_CODES)]
     Manpage {
         /// Write kvmtune.1 and kvmtune-COMMAND.1 files into this directory.
         #[arg(short = 'o', long, value_name = "DIR")]
@@ -312,7 +341,7 @@ pub struct ApplyArgs {
     #[arg(
         long,
         value_name = "DIR",
-        default_value = "/var/lib/kvmtune/journal",
+        default_value = kvmtune_apply::journal::DEFAULT_DIR,
         env = "KVMTUNE_JOURNAL"
     )]
     pub journal: PathBuf,
@@ -384,7 +413,7 @@ pub struct HistoryArgs {
     #[arg(
         long,
         value_name = "DIR",
-        default_value = "/var/lib/kvmtune/journal",
+        default_value = kvmtune_apply::journal::DEFAULT_DIR,
         env = "KVMTUNE_JOURNAL"
     )]
     pub journal: PathBuf,
@@ -408,7 +437,7 @@ pub struct RollbackArgs {
     #[arg(
         long,
         value_name = "DIR",
-        default_value = "/var/lib/kvmtune/journal",
+        default_value = kvmtune_apply::journal::DEFAULT_DIR,
         env = "KVMTUNE_JOURNAL"
     )]
     pub journal: PathBuf,
@@ -495,7 +524,7 @@ pub struct TopArgs {
 pub const DIAGNOSE_EXIT_CODES: &str = "\
 Exit codes:
   0  nothing alarming
-  1  at least one diagnosis (a cause with its fix)
+  1  at least one WARN diagnosis (a cause with its fix; INFO diagnoses alone exit 0)
   2  error: unreadable or unparsable report or log, libvirt unreachable, a domain not running";
 
 #[derive(Debug, Args)]

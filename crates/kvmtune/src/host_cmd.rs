@@ -41,7 +41,7 @@ pub fn run(cli: &Cli, args: &HostArgs) -> Result<Exit> {
     }
     let profile = kvmtune_rules::load_profile(&args.profile)?;
     let checks = check_host(&host, &profile);
-    let summary = Counts::of(checks.iter().filter_map(|c| verdict_severity(c.verdict)));
+    let summary = Counts::of(checks.iter().filter_map(|c| c.verdict.severity()));
     let passed = checks.iter().filter(|c| c.verdict == Verdict::Pass).count();
     let findings = summary.warn + summary.error > 0;
     if cli.json {
@@ -65,15 +65,4 @@ pub fn run(cli: &Cli, args: &HostArgs) -> Result<Exit> {
         ))?;
     }
     Ok(Exit::findings_if(findings))
-}
-
-/// PASS is no finding; INFO, WARN and FAIL are info, warn and error.
-fn verdict_severity(v: Verdict) -> Option<kvmtune_profile::Severity> {
-    use kvmtune_profile::Severity;
-    match v {
-        Verdict::Pass => None,
-        Verdict::Info => Some(Severity::Info),
-        Verdict::Warn => Some(Severity::Warn),
-        Verdict::Fail => Some(Severity::Error),
-    }
 }

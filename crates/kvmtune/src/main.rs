@@ -79,8 +79,8 @@ fn run(cli: &Cli) -> Result<Exit> {
         Command::Diagnose(args) => diagnose::run(cli, args),
         Command::History(args) => apply::run_history(cli, args),
         Command::Rollback(args) => apply::run_rollback(cli, args),
-        Command::Rules { profile } => rules_cmd::list(cli.json, profile.as_deref()),
-        Command::Explain { rule } => rules_cmd::explain(cli.json, rule),
+        Command::Rules { profile } => rules_cmd::list(cli, profile.as_deref()),
+        Command::Explain { rule } => rules_cmd::explain(cli, rule),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let mut buf = Vec::new();

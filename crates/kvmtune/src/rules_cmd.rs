@@ -1,83 +1,133 @@
-//! `kvmtune rules` and `kvmtune explain RULE`.
+//! `kvmtune rules` and `kvmtune explain ID`: every rule of every kind (audit rules, host
+//! checks, diagnosis rules) from the one catalog.
 
 use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
-use serde_json::json;
+use serde::Serialize;
 
-use crate::{Exit, print_json, print_text};
-use kvmtune_rules::audit::{Level, docs::profiles_of, level, rules};
+use crate::cli::Cli;
+use crate::output::{Exit, Style, print_doc, print_text};
+use kvmtune_core::catalog::{self, Kind, RuleInfo};
+use kvmtune_profile::Level;
 
-pub fn list(json_out: bool, profile: Option<&str>) -> Result<Exit> {
+#[derive(Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    rule: RuleInfo,
+    /// The level in the profile asked for (audit rules only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    level: Option<Level>,
+}
+
+fn level_word(l: Level) -> &'static str {
+    match l {
+        Level::Off => "off",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    }
+}
+
+pub fn list(cli: &Cli, profile: Option<&str>) -> Result<Exit> {
     let profile = profile.map(kvmtune_rules::load_profile).transpose()?;
-    let all = rules();
-    if json_out {
-        let v: Vec<_> = all
-            .iter()
-            .map(|r| {
-                let mut o = serde_json::to_value(&r.meta).unwrap_or_default();
-                o["enabled_in"] = json!(profiles_of(&r.meta));
-                if let Some(p) = &profile {
-                    o["level"] = json!(format!("{:?}", level(&r.meta, p)).to_lowercase());
-                }
-                o
+    let all = catalog::all();
+    if cli.json {
+        let rules: Vec<Listed> = all
+            .into_iter()
+            .map(|r| Listed {
+                level: profile.as_ref().and_then(|p| catalog::level_in(&r, p)),
+                rule: r,
             })
             .collect();
-        print_json(&json!({"kind": "kvmtune.rules", "version": 1, "rules": v}))?;
+        print_doc("kvmtune.rules", 2, &serde_json::json!({ "rules": rules }))?;
         return Ok(Exit::Clean);
     }
+    let st = Style::of(cli);
     let mut s = String::new();
-    for r in all {
-        let lvl = match &profile {
-            Some(p) => match level(&r.meta, p) {
-                Level::Off => "off".to_string(),
-                l => format!("{l:?}").to_lowercase(),
-            },
-            None => r.meta.severity.as_str().to_string(),
-        };
-        let _ = writeln!(s, "{:<24} {:<6} {}", r.meta.id, lvl, r.meta.title);
+    for (kind, head) in [
+        (Kind::Audit, "Audit rules (kvmtune audit)"),
+        (Kind::HostCheck, "Host checks (kvmtune host --check)"),
+        (Kind::Diagnosis, "Diagnosis rules (kvmtune diagnose)"),
+    ] {
+        let _ = writeln!(s, "{}", st.bold(head));
+        for r in all.iter().filter(|r| r.kind == kind) {
+            let lvl = match (&profile, r.severity) {
+                (Some(p), _) if kind == Kind::Audit => catalog::level_in(r, p)
+                    .map(level_word)
+                    .unwrap_or("-")
+                    .to_string(),
+                (_, Some(sev)) => sev.as_str().to_string(),
+                (_, None) => "-".to_string(),
+            };
+            let first = format!("  {:<24} {:<6} ", r.id, lvl);
+            s.push_str(&st.wrap(&first, 34, r.title));
+        }
+        s.push('\n');
     }
     let _ = writeln!(
         s,
-        "\n{} rules; `kvmtune explain RULE` for one, docs/rules.md for all.",
+        "{} rules; `kvmtune explain ID` for one, docs/rules.md for all.",
         all.len()
     );
     print_text(&s)?;
     Ok(Exit::Clean)
 }
 
-pub fn explain(json_out: bool, id: &str) -> Result<Exit> {
-    let all = rules();
-    let Some(r) = all.iter().find(|r| r.meta.id == id) else {
-        let near: Vec<&str> = all
-            .iter()
-            .map(|r| r.meta.id)
-            .filter(|x| x.contains(id) || id.contains(x))
-            .collect();
+pub fn explain(cli: &Cli, id: &str) -> Result<Exit> {
+    let Some(r) = catalog::find(id) else {
+        let near = catalog::near(id);
         if near.is_empty() {
             bail!("no rule {id} (see `kvmtune rules`)");
         }
         bail!("no rule {id}; did you mean {}?", near.join(", "));
     };
-    let m = &r.meta;
-    if json_out {
-        let mut o = serde_json::to_value(m)?;
-        o["enabled_in"] = json!(profiles_of(m));
-        print_json(&o)?;
+    if cli.json {
+        print_doc("kvmtune.rule", 1, &r)?;
         return Ok(Exit::Clean);
     }
+    let st = Style::of(cli);
     let mut s = String::new();
-    let _ = writeln!(s, "{} ({}): {}\n", m.id, m.severity.as_str(), m.title);
-    let _ = writeln!(s, "Profiles: {}", profiles_of(m).join(", "));
-    let _ = writeln!(
-        s,
-        "Needs host facts: {}\n",
-        if m.needs_host { "yes" } else { "no" }
-    );
-    let _ = writeln!(s, "Why:    {}\n", m.why);
-    let _ = writeln!(s, "Fix:    {}\n", m.fix);
-    let _ = writeln!(s, "Risk:   {}\n", m.risk);
-    let _ = writeln!(s, "Source: {}", m.source);
+    let sev = r.severity.map(|x| x.as_str()).unwrap_or("by finding");
+    s.push_str(&st.wrap(
+        "",
+        2,
+        &format!("{} ({}, {sev}): {}", r.id, r.kind.as_str(), r.title),
+    ));
+    s.push('\n');
+    if !r.enabled_in.is_empty() {
+        s.push_str(&st.wrap("Profiles: ", 10, &r.enabled_in.join(", ")));
+    }
+    if let Some(n) = r.needs_host {
+        s.push_str(&format!(
+            "Needs host facts: {}\n",
+            if n { "yes" } else { "no" }
+        ));
+    }
+    if let Some(v) = r.virt_host_validate {
+        s.push_str(&format!(
+            "Also checked by virt-host-validate: {}\n",
+            if v { "yes" } else { "no" }
+        ));
+    }
+    s.push('\n');
+    s.push_str(&st.wrap("Why:    ", 8, r.why));
+    s.push('\n');
+    s.push_str(&st.wrap("Fix:    ", 8, r.fix));
+    s.push('\n');
+    if let Some(risk) = r.risk {
+        s.push_str(&st.wrap("Risk:   ", 8, risk));
+        s.push('\n');
+    }
+    if !r.audit_rules.is_empty() {
+        s.push_str(&st.wrap(
+            "Audit rules that check the fix: ",
+            8,
+            &r.audit_rules.join(", "),
+        ));
+        s.push('\n');
+    }
+    s.push_str(&st.wrap("Source: ", 8, r.source));
     print_text(&s)?;
     Ok(Exit::Clean)
 }

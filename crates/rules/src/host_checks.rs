@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use kvmtune_host::{Host, Probe};
 use kvmtune_profile::Severity;
 
-use crate::profile::{Profile, Want};
+use kvmtune_profile::{Profile, Want};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -850,9 +850,9 @@ pub(crate) mod table {
 
     use super::Verdict::{Fail, Info, Pass, Warn};
     use super::{check_host, rule, rules};
-    use crate::Profile;
     use crate::audit::testkit::*;
     use kvmtune_host::{Host, Mount, Thp};
+    use kvmtune_profile::Profile;
     use kvmtune_profile::Severity;
 
     fn with(mut h: Host, f: impl FnOnce(&mut Host)) -> Host {
@@ -1436,7 +1436,7 @@ pub(crate) mod table {
         let known: BTreeSet<&str> = rules().iter().map(|r| r.id).collect();
         let mut seen = BTreeSet::new();
         for (name, host) in every_test_host() {
-            for (p, _) in crate::profile::BUILTIN {
+            for (p, _) in kvmtune_profile::BUILTIN {
                 let profile = Profile::load(p).expect("profile");
                 let checks = check_host(&host, &profile);
                 let mut ids = BTreeSet::new();
@@ -1499,7 +1499,7 @@ pub(crate) mod table {
     #[test]
     fn checks_take_title_source_and_severity_from_the_table() {
         for (name, host) in every_test_host() {
-            for (p, _) in crate::profile::BUILTIN {
+            for (p, _) in kvmtune_profile::BUILTIN {
                 let profile = Profile::load(p).expect("profile");
                 for c in check_host(&host, &profile) {
                     let r = rule(&c.id).expect("known id");

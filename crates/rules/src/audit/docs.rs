@@ -1,7 +1,7 @@
 //! docs/rules.md, generated from the rule definitions (a test keeps the file current).
 
 use super::{Level, level, rules};
-use crate::profile::{BUILTIN, Profile};
+use kvmtune_profile::{BUILTIN, Profile};
 use std::fmt::Write as _;
 
 /// The profiles a rule is on in, with the level when it differs from the default.

@@ -19,8 +19,8 @@ use kvmtune_domain::{Document, Domain, NodeId};
 use kvmtune_host::{CpuSet, Host};
 use serde::Serialize;
 
-pub use crate::profile::Level;
-use crate::profile::Profile;
+pub use kvmtune_profile::Level;
+use kvmtune_profile::Profile;
 
 pub use kvmtune_profile::Severity;
 

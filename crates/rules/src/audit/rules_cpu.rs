@@ -200,7 +200,7 @@ fn cpu_mode(cx: &Cx, out: &mut Out) {
         },
         Some(c)
             if c.mode() == "host-passthrough"
-                && cx.profile.domain.pinning == crate::profile::Want::Avoid =>
+                && cx.profile.domain.pinning == kvmtune_profile::Want::Avoid =>
         {
             let f = out.finding(
                 "host-passthrough ties the guest to hosts with identical CPUs (migratable profile)",
@@ -459,7 +459,7 @@ mod tests {
         let xml = "<domain type='kvm'><name>a</name><memory>1048576</memory><os><type arch='x86_64'>hvm</type></os>\
 <cpu mode='custom'><model>Icelake-Server</model></cpu></domain>";
         let (doc, d) = Domain::parse(xml).unwrap();
-        let profile = crate::Profile::load("server").unwrap();
+        let profile = kvmtune_profile::Profile::load("server").unwrap();
         let peers = [Peer {
             domain: &d,
             active: false,

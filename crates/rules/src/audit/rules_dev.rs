@@ -1,8 +1,8 @@
 //! Domain rules: devices (USB, input, disks, network, legacy hardware).
 
 use super::{Applies, Cx, Edit, Meta, Out, Rule, Seg, Severity, virsh_edit};
-use crate::profile::Want;
 use kvmtune_domain::GuestOs;
+use kvmtune_profile::Want;
 
 const EMULATED_NICS: &[&str] = &[
     "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet", "i82551", "i82557b", "i82559er", "vmxnet3",

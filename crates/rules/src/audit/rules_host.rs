@@ -261,7 +261,7 @@ fn isolcpus(cx: &Cx, out: &mut Out) {
             );
         }
     }
-    if cx.profile.domain.pinning == crate::profile::Want::Want
+    if cx.profile.domain.pinning == kvmtune_profile::Want::Want
         && let Some(t) = &cx.d.cputune
         && !t.vcpupin.is_empty()
     {

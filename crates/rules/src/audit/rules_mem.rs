@@ -1,7 +1,7 @@
 //! Domain rules: memory backing, limits and the balloon.
 
 use super::{Applies, Cx, Edit, Meta, Out, Rule, Seg, Severity, human_kib, virsh_edit};
-use crate::profile::Want;
+use kvmtune_profile::Want;
 
 /// Headroom QEMU needs above guest RAM (libvirt uses guest RAM + 1 GiB for locked memory).
 const OVERHEAD_KIB: u64 = 1024 * 1024;

@@ -2,8 +2,8 @@
 
 use super::rules_cpu::vcpu_cpus;
 use super::{Applies, Cx, Edit, Evidence, Meta, Out, Rule, Severity, cpuset, human_kib};
-use crate::profile::Want;
 use kvmtune_host::CpuSet;
+use kvmtune_profile::Want;
 use std::collections::BTreeSet;
 
 pub(super) fn rules() -> Vec<Rule> {

@@ -8,8 +8,8 @@ use kvmtune_domain::Domain;
 use kvmtune_host::{CpuSet, Host, HugePool, Ksm, Node};
 
 use super::{Cx, Finding, Peer, Severity, audit, audit_host, rules};
-use crate::Profile;
 use crate::host_checks::{Verdict, check_host};
+use kvmtune_profile::Profile;
 
 /// A minimal x86_64 KVM domain named `vm` (2 GiB, q35) with `extra` inside `<domain>`.
 /// `extra` usually holds `<vcpu>`, `<cpu>` and `<devices>`.
@@ -374,7 +374,7 @@ fn every_host_check_has_a_firing_case_and_a_passing_one() {
     assert!(unknown.is_empty(), "cases name unknown checks: {unknown:?}");
     // and every id the checks emit on the fixture hosts is among them
     for (dir, h) in fixture_hosts() {
-        for (p, _) in crate::profile::BUILTIN {
+        for (p, _) in kvmtune_profile::BUILTIN {
             let profile = Profile::load(p).expect("profile");
             for c in crate::host_checks::check_host(&h, &profile) {
                 assert!(
