@@ -210,19 +210,12 @@ pub fn write_file(root: &Path, path: &str, content: Option<&str>) -> Result<(), 
             Err(e) => Err(format!("cannot remove {path}: {e}")),
         };
     };
-    let tmp = dest.with_extension("kvmtune-tmp");
-    let r = (|| -> std::io::Result<()> {
-        if let Some(p) = dest.parent() {
-            std::fs::create_dir_all(p)?;
-        }
-        std::fs::write(&tmp, content)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &dest)
-    })();
-    r.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {path}: {e}")
-    })
+    if let Some(p) = dest.parent() {
+        std::fs::create_dir_all(p).map_err(|e| format!("cannot write {path}: {e}"))?;
+    }
+    // a persist file (sysctl.d, modprobe.d) is world-readable like its neighbours
+    kvmtune_host::fsio::write_atomic(&dest, content.as_bytes(), 0o644)
+        .map_err(|e| format!("cannot write {path}: {e}"))
 }
 
 /// What a persistent file must read back as after writing it, or why not.

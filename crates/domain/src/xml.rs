@@ -447,13 +447,6 @@ impl Document {
         out
     }
 
-    /// One element (with its content) as text.
-    pub fn element_xml(&self, id: NodeId) -> String {
-        let mut out = String::new();
-        self.write(id, &mut out);
-        out
-    }
-
     fn write(&self, id: NodeId, out: &mut String) {
         match &self.nodes[id].kind {
             Kind::Text(s) | Kind::Ref(s) | Kind::CData(s) | Kind::Other(s) => out.push_str(s),
@@ -652,14 +645,6 @@ impl Document {
         e.children.retain(|&c| c != id && Some(c) != ws_before);
         self.nodes[id].parent = None;
         true
-    }
-
-    /// The element child `name` of `parent`, added (empty) when missing.
-    pub fn ensure_child(&mut self, parent: NodeId, name: &str) -> Option<NodeId> {
-        match self.child(parent, name) {
-            Some(c) => Some(c),
-            None => self.insert_element(parent, None, name, &[]),
-        }
     }
 }
 

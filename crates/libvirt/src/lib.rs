@@ -207,12 +207,6 @@ pub const STATS_VM: u32 = sys::VIR_DOMAIN_STATS_VM;
 /// Balloon size and the process's resident memory.
 pub const STATS_BALLOON: u32 = sys::VIR_DOMAIN_STATS_BALLOON;
 
-pub const STATS_GROUPS: u32 = sys::VIR_DOMAIN_STATS_STATE
-    | sys::VIR_DOMAIN_STATS_CPU_TOTAL
-    | sys::VIR_DOMAIN_STATS_BALLOON
-    | sys::VIR_DOMAIN_STATS_VCPU
-    | sys::VIR_DOMAIN_STATS_VM;
-
 impl Libvirt {
     /// Statistics of every running domain in one call (virConnectGetAllDomainStats).
     ///

@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -177,29 +178,20 @@ fn fsync_dir(dir: &Path) -> Result<(), JournalError> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
-    let mut f = File::create(path).map_err(io(path))?;
-    f.write_all(bytes).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
-}
-
-/// Write a file atomically: a temporary beside it, fsync, rename, fsync the directory.
-fn replace_synced(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
-    let tmp = path.with_extension("tmp");
-    write_synced(&tmp, bytes).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(p) = path.parent() {
-        fsync_dir(p)?;
-    }
-    Ok(())
+/// Journal files hold domain XML: written by the one atomic writer, 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+    use kvmtune_host::fsio::{PRIVATE_FILE, WriteError, write_atomic};
+    write_atomic(path, bytes, PRIVATE_FILE).map_err(|e| match e {
+        WriteError::Io { source, .. } => io(path)(source),
+        other => io(path)(std::io::Error::other(other.to_string())),
+    })
 }
 
 impl Journal {
     /// Open (and create) the journal directory.
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        kvmtune_host::fsio::create_dir(dir, kvmtune_host::fsio::PRIVATE_DIR)
+            .map_err(|e| io(dir)(std::io::Error::other(e.to_string())))?;
         Ok(Journal {
             dir: dir.to_path_buf(),
         })
@@ -258,13 +250,16 @@ impl Journal {
         let dir = self.dir.join(&entry.id);
         let tmp = self.dir.join(format!("{}.tmp", entry.id));
         let made = (|| {
-            std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+            std::fs::DirBuilder::new()
+                .mode(kvmtune_host::fsio::PRIVATE_DIR)
+                .create(&tmp)
+                .map_err(io(&tmp))?;
             let json = serde_json::to_vec_pretty(&entry).map_err(|e| JournalError::Corrupt {
                 path: tmp.display().to_string(),
                 why: e.to_string(),
             })?;
-            write_synced(&tmp.join("entry.json"), &json)?;
-            write_synced(&tmp.join("steps.log"), b"")?;
+            write_private(&tmp.join("entry.json"), &json)?;
+            write_private(&tmp.join("steps.log"), b"")?;
             fsync_dir(&tmp)?;
             std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
             fsync_dir(&self.dir)
@@ -356,7 +351,7 @@ impl Journal {
             path: path.display().to_string(),
             why: e.to_string(),
         })?;
-        replace_synced(&path, &json)
+        write_private(&path, &json)
     }
 }
 
@@ -385,7 +380,7 @@ impl Handle {
             path: path.display().to_string(),
             why: e.to_string(),
         })?;
-        replace_synced(&path, &json)
+        write_private(&path, &json)
     }
 }
 

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 
 use kvmtune_domain::edit::{Edit, Seg, apply};
-use kvmtune_domain::{Document, Domain};
+use kvmtune_domain::Domain;
 use kvmtune_libvirt::{MEMTUNE_UNLIMITED_KIB, MemTuneSet};
 use serde::{Deserialize, Serialize};
 
@@ -331,11 +331,6 @@ pub fn live_target(live: &Settings, old_cfg: &Settings, new_cfg: &Settings) -> S
         }
     }
     t
-}
-
-/// Parse a document only to check it.
-pub fn well_formed(xml: &str) -> bool {
-    Document::parse(xml).is_ok()
 }
 
 #[cfg(test)]
