@@ -318,8 +318,8 @@ fn nested(host: &Host, out: &mut Out) {
                 "if nested virtualization is enabled",
                 Verdict::Info,
                 format!("{m}.nested={v} ({})", if on { "guests may run their own KVM" } else { "guests cannot run KVM themselves" }),
-                Some(format!("Set 'options {m} nested=1' in /etc/modprobe.d/ for guests that need vmx/svm (seed 002 §3.4)")),
-                "seed 002 §3.4",
+                Some(format!("Set 'options {m} nested=1' in /etc/modprobe.d/ for guests that need vmx/svm (see KVM 技术详解与实践, ch. 3.4)")),
+                "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.4",
                 false,
             );
         }
@@ -334,7 +334,7 @@ fn ksm(host: &Host, profile: &Profile, out: &mut Out) {
             Verdict::Info,
             "no /sys/kernel/mm/ksm: KSM not built into this kernel",
             None,
-            "seed 001, seed 002 §3.5",
+            "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.5",
             false,
         );
         return;
@@ -346,7 +346,7 @@ fn ksm(host: &Host, profile: &Profile, out: &mut Out) {
             Verdict::Warn,
             "KSM run state unknown",
             None,
-            "seed 001, seed 002 §3.5",
+            "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.5",
             false,
         );
         return;
@@ -380,7 +380,7 @@ fn ksm(host: &Host, profile: &Profile, out: &mut Out) {
         verdict,
         state,
         hint,
-        "seed 001, seed 002 §3.5",
+        "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.5",
         false,
     );
 
@@ -400,7 +400,7 @@ fn ksm(host: &Host, profile: &Profile, out: &mut Out) {
             if m == 0 { Verdict::Pass } else { Verdict::Info },
             format!("merge_across_nodes={m} on {memory_nodes} memory nodes"),
             Some("With VMs bound to nodes, set merge_across_nodes=0 so KSM does not merge pages across nodes (requires KSM run=2 first to unmerge)".into()),
-            "seed 002 §3.1",
+            "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1",
             false,
         );
     }
@@ -420,7 +420,7 @@ fn thp(host: &Host, profile: &Profile, out: &mut Out) {
         if ok { Verdict::Pass } else { Verdict::Warn },
         format!("enabled={enabled}, defrag={}", thp.defrag.as_deref().unwrap_or("unknown")),
         Some("QEMU madvises guest RAM: set 'madvise' (or 'always') in /sys/kernel/mm/transparent_hugepage/enabled so guests get 2M pages without static reservations".into()),
-        "seed 002 §3.8",
+        "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.8",
         false,
     );
 }
@@ -448,7 +448,7 @@ fn hugepages(host: &Host, profile: &Profile, out: &mut Out) {
             Verdict::Warn,
             format!("reserved {} but no hugetlbfs mount", reserved.join(", ")),
             Some("libvirt backs <hugepages/> through hugetlbfs: mount -t hugetlbfs hugetlbfs /dev/hugepages".into()),
-            "seed 001, seed 002 §3.8",
+            "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.8",
             false,
         );
         return;
@@ -475,7 +475,7 @@ fn hugepages(host: &Host, profile: &Profile, out: &mut Out) {
         verdict,
         detail,
         hint,
-        "seed 001, seed 002 §3.8",
+        "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.8",
         false,
     );
 }
@@ -510,7 +510,7 @@ fn numa_balancing(host: &Host, profile: &Profile, out: &mut Out) {
         verdict,
         detail,
         hint,
-        "seed 002 §3.1",
+        "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1",
         false,
     );
 }
@@ -540,7 +540,7 @@ fn isolcpus(host: &Host, profile: &Profile, out: &mut Out) {
         verdict,
         detail,
         hint,
-        "seed 003",
+        "Linux kernel documentation, Documentation/admin-guide/kernel-parameters.txt (isolcpus, nohz_full)",
         false,
     );
 }
@@ -595,7 +595,7 @@ fn halt_poll(host: &Host, out: &mut Out) {
             Verdict::Info,
             format!("kvm.halt_poll_ns={v}"),
             Some("Halt polling trades host CPU for wake-up latency; `kvmtune diagnose` judges it from HLT exit rates".into()),
-            "seed 004",
+            "Linux kernel documentation, Documentation/virt/kvm/halt-polling.rst",
             false,
         );
     }
