@@ -80,3 +80,65 @@ fn every_rule_is_documented_and_ids_are_unique() {
         assert!(ids.contains(&id), "{id} missing");
     }
 }
+
+/// True when `text` cites an internal note: "seed" followed by a digit, with or without
+/// spaces in between ("seed 002", "Seed004").
+fn cites_internal_note(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.match_indices("seed").any(|(i, _)| {
+        lower[i + 4..]
+            .trim_start()
+            .starts_with(|c: char| c.is_ascii_digit())
+    })
+}
+
+/// User-facing texts name public sources (books, vendor guides, blog posts, bug reports),
+/// never the project's internal notes.
+#[test]
+fn rule_texts_cite_public_sources_only() {
+    assert!(cites_internal_note("see seed 002 §3.1") && cites_internal_note("Seed004"));
+    assert!(!cites_internal_note("KVMTUNE_FUZZ_SEED=7") && !cites_internal_note("seeded"));
+    for r in kvmtune_rules::audit::rules() {
+        let m = &r.meta;
+        for (what, text) in [
+            ("title", m.title),
+            ("why", m.why),
+            ("fix", m.fix),
+            ("risk", m.risk),
+            ("source", m.source),
+        ] {
+            assert!(
+                !cites_internal_note(text),
+                "{}: {what} cites an internal note: {text}",
+                m.id
+            );
+        }
+    }
+    // finding messages and host check sources/hints are string literals in these files
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.join("host_checks.rs")];
+    for e in std::fs::read_dir(src.join("audit")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("rules_") && name.ends_with(".rs") {
+            files.push(p);
+        }
+    }
+    assert!(files.len() > 2, "{files:?}");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            // prose citations ("seed 004"); fixture names in tests ("seed004-before.xml") are fine
+            let lower = line.to_lowercase();
+            let prose = lower
+                .match_indices("seed ")
+                .any(|(i, _)| lower[i + 5..].starts_with(|c: char| c.is_ascii_digit()));
+            assert!(
+                !prose,
+                "{}:{}: cites an internal note: {line}",
+                f.display(),
+                n + 1
+            );
+        }
+    }
+}
