@@ -97,6 +97,7 @@ fn render(
     diffs: &BTreeMap<String, String>,
     dry: bool,
     journal: &Path,
+    st: &output::Style,
 ) -> String {
     let mut out = String::new();
     let e = &prep.entry;
@@ -138,7 +139,7 @@ fn render(
                     let _ = writeln!(out, "  {:>3}. define the new stored XML ({when})", s.n);
                     if let Some(df) = diffs.get(&d.name) {
                         for l in df.lines() {
-                            let _ = writeln!(out, "         {l}");
+                            let _ = writeln!(out, "         {}", st.diff_line(l));
                         }
                     }
                 }
@@ -300,7 +301,7 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
             },
         )?;
     } else {
-        let mut text = render(&prep, &diffs, dry, &journal_dir);
+        let mut text = render(&prep, &diffs, dry, &journal_dir, &output::Style::of(cli));
         if let Some(r) = &result {
             let num =
                 r.id.split('-')

@@ -77,7 +77,7 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
         OutputFormat::Sarif => crate::print_json(&crate::sarif::sarif(&report))?,
         OutputFormat::Text => {
             if args.diff {
-                print_text(&diffs.concat())?;
+                print_text(&Style::of(cli).diff(&diffs.concat()))?;
             } else {
                 print_text(&render(&report, &Style::of(cli)))?;
             }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const EXIT_CODES: &str = "\
-Exit codes (each command's --help gives its own):
+Exit codes:
   0  clean: nothing to report, or the command did what was asked
   1  findings: an audit finding at or above --fail-on, a host check WARN or FAIL, a
      diagnosis, a domain the planner could not place
@@ -13,7 +13,8 @@ Exit codes (each command's --help gives its own):
   3  apply: a change failed and everything was rolled back
   4  apply or rollback: the rollback did not complete
 
-A closed output (`kvmtune ... | head`) ends any command quietly with 0.";
+Each command's --help gives its own. A closed output (`kvmtune ... | head`) ends any command
+quietly with 0.";
 
 /// `host` and `host --check`.
 pub const HOST_EXIT_CODES: &str = "\

@@ -74,6 +74,31 @@ impl Style {
         self.paint(text, "1")
     }
 
+    /// A unified diff line coloured: additions green, removals red, hunk headers cyan.
+    pub fn diff_line(&self, line: &str) -> String {
+        if line.starts_with("+++") || line.starts_with("---") {
+            self.bold(line)
+        } else if line.starts_with('+') {
+            self.paint(line, "32")
+        } else if line.starts_with('-') {
+            self.paint(line, "31")
+        } else if line.starts_with("@@") {
+            self.paint(line, "36")
+        } else {
+            line.to_string()
+        }
+    }
+
+    /// A whole diff coloured line by line.
+    pub fn diff(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for l in text.lines() {
+            out.push_str(&self.diff_line(l));
+            out.push('\n');
+        }
+        out
+    }
+
     /// A severity label of fixed width (`ERROR`, `WARN `, `INFO `), coloured.
     pub fn severity(&self, s: Severity) -> String {
         let (t, c) = match s {

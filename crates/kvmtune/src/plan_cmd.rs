@@ -124,14 +124,18 @@ pub fn run(cli: &Cli, args: &PlanArgs) -> Result<Exit> {
             },
         )?;
     } else {
-        print_text(&render(
+        let st = output::Style::of(cli);
+        let text = render(
             &placed.topology,
             &placed.outcome,
             &profile.name,
             fill,
             &reserve,
             args,
-        ))?;
+        );
+        // the header line in bold; the rest as rendered
+        let (head, rest) = text.split_once('\n').unwrap_or((&text, ""));
+        print_text(&format!("{}\n{rest}", st.bold(head)))?;
     }
     Ok(Exit::findings_if(!placed.outcome.unplaced.is_empty()))
 }

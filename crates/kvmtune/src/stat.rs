@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use crate::cli::{Cli, StatArgs, StatFormat};
-use crate::output::{Exit, human};
+use crate::output::{Exit, Style, human};
 use kvmtune_core::watch::{Watch, check_interval};
 use kvmtune_kvmstat::live::{Frame, VmFigures};
 
@@ -25,9 +25,13 @@ fn exits_cell(d: &VmFigures, f: impl Fn(&kvmtune_kvmstat::live::ExitRates) -> f6
         .unwrap_or_else(|| "-".into())
 }
 
-pub fn render_text(fr: &Frame, vcpus: bool) -> String {
+pub fn render_text(fr: &Frame, vcpus: bool, st: &Style) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{}  interval {:.2} s", fr.time, fr.interval_s);
+    let _ = writeln!(
+        s,
+        "{}",
+        st.bold(&format!("{}  interval {:.2} s", fr.time, fr.interval_s))
+    );
     let _ = writeln!(
         s,
         "{:<24} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>6} {:>7}",
@@ -161,6 +165,7 @@ pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
     if args.count == Some(0) {
         bail!("--count must be at least 1");
     }
+    let style = Style::of(cli);
     let format = if cli.json {
         StatFormat::Jsonl
     } else {
@@ -182,7 +187,7 @@ pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
         let cur = watch.take()?;
         let fr = watch.frame(&prev, &cur);
         let text = match format {
-            StatFormat::Text => render_text(&fr, args.vcpus),
+            StatFormat::Text => render_text(&fr, args.vcpus, &style),
             StatFormat::Jsonl => {
                 let mut line = serde_json::to_string(&fr).context("cannot encode JSON")?;
                 line.push('\n');

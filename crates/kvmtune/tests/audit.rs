@@ -457,7 +457,7 @@ fn rules_and_explain() {
         .clone();
     assert_eq!(tablet["level"], "off", "desktops keep USB");
     let o = kvmtune(&["explain", "disk-cache"]);
-    assert!(stdout(&o).contains("cache='none'") && stdout(&o).contains("seed 001"));
+    assert!(stdout(&o).contains("cache='none'") && stdout(&o).contains("openwares.net"));
     let o = kvmtune(&["explain", "disk"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("did you mean"), "{}", stderr(&o));

@@ -23,8 +23,8 @@
 
 use std::collections::BTreeMap;
 
-use kvmtune_domain::edit::{Edit, Seg, apply};
 use kvmtune_domain::Domain;
+use kvmtune_domain::edit::{Edit, Seg, apply};
 use kvmtune_libvirt::{MEMTUNE_UNLIMITED_KIB, MemTuneSet};
 use serde::{Deserialize, Serialize};
 
