@@ -108,6 +108,14 @@ fn dom_err(name: &str, why: impl Into<String>) -> ApplyError {
     }
 }
 
+/// The running settings of a domain, read from its live XML.
+fn live_settings(env: &Env, name: &str) -> Result<Settings, String> {
+    env.virt
+        .xml(name, false)
+        .map_err(|e| e.to_string())
+        .and_then(|x| crate::settings::read_xml(&x).map_err(|e| e.to_string()))
+}
+
 fn canonical(xml: &str) -> Option<String> {
     Document::parse(xml).ok().map(|d| d.canonical())
 }

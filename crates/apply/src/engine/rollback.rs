@@ -172,12 +172,7 @@ fn restore_domain(env: &Env, d: &DomainBefore, during_apply: bool, r: &mut Resto
         ));
         return;
     }
-    let cur = match env
-        .virt
-        .xml(name, false)
-        .map_err(|e| e.to_string())
-        .and_then(|x| settings::read_xml(&x).map_err(|e| e.to_string()))
-    {
+    let cur = match super::live_settings(env, name) {
         Ok(s) => s,
         Err(e) => {
             r.errors.push(format!("{name}: live XML: {e}"));

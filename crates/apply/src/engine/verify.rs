@@ -58,12 +58,7 @@ pub(super) fn domain(
     if live.is_empty() {
         return problems;
     }
-    let cur = match env
-        .virt
-        .xml(name, false)
-        .map_err(|e| e.to_string())
-        .and_then(|x| settings::read_xml(&x).map_err(|e| e.to_string()))
-    {
+    let cur = match super::live_settings(env, name) {
         Ok(s) => s,
         Err(e) => {
             problems.push(format!("live XML: {e}"));

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use crate::output::Placement;
 use crate::{CpuPolicy, Dom, EmulatorPolicy, SmtPolicy, Topo};
 
-use super::place::{emulator_for, one_each};
-use super::state::State;
+use super::place::one_each;
+use super::state::{State, emulator_for};
 
 pub(super) fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
     if d.policy.cpus != CpuPolicy::Dedicated || d.pins.len() != d.vcpus as usize {

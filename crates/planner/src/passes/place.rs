@@ -2,44 +2,11 @@
 //! emulator threads.
 
 use crate::output::Placement;
-use crate::{CpuPolicy, Dom, EmulatorPolicy, Fill, Policy, SmtPolicy, Topo};
+use crate::{CpuPolicy, Dom, EmulatorPolicy, Fill, SmtPolicy, Topo};
 
 use super::Pass;
 use super::span::span;
-use super::state::{State, pick};
-
-pub(super) fn emulator_for(
-    t: &Topo,
-    st: &mut State,
-    ni: usize,
-    p: &Policy,
-    own: &[u32],
-) -> Option<Vec<u32>> {
-    let node = &t.nodes[ni];
-    match p.emulator {
-        EmulatorPolicy::Housekeeping => {
-            if !node.housekeeping.is_empty() {
-                return Some(node.housekeeping.clone());
-            }
-            // the reserved CPUs of the same socket on another node
-            let same: Vec<u32> = t
-                .nodes
-                .iter()
-                .filter(|n| n.socket == node.socket)
-                .flat_map(|n| n.housekeeping.iter().copied())
-                .collect();
-            if !same.is_empty() {
-                return Some(same);
-            }
-            Some(own.to_vec())
-        }
-        EmulatorPolicy::Dedicated => {
-            let (got, consumed) = pick(st, node, 1, SmtPolicy::Prefer)?;
-            st.taken.extend(&consumed);
-            Some(got)
-        }
-    }
-}
+use super::state::{State, emulator_for, pick};
 
 fn shared_pool(t: &Topo, st: &State, ni: usize) -> Vec<u32> {
     t.nodes[ni]

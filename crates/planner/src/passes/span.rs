@@ -3,8 +3,7 @@
 use crate::output::Placement;
 use crate::{Cell, Dom, SmtPolicy, Topo};
 
-use super::place::emulator_for;
-use super::state::{State, pick};
+use super::state::{State, emulator_for, pick};
 
 /// Place a domain over the fewest nodes (freest first), as guest NUMA cells.
 pub(super) fn span(t: &Topo, st: &mut State, d: &Dom, n: usize) -> Result<Placement, String> {

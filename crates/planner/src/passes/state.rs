@@ -1,6 +1,6 @@
 //! Free resources while a pass places domains, and the SMT-aware choice of threads.
 
-use crate::{Core, Node, SmtPolicy, Topo};
+use crate::{Core, EmulatorPolicy, Node, Policy, SmtPolicy, Topo};
 
 /// A bitmap of CPUs (cheap to copy when a pass tries a placement).
 #[derive(Debug, Clone)]
@@ -108,4 +108,38 @@ pub(super) fn pick(
         }
     }
     (got.len() == n).then_some((got, consumed))
+}
+
+/// The emulator threads' CPUs of a domain placed on node `ni` with its vCPUs on `own`.
+pub(super) fn emulator_for(
+    t: &Topo,
+    st: &mut State,
+    ni: usize,
+    p: &Policy,
+    own: &[u32],
+) -> Option<Vec<u32>> {
+    let node = &t.nodes[ni];
+    match p.emulator {
+        EmulatorPolicy::Housekeeping => {
+            if !node.housekeeping.is_empty() {
+                return Some(node.housekeeping.clone());
+            }
+            // the reserved CPUs of the same socket on another node
+            let same: Vec<u32> = t
+                .nodes
+                .iter()
+                .filter(|n| n.socket == node.socket)
+                .flat_map(|n| n.housekeeping.iter().copied())
+                .collect();
+            if !same.is_empty() {
+                return Some(same);
+            }
+            Some(own.to_vec())
+        }
+        EmulatorPolicy::Dedicated => {
+            let (got, consumed) = pick(st, node, 1, SmtPolicy::Prefer)?;
+            st.taken.extend(&consumed);
+            Some(got)
+        }
+    }
 }
