@@ -168,7 +168,8 @@ pub fn wrap(first: &str, indent: usize, text: &str, width: usize) -> String {
         .initial_indent(&lead_pad)
         .subsequent_indent(&pad)
         .break_words(false)
-        .word_separator(textwrap::WordSeparator::AsciiSpace);
+        .word_separator(textwrap::WordSeparator::AsciiSpace)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation);
     let mut out = String::new();
     for (i, line) in textwrap::wrap(text, opts).iter().enumerate() {
         if i == 0 {
@@ -239,12 +240,10 @@ pub fn print_doc<T: Serialize + ?Sized>(kind: &str, version: u32, body: &T) -> R
 }
 
 fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value).context("cannot write JSON to stdout")?;
-    writeln!(out)
-        .and_then(|_| out.flush())
-        .context("cannot write to stdout")?;
-    Ok(())
+    // encoded first, so a closed stdout is an io::Error (a quiet end), not a serde error
+    let mut text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
+    text.push('\n');
+    print_text(&text)
 }
 
 /// Print text to stdout.
@@ -326,6 +325,17 @@ mod tests {
         // a word longer than the line is not cut
         let long = wrap("x ", 2, &"a".repeat(90), 40);
         assert!(long.contains(&"a".repeat(90)));
+        // nor is a word at its hyphens
+        let h = wrap(
+            "",
+            2,
+            "xxxxxxxxxxxxxxxxxxxxxxx tests/fixtures/hosts/b-book-2socket/root",
+            40,
+        );
+        assert!(
+            h.contains("tests/fixtures/hosts/b-book-2socket/root"),
+            "{h}"
+        );
     }
 
     #[test]

@@ -73,3 +73,52 @@ fn verbose_shows_every_cpu_and_module_parameter() {
         "offline CPU 23 row:\n{verbose}"
     );
 }
+
+/// `kvmtune ... | head`: a reader that is gone ends every command quietly, never with
+/// "kvmtune: error: ... Broken pipe" and exit 2.
+#[test]
+fn a_closed_output_ends_every_command_quietly() {
+    let root = hosts_dir().join("b-book-2socket/root");
+    let root = root.to_str().unwrap();
+    let report = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/corpus/perf-kvm-stat");
+    let report = std::fs::read_dir(&report)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.is_file())
+        .unwrap();
+    let report = report.to_str().unwrap();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["--root", root, "host"],
+        vec!["--root", root, "host", "--json"],
+        vec!["--root", root, "host", "--check", "--json"],
+        vec!["rules"],
+        vec!["rules", "--json"],
+        vec!["explain", "disk-cache"],
+        vec!["explain", "exit-io-storm", "--json"],
+        vec!["diagnose", "--perf-report", report, "--json"],
+        vec!["diagnose", "--perf-report", report],
+        vec!["manpage"],
+        vec!["completions", "bash"],
+    ];
+    for args in cases {
+        for _ in 0..3 {
+            let mut child = std::process::Command::new(bin())
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // close the read end before kvmtune writes
+            drop(child.stdout.take());
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !err.contains("Broken pipe") && !err.contains("error"),
+                "{args:?}: {err}"
+            );
+            assert_ne!(out.status.code(), Some(2), "{args:?}: {err}");
+        }
+    }
+}
