@@ -185,6 +185,100 @@ pub fn create_dir(dir: &Path, mode: u32) -> Result<(), WriteError> {
         .map_err(io(dir))
 }
 
+/// The default cap of an input file kvmtune reads whole (domain XML, plans, journal
+/// entries, reports, logs): 64 MiB. `KVMTUNE_MAX_INPUT` (bytes) changes it.
+pub const DEFAULT_MAX_INPUT: u64 = 64 << 20;
+
+/// The input cap in force: `KVMTUNE_MAX_INPUT` when set to a number, else
+/// [`DEFAULT_MAX_INPUT`].
+pub fn max_input() -> u64 {
+    std::env::var("KVMTUNE_MAX_INPUT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_INPUT)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: {what}; kvmtune reads regular files only")]
+    NotRegular { path: PathBuf, what: &'static str },
+    #[error("{path}: larger than {cap} bytes (KVMTUNE_MAX_INPUT raises the cap)")]
+    TooLarge { path: PathBuf, cap: u64 },
+    #[error("{path}: not UTF-8 text")]
+    NotText { path: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Read an input file whole: a regular file (a symlink to one is followed), at most `cap`
+/// bytes. A FIFO, device, socket or directory is refused without opening it for reading
+/// (a FIFO would block, `/dev/zero` would never end).
+pub fn read_input(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    let ioe = |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(ioe)?;
+    let t = meta.file_type();
+    if !t.is_file() {
+        let what = if t.is_dir() {
+            "a directory"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device node"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(ReadError::NotRegular {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
+    if meta.len() > cap {
+        return Err(ReadError::TooLarge {
+            path: path.to_path_buf(),
+            cap,
+        });
+    }
+    // O_NONBLOCK: should the path be swapped for a FIFO after the check, open does not hang
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(ioe)?;
+    if !f.metadata().map_err(ioe)?.file_type().is_file() {
+        return Err(ReadError::NotRegular {
+            path: path.to_path_buf(),
+            what: "not a regular file",
+        });
+    }
+    let mut buf = Vec::new();
+    // one byte more than the cap tells a file that grew past it
+    f.take(cap + 1).read_to_end(&mut buf).map_err(ioe)?;
+    if buf.len() as u64 > cap {
+        return Err(ReadError::TooLarge {
+            path: path.to_path_buf(),
+            cap,
+        });
+    }
+    Ok(buf)
+}
+
+/// [`read_input`] as UTF-8 text, with the cap in force ([`max_input`]).
+pub fn read_input_text(path: &Path) -> Result<String, ReadError> {
+    let bytes = read_input(path, max_input())?;
+    String::from_utf8(bytes).map_err(|_| ReadError::NotText {
+        path: path.to_path_buf(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +346,35 @@ mod tests {
         assert!(r.is_err());
         assert!(!a.exists(), "nothing is written when one target is refused");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn inputs_are_regular_files_under_a_cap() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("in.xml");
+        std::fs::write(&f, "<domain/>").unwrap();
+        assert_eq!(read_input_text(&f).unwrap(), "<domain/>");
+        let e = read_input(&f, 4).unwrap_err();
+        assert!(e.to_string().contains("larger than 4 bytes"), "{e}");
+        let e = read_input(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("device node"), "{e}");
+        let e = read_input(d.path(), 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("directory"), "{e}");
+        let fifo = d.path().join("fifo");
+        let st = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if st.is_ok_and(|s| s.success()) {
+            let e = read_input(&fifo, 1 << 20).unwrap_err();
+            assert!(e.to_string().contains("FIFO"), "{e}");
+        }
+        let bin = d.path().join("bin");
+        std::fs::write(&bin, [0xff, 0xfe]).unwrap();
+        assert!(
+            read_input_text(&bin)
+                .unwrap_err()
+                .to_string()
+                .contains("UTF-8")
+        );
+        assert!(read_input(&d.path().join("missing"), 10).is_err());
     }
 
     #[test]
