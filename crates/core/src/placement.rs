@@ -82,9 +82,28 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placed> {
         .as_ref()
         .ok_or_else(|| Error::msg("no host facts to plan against"))?;
     let topology = kvmtune_planner::topo_from_host(host, &req.reserve).map_err(Error::Msg)?;
+    // a domain whose vCPU count or memory cannot be understood is not placed as 1 vCPU or
+    // 0 MiB: it is refused with the reason
+    let mut refused = Vec::new();
     let doms: Vec<Dom> = inv
         .domains
         .iter()
+        .filter(|p| {
+            if p.domain.invalid.is_empty() {
+                return true;
+            }
+            let why: Vec<String> = p
+                .domain
+                .invalid
+                .iter()
+                .map(|i| format!("{} is {:?}: {}", i.path, i.value.trim(), i.why))
+                .collect();
+            refused.push(kvmtune_planner::Unplaced {
+                name: p.domain.name.clone(),
+                why: format!("not planned: {}", why.join("; ")),
+            });
+            false
+        })
         .map(|p| {
             let pol = req
                 .overrides
@@ -94,7 +113,8 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placed> {
             dom_of(&p.domain, host, pol)
         })
         .collect();
-    let outcome = kvmtune_planner::plan(&topology, &doms, req.fill);
+    let mut outcome = kvmtune_planner::plan(&topology, &doms, req.fill);
+    outcome.unplaced.extend(refused);
     let plan = to_plan(&outcome, inv, host);
     Ok(Placed {
         topology,
@@ -264,6 +284,28 @@ mod tests {
             assert_eq!(d.vcpupin.len(), 2, "{d:?}");
             assert!(d.base_sha256.is_none(), "files have no stored XML to guard");
         }
+        // absurd values are refused with the reason, not planned as 1 vCPU / 0 MiB
+        let (_d2, inv2) = book_host_inventory(&[
+            &xml("ok"),
+            "<domain type='kvm'><name>huge</name><memory>1048576</memory>\
+             <vcpu>18446744073709551616</vcpu></domain>",
+            "<domain type='kvm'><name>neg</name><memory>-5</memory><vcpu>2</vcpu></domain>",
+        ]);
+        let p2 = place(&inv2, &req).unwrap();
+        assert_eq!(p2.plan.domains.len(), 1);
+        assert_eq!(p2.outcome.unplaced.len(), 2, "{:?}", p2.outcome.unplaced);
+        assert!(
+            p2.outcome
+                .unplaced
+                .iter()
+                .any(|u| u.name == "huge" && u.why.contains("/domain/vcpu"))
+        );
+        assert!(
+            p2.outcome
+                .unplaced
+                .iter()
+                .any(|u| u.name == "neg" && u.why.contains("negative"))
+        );
         let mut bad = req.clone();
         bad.overrides.insert("nope".into(), POLICY);
         let e = place(&inv, &bad).unwrap_err().to_string();

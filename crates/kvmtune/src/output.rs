@@ -246,8 +246,48 @@ fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     print_text(&text)
 }
 
-/// Print text to stdout.
+/// Text made safe for a terminal: every control character is escaped (`\u{1b}`) except
+/// newline, tab, carriage return and kvmtune's own colour sequences (`ESC [ digits ; m`), so
+/// a domain name or host fact holding `ESC ]0;...` cannot retitle or reprogram the terminal.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let risky = text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'));
+    if !risky {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '\x1b' {
+            // an SGR colour sequence: ESC [ (digits | ;)* m
+            let tail = &rest[1..];
+            if let Some(body) = tail.strip_prefix('[') {
+                let n = body
+                    .bytes()
+                    .take_while(|b| b.is_ascii_digit() || *b == b';')
+                    .count();
+                if body.as_bytes().get(n) == Some(&b'm') {
+                    let len = 2 + n + 1;
+                    out.push_str(&rest[..len]);
+                    rest = &rest[len..];
+                    continue;
+                }
+            }
+        }
+        if c.is_control() && !matches!(c, '\n' | '\t' | '\r') {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Print text to stdout, terminal-safe ([`terminal_safe`]).
 pub fn print_text(text: &str) -> Result<()> {
+    let text = terminal_safe(text);
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|_| out.flush())
@@ -363,6 +403,25 @@ mod tests {
         assert_eq!(human(12_345.0), "12.3k");
         assert_eq!(human(1_400_000.0), "1.4M");
         assert_eq!(human(25_000_000.0), "25M");
+    }
+
+    #[test]
+    fn printed_text_keeps_colours_and_escapes_other_controls() {
+        let st = Style {
+            color: true,
+            width: 80,
+            verbose: false,
+        };
+        let t = format!(
+            "{} name\x1b]0;pwned\x07 \x1b[2J\n",
+            st.severity(Severity::Warn)
+        );
+        let s = terminal_safe(&t);
+        assert!(s.contains("\x1b[33;1mWARN \x1b[0m"), "{s:?}");
+        assert!(!s.contains('\x07') && !s.contains("\x1b]"), "{s:?}");
+        // an SGR-looking sequence that is not SGR (ESC [ 2 J clears the screen) is escaped
+        assert!(!s.contains("\x1b[2J"), "{s:?}");
+        assert_eq!(terminal_safe("plain\ttext\r\n"), "plain\ttext\r\n");
     }
 
     #[test]

@@ -195,7 +195,9 @@ pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
             }
             StatFormat::Csv => render_csv(&fr),
         };
-        let w = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+        let w = out
+            .write_all(crate::output::terminal_safe(&text).as_bytes())
+            .and_then(|_| out.flush());
         match w {
             Ok(()) => {}
             // `kvmtune stat | head`: the reader is gone, which ends the run normally

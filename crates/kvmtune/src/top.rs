@@ -79,7 +79,7 @@ impl Col {
     }
     fn cell(self, d: &VmFigures) -> String {
         match self {
-            Col::Name => d.name.clone(),
+            Col::Name => crate::output::safe(&d.name).into_owned(),
             Col::Exits | Col::Io => self.value(d).map(human).unwrap_or_else(|| "-".into()),
             _ => self
                 .value(d)
@@ -247,7 +247,7 @@ pub fn detail_lines(d: &VmFigures) -> Vec<String> {
     let mut out = vec![
         format!(
             "{}  id {}  pid {}  {} vCPUs  balloon {} MiB  rss {} MiB",
-            d.name,
+            crate::output::safe(&d.name),
             d.id.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
             d.pid.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
             d.vcpus,
@@ -339,7 +339,8 @@ pub fn draw(f: &mut ratatui::Frame, app: &App) {
         (Some(_), Some(d)) => {
             let text: Vec<Line> = detail_lines(d).into_iter().map(Line::from).collect();
             f.render_widget(
-                Paragraph::new(text).block(Block::bordered().title(format!(" {} ", d.name))),
+                Paragraph::new(text)
+                    .block(Block::bordered().title(format!(" {} ", crate::output::safe(&d.name)))),
                 main,
             );
         }

@@ -78,6 +78,7 @@ pub enum LiveOp {
 impl LiveOp {
     /// What an admin would type for it.
     pub fn command(&self, dom: &str) -> String {
+        let dom = kvmtune_domain::shell_quote(dom);
         match self {
             LiveOp::SetVcpus { count } => format!("virsh setvcpus {dom} {count} --live"),
             LiveOp::PinVcpu { vcpu, cpus } => format!("virsh vcpupin {dom} {vcpu} {cpus} --live"),
@@ -85,7 +86,7 @@ impl LiveOp {
             LiveOp::NumaNodeset { nodeset } => {
                 format!("virsh numatune {dom} --nodeset {nodeset} --live")
             }
-            LiveOp::Memtune(m) => memory::memtune_command(dom, m),
+            LiveOp::Memtune(m) => memory::memtune_command(&dom, m),
             LiveOp::Balloon { kib } => format!("virsh setmem {dom} {kib}KiB --live"),
         }
     }

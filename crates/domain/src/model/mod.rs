@@ -103,6 +103,100 @@ pub struct Domain {
     pub features: Features,
     pub clock: Option<Clock>,
     pub devices: Devices,
+    /// Sizes and counts that are present but cannot be understood (not a number, negative,
+    /// overflowing, an unknown unit, zero where libvirt needs at least one). The typed
+    /// fields above fall back to defaults for them, so judges must not trust those fields
+    /// when this is not empty.
+    pub invalid: Vec<Invalid>,
+}
+
+/// A value of the domain that cannot be understood.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invalid {
+    /// Where: `/domain/vcpu`, `/domain/memory`, `/domain/vcpu/@current`.
+    pub path: String,
+    /// The text as written.
+    pub value: String,
+    /// Why it is not understood.
+    pub why: String,
+}
+
+/// Most vCPUs libvirt accepts for a QEMU domain (QEMU's x86 maximum with x2APIC, q35).
+pub const MAX_VCPUS: u64 = 4096;
+
+/// The sizes and counts of `root` that cannot be understood.
+fn invalid_values(doc: &Document, root: NodeId) -> Vec<Invalid> {
+    let mut out = Vec::new();
+    let mut bad = |path: &str, value: &str, why: String| {
+        out.push(Invalid {
+            path: path.to_string(),
+            value: value.chars().take(64).collect(),
+            why,
+        })
+    };
+    let count = |v: &str| -> Result<u64, String> {
+        let t = v.trim();
+        if t.starts_with('-') {
+            return Err("negative".into());
+        }
+        match t.parse::<u64>() {
+            Ok(0) => Err("zero".into()),
+            Ok(n) if n > MAX_VCPUS => Err(format!("more than {MAX_VCPUS} vCPUs")),
+            Ok(n) => Ok(n),
+            Err(_) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
+                Err("too large a number".into())
+            }
+            Err(_) => Err("not a whole number".into()),
+        }
+    };
+    if let Some(v) = doc.child(root, "vcpu") {
+        let text = doc.text(v);
+        let max = count(&text);
+        if let Err(why) = &max {
+            bad("/domain/vcpu", &text, why.clone());
+        }
+        if let Some(cur) = doc.attr(v, "current") {
+            match count(cur) {
+                Err(why) => bad("/domain/vcpu/@current", cur, why),
+                Ok(c) if max.as_ref().is_ok_and(|m| c > *m) => bad(
+                    "/domain/vcpu/@current",
+                    cur,
+                    "more than the maximum vCPUs".into(),
+                ),
+                Ok(_) => {}
+            }
+        }
+    }
+    for name in ["memory", "currentMemory", "maxMemory"] {
+        let Some(m) = doc.child(root, name) else {
+            continue;
+        };
+        let text = doc.text(m);
+        let t = text.trim();
+        let unit = doc.attr(m, "unit");
+        let why = if t.starts_with('-') {
+            Some("negative".to_string())
+        } else {
+            match t.parse::<u64>() {
+                Err(_) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
+                    Some("too large a number".into())
+                }
+                Err(_) => Some("not a whole number".into()),
+                Ok(v) => match to_kib(v, unit) {
+                    None if unit.is_some_and(|u| to_kib(1, Some(u)).is_none()) => {
+                        Some(format!("unknown unit {:?}", unit.unwrap_or_default()))
+                    }
+                    None => Some("overflows 64-bit KiB".into()),
+                    Some(0) if name != "maxMemory" => Some("zero".into()),
+                    Some(_) => None,
+                },
+            }
+        };
+        if let Some(why) = why {
+            bad(&format!("/domain/{name}"), &text, why);
+        }
+    }
+    out
 }
 
 /// Why a document is not a domain.
@@ -160,6 +254,7 @@ impl Domain {
             features: features(doc, doc.child(root, "features")),
             clock: doc.child(root, "clock").map(|c| clock(doc, c)),
             devices: devices(doc, doc.child(root, "devices")),
+            invalid: invalid_values(doc, root),
         })
     }
 
@@ -188,6 +283,63 @@ impl Domain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_sizes_and_counts_are_listed_not_guessed() {
+        let dom = |body: &str| {
+            Domain::parse(&format!("<domain type='kvm'><name>x</name>{body}</domain>"))
+                .unwrap()
+                .1
+        };
+        let whys = |body: &str| -> Vec<(String, String)> {
+            dom(body)
+                .invalid
+                .into_iter()
+                .map(|i| (i.path, i.why))
+                .collect()
+        };
+        // fine: nothing listed
+        assert!(whys("<vcpu current='2'>4</vcpu><memory unit='GiB'>4</memory>").is_empty());
+        for (body, path, why) in [
+            (
+                "<vcpu>18446744073709551616</vcpu>",
+                "/domain/vcpu",
+                "too large",
+            ),
+            ("<vcpu>-4</vcpu>", "/domain/vcpu", "negative"),
+            ("<vcpu>0</vcpu>", "/domain/vcpu", "zero"),
+            ("<vcpu>99999</vcpu>", "/domain/vcpu", "more than 4096"),
+            ("<vcpu>four</vcpu>", "/domain/vcpu", "not a whole number"),
+            (
+                "<vcpu current='8'>4</vcpu>",
+                "/domain/vcpu/@current",
+                "more than the maximum",
+            ),
+            ("<memory>-1</memory>", "/domain/memory", "negative"),
+            (
+                "<memory unit='parsecs'>4</memory>",
+                "/domain/memory",
+                "unknown unit",
+            ),
+            (
+                "<memory unit='EiB'>100000</memory>",
+                "/domain/memory",
+                "overflows",
+            ),
+            ("<memory>0</memory>", "/domain/memory", "zero"),
+            (
+                "<currentMemory>99999999999999999999999</currentMemory>",
+                "/domain/currentMemory",
+                "too large",
+            ),
+        ] {
+            let w = whys(body);
+            assert!(
+                w.iter().any(|(p, y)| p == path && y.contains(why)),
+                "{body}: {w:?}"
+            );
+        }
+    }
 
     #[test]
     fn every_libvirt_unit_normalises_to_kib() {

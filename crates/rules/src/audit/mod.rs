@@ -130,8 +130,9 @@ impl Cx<'_> {
             value: "(absent)".into(),
         }
     }
-    pub fn name(&self) -> &str {
-        &self.d.name
+    /// The domain's name as one shell word, for the commands a fix suggests.
+    pub fn shell_name(&self) -> String {
+        kvmtune_domain::shell_quote(&self.d.name).into_owned()
     }
     /// The host's online CPUs, when known.
     pub fn host_cpus(&self) -> Option<CpuSet> {

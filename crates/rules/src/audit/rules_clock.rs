@@ -140,7 +140,7 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
     f.fix(
         "Tune the Windows clock timers",
         edits,
-        virsh_edit(cx.name(), "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/><timer name='pit' tickpolicy='delay'/><timer name='hypervclock' present='yes'/></clock>"),
+        virsh_edit(&cx.shell_name(), "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/><timer name='pit' tickpolicy='delay'/><timer name='hypervclock' present='yes'/></clock>"),
         Applies::NextBoot,
     );
     if suspect {
@@ -203,7 +203,7 @@ fn hyperv(cx: &Cx, out: &mut Out) {
         format!("Enable Hyper-V {}", names.join(", ")),
         edits,
         virsh_edit(
-            cx.name(),
+            &cx.shell_name(),
             "<features><hyperv mode='custom'>...</hyperv></features>",
         ),
         Applies::NextBoot,
@@ -237,7 +237,7 @@ fn clock_linux(cx: &Cx, out: &mut Out) {
             .fix(
                 "Enable kvmclock",
                 vec![Edit::set(cx.doc, t.node, "present", "yes")],
-                virsh_edit(cx.name(), "<timer name='kvmclock' present='yes'/>"),
+                virsh_edit(&cx.shell_name(), "<timer name='kvmclock' present='yes'/>"),
                 Applies::NextBoot,
             );
     }

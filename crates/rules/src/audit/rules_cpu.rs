@@ -32,6 +32,20 @@ pub(super) fn rules() -> Vec<Rule> {
     vec![
         Rule {
             meta: Meta {
+                id: "domain-values",
+                title: "Sizes or counts that cannot be understood",
+                severity: Severity::Error,
+                profiles: &["*"],
+                why: "A vCPU count or memory size that is not a number, negative, zero, overflowing or in an unknown unit is refused by libvirt or means something else than it seems; kvmtune cannot judge or plan such a domain and says so instead of guessing 1 vCPU or 0 MiB.",
+                fix: "Write the value as libvirt expects: <vcpu> a whole number from 1 to the host's limit, <memory unit='KiB|MiB|GiB|...'> a positive whole number.",
+                risk: "None: the domain cannot be defined as written.",
+                source: "libvirt domain format (CPU allocation, memory allocation)",
+                needs_host: false,
+            },
+            check: domain_values,
+        },
+        Rule {
+            meta: Meta {
                 id: "virt-type",
                 title: "Domain runs under TCG emulation on a KVM host",
                 severity: Severity::Warn,
@@ -132,6 +146,19 @@ fn tcg_on_kvm_host(cx: &Cx) -> bool {
     cx.d.virt_type == "qemu" && cx.host.is_some_and(|h| h.kvm.dev_kvm.openable) && x86(cx)
 }
 
+fn domain_values(cx: &Cx, out: &mut Out) {
+    for bad in &cx.d.invalid {
+        out.finding(
+            format!("{} is {:?}: {}", bad.path, bad.value.trim(), bad.why),
+            vec![super::Evidence {
+                path: bad.path.clone(),
+                line: None,
+                value: bad.value.clone(),
+            }],
+        );
+    }
+}
+
 fn virt_type(cx: &Cx, out: &mut Out) {
     if !tcg_on_kvm_host(cx) {
         return;
@@ -143,7 +170,7 @@ fn virt_type(cx: &Cx, out: &mut Out) {
     .fix(
         "Run the domain under KVM",
         vec![Edit::set(cx.doc, cx.d.node, "type", "kvm")],
-        virsh_edit(cx.name(), "<domain type='kvm'>"),
+        virsh_edit(&cx.shell_name(), "<domain type='kvm'>"),
         Applies::NextBoot,
     );
 }
@@ -209,7 +236,7 @@ fn cpu_mode(cx: &Cx, out: &mut Out) {
             f.fix(
                 "Use host-model",
                 vec![Edit::set(cx.doc, c.node, "mode", "host-model")],
-                virsh_edit(cx.name(), "<cpu mode='host-model'/>"),
+                virsh_edit(&cx.shell_name(), "<cpu mode='host-model'/>"),
                 Applies::NextBoot,
             );
             return;
@@ -223,7 +250,7 @@ fn cpu_mode(cx: &Cx, out: &mut Out) {
             .fix(
                 "Use host-passthrough",
                 vec![Edit::set(cx.doc, c.node, "mode", "host-passthrough")],
-                virsh_edit(cx.name(), "<cpu mode='host-passthrough'/>"),
+                virsh_edit(&cx.shell_name(), "<cpu mode='host-passthrough'/>"),
                 Applies::NextBoot,
             );
             return;
@@ -234,7 +261,7 @@ fn cpu_mode(cx: &Cx, out: &mut Out) {
     f.fix(
         format!("Use <cpu mode='{want}'>"),
         fix_edits(cx),
-        virsh_edit(cx.name(), &format!("<cpu mode='{want}'/>")),
+        virsh_edit(&cx.shell_name(), &format!("<cpu mode='{want}'/>")),
         Applies::NextBoot,
     );
     if cx.caps.is_none() {
@@ -299,7 +326,7 @@ fn cpu_topology(cx: &Cx, out: &mut Out) {
             format!("Present one socket with {n} cores"),
             edits,
             virsh_edit(
-                cx.name(),
+                &cx.shell_name(),
                 &format!("<cpu><topology sockets='1' cores='{n}' threads='1'/></cpu>"),
             ),
             Applies::NextBoot,
@@ -558,6 +585,31 @@ pub(super) mod table {
         let hm = "<cpu mode='host-model'/>";
         let vmx = "<cpu mode='host-model'><feature policy='require' name='vmx'/></cpu>";
         vec![
+            // domain-values
+            case(
+                "negative vCPU count",
+                "domain-values",
+                "server",
+                None,
+                vec![dom("<vcpu>-4</vcpu>")],
+                ERROR,
+            ),
+            case(
+                "vCPUs overflowing 64 bits",
+                "domain-values",
+                "server",
+                None,
+                vec![dom("<vcpu>18446744073709551616</vcpu>")],
+                ERROR,
+            ),
+            case(
+                "four vCPUs",
+                "domain-values",
+                "server",
+                None,
+                vec![dom("<vcpu>4</vcpu>")],
+                NONE,
+            ),
             // virt-type
             case(
                 "tcg on a kvm host",

@@ -232,7 +232,7 @@ fn usb_idle(cx: &Cx, out: &mut Out) {
     f.fix(
         "Replace the USB controllers with model='none'",
         edits,
-        virsh_edit(cx.name(), "<controller type='usb' model='none'/>"),
+        virsh_edit(&cx.shell_name(), "<controller type='usb' model='none'/>"),
         Applies::NextBoot,
     );
 }
@@ -245,7 +245,7 @@ fn tablet(cx: &Cx, out: &mut Out) {
                 out.finding("USB tablet on a server", vec![cx.ev(t)]).fix(
                     "Remove the tablet",
                     vec![Edit::remove(cx.doc, t)],
-                    format!("virsh detach-device {} tablet.xml --config   # tablet.xml: <input type='tablet' bus='usb'/>", cx.name()),
+                    format!("virsh detach-device {} tablet.xml --config   # tablet.xml: <input type='tablet' bus='usb'/>", cx.shell_name()),
                     Applies::NextBoot,
                 );
             }
@@ -265,7 +265,7 @@ fn tablet(cx: &Cx, out: &mut Out) {
                 f.fix(
                     "Add a USB tablet",
                     vec![Edit::set_at(cx.doc, dev, vec![Seg::keyed("input", "type", "tablet")], "bus", "usb")],
-                    format!("virsh attach-device {} tablet.xml --config   # tablet.xml: <input type='tablet' bus='usb'/>", cx.name()),
+                    format!("virsh attach-device {} tablet.xml --config   # tablet.xml: <input type='tablet' bus='usb'/>", cx.shell_name()),
                     Applies::NextBoot,
                 );
             }
@@ -346,7 +346,7 @@ fn disk_bus(cx: &Cx, out: &mut Out) {
             format!("Move {} to virtio-blk as {dev}", disk.label()),
             edits,
             virsh_edit(
-                cx.name(),
+                &cx.shell_name(),
                 &format!(
                     "<target dev='{dev}' bus='virtio'/> on disk {}",
                     disk.label()
@@ -404,7 +404,7 @@ fn disk_cache(cx: &Cx, out: &mut Out) {
             format!("cache='none' io='native' on {}", disk.label()),
             edits,
             virsh_edit(
-                cx.name(),
+                &cx.shell_name(),
                 &format!(
                     "<driver name='qemu' cache='none' io='native'/> on disk {}",
                     disk.label()
@@ -435,7 +435,7 @@ fn disk_io(cx: &Cx, out: &mut Out) {
             .fix(
                 "Use cache='none' with io='native'",
                 vec![Edit::set(cx.doc, drv, "cache", "none")],
-                virsh_edit(cx.name(), "cache='none' io='native'"),
+                virsh_edit(&cx.shell_name(), "cache='none' io='native'"),
                 Applies::NextBoot,
             );
         }
@@ -497,7 +497,7 @@ fn disk_io(cx: &Cx, out: &mut Out) {
         "Give the virtio disks an iothread",
         edits,
         virsh_edit(
-            cx.name(),
+            &cx.shell_name(),
             "<iothreads>1</iothreads> and <driver iothread='1'/>",
         ),
         Applies::NextBoot,
@@ -532,7 +532,7 @@ fn net_model(cx: &Cx, out: &mut Out) {
                 .fix(
                     "Use virtio-net",
                     edits,
-                    virsh_edit(cx.name(), "<model type='virtio'/>"),
+                    virsh_edit(&cx.shell_name(), "<model type='virtio'/>"),
                     Applies::NextBoot,
                 );
             }
@@ -545,7 +545,10 @@ fn net_model(cx: &Cx, out: &mut Out) {
                 f.fix(
                     "Let libvirt use vhost-net",
                     vec![Edit::unset(cx.doc, dn, "name")],
-                    virsh_edit(cx.name(), "remove name='qemu' from the interface <driver>"),
+                    virsh_edit(
+                        &cx.shell_name(),
+                        "remove name='qemu' from the interface <driver>",
+                    ),
                     Applies::NextBoot,
                 );
                 if vhost_missing {
@@ -569,7 +572,7 @@ fn net_model(cx: &Cx, out: &mut Out) {
                         "type",
                         "virtio",
                     )],
-                    virsh_edit(cx.name(), "<model type='virtio'/>"),
+                    virsh_edit(&cx.shell_name(), "<model type='virtio'/>"),
                     Applies::NextBoot,
                 );
             }
@@ -629,7 +632,7 @@ fn net_multiqueue(cx: &Cx, out: &mut Out) {
                 &q.to_string(),
             )],
             virsh_edit(
-                cx.name(),
+                &cx.shell_name(),
                 &format!("<driver queues='{q}'/> in the interface"),
             ),
             Applies::NextBoot,
@@ -649,7 +652,7 @@ fn legacy(cx: &Cx, out: &mut Out) {
         .fix(
             "Remove the sound device",
             vec![Edit::remove(cx.doc, s.node)],
-            virsh_edit(cx.name(), "remove <sound>"),
+            virsh_edit(&cx.shell_name(), "remove <sound>"),
             Applies::NextBoot,
         );
     }
@@ -658,7 +661,7 @@ fn legacy(cx: &Cx, out: &mut Out) {
             .fix(
                 "Remove the floppy drive",
                 vec![Edit::remove(cx.doc, d.node)],
-                virsh_edit(cx.name(), "remove the floppy <disk>"),
+                virsh_edit(&cx.shell_name(), "remove the floppy <disk>"),
                 Applies::NextBoot,
             );
     }
@@ -673,7 +676,7 @@ fn legacy(cx: &Cx, out: &mut Out) {
         .fix(
             "Remove the secondary video adapter",
             vec![Edit::remove(cx.doc, v.node)],
-            virsh_edit(cx.name(), "remove the second <video>"),
+            virsh_edit(&cx.shell_name(), "remove the second <video>"),
             Applies::NextBoot,
         );
     }

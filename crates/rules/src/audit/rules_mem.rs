@@ -127,7 +127,10 @@ fn hugepages(cx: &Cx, out: &mut Out) {
             d.node,
             vec![Seg::new("memoryBacking"), Seg::new("hugepages")],
         )],
-        virsh_edit(cx.name(), "<memoryBacking><hugepages/></memoryBacking>"),
+        virsh_edit(
+            &cx.shell_name(),
+            "<memoryBacking><hugepages/></memoryBacking>",
+        ),
         Applies::NextBoot,
     );
     if let Some(h) = cx.host {
@@ -198,7 +201,10 @@ fn add_fix(cx: &Cx, f: &mut super::Finding) {
             cx.d.node,
             vec![Seg::new("memoryBacking"), Seg::new("nosharepages")],
         )],
-        virsh_edit(cx.name(), "<memoryBacking><nosharepages/></memoryBacking>"),
+        virsh_edit(
+            &cx.shell_name(),
+            "<memoryBacking><nosharepages/></memoryBacking>",
+        ),
         Applies::NextBoot,
     );
 }
@@ -247,7 +253,7 @@ fn locked(cx: &Cx, out: &mut Out) {
         ],
         format!(
             "virsh memtune {} --hard-limit {lim} --config --live",
-            cx.name()
+            cx.shell_name()
         ),
         Applies::Live,
     );
@@ -283,7 +289,7 @@ fn hardlimit_low(cx: &Cx, out: &mut Out) {
         ],
         format!(
             "virsh memtune {} --hard-limit {lim} --config --live",
-            cx.name()
+            cx.shell_name()
         ),
         Applies::Live,
     );
@@ -344,7 +350,7 @@ fn balloon(cx: &Cx, out: &mut Out) {
         f.fix(
             "Remove the balloon",
             vec![set_model(cx, "none")],
-            virsh_edit(cx.name(), "<memballoon model='none'/>"),
+            virsh_edit(&cx.shell_name(), "<memballoon model='none'/>"),
             Applies::NextBoot,
         );
         return;
@@ -361,7 +367,7 @@ fn balloon(cx: &Cx, out: &mut Out) {
             .fix(
                 "Add a virtio balloon",
                 vec![set_model(cx, "virtio")],
-                virsh_edit(cx.name(), "<memballoon model='virtio'/>"),
+                virsh_edit(&cx.shell_name(), "<memballoon model='virtio'/>"),
                 Applies::NextBoot,
             );
         }

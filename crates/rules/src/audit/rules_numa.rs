@@ -210,7 +210,10 @@ fn numa_inconsistent(cx: &Cx, out: &mut Out) {
     .fix(
         format!("Bind memory to node {want}"),
         vec![Edit::set(cx.doc, mem.node, "nodeset", &want)],
-        format!("virsh numatune {} --nodeset {want} --config", cx.name()),
+        format!(
+            "virsh numatune {} --nodeset {want} --config",
+            cx.shell_name()
+        ),
         Applies::NextBoot,
     );
 }

@@ -1,0 +1,127 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Hostile domain XML through the real binary: absurd values (issue 17 item 6) and names
+//! made to attack a terminal or a shell (item 7). Apply-side and input-file hostility are in
+//! hostile_apply.rs and hostile_inputs.rs.
+
+mod common;
+use common::*;
+
+fn write(dir: &std::path::Path, name: &str, xml: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, xml).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// `<vcpu>18446744073709551616</vcpu>`, `<vcpu>-4</vcpu>`, negative or absurd memory: an
+/// audit finding of error severity, and `plan` refuses the domain with the reason instead
+/// of planning 1 vCPU / 0 MiB with exit 0.
+#[test]
+fn absurd_values_are_an_error_finding_and_are_not_planned() {
+    let d = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "overflow.xml",
+            "<vcpu>18446744073709551616</vcpu><memory>1048576</memory>",
+            "/domain/vcpu",
+        ),
+        (
+            "negative.xml",
+            "<vcpu>-4</vcpu><memory>1048576</memory>",
+            "negative",
+        ),
+        (
+            "memory.xml",
+            "<vcpu>2</vcpu><memory>-1</memory>",
+            "/domain/memory",
+        ),
+        (
+            "unit.xml",
+            "<vcpu>2</vcpu><memory unit='parsecs'>4</memory>",
+            "unknown unit",
+        ),
+        (
+            "huge.xml",
+            "<vcpu>2</vcpu><memory unit='EiB'>99999</memory>",
+            "overflows",
+        ),
+    ];
+    let root = hosts_dir().join("b-book-2socket/root");
+    for (file, body, why) in cases {
+        let name = file.trim_end_matches(".xml");
+        let f = write(
+            d.path(),
+            file,
+            &format!("<domain type='kvm'><name>{name}</name>{body}</domain>"),
+        );
+        let o = kvmtune(&["audit", "--json", &f]);
+        assert_eq!(o.status.code(), Some(1), "{file}: {}", stderr(&o));
+        let v = json(&o);
+        let found = v["domains"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["rule"] == "domain-values")
+            .cloned()
+            .unwrap_or_else(|| panic!("{file}: no domain-values finding"));
+        assert_eq!(found["severity"], "error", "{file}");
+        assert!(
+            found["message"].as_str().unwrap().contains(why),
+            "{file}: {found}"
+        );
+
+        let o = kvmtune(&["--root", root.to_str().unwrap(), "plan", "--json", &f]);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{file}: a refused domain is not clean"
+        );
+        let v = json(&o);
+        assert!(
+            v["plan"]["domains"].as_array().unwrap().is_empty(),
+            "{file}: {v}"
+        );
+        let un = &v["outcome"]["unplaced"][0];
+        assert_eq!(un["name"], name);
+        assert!(un["why"].as_str().unwrap().contains("not planned"), "{un}");
+    }
+}
+
+/// A name with terminal escapes and shell syntax: text output carries no raw control
+/// characters (only kvmtune's own colours) and every suggested command quotes the name.
+#[test]
+fn names_cannot_attack_the_terminal_or_the_shell() {
+    let d = tempfile::tempdir().unwrap();
+    let evil = "x$(touch /tmp/kvmtune-pwned);y&#x1b;]0;owned&#x7;";
+    let f = write(
+        d.path(),
+        "evil.xml",
+        &format!(
+            "<domain type='kvm'><name>{evil}</name><memory>1048576</memory><vcpu>2</vcpu>\
+             <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+             <disk type='file' device='disk'><driver name='qemu' type='raw' cache='writethrough'/>\
+             <source file='/i/a.img'/><target dev='vda' bus='virtio'/></disk></devices></domain>"
+        ),
+    );
+    for color in ["never", "always"] {
+        let o = kvmtune(&["--color", color, "audit", &f]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let out = stdout(&o);
+        // no BEL, no OSC; ESC only as the start of a colour sequence
+        assert!(!out.contains('\u{7}'), "{out:?}");
+        for (i, _) in out.match_indices('\u{1b}') {
+            assert!(out[i + 1..].starts_with('['), "raw escape at {i}: {out:?}");
+        }
+        assert!(
+            out.contains("\\u{1b}"),
+            "the escape is shown escaped: {out}"
+        );
+        // the suggested command quotes the name as one shell word (lines are wrapped at
+        // 80 columns: compare with the white space folded)
+        let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains("virsh edit 'x$(touch /tmp/kvmtune-pwned);y"),
+            "{flat}"
+        );
+        assert!(!flat.contains("virsh edit x$("), "{flat}");
+    }
+}
