@@ -125,3 +125,118 @@ fn names_cannot_attack_the_terminal_or_the_shell() {
         assert!(!flat.contains("virsh edit x$("), "{flat}");
     }
 }
+
+/// Every file kvmtune writes refuses a symlink, device or FIFO target (exit 2, the target
+/// untouched); `-` and `/dev/stdout` mean standard output; files that hold domain XML are
+/// 0600 in 0700 directories.
+#[test]
+fn output_paths_never_replace_devices_links_or_fifos() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let d = tempfile::tempdir().unwrap();
+    let root = hosts_dir().join("b-book-2socket/root");
+    let root = root.to_str().unwrap();
+    let dom = write(
+        d.path(),
+        "vm.xml",
+        "<domain type='kvm'><name>vm</name><memory>1048576</memory><vcpu>2</vcpu>\
+         <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+         <disk type='file' device='disk'><driver name='qemu' type='raw' cache='writethrough'/>\
+         <source file='/i/a.img'/><target dev='vda' bus='virtio'/></disk></devices></domain>",
+    );
+    let victim = d.path().join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    let link = d.path().join("link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let fifo = d.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let link_s = link.to_str().unwrap();
+    let fifo_s = fifo.to_str().unwrap();
+    let refused: Vec<Vec<&str>> = vec![
+        vec![
+            "snapshot",
+            "--no-libvirt",
+            "--root",
+            root,
+            "-o",
+            "/dev/full",
+        ],
+        vec!["snapshot", "--no-libvirt", "--root", root, "-o", link_s],
+        vec!["snapshot", "--no-libvirt", "--root", root, "-o", fifo_s],
+        vec!["--root", root, "plan", &dom, "-o", "/dev/null"],
+        vec!["--root", root, "plan", &dom, "-o", link_s],
+        vec!["--root", root, "plan", &dom, "--svg", fifo_s],
+        vec!["--root", root, "plan", &dom, "--svg", link_s],
+    ];
+    for args in refused {
+        let o = kvmtune(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("refusing"), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert!(
+        std::fs::symlink_metadata("/dev/full")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    assert!(
+        std::fs::symlink_metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    // --svg /dev/stdout and -o - write to standard output
+    let o = kvmtune(&[
+        "--root",
+        root,
+        "plan",
+        &dom,
+        "--svg",
+        "/dev/stdout",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("<svg"), "the map went to stdout");
+    let o = kvmtune(&["--root", root, "plan", &dom, "-o", "-", "--json"]);
+    assert!(stdout(&o).contains("\"kvmtune.plan\""), "{}", stdout(&o));
+    // modes: fixed XML 0600 in a 0700 directory, plans 0600, bundles 0600
+    let fixed = d.path().join("fixed");
+    let o = kvmtune(&["audit", "--fix", "-o", fixed.to_str().unwrap(), &dom]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&fixed), 0o700);
+    assert_eq!(mode(&fixed.join("vm.xml")), 0o600);
+    let plan = d.path().join("p.json");
+    kvmtune(&["--root", root, "plan", &dom, "-o", plan.to_str().unwrap()]);
+    assert_eq!(mode(&plan), 0o600);
+    let bundle = d.path().join("b.tar.gz");
+    let o = kvmtune(&[
+        "snapshot",
+        "--no-libvirt",
+        "--root",
+        root,
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(mode(&bundle), 0o600);
+}
