@@ -41,6 +41,9 @@ pub enum BundleError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read bundle {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    /// Not a regular file (a FIFO, a device): refused before reading.
+    #[error("cannot read bundle {path}: {why}")]
+    Input { path: PathBuf, why: String },
     #[error("bundle {path} is not a kvmtune bundle: {why}")]
     Format { path: PathBuf, why: String },
 }
@@ -279,7 +282,14 @@ impl Bundle {
         // a regular file only: a FIFO would hang, a device never end
         let file = kvmtune_host::fsio::open_input(path).map_err(|e| match e {
             kvmtune_host::fsio::ReadError::Io { source, .. } => rerr(source),
-            other => rerr(io::Error::other(other.to_string())),
+            kvmtune_host::fsio::ReadError::NotRegular { what, .. } => BundleError::Input {
+                path: path.to_path_buf(),
+                why: format!("{what}; kvmtune reads regular files only"),
+            },
+            other => BundleError::Input {
+                path: path.to_path_buf(),
+                why: other.to_string(),
+            },
         })?;
         let mut archive = tar::Archive::new(GzDecoder::new(file));
         let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
