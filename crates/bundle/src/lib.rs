@@ -14,7 +14,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs::File;
+
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -23,14 +23,17 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
-use kvmtune_host::{Capture, Replay};
+use kvmtune_host::{Capture, ReadErrorKind, Replay};
 
 /// The bundle format version written by this kvmtune.
 pub const BUNDLE_VERSION: u32 = 1;
-/// Entries larger than this are refused on reading (a bundle is made of small text files).
-const MAX_ENTRY: u64 = 64 * 1024 * 1024;
+/// Entries larger than this are refused on reading, and not written (a bundle is made of
+/// small text files): the same cap as `--root` and input files by default
+/// ([`kvmtune_host::fsio::DEFAULT_MAX_INPUT`], 64 MiB). Fixed, not `KVMTUNE_MAX_INPUT`:
+/// a bundle written on one machine must read on another.
+pub const MAX_ENTRY: u64 = kvmtune_host::fsio::DEFAULT_MAX_INPUT;
 /// A whole bundle larger than this (uncompressed) is refused: a gzip bomb, not a capture.
-const MAX_TOTAL: u64 = 1024 * 1024 * 1024;
+pub const MAX_TOTAL: u64 = 1024 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -38,6 +41,9 @@ pub enum BundleError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read bundle {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    /// Not a regular file (a FIFO, a device): refused before reading.
+    #[error("cannot read bundle {path}: {why}")]
+    Input { path: PathBuf, why: String },
     #[error("bundle {path} is not a kvmtune bundle: {why}")]
     Format { path: PathBuf, why: String },
 }
@@ -97,13 +103,69 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// A bundle of what was captured. Anything a reader would refuse is left out here,
+    /// with a recorded error naming it: a host file or an XML over [`MAX_ENTRY`] bytes,
+    /// and host files past [`MAX_TOTAL`] bytes in all.
     pub fn new(
         origin: String,
-        capture: Capture,
-        libvirt: LibvirtCapture,
+        mut capture: Capture,
+        mut libvirt: LibvirtCapture,
         host_json: Option<String>,
         created_unix: u64,
     ) -> Bundle {
+        let mut total: u64 = 0;
+        let files = std::mem::take(&mut capture.files);
+        for (p, bytes) in files {
+            let len = bytes.len() as u64;
+            if len > MAX_ENTRY {
+                capture.file_errors.insert(
+                    p,
+                    ReadErrorKind::Io(format!(
+                        "larger than {MAX_ENTRY} bytes; not put in the bundle"
+                    )),
+                );
+            } else if total.saturating_add(len) > MAX_TOTAL / 2 {
+                capture.file_errors.insert(
+                    p,
+                    ReadErrorKind::Io(format!(
+                        "host files past {} bytes in all; not put in the bundle",
+                        MAX_TOTAL / 2
+                    )),
+                );
+            } else {
+                total += len;
+                capture.files.insert(p, bytes);
+            }
+        }
+        let too_big = |x: &Option<String>| x.as_ref().is_some_and(|x| x.len() as u64 > MAX_ENTRY);
+        if too_big(&libvirt.capabilities) {
+            libvirt.capabilities = None;
+            libvirt.errors.push(format!(
+                "capabilities: larger than {MAX_ENTRY} bytes; not put in the bundle"
+            ));
+        }
+        let big: Vec<String> = libvirt
+            .domain_capabilities
+            .iter()
+            .filter(|(_, x)| x.len() as u64 > MAX_ENTRY)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in big {
+            libvirt.domain_capabilities.remove(&t);
+            libvirt.errors.push(format!(
+                "domain capabilities {t}: larger than {MAX_ENTRY} bytes; not put in the bundle"
+            ));
+        }
+        for d in &mut libvirt.domains {
+            for (x, which) in [(&mut d.inactive_xml, "inactive"), (&mut d.live_xml, "live")] {
+                if too_big(x) {
+                    *x = None;
+                    d.errors.push(format!(
+                        "{which} XML larger than {MAX_ENTRY} bytes; not put in the bundle"
+                    ));
+                }
+            }
+        }
         Bundle {
             manifest: Manifest {
                 kind: "kvmtune.bundle".into(),
@@ -217,7 +279,18 @@ impl Bundle {
             path: path.to_path_buf(),
             why,
         };
-        let file = File::open(path).map_err(rerr)?;
+        // a regular file only: a FIFO would hang, a device never end
+        let file = kvmtune_host::fsio::open_input(path).map_err(|e| match e {
+            kvmtune_host::fsio::ReadError::Io { source, .. } => rerr(source),
+            kvmtune_host::fsio::ReadError::NotRegular { what, .. } => BundleError::Input {
+                path: path.to_path_buf(),
+                why: format!("{what}; kvmtune reads regular files only"),
+            },
+            other => BundleError::Input {
+                path: path.to_path_buf(),
+                why: other.to_string(),
+            },
+        })?;
         let mut archive = tar::Archive::new(GzDecoder::new(file));
         let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut total: u64 = 0;
@@ -226,11 +299,12 @@ impl Bundle {
             .map_err(|e| ferr(format!("not a gzip'd tar archive ({e})")))?;
         for entry in iter {
             let mut entry = entry.map_err(|e| ferr(format!("corrupt archive ({e})")))?;
-            let name = entry
-                .path()
-                .map_err(|e| ferr(format!("bad entry name ({e})")))?
-                .to_string_lossy()
-                .into_owned();
+            let raw_name = entry.path_bytes().into_owned();
+            let name = entry_name(&raw_name).map_err(&ferr)?;
+            let kind = entry.header().entry_type();
+            if !(kind.is_file() || kind.is_contiguous()) {
+                return Err(ferr(format!("entry {name} is not a regular file")));
+            }
             if entry.size() > MAX_ENTRY {
                 return Err(ferr(format!(
                     "entry {name} is larger than {MAX_ENTRY} bytes"
@@ -244,7 +318,20 @@ impl Bundle {
             entry
                 .read_to_end(&mut bytes)
                 .map_err(|e| ferr(format!("corrupt entry {name} ({e})")))?;
-            entries.insert(name, bytes);
+            if entries.insert(name.clone(), bytes).is_some() {
+                return Err(ferr(format!("entry {name} appears twice")));
+            }
+        }
+        // tar stops at its end-of-archive blocks; the gzip trailer (CRC and length) is
+        // checked only when the decoder is read to its end
+        let mut gz = archive.into_inner();
+        let rest = io::copy(
+            &mut (&mut gz).take(max_total.saturating_sub(total) + 1),
+            &mut io::sink(),
+        )
+        .map_err(|e| ferr(format!("corrupt gzip stream ({e})")))?;
+        if total.saturating_add(rest) > max_total {
+            return Err(ferr(format!("more than {max_total} bytes uncompressed")));
         }
         let raw = entries
             .remove("manifest.json")
@@ -254,12 +341,13 @@ impl Bundle {
         if manifest.kind != "kvmtune.bundle" {
             return Err(ferr(format!("manifest kind is {:?}", manifest.kind)));
         }
-        if manifest.version > BUNDLE_VERSION {
+        if manifest.version == 0 || manifest.version > BUNDLE_VERSION {
             return Err(ferr(format!(
-                "bundle version {} is newer than this kvmtune reads ({BUNDLE_VERSION})",
+                "bundle version {} is not one this kvmtune reads (1 to {BUNDLE_VERSION})",
                 manifest.version
             )));
         }
+        validate(&manifest).map_err(|why| ferr(format!("bad manifest.json: {why}")))?;
         let text = |bytes: Vec<u8>, name: &str| {
             String::from_utf8(bytes).map_err(|_| ferr(format!("{name} is not UTF-8")))
         };
@@ -289,21 +377,27 @@ impl Bundle {
                 ) {
                     (Some(u), _) => (u, false),
                     (_, Some(u)) => (u, true),
-                    _ => continue,
+                    _ => return Err(ferr(format!("unexpected entry {name}"))),
                 };
-                if let Some(d) = manifest.libvirt.domains.iter_mut().find(|d| d.uuid == uuid) {
-                    if live {
-                        d.live_xml = Some(xml);
-                    } else {
-                        d.inactive_xml = Some(xml);
-                    }
+                let Some(d) = manifest.libvirt.domains.iter_mut().find(|d| d.uuid == uuid) else {
+                    return Err(ferr(format!("entry {name} is no domain of the manifest")));
+                };
+                if live {
+                    d.live_xml = Some(xml);
+                } else {
+                    d.inactive_xml = Some(xml);
                 }
+            } else {
+                return Err(ferr(format!("unexpected entry {name}")));
             }
         }
         for f in &manifest.host_files {
             if !files.contains_key(f) {
                 return Err(ferr(format!("manifest lists {f} but the archive lacks it")));
             }
+        }
+        if let Some(f) = files.keys().find(|f| !manifest.host_files.contains(f)) {
+            return Err(ferr(format!("archive holds host{f}, not in the manifest")));
         }
         manifest.capture.files = files;
         Ok(Bundle {
@@ -312,6 +406,99 @@ impl Bundle {
             path: Some(path.to_path_buf()),
         })
     }
+}
+
+/// An entry's name: UTF-8, relative, plain components only (no `..`, `.`, empty or
+/// absolute parts): nothing in a bundle names a place outside it.
+fn entry_name(raw: &[u8]) -> Result<String, String> {
+    let name = std::str::from_utf8(raw).map_err(|_| "an entry name is not UTF-8".to_string())?;
+    let shown = || name.escape_debug().to_string();
+    if name.is_empty()
+        || name.len() > 4096
+        || name.starts_with('/')
+        || name
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == ".." || c.contains('\0'))
+    {
+        return Err(format!(
+            "entry \"{}\" is not a plain relative path",
+            shown()
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// A host path as a capture keys it: absolute, plain components, no NUL.
+fn host_path_ok(p: &str) -> bool {
+    p == "/"
+        || (p.len() <= 4096
+            && p.strip_prefix('/').is_some_and(|r| {
+                r.split('/')
+                    .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'))
+            }))
+}
+
+/// What a reader relies on in a manifest: host paths are absolute and plain, listed names
+/// are plain names, domain UUIDs are plain and unique.
+fn validate(m: &Manifest) -> Result<(), String> {
+    let shown = |p: &str| {
+        p.chars()
+            .take(200)
+            .collect::<String>()
+            .escape_debug()
+            .to_string()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &m.host_files {
+        if !host_path_ok(p) || p == "/" {
+            return Err(format!(
+                "host file \"{}\" is not a plain absolute path",
+                shown(p)
+            ));
+        }
+        if !seen.insert(p) {
+            return Err(format!("host file {p} is listed twice"));
+        }
+    }
+    let c = &m.capture;
+    let keys = c
+        .file_errors
+        .keys()
+        .chain(c.dirs.keys())
+        .chain(c.probes.keys());
+    for p in keys {
+        if !host_path_ok(p) {
+            return Err(format!(
+                "path \"{}\" is not a plain absolute path",
+                shown(p)
+            ));
+        }
+    }
+    for (d, names) in &c.dirs {
+        if let Ok(names) = names
+            && let Some(n) = names
+                .iter()
+                .find(|n| n.is_empty() || *n == "." || *n == ".." || n.contains(['/', '\0']))
+        {
+            return Err(format!("listing of {d} holds \"{}\"", shown(n)));
+        }
+    }
+    let mut uuids = std::collections::BTreeSet::new();
+    for d in &m.libvirt.domains {
+        if d.uuid.is_empty()
+            || d.uuid.len() > 64
+            || !d
+                .uuid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!("domain UUID \"{}\" is not a UUID", shown(&d.uuid)));
+        }
+        if !uuids.insert(d.uuid.as_str()) {
+            return Err(format!("domain UUID {} is listed twice", d.uuid));
+        }
+    }
+    Ok(())
 }
 
 fn append<W: Write>(
@@ -421,5 +608,162 @@ mod tests {
         let path = dir.path().join("no/such/dir/b.tar.gz");
         let err = sample().write(&path).unwrap_err().to_string();
         assert!(err.contains("b.tar.gz"), "{err}");
+    }
+
+    /// A `.tar.gz` of raw entries: names are put in the header as given (the tar crate
+    /// refuses `..` and absolute names on writing, a hostile bundle does not).
+    fn raw_bundle(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let gz = GzEncoder::new(Vec::new(), Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        for (name, data) in entries {
+            let mut h = tar::Header::new_old();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            tar.append(&h, *data).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    fn manifest_json(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut v = serde_json::to_value(&sample().manifest).unwrap();
+        edit(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    fn read_bytes(bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evil.tar.gz");
+        std::fs::write(&path, bytes).unwrap();
+        let e = Bundle::read(&path).unwrap_err().to_string();
+        assert!(e.contains("evil.tar.gz"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+        e
+    }
+
+    #[test]
+    fn a_bad_gzip_crc_or_length_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.tar.gz");
+        sample().write(&path).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let n = good.len();
+        // the trailer: CRC32 (4 bytes) then the length (4 bytes)
+        for at in [n - 8, n - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x55;
+            let e = read_bytes(&bad);
+            assert!(e.contains("corrupt gzip stream"), "{e}");
+        }
+        // a truncated trailer too
+        let e = read_bytes(&good[..n - 4]);
+        assert!(e.contains("corrupt"), "{e}");
+        assert!(Bundle::read(&path).is_ok());
+    }
+
+    #[test]
+    fn entries_cannot_name_a_place_outside_the_bundle() {
+        let m = manifest_json(|_| {});
+        for name in [
+            &b"host/../../etc/shadow"[..],
+            b"/etc/shadow",
+            b"host//proc/x",
+            b"./manifest.json",
+        ] {
+            let e = read_bytes(&raw_bundle(&[(b"manifest.json", &m), (name, b"x")]));
+            assert!(e.contains("not a plain relative path"), "{e}");
+        }
+        let e = read_bytes(&raw_bundle(&[
+            (b"manifest.json", &m),
+            (b"surprise.txt", b"x"),
+        ]));
+        assert!(e.contains("unexpected entry surprise.txt"), "{e}");
+        let e = read_bytes(&raw_bundle(&[
+            (b"manifest.json", &m),
+            (b"libvirt/domains/other.live.xml", b"<domain/>"),
+        ]));
+        assert!(e.contains("no domain of the manifest"), "{e}");
+    }
+
+    #[test]
+    fn the_manifest_is_validated() {
+        type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                Box::new(|v| v["host_files"] = serde_json::json!(["/../etc/shadow"])),
+                "not a plain absolute path",
+            ),
+            (
+                Box::new(|v| {
+                    v["capture"]["file_errors"] = serde_json::json!({"rel": {"kind": "not_found"}})
+                }),
+                "not a plain absolute path",
+            ),
+            (
+                Box::new(|v| v["libvirt"]["domains"][0]["uuid"] = serde_json::json!("../x")),
+                "is not a UUID",
+            ),
+            (
+                Box::new(|v| v["capture"]["dirs"]["/proc"] = serde_json::json!({"Ok": [".."]})),
+                "listing of /proc",
+            ),
+            (
+                Box::new(|v| v["version"] = serde_json::json!(0)),
+                "bundle version 0",
+            ),
+            (
+                Box::new(|v| v["host_files"] = serde_json::json!([])),
+                "not in the manifest",
+            ),
+        ];
+        for (edit, want) in cases {
+            let m = manifest_json(edit);
+            let e = read_bytes(&raw_bundle(&[
+                (b"manifest.json", &m),
+                (b"host/proc/sys/kernel/hostname", b"box\n"),
+            ]));
+            assert!(e.contains(want), "{want}: {e}");
+        }
+    }
+
+    #[test]
+    fn oversized_captures_are_left_out_with_a_recorded_error() {
+        let mut capture = Capture::default();
+        capture
+            .files
+            .insert("/proc/big".into(), vec![b'x'; MAX_ENTRY as usize + 1]);
+        capture.files.insert("/proc/small".into(), b"1\n".to_vec());
+        let b = Bundle::new("t".into(), capture, LibvirtCapture::default(), None, 1);
+        assert_eq!(b.manifest.host_files, vec!["/proc/small".to_string()]);
+        let why = b.manifest.capture.file_errors["/proc/big"].to_string();
+        assert!(why.contains("not put in the bundle"), "{why}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.tar.gz");
+        b.write(&path).unwrap();
+        let back = Bundle::read(&path).unwrap();
+        let e = back.source().read("/proc/big").unwrap_err().to_string();
+        assert!(
+            e.contains("/proc/big") && e.contains("not put in the bundle"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_fifo_is_not_read_as_a_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("b.tar.gz");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let e = Bundle::read(&fifo).unwrap_err().to_string();
+        assert!(e.contains("b.tar.gz") && e.contains("FIFO"), "{e}");
+        let e = Bundle::read(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("device node"), "{e}");
     }
 }

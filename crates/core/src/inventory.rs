@@ -130,17 +130,21 @@ impl Inventory {
         let mut inv = Inventory::default();
         let mut raw = Vec::new();
         for f in &files {
-            match std::fs::read(f) {
-                Ok(b) => match String::from_utf8(b) {
-                    Ok(text) => raw.push(Raw {
-                        origin: format!("file:{f}"),
-                        path: Some(f.into()),
-                        text,
-                        active: false,
-                    }),
-                    Err(_) => inv.errors.push(format!("{f}: not UTF-8 text")),
-                },
-                Err(e) => inv.errors.push(format!("cannot read {f}: {e}")),
+            // a regular file under the input cap: a FIFO is not waited on, /dev/zero not
+            // read without end
+            use kvmtune_host::fsio::{ReadError, read_input_text};
+            match read_input_text(std::path::Path::new(f)) {
+                Ok(text) => raw.push(Raw {
+                    origin: format!("file:{f}"),
+                    path: Some(f.into()),
+                    text,
+                    active: false,
+                }),
+                Err(ReadError::NotText { .. }) => inv.errors.push(format!("{f}: not UTF-8 text")),
+                Err(ReadError::Io { source, .. }) => {
+                    inv.errors.push(format!("cannot read {f}: {source}"))
+                }
+                Err(e) => inv.errors.push(e.to_string()),
             }
         }
         let want_libvirt = sel.all || !names.is_empty();

@@ -5,6 +5,7 @@
 pub mod caps;
 pub mod edit;
 pub mod model;
+pub mod secrets;
 pub mod xml;
 pub use caps::DomainCaps;
 pub use edit::{Edit, Op, Seg, Target};

@@ -122,7 +122,7 @@ fn cpuset(cx: &mut Ctx, field: &str, path: &str, optional: bool) -> Option<CpuSe
         cx.value(field, path)
     };
     cx.parse(field, path, raw, |s| {
-        CpuSet::parse(s).map_err(|e| e.to_string())
+        CpuSet::parse(s).map_err(|e| crate::ctx::cpuset_error(&e))
     })
 }
 

@@ -102,12 +102,43 @@ pub(crate) fn uint(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("not a number: {:?}", short(s)))
 }
 
-/// At most 40 characters of `s`, for error messages about garbled files.
+/// A short safe excerpt of garbled file content for error messages: at most
+/// [`EXCERPT`] characters, and only up to the first character outside a plain set
+/// (letters, digits, ` _.,+-/[]()%=`), with `...` when cut. A host file may be anything
+/// (a captured tree is untrusted): a message must not echo a password hash or other
+/// secret, so `$`, `:`, quotes and control characters end the excerpt.
 pub(crate) fn short(s: &str) -> String {
-    let t: String = s.trim().chars().take(40).collect();
-    if s.trim().chars().count() > 40 {
-        format!("{t}...")
+    let t = s.trim();
+    let safe = |c: char| c.is_ascii_alphanumeric() || " _.,+-/[]()%=".contains(c);
+    let kept: String = t.chars().take_while(|&c| safe(c)).take(EXCERPT).collect();
+    if kept.len() < t.len() {
+        format!("{kept}...")
     } else {
-        t
+        kept
+    }
+}
+
+/// How many characters of garbled content an error message shows at most.
+pub(crate) const EXCERPT: usize = 12;
+
+/// A CPU list error without the list itself (it may be anything): why, and a safe
+/// excerpt.
+pub(crate) fn cpuset_error(e: &crate::cpuset::CpuSetError) -> String {
+    format!("invalid CPU list {:?}: {}", short(&e.input), e.why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_short_and_stop_before_secrets() {
+        assert_eq!(short("  12x  "), "12x");
+        assert_eq!(short("0-7,zz,16-"), "0-7,zz,16-");
+        assert_eq!(short("always [madvise] never"), "always [madv...");
+        assert_eq!(short("$6$rounds=5000$salt$hash"), "...");
+        assert_eq!(short("root:$6$salt$hash:19000:0"), "root...");
+        assert_eq!(short("x\x1b]0;evil"), "x...");
+        assert_eq!(uint("$y$j9T$abc").unwrap_err(), "not a number: \"...\"");
     }
 }

@@ -271,6 +271,44 @@ pub fn read_input(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
     Ok(buf)
 }
 
+/// Open an input file for streaming (a bundle): a regular file (a symlink to one is
+/// followed), checked as [`read_input`] checks it, without reading it. The caller caps
+/// what it reads.
+pub fn open_input(path: &Path) -> Result<File, ReadError> {
+    let ioe = |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let not_regular = |t: std::fs::FileType| ReadError::NotRegular {
+        path: path.to_path_buf(),
+        what: if t.is_dir() {
+            "a directory"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device node"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        },
+    };
+    let t = std::fs::metadata(path).map_err(ioe)?.file_type();
+    if !t.is_file() {
+        return Err(not_regular(t));
+    }
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(ioe)?;
+    let t = f.metadata().map_err(ioe)?.file_type();
+    if !t.is_file() {
+        return Err(not_regular(t));
+    }
+    Ok(f)
+}
+
 /// [`read_input`] as UTF-8 text, with the cap in force ([`max_input`]).
 pub fn read_input_text(path: &Path) -> Result<String, ReadError> {
     let bytes = read_input(path, max_input())?;

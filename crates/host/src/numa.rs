@@ -75,7 +75,7 @@ pub(crate) fn read(cx: &mut Ctx) -> Numa {
     let online_path = format!("{SYS_NODE}/online");
     let raw = cx.value("numa.online", &online_path);
     numa.online = cx.parse("numa.online", &online_path, raw, |s| {
-        CpuSet::parse(s).map_err(|e| e.to_string())
+        CpuSet::parse(s).map_err(|e| crate::ctx::cpuset_error(&e))
     });
 
     let mut ids: Vec<u32> = entries
@@ -90,7 +90,7 @@ pub(crate) fn read(cx: &mut Ctx) -> Numa {
         let raw = cx.value(&field, &cpulist);
         let cpus = cx
             .parse(&field, &cpulist, raw, |s| {
-                CpuSet::parse(s).map_err(|e| e.to_string())
+                CpuSet::parse(s).map_err(|e| crate::ctx::cpuset_error(&e))
             })
             .unwrap_or_default();
 

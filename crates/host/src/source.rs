@@ -93,14 +93,49 @@ pub trait Source: Send + Sync {
 }
 
 /// Files under a root directory: `/` for the live host, or a captured tree.
+///
+/// The live host (`/`) is read as it is: /proc and /sys are full of symbolic links. A
+/// captured tree (`--root DIR`) is read as if it were `/` (like a chroot): every symbolic
+/// link is resolved inside the tree (an absolute target starts again at the tree's root,
+/// `..` never climbs above it), only regular files are read (a FIFO would hang, a device
+/// never end), each at most [`fsio::max_input`](crate::fsio::max_input) bytes.
 #[derive(Debug, Clone)]
 pub struct RootDir {
     root: PathBuf,
+    /// A captured tree rather than the live `/`.
+    confined: bool,
+}
+
+/// Symbolic links followed while resolving one path, as the kernel's limit.
+const MAX_LINKS: usize = 40;
+
+fn is_live_root(root: &Path) -> bool {
+    root == Path::new("/") || fs::canonicalize(root).is_ok_and(|c| c == Path::new("/"))
+}
+
+/// What a path that is not a regular file is, for messages.
+fn kind_of(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device node"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
 }
 
 impl RootDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        RootDir { root: root.into() }
+        let root = root.into();
+        let confined = !is_live_root(&root);
+        RootDir { root, confined }
     }
 
     pub fn live() -> Self {
@@ -114,10 +149,132 @@ impl RootDir {
     fn map(&self, path: &str) -> PathBuf {
         self.root.join(path.trim_start_matches('/'))
     }
+
+    /// The real path of host path `path` inside a captured tree, with every symbolic link
+    /// resolved inside the tree (the last one too when `follow_last`). No component of the
+    /// result but the root is a symbolic link (the last may be, when not `follow_last`).
+    fn resolve(&self, path: &str, follow_last: bool) -> Result<PathBuf, ReadError> {
+        use std::ffi::OsString;
+        use std::path::Component;
+        fn push_components(todo: &mut Vec<OsString>, p: &Path) {
+            // pushed in reverse: the next component to walk is on top
+            let mut parts: Vec<OsString> = Vec::new();
+            for c in p.components() {
+                match c {
+                    Component::Normal(n) => parts.push(n.to_os_string()),
+                    Component::ParentDir => parts.push(OsString::from("..")),
+                    Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+                }
+            }
+            todo.extend(parts.into_iter().rev());
+        }
+        let mut todo: Vec<OsString> = Vec::new();
+        push_components(&mut todo, Path::new(path));
+        let mut done = self.root.clone();
+        let mut depth = 0usize;
+        let mut links = 0usize;
+        while let Some(c) = todo.pop() {
+            if c == ".." {
+                if depth > 0 {
+                    done.pop();
+                    depth -= 1;
+                }
+                continue;
+            }
+            let candidate = done.join(&c);
+            let meta =
+                fs::symlink_metadata(&candidate).map_err(|e| ReadError::from_io(path, &e))?;
+            let ft = meta.file_type();
+            if ft.is_symlink() && (follow_last || !todo.is_empty()) {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(ReadError::new(
+                        path,
+                        ReadErrorKind::Io("too many levels of symbolic links".into()),
+                    ));
+                }
+                let target = fs::read_link(&candidate).map_err(|e| ReadError::from_io(path, &e))?;
+                if target.is_absolute() {
+                    // re-rooted under the tree, as in a chroot
+                    done = self.root.clone();
+                    depth = 0;
+                }
+                push_components(&mut todo, &target);
+                continue;
+            }
+            if !todo.is_empty() && !ft.is_dir() {
+                return Err(ReadError::new(
+                    path,
+                    ReadErrorKind::Io("not a directory".into()),
+                ));
+            }
+            done = candidate;
+            depth += 1;
+        }
+        Ok(done)
+    }
+
+    /// Read a regular file of a captured tree, at most the input cap.
+    fn read_confined(&self, path: &str) -> Result<Vec<u8>, ReadError> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let real = self.resolve(path, true)?;
+        let ioe = |e: io::Error| ReadError::from_io(path, &e);
+        let meta = fs::symlink_metadata(&real).map_err(ioe)?;
+        let t = meta.file_type();
+        if t.is_dir() {
+            return Err(ReadError::new(
+                path,
+                ReadErrorKind::Io("is a directory".into()),
+            ));
+        }
+        let not_regular = |what: &str| {
+            ReadError::new(
+                path,
+                ReadErrorKind::Io(format!(
+                    "{what}; only regular files are read in a host tree"
+                )),
+            )
+        };
+        if !t.is_file() {
+            return Err(not_regular(kind_of(&t)));
+        }
+        let cap = crate::fsio::max_input();
+        let too_large = || {
+            ReadError::new(
+                path,
+                ReadErrorKind::Io(format!(
+                    "larger than {cap} bytes (KVMTUNE_MAX_INPUT raises the cap)"
+                )),
+            )
+        };
+        if meta.len() > cap {
+            return Err(too_large());
+        }
+        // swapped for a FIFO or a link since the check: neither blocks nor follows
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(&real)
+            .map_err(ioe)?;
+        let ft = f.metadata().map_err(ioe)?.file_type();
+        if !ft.is_file() {
+            return Err(not_regular(kind_of(&ft)));
+        }
+        let mut buf = Vec::new();
+        f.take(cap + 1).read_to_end(&mut buf).map_err(ioe)?;
+        if buf.len() as u64 > cap {
+            return Err(too_large());
+        }
+        Ok(buf)
+    }
 }
 
 impl Source for RootDir {
     fn read(&self, path: &str) -> Result<Vec<u8>, ReadError> {
+        if self.confined {
+            return self.read_confined(path);
+        }
         let real = self.map(path);
         if real.is_dir() {
             return Err(ReadError::new(
@@ -129,7 +286,11 @@ impl Source for RootDir {
     }
 
     fn list(&self, path: &str) -> Result<Vec<String>, ReadError> {
-        let real = self.map(path);
+        let real = if self.confined {
+            self.resolve(path, true)?
+        } else {
+            self.map(path)
+        };
         let entries = fs::read_dir(&real).map_err(|e| ReadError::from_io(path, &e))?;
         let mut names = Vec::new();
         for entry in entries {
@@ -141,6 +302,22 @@ impl Source for RootDir {
     }
 
     fn probe(&self, path: &str) -> Probe {
+        if self.confined {
+            use std::os::unix::fs::OpenOptionsExt;
+            let exists = self
+                .resolve(path, false)
+                .is_ok_and(|p| fs::symlink_metadata(p).is_ok());
+            let openable = exists
+                && self.resolve(path, true).is_ok_and(|p| {
+                    OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+                        .open(p)
+                        .is_ok()
+                });
+            return Probe { exists, openable };
+        }
         let real = self.map(path);
         let exists = fs::symlink_metadata(&real).is_ok();
         let openable = exists
@@ -304,6 +481,130 @@ mod tests {
         assert_eq!(err.kind, ReadErrorKind::NotFound);
         assert_eq!(err.to_string(), "/proc/cpuinfo: not found");
         assert_eq!(src.list("/proc/sys").unwrap(), vec!["kernel".to_string()]);
+    }
+
+    /// A tree with links out of it, a link loop, a FIFO and a file over the cap, beside a
+    /// secret outside it.
+    fn hostile_tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let secret = d.path().join("shadow");
+        fs::write(&secret, "root:$6$salt$HASHHASHHASH:19000:0:99999:7:::\n").unwrap();
+        let root = d.path().join("tree");
+        fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::create_dir_all(root.join("sys/a/b")).unwrap();
+        fs::write(root.join("etc/inside"), "in the tree\n").unwrap();
+        // absolute: re-rooted under the tree, where nothing is
+        symlink(&secret, root.join("proc/meminfo")).unwrap();
+        // relative, climbing out: stops at the tree's root
+        symlink(
+            "../../../../../shadow",
+            root.join("proc/sys/kernel/hostname"),
+        )
+        .unwrap();
+        // a directory link out of the tree
+        symlink("../../../..", root.join("sys/out")).unwrap();
+        symlink(d.path(), root.join("sys/outabs")).unwrap();
+        // links that stay inside: absolute (re-rooted) and relative
+        symlink("/etc/inside", root.join("proc/abs")).unwrap();
+        symlink("../../etc/inside", root.join("sys/a/rel")).unwrap();
+        symlink("../../../etc", root.join("sys/a/b/up")).unwrap();
+        symlink("loop2", root.join("proc/loop1")).unwrap();
+        symlink("loop1", root.join("proc/loop2")).unwrap();
+        let st = std::process::Command::new("mkfifo")
+            .arg(root.join("proc/fifo"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let big = fs::File::create(root.join("proc/big")).unwrap();
+        big.set_len(crate::fsio::max_input() + 1).unwrap();
+        (d, root, secret)
+    }
+
+    #[test]
+    fn a_tree_never_reads_outside_itself() {
+        let (_d, root, secret) = hostile_tree();
+        let src = RootDir::new(&root);
+        // the absolute link is re-rooted: <tree>/<secret path> does not exist
+        let e = src.read("/proc/meminfo").unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        assert!(
+            src.read(secret.to_str().unwrap())
+                .unwrap_err()
+                .is_not_found()
+        );
+        // `..` stops at the tree's root: <tree>/shadow does not exist
+        assert!(
+            src.read("/proc/sys/kernel/hostname")
+                .unwrap_err()
+                .is_not_found()
+        );
+        assert!(src.read("/../shadow").unwrap_err().is_not_found());
+        assert!(
+            src.read("/proc/../../../shadow")
+                .unwrap_err()
+                .is_not_found()
+        );
+        // a directory link out of the tree lists the tree's root instead
+        let out = src.list("/sys/out").unwrap();
+        assert!(out.contains(&"proc".to_string()) && !out.contains(&"shadow".to_string()));
+        assert!(src.read("/sys/out/shadow").unwrap_err().is_not_found());
+        assert!(src.list("/sys/outabs").unwrap_err().is_not_found());
+        assert!(src.read("/sys/outabs/shadow").unwrap_err().is_not_found());
+        // links inside the tree work, absolute ones re-rooted
+        assert_eq!(src.read_value("/proc/abs").unwrap(), "in the tree");
+        assert_eq!(src.read_value("/sys/a/rel").unwrap(), "in the tree");
+        assert_eq!(src.read_value("/sys/a/b/up/inside").unwrap(), "in the tree");
+        assert_eq!(src.list("/sys/a/b/up").unwrap(), vec!["inside".to_string()]);
+        let e = src.read("/proc/loop1").unwrap_err();
+        assert!(e.to_string().contains("symbolic links"), "{e}");
+        // probes: a link out of the tree is a dangling link here
+        assert!(src.probe("/proc/meminfo").exists);
+        assert!(!src.probe("/proc/meminfo").openable);
+        assert!(!src.probe("/sys/out/shadow").exists);
+    }
+
+    #[test]
+    fn a_tree_reads_regular_files_under_the_cap_only() {
+        let (_d, root, _) = hostile_tree();
+        let src = RootDir::new(&root);
+        let t = std::time::Instant::now();
+        let e = src.read("/proc/fifo").unwrap_err();
+        assert!(e.to_string().contains("a FIFO"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        let e = src.read("/proc/big").unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+        let e = src.read("/proc/sys").unwrap_err();
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        // a FIFO probe does not hang either
+        assert!(src.probe("/proc/fifo").exists);
+    }
+
+    #[test]
+    fn the_live_root_is_not_confined() {
+        let live = RootDir::live();
+        assert!(!live.confined);
+        assert!(!RootDir::new("/.").confined);
+        assert!(RootDir::new("/tmp").confined);
+        // /proc/self is a symbolic link out of nowhere: still read on the live host
+        assert!(live.read_text("/proc/self/stat").is_ok());
+        assert_eq!(live.describe(), "live host /");
+    }
+
+    #[test]
+    fn parse_errors_do_not_echo_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("proc")).unwrap();
+        fs::write(
+            dir.path().join("proc/meminfo"),
+            "root:$6$salt$HASHHASHHASH:19000:0:99999:7:::\nMemTotal: 1 kB\n",
+        )
+        .unwrap();
+        let host = crate::collect(&RootDir::new(dir.path()));
+        let all = serde_json::to_string(&host.unknown).unwrap();
+        assert!(all.contains("/proc/meminfo"), "{all}");
+        assert!(!all.contains("HASH") && !all.contains("salt"), "{all}");
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum LogError {
     },
     #[error("{name}: no kvmtune stat lines")]
     Empty { name: String },
+    /// Not a regular file, over the input cap, not text, or unreadable.
+    #[error(transparent)]
+    Input(#[from] kvmtune_host::fsio::ReadError),
 }
 
 /// The frames of a log: one JSON [`Frame`] a line, blank lines skipped. `name` names the
@@ -67,14 +70,18 @@ pub fn parse_log(input: impl BufRead, name: &str) -> Result<Vec<Frame>, LogError
     Ok(frames)
 }
 
-/// The frames of a log file (see [`parse_log`]).
+/// The frames of a log file (see [`parse_log`]): a regular file under the input cap
+/// (`KVMTUNE_MAX_INPUT`); a FIFO or a device is refused, not waited on.
 pub fn read_log(path: &Path) -> Result<Vec<Frame>, LogError> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|error| LogError::Read {
-        name: name.clone(),
-        error,
+    let text = kvmtune_host::fsio::read_input_text(path).map_err(|e| match e {
+        kvmtune_host::fsio::ReadError::Io { source, .. } => LogError::Read {
+            name: name.clone(),
+            error: source,
+        },
+        other => LogError::Input(other),
     })?;
-    parse_log(std::io::BufReader::new(file), &name)
+    parse_log(text.as_bytes(), &name)
 }
 
 /// Mean figures of each domain over the frames of a log, by name, with the number of
@@ -194,6 +201,21 @@ mod tests {
         assert_eq!(e.to_string(), format!("cannot read {}", p.display()));
         std::fs::write(&p, format!("{}\n", line(&frame(vec![])))).unwrap();
         assert_eq!(read_log(&p).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_fifo_or_device_is_refused_not_waited_on() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("log.jsonl");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let e = read_log(&fifo).unwrap_err().to_string();
+        assert!(e.contains("log.jsonl") && e.contains("a FIFO"), "{e}");
+        let e = read_log(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.contains("/dev/zero") && e.contains("device node"), "{e}");
     }
 
     #[test]

@@ -118,12 +118,46 @@ fn unquote(line: &str) -> &str {
     }
 }
 
+/// A finite number (`inf`, `NaN` and `1e999` parse as f64 but are no figure).
+fn finite(t: &str) -> Option<f64> {
+    t.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
 fn parse_pct(t: &str) -> Option<f64> {
-    t.strip_suffix('%')?.parse().ok()
+    finite(t.strip_suffix('%')?)
 }
 
 fn parse_us(t: &str) -> Option<f64> {
-    t.strip_suffix("us")?.parse().ok()
+    finite(t.strip_suffix("us")?)
+}
+
+/// A number the report prints that this parser cannot hold: digits beyond u64, or a float
+/// that is infinite or not a number. `Some(what)` names the trouble.
+fn overflow(t: &str) -> Option<&'static str> {
+    let body = t.trim_end_matches('%').trim_end_matches("us");
+    if body.is_empty() {
+        return None;
+    }
+    if body.bytes().all(|b| b.is_ascii_digit()) && body.parse::<u64>().is_err() {
+        return Some("a count larger than 2^64");
+    }
+    match body.parse::<f64>() {
+        Ok(v) if !v.is_finite() => Some("a number that is infinite or not a number"),
+        _ => None,
+    }
+}
+
+/// The first token of a table row that overflows, as an error naming its line.
+fn check_overflow(tokens: &[(String, usize)]) -> Result<(), ParseError> {
+    for (t, line) in tokens {
+        if let Some(what) = overflow(t) {
+            return Err(ParseError::At {
+                line: *line,
+                message: format!("{what}: {}", t.chars().take(40).collect::<String>()),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn is_timestamp(t: &str) -> bool {
@@ -267,7 +301,14 @@ struct Open {
 
 impl Open {
     fn close(self, total: Option<(u64, Option<f64>)>) -> Result<PerfTable, ParseError> {
+        check_overflow(&self.tokens)?;
         let rows = parse_rows(&self.tokens, self.min_max)?;
+        if rows.is_empty() {
+            return Err(ParseError::At {
+                line: self.line,
+                message: format!("the {} table has a header and no rows", self.key_header),
+            });
+        }
         Ok(PerfTable {
             kind: self.kind,
             key_header: self.key_header,
@@ -335,6 +376,13 @@ pub fn parse(text: &str) -> Result<Recorded, ParseError> {
                 }
                 continue;
             }
+            if t.starts_with("Total Samples:") {
+                check_overflow(
+                    &t.split([':', ',', ' '])
+                        .map(|w| (w.trim_end_matches('.').to_string(), lineno))
+                        .collect::<Vec<_>>(),
+                )?;
+            }
             if let Some(total) = parse_total(t) {
                 if let Some(o) = open.take() {
                     out.perf.push(o.close(Some(total))?);
@@ -398,6 +446,16 @@ pub fn parse(text: &str) -> Result<Recorded, ParseError> {
         }
         // kvm_stat
         let words: Vec<&str> = t.split_whitespace().collect();
+        if let [name, rest @ ..] = words.as_slice()
+            && (is_counter_name(name) || *name == "Total")
+        {
+            check_overflow(
+                &rest
+                    .iter()
+                    .map(|w| (w.to_string(), lineno))
+                    .collect::<Vec<_>>(),
+            )?;
+        }
         if t == "kvm statistics" {
             flush_kvm(&mut kvm, &mut out);
             kvm = Some(KvmStatBlock {
@@ -547,6 +605,65 @@ Total Samples:62768, Total events handled time:1789115.74us.
         assert!(e.to_string().contains("HLT"), "{e}");
         let e = parse("Bogus Samples Samples% Time% Avg time\n").unwrap_err();
         assert!(e.to_string().contains("Bogus"), "{e}");
+    }
+
+    #[test]
+    fn a_table_with_a_header_and_no_rows_is_refused() {
+        let e = parse("VM-EXIT Samples Samples% Time% Min Time Max Time Avg time\n\nTotal Samples:0, Total events handled time:0.00us.\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 1: the VM-EXIT table has a header and no rows"
+        );
+        let e = parse("# perf\n\n  MMIO Access Samples Samples% Time% Avg time\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("line 3: the MMIO Access table"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn numbers_that_overflow_are_refused_naming_the_line() {
+        let head = "VM-EXIT Samples Samples% Time% Min Time Max Time Avg time\n";
+        for (row, want) in [
+            (
+                "HLT 18446744073709551616 50.00% 1.00% 1us 2us 3us",
+                "larger than 2^64",
+            ),
+            ("HLT 12 inf% 1.00% 1us 2us 3us", "infinite or not a number"),
+            ("HLT 12 50.00% NaN% 1us 2us 3us", "infinite or not a number"),
+            (
+                "HLT 12 50.00% 1.00% 1us 1e999us 3us",
+                "infinite or not a number",
+            ),
+        ] {
+            let e = parse(&format!(
+                "{head}MSR_READ 1 1.00% 1.00% 1us 1us 1us\n{row}\n"
+            ))
+            .unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("line 3: ") && msg.contains(want),
+                "{row}: {msg}"
+            );
+            assert!(!msg.contains('\n'));
+        }
+        let e = parse(&format!(
+            "{head}HLT 12 50.00% 1.00% 1us 2us 3us\nTotal Samples:99999999999999999999999, Total events handled time:1.00us.\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("line 3: a count larger than 2^64"),
+            "{e}"
+        );
+        let e = parse("kvm_entry 1 2\nkvm_exit 99999999999999999999 1\n").unwrap_err();
+        assert!(e.to_string().starts_with("line 2: a count larger"), "{e}");
+        let e = parse("kvm_entry 1 2\nkvm_exit 5 inf\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("line 2: a number that is infinite"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -453,6 +453,11 @@ pub struct SnapshotArgs {
     /// Capture host files only; do not contact libvirt.
     #[arg(long)]
     pub no_libvirt: bool,
+
+    /// Keep secrets in the domain XML (VNC/SPICE/RDP passwords, HTTP cookies). By default
+    /// they are replaced with *** so a bundle can be shared.
+    #[arg(long)]
+    pub secrets: bool,
 }
 
 pub const STAT_EXIT_CODES: &str = "\

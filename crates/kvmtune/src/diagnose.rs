@@ -158,8 +158,8 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
     let mut subjects = Vec::new();
     let mut audit_errors = Vec::new();
     let (mode, input) = if let Some(path) = &args.perf_report {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        // a regular file under the input cap: a FIFO or /dev/zero is refused, not waited on
+        let text = kvmtune_host::fsio::read_input_text(path)?;
         let rec = kvmtune_kvmstat::perf::parse(&text).with_context(|| {
             format!("{}: not a perf kvm stat or kvm_stat report", path.display())
         })?;

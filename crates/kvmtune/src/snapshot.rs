@@ -43,7 +43,7 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
     let host = kvmtune_host::collect(&rec);
     let host_json =
         serde_json::to_string_pretty(&host).context("cannot serialize the host view")?;
-    let libvirt = if args.no_libvirt {
+    let mut libvirt = if args.no_libvirt {
         LibvirtCapture {
             error: Some("not captured (--no-libvirt)".into()),
             ..LibvirtCapture::default()
@@ -51,6 +51,9 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
     } else {
         capture_libvirt(&cli.connect)
     };
+    if !args.secrets {
+        redact_domains(&mut libvirt);
+    }
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -63,6 +66,14 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
         created,
     );
     bundle.write(&args.output)?;
+    let left_out: Vec<&String> = bundle
+        .manifest
+        .capture
+        .file_errors
+        .iter()
+        .filter(|(_, why)| why.to_string().contains("not put in the bundle"))
+        .map(|(p, _)| p)
+        .collect();
 
     let lv = &bundle.manifest.libvirt;
     let report = SnapshotReport {
@@ -88,6 +99,12 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
             report.running
         );
         // Warnings go to stderr, so stdout stays the one-line summary.
+        for p in &left_out {
+            output::warning(&format!(
+                "{p}: larger than {} bytes; not put in the bundle",
+                kvmtune_bundle::MAX_ENTRY
+            ));
+        }
         if let Some(e) = report.libvirt_error {
             output::warning(&format!("libvirt not captured: {e}"));
         }
@@ -97,4 +114,14 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
         print_text(&t)?;
     }
     Ok(Exit::Clean)
+}
+
+/// Replace the secrets of every captured domain XML with `***` (see
+/// `kvmtune_domain::secrets`): a bundle is made to be shared.
+fn redact_domains(lv: &mut LibvirtCapture) {
+    for d in &mut lv.domains {
+        for x in [&mut d.inactive_xml, &mut d.live_xml].into_iter().flatten() {
+            *x = kvmtune_domain::secrets::redact(x);
+        }
+    }
 }

@@ -290,12 +290,62 @@ fn source_of(name_or_path: &str) -> Result<String, ProfileError> {
         return Ok(text.to_string());
     }
     if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
-        return std::fs::read_to_string(name_or_path).map_err(|source| ProfileError::Read {
+        return read_profile_file(name_or_path).map_err(|source| ProfileError::Read {
             path: name_or_path.to_string(),
             source,
         });
     }
     Err(ProfileError::Unknown(name_or_path.to_string()))
+}
+
+/// A profile file: a regular file (a symlink to one is followed) of at most the input cap
+/// (`KVMTUNE_MAX_INPUT` bytes, 64 MiB by default, as `kvmtune_host::fsio::max_input`;
+/// this crate does not depend on the host crate). A FIFO, a device or a directory is
+/// refused before it is opened: a FIFO would block, `/dev/zero` never end.
+fn read_profile_file(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let refuse = |t: std::fs::FileType| {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if t.is_dir() {
+            "a directory"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device node"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        std::io::Error::other(format!("{what}; kvmtune reads regular files only"))
+    };
+    let cap: u64 = std::env::var("KVMTUNE_MAX_INPUT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(64 << 20);
+    let too_large = || {
+        std::io::Error::other(format!(
+            "larger than {cap} bytes (KVMTUNE_MAX_INPUT raises the cap)"
+        ))
+    };
+    let meta = std::fs::metadata(path)?;
+    if !meta.file_type().is_file() {
+        return Err(refuse(meta.file_type()));
+    }
+    if meta.len() > cap {
+        return Err(too_large());
+    }
+    let f = std::fs::File::open(path)?;
+    let t = f.metadata()?.file_type();
+    if !t.is_file() {
+        return Err(refuse(t));
+    }
+    let mut buf = Vec::new();
+    f.take(cap + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > cap {
+        return Err(too_large());
+    }
+    String::from_utf8(buf).map_err(|_| std::io::Error::other("not UTF-8 text"))
 }
 
 fn load_value(name_or_path: &str, depth: usize) -> Result<toml::Value, ProfileError> {
@@ -388,6 +438,32 @@ mod tests {
             Profile::load(f2.to_str().unwrap()),
             Err(ProfileError::Loop(_))
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_a_device_or_a_directory_is_refused_not_waited_on() {
+        let dir = std::env::temp_dir().join(format!("kvmtune-prof-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("p.toml");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let err = Profile::load(fifo.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("p.toml") && err.contains("a FIFO"), "{err}");
+        let err = Profile::load("/dev/zero").unwrap_err().to_string();
+        assert!(
+            err.contains("/dev/zero") && err.contains("device node"),
+            "{err}"
+        );
+        let err = Profile::load(dir.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a directory"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
