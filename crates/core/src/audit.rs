@@ -50,6 +50,20 @@ impl AuditReport {
         self.findings().map(|f| f.severity).max()
     }
 
+    /// Replace secrets (graphics passwords, cookies) in every evidence value and message.
+    pub fn redact(&mut self) {
+        let fix = |f: &mut Finding| {
+            for e in &mut f.evidence {
+                e.value = kvmtune_domain::secrets::redact(&e.value);
+            }
+            f.message = kvmtune_domain::secrets::redact(&f.message);
+        };
+        for d in &mut self.domains {
+            d.findings.iter_mut().for_each(fix);
+        }
+        self.host_findings.iter_mut().for_each(fix);
+    }
+
     pub fn domain(&self, origin: &str) -> Option<&DomainReport> {
         self.domains.iter().find(|d| d.origin == origin)
     }
@@ -155,6 +169,16 @@ impl Fixed<'_> {
 
     pub fn diff(&self) -> String {
         crate::unified_diff(&self.display_name(), &self.input.text, &self.xml, 3)
+    }
+
+    /// The diff with secrets replaced on both sides.
+    pub fn redacted_diff(&self) -> String {
+        crate::unified_diff(
+            &self.display_name(),
+            &kvmtune_domain::secrets::redact(&self.input.text),
+            &kvmtune_domain::secrets::redact(&self.xml),
+            3,
+        )
     }
 }
 

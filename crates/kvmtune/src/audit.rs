@@ -28,7 +28,10 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
     if inv.domains.is_empty() && inv.errors.is_empty() {
         bail!("nothing to audit: give XML files, domain names or --all");
     }
-    let report = core_audit::audit(&inv, &profile);
+    let mut report = core_audit::audit(&inv, &profile);
+    if !args.secrets {
+        report.redact();
+    }
 
     let fixed = if args.fix {
         core_audit::fixed(&inv, &report, &[])
@@ -53,7 +56,13 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
         fixed
             .iter()
             .filter(|f| f.changed())
-            .map(|f| f.diff())
+            .map(|f| {
+                if args.secrets {
+                    f.diff()
+                } else {
+                    f.redacted_diff()
+                }
+            })
             .collect()
     } else {
         Vec::new()

@@ -272,6 +272,12 @@ pub struct AuditArgs {
     /// With --fix: print unified diffs of the changes.
     #[arg(long, requires = "fix")]
     pub diff: bool,
+
+    /// Show passwords (VNC/SPICE `passwd`, cookies) in the report and diffs. By default
+    /// they are replaced by *** in every output except the fixed XML files, which are the
+    /// domain's definition (written 0600).
+    #[arg(long)]
+    pub secrets: bool,
 }
 
 pub const APPLY_EXIT_CODES: &str = "\

@@ -240,3 +240,49 @@ fn output_paths_never_replace_devices_links_or_fifos() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(mode(&bundle), 0o600);
 }
+
+/// Passwords of a domain (VNC and SPICE `passwd`) do not leak into `audit --json` or
+/// `--diff` unless `--secrets` is given; the fixed XML written with -o keeps them (it is the
+/// domain's definition) and is 0600.
+#[test]
+fn audit_output_redacts_passwords_unless_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let f = write(
+        d.path(),
+        "pw.xml",
+        "<domain type='kvm'><name>pw</name><memory>1048576</memory><vcpu>2</vcpu>\n\
+         <os><type arch='x86_64' machine='q35'>hvm</type></os>\n<devices>\n\
+         <input type='tablet' bus='usb'/>\n\
+         <graphics type='vnc' port='-1' passwd='s3cret-vnc'/>\n\
+         <graphics type='spice' autoport='yes' passwd='s3cret-spice'/>\n\
+         <disk type='file' device='disk'><driver name='qemu' type='raw' cache='writethrough'/>\
+         <source file='/i/a.img'/><target dev='vda' bus='virtio'/></disk>\n</devices>\n</domain>\n",
+    );
+    let leaks = |s: &str| s.contains("s3cret-vnc") || s.contains("s3cret-spice");
+    for args in [
+        vec!["audit", "--json", &f],
+        vec!["audit", "-v", &f],
+        vec!["audit", "--fix", "--diff", &f],
+        vec!["audit", "--fix", "--diff", "--json", &f],
+    ] {
+        let o = kvmtune(&args);
+        assert!(
+            !leaks(&stdout(&o)) && !leaks(&stderr(&o)),
+            "{args:?}: {}",
+            stdout(&o)
+        );
+    }
+    let o = kvmtune(&["audit", "--fix", "--diff", "--secrets", &f]);
+    assert!(leaks(&stdout(&o)), "--secrets shows them: {}", stdout(&o));
+    let out = d.path().join("out");
+    kvmtune(&["audit", "--fix", "-o", out.to_str().unwrap(), &f]);
+    let fixed = std::fs::read_to_string(out.join("pw.xml")).unwrap();
+    assert!(fixed.contains("s3cret-vnc") && fixed.contains("s3cret-spice"));
+    let mode = std::fs::metadata(out.join("pw.xml"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
