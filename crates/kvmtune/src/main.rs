@@ -34,12 +34,27 @@ fn main() -> ExitCode {
         // `kvmtune ... | head`: the reader is gone, which ends any command normally
         Err(err) if output::is_broken_pipe(&err) => ExitCode::from(Exit::Clean as u8),
         Err(err) => {
-            // One line: the error and its causes.
-            let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-            output::error(&chain.join(": "));
+            output::error(&one_line(&err));
             ExitCode::from(Exit::Error as u8)
         }
     }
+}
+
+/// The error and its causes on one line; a cause whose text its parent already shows (as
+/// most library errors include their source) is not repeated.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for c in err.chain() {
+        let t = c.to_string();
+        if line.contains(&t) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&t);
+    }
+    line
 }
 
 /// Where this run reads from (`-c`, `--root`, `--from`).
@@ -132,5 +147,32 @@ fn run(cli: &Cli) -> Result<Exit> {
             }
             Ok(Exit::Clean)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_its_parent_already_shows_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let shown = format!("cannot read x: {io}");
+        #[derive(Debug)]
+        struct E(String, std::io::Error);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.1)
+            }
+        }
+        let e = anyhow::Error::new(E(shown.clone(), io)).context("audit");
+        assert_eq!(one_line(&e), format!("audit: {shown}"));
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&plain), "outer: inner");
     }
 }

@@ -298,54 +298,13 @@ fn source_of(name_or_path: &str) -> Result<String, ProfileError> {
     Err(ProfileError::Unknown(name_or_path.to_string()))
 }
 
-/// A profile file: a regular file (a symlink to one is followed) of at most the input cap
-/// (`KVMTUNE_MAX_INPUT` bytes, 64 MiB by default, as `kvmtune_host::fsio::max_input`;
-/// this crate does not depend on the host crate). A FIFO, a device or a directory is
-/// refused before it is opened: a FIFO would block, `/dev/zero` never end.
+/// A profile file: a regular file under the input cap (`kvmtune_host::fsio::read_input`);
+/// a FIFO, a device or a directory is refused before it is read.
 fn read_profile_file(path: &str) -> std::io::Result<String> {
-    use std::io::Read;
-    let refuse = |t: std::fs::FileType| {
-        use std::os::unix::fs::FileTypeExt;
-        let what = if t.is_dir() {
-            "a directory"
-        } else if t.is_char_device() || t.is_block_device() {
-            "a device node"
-        } else if t.is_fifo() {
-            "a FIFO"
-        } else if t.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        std::io::Error::other(format!("{what}; kvmtune reads regular files only"))
-    };
-    let cap: u64 = std::env::var("KVMTUNE_MAX_INPUT")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(64 << 20);
-    let too_large = || {
-        std::io::Error::other(format!(
-            "larger than {cap} bytes (KVMTUNE_MAX_INPUT raises the cap)"
-        ))
-    };
-    let meta = std::fs::metadata(path)?;
-    if !meta.file_type().is_file() {
-        return Err(refuse(meta.file_type()));
-    }
-    if meta.len() > cap {
-        return Err(too_large());
-    }
-    let f = std::fs::File::open(path)?;
-    let t = f.metadata()?.file_type();
-    if !t.is_file() {
-        return Err(refuse(t));
-    }
-    let mut buf = Vec::new();
-    f.take(cap + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > cap {
-        return Err(too_large());
-    }
-    String::from_utf8(buf).map_err(|_| std::io::Error::other("not UTF-8 text"))
+    kvmtune_host::fsio::read_input_text(std::path::Path::new(path)).map_err(|e| match e {
+        kvmtune_host::fsio::ReadError::Io { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    })
 }
 
 fn load_value(name_or_path: &str, depth: usize) -> Result<toml::Value, ProfileError> {
