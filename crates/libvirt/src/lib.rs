@@ -69,6 +69,7 @@ fn state_name(s: &virt::domain::DomainStateEnum) -> &'static str {
 pub struct Libvirt {
     conn: Connect,
     uri: String,
+    read_only: bool,
 }
 
 impl Libvirt {
@@ -85,11 +86,17 @@ impl Libvirt {
         Ok(Libvirt {
             conn,
             uri: uri.to_string(),
+            read_only,
         })
     }
 
     pub fn uri(&self) -> &str {
         &self.uri
+    }
+
+    /// Whether the connection is read-only (then domain XML comes without its secrets).
+    pub fn read_only(&self) -> bool {
+        self.read_only
     }
 
     pub fn hostname(&self) -> Result<String, LibvirtError> {
@@ -145,17 +152,26 @@ impl Libvirt {
     }
 
     /// A domain's XML: the stored (inactive) definition, or the live one of a running domain.
+    ///
+    /// On a read-write connection it is read with `VIR_DOMAIN_XML_SECURE`, so it keeps its
+    /// secrets (VNC and SPICE passwords): XML that is written back, defined or journaled must
+    /// hold them, or defining it would silently remove them. libvirt refuses the flag on a
+    /// read-only connection; XML read there lacks the passwords, so its hash differs from
+    /// the stored definition's and `apply` refuses a change computed from it.
     pub fn domain_xml(&self, name: &str, inactive: bool) -> Result<String, LibvirtError> {
         let what = if inactive { "inactive" } else { "live" };
         let dom = self
             .conn
             .lookup_domain_by_name(name)
             .map_err(|e| LibvirtError::new(format!("look up domain {name}"), &e))?;
-        let flags = if inactive {
+        let mut flags = if inactive {
             sys::VIR_DOMAIN_XML_INACTIVE
         } else {
             0
         };
+        if !self.read_only {
+            flags |= sys::VIR_DOMAIN_XML_SECURE;
+        }
         dom.xml_desc(flags)
             .map_err(|e| LibvirtError::new(format!("{what} XML of {name}"), &e))
     }
