@@ -191,8 +191,16 @@ pub const HOST_LOCK: &str = "/run/kvmtune/apply.lock";
 
 /// The host-wide lock; released when dropped (or when the process ends).
 pub struct HostLock {
-    _file: File,
+    file: File,
     pub path: PathBuf,
+}
+
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        // the pid goes with the lock: whoever holds it next without writing a pid (flock)
+        // is not named as this process
+        let _ = self.file.set_len(0);
+    }
 }
 
 /// Take the host-wide lock ([`HOST_LOCK`] under `root`: `/run/kvmtune/apply.lock` on the
@@ -221,14 +229,15 @@ pub fn lock_host(root: &Path) -> Result<HostLock, JournalError> {
                 .and_then(|()| file.rewind())
                 .and_then(|()| file.write_all(pid.as_bytes()))
                 .map_err(io(&path))?;
-            Ok(HostLock { _file: file, path })
+            Ok(HostLock { file, path })
         }
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut text = String::new();
             let _ = file.take(32).read_to_string(&mut text);
+            // a pid left by a process that is gone names nobody
             let holder = match text.trim().parse::<u32>() {
-                Ok(pid) => format!(" (pid {pid})"),
-                Err(_) => String::new(),
+                Ok(pid) if Path::new(&format!("/proc/{pid}")).exists() => format!(" (pid {pid})"),
+                _ => String::new(),
             };
             Err(JournalError::HostLocked {
                 path: path.display().to_string(),
