@@ -31,9 +31,20 @@ impl LibvirtError {
     fn new(op: impl Into<String>, err: &virt::error::Error) -> Self {
         LibvirtError {
             op: op.into(),
-            message: err.message().to_string(),
+            message: one_line(err.message()),
         }
     }
+}
+
+/// libvirt's message on one line: a schema validation error spans several lines (the
+/// element, the schema's complaint, the XML around it); kvmtune errors are one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// One domain as listed by the connection.
@@ -438,6 +449,17 @@ mod tests {
         assert_eq!(cpumap(&[0]), vec![1]);
         assert_eq!(cpumap(&[1, 3]), vec![0b1010]);
         assert_eq!(cpumap(&[0, 9]), vec![1, 0b10]);
+    }
+
+    #[test]
+    fn messages_are_one_line() {
+        assert_eq!(
+            one_line(
+                "XML document failed to validate against schema: Unable to validate\nExtra element devices in interleave\n  \nElement domain failed\n"
+            ),
+            "XML document failed to validate against schema: Unable to validate; Extra element devices in interleave; Element domain failed"
+        );
+        assert_eq!(one_line("Domain not found"), "Domain not found");
     }
 
     #[test]
