@@ -65,6 +65,45 @@ fn page_kib(size: &str) -> Option<u64> {
     num.parse::<u64>().ok().map(|n| n * mult).filter(|&k| k > 0)
 }
 
+/// The known host setting files: the path of a key (`thp.enabled`), whatever its value.
+pub fn path_for_key(key: &str) -> Result<String, SetError> {
+    let unknown = || SetError::Key { key: key.into() };
+    Ok(match key {
+        "ksm.run" => "/sys/kernel/mm/ksm/run".into(),
+        "ksm.merge_across_nodes" => "/sys/kernel/mm/ksm/merge_across_nodes".into(),
+        "thp.enabled" => "/sys/kernel/mm/transparent_hugepage/enabled".into(),
+        "thp.defrag" => "/sys/kernel/mm/transparent_hugepage/defrag".into(),
+        "numa_balancing" => "/proc/sys/kernel/numa_balancing".into(),
+        k if k.starts_with("hugepages.") => {
+            let (node, kib) = hugepage_key(k).ok_or_else(unknown)?;
+            match node {
+                None => format!("/sys/kernel/mm/hugepages/hugepages-{kib}kB/nr_hugepages"),
+                Some(n) => format!(
+                    "/sys/devices/system/node/node{n}/hugepages/hugepages-{kib}kB/nr_hugepages"
+                ),
+            }
+        }
+        _ => return Err(unknown()),
+    })
+}
+
+/// `hugepages.SIZE` or `hugepages.nodeN.SIZE`: the node (if any) and the page size in KiB.
+fn hugepage_key(key: &str) -> Option<(Option<u32>, u64)> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let (node, size) = match parts.as_slice() {
+        ["hugepages", size] => (None, *size),
+        ["hugepages", node, size] => {
+            let n = node
+                .strip_prefix("node")
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u32>().ok())?;
+            (Some(n), *size)
+        }
+        _ => return None,
+    };
+    Some((node, page_kib(size)?))
+}
+
 /// Parse and check one `KEY=VALUE`.
 pub fn parse(spec: &str) -> Result<HostWrite, SetError> {
     let (key, value) = spec
@@ -76,49 +115,19 @@ pub fn parse(spec: &str) -> Result<HostWrite, SetError> {
         value: value.into(),
         expected: expected.into(),
     };
-    let one_of = |allowed: &[&str], path: &str| {
-        if allowed.contains(&value) {
-            Ok(path.to_string())
-        } else {
-            Err(bad(&allowed.join(", ")))
-        }
+    let path = path_for_key(key)?;
+    let allowed: &[&str] = match key {
+        "ksm.run" => &["0", "1", "2"],
+        "ksm.merge_across_nodes" | "numa_balancing" => &["0", "1"],
+        "thp.enabled" => &["always", "madvise", "never"],
+        "thp.defrag" => &["always", "defer", "defer+madvise", "madvise", "never"],
+        _ => &[],
     };
-    let path = match key {
-        "ksm.run" => one_of(&["0", "1", "2"], "/sys/kernel/mm/ksm/run")?,
-        "ksm.merge_across_nodes" => one_of(&["0", "1"], "/sys/kernel/mm/ksm/merge_across_nodes")?,
-        "thp.enabled" => one_of(
-            &["always", "madvise", "never"],
-            "/sys/kernel/mm/transparent_hugepage/enabled",
-        )?,
-        "thp.defrag" => one_of(
-            &["always", "defer", "defer+madvise", "madvise", "never"],
-            "/sys/kernel/mm/transparent_hugepage/defrag",
-        )?,
-        "numa_balancing" => one_of(&["0", "1"], "/proc/sys/kernel/numa_balancing")?,
-        k if k.starts_with("hugepages.") => {
-            let parts: Vec<&str> = k.split('.').collect();
-            let (node, size) = match parts.as_slice() {
-                [_, size] => (None, *size),
-                [_, node, size] => {
-                    let n = node
-                        .strip_prefix("node")
-                        .and_then(|n| n.parse::<u32>().ok())
-                        .ok_or_else(|| SetError::Key { key: key.into() })?;
-                    (Some(n), *size)
-                }
-                _ => return Err(SetError::Key { key: key.into() }),
-            };
-            let kib = page_kib(size).ok_or_else(|| SetError::Key { key: key.into() })?;
-            value.parse::<u64>().map_err(|_| bad("a number of pages"))?;
-            match node {
-                None => format!("/sys/kernel/mm/hugepages/hugepages-{kib}kB/nr_hugepages"),
-                Some(n) => format!(
-                    "/sys/devices/system/node/node{n}/hugepages/hugepages-{kib}kB/nr_hugepages"
-                ),
-            }
-        }
-        _ => return Err(SetError::Key { key: key.into() }),
-    };
+    if allowed.is_empty() {
+        value.parse::<u64>().map_err(|_| bad("a number of pages"))?;
+    } else if !allowed.contains(&value) {
+        return Err(bad(&allowed.join(", ")));
+    }
     Ok(HostWrite {
         key: key.into(),
         path,
@@ -126,15 +135,77 @@ pub fn parse(spec: &str) -> Result<HostWrite, SetError> {
     })
 }
 
+/// Whether a hugepage pool write is sane on this host: its node exists (`nodes`, when
+/// known) and the pages fit in the host's memory (`memory_kib`, when known). Other
+/// settings have nothing to check beyond [`parse`].
+pub fn check_sane(
+    w: &HostWrite,
+    nodes: Option<&kvmtune_host::CpuSet>,
+    memory_kib: Option<u64>,
+) -> Result<(), String> {
+    let Some((node, kib)) = hugepage_key(&w.key) else {
+        return Ok(());
+    };
+    if let (Some(n), Some(nodes)) = (node, nodes)
+        && !nodes.contains(n)
+    {
+        return Err(format!(
+            "{}: no NUMA node {n} on this host (it has {})",
+            w.key,
+            if nodes.is_empty() {
+                "none".to_string()
+            } else {
+                nodes.to_string()
+            }
+        ));
+    }
+    let count: u64 = w
+        .value
+        .parse()
+        .map_err(|_| format!("{}={}: expected a number of pages", w.key, w.value))?;
+    if let Some(mem) = memory_kib
+        && count.saturating_mul(kib) > mem
+    {
+        return Err(format!(
+            "{}={}: {count} pages of {kib} KiB are more than the host's memory ({mem} KiB)",
+            w.key, w.value
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a path is absolute and normalised: no `..`, no `.`, no empty part.
+pub fn is_normal_abs(path: &str) -> bool {
+    use std::path::Component;
+    let p = Path::new(path);
+    !path.contains('\0')
+        && p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
 /// `path` under `root`.
 pub fn under(root: &Path, path: &str) -> PathBuf {
     root.join(path.trim_start_matches('/'))
 }
 
+/// `path` under `root`, refused unless `path` is absolute and normalised (no `..`): a
+/// path from a journal entry or a plan never leads out of the root.
+fn checked(root: &Path, path: &str) -> std::io::Result<PathBuf> {
+    if is_normal_abs(path) {
+        Ok(under(root, path))
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{path:?} is not a normalised absolute path"),
+        ))
+    }
+}
+
 /// The current value of a setting file: the selected word of a `[x]` list, or the trimmed
 /// content.
 pub fn read(root: &Path, path: &str) -> std::io::Result<String> {
-    let text = std::fs::read_to_string(under(root, path))?;
+    let text = std::fs::read_to_string(checked(root, path)?)?;
     let t = text.trim();
     if let Some(start) = t.find('[')
         && let Some(len) = t[start + 1..].find(']')
@@ -149,7 +220,7 @@ pub fn read(root: &Path, path: &str) -> std::io::Result<String> {
 /// selector list like `always [madvise] never` gets the new word in brackets.
 pub fn write(root: &Path, path: &str, value: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let target = under(root, path);
+    let target = checked(root, path)?;
     let mut text = format!("{value}\n");
     if root != Path::new("/") {
         let old = std::fs::read_to_string(&target)?;
@@ -193,7 +264,7 @@ pub fn verify(root: &Path, w: &HostWrite) -> Result<(), String> {
 
 /// A whole file under the root, or `None` when it does not exist.
 pub fn read_file(root: &Path, path: &str) -> std::io::Result<Option<String>> {
-    match std::fs::read_to_string(under(root, path)) {
+    match std::fs::read_to_string(checked(root, path)?) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -202,7 +273,7 @@ pub fn read_file(root: &Path, path: &str) -> std::io::Result<Option<String>> {
 
 /// Write (or, with `None`, remove) a whole file under the root, atomically.
 pub fn write_file(root: &Path, path: &str, content: Option<&str>) -> Result<(), String> {
-    let dest = under(root, path);
+    let dest = checked(root, path).map_err(|e| format!("cannot write {path:?}: {e}"))?;
     let Some(content) = content else {
         return match std::fs::remove_file(&dest) {
             Ok(()) => Ok(()),
@@ -229,6 +300,12 @@ pub fn verify_file(root: &Path, f: &FileWrite) -> Result<(), String> {
 
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-kvmtune.conf";
 pub const TMPFILES_FILE: &str = "/etc/tmpfiles.d/kvmtune.conf";
+
+/// Whether a path is one of the files `--persist` writes (the only files rollback restores).
+pub fn is_persist_file(path: &str) -> bool {
+    path == SYSCTL_FILE || path == TMPFILES_FILE
+}
+
 const HEADER: &str =
     "# Written by kvmtune apply --persist; kvmtune rollback restores the previous file.\n";
 

@@ -12,6 +12,7 @@
 //! - [`plan`]: plan files, and the domain changes a plan asks for.
 //! - [`engine`]: the transaction: check, journal, change, verify, roll back.
 
+pub mod check;
 pub mod engine;
 #[cfg(test)]
 mod fake;

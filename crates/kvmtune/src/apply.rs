@@ -10,9 +10,13 @@ use serde::Serialize;
 
 use crate::cli::{ApplyArgs, Cli, HistoryArgs, RollbackArgs};
 use crate::output::{self, Exit, print_doc, print_text};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use kvmtune_apply::check::HostLimits;
 use kvmtune_apply::engine::{self, Env, Request};
 use kvmtune_apply::hostset;
-use kvmtune_apply::journal::{EntryStatus, Journal, Status, StepMark, parse_step_marks};
+use kvmtune_apply::journal::{EntryStatus, Journal, Status, StepMark, lock_host, parse_step_marks};
 use kvmtune_apply::plan::{self, Plan};
 use kvmtune_core::fixes;
 use kvmtune_core::inventory::{Inventory, Select};
@@ -21,6 +25,11 @@ use kvmtune_libvirt::{Libvirt, Virt};
 use kvmtune_rules::Profile;
 
 fn env_for<'a>(cli: &Cli, virt: &'a dyn Virt) -> Result<Env<'a>> {
+    Ok(env_and_limits(cli, virt)?.0)
+}
+
+/// The engine's environment, and what the host has for checking plans and settings.
+fn env_and_limits<'a>(cli: &Cli, virt: &'a dyn Virt) -> Result<(Env<'a>, HostLimits)> {
     if cli.from.is_some() {
         bail!("--from reads a bundle; apply, rollback and history change or read a live host");
     }
@@ -36,12 +45,40 @@ fn env_for<'a>(cli: &Cli, virt: &'a dyn Virt) -> Result<Env<'a>> {
             root.display()
         );
     }
-    Ok(Env {
-        virt,
-        root,
-        proc: kvmtune_libvirt::is_local(virt.uri()).then(Proc::default),
-        host_cpus: cpus.to_string(),
-    })
+    let limits = HostLimits {
+        cpus: cpus.clone(),
+        nodes: host
+            .numa
+            .available
+            .then(|| host.numa.nodes.iter().map(|n| n.id).collect()),
+        memory_kib: host.memory.total_kib,
+    };
+    Ok((
+        Env {
+            virt,
+            root,
+            proc: kvmtune_libvirt::is_local(virt.uri()).then(Proc::default),
+            host_cpus: cpus.to_string(),
+        },
+        limits,
+    ))
+}
+
+/// SIGINT and SIGTERM during `apply --yes`: the first sets the flag the engine checks
+/// before each step (it stops, rolls back and exits 3); a second ends the process at once
+/// with 130 (SIGINT) or 143 (SIGTERM), and `kvmtune history` then shows the entry as
+/// interrupted and says to run `kvmtune rollback`.
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for (sig, code) in [(SIGINT, 130), (SIGTERM, 143)] {
+        // the order matters: the shutdown sees the flag as the earlier signal left it
+        signal_hook::flag::register_conditional_shutdown(sig, code, Arc::clone(&stop))
+            .context("cannot install a signal handler")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install a signal handler")?;
+    }
+    Ok(stop)
 }
 
 /// The domain changes from audit fixes, and what the re-audit needs to verify them.
@@ -216,15 +253,26 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     for s in &args.set {
         host.push(hostset::parse(s)?);
     }
-    let lv = Libvirt::open(&cli.connect, !args.yes)?;
+    // read-write whenever possible, also for a dry run: only a read-write connection reads
+    // domain XML with its secrets, and a plan saved from XML without them would lose them
+    let lv = if args.yes {
+        Libvirt::open(&cli.connect, false)?
+    } else {
+        Libvirt::open(&cli.connect, false).or_else(|_| Libvirt::open(&cli.connect, true))?
+    };
     let virt: &dyn Virt = &lv;
-    let env = env_for(cli, virt)?;
+    let (env, limits) = env_and_limits(cli, virt)?;
+    for w in &host {
+        hostset::check_sane(w, limits.nodes.as_ref(), limits.memory_kib)
+            .map_err(|e| anyhow::anyhow!("--set {e}"))?;
+    }
     let mut audit_ctx = None;
     let domains = if let Some(path) = &args.plan {
         let p = Plan::read(path)?;
         for (k, v) in &p.host {
             host.push(hostset::parse(&format!("{k}={v}"))?);
         }
+        plan::validate(&p, &path.display().to_string(), virt, &limits)?;
         plan::changes(&p, live_scope, config_scope, virt)?
     } else if has_domains {
         let scope = fixes::Scope {
@@ -252,7 +300,13 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         persist: args.persist,
         command: std::env::args().collect(),
     };
-    // the lock is taken before reading the state, so nobody changes it in between
+    // the locks are taken before reading the state, so no other kvmtune changes it in
+    // between: the host-wide lock (whatever the journal directory), then the journal's
+    let host_lock = if args.yes {
+        Some(lock_host(&env.root)?)
+    } else {
+        None
+    };
     let journal = if args.yes {
         Some(Journal::open(&journal_dir)?)
     } else {
@@ -282,10 +336,12 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
                     None => Vec::new(),
                 }
             };
-            Some(engine::execute(&env, j, l, &prep, &check)?)
+            let stop = stop_on_signals()?;
+            Some(engine::execute_until(&env, j, l, &prep, &check, &stop)?)
         }
         _ => None,
     };
+    drop(host_lock);
     let dry = !args.yes;
     if cli.json {
         print_doc(
@@ -332,6 +388,20 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
                         r.error.as_deref().unwrap_or("")
                     );
                 }
+                Status::Interrupted => {
+                    let _ = writeln!(
+                        text,
+                        "apply {} INTERRUPTED after {} of {} step(s); what was done was rolled back",
+                        r.id, r.steps_done, r.steps
+                    );
+                }
+                Status::Conflict => {
+                    let _ = writeln!(
+                        text,
+                        "apply {} STOPPED: a domain was defined by someone else meanwhile; what was done was rolled back",
+                        r.id
+                    );
+                }
             }
         }
         print_text(&text)?;
@@ -344,6 +414,8 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
             Status::Applied => Exit::Clean,
             Status::Failed => Exit::ApplyFailed,
             Status::FailedRollbackIncomplete => Exit::RollbackIncomplete,
+            Status::Interrupted => Exit::ApplyFailed,
+            Status::Conflict => Exit::Error,
         });
     }
     Ok(Exit::Clean)
@@ -353,6 +425,15 @@ fn save_plan(path: &Path, req: &Request, prep: &engine::Prepared) -> Result<()> 
     let p = Plan::from_request(req, prep);
     let json = serde_json::to_vec_pretty(&p).context("cannot encode the plan")?;
     crate::output::write_output(path, &json, kvmtune_host::fsio::PRIVATE_FILE)
+}
+
+/// What to do about an entry whose apply stopped part way (a crash, a second signal).
+fn interrupted_hint(id: &str) -> String {
+    let num = id.split('-').next().unwrap_or(id).trim_start_matches('0');
+    format!(
+        "the apply stopped part way and was not rolled back: run `kvmtune rollback {num}` \
+         to restore the state before it"
+    )
 }
 
 pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
@@ -408,6 +489,9 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
             }
             if let Some(e) = &l.error {
                 let _ = writeln!(out, "error: {e}");
+            }
+            if l.status == EntryStatus::Interrupted {
+                let _ = writeln!(out, "{}", interrupted_hint(&l.id));
             }
             if let Some(e) = &entry {
                 let _ = writeln!(out, "steps ({} of {} done):", l.steps_done, l.steps);
@@ -477,6 +561,9 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
             if let (Some(e), true) = (&l.error, l.status == EntryStatus::Corrupt) {
                 let _ = writeln!(out, "    {e}");
             }
+            if l.status == EntryStatus::Interrupted {
+                let _ = writeln!(out, "    {}", interrupted_hint(&l.id));
+            }
         }
         print_text(&out)?;
     }
@@ -493,7 +580,10 @@ pub fn run_rollback(cli: &Cli, args: &RollbackArgs) -> Result<Exit> {
             for id in j.entries()?.iter().rev() {
                 let l = j.describe(id, false);
                 match l.status {
-                    EntryStatus::RolledBack | EntryStatus::Failed => continue,
+                    EntryStatus::RolledBack
+                    | EntryStatus::Failed
+                    | EntryStatus::InterruptedRolledBack
+                    | EntryStatus::Conflict => continue,
                     EntryStatus::Corrupt => bail!(
                         "the last entry {id} is corrupt ({}); name an entry to roll back",
                         l.error.unwrap_or_default()
@@ -521,6 +611,7 @@ pub fn run_rollback(cli: &Cli, args: &RollbackArgs) -> Result<Exit> {
     if cli.root.is_none() {
         env.root = PathBuf::from(&entry.root);
     }
+    let _host_lock = lock_host(&env.root)?;
     let r = engine::rollback(&env, &j, &lock, &id, args.force)?;
     if cli.json {
         print_doc("kvmtune.rollback", 1, &serde_json::json!({ "result": r}))?;

@@ -447,13 +447,17 @@ fn a_libvirt_error_in_the_middle_rolls_everything_back() {
     let (xml_a, aff_a) = (stored("lab-win10-desktop"), affinity("lab-win10-desktop"));
     let (xml_b, aff_b) = (stored("lab-db-pinned"), affinity("lab-db-pinned"));
     let host0 = host_json(&root);
-    // vCPU 1 of the second domain to a CPU this host does not have
+    // the second domain's last step is a memtune libvirt refuses live (a hard limit above
+    // the swap hard limit; plan checks leave that to libvirt). A pin to a CPU this host
+    // lacks is refused by the plan checks before anything changes (tests/hostile_apply.rs).
     let plan = write_plan(
         t.path(),
         "plan.json",
         r#"{"kind":"kvmtune.plan","version":1,"domains":[
             {"name":"lab-win10-desktop","vcpupin":{"0":"1","1":"0"}},
-            {"name":"lab-db-pinned","vcpupin":{"0":"1","1":"63"}}],"host":{"thp.enabled":"never"}}"#,
+            {"name":"lab-db-pinned","vcpupin":{"0":"1"},
+             "memtune":{"hard_limit_kib":2000000,"swap_hard_limit_kib":1000000}}],
+           "host":{"thp.enabled":"never"}}"#,
     );
     let o = run(
         &[

@@ -31,9 +31,20 @@ impl LibvirtError {
     fn new(op: impl Into<String>, err: &virt::error::Error) -> Self {
         LibvirtError {
             op: op.into(),
-            message: err.message().to_string(),
+            message: one_line(err.message()),
         }
     }
+}
+
+/// libvirt's message on one line: a schema validation error spans several lines (the
+/// element, the schema's complaint, the XML around it); kvmtune errors are one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// One domain as listed by the connection.
@@ -69,6 +80,7 @@ fn state_name(s: &virt::domain::DomainStateEnum) -> &'static str {
 pub struct Libvirt {
     conn: Connect,
     uri: String,
+    read_only: bool,
 }
 
 impl Libvirt {
@@ -85,11 +97,17 @@ impl Libvirt {
         Ok(Libvirt {
             conn,
             uri: uri.to_string(),
+            read_only,
         })
     }
 
     pub fn uri(&self) -> &str {
         &self.uri
+    }
+
+    /// Whether the connection is read-only (then domain XML comes without its secrets).
+    pub fn read_only(&self) -> bool {
+        self.read_only
     }
 
     pub fn hostname(&self) -> Result<String, LibvirtError> {
@@ -145,17 +163,26 @@ impl Libvirt {
     }
 
     /// A domain's XML: the stored (inactive) definition, or the live one of a running domain.
+    ///
+    /// On a read-write connection it is read with `VIR_DOMAIN_XML_SECURE`, so it keeps its
+    /// secrets (VNC and SPICE passwords): XML that is written back, defined or journaled must
+    /// hold them, or defining it would silently remove them. libvirt refuses the flag on a
+    /// read-only connection; XML read there lacks the passwords, so its hash differs from
+    /// the stored definition's and `apply` refuses a change computed from it.
     pub fn domain_xml(&self, name: &str, inactive: bool) -> Result<String, LibvirtError> {
         let what = if inactive { "inactive" } else { "live" };
         let dom = self
             .conn
             .lookup_domain_by_name(name)
             .map_err(|e| LibvirtError::new(format!("look up domain {name}"), &e))?;
-        let flags = if inactive {
+        let mut flags = if inactive {
             sys::VIR_DOMAIN_XML_INACTIVE
         } else {
             0
         };
+        if !self.read_only {
+            flags |= sys::VIR_DOMAIN_XML_SECURE;
+        }
         dom.xml_desc(flags)
             .map_err(|e| LibvirtError::new(format!("{what} XML of {name}"), &e))
     }
@@ -422,6 +449,17 @@ mod tests {
         assert_eq!(cpumap(&[0]), vec![1]);
         assert_eq!(cpumap(&[1, 3]), vec![0b1010]);
         assert_eq!(cpumap(&[0, 9]), vec![1, 0b10]);
+    }
+
+    #[test]
+    fn messages_are_one_line() {
+        assert_eq!(
+            one_line(
+                "XML document failed to validate against schema: Unable to validate\nExtra element devices in interleave\n  \nElement domain failed\n"
+            ),
+            "XML document failed to validate against schema: Unable to validate; Extra element devices in interleave; Element domain failed"
+        );
+        assert_eq!(one_line("Domain not found"), "Domain not found");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`execute`]: journal, make the steps, verify, and roll back on a failure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
@@ -21,19 +22,46 @@ pub struct Applied {
     pub notes: Vec<String>,
 }
 
+/// Why an apply stopped.
+enum Stop {
+    /// A step or a verification failed.
+    Failed,
+    /// A signal asked it to stop.
+    Interrupted,
+    /// A domain's stored XML is not the one the change was computed from any more.
+    Conflict,
+}
+
 /// Journal, then make every step; verify; roll everything back on a failure.
 /// `check(domain, stored_xml)` adds verification of a new definition (the re-audit).
 pub fn execute(
     env: &Env,
     journal: &Journal,
+    lock: &Lock,
+    prep: &Prepared,
+    check: &dyn Fn(&str, &str) -> Vec<String>,
+) -> Result<Applied, ApplyError> {
+    execute_until(env, journal, lock, prep, check, &AtomicBool::new(false))
+}
+
+/// [`execute`], stopping before the next step once `stop` is set (by a SIGINT or SIGTERM
+/// handler): what was done is rolled back and the entry says it was interrupted.
+pub fn execute_until(
+    env: &Env,
+    journal: &Journal,
     _lock: &Lock,
     prep: &Prepared,
     check: &dyn Fn(&str, &str) -> Vec<String>,
+    stop: &AtomicBool,
 ) -> Result<Applied, ApplyError> {
     let handle = journal.begin(prep.entry.clone())?;
     let entry = &handle.entry;
     let mut done = 0;
     let mut failure: Option<String> = None;
+    let mut why = Stop::Failed;
+    // the domains whose steps have begun: the only ones a failed apply restores (another
+    // domain may have been changed by someone else meanwhile, which is not ours to undo)
+    let mut touched: BTreeSet<String> = BTreeSet::new();
     // units: each domain's steps, then the host's
     let mut units: Vec<(String, Vec<&Step>)> = Vec::new();
     for s in &entry.steps {
@@ -45,6 +73,23 @@ pub fn execute(
     'units: for (subject, steps) in &units {
         for s in steps {
             inject(s.n);
+            if stop.load(Ordering::SeqCst) {
+                let _ = handle.log(&format!("interrupted before {}", s.n));
+                failure = Some(format!("interrupted by a signal before step {}", s.n));
+                why = Stop::Interrupted;
+                break 'units;
+            }
+            if let Action::Define { .. } = &s.action
+                && let Err(e) = unchanged_since_prepare(env, entry, subject)
+            {
+                let _ = handle.log(&format!("conflict before {}: {e}", s.n));
+                failure = Some(format!("step {} ({subject}): {e}", s.n));
+                why = Stop::Conflict;
+                break 'units;
+            }
+            if subject != "host" {
+                touched.insert(subject.clone());
+            }
             if let Err(e) = handle.log(&format!("begin {}", s.n)) {
                 failure = Some(e.to_string());
                 break 'units;
@@ -81,12 +126,18 @@ pub fn execute(
     let (status, rollback_errors) = match &failure {
         None => (Status::Applied, Vec::new()),
         Some(_) => {
-            let rb = rollback::restore(env, entry, true);
+            let mut undo = entry.clone();
+            undo.domains.retain(|d| touched.contains(&d.name));
+            let rb = rollback::restore(env, &undo, true);
             notes.extend(rb.notes.iter().cloned());
-            if rb.errors.is_empty() {
-                (Status::Failed, Vec::new())
-            } else {
+            if !rb.errors.is_empty() {
                 (Status::FailedRollbackIncomplete, rb.errors)
+            } else {
+                match why {
+                    Stop::Failed => (Status::Failed, Vec::new()),
+                    Stop::Interrupted => (Status::Interrupted, Vec::new()),
+                    Stop::Conflict => (Status::Conflict, Vec::new()),
+                }
             }
         }
     };
@@ -117,6 +168,28 @@ pub fn execute(
         rollback_errors,
         notes,
     })
+}
+
+/// Re-read a domain's stored XML just before its define: it must still be the one the
+/// change was computed from (the hash journaled at prepare), or the define would lose
+/// someone else's change.
+fn unchanged_since_prepare(
+    env: &Env,
+    entry: &crate::journal::Entry,
+    name: &str,
+) -> Result<(), String> {
+    let Some(d) = entry.domains.iter().find(|d| d.name == name) else {
+        return Err("not in the journal entry".into());
+    };
+    let now = env.virt.xml(name, true).map_err(|e| e.to_string())?;
+    if sha256(&now) != d.inactive_sha256 {
+        return Err(
+            "its stored XML changed during the apply (someone else defined it); stopped \
+             before the define, nothing further changed"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 fn run_step(env: &Env, step: &Step) -> Result<(), String> {

@@ -27,7 +27,7 @@ mod prepare;
 mod rollback;
 mod verify;
 
-pub use execute::{Applied, execute};
+pub use execute::{Applied, execute, execute_until};
 pub use prepare::prepare;
 pub use rollback::{Restored, RolledBack, rollback};
 

@@ -52,6 +52,9 @@ pub fn prepare(env: &Env, req: &Request) -> Result<Prepared, ApplyError> {
             _ => None,
         };
         if let Some(new) = &ch.new_inactive {
+            // the new definition must be this domain's, or defining it changes another
+            crate::check::identity(new, &ch.name, &r.uuid, false)
+                .map_err(|why| dom_err(&ch.name, format!("the new definition: {why}")))?;
             let (Some(a), Some(b)) = (canonical(&xml), canonical(new)) else {
                 return Err(dom_err(
                     &ch.name,

@@ -131,3 +131,88 @@ fn rollback_refuses_to_undo_someone_elses_later_change() {
     assert!(rollback(&e, &j, &lock, &r.id, true).unwrap().ok);
     assert_eq!(f.inactive.borrow()["a"], OLD);
 }
+
+/// Two domains, `a` and `b`, each asked for new pins in its stored definition.
+fn two_domains() -> (Fake, Request) {
+    let f = Fake::new("a", OLD, false);
+    let old_b = OLD.replace("<name>a</name>", "<name>b</name>");
+    let new_b = NEW.replace("<name>a</name>", "<name>b</name>");
+    f.inactive.borrow_mut().insert("b".into(), old_b.clone());
+    let mut req = request(OLD);
+    req.domains[0].live_target = None;
+    req.domains.push(DomainChange {
+        name: "b".into(),
+        base_sha256: sha256(&old_b),
+        new_inactive: Some(new_b),
+        live_target: None,
+        reasons: vec!["test".into()],
+    });
+    (f, req)
+}
+
+#[test]
+fn a_domain_defined_by_someone_else_during_the_apply_stops_it() {
+    let (f, req) = two_domains();
+    let t = tempfile::tempdir().unwrap();
+    let j = Journal::open(t.path()).unwrap();
+    let lock = j.lock().unwrap();
+    let e = env(&f);
+    let prep = prepare(&e, &req).unwrap();
+    // someone defines b between the state being read and b's define
+    let theirs = OLD
+        .replace("<name>a</name>", "<name>b</name>")
+        .replace("1024", "2048");
+    f.inactive.borrow_mut().insert("b".into(), theirs.clone());
+    let r = execute(&e, &j, &lock, &prep, &|_, _| Vec::new()).unwrap();
+    assert_eq!(r.status, Status::Conflict, "{r:?}");
+    assert!(r.error.unwrap().contains("changed during the apply"));
+    // their change survives, ours to a was rolled back, b was never defined by us
+    assert_eq!(f.inactive.borrow()["b"], theirs);
+    assert_eq!(f.inactive.borrow()["a"], OLD);
+    assert_eq!(*f.calls.borrow(), vec!["define a", "define a"]);
+    assert_eq!(
+        j.describe(&r.id, false).status,
+        crate::journal::EntryStatus::Conflict
+    );
+}
+
+#[test]
+fn a_signal_stops_before_the_next_step_and_rolls_back() {
+    let (f, req) = two_domains();
+    let t = tempfile::tempdir().unwrap();
+    let j = Journal::open(t.path()).unwrap();
+    let lock = j.lock().unwrap();
+    let e = env(&f);
+    let prep = prepare(&e, &req).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // the signal arrives while a's step runs (here: during its verification)
+    let check = |name: &str, _: &str| {
+        if name == "a" {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Vec::new()
+    };
+    let r = execute_until(&e, &j, &lock, &prep, &check, &stop).unwrap();
+    assert_eq!(r.status, Status::Interrupted, "{r:?}");
+    assert_eq!(r.steps_done, 1);
+    assert_eq!(f.inactive.borrow()["a"], OLD);
+    assert!(!f.calls.borrow().iter().any(|c| c == "define b"));
+    assert_eq!(
+        j.describe(&r.id, false).status,
+        crate::journal::EntryStatus::InterruptedRolledBack
+    );
+}
+
+#[test]
+fn a_new_definition_of_another_domain_is_refused() {
+    let f = Fake::new("a", OLD, false);
+    f.inactive.borrow_mut().insert(
+        "victim".into(),
+        OLD.replace("<name>a</name>", "<name>victim</name>"),
+    );
+    let mut req = request(OLD);
+    req.domains[0].new_inactive = Some(NEW.replace("<name>a</name>", "<name>victim</name>"));
+    let err = prepare(&env(&f), &req).unwrap_err().to_string();
+    assert!(err.contains("defines domain victim, not a"), "{err}");
+    assert!(f.calls.borrow().is_empty());
+}

@@ -38,7 +38,8 @@ pub(super) fn domain(
             Ok(xml) => {
                 match (settings::read_xml(&xml), prep.new_settings.get(name)) {
                     (Ok(got), Some(want)) if &got != want => problems.push(format!(
-                        "the stored definition does not hold the new settings (libvirt stored {got:?})"
+                        "the stored definition does not hold the new settings (libvirt stored {})",
+                        settings::differences(&got, want)
                     )),
                     (Err(e), _) => problems.push(format!("stored XML: {e}")),
                     _ => {}

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,12 @@ pub enum JournalError {
     },
     #[error("journal {0}: another kvmtune apply or rollback is running (it holds the lock)")]
     Locked(String),
+    #[error("another kvmtune apply or rollback{holder} is running on this host (it holds {path})")]
+    HostLocked {
+        path: String,
+        /// ` (pid N)` when the holder wrote its pid, else empty.
+        holder: String,
+    },
     #[error("journal entry {path}: corrupt: {why}")]
     Corrupt { path: String, why: String },
     #[error("journal {dir}: no entry {id}")]
@@ -138,6 +144,12 @@ pub enum Status {
     Failed,
     /// A step failed and the automatic rollback did not complete either.
     FailedRollbackIncomplete,
+    /// SIGINT or SIGTERM stopped the apply before its next step; what was done was rolled
+    /// back.
+    Interrupted,
+    /// A domain's stored XML changed during the apply (someone else defined it); the apply
+    /// stopped before its define and what was done was rolled back.
+    Conflict,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -174,8 +186,82 @@ pub struct Lock {
     _file: File,
 }
 
+/// The host-wide lock under the root, whatever the journal directory: see [`lock_host`].
+pub const HOST_LOCK: &str = "/run/kvmtune/apply.lock";
+
+/// The host-wide lock; released when dropped (or when the process ends).
+pub struct HostLock {
+    file: File,
+    pub path: PathBuf,
+}
+
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        // the pid goes with the lock: whoever holds it next without writing a pid (flock)
+        // is not named as this process
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// Take the host-wide lock ([`HOST_LOCK`] under `root`: `/run/kvmtune/apply.lock` on the
+/// host itself, `ROOT/run/kvmtune/apply.lock` for a `--root` tree), or fail at once naming
+/// the holder's pid. apply and rollback hold it for their whole transaction, so two of
+/// them never change the same host or domains at once, whatever their journal directories.
+pub fn lock_host(root: &Path) -> Result<HostLock, JournalError> {
+    use std::io::{Read, Seek};
+    let path = crate::hostset::under(root, HOST_LOCK);
+    if let Some(dir) = path.parent() {
+        kvmtune_host::fsio::create_dir(dir, kvmtune_host::fsio::PRIVATE_DIR)
+            .map_err(|e| io(dir)(std::io::Error::other(e.to_string())))?;
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(kvmtune_host::fsio::PRIVATE_FILE)
+        .open(&path)
+        .map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let pid = format!("{}\n", std::process::id());
+            file.set_len(0)
+                .and_then(|()| file.rewind())
+                .and_then(|()| file.write_all(pid.as_bytes()))
+                .map_err(io(&path))?;
+            Ok(HostLock { file, path })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.take(32).read_to_string(&mut text);
+            // a pid left by a process that is gone names nobody
+            let holder = match text.trim().parse::<u32>() {
+                Ok(pid) if Path::new(&format!("/proc/{pid}")).exists() => format!(" (pid {pid})"),
+                _ => String::new(),
+            };
+            Err(JournalError::HostLocked {
+                path: path.display().to_string(),
+                holder,
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
+    }
+}
+
 fn fsync_dir(dir: &Path) -> Result<(), JournalError> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
+}
+
+/// A journal file, read as untrusted input: a regular file under the input cap.
+fn read_capped(path: &Path) -> Result<Vec<u8>, JournalError> {
+    use kvmtune_host::fsio::{ReadError, max_input, read_input};
+    read_input(path, max_input()).map_err(|e| match e {
+        ReadError::Io { source, .. } => io(path)(source),
+        other => JournalError::Corrupt {
+            path: path.display().to_string(),
+            why: other.to_string(),
+        },
+    })
 }
 
 /// Journal files hold domain XML: written by the one atomic writer, 0600.
@@ -302,7 +388,7 @@ impl Journal {
     /// Read an entry's before-state.
     pub fn load(&self, id: &str) -> Result<Entry, JournalError> {
         let path = self.dir.join(id).join("entry.json");
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let bytes = read_capped(&path)?;
         let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
             path: path.display().to_string(),
             why: e.to_string(),
@@ -316,6 +402,11 @@ impl Journal {
                 ),
             });
         }
+        // an entry is untrusted input: rollback writes only what kvmtune itself would
+        crate::check::entry(&entry).map_err(|why| JournalError::Corrupt {
+            path: path.display().to_string(),
+            why,
+        })?;
         Ok(entry)
     }
 
@@ -325,15 +416,19 @@ impl Journal {
         file: &str,
     ) -> Result<Option<T>, JournalError> {
         let path = self.dir.join(id).join(file);
-        match std::fs::read(&path) {
+        match read_capped(&path) {
             Ok(b) => serde_json::from_slice(&b)
                 .map(Some)
                 .map_err(|e| JournalError::Corrupt {
                     path: path.display().to_string(),
                     why: e.to_string(),
                 }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&path)(e)),
+            Err(JournalError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -455,5 +550,66 @@ mod tests {
         assert!(j.busy());
         drop(l);
         assert!(j.lock().is_ok());
+    }
+
+    #[test]
+    fn the_host_lock_is_one_per_root_and_names_its_holder() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let l = lock_host(t.path()).unwrap();
+        let dir = t.path().join("run/kvmtune");
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // a second apply, whatever its journal directory, is refused, naming the pid
+        let e = lock_host(t.path()).err().unwrap().to_string();
+        assert!(
+            e.contains(&format!("(pid {})", std::process::id())) && e.contains("apply.lock"),
+            "{e}"
+        );
+        drop(l);
+        assert!(lock_host(t.path()).is_ok());
+        // another root is another lock
+        let other = tempfile::tempdir().unwrap();
+        let _a = lock_host(t.path()).unwrap();
+        assert!(lock_host(other.path()).is_ok());
+    }
+
+    #[test]
+    fn an_entry_writing_outside_the_known_paths_is_corrupt() {
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path()).unwrap();
+        let h = j.begin(entry()).unwrap();
+        assert!(j.load(&h.entry.id).is_ok());
+        let path = h.dir.join("entry.json");
+        let good = std::fs::read_to_string(&path).unwrap();
+        for (from, to) in [
+            ("/sys/kernel/mm/ksm/run", "/../victim/x"),
+            ("/sys/kernel/mm/ksm/run", "/etc/shadow"),
+            ("\"root\": \"/\"", "\"root\": \"/tmp/../etc\""),
+            ("\"root\": \"/\"", "\"root\": \"victim\""),
+            (
+                "\"files\": []",
+                "\"files\": [{\"path\": \"/etc/cron.d/x\", \"old\": \"* * * * * root sh\"}]",
+            ),
+        ] {
+            let bad = good.replace(from, to);
+            assert_ne!(bad, good, "{to}");
+            std::fs::write(&path, &bad).unwrap();
+            let e = j.load(&h.entry.id).err().unwrap();
+            assert!(matches!(e, JournalError::Corrupt { .. }), "{to}: {e}");
+            assert_eq!(e.to_string().lines().count(), 1);
+            assert_eq!(
+                j.describe(&h.entry.id, false).status,
+                EntryStatus::Corrupt,
+                "{to}"
+            );
+        }
+        // and the writers refuse such a path whatever hands it to them
+        let root = tempfile::tempdir().unwrap();
+        let inner = root.path().join("r");
+        std::fs::create_dir(&inner).unwrap();
+        assert!(crate::hostset::write_file(&inner, "/../victim/x", Some("x")).is_err());
+        assert!(crate::hostset::write(&inner, "/../victim/x", "1").is_err());
+        assert!(!root.path().join("victim").exists());
     }
 }

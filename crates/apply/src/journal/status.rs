@@ -17,8 +17,13 @@ pub enum EntryStatus {
     Failed,
     /// A step failed and the automatic rollback did not complete either.
     FailedRollbackIncomplete,
-    /// No outcome and nobody holds the lock: the apply stopped (a crash) part way.
+    /// No outcome and nobody holds the lock: the apply stopped (a crash, a second
+    /// signal) part way; `kvmtune rollback` restores the state before it.
     Interrupted,
+    /// A signal stopped the apply, and what it had done was rolled back.
+    InterruptedRolledBack,
+    /// A domain's stored XML changed during the apply; it stopped and was rolled back.
+    Conflict,
     /// No outcome yet and the lock is held: an apply is running.
     InProgress,
     /// `kvmtune rollback` restored it.
@@ -36,6 +41,8 @@ impl EntryStatus {
             EntryStatus::Failed => "failed",
             EntryStatus::FailedRollbackIncomplete => "failed-rollback-incomplete",
             EntryStatus::Interrupted => "interrupted",
+            EntryStatus::InterruptedRolledBack => "interrupted-rolled-back",
+            EntryStatus::Conflict => "conflict",
             EntryStatus::InProgress => "in-progress",
             EntryStatus::RolledBack => "rolled-back",
             EntryStatus::RollbackIncomplete => "rollback-incomplete",
@@ -116,6 +123,8 @@ impl Journal {
                     Status::Applied => EntryStatus::Applied,
                     Status::Failed => EntryStatus::Failed,
                     Status::FailedRollbackIncomplete => EntryStatus::FailedRollbackIncomplete,
+                    Status::Interrupted => EntryStatus::InterruptedRolledBack,
+                    Status::Conflict => EntryStatus::Conflict,
                 }
             }
             (Ok(None), Ok(None)) => {
@@ -143,11 +152,13 @@ impl Journal {
 mod tests {
     use super::*;
 
-    const ALL: [EntryStatus; 8] = [
+    const ALL: [EntryStatus; 10] = [
         EntryStatus::Applied,
         EntryStatus::Failed,
         EntryStatus::FailedRollbackIncomplete,
         EntryStatus::Interrupted,
+        EntryStatus::InterruptedRolledBack,
+        EntryStatus::Conflict,
         EntryStatus::InProgress,
         EntryStatus::RolledBack,
         EntryStatus::RollbackIncomplete,
@@ -167,6 +178,8 @@ mod tests {
                 "\"failed\"",
                 "\"failed-rollback-incomplete\"",
                 "\"interrupted\"",
+                "\"interrupted-rolled-back\"",
+                "\"conflict\"",
                 "\"in-progress\"",
                 "\"rolled-back\"",
                 "\"rollback-incomplete\"",

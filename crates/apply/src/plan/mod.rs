@@ -32,7 +32,7 @@ use crate::settings::Settings;
 
 mod request;
 
-pub use request::changes;
+pub use request::{changes, validate};
 
 pub const KIND: &str = "kvmtune.plan";
 pub const VERSION: u32 = 1;
@@ -102,6 +102,16 @@ pub struct Plan {
 pub enum PlanError {
     #[error("plan {path}: {why}")]
     Bad { path: String, why: String },
+    #[error("plan {0}")]
+    Read(kvmtune_host::fsio::ReadError),
+    /// A setting that makes no sense for the domain or this host: `plan.json: domain web1:
+    /// vcpupin 99999: no such vCPU (the domain has 4)`.
+    #[error("{file}: {what}: {why}")]
+    Invalid {
+        file: String,
+        what: String,
+        why: String,
+    },
     #[error("plan names domain {name}, which this libvirt ({uri}) does not have")]
     NoDomain { name: String, uri: String },
     #[error(
@@ -132,8 +142,8 @@ impl Plan {
             path: path.display().to_string(),
             why,
         };
-        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        let text = kvmtune_host::fsio::read_input_text(path).map_err(PlanError::Read)?;
+        let plan: Plan = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         if plan.kind != KIND {
             return Err(bad(format!("kind is {:?}, not {KIND:?}", plan.kind)));
         }

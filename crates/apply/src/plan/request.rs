@@ -1,12 +1,152 @@
 //! Between plans and apply requests: the domain changes a plan asks for
 //! ([`changes`]), and the plan that repeats a prepared request ([`Plan::from_request`]).
 
-use kvmtune_libvirt::Virt;
+use kvmtune_host::CpuSet;
+use kvmtune_libvirt::{MEMTUNE_UNLIMITED_KIB, Virt};
 
 use super::{Plan, PlanDomain, PlanError, apply_to_xml, live_target};
+use crate::check::{self, HostLimits, NUMA_MODES};
 use crate::engine::{DomainChange, Prepared, Request};
-use crate::settings;
+use crate::settings::{self, Settings};
 use crate::sha256;
+
+/// Check a plan (read from `file`) against the domains `virt` has and this host before
+/// anything is computed from it: a `config_xml` must be the domain's own definition (its
+/// name and UUID), and every setting must make sense (see [`crate::check`]). The first
+/// problem is the error, one line naming the file, the domain and the field. A domain
+/// `virt` does not have is left to [`changes`].
+pub fn validate(p: &Plan, file: &str, virt: &dyn Virt, host: &HostLimits) -> Result<(), PlanError> {
+    let listed = virt.list()?;
+    for d in &p.domains {
+        let Some(r) = listed.iter().find(|x| x.name == d.name) else {
+            continue;
+        };
+        let invalid = |why: String| PlanError::Invalid {
+            file: file.to_string(),
+            what: format!("domain {}", d.name.escape_debug()),
+            why,
+        };
+        let xml = virt.xml(&d.name, true)?;
+        let old = settings::read_xml(&xml).map_err(|e| invalid(format!("stored XML: {e}")))?;
+        fields(d, &old, host).map_err(invalid)?;
+        let new = apply_to_xml(&xml, d).map_err(invalid)?;
+        check::identity(&new, &d.name, &r.uuid, d.config_xml.is_some())
+            .map_err(|why| invalid(format!("config_xml: {why}")))?;
+        let news = settings::read_xml(&new).map_err(|e| invalid(format!("config_xml: {e}")))?;
+        check::settings(&old, &news, host).map_err(|why| {
+            invalid(if d.config_xml.is_some() {
+                format!("config_xml: {why}")
+            } else {
+                why
+            })
+        })?;
+    }
+    let nodes = host.nodes.as_ref();
+    for (k, v) in &p.host {
+        let invalid = |why: String| PlanError::Invalid {
+            file: file.to_string(),
+            what: "host".into(),
+            why,
+        };
+        let w = crate::hostset::parse(&format!("{k}={v}")).map_err(|e| invalid(e.to_string()))?;
+        crate::hostset::check_sane(&w, nodes, host.memory_kib).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+/// The plan's own fields against the domain's stored settings and the host.
+fn fields(d: &PlanDomain, old: &Settings, host: &HostLimits) -> Result<(), String> {
+    let cap = (host.cpus.len().max(1) as u32).saturating_mul(check::VCPUS_PER_HOST_CPU);
+    let max = if old.max_vcpus > 0 {
+        old.max_vcpus
+    } else {
+        cap
+    };
+    if let Some(n) = d.vcpus
+        && !(1..=max).contains(&n)
+    {
+        return Err(format!(
+            "vcpus {n}: out of range (1 to the domain's maximum, {max})"
+        ));
+    }
+    for (v, cpus) in &d.vcpupin {
+        if *v >= max {
+            return Err(format!("vcpupin {v}: no such vCPU (the domain has {max})"));
+        }
+        host.check_cpus(&format!("vcpupin {v}"), cpus)?;
+    }
+    if let Some(c) = &d.emulatorpin {
+        host.check_cpus("emulatorpin", c)?;
+    }
+    if let Some(n) = &d.numatune {
+        if let Some(m) = &n.mode
+            && !NUMA_MODES.contains(&m.as_str())
+        {
+            return Err(format!(
+                "numatune mode {}: unknown (one of {})",
+                m.escape_debug(),
+                NUMA_MODES.join(", ")
+            ));
+        }
+        host.check_nodes(
+            &format!("numatune nodeset {}", n.nodeset.escape_debug()),
+            &n.nodeset,
+        )?;
+    }
+    if let Some(m) = &d.memtune {
+        for (f, v) in [
+            ("hard_limit_kib", m.hard_limit_kib),
+            ("soft_limit_kib", m.soft_limit_kib),
+            ("swap_hard_limit_kib", m.swap_hard_limit_kib),
+        ] {
+            if v == Some(0) {
+                return Err(format!("memtune {f} 0: must be more than 0"));
+            }
+            if let Some(k) = v
+                && k > MEMTUNE_UNLIMITED_KIB
+            {
+                return Err(format!("memtune {f} {k}: above libvirt's largest value"));
+            }
+        }
+    }
+    if let Some(k) = d.current_memory_kib {
+        if k == 0 {
+            return Err("current_memory_kib 0: must be more than 0".into());
+        }
+        if let Some(m) = old.memory_kib
+            && k > m
+        {
+            return Err(format!(
+                "current_memory_kib {k}: above the domain's maximum memory ({m} KiB)"
+            ));
+        }
+    }
+    for c in &d.cells {
+        let field = format!("cells {}", c.id);
+        if c.memory_kib == 0 {
+            return Err(format!("{field}: memory_kib 0: must be more than 0"));
+        }
+        let cpus = CpuSet::parse(&c.cpus).map_err(|e| format!("{field}: cpus: {e}"))?;
+        if let Some(v) = cpus.iter().find(|v| *v >= max) {
+            return Err(format!(
+                "{field}: cpus: no such vCPU {v} (the domain has {max})"
+            ));
+        }
+        host.check_nodes(
+            &format!("{field}: nodeset {}", c.nodeset.escape_debug()),
+            &c.nodeset,
+        )?;
+    }
+    if let Some(t) = d.topology
+        && (t.contains(&0) || t.iter().map(|&x| u64::from(x)).product::<u64>() > u64::from(cap))
+    {
+        return Err(format!(
+            "topology {}x{}x{}: each part must be at least 1 and the product at most {cap}",
+            t[0], t[1], t[2]
+        ));
+    }
+    Ok(())
+}
 
 /// The domain changes of a plan against the domains `virt` has now: each domain's new
 /// stored definition (with `config`) and, for a running domain (with `live`), the settings
@@ -199,5 +339,101 @@ mod tests {
         // the saved plan, applied again, asks for the same definition
         let again = changes(&p, false, true, &f).unwrap();
         assert_eq!(again[0].new_inactive, req.domains[0].new_inactive);
+    }
+
+    #[test]
+    fn hostile_plans_are_refused_by_field_before_anything() {
+        let f = Fake::new("a", OLD, true);
+        let host = HostLimits {
+            cpus: CpuSet::parse("0-1").unwrap(),
+            nodes: Some(CpuSet::parse("0").unwrap()),
+            memory_kib: Some(1 << 20),
+        };
+        let with = |d: PlanDomain| validate(&plan(d), "plan.json", &f, &host);
+        assert!(with(pins()).is_ok());
+        for (d, want) in [
+            (
+                PlanDomain {
+                    vcpus: Some(0),
+                    ..pins()
+                },
+                "plan.json: domain a: vcpus 0: out of range (1 to the domain's maximum, 2)",
+            ),
+            (
+                PlanDomain {
+                    vcpupin: [(99999, "0".into())].into(),
+                    ..pins()
+                },
+                "plan.json: domain a: vcpupin 99999: no such vCPU (the domain has 2)",
+            ),
+            (
+                PlanDomain {
+                    numatune: Some(super::super::PlanNuma {
+                        mode: Some("bogus".into()),
+                        nodeset: "0".into(),
+                    }),
+                    ..pins()
+                },
+                "plan.json: domain a: numatune mode bogus: unknown (one of strict, preferred, interleave, restrictive)",
+            ),
+            (
+                PlanDomain {
+                    numatune: Some(super::super::PlanNuma {
+                        mode: None,
+                        nodeset: "99".into(),
+                    }),
+                    ..pins()
+                },
+                "plan.json: domain a: numatune nodeset 99: no NUMA node 99 on this host (it has 0)",
+            ),
+            (
+                PlanDomain {
+                    current_memory_kib: Some(0),
+                    ..pins()
+                },
+                "plan.json: domain a: current_memory_kib 0: must be more than 0",
+            ),
+            (
+                PlanDomain {
+                    emulatorpin: Some("7".into()),
+                    ..pins()
+                },
+                "plan.json: domain a: emulatorpin: no host CPU 7 (the host has 0-1)",
+            ),
+            (
+                PlanDomain {
+                    config_xml: Some(OLD.replace("<name>a</name>", "<name>victim</name>")),
+                    ..pins()
+                },
+                "plan.json: domain a: config_xml: it defines domain victim, not a",
+            ),
+            (
+                PlanDomain {
+                    config_xml: Some(OLD.to_string()),
+                    ..pins()
+                },
+                "plan.json: domain a: config_xml: it has no <uuid> (the domain's is u)",
+            ),
+        ] {
+            let e = with(d).unwrap_err().to_string();
+            assert_eq!(e, want);
+        }
+        let mut p = plan(pins());
+        p.host.insert("hugepages.node3.2M".into(), "4".into());
+        assert_eq!(
+            validate(&p, "plan.json", &f, &host)
+                .unwrap_err()
+                .to_string(),
+            "plan.json: host: hugepages.node3.2M: no NUMA node 3 on this host (it has 0)"
+        );
+        p.host.clear();
+        p.host.insert("hugepages.1G".into(), "4096".into());
+        assert!(
+            validate(&p, "plan.json", &f, &host)
+                .unwrap_err()
+                .to_string()
+                .contains("more than the host's memory")
+        );
+        assert!(f.calls.borrow().is_empty());
     }
 }

@@ -89,7 +89,11 @@ pub(super) fn verify_memtune(live: &Settings, m: &MemTuneSet, problems: &mut Vec
         if let Some(w) = want
             && w != lim(got)
         {
-            problems.push(format!("running {what} is {:?} KiB, not {w}", got));
+            let got = match got {
+                Some(k) => format!("{k} KiB"),
+                None => "unlimited".to_string(),
+            };
+            problems.push(format!("running {what} is {got}, not {w} KiB"));
         }
     }
 }

@@ -63,6 +63,31 @@ pub fn read_xml(xml: &str) -> Result<Settings, kvmtune_domain::DomainError> {
     Ok(read(&doc, &d))
 }
 
+/// The settings where `got` differs from `want`, one line, by field name: `emulatorpin
+/// none (not 0), vcpus 2 (not 4)` (for errors: never a Rust struct).
+pub fn differences(got: &Settings, want: &Settings) -> String {
+    let (Ok(serde_json::Value::Object(g)), Ok(serde_json::Value::Object(w))) =
+        (serde_json::to_value(got), serde_json::to_value(want))
+    else {
+        return "different settings".into();
+    };
+    let show = |v: Option<&serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => "none".to_string(),
+        Some(serde_json::Value::String(s)) => s.escape_debug().to_string(),
+        Some(other) => other.to_string(),
+    };
+    let out: Vec<String> = w
+        .iter()
+        .filter(|(k, v)| g.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k} {} (not {})", show(g.get(k)), show(Some(v))))
+        .collect();
+    if out.is_empty() {
+        "different settings".into()
+    } else {
+        out.join(", ")
+    }
+}
+
 /// One change to a running domain (libvirt's `--live`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -235,6 +260,20 @@ mod tests {
         let (ops, later) = live_ops(&cur, &want, "0-1", None);
         assert!(ops.is_empty(), "{ops:?}");
         assert_eq!(later.len(), 3, "{later:?}");
+    }
+
+    #[test]
+    fn differences_are_one_line_of_fields() {
+        let a = read_xml(BASE).unwrap();
+        let mut b = a.clone();
+        b.vcpus = 2;
+        b.emulatorpin = Some("0".into());
+        b.vcpupin.insert(1, "1".into());
+        let d = differences(&a, &b);
+        assert_eq!(
+            d,
+            "emulatorpin none (not 0), vcpupin {} (not {\"1\":\"1\"}), vcpus 1 (not 2)"
+        );
     }
 
     #[test]
