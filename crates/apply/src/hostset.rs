@@ -191,8 +191,33 @@ pub fn under(root: &Path, path: &str) -> PathBuf {
 
 /// `path` under `root`, refused unless `path` is absolute and normalised (no `..`): a
 /// path from a journal entry or a plan never leads out of the root.
+///
+/// Under a root other than `/` (a test tree, `--root`), no component of the path below the
+/// root may be a symbolic link: `root/proc -> /proc` must not turn a write into the tree
+/// into a write to the live host.
 fn checked(root: &Path, path: &str) -> std::io::Result<PathBuf> {
     if is_normal_abs(path) {
+        if root != Path::new("/") {
+            let mut at = root.to_path_buf();
+            for part in path.trim_start_matches('/').split('/') {
+                at.push(part);
+                match std::fs::symlink_metadata(&at) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            format!(
+                                "{} is a symbolic link; kvmtune does not follow links out of {}",
+                                at.display(),
+                                root.display()
+                            ),
+                        ));
+                    }
+                    Ok(_) => {}
+                    // what does not exist yet is created inside the root
+                    Err(_) => break,
+                }
+            }
+        }
         Ok(under(root, path))
     } else {
         Err(std::io::Error::new(
@@ -291,7 +316,7 @@ pub fn write_file(root: &Path, path: &str, content: Option<&str>) -> Result<(), 
 
 /// What a persistent file must read back as after writing it, or why not.
 pub fn verify_file(root: &Path, f: &FileWrite) -> Result<(), String> {
-    match std::fs::read_to_string(under(root, &f.path)) {
+    match checked(root, &f.path).and_then(std::fs::read_to_string) {
         Ok(t) if t == f.content => Ok(()),
         Ok(_) => Err(format!("{}: content differs after writing", f.path)),
         Err(e) => Err(format!("{}: {e}", f.path)),
@@ -433,6 +458,24 @@ mod tests {
             files[1]
                 .content
                 .contains("w /sys/kernel/mm/ksm/run - - - - 0")
+        );
+    }
+
+    #[test]
+    fn a_symlink_in_a_root_tree_is_not_followed_out_of_it() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("sys/kernel")).unwrap();
+        std::fs::write(outside.path().join("sys/kernel/x"), "1\n").unwrap();
+        // root/proc -> outside/sys: a write "under the root" would land outside
+        std::os::unix::fs::symlink(outside.path().join("sys"), t.path().join("proc")).unwrap();
+        let e = checked(t.path(), "/proc/kernel/x").unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(checked(t.path(), "/etc/sysctl.d/90-kvmtune.conf").is_ok());
+        assert!(checked(t.path(), "/../x").is_err());
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("sys/kernel/x")).unwrap(),
+            "1\n"
         );
     }
 }
