@@ -191,16 +191,9 @@ impl Bundle {
         Replay::new(self.manifest.capture.clone(), label)
     }
 
-    /// Write the bundle to `path` atomically: a temporary file beside it, renamed at the
-    /// end. On any error the temporary file is removed and `path` is left as it was.
-    pub fn write(&self, path: &Path) -> Result<(), BundleError> {
-        let werr = |source| BundleError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        // built in memory (a bundle is capped in size), then written by the one atomic
-        // writer: 0600 (it holds domain XML), never through a symlink or over a device
-        let result = (|| -> io::Result<Vec<u8>> {
+    /// The bundle as .tar.gz bytes.
+    pub fn to_bytes(&self) -> io::Result<Vec<u8>> {
+        (|| -> io::Result<Vec<u8>> {
             let gz = GzEncoder::new(Vec::new(), Compression::default());
             let mut tar = tar::Builder::new(gz);
             let manifest = serde_json::to_vec_pretty(&self.manifest).map_err(io::Error::other)?;
@@ -255,8 +248,18 @@ impl Bundle {
             }
             let gz = tar.into_inner()?;
             gz.finish()
-        })();
-        let bytes = result.map_err(werr)?;
+        })()
+    }
+
+    /// Write the bundle to `path`: built in memory (a bundle is capped in size), then
+    /// written by the one atomic writer, 0600 (it holds domain XML), never through a symlink
+    /// or over a device.
+    pub fn write(&self, path: &Path) -> Result<(), BundleError> {
+        let werr = |source| BundleError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let bytes = self.to_bytes().map_err(werr)?;
         kvmtune_host::fsio::write_atomic(path, &bytes, kvmtune_host::fsio::PRIVATE_FILE).map_err(
             |e| match e {
                 kvmtune_host::fsio::WriteError::Io { source, .. } => werr(source),

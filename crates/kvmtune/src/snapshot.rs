@@ -65,7 +65,14 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
         Some(host_json),
         created,
     );
-    bundle.write(&args.output)?;
+    // `-o -` (or /dev/stdout): the bundle goes to standard output, the summary to stderr
+    let to_stdout = output::is_stdout(&args.output);
+    if to_stdout {
+        let bytes = bundle.to_bytes().context("cannot build the bundle")?;
+        output::write_output(&args.output, &bytes, kvmtune_host::fsio::PRIVATE_FILE)?;
+    } else {
+        bundle.write(&args.output)?;
+    }
     let left_out: Vec<&String> = bundle
         .manifest
         .capture
@@ -87,7 +94,14 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
         domains: lv.domains.iter().map(|d| d.name.as_str()).collect(),
         running: lv.domains.iter().filter(|d| d.active).count(),
     };
-    if cli.json {
+    if to_stdout {
+        // stdout holds the bundle: the summary is a note on stderr
+        output::note(&format!(
+            "wrote a bundle to standard output: {} host files, {} domains",
+            report.host_files,
+            report.domains.len()
+        ));
+    } else if cli.json {
         output::print_doc("kvmtune.snapshot", 1, &report)?;
     } else {
         let t = format!(

@@ -218,6 +218,14 @@ fn output_paths_never_replace_devices_links_or_fifos() {
     assert!(stdout(&o).contains("<svg"), "the map went to stdout");
     let o = kvmtune(&["--root", root, "plan", &dom, "-o", "-", "--json"]);
     assert!(stdout(&o).contains("\"kvmtune.plan\""), "{}", stdout(&o));
+    // snapshot -o - writes the bundle itself to stdout, readable with --from
+    let o = kvmtune(&["snapshot", "--no-libvirt", "--root", root, "-o", "-"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let piped = d.path().join("piped.tar.gz");
+    std::fs::write(&piped, &o.stdout).unwrap();
+    let o = kvmtune(&["--from", piped.to_str().unwrap(), "host", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!d.path().join("-").exists() && !std::path::Path::new("-").exists());
     // modes: fixed XML 0600 in a 0700 directory, plans 0600, bundles 0600
     let fixed = d.path().join("fixed");
     let o = kvmtune(&["audit", "--fix", "-o", fixed.to_str().unwrap(), &dom]);
