@@ -89,6 +89,15 @@ fn a_closed_output_ends_every_command_quietly() {
         .find(|p| p.is_file())
         .unwrap();
     let report = report.to_str().unwrap();
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/domains")
+        .read_dir()
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "xml"))
+        .unwrap();
+    let seed = seed.to_str().unwrap();
     let cases: Vec<Vec<&str>> = vec![
         vec!["--root", root, "host"],
         vec!["--root", root, "host", "--json"],
@@ -101,6 +110,9 @@ fn a_closed_output_ends_every_command_quietly() {
         vec!["diagnose", "--perf-report", report],
         vec!["manpage"],
         vec!["completions", "bash"],
+        vec!["audit", "--root", root, "--host", seed],
+        vec!["audit", "--json", seed],
+        vec!["audit", "--fix", "--diff", seed],
     ];
     for args in cases {
         for _ in 0..3 {

@@ -294,3 +294,35 @@ fn audit_output_redacts_passwords_unless_asked() {
         & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+/// `--root TREE apply --set` where the tree's `proc/sys` is a link to a directory outside
+/// it: refused, and the file outside keeps its value (before: written through the link).
+#[test]
+fn apply_set_never_writes_through_a_link_out_of_the_root() {
+    let Some(_lab) = lab() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    copy_tree(&hosts_dir().join("b-book-2socket/root"), &tree);
+    let outside = d.path().join("outside");
+    std::fs::create_dir_all(outside.join("kernel")).unwrap();
+    std::fs::write(outside.join("kernel/numa_balancing"), "1\n").unwrap();
+    std::fs::remove_dir_all(tree.join("proc/sys")).unwrap();
+    std::os::unix::fs::symlink(&outside, tree.join("proc/sys")).unwrap();
+    let journal = d.path().join("journal");
+    let o = kvmtune(&[
+        "--root",
+        tree.to_str().unwrap(),
+        "apply",
+        "--set",
+        "numa_balancing=0",
+        "--yes",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(outside.join("kernel/numa_balancing")).unwrap(),
+        "1\n"
+    );
+}
