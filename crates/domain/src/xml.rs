@@ -85,6 +85,9 @@ pub struct Document {
     indent_unit: Option<String>,
     /// The line end the document uses (`"\r\n"` when its first line ends so).
     newline: &'static str,
+    /// [`Document::sibling_ranks`], computed on first use and dropped by every edit that
+    /// adds or removes nodes.
+    ranks: std::sync::OnceLock<Vec<(usize, usize)>>,
 }
 
 fn line_col(line_starts: &[usize], src: &str, pos: usize) -> (usize, usize) {
@@ -282,6 +285,7 @@ impl Document {
             line_starts,
             indent_unit,
             newline,
+            ranks: std::sync::OnceLock::new(),
         })
     }
 
@@ -417,29 +421,49 @@ impl Document {
     }
 
     /// A path naming the element: `/domain/devices/disk[2]/driver`. An index appears only
-    /// where the parent has several children of that name.
+    /// where the parent has several children of that name. Costs the element's depth (the
+    /// sibling positions are computed once per edited state of the document).
     pub fn path(&self, id: NodeId) -> String {
+        let ranks = self.ranks.get_or_init(|| self.sibling_ranks());
         let mut parts = Vec::new();
         let mut at = Some(id);
         while let Some(n) = at {
             let name = self.name(n);
-            let part = match self.parent(n) {
-                Some(p) => {
-                    let same: Vec<NodeId> = self.children(p, name).collect();
-                    if same.len() > 1 {
-                        let i = same.iter().position(|&s| s == n).unwrap_or(0) + 1;
-                        format!("{name}[{i}]")
-                    } else {
-                        name.to_string()
-                    }
-                }
-                None => name.to_string(),
+            let part = match (self.parent(n), ranks.get(n)) {
+                (Some(_), Some(&(i, of))) if of > 1 => format!("{name}[{i}]"),
+                _ => name.to_string(),
             };
             parts.push(part);
             at = self.parent(n);
         }
         parts.reverse();
         format!("/{}", parts.join("/"))
+    }
+
+    /// For every node: its 1-based position among its parent's element children of the
+    /// same name, and how many there are; `(0, 0)` for others.
+    fn sibling_ranks(&self) -> Vec<(usize, usize)> {
+        let mut ranks = vec![(0, 0); self.nodes.len()];
+        let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for node in &self.nodes {
+            let Kind::Element(e) = &node.kind else {
+                continue;
+            };
+            count.clear();
+            for &c in &e.children {
+                if let Some(ce) = self.el(c) {
+                    let k = count.entry(ce.name.as_str()).or_insert(0);
+                    *k += 1;
+                    ranks[c].0 = *k;
+                }
+            }
+            for &c in &e.children {
+                if let Some(ce) = self.el(c) {
+                    ranks[c].1 = count.get(ce.name.as_str()).copied().unwrap_or(0);
+                }
+            }
+        }
+        ranks
     }
 
     /// The element's start tag as it is now (verbatim when unedited).
@@ -532,6 +556,7 @@ impl Document {
     }
 
     fn push_node(&mut self, kind: Kind, parent: Option<NodeId>) -> NodeId {
+        self.ranks = std::sync::OnceLock::new();
         self.nodes.push(Node {
             kind,
             parent,
@@ -683,6 +708,7 @@ impl Document {
             return false;
         };
         e.children.retain(|&c| c != id && Some(c) != extra);
+        self.ranks = std::sync::OnceLock::new();
         self.nodes[id].parent = None;
         if let Some(x) = extra {
             self.nodes[x].parent = None;
@@ -1071,6 +1097,22 @@ mod layout_tests {
             d.set_text(x, "t");
         });
         assert_eq!(out, "<d><vcpu>2</vcpu><x a='1'>t</x></d>");
+    }
+
+    #[test]
+    fn paths_follow_edits() {
+        let mut d = Document::parse("<d><x/><y/><x/></d>").unwrap();
+        let xs: Vec<NodeId> = d.children(d.root(), "x").collect();
+        let y = d.child(d.root(), "y").unwrap();
+        assert_eq!(d.path(xs[1]), "/d/x[2]");
+        assert_eq!(d.path(y), "/d/y");
+        let y2 = d.insert_element(d.root(), Some(0), "y", &[]).unwrap();
+        assert_eq!(d.path(y), "/d/y[2]");
+        assert_eq!(d.path(y2), "/d/y[1]");
+        d.remove(xs[0]);
+        assert_eq!(d.path(xs[1]), "/d/x");
+        d.set_text(d.root(), "t");
+        assert_eq!(d.path(d.root()), "/d");
     }
 
     #[test]
