@@ -1,9 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Audit and fix time is linear in the document size (issue 17): a domain with 32k disks
 //! is parsed, viewed, audited, fixed and serialized in about 4 times the time of one with
-//! 8k disks, and in under a second in release builds (debug builds, as `cargo test` runs
-//! them, get 12 s: they run this code 10 to 25 times slower). `bench/audit-scale` prints
-//! the curve.
+//! 8k disks, and in under a second, in release builds and in `cargo test` alike (the dev
+//! profile optimizes quick-xml, memchr, kvmtune-domain and kvmtune-rules: Cargo.toml).
+//! `bench/audit-scale` prints the curve.
 
 use kvmtune_domain::{Document, Domain};
 use kvmtune_rules::Profile;
@@ -79,12 +79,9 @@ fn a_32k_disk_domain_is_audited_and_fixed_in_linear_time() {
         big < small * 9,
         "8k disks {small:?}, 32k disks {big:?}: not linear"
     );
-    // debug builds (as `cargo test` on CI) run this code about 10 times slower than release
-    let budget = if cfg!(debug_assertions) {
-        Duration::from_secs(12)
-    } else {
-        Duration::from_secs(1)
-    };
+    // under a second, as the issue asks, in `cargo test` too: the workspace compiles the XML
+    // and rule code (and quick-xml, memchr) optimized in the dev profile (Cargo.toml)
+    let budget = Duration::from_secs(1);
     assert!(big < budget, "{big:?} (budget {budget:?}): {phases:?}");
 }
 
