@@ -37,13 +37,13 @@ pub struct FileWrite {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetError {
-    #[error("--set {0}: expected KEY=VALUE")]
+    #[error("host setting {0}: expected KEY=VALUE")]
     Syntax(String),
     #[error(
-        "--set {key}: unknown key (known: ksm.run, ksm.merge_across_nodes, thp.enabled, thp.defrag, numa_balancing, hugepages.SIZE, hugepages.nodeN.SIZE)"
+        "host setting {key}: unknown key (known: ksm.run, ksm.merge_across_nodes, thp.enabled, thp.defrag, numa_balancing, hugepages.SIZE, hugepages.nodeN.SIZE)"
     )]
     Key { key: String },
-    #[error("--set {key}={value}: expected {expected}")]
+    #[error("host setting {key}={value}: expected {expected}")]
     Value {
         key: String,
         value: String,
@@ -67,7 +67,9 @@ fn page_kib(size: &str) -> Option<u64> {
 
 /// The known host setting files: the path of a key (`thp.enabled`), whatever its value.
 pub fn path_for_key(key: &str) -> Result<String, SetError> {
-    let unknown = || SetError::Key { key: key.into() };
+    let unknown = || SetError::Key {
+        key: key.escape_debug().to_string(),
+    };
     Ok(match key {
         "ksm.run" => "/sys/kernel/mm/ksm/run".into(),
         "ksm.merge_across_nodes" => "/sys/kernel/mm/ksm/merge_across_nodes".into(),
@@ -106,13 +108,14 @@ fn hugepage_key(key: &str) -> Option<(Option<u32>, u64)> {
 
 /// Parse and check one `KEY=VALUE`.
 pub fn parse(spec: &str) -> Result<HostWrite, SetError> {
+    // messages show the spec escaped: a value with a newline is one line of error
     let (key, value) = spec
         .split_once('=')
-        .ok_or_else(|| SetError::Syntax(spec.to_string()))?;
+        .ok_or_else(|| SetError::Syntax(spec.escape_debug().to_string()))?;
     let (key, value) = (key.trim(), value.trim());
     let bad = |expected: &str| SetError::Value {
-        key: key.into(),
-        value: value.into(),
+        key: key.escape_debug().to_string(),
+        value: value.escape_debug().to_string(),
         expected: expected.into(),
     };
     let path = path_for_key(key)?;
@@ -227,10 +230,26 @@ fn checked(root: &Path, path: &str) -> std::io::Result<PathBuf> {
     }
 }
 
+/// A setting or persist file, read as untrusted input: a regular file under the input cap,
+/// never a FIFO (it would block) or a device; "not found" keeps its error kind.
+fn read_text(path: &Path) -> std::io::Result<String> {
+    use kvmtune_host::fsio::{ReadError, max_input, read_input};
+    let bytes = read_input(path, max_input()).map_err(|e| match e {
+        ReadError::Io { source, .. } => source,
+        other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+    })?;
+    String::from_utf8(bytes).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: not UTF-8 text", path.display()),
+        )
+    })
+}
+
 /// The current value of a setting file: the selected word of a `[x]` list, or the trimmed
 /// content.
 pub fn read(root: &Path, path: &str) -> std::io::Result<String> {
-    let text = std::fs::read_to_string(checked(root, path)?)?;
+    let text = read_text(&checked(root, path)?)?;
     let t = text.trim();
     if let Some(start) = t.find('[')
         && let Some(len) = t[start + 1..].find(']')
@@ -248,7 +267,7 @@ pub fn write(root: &Path, path: &str, value: &str) -> std::io::Result<()> {
     let target = checked(root, path)?;
     let mut text = format!("{value}\n");
     if root != Path::new("/") {
-        let old = std::fs::read_to_string(&target)?;
+        let old = read_text(&target)?;
         if old.contains('[') {
             let words: Vec<String> = old
                 .split_whitespace()
@@ -264,10 +283,19 @@ pub fn write(root: &Path, path: &str, value: &str) -> std::io::Result<()> {
             text = format!("{}\n", words.join(" "));
         }
     }
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: a FIFO planted in a tree fails at once instead of blocking
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .truncate(true)
-        .open(target)?;
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&target)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: not a regular file", target.display()),
+        ));
+    }
     f.write_all(text.as_bytes())?;
     f.flush()
 }
@@ -289,7 +317,7 @@ pub fn verify(root: &Path, w: &HostWrite) -> Result<(), String> {
 
 /// A whole file under the root, or `None` when it does not exist.
 pub fn read_file(root: &Path, path: &str) -> std::io::Result<Option<String>> {
-    match std::fs::read_to_string(checked(root, path)?) {
+    match read_text(&checked(root, path)?) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -316,7 +344,7 @@ pub fn write_file(root: &Path, path: &str, content: Option<&str>) -> Result<(), 
 
 /// What a persistent file must read back as after writing it, or why not.
 pub fn verify_file(root: &Path, f: &FileWrite) -> Result<(), String> {
-    match checked(root, &f.path).and_then(std::fs::read_to_string) {
+    match checked(root, &f.path).and_then(|p| read_text(&p)) {
         Ok(t) if t == f.content => Ok(()),
         Ok(_) => Err(format!("{}: content differs after writing", f.path)),
         Err(e) => Err(format!("{}: {e}", f.path)),
@@ -477,5 +505,26 @@ mod tests {
             std::fs::read_to_string(outside.path().join("sys/kernel/x")).unwrap(),
             "1\n"
         );
+    }
+
+    #[test]
+    fn setting_files_in_a_tree_are_never_waited_on_or_read_endlessly() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("proc/sys/kernel");
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("numa_balancing");
+        if std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(read(t.path(), "/proc/sys/kernel/numa_balancing").is_err());
+            assert!(write(t.path(), "/proc/sys/kernel/numa_balancing", "0").is_err());
+        }
+        std::fs::remove_file(&fifo).unwrap();
+        let f = std::fs::File::create(&fifo).unwrap();
+        f.set_len(kvmtune_host::fsio::max_input() + 1).unwrap();
+        let e = read(t.path(), "/proc/sys/kernel/numa_balancing").unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
     }
 }

@@ -302,11 +302,7 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     };
     // the locks are taken before reading the state, so no other kvmtune changes it in
     // between: the host-wide lock (whatever the journal directory), then the journal's
-    let host_lock = if args.yes {
-        Some(lock_host(&env.root)?)
-    } else {
-        None
-    };
+    let host_lock = if args.yes { Some(lock_host()?) } else { None };
     let journal = if args.yes {
         Some(Journal::open(&journal_dir)?)
     } else {
@@ -611,7 +607,7 @@ pub fn run_rollback(cli: &Cli, args: &RollbackArgs) -> Result<Exit> {
     if cli.root.is_none() {
         env.root = PathBuf::from(&entry.root);
     }
-    let _host_lock = lock_host(&env.root)?;
+    let _host_lock = lock_host()?;
     let r = engine::rollback(&env, &j, &lock, &id, args.force)?;
     if cli.json {
         print_doc("kvmtune.rollback", 1, &serde_json::json!({ "result": r}))?;

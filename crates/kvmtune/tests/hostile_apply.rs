@@ -407,7 +407,7 @@ fn a_second_apply_with_another_journal_is_refused_while_the_first_runs() {
     assert!(!s.contains("<emulatorpin cpuset='1'/>"), "{s}");
     assert!(!Path::new(&j2).join("0001").exists());
     // a rollback while the lock is held from outside (flock) is refused the same way
-    let lock = PathBuf::from(&root).join("run/kvmtune/apply.lock");
+    let lock = PathBuf::from(kvmtune_apply::journal::HOST_LOCK);
     // -o: flock itself holds the lock, so killing it releases the lock
     let mut holder = Command::new("flock")
         .arg("-o")

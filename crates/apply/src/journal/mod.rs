@@ -188,7 +188,8 @@ pub struct Lock {
     _file: File,
 }
 
-/// The host-wide lock under the root, whatever the journal directory: see [`lock_host`].
+/// The host-wide lock, whatever the journal directory and whatever `--root`: see
+/// [`lock_host`].
 pub const HOST_LOCK: &str = "/run/kvmtune/apply.lock";
 
 /// The host-wide lock; released when dropped (or when the process ends).
@@ -205,25 +206,48 @@ impl Drop for HostLock {
     }
 }
 
-/// Take the host-wide lock ([`HOST_LOCK`] under `root`: `/run/kvmtune/apply.lock` on the
-/// host itself, `ROOT/run/kvmtune/apply.lock` for a `--root` tree), or fail at once naming
-/// the holder's pid. apply and rollback hold it for their whole transaction, so two of
-/// them never change the same host or domains at once, whatever their journal directories.
-pub fn lock_host(root: &Path) -> Result<HostLock, JournalError> {
-    use std::io::{Read, Seek};
-    let path = crate::hostset::under(root, HOST_LOCK);
-    if let Some(dir) = path.parent() {
-        kvmtune_host::fsio::create_dir(dir, kvmtune_host::fsio::PRIVATE_DIR)
-            .map_err(|e| io(dir)(std::io::Error::other(e.to_string())))?;
-    }
-    let mut file = OpenOptions::new()
+/// Open a lock file for flock: created 0600 if missing, never through a symbolic link
+/// (`O_NOFOLLOW`), never blocking on a FIFO (`O_NONBLOCK`), and only if it is a regular file.
+fn open_lock_file(path: &Path) -> Result<File, JournalError> {
+    let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
         .mode(kvmtune_host::fsio::PRIVATE_FILE)
-        .open(&path)
-        .map_err(io(&path))?;
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io(path)(std::io::Error::other(
+                    "a symbolic link; kvmtune does not follow links for its locks",
+                ))
+            } else {
+                io(path)(e)
+            }
+        })?;
+    let meta = file.metadata().map_err(io(path))?;
+    if !meta.file_type().is_file() {
+        return Err(io(path)(std::io::Error::other(
+            "not a regular file; kvmtune locks regular files only",
+        )));
+    }
+    Ok(file)
+}
+
+/// Take the host-wide lock ([`HOST_LOCK`], the host's own `/run/kvmtune/apply.lock` even
+/// with `--root`: the domains an apply changes are this host's libvirt's), or fail at once
+/// naming the holder's pid. apply and rollback hold it for their whole transaction, so two
+/// of them never change the same host or domains at once, whatever their journal
+/// directories.
+pub fn lock_host() -> Result<HostLock, JournalError> {
+    use std::io::{Read, Seek};
+    let path = PathBuf::from(HOST_LOCK);
+    if let Some(dir) = path.parent() {
+        kvmtune_host::fsio::create_dir(dir, kvmtune_host::fsio::PRIVATE_DIR)
+            .map_err(|e| io(dir)(std::io::Error::other(e.to_string())))?;
+    }
+    let mut file = open_lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => {
             let pid = format!("{}\n", std::process::id());
@@ -288,12 +312,7 @@ impl Journal {
     /// Take the lock, or fail at once if another run holds it.
     pub fn lock(&self) -> Result<Lock, JournalError> {
         let path = self.dir.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let file = open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(Lock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -307,7 +326,9 @@ impl Journal {
         let mut ids: Vec<String> = std::fs::read_dir(&self.dir)
             .map_err(io(&self.dir))?
             .flatten()
-            .filter(|e| e.path().is_dir())
+            // entry directories are real directories: a symbolic link would make rollback
+            // read and write (rollback.json) wherever it points
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| {
                 !n.ends_with(".tmp")
@@ -555,25 +576,20 @@ mod tests {
     }
 
     #[test]
-    fn the_host_lock_is_one_per_root_and_names_its_holder() {
+    fn the_host_lock_is_one_for_the_host_and_names_its_holder() {
         use std::os::unix::fs::PermissionsExt;
-        let t = tempfile::tempdir().unwrap();
-        let l = lock_host(t.path()).unwrap();
-        let dir = t.path().join("run/kvmtune");
-        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        let l = lock_host().unwrap();
+        let dir = Path::new(HOST_LOCK).parent().unwrap();
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
-        // a second apply, whatever its journal directory, is refused, naming the pid
-        let e = lock_host(t.path()).err().unwrap().to_string();
+        // a second apply, whatever its journal directory or --root, is refused, naming the pid
+        let e = lock_host().err().unwrap().to_string();
         assert!(
             e.contains(&format!("(pid {})", std::process::id())) && e.contains("apply.lock"),
             "{e}"
         );
         drop(l);
-        assert!(lock_host(t.path()).is_ok());
-        // another root is another lock
-        let other = tempfile::tempdir().unwrap();
-        let _a = lock_host(t.path()).unwrap();
-        assert!(lock_host(other.path()).is_ok());
+        assert!(lock_host().is_ok());
     }
 
     #[test]
@@ -613,5 +629,48 @@ mod tests {
         assert!(crate::hostset::write_file(&inner, "/../victim/x", Some("x")).is_err());
         assert!(crate::hostset::write(&inner, "/../victim/x", "1").is_err());
         assert!(!root.path().join("victim").exists());
+    }
+
+    #[test]
+    fn hostile_journal_files_are_not_followed_or_waited_on() {
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path()).unwrap();
+        // a symlinked entry directory is not an entry
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), t.path().join("0001-x")).unwrap();
+        assert!(j.entries().unwrap().is_empty());
+        assert!(j.resolve("1").is_err());
+        // a steps.log that is a FIFO or a link to /dev/zero reads as empty, at once
+        std::fs::create_dir(t.path().join("0002-y")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", t.path().join("0002-y/steps.log")).unwrap();
+        assert_eq!(j.steps_log("0002-y"), "");
+        std::fs::create_dir(t.path().join("0003-z")).unwrap();
+        let fifo = t.path().join("0003-z/steps.log");
+        if std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert_eq!(j.steps_log("0003-z"), "");
+        }
+        // the journal's lock file: never through a link, never a FIFO
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let jd = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&victim, jd.path().join("lock")).unwrap();
+        let j2 = Journal::open(jd.path()).unwrap();
+        let e = j2.lock().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        let jf = tempfile::tempdir().unwrap();
+        if std::process::Command::new("mkfifo")
+            .arg(jf.path().join("lock"))
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            let j3 = Journal::open(jf.path()).unwrap();
+            let e = j3.lock().err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
     }
 }

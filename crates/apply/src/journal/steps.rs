@@ -63,9 +63,12 @@ pub fn parse_step_marks(log: &str) -> BTreeMap<usize, StepMark> {
 }
 
 impl Journal {
-    /// An entry's steps.log as written (empty when it cannot be read).
+    /// An entry's steps.log as written (empty when it cannot be read). It is untrusted
+    /// input like the rest of the entry: a regular file under the input cap, never a FIFO
+    /// or a device (`/dev/zero` would never end).
     pub fn steps_log(&self, id: &str) -> String {
-        std::fs::read_to_string(self.dir.join(id).join("steps.log")).unwrap_or_default()
+        let path = self.dir.join(id).join("steps.log");
+        kvmtune_host::fsio::read_input_text(&path).unwrap_or_default()
     }
 
     /// Each step's mark, by step number (see [`parse_step_marks`]).

@@ -123,8 +123,22 @@ fn fields(d: &PlanDomain, old: &Settings, host: &HostLimits) -> Result<(), Strin
     }
     for c in &d.cells {
         let field = format!("cells {}", c.id);
+        // guest cells are numbered 0.. and there cannot be more of them than vCPUs
+        if c.id >= max {
+            return Err(format!(
+                "{field}: no such cell (ids run from 0 to the vCPU count, {max}, minus one)"
+            ));
+        }
         if c.memory_kib == 0 {
             return Err(format!("{field}: memory_kib 0: must be more than 0"));
+        }
+        if let Some(m) = old.memory_kib
+            && c.memory_kib > m
+        {
+            return Err(format!(
+                "{field}: memory_kib {}: above the domain's memory ({m} KiB)",
+                c.memory_kib
+            ));
         }
         let cpus = CpuSet::parse(&c.cpus).map_err(|e| format!("{field}: cpus: {e}"))?;
         if let Some(v) = cpus.iter().find(|v| *v >= max) {
@@ -137,8 +151,14 @@ fn fields(d: &PlanDomain, old: &Settings, host: &HostLimits) -> Result<(), Strin
             &c.nodeset,
         )?;
     }
-    if let Some(t) = d.topology
-        && (t.contains(&0) || t.iter().map(|&x| u64::from(x)).product::<u64>() > u64::from(cap))
+    // checked: three parts near 2^32 overflow even u64
+    let product = d.topology.map(|t| {
+        t.iter()
+            .try_fold(1u64, |acc, &x| acc.checked_mul(u64::from(x)))
+            .unwrap_or(u64::MAX)
+    });
+    if let (Some(t), Some(p)) = (d.topology, product)
+        && (t.contains(&0) || p > u64::from(cap))
     {
         return Err(format!(
             "topology {}x{}x{}: each part must be at least 1 and the product at most {cap}",
@@ -414,11 +434,38 @@ mod tests {
                 },
                 "plan.json: domain a: config_xml: it has no <uuid> (the domain's is u)",
             ),
+            (
+                PlanDomain {
+                    topology: Some([u32::MAX, u32::MAX, u32::MAX]),
+                    ..pins()
+                },
+                "plan.json: domain a: topology 4294967295x4294967295x4294967295: each part must be at least 1 and the product at most 16",
+            ),
+            (
+                PlanDomain {
+                    cells: vec![super::super::PlanCell {
+                        id: u32::MAX,
+                        cpus: "0".into(),
+                        memory_kib: u64::MAX,
+                        nodeset: "0".into(),
+                    }],
+                    ..pins()
+                },
+                "plan.json: domain a: cells 4294967295: no such cell (ids run from 0 to the vCPU count, 2, minus one)",
+            ),
         ] {
             let e = with(d).unwrap_err().to_string();
             assert_eq!(e, want);
         }
         let mut p = plan(pins());
+        p.host
+            .insert("ksm.merge_across_nodes".into(), "1\nx".into());
+        let e = validate(&p, "plan.json", &f, &host)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.starts_with("plan.json: host: host setting"), "{e}");
+        p.host.clear();
         p.host.insert("hugepages.node3.2M".into(), "4".into());
         assert_eq!(
             validate(&p, "plan.json", &f, &host)
