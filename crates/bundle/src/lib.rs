@@ -33,7 +33,11 @@ pub const BUNDLE_VERSION: u32 = 1;
 /// a bundle written on one machine must read on another.
 pub const MAX_ENTRY: u64 = kvmtune_host::fsio::DEFAULT_MAX_INPUT;
 /// A whole bundle larger than this (uncompressed) is refused: a gzip bomb, not a capture.
-pub const MAX_TOTAL: u64 = 1024 * 1024 * 1024;
+/// `snapshot` keeps host files to [`MAX_HOST_FILES`] in all, which leaves room for the
+/// manifest, the capabilities and the domains' XML.
+pub const MAX_TOTAL: u64 = 512 * 1024 * 1024;
+/// The host files `snapshot` puts in a bundle, in all.
+pub const MAX_HOST_FILES: u64 = MAX_TOTAL - MAX_ENTRY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -105,7 +109,7 @@ pub struct Bundle {
 impl Bundle {
     /// A bundle of what was captured. Anything a reader would refuse is left out here,
     /// with a recorded error naming it: a host file or an XML over [`MAX_ENTRY`] bytes,
-    /// and host files past [`MAX_TOTAL`] bytes in all.
+    /// and host files past [`MAX_HOST_FILES`] bytes in all.
     pub fn new(
         origin: String,
         mut capture: Capture,
@@ -124,12 +128,11 @@ impl Bundle {
                         "larger than {MAX_ENTRY} bytes; not put in the bundle"
                     )),
                 );
-            } else if total.saturating_add(len) > MAX_TOTAL / 2 {
+            } else if total.saturating_add(len) > MAX_HOST_FILES {
                 capture.file_errors.insert(
                     p,
                     ReadErrorKind::Io(format!(
-                        "host files past {} bytes in all; not put in the bundle",
-                        MAX_TOTAL / 2
+                        "host files past {MAX_HOST_FILES} bytes in all; not put in the bundle"
                     )),
                 );
             } else {

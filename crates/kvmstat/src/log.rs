@@ -31,6 +31,13 @@ pub enum LogError {
     },
     #[error("{name}: no kvmtune stat lines")]
     Empty { name: String },
+    #[error("{name}: line {line}: {field} is {value}: not a figure kvmtune stat writes")]
+    Absurd {
+        name: String,
+        line: usize,
+        field: String,
+        value: String,
+    },
     /// Not a regular file, over the input cap, not text, or unreadable.
     #[error(transparent)]
     Input(#[from] kvmtune_host::fsio::ReadError),
@@ -60,6 +67,14 @@ pub fn parse_log(input: impl BufRead, name: &str) -> Result<Vec<Frame>, LogError
                 kind: f.kind,
             });
         }
+        if let Some((field, value)) = absurd(&f) {
+            return Err(LogError::Absurd {
+                name: name.to_string(),
+                line: i + 1,
+                field,
+                value,
+            });
+        }
         frames.push(f);
     }
     if frames.is_empty() {
@@ -68,6 +83,48 @@ pub fn parse_log(input: impl BufRead, name: &str) -> Result<Vec<Frame>, LogError
         });
     }
     Ok(frames)
+}
+
+/// The largest figure a stat log may hold: no rate, percentage, count or size kvmtune stat
+/// measures comes near it, and means over such figures cannot overflow.
+pub const MAX_FIGURE: f64 = 1e15;
+
+/// The first number of a frame that no measurement can give (not finite, or beyond
+/// [`MAX_FIGURE`]), with its JSON path.
+fn absurd(f: &Frame) -> Option<(String, String)> {
+    fn walk(v: &serde_json::Value, path: &mut String) -> Option<(String, String)> {
+        match v {
+            serde_json::Value::Number(n) => {
+                let x = n.as_f64()?;
+                (!x.is_finite() || x.abs() > MAX_FIGURE).then(|| (path.clone(), n.to_string()))
+            }
+            serde_json::Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let r = walk(x, path);
+                path.truncate(len);
+                r
+            }),
+            serde_json::Value::Object(o) => o.iter().find_map(|(k, x)| {
+                let len = path.len();
+                path.push('.');
+                path.push_str(
+                    &k.chars()
+                        .take(40)
+                        .collect::<String>()
+                        .escape_debug()
+                        .to_string(),
+                );
+                let r = walk(x, path);
+                path.truncate(len);
+                r
+            }),
+            _ => None,
+        }
+    }
+    let v = serde_json::to_value(f).ok()?;
+    let mut path = String::new();
+    walk(&v, &mut path).map(|(p, x)| (p.trim_start_matches('.').to_string(), x))
 }
 
 /// The frames of a log file (see [`parse_log`]): a regular file under the input cap
@@ -239,5 +296,22 @@ mod tests {
         assert_eq!((b.name.as_str(), *n), ("b", 1));
         assert_eq!(b.host_cpu_pct, None);
         assert!(merge_frames(&[]).is_empty());
+    }
+
+    #[test]
+    fn figures_no_measurement_gives_are_refused_with_their_line() {
+        let ok = line(&frame(vec![vm("a", Some(12.5), 100.0, 1)]));
+        let mut bad = vm("a", Some(1e308), 100.0, 1);
+        bad.overhead_pct = Some(1e308);
+        let huge = line(&frame(vec![bad]));
+        let text = format!("{ok}\n{huge}\n");
+        let e = parse_log(text.as_bytes(), "x.jsonl")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("x.jsonl: line 2: domains[0].host_cpu_pct is 1e+308"),
+            "{e}"
+        );
+        assert!(parse_log(format!("{ok}\n{ok}\n").as_bytes(), "x.jsonl").is_ok());
     }
 }

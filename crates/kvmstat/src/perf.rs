@@ -98,6 +98,21 @@ pub struct Recorded {
     pub kvm_stat: Vec<KvmStatBlock>,
 }
 
+/// Report text quoted in an error: at most 40 characters, control characters escaped (a
+/// report is untrusted input; an error must stay one short line).
+fn excerpt(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(40)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if s.chars().count() > 40 {
+        out.push_str("...");
+    }
+    out
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     #[error("line {line}: {message}")]
@@ -153,7 +168,7 @@ fn check_overflow(tokens: &[(String, usize)]) -> Result<(), ParseError> {
         if let Some(what) = overflow(t) {
             return Err(ParseError::At {
                 line: *line,
-                message: format!("{what}: {}", t.chars().take(40).collect::<String>()),
+                message: format!("{what}: {}", excerpt(t)),
             });
         }
     }
@@ -225,7 +240,10 @@ fn parse_rows(tokens: &[(String, usize)], min_max: bool) -> Result<Vec<PerfRow>,
         if j >= n {
             return Err(ParseError::At {
                 line,
-                message: format!("cannot read a table row starting '{}'", tokens[start].0),
+                message: format!(
+                    "cannot read a table row starting '{}'",
+                    excerpt(&tokens[start].0)
+                ),
             });
         }
         let key = tokens[start..j]
@@ -235,7 +253,7 @@ fn parse_rows(tokens: &[(String, usize)], min_max: bool) -> Result<Vec<PerfRow>,
             .join(" ");
         let bad = |what: &str| ParseError::At {
             line,
-            message: format!("row '{key}': {what}"),
+            message: format!("row '{}': {what}", excerpt(&key)),
         };
         // starts_numbers(j) guarantees these three
         let samples = tokens[j].0.parse().map_err(|_| bad("samples"))?;
@@ -429,7 +447,7 @@ pub fn parse(text: &str) -> Result<Recorded, ParseError> {
             let key_header = t.split("Samples").next().unwrap_or("").trim().to_string();
             let kind = kind_of(&key_header).ok_or_else(|| ParseError::At {
                 line: lineno,
-                message: format!("unknown perf kvm stat table '{key_header}'"),
+                message: format!("unknown perf kvm stat table '{}'", excerpt(&key_header)),
             })?;
             open = Some(Open {
                 kind,
@@ -605,6 +623,17 @@ Total Samples:62768, Total events handled time:1789115.74us.
         assert!(e.to_string().contains("HLT"), "{e}");
         let e = parse("Bogus Samples Samples% Time% Avg time\n").unwrap_err();
         assert!(e.to_string().contains("Bogus"), "{e}");
+    }
+
+    #[test]
+    fn errors_quote_a_short_escaped_excerpt_only() {
+        let huge = "x".repeat(1_000_000);
+        let text = format!(
+            "VM-EXIT Samples Samples% Time% Min Time Max Time Avg time\n{huge}\x1b]0; 12 50.00% 1.00% 1us\n"
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.len() < 200, "{} bytes", e.len());
+        assert!(!e.contains('\x1b'), "{e}");
     }
 
     #[test]

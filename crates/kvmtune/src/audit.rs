@@ -16,6 +16,9 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
             .with_context(|| format!("--fail-on {s}: expected info, warn or error"))?,
         None => Severity::Warn,
     };
+    if args.output.as_deref().is_some_and(output::is_stdout) {
+        bail!("-o takes a directory for the fixed XML files; --diff prints the changes instead");
+    }
     if args.fix && args.output.is_none() && !args.diff {
         bail!("--fix needs -o DIR (write the fixed XML) or --diff (print the changes)");
     }

@@ -167,6 +167,21 @@ fn invalid_values(doc: &Document, root: NodeId) -> Vec<Invalid> {
             }
         }
     }
+    // libvirt needs a size: <memory>, or the guest NUMA cells' sizes
+    let cells_sized = doc
+        .child(root, "cpu")
+        .and_then(|c| doc.child(c, "numa"))
+        .is_some_and(|n| {
+            doc.elements(n)
+                .any(|c| doc.name(c) == "cell" && doc.attr(c, "memory").is_some())
+        });
+    if doc.child(root, "memory").is_none() && !cells_sized {
+        bad(
+            "/domain/memory",
+            "",
+            "missing (and no guest NUMA cell gives a size)".into(),
+        );
+    }
     for name in ["memory", "currentMemory", "maxMemory"] {
         let Some(m) = doc.child(root, name) else {
             continue;
@@ -300,6 +315,10 @@ mod tests {
         };
         // fine: nothing listed
         assert!(whys("<vcpu current='2'>4</vcpu><memory unit='GiB'>4</memory>").is_empty());
+        assert!(
+            whys("<cpu><numa><cell id='0' cpus='0' memory='1048576'/></numa></cpu>").is_empty(),
+            "a size from the guest cells"
+        );
         for (body, path, why) in [
             (
                 "<vcpu>18446744073709551616</vcpu>",
@@ -327,6 +346,7 @@ mod tests {
                 "overflows",
             ),
             ("<memory>0</memory>", "/domain/memory", "zero"),
+            ("<vcpu>2</vcpu>", "/domain/memory", "missing"),
             (
                 "<currentMemory>99999999999999999999999</currentMemory>",
                 "/domain/currentMemory",
