@@ -294,19 +294,37 @@ pub fn print_text(text: &str) -> Result<()> {
         .context("cannot write to stdout")
 }
 
-/// `kvmtune: error: ...` on stderr, control characters escaped.
+/// A message for stderr on one line: every control character escaped, newlines and tabs
+/// too (a value with a newline must not fake a second line of output).
+pub fn one_line(msg: &str) -> std::borrow::Cow<'_, str> {
+    if !msg.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(msg);
+    }
+    std::borrow::Cow::Owned(
+        msg.chars()
+            .map(|c| match c {
+                '\n' => "\\n".to_string(),
+                '\t' => "\\t".to_string(),
+                c if c.is_control() => c.escape_unicode().to_string(),
+                c => c.to_string(),
+            })
+            .collect(),
+    )
+}
+
+/// `kvmtune: error: ...` on stderr, on one line.
 pub fn error(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "kvmtune: error: {}", safe(msg));
+    let _ = writeln!(std::io::stderr(), "kvmtune: error: {}", one_line(msg));
 }
 
-/// `kvmtune: warning: ...` on stderr.
+/// `kvmtune: warning: ...` on stderr, on one line.
 pub fn warning(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "kvmtune: warning: {}", safe(msg));
+    let _ = writeln!(std::io::stderr(), "kvmtune: warning: {}", one_line(msg));
 }
 
-/// `kvmtune: ...` (a note, e.g. what was written where) on stderr.
+/// `kvmtune: ...` (a note, e.g. what was written where) on stderr, on one line.
 pub fn note(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "kvmtune: {}", safe(msg));
+    let _ = writeln!(std::io::stderr(), "kvmtune: {}", one_line(msg));
 }
 
 /// Whether an error is a closed stdout (`kvmtune ... | head`): the reader is gone, which
@@ -422,6 +440,13 @@ mod tests {
         // an SGR-looking sequence that is not SGR (ESC [ 2 J clears the screen) is escaped
         assert!(!s.contains("\x1b[2J"), "{s:?}");
         assert_eq!(terminal_safe("plain\ttext\r\n"), "plain\ttext\r\n");
+    }
+
+    #[test]
+    fn stderr_messages_stay_on_one_line() {
+        assert_eq!(one_line("plain"), "plain");
+        assert_eq!(one_line("a\nb\tc"), "a\\nb\\tc");
+        assert!(!one_line("x\x1b]0;y").contains('\x1b'));
     }
 
     #[test]

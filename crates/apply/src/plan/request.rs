@@ -32,6 +32,22 @@ pub fn validate(p: &Plan, file: &str, virt: &dyn Virt, host: &HostLimits) -> Res
         let new = apply_to_xml(&xml, d).map_err(invalid)?;
         check::identity(&new, &d.name, &r.uuid, d.config_xml.is_some())
             .map_err(|why| invalid(format!("config_xml: {why}")))?;
+        // sizes and counts libvirt would refuse or read otherwise (a vCPU count of 2^64)
+        if let Ok((_, dom)) = kvmtune_domain::Domain::parse(&new)
+            && let Some(bad) = dom.invalid.first()
+        {
+            return Err(invalid(format!(
+                "{}{} is {:?}: {}",
+                if d.config_xml.is_some() {
+                    "config_xml: "
+                } else {
+                    ""
+                },
+                bad.path,
+                bad.value.trim(),
+                bad.why
+            )));
+        }
         let news = settings::read_xml(&new).map_err(|e| invalid(format!("config_xml: {e}")))?;
         check::settings(&old, &news, host).map_err(|why| {
             invalid(if d.config_xml.is_some() {
@@ -433,6 +449,16 @@ mod tests {
                     ..pins()
                 },
                 "plan.json: domain a: config_xml: it has no <uuid> (the domain's is u)",
+            ),
+            (
+                PlanDomain {
+                    config_xml: Some(
+                        OLD.replace("<name>a</name>", "<name>a</name><uuid>u</uuid>")
+                            .replace(">2</vcpu>", ">18446744073709551616</vcpu>"),
+                    ),
+                    ..pins()
+                },
+                "plan.json: domain a: config_xml: /domain/vcpu is \"18446744073709551616\": too large a number",
             ),
             (
                 PlanDomain {
