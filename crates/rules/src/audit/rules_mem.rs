@@ -376,6 +376,16 @@ fn balloon(cx: &Cx, out: &mut Out) {
             virsh_edit(&cx.shell_name(), "<memballoon model='none'/>"),
             Applies::NextBoot,
         );
+        if pointless
+            && !mb.is_some_and(|m| m.hugepages || m.locked)
+            && cx.profile.domain.balloon != Want::Avoid
+        {
+            // pointless only once mem-hugepages' fix is in: same class as that one
+            f.class(
+                FixClass::Capacity,
+                "Goes with mem-hugepages' fix (the balloon is pointless only on hugepages): without it the host can no longer take memory back.",
+            );
+        }
         return;
     }
     if !present {
