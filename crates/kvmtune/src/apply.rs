@@ -263,13 +263,13 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     if args.plan.is_some() && has_domains {
         bail!("--plan and DOMAIN/--all are exclusive: a plan names its own domains");
     }
+    if !has_domains && !args.classes.is_empty() {
+        bail!("--class selects audit fixes: give DOMAIN names or --all");
+    }
     if args.plan.is_none() && !has_domains && args.set.is_empty() {
         bail!(
             "nothing to apply: give DOMAIN names or --all (audit fixes), --plan FILE, or --set KEY=VALUE"
         );
-    }
-    if !has_domains && !args.classes.is_empty() {
-        bail!("--class selects audit fixes: give DOMAIN names or --all");
     }
     if args.persist && args.set.is_empty() && args.plan.is_none() {
         bail!("--persist makes --set host settings persistent; there are none");
