@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use kvmtune_profile::{Counts, Profile};
-use kvmtune_rules::audit::{self, Applies, Cx, Finding, Peer, Severity};
+use kvmtune_rules::audit::{self, Applies, Cx, Finding, Fix, Peer, Severity};
 
 use crate::inventory::{Inventory, Parsed};
 
 /// The `kind` and `version` of the audit document (docs/json.md).
 pub const KIND: &str = "kvmtune.audit";
-pub const VERSION: u32 = 1;
+/// Version 2: every fix has a `class` and a `risk`.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DomainReport {
@@ -198,6 +199,17 @@ fn file_safe(s: &str) -> String {
 /// The fixed XML of every audited domain: the fixes of its findings (only those of `only`
 /// when it is not empty) applied to its document.
 pub fn fixed<'a>(inv: &'a Inventory, report: &AuditReport, only: &[String]) -> Vec<Fixed<'a>> {
+    fixed_by(inv, report, |f| {
+        only.is_empty() || only.iter().any(|x| x == f.rule)
+    })
+}
+
+/// The fixed XML of every audited domain: the fixes `take` accepts applied to its document.
+pub fn fixed_by<'a>(
+    inv: &'a Inventory,
+    report: &AuditReport,
+    take: impl Fn(&Finding) -> bool,
+) -> Vec<Fixed<'a>> {
     let mut out = Vec::new();
     for p in &inv.domains {
         let Some(r) = report.domain(&p.origin) else {
@@ -208,16 +220,12 @@ pub fn fixed<'a>(inv: &'a Inventory, report: &AuditReport, only: &[String]) -> V
         let mut reasons = Vec::new();
         for f in &r.findings {
             let Some(fix) = &f.fix else { continue };
-            if !only.is_empty() && !only.iter().any(|x| x == f.rule) {
+            if !take(f) {
                 continue;
             }
             edits.extend(fix.edits.iter().cloned());
             rules.insert(f.rule.to_string());
-            let when = match fix.applies {
-                Applies::Live => "live",
-                Applies::NextBoot => "next start",
-            };
-            reasons.push(format!("{}: {} ({when})", f.rule, fix.summary));
+            reasons.push(reason(f.rule, fix));
         }
         let mut doc = p.doc.clone();
         audit::apply(&mut doc, &edits);
@@ -229,6 +237,20 @@ pub fn fixed<'a>(inv: &'a Inventory, report: &AuditReport, only: &[String]) -> V
         });
     }
     out
+}
+
+/// One line for a fix: `RULE: SUMMARY (when; CLASS: RISK)`.
+pub fn reason(rule: &str, fix: &Fix) -> String {
+    let when = match fix.applies {
+        Applies::Live => "live",
+        Applies::NextBoot => "next start",
+    };
+    format!(
+        "{rule}: {} ({when}; {}: {})",
+        fix.summary,
+        fix.class,
+        fix.risk.trim_end_matches('.')
+    )
 }
 
 /// Two inputs that would be written to the same file name, if any.

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use kvmtune_profile::{Level, Profile, Severity};
-use kvmtune_rules::audit::{self, docs::profiles_of};
+use kvmtune_rules::audit::{self, FixClass, docs::profiles_of};
 
 /// Which judge a rule belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,6 +43,10 @@ pub struct RuleInfo {
     /// Audit rules only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub risk: Option<&'static str>,
+    /// Audit rules: the class of the rule's fix (a fix may declare another where the guest
+    /// decides it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<FixClass>,
     pub source: &'static str,
     /// Audit rules: the built-in profiles the rule is on in.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -71,6 +75,7 @@ pub fn all() -> Vec<RuleInfo> {
             why: m.why,
             fix: m.fix,
             risk: Some(m.risk),
+            class: Some(m.class),
             source: m.source,
             enabled_in: profiles_of(m),
             needs_host: Some(m.needs_host),
@@ -87,6 +92,7 @@ pub fn all() -> Vec<RuleInfo> {
             why: h.why,
             fix: h.fix,
             risk: None,
+            class: None,
             source: h.source,
             enabled_in: Vec::new(),
             needs_host: None,
@@ -103,6 +109,7 @@ pub fn all() -> Vec<RuleInfo> {
             why: d.why,
             fix: d.fix,
             risk: None,
+            class: None,
             source: d.source,
             enabled_in: Vec::new(),
             needs_host: None,
@@ -163,6 +170,9 @@ mod tests {
     #[test]
     fn lookups() {
         assert_eq!(find("disk-cache").map(|r| r.kind), Some(Kind::Audit));
+        assert_eq!(find("disk-cache").unwrap().class, Some(FixClass::Safe));
+        assert_eq!(find("disk-bus").unwrap().class, Some(FixClass::GuestDriver));
+        assert_eq!(find("exit-io-storm").unwrap().class, None);
         assert_eq!(
             find("host-kvm-device").map(|r| r.kind),
             Some(Kind::HostCheck)

@@ -95,7 +95,7 @@ fn from_audit(
     virt: &dyn Virt,
 ) -> Result<FromAudit> {
     let profile = kvmtune_rules::load_profile(&args.profile)?;
-    fixes::check_rule_ids(&args.rules)?;
+    let selection = fixes::Selection::parse(&args.rules, &args.classes)?;
     let sel = Select {
         targets: args.domains.clone(),
         all: args.all,
@@ -103,7 +103,7 @@ fn from_audit(
     };
     let inv = Inventory::gather(&crate::origin(cli), &sel)?.strict()?;
     let report = kvmtune_core::audit::audit(&inv, &profile);
-    let changes = fixes::changes(&inv, &report, &args.rules, scope, virt)?;
+    let changes = fixes::changes(&inv, &report, &selection, scope, virt)?;
     Ok(FromAudit {
         changes,
         profile,
@@ -118,6 +118,8 @@ struct ApplyReport<'a> {
     prepared: &'a engine::Prepared,
     steps: Vec<String>,
     diffs: BTreeMap<String, String>,
+    /// Audit fixes the selection left out (their class is not asked for).
+    left_out: &'a [fixes::LeftOut],
     result: Option<&'a engine::Applied>,
 }
 
@@ -129,9 +131,31 @@ fn diff(name: &str, old: &str, new: &str) -> String {
         .to_string()
 }
 
+/// The audit fixes left out, per domain, and how to include them.
+fn render_left_out(out: &mut String, left_out: &[fixes::LeftOut]) {
+    if left_out.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "not applied: {} fix(es) of classes not asked for (only `safe` fixes by default)",
+        left_out.len()
+    );
+    let mut last = None;
+    for l in left_out {
+        if last != Some(&l.domain) {
+            let _ = writeln!(out, "  {}", l.domain);
+            last = Some(&l.domain);
+        }
+        let _ = writeln!(out, "    left out: {}", l.line());
+    }
+}
+
 fn render(
     prep: &engine::Prepared,
     diffs: &BTreeMap<String, String>,
+    left_out: &[fixes::LeftOut],
     dry: bool,
     journal: &Path,
     st: &output::Style,
@@ -145,6 +169,7 @@ fn render(
                 let _ = writeln!(out, "  {d}: {n}");
             }
         }
+        render_left_out(&mut out, left_out);
         return out;
     }
     let _ = writeln!(
@@ -220,6 +245,7 @@ fn render(
             }
         }
     }
+    render_left_out(&mut out, left_out);
     let _ = writeln!(out);
     if dry {
         let _ = writeln!(
@@ -236,6 +262,9 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     let has_domains = args.all || !args.domains.is_empty();
     if args.plan.is_some() && has_domains {
         bail!("--plan and DOMAIN/--all are exclusive: a plan names its own domains");
+    }
+    if !has_domains && !args.classes.is_empty() {
+        bail!("--class selects audit fixes: give DOMAIN names or --all");
     }
     if args.plan.is_none() && !has_domains && args.set.is_empty() {
         bail!(
@@ -339,6 +368,10 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     };
     drop(host_lock);
     let dry = !args.yes;
+    let left_out = audit_ctx
+        .as_ref()
+        .map(|a| a.changes.left_out.as_slice())
+        .unwrap_or_default();
     if cli.json {
         print_doc(
             "kvmtune.apply",
@@ -349,11 +382,19 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
                 prepared: &prep,
                 steps: prep.entry.steps.iter().map(engine::describe_step).collect(),
                 diffs,
+                left_out,
                 result: result.as_ref(),
             },
         )?;
     } else {
-        let mut text = render(&prep, &diffs, dry, &journal_dir, &output::Style::of(cli));
+        let mut text = render(
+            &prep,
+            &diffs,
+            left_out,
+            dry,
+            &journal_dir,
+            &output::Style::of(cli),
+        );
         if let Some(r) = &result {
             let num =
                 r.id.split('-')

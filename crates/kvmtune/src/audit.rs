@@ -165,7 +165,8 @@ fn render_finding(out: &mut String, f: &Finding, st: &Style) {
                 out,
                 "fix",
                 &format!(
-                    "{} ({applies}): {}",
+                    "[{}] {} ({applies}): {}",
+                    fix.class,
                     fix.summary,
                     output::safe(&fix.command)
                 ),
@@ -180,13 +181,17 @@ fn render_finding(out: &mut String, f: &Finding, st: &Style) {
             let generic = kvmtune_rules::audit::rules()
                 .iter()
                 .find(|r| r.meta.id == f.rule)
-                .map(|r| r.meta.fix)
-                .unwrap_or("");
-            field(out, "fix", generic);
+                .map(|r| format!("[{}] {}", r.meta.class, r.meta.fix))
+                .unwrap_or_default();
+            field(out, "fix", &generic);
         }
     }
     if st.verbose {
-        field(out, "risk", f.risk);
+        field(
+            out,
+            "risk",
+            f.fix.as_ref().map_or(f.risk, |x| x.risk.as_str()),
+        );
     }
     if let Some(a) = &f.assumed {
         field(out, "assumed", a);

@@ -314,9 +314,16 @@ pub struct ApplyArgs {
     #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
     pub profile: String,
 
-    /// Only the fixes of this rule (repeatable).
+    /// The fixes of this rule, whatever their class (repeatable). Without --rule, the
+    /// `safe` fixes (plus those of --class) are applied.
     #[arg(long = "rule", value_name = "ID")]
     pub rules: Vec<String>,
+
+    /// Also apply the fixes of this class (repeatable): guest-driver, guest-visible,
+    /// capacity, migration, safe, or all. By default only `safe` fixes are applied; the
+    /// dry run names what it left out (see docs/apply.md).
+    #[arg(long = "class", value_name = "CLASS")]
+    pub classes: Vec<String>,
 
     /// Apply a plan file (kvmtune.plan JSON; see docs/apply.md) instead of audit fixes.
     #[arg(long, value_name = "FILE")]

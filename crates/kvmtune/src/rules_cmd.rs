@@ -1,6 +1,7 @@
 //! `kvmtune rules` and `kvmtune explain ID`: every rule of every kind (audit rules, host
 //! checks, diagnosis rules) from the one catalog.
 
+use kvmtune_rules::audit::FixClass;
 use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
@@ -114,6 +115,21 @@ pub fn explain(cli: &Cli, id: &str) -> Result<Exit> {
     s.push_str(&st.wrap("Why:    ", 8, r.why));
     s.push('\n');
     s.push_str(&st.wrap("Fix:    ", 8, r.fix));
+    if let Some(c) = r.class {
+        s.push_str(&st.wrap(
+            "Class:  ",
+            8,
+            &if c == FixClass::Safe {
+                format!("{c}: {} (`kvmtune apply` applies it by default)", c.meaning())
+            } else {
+                format!(
+                    "{c}: {} (`kvmtune apply` includes it with --class {c} or --rule {}; a fix may declare another class where the guest decides it)",
+                    c.meaning(),
+                    r.id
+                )
+            },
+        ));
+    }
     s.push('\n');
     if let Some(risk) = r.risk {
         s.push_str(&st.wrap("Risk:   ", 8, risk));

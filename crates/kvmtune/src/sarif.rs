@@ -24,8 +24,9 @@ pub fn sarif(r: &AuditReport) -> Value {
                 "name": x.meta.title,
                 "shortDescription": {"text": x.meta.title},
                 "fullDescription": {"text": x.meta.why},
-                "help": {"text": format!("Fix: {}\nRisk: {}\nSource: {}", x.meta.fix, x.meta.risk, x.meta.source)},
+                "help": {"text": format!("Fix: {}\nClass: {}\nRisk: {}\nSource: {}", x.meta.fix, x.meta.class, x.meta.risk, x.meta.source)},
                 "defaultConfiguration": {"level": level(x.meta.severity)},
+                "properties": {"class": x.meta.class},
             })
         })
         .collect();
@@ -55,7 +56,11 @@ pub fn sarif(r: &AuditReport) -> Value {
                 "level": level(f.severity),
                 "message": {"text": text},
                 "locations": [loc],
-                "properties": {"domain": d.name, "suspect": f.suspect, "assumed": f.assumed},
+                "properties": {
+                    "domain": d.name, "suspect": f.suspect, "assumed": f.assumed,
+                    "class": f.fix.as_ref().map(|x| x.class),
+                    "risk": f.fix.as_ref().map(|x| x.risk.as_str()),
+                },
             }));
         }
     }

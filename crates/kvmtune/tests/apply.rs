@@ -119,8 +119,9 @@ fn audit_fixes_of_seed000_are_stored_verified_and_rolled_back() {
     let dom = "lab-seed000-untuned";
     let before = stored(dom);
 
-    // the dry run shows the diff and changes nothing
-    let o = run(&["apply", dom, "--journal", j], &[]);
+    // the dry run shows the diff and changes nothing (every class: the CPU model is
+    // guest-visible, not applied by default)
+    let o = run(&["apply", dom, "--class", "all", "--journal", j], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
@@ -133,10 +134,23 @@ fn audit_fixes_of_seed000_are_stored_verified_and_rolled_back() {
         "a dry run must not touch the journal"
     );
 
-    let o = run(&["--json", "apply", dom, "--yes", "--journal", j], &[]);
+    let o = run(
+        &[
+            "--json",
+            "apply",
+            dom,
+            "--class",
+            "all",
+            "--yes",
+            "--journal",
+            j,
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     let r = json(&o);
     assert_eq!(r["result"]["status"], "applied");
+    assert_eq!(r["left_out"], serde_json::json!([]));
     let after = stored(dom);
     // the seed's problems are fixed in what libvirt stored
     assert!(after.contains("<cpu mode='host-model'"), "{after}");

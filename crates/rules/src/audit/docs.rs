@@ -33,12 +33,24 @@ pub fn markdown() -> String {
         s,
         "Generated from the rule definitions in `crates/rules/src/audit/` (`KVMTUNE_BLESS=1 cargo test -p kvmtune-rules --test rules_doc` rewrites it; the test fails when it is stale). `kvmtune rules` lists them, `kvmtune explain RULE` prints one.\n"
     );
-    let _ = writeln!(s, "| id | severity | profiles | title |\n|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "Each fix has a class, what it needs before it can be applied without harm (`kvmtune apply` applies `safe` fixes unless `--class` or `--rule` asks for more; a fix may declare another class than its rule's where the guest decides it, e.g. a virtio NIC for a Windows guest):\n"
+    );
+    for c in super::FixClass::ALL {
+        let _ = writeln!(s, "- `{}`: {}", c.as_str(), c.meaning());
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "| id | severity | class | profiles | title |\n|---|---|---|---|---|"
+    );
     for r in rules() {
         let _ = writeln!(
             s,
-            "| [{id}](#{id}) | {} | {} | {} |",
+            "| [{id}](#{id}) | {} | {} | {} | {} |",
             r.meta.severity.as_str(),
+            r.meta.class.as_str(),
             profiles_of(&r.meta).join(", "),
             r.meta.title,
             id = r.meta.id
@@ -60,6 +72,7 @@ pub fn markdown() -> String {
         );
         let _ = writeln!(s, "- Why: {}", m.why);
         let _ = writeln!(s, "- Fix: {}", m.fix);
+        let _ = writeln!(s, "- Class: `{}` ({})", m.class.as_str(), m.class.meaning());
         let _ = writeln!(s, "- Risk: {}", m.risk);
         let _ = writeln!(s, "- Source: {}", m.source);
     }

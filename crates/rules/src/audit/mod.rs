@@ -35,6 +35,75 @@ pub enum Applies {
     NextBoot,
 }
 
+/// What a fix needs before it can be applied without harm: `kvmtune apply` applies `safe`
+/// fixes unless asked for more (`--class`, `--rule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FixClass {
+    /// No guest cooperation needed (an unused tablet removed, a cache mode, USB model none).
+    Safe,
+    /// The guest needs a driver first (virtio disk or NIC for Windows or an unknown guest);
+    /// changing a disk's bus also renames the device inside a Linux guest.
+    GuestDriver,
+    /// The guest sees different hardware (CPU model or topology, clock, Hyper-V, machine
+    /// type): usually fine, sometimes a Windows reactivation or a boot loop.
+    GuestVisible,
+    /// Needs a host resource (a hugepage pool, dedicated CPUs, free memory on a node).
+    Capacity,
+    /// Limits live migration (host-passthrough, host-specific pins).
+    Migration,
+}
+
+impl FixClass {
+    pub const ALL: [FixClass; 5] = [
+        FixClass::Safe,
+        FixClass::GuestDriver,
+        FixClass::GuestVisible,
+        FixClass::Capacity,
+        FixClass::Migration,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FixClass::Safe => "safe",
+            FixClass::GuestDriver => "guest-driver",
+            FixClass::GuestVisible => "guest-visible",
+            FixClass::Capacity => "capacity",
+            FixClass::Migration => "migration",
+        }
+    }
+
+    /// A class by its name (`safe`, `guest-driver`, ...).
+    pub fn parse(s: &str) -> Option<FixClass> {
+        FixClass::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// One line: what the class means.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            FixClass::Safe => {
+                "no guest cooperation needed (an unused tablet removed, a cache mode, USB model none)"
+            }
+            FixClass::GuestDriver => {
+                "the guest needs a driver first (a virtio disk or NIC for Windows or an unknown guest); a disk moved to another bus is also renamed inside a Linux guest"
+            }
+            FixClass::GuestVisible => {
+                "the guest sees different hardware (CPU model or topology, clock, Hyper-V, devices): usually fine, sometimes a Windows reactivation or a boot loop"
+            }
+            FixClass::Capacity => {
+                "needs a host resource (a hugepage pool, dedicated CPUs, free memory on a node)"
+            }
+            FixClass::Migration => "limits live migration (host-passthrough, host-specific pins)",
+        }
+    }
+}
+
+impl std::fmt::Display for FixClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A rule's description: what `kvmtune rules`, `explain` and docs/rules.md show.
 #[derive(Debug, Clone, Serialize)]
 pub struct Meta {
@@ -47,6 +116,9 @@ pub struct Meta {
     pub why: &'static str,
     pub fix: &'static str,
     pub risk: &'static str,
+    /// What the rule's fix needs (a fix may declare another class where the guest decides
+    /// it, e.g. a virtio NIC for a Windows guest).
+    pub class: FixClass,
     pub source: &'static str,
     /// Whether the rule needs host facts (it is skipped without them).
     pub needs_host: bool,
@@ -70,6 +142,10 @@ pub struct Fix {
     /// The equivalent command an admin would type.
     pub command: String,
     pub applies: Applies,
+    /// What the fix needs: the rule's class unless the fix declares another.
+    pub class: FixClass,
+    /// The fix's risk: the rule's, or one in words for this guest.
+    pub risk: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,6 +165,9 @@ pub struct Finding {
     pub suspect: bool,
     /// What the rule assumed for lack of host facts or domain capabilities.
     pub assumed: Option<String>,
+    /// The rule's fix class, for the fix this finding gets.
+    #[serde(skip)]
+    default_class: FixClass,
 }
 
 /// Another domain of the same host (for overlap and overcommit rules).
@@ -198,6 +277,7 @@ impl Out<'_> {
             risk: self.meta.risk,
             suspect: false,
             assumed: None,
+            default_class: self.meta.class,
         });
         let n = self.findings.len() - 1;
         &mut self.findings[n]
@@ -217,7 +297,18 @@ impl Finding {
             edits,
             command: command.into(),
             applies,
+            class: self.default_class,
+            risk: self.risk.to_string(),
         });
+        self
+    }
+    /// Declare the fix's class and risk where they differ from the rule's (the guest
+    /// decides them). Call after [`Finding::fix`].
+    pub fn class(&mut self, class: FixClass, risk: impl Into<String>) -> &mut Self {
+        if let Some(f) = &mut self.fix {
+            f.class = class;
+            f.risk = risk.into();
+        }
         self
     }
     pub fn suspect(&mut self) -> &mut Self {
@@ -352,7 +443,140 @@ pub fn human_kib(kib: u64) -> String {
     }
 }
 
+/// The risk of moving a disk to virtio-blk, in words for the guest at hand.
+pub(crate) fn virtio_disk_risk(d: &Domain) -> String {
+    match d.guest_os() {
+        kvmtune_domain::GuestOs::Windows(_) => "Windows needs the virtio-win storage driver (viostor) installed first, or it will not boot from this disk".into(),
+        kvmtune_domain::GuestOs::Linux(_) => "the disk is renamed inside the guest (/dev/sdX or /dev/hdX becomes /dev/vdX): fstab and boot entries must use UUIDs or labels, and a boot disk needs virtio_blk in the initramfs".into(),
+        kvmtune_domain::GuestOs::Unknown => "unknown guest OS: it needs a virtio-blk driver first (Windows: virtio-win), or it will not boot from this disk; a Linux guest sees the disk renamed to /dev/vdX".into(),
+    }
+}
+
+/// The risk of moving a NIC to virtio-net, in words for the guest at hand.
+pub(crate) fn virtio_nic_risk(d: &Domain) -> String {
+    match d.guest_os() {
+        kvmtune_domain::GuestOs::Windows(_) => "Windows needs the virtio-win network driver (netkvm) installed first, or it loses this network; it sees a new adapter, without the old one's static IP settings".into(),
+        kvmtune_domain::GuestOs::Linux(_) => "the guest sees a new NIC (virtio_net): its interface name may change, and network config bound to the old name or driver must follow".into(),
+        kvmtune_domain::GuestOs::Unknown => "unknown guest OS: it needs a virtio-net driver first (Windows: virtio-win), or it loses this network; a Linux guest may rename the interface".into(),
+    }
+}
+
 /// The command to edit a domain's persistent XML.
 pub fn virsh_edit(name: &str, what: &str) -> String {
     format!("virsh edit {name}   # {what}")
+}
+
+/// Fix classes: the rule's by default, the guest's where it decides them.
+#[cfg(test)]
+mod class_tests {
+    use super::testkit::{dom, findings};
+    use super::*;
+
+    const WIN: &str = "<metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>\
+<libosinfo:os id='http://microsoft.com/win/10'/></libosinfo:libosinfo></metadata>";
+    const LINUX: &str = "<metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>\
+<libosinfo:os id='http://debian.org/debian/12'/></libosinfo:libosinfo></metadata>";
+    const DEVICES: &str = "<vcpu>2</vcpu><devices><disk type='file' device='disk'>\
+<driver name='qemu' type='raw'/><source file='/i/a.img'/><target dev='hda' bus='ide'/></disk>\
+<interface type='bridge'><source bridge='br0'/><model type='e1000'/></interface>\
+<interface type='bridge'><source bridge='br0'/><model type='virtio'/><driver name='qemu'/></interface>\
+</devices>";
+
+    fn fix<'a>(v: &'a [Finding], rule: &str) -> &'a Fix {
+        v.iter()
+            .find(|f| f.rule == rule)
+            .and_then(|f| f.fix.as_ref())
+            .unwrap_or_else(|| panic!("no {rule} fix in {v:#?}"))
+    }
+
+    #[test]
+    fn every_fix_has_its_rules_class_unless_it_declares_one() {
+        let v = findings(&[dom(&format!("{WIN}{DEVICES}"))], "server", None);
+        for f in &v {
+            let Some(x) = &f.fix else { continue };
+            let meta = &rules().iter().find(|r| r.meta.id == f.rule).unwrap().meta;
+            if x.class == meta.class {
+                continue;
+            }
+            assert!(
+                ["disk-io", "net-model", "net-multiqueue"].contains(&f.rule),
+                "{}: {:?} vs {:?}",
+                f.rule,
+                x.class,
+                meta.class
+            );
+        }
+        assert_eq!(fix(&v, "disk-cache").class, FixClass::Safe);
+        assert_eq!(
+            fix(&v, "disk-cache").risk,
+            v.iter().find(|f| f.rule == "disk-cache").unwrap().risk
+        );
+    }
+
+    #[test]
+    fn virtio_moves_need_a_driver_and_say_so_for_the_guest() {
+        let win = findings(&[dom(&format!("{WIN}{DEVICES}"))], "server", None);
+        let bus = fix(&win, "disk-bus");
+        assert_eq!(bus.class, FixClass::GuestDriver);
+        assert!(
+            bus.risk.contains("Windows needs the virtio-win"),
+            "{}",
+            bus.risk
+        );
+        let nic = win
+            .iter()
+            .filter(|f| f.rule == "net-model")
+            .filter_map(|f| f.fix.as_ref())
+            .collect::<Vec<_>>();
+        assert_eq!(nic.len(), 2, "{win:#?}");
+        let emulated = nic.iter().find(|x| x.summary == "Use virtio-net").unwrap();
+        assert_eq!(emulated.class, FixClass::GuestDriver);
+        assert!(emulated.risk.contains("Windows"), "{}", emulated.risk);
+        // vhost for a NIC that is virtio already: nothing for the guest to do
+        let vhost = nic.iter().find(|x| x.summary != "Use virtio-net").unwrap();
+        assert_eq!(vhost.class, FixClass::Safe);
+        // queues on the e1000 wait for net-model; the iothread for hda waits for disk-bus
+        assert_eq!(fix(&win, "net-multiqueue").class, FixClass::GuestDriver);
+        assert_eq!(fix(&win, "disk-io").class, FixClass::GuestDriver);
+        assert!(fix(&win, "disk-io").risk.contains("disk-bus"));
+
+        let linux = findings(&[dom(&format!("{LINUX}{DEVICES}"))], "server", None);
+        let bus = fix(&linux, "disk-bus");
+        assert_eq!(bus.class, FixClass::GuestDriver);
+        assert!(bus.risk.contains("renamed"), "{}", bus.risk);
+        let unknown = findings(&[dom(DEVICES)], "server", None);
+        assert!(
+            fix(&unknown, "disk-bus")
+                .risk
+                .starts_with("unknown guest OS")
+        );
+    }
+
+    #[test]
+    fn multiqueue_on_a_virtio_nic_is_guest_visible_and_passthrough_limits_migration() {
+        let d = dom(
+            "<vcpu>2</vcpu><devices><interface type='bridge'><source bridge='br0'/>\
+<model type='virtio'/></interface></devices>",
+        );
+        let v = findings(&[d], "server", None);
+        assert_eq!(fix(&v, "net-multiqueue").class, FixClass::GuestVisible);
+        let d = dom("<vcpu>2</vcpu><cpu mode='host-model'/>");
+        let v = findings(&[d], "latency", None);
+        assert_eq!(fix(&v, "cpu-mode").class, FixClass::Migration);
+        let d = dom("<vcpu>2</vcpu>");
+        let v = findings(&[d], "server", None);
+        assert_eq!(fix(&v, "cpu-mode").class, FixClass::GuestVisible);
+    }
+
+    #[test]
+    fn class_names_round_trip() {
+        for c in FixClass::ALL {
+            assert_eq!(FixClass::parse(c.as_str()), Some(c));
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                serde_json::Value::String(c.as_str().into())
+            );
+        }
+        assert_eq!(FixClass::parse("all"), None);
+    }
 }

@@ -1,6 +1,6 @@
 //! Domain rules: guest clock, timers and Hyper-V enlightenments.
 
-use super::{Applies, Cx, Edit, Meta, Out, Rule, Seg, Severity, virsh_edit};
+use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, virsh_edit};
 use kvmtune_domain::GuestOs;
 
 /// The enlightenments advised for Windows guests, with extra attributes.
@@ -28,6 +28,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "Windows reads its clock and programs timers through emulated hardware unless told otherwise: without the Hyper-V clock (hypervclock) every time read exits to QEMU; with hpet off and no synthetic timers (stimer) Windows 10 falls back to the RTC and ACPI PM timer, an I/O exit storm at idle (a field report: IO_INSTRUCTION 78% of exits, fixed by turning hpet on; OpenNebula: 30-40% idle CPU → 1-3%). rtc catchup and pit delay keep time after a vCPU is descheduled.",
                 fix: "<clock offset='localtime'> with <timer name='rtc' tickpolicy='catchup'/>, <timer name='pit' tickpolicy='delay'/>, <timer name='hypervclock' present='yes'/>; hpet present='yes' unless stimer is on.",
                 risk: "Timer changes take effect at the next cold boot; Windows may re-detect the HPET device.",
+                class: FixClass::GuestVisible,
                 source: "libvirt domain format (time keeping: clock, timer); QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); \"KVM: High host CPU load after upgrading VM to windows 10 1803\" (hpet fix); virt-manager#205; OpenNebula addon-storpool#79",
                 needs_host: false,
             },
@@ -42,6 +43,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "Windows uses Hyper-V paravirtual interfaces when offered: relaxed timing, virtual APIC, spinlock hints, synthetic interrupt controller and timers, TLB flush and IPI hypercalls. Without them it spins on locks, exits on every APIC access and polls timers (MSR and I/O exit storms at idle: 60% of a core in one report).",
                 fix: "<features><hyperv mode='custom'> with relaxed, vapic, spinlocks retries='8191', vpindex, runtime, synic, stimer, frequencies, tlbflush, ipi (as the host's QEMU supports them), plus the hypervclock timer.",
                 risk: "Needs a cold boot; Windows re-detects the hypervisor. Very old QEMU lacks some (checked against domain capabilities when available).",
+                class: FixClass::GuestVisible,
                 source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); virt-manager#205; OpenNebula addon-storpool#79; chaos-reins blog (wild-domains/08)",
                 needs_host: false,
             },
@@ -56,6 +58,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "kvmclock is the paravirtual clock Linux guests read without exiting; with it disabled the guest falls back to the TSC (unstable across migration) or the HPET/ACPI PM timer (an exit per read).",
                 fix: "Remove <timer name='kvmclock' present='no'/> (or set present='yes').",
                 risk: "None.",
+                class: FixClass::GuestVisible,
                 source: "general (Linux paravirtual clock)",
                 needs_host: false,
             },

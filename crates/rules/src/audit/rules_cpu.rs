@@ -1,6 +1,6 @@
 //! Domain rules: CPU model, topology and size.
 
-use super::{Applies, Cx, Edit, Meta, Out, Rule, Seg, Severity, virsh_edit};
+use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, virsh_edit};
 
 /// Named CPU models that hide most of a current host's features (AVX, AES-NI, ...).
 const OLD_MODELS: &[&str] = &[
@@ -39,6 +39,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "A vCPU count or memory size that is not a number, negative, zero, overflowing or in an unknown unit is refused by libvirt or means something else than it seems; kvmtune cannot judge or plan such a domain and says so instead of guessing 1 vCPU or 0 MiB.",
                 fix: "Write the value as libvirt expects: <vcpu> a whole number from 1 to the host's limit, <memory unit='KiB|MiB|GiB|...'> a positive whole number.",
                 risk: "None: the domain cannot be defined as written.",
+                class: FixClass::Safe,
                 source: "libvirt domain format (CPU allocation, memory allocation)",
                 needs_host: false,
             },
@@ -53,6 +54,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "type='qemu' makes QEMU emulate every instruction (TCG), one to two orders of magnitude slower than type='kvm', although this host has a usable /dev/kvm.",
                 fix: "Set <domain type='kvm'>.",
                 risk: "None on a host with working KVM; the guest sees a different CPU after the change, like any CPU model change.",
+                class: FixClass::GuestVisible,
                 source: "libvirt domain format (domain type); KVM 技术详解与实践 (KVM in Depth and Practice), ch. 2.1",
                 needs_host: true,
             },
@@ -67,6 +69,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "Without <cpu>, or with an old named model (qemu64, Nehalem, ...), the guest lacks instructions such as AVX, AES-NI and PCID: crypto, compression and context switches cost more, and in digoal's 2015 example an idle guest used 9% host CPU until its CPU model was changed. host-model gives the guest the host's features and still migrates between like hosts; host-passthrough gives everything but ties the guest to identical CPUs.",
                 fix: "<cpu mode='host-model'/> (host-passthrough on the latency profile); a migratable profile keeps host-model.",
                 risk: "The guest sees a new CPU: some licensed software re-activates; live migration needs destination hosts with at least the same features (host-passthrough: identical CPUs).",
+                class: FixClass::GuestVisible,
                 source: "digoal, \"KVM VM CPU overhead: an optimisation example (CPU flags)\", blog, 2015; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.3; libvirt domain format (CPU model and topology)",
                 needs_host: false,
             },
@@ -81,6 +84,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "N sockets × 1 core (QEMU's old -smp default) misleads the guest scheduler and licensing: Windows client editions use at most 2 sockets, so vCPUs beyond them sit idle; per-socket licensed software charges more.",
                 fix: "<topology sockets='1' cores='N' threads='1'/> (threads='2' only when vCPU pairs are pinned on SMT siblings).",
                 risk: "The guest sees a new topology at next boot; harmless for Linux, Windows may re-detect hardware.",
+                class: FixClass::GuestVisible,
                 source: "digoal, \"KVM VM CPU overhead: an optimisation example (CPU flags)\", blog, 2015 (-smp 4,sockets=4); libvirt domain format (CPU model and topology)",
                 needs_host: false,
             },
@@ -95,6 +99,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "A guest with more vCPUs than the host (or the node it is pinned into) has threads runs vCPUs in turns: spinlocks and IPIs wait on descheduled vCPUs (lock-holder preemption) and the guest is slower than with fewer vCPUs.",
                 fix: "Lower <vcpu> to at most the host's threads (or the node's, when pinned into one node).",
                 risk: "The guest has fewer vCPUs at next boot.",
+                class: FixClass::GuestVisible,
                 source: "Red Hat Enterprise Linux 7 Virtualization Deployment and Administration Guide, \"Overcommitting with KVM\"",
                 needs_host: true,
             },
@@ -109,6 +114,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "current < max is fine for hot-plug, but a maximum above the host's threads can never be used well and makes QEMU reserve per-vCPU state.",
                 fix: "Lower the <vcpu> maximum to the host's threads.",
                 risk: "None for the running guest; fewer vCPUs can be hot-plugged later.",
+                class: FixClass::GuestVisible,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.2",
                 needs_host: true,
             },
@@ -123,6 +129,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "The domain requires vmx/svm in the guest, but the host's kvm_intel/kvm_amd module has nested=0: the guest cannot run its own KVM (or the domain fails to start with a required feature).",
                 fix: "Enable nesting on the host: 'options kvm_intel nested=1' (or kvm_amd) in /etc/modprobe.d/, reload the module with no guests running.",
                 risk: "Reloading the KVM module needs every guest stopped; nesting widens the guest's attack surface.",
+                class: FixClass::Capacity,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.4",
                 needs_host: true,
             },
@@ -174,6 +181,8 @@ fn virt_type(cx: &Cx, out: &mut Out) {
         Applies::NextBoot,
     );
 }
+
+const PASSTHROUGH_RISK: &str = "The guest sees the host's own CPU (some licensed software re-activates); it can then live-migrate only to hosts with identical CPUs.";
 
 fn cpu_mode(cx: &Cx, out: &mut Out) {
     if !x86(cx) || (cx.d.virt_type != "kvm" && !tcg_on_kvm_host(cx)) {
@@ -252,7 +261,8 @@ fn cpu_mode(cx: &Cx, out: &mut Out) {
                 vec![Edit::set(cx.doc, c.node, "mode", "host-passthrough")],
                 virsh_edit(&cx.shell_name(), "<cpu mode='host-passthrough'/>"),
                 Applies::NextBoot,
-            );
+            )
+            .class(FixClass::Migration, PASSTHROUGH_RISK);
             return;
         }
         Some(_) => return,
@@ -264,6 +274,9 @@ fn cpu_mode(cx: &Cx, out: &mut Out) {
         virsh_edit(&cx.shell_name(), &format!("<cpu mode='{want}'/>")),
         Applies::NextBoot,
     );
+    if want == "host-passthrough" {
+        f.class(FixClass::Migration, PASSTHROUGH_RISK);
+    }
     if cx.caps.is_none() {
         f.assumed(format!(
             "{want} is supported by the host's QEMU (no domain capabilities to check)"

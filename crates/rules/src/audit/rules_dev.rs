@@ -1,6 +1,6 @@
 //! Domain rules: devices (USB, input, disks, network, legacy hardware).
 
-use super::{Applies, Cx, Edit, Meta, Out, Rule, Seg, Severity, virsh_edit};
+use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, virsh_edit};
 use kvmtune_domain::GuestOs;
 use kvmtune_profile::Want;
 
@@ -19,6 +19,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "Every emulated USB controller is a PCI device the guest drives; UHCI/EHCI companion sets poll on timers and keep waking the emulator (digoal, 2015: an idle guest at 9% host CPU; kcli#489: 13% → 1% without USB). A server with no USB device needs no controller.",
                 fix: "Replace them with <controller type='usb' model='none'/>.",
                 risk: "No USB devices can be attached (hot-plug included) until a controller is added back.",
+                class: FixClass::Safe,
                 source: "digoal, \"KVM VM CPU overhead: an optimisation example (CPU flags)\", blog, 2015; kcli#489",
                 needs_host: false,
             },
@@ -33,6 +34,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "A USB tablet gives absolute mouse positioning for graphical consoles, but the guest polls it and the USB controller it needs about 1000 times a second: measurable idle CPU and context switches on servers. Desktops want it: without it the mouse pointer drifts.",
                 fix: "Servers: remove <input type='tablet' bus='usb'/>. Desktops: add it.",
                 risk: "Without a tablet the VNC/SPICE pointer is relative (servers rarely notice).",
+                class: FixClass::Safe,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 2.3; Proxmox VE docs (use tablet for pointer)",
                 needs_host: false,
             },
@@ -47,6 +49,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "IDE and SATA (AHCI) disks are emulated register by register: each request costs several VM exits, one request in flight for IDE. virtio-blk (or virtio-scsi) uses shared-memory queues and is several times faster.",
                 fix: "target bus='virtio' (dev vdX), dropping the drive address.",
                 risk: "High: the guest needs virtio drivers before the switch (Windows: install virtio-win first or it will not boot); Linux fstab/boot entries using /dev/sdX or /dev/hdX names must use UUIDs.",
+                class: FixClass::GuestDriver,
                 source: "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012",
                 needs_host: false,
             },
@@ -61,6 +64,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "writethrough syncs every write to the host disk (slow); the default and writeback double-cache in the host page cache (memory pressure, data at risk if the host crashes and the guest did not flush); unsafe ignores flushes. cache='none' uses O_DIRECT: no host page cache, guest flushes honoured.",
                 fix: "<driver cache='none' io='native'/> (io='native' with cache none gives Linux AIO).",
                 risk: "Guests that relied on the host page cache read more from disk; on file systems without O_DIRECT support (tmpfs) the domain will not start.",
+                class: FixClass::Safe,
                 source: "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012",
                 needs_host: false,
             },
@@ -75,6 +79,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "Virtio disks without an iothread are served by QEMU's main loop, which also runs device emulation and the monitor: busy disks then add latency to everything else. And io='native' needs O_DIRECT (cache none or directsync); with another cache mode QEMU refuses to start or silently uses threads.",
                 fix: "Use cache='none' with io='native'; give virtio disks an iothread (<iothreads> and driver iothread='N').",
                 risk: "Iothreads add a host thread each; they need pinning on latency hosts.",
+                class: FixClass::Safe,
                 source: "libvirt domain format (disk driver io, iothread)",
                 needs_host: false,
             },
@@ -89,6 +94,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "e1000 and rtl8139 emulate real NICs register by register (many exits per packet); virtio-net with vhost moves the data path into the host kernel. driver name='qemu' turns vhost off.",
                 fix: "<model type='virtio'/> and no driver name='qemu' (vhost is the default when /dev/vhost-net exists).",
                 risk: "The guest needs virtio-net drivers (Windows: virtio-win); the NIC name and MAC-bound config may change in the guest.",
+                class: FixClass::GuestDriver,
                 source: "digoal, \"KVM VM CPU overhead: an optimisation example (CPU flags)\", blog, 2015 (vhost=on); \"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012",
                 needs_host: false,
             },
@@ -103,6 +109,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "One queue means one vCPU handles all packet interrupts and one vhost thread does all the copying: throughput stops scaling past one core.",
                 fix: "<driver queues='N'/> with N = vCPUs (at most 8).",
                 risk: "Older guest kernels need 'ethtool -L eth0 combined N' to use the queues; more host threads.",
+                class: FixClass::GuestVisible,
                 source: "libvirt domain format (interface driver queues)",
                 needs_host: false,
             },
@@ -117,6 +124,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "Sound cards, floppy drives and extra video adapters on a server are emulated hardware nobody uses: they cost PCI slots, guest driver wake-ups and attack surface (digoal's 2015 example removed them).",
                 fix: "Remove <sound>, floppy <disk> and secondary <video> devices.",
                 risk: "None for servers; desktops may want sound.",
+                class: FixClass::GuestVisible,
                 source: "digoal, \"KVM VM CPU overhead: an optimisation example (CPU flags)\", blog, 2015",
                 needs_host: false,
             },
@@ -131,6 +139,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "The host already schedules I/O; a guest elevator (cfq, bfq, mq-deadline) on virtio disks adds latency and CPU. 'none' (noop on old kernels) is right for virtio.",
                 fix: "In the guest: a udev rule setting queue/scheduler to none for vd* disks (elevator= on the kernel command line for old kernels).",
                 risk: "None.",
+                class: FixClass::Safe,
                 source: "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012",
                 needs_host: false,
             },
@@ -354,6 +363,7 @@ fn disk_bus(cx: &Cx, out: &mut Out) {
             ),
             Applies::NextBoot,
         );
+        f.class(FixClass::GuestDriver, super::virtio_disk_risk(cx.d));
         if windows {
             f.message
                 .push_str(" (Windows guest: install the virtio-win storage driver first)");
@@ -482,7 +492,13 @@ fn disk_io(cx: &Cx, out: &mut Out) {
         }
     }
     let names: Vec<String> = need_iothread.iter().map(|d| d.label()).collect();
-    out.at(
+    // disks that are virtio only once disk-bus moves them: the fix needs that one first
+    let moved: Vec<String> = need_iothread
+        .iter()
+        .filter(|d| d.bus.as_deref() != Some("virtio"))
+        .map(|d| d.label())
+        .collect();
+    let f = out.at(
         Severity::Info,
         format!(
             "disk(s) {} served by QEMU's main loop (no iothread)",
@@ -492,8 +508,8 @@ fn disk_io(cx: &Cx, out: &mut Out) {
             .iter()
             .map(|d| cx.ev(d.driver_node.unwrap_or(d.node)))
             .collect(),
-    )
-    .fix(
+    );
+    f.fix(
         "Give the virtio disks an iothread",
         edits,
         virsh_edit(
@@ -502,6 +518,16 @@ fn disk_io(cx: &Cx, out: &mut Out) {
         ),
         Applies::NextBoot,
     );
+    if !moved.is_empty() {
+        f.class(
+            FixClass::GuestDriver,
+            format!(
+                "needs disk-bus's move of {} to virtio first (an iothread serves virtio disks only): {}",
+                moved.join(", "),
+                super::virtio_disk_risk(cx.d)
+            ),
+        );
+    }
 }
 
 fn net_model(cx: &Cx, out: &mut Out) {
@@ -534,7 +560,8 @@ fn net_model(cx: &Cx, out: &mut Out) {
                     edits,
                     virsh_edit(&cx.shell_name(), "<model type='virtio'/>"),
                     Applies::NextBoot,
-                );
+                )
+                .class(FixClass::GuestDriver, super::virtio_nic_risk(cx.d));
             }
             Some("virtio") if nic.driver_name.as_deref() == Some("qemu") => {
                 let Some(dn) = nic.driver_node else { continue };
@@ -550,6 +577,10 @@ fn net_model(cx: &Cx, out: &mut Out) {
                         "remove name='qemu' from the interface <driver>",
                     ),
                     Applies::NextBoot,
+                );
+                f.class(
+                    FixClass::Safe,
+                    "None for the guest (its NIC stays virtio); vhost-net needs /dev/vhost-net on the host.",
                 );
                 if vhost_missing {
                     f.message.push_str(
@@ -575,6 +606,7 @@ fn net_model(cx: &Cx, out: &mut Out) {
                     virsh_edit(&cx.shell_name(), "<model type='virtio'/>"),
                     Applies::NextBoot,
                 );
+                f.class(FixClass::GuestDriver, super::virtio_nic_risk(cx.d));
             }
             _ => {}
         }
@@ -614,29 +646,39 @@ fn net_multiqueue(cx: &Cx, out: &mut Out) {
         if nic.driver_name.as_deref() == Some("qemu") {
             continue; // without vhost, multiqueue gains little
         }
-        out.finding(
-            format!("virtio NIC with one queue on a {n}-vCPU guest"),
-            vec![
-                nic.driver_node
-                    .map(|d| cx.ev(d))
-                    .unwrap_or_else(|| cx.ev_absent(nic.node, "driver")),
-            ],
-        )
-        .fix(
-            format!("Give the NIC {q} queues"),
-            vec![Edit::set_at(
-                cx.doc,
-                nic.node,
-                vec![Seg::new("driver")],
-                "queues",
-                &q.to_string(),
-            )],
-            virsh_edit(
-                &cx.shell_name(),
-                &format!("<driver queues='{q}'/> in the interface"),
-            ),
-            Applies::NextBoot,
-        );
+        let f = out
+            .finding(
+                format!("virtio NIC with one queue on a {n}-vCPU guest"),
+                vec![
+                    nic.driver_node
+                        .map(|d| cx.ev(d))
+                        .unwrap_or_else(|| cx.ev_absent(nic.node, "driver")),
+                ],
+            )
+            .fix(
+                format!("Give the NIC {q} queues"),
+                vec![Edit::set_at(
+                    cx.doc,
+                    nic.node,
+                    vec![Seg::new("driver")],
+                    "queues",
+                    &q.to_string(),
+                )],
+                virsh_edit(
+                    &cx.shell_name(),
+                    &format!("<driver queues='{q}'/> in the interface"),
+                ),
+                Applies::NextBoot,
+            );
+        if nic.model.as_deref() != Some("virtio") {
+            f.class(
+                FixClass::GuestDriver,
+                format!(
+                    "needs net-model's move of the NIC to virtio first (queues are for virtio-net): {}",
+                    super::virtio_nic_risk(cx.d)
+                ),
+            );
+        }
     }
 }
 
@@ -654,16 +696,27 @@ fn legacy(cx: &Cx, out: &mut Out) {
             vec![Edit::remove(cx.doc, s.node)],
             virsh_edit(&cx.shell_name(), "remove <sound>"),
             Applies::NextBoot,
+        )
+        .class(
+            FixClass::Safe,
+            "The guest has no sound afterwards; nothing else depends on it.",
         );
     }
     for d in cx.d.devices.disks.iter().filter(|d| d.device() == "floppy") {
-        out.finding(format!("floppy drive {}", d.label()), vec![cx.ev(d.node)])
-            .fix(
-                "Remove the floppy drive",
-                vec![Edit::remove(cx.doc, d.node)],
-                virsh_edit(&cx.shell_name(), "remove the floppy <disk>"),
-                Applies::NextBoot,
-            );
+        let f = out.finding(format!("floppy drive {}", d.label()), vec![cx.ev(d.node)]);
+        f.fix(
+            "Remove the floppy drive",
+            vec![Edit::remove(cx.doc, d.node)],
+            virsh_edit(&cx.shell_name(), "remove the floppy <disk>"),
+            Applies::NextBoot,
+        );
+        match &d.source {
+            None => f.class(FixClass::Safe, "None: the drive is empty."),
+            Some(src) => f.class(
+                FixClass::GuestVisible,
+                format!("The guest loses the floppy image {src} (driver disks are often passed this way)."),
+            ),
+        };
     }
     for v in cx.d.devices.videos.iter().skip(1) {
         out.finding(

@@ -1,7 +1,7 @@
 //! Rules that need the host and all its domains: overcommit, hugepage demand, KSM against
 //! nosharepages, isolated CPUs.
 
-use super::{Cx, Evidence, Meta, Out, Rule, Severity, cpuset, human_kib};
+use super::{Cx, Evidence, FixClass, Meta, Out, Rule, Severity, cpuset, human_kib};
 use std::collections::BTreeMap;
 
 /// Rules whose subject is the host (run once over all domains).
@@ -22,6 +22,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "More vCPUs than the profile's ratio per host thread means vCPUs wait for CPU (steal time, lock-holder preemption); more guest memory than host RAM works only with KSM, ballooning or swap, each with its own cost.",
                 fix: "Move or shrink domains, or choose a denser profile knowingly.",
                 risk: "None (advice).",
+                class: FixClass::Capacity,
                 source: "Red Hat Enterprise Linux 7 Virtualization Deployment and Administration Guide, \"Overcommitting with KVM\"; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.5-3.7",
                 needs_host: true,
             },
@@ -36,6 +37,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "Domains with <hugepages/> take their memory from the host's static pool of that page size (on the nodes they are bound to). When the pool is smaller than their demand, the last ones fail to start ('unable to map backing store').",
                 fix: "Reserve more pages of that size on those nodes (/sys/devices/system/node/nodeN/hugepages/hugepages-SIZEkB/nr_hugepages, or hugepages= at boot for 1 GiB pages).",
                 risk: "Reserved hugepages are taken from general host memory.",
+                class: FixClass::Capacity,
                 source: "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.8",
                 needs_host: true,
             },
@@ -50,6 +52,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "ksmd scans memory continuously; when every domain has <nosharepages/> or hugepages (which KSM cannot merge) it burns CPU for nothing.",
                 fix: "Stop KSM: echo 0 > /sys/kernel/mm/ksm/run (and disable ksmtuned).",
                 risk: "None while no domain can be merged.",
+                class: FixClass::Capacity,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1, 3.5",
                 needs_host: true,
             },
@@ -64,6 +67,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "isolcpus= removes CPUs from the scheduler's load balancing: a vCPU allowed on several isolated CPUs stays on the first one it lands on, so all such vCPUs pile onto one CPU. Dedicated (latency) domains belong on isolated CPUs, pinned one vCPU per CPU.",
                 fix: "Pin each vCPU onto a single isolated CPU (<vcpupin vcpu='N' cpuset='C'/>).",
                 risk: "virsh vcpupin applies live.",
+                class: FixClass::Migration,
                 source: "Linux kernel documentation, Documentation/admin-guide/kernel-parameters.txt (isolcpus, nohz_full); libvirt domain format (cputune vcpupin)",
                 needs_host: true,
             },

@@ -1,6 +1,6 @@
 //! Domain rules: memory backing, limits and the balloon.
 
-use super::{Applies, Cx, Edit, Meta, Out, Rule, Seg, Severity, human_kib, virsh_edit};
+use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, human_kib, virsh_edit};
 use kvmtune_profile::Want;
 
 /// Headroom QEMU needs above guest RAM (libvirt uses guest RAM + 1 GiB for locked memory).
@@ -19,6 +19,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "Guest RAM on 4 KiB pages needs many more TLB entries and page-table walks (two-dimensional with EPT/NPT): memory-heavy guests lose several percent, and transparent hugepages are not guaranteed (fragmentation, khugepaged). Static hugepages are also never swapped or merged.",
                 fix: "<memoryBacking><hugepages/></memoryBacking>, with a pool of that page size reserved on the host (per node).",
                 risk: "The domain will not start unless the host's hugepage pool can hold its memory; hugepage memory cannot be ballooned or overcommitted.",
+                class: FixClass::Capacity,
                 source: "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.8",
                 needs_host: false,
             },
@@ -33,6 +34,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "KSM scans and merges identical pages: a merged page that the guest writes must be copied first (copy-on-write fault), and ksmd costs host CPU. Latency-critical guests should be kept out of it; guest memory on static hugepages is never merged and needs no <nosharepages/>.",
                 fix: "<memoryBacking><nosharepages/></memoryBacking>.",
                 risk: "The guest uses its full memory on the host (no savings from sharing).",
+                class: FixClass::Capacity,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1, 3.5",
                 needs_host: false,
             },
@@ -47,6 +49,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "<locked/> pins guest memory in host RAM; libvirt then needs <memtune><hard_limit> to size QEMU's locked-memory limit. Without it the limit is unbounded: a runaway QEMU can lock all host memory.",
                 fix: "<memtune><hard_limit> of guest memory plus 1 GiB for QEMU itself.",
                 risk: "Too low a hard limit gets QEMU OOM-killed; the fix's 1 GiB headroom matches libvirt's own estimate for locked memory.",
+                class: FixClass::Capacity,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.7; libvirt domain format (memoryBacking/locked)",
                 needs_host: false,
             },
@@ -61,6 +64,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "<memtune><hard_limit> caps all of QEMU's memory: guest RAM plus QEMU's own (device emulation, I/O buffers, video memory). A limit at or barely above guest RAM gets QEMU killed by the cgroup OOM killer under load.",
                 fix: "Raise hard_limit to guest memory plus 1 GiB, or remove it.",
                 risk: "A higher limit lets a misbehaving QEMU use more host memory.",
+                class: FixClass::Safe,
                 source: "libvirt domain format (memtune): 'not recommended to set hard_limit'",
                 needs_host: false,
             },
@@ -75,6 +79,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "The balloon lets the host reclaim guest memory: needed to overcommit memory (dense), pointless with hugepages or locked memory (that memory cannot be returned) and a latency risk when it inflates. currentMemory below memory without a balloon cannot be honoured.",
                 fix: "<memballoon model='none'/> where it is pointless; model='virtio' where the profile overcommits memory.",
                 risk: "Without a balloon the host cannot take memory back and guest memory statistics (virsh dommemstat) are gone.",
+                class: FixClass::Safe,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.6",
                 needs_host: false,
             },
@@ -177,6 +182,10 @@ fn nosharepages(cx: &Cx, out: &mut Out) {
             vec![cx.ev_absent(cx.d.node, "memoryBacking/nosharepages")],
         );
         add_fix(cx, f);
+        f.class(
+            FixClass::Safe,
+            "None while KSM is off: no page of the domain is shared now.",
+        );
         return;
     }
     let f = out.finding(
@@ -295,6 +304,20 @@ fn hardlimit_low(cx: &Cx, out: &mut Out) {
     );
 }
 
+/// The risk of adding a balloon, in words for the guest at hand.
+fn balloon_risk(cx: &Cx) -> String {
+    let who = match cx.d.guest_os() {
+        kvmtune_domain::GuestOs::Windows(_) => {
+            "Windows needs the virtio-win balloon driver to use it (without it the device stays unknown)"
+        }
+        kvmtune_domain::GuestOs::Linux(_) => "Linux uses it through virtio_balloon",
+        kvmtune_domain::GuestOs::Unknown => {
+            "unknown guest OS: it needs a virtio balloon driver to use it (Windows: virtio-win)"
+        }
+    };
+    format!("The guest sees a new virtio device; {who}.")
+}
+
 fn balloon(cx: &Cx, out: &mut Out) {
     let d = cx.d;
     if !d.is_hvm() {
@@ -353,6 +376,16 @@ fn balloon(cx: &Cx, out: &mut Out) {
             virsh_edit(&cx.shell_name(), "<memballoon model='none'/>"),
             Applies::NextBoot,
         );
+        if pointless
+            && !mb.is_some_and(|m| m.hugepages || m.locked)
+            && cx.profile.domain.balloon != Want::Avoid
+        {
+            // pointless only once mem-hugepages' fix is in: same class as that one
+            f.class(
+                FixClass::Capacity,
+                "Goes with mem-hugepages' fix (the balloon is pointless only on hugepages): without it the host can no longer take memory back.",
+            );
+        }
         return;
     }
     if !present {
@@ -369,7 +402,8 @@ fn balloon(cx: &Cx, out: &mut Out) {
                 vec![set_model(cx, "virtio")],
                 virsh_edit(&cx.shell_name(), "<memballoon model='virtio'/>"),
                 Applies::NextBoot,
-            );
+            )
+            .class(FixClass::GuestVisible, balloon_risk(cx));
         }
         if let (Some(cur), Some(m)) = (d.current_memory_kib, d.memory_kib)
             && cur < m

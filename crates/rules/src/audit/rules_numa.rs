@@ -1,7 +1,7 @@
 //! Domain rules: NUMA placement and CPU pinning.
 
 use super::rules_cpu::vcpu_cpus;
-use super::{Applies, Cx, Edit, Evidence, Meta, Out, Rule, Severity, cpuset, human_kib};
+use super::{Applies, Cx, Edit, Evidence, FixClass, Meta, Out, Rule, Severity, cpuset, human_kib};
 use kvmtune_host::CpuSet;
 use kvmtune_profile::Want;
 use std::collections::BTreeSet;
@@ -17,6 +17,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "Without <numatune>, pins or a vcpu cpuset, the host scheduler moves vCPUs between nodes and memory lands wherever the first touch happened: remote memory access costs 30-100% more latency, and it varies from run to run.",
                 fix: "Bind the domain to one node: <vcpu cpuset> with that node's CPUs plus <numatune><memory mode='strict' nodeset='N'/></numatune> (kvmtune's planner picks the node).",
                 risk: "Pinning ties the domain to this host's layout; a strict nodeset without enough free memory on the node fails allocations.",
+                class: FixClass::Migration,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1",
                 needs_host: true,
             },
@@ -31,6 +32,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "The vCPUs' CPUs (vcpu cpuset or vcpupin) are on other host nodes than <numatune>'s nodeset: every memory access the guest makes is remote. The two must be consistent.",
                 fix: "Set <numatune><memory nodeset> to the nodes of the vCPUs' CPUs.",
                 risk: "The domain's memory moves to the new node at next boot (or with virsh numatune --live, which migrates pages and costs CPU while it runs).",
+                class: FixClass::Capacity,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1 (\"must be consistent\")",
                 needs_host: true,
             },
@@ -45,6 +47,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "With mode='strict' the guest may only allocate on the nodeset; when those nodes have less memory than the guest, allocations fail and the OOM killer ends QEMU.",
                 fix: "Widen the nodeset, use mode='preferred' (or 'restrictive'), or shrink the guest.",
                 risk: "Memory spread over more nodes is partly remote.",
+                class: FixClass::Capacity,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1",
                 needs_host: true,
             },
@@ -59,6 +62,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "A guest with more vCPUs or memory than one host node must span nodes; without <cpu><numa><cell> the guest believes all its memory is equally close and cannot place threads and memory together.",
                 fix: "Give the guest one <cell> per host node it spans, with that node's vCPUs and memory, and bind each with <numatune><memnode>.",
                 risk: "The guest's NUMA layout changes at next boot; it is then tied to hosts with at least as many nodes.",
+                class: FixClass::GuestVisible,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1",
                 needs_host: true,
             },
@@ -73,6 +77,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "A vcpupin, emulatorpin, iothreadpin or vcpu cpuset naming a CPU that is absent or offline (or that does not parse) makes the domain fail to start, or pins onto fewer CPUs than intended.",
                 fix: "Pin onto online CPUs of this host (see kvmtune host).",
                 risk: "None beyond the pin change.",
+                class: FixClass::Migration,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1.2",
                 needs_host: false,
             },
@@ -87,6 +92,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "Two domains whose vCPUs are pinned one-to-one onto host CPUs were meant to have those CPUs to themselves; pinned onto the same CPUs (or onto SMT siblings of each other) they steal time from each other, typically after a migration or a copy-pasted XML.",
                 fix: "Re-pin one domain onto free CPUs (kvmtune's planner).",
                 risk: "virsh vcpupin applies live; the guest sees no change.",
+                class: FixClass::Capacity,
                 source: "field reports (Nova instances sharing pCPUs after migration)",
                 needs_host: false,
             },
@@ -101,6 +107,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "QEMU's emulator and I/O threads do device emulation and vhost work. With vCPUs pinned but no <emulatorpin> they float over the vCPUs' CPUs and interrupt them; pinned onto the vCPUs' own CPUs they compete with the guest.",
                 fix: "<emulatorpin cpuset='...'/> onto housekeeping CPUs that no vCPU uses.",
                 risk: "virsh emulatorpin applies live.",
+                class: FixClass::Migration,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1.2 (emulatorpin)",
                 needs_host: false,
             },
@@ -115,6 +122,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "The vCPUs are pinned onto CPUs of several host nodes but the guest has no NUMA cells: it cannot know which memory is close to which vCPU.",
                 fix: "Pin into one node, or add guest <numa> cells mirroring the host nodes.",
                 risk: "Re-pinning applies live; guest cells need a restart.",
+                class: FixClass::Migration,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1",
                 needs_host: true,
             },
@@ -129,6 +137,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 why: "The latency profile expects every vCPU pinned one-to-one onto a dedicated CPU (no sharing, stable caches); the migratable profile expects no host-specific pins, which may not fit the destination host.",
                 fix: "latency: pin each vCPU with <vcpupin> (kvmtune's planner); migratable: drop the pins.",
                 risk: "Pins apply live with virsh vcpupin.",
+                class: FixClass::Migration,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1.2; libvirt domain format (cputune vcpupin)",
                 needs_host: false,
             },
