@@ -347,7 +347,18 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         if let kvmtune_apply::journal::Action::Define { xml } = &s.action
             && let Some(d) = prep.entry.domains.iter().find(|d| d.name == s.subject)
         {
-            diffs.insert(d.name.clone(), diff(&d.name, &d.inactive_xml, xml));
+            // the dry run shows no password unless --secrets (the definitions keep them)
+            let d_old = if args.secrets {
+                d.inactive_xml.clone()
+            } else {
+                kvmtune_domain::secrets::redact(&d.inactive_xml)
+            };
+            let d_new = if args.secrets {
+                xml.clone()
+            } else {
+                kvmtune_domain::secrets::redact(xml)
+            };
+            diffs.insert(d.name.clone(), diff(&d.name, &d_old, &d_new));
         }
     }
     if let Some(path) = &args.save_plan {
@@ -373,19 +384,20 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         .map(|a| a.changes.left_out.as_slice())
         .unwrap_or_default();
     if cli.json {
-        print_doc(
-            "kvmtune.apply",
-            1,
-            &ApplyReport {
-                dry_run: dry,
-                journal: journal_dir.display().to_string(),
-                prepared: &prep,
-                steps: prep.entry.steps.iter().map(engine::describe_step).collect(),
-                diffs,
-                left_out,
-                result: result.as_ref(),
-            },
-        )?;
+        let mut report = serde_json::to_value(ApplyReport {
+            dry_run: dry,
+            journal: journal_dir.display().to_string(),
+            prepared: &prep,
+            steps: prep.entry.steps.iter().map(engine::describe_step).collect(),
+            diffs,
+            left_out,
+            result: result.as_ref(),
+        })
+        .context("cannot encode the report")?;
+        if !args.secrets {
+            output::redact_json(&mut report);
+        }
+        print_doc("kvmtune.apply", 1, &report)?;
     } else {
         let mut text = render(
             &prep,

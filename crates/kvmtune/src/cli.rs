@@ -364,6 +364,12 @@ pub struct ApplyArgs {
     /// and apply later with --plan.
     #[arg(long, value_name = "FILE")]
     pub save_plan: Option<PathBuf>,
+
+    /// Show passwords (VNC/SPICE `passwd`, cookies) in the dry run's diffs and JSON. By
+    /// default they are replaced by *** there; what is defined, journaled and saved with
+    /// --save-plan keeps them (files 0600).
+    #[arg(long)]
+    pub secrets: bool,
 }
 
 pub const PLAN_EXIT_CODES: &str = "\

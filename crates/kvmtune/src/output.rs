@@ -221,6 +221,19 @@ pub fn safe(s: &str) -> std::borrow::Cow<'_, str> {
     )
 }
 
+/// Replace secrets (graphics passwords, cookies) in every string of a JSON value that holds
+/// XML: what commands print of domain definitions shows no password unless `--secrets`.
+pub fn redact_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains('<') => {
+            *s = kvmtune_domain::secrets::redact(s);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact_json),
+        serde_json::Value::Object(o) => o.values_mut().for_each(redact_json),
+        _ => {}
+    }
+}
+
 /// A JSON document: `kind` and `version`, then the body's own fields.
 #[derive(Serialize)]
 pub struct Envelope<'a, T: Serialize + ?Sized> {
@@ -440,6 +453,18 @@ mod tests {
         // an SGR-looking sequence that is not SGR (ESC [ 2 J clears the screen) is escaped
         assert!(!s.contains("\x1b[2J"), "{s:?}");
         assert_eq!(terminal_safe("plain\ttext\r\n"), "plain\ttext\r\n");
+    }
+
+    #[test]
+    fn json_strings_holding_xml_lose_their_passwords() {
+        let mut v = serde_json::json!({
+            "a": ["<graphics type='vnc' passwd='pw1'/>", "passwd='not xml'"],
+            "b": {"c": "<domain><graphics type='spice' passwd='pw2'/></domain>"}
+        });
+        redact_json(&mut v);
+        let t = v.to_string();
+        assert!(!t.contains("pw1") && !t.contains("pw2"), "{t}");
+        assert!(t.contains("not xml"), "strings without XML are left alone");
     }
 
     #[test]

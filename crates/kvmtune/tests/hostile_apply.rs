@@ -225,6 +225,20 @@ fn vnc_and_spice_passwords_survive_apply_and_rollback() {
         |x: &str| x.contains("passwd='s3cret-v'") && x.contains("passwd='s3cret-spice'");
     assert!(has_secrets(&stored(name)));
 
+    // the dry run shows no password, in text or JSON, unless --secrets
+    let leaks = |x: &str| x.contains("s3cret-v") || x.contains("s3cret-spice");
+    for args in [vec!["apply", name], vec!["--json", "apply", name]] {
+        let o = run(&args, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+        assert!(
+            !leaks(&stdout(&o)) && !leaks(&stderr(&o)),
+            "{args:?}: {}",
+            stdout(&o)
+        );
+    }
+    let o = run(&["--json", "apply", name, "--secrets"], &[]);
+    assert!(leaks(&stdout(&o)), "--secrets shows them");
+
     let o = run(&["--json", "apply", name, "--yes", "--journal", &j], &[]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert_eq!(json(&o)["result"]["status"], "applied");
