@@ -37,22 +37,27 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
 /// What kind of non-regular thing is at `path`, if any. `None`: nothing there, or a
 /// regular file.
 pub fn special_kind(path: &Path) -> Option<&'static str> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    let t = meta.file_type();
+    let t = std::fs::symlink_metadata(path).ok()?.file_type();
+    (!t.is_file()).then(|| describe_type(&t))
+}
+
+/// What a file type is, in words, for messages: `a directory`, `a symbolic link`, `a
+/// device node`, `a FIFO`, `a socket`, `a regular file`.
+pub fn describe_type(t: &std::fs::FileType) -> &'static str {
     if t.is_file() {
-        None
+        "a regular file"
     } else if t.is_symlink() {
-        Some("a symbolic link")
+        "a symbolic link"
     } else if t.is_dir() {
-        Some("a directory")
+        "a directory"
     } else if t.is_char_device() || t.is_block_device() {
-        Some("a device node")
+        "a device node"
     } else if t.is_fifo() {
-        Some("a FIFO")
+        "a FIFO"
     } else if t.is_socket() {
-        Some("a socket")
+        "a socket"
     } else {
-        Some("not a regular file")
+        "not a regular file"
     }
 }
 
@@ -225,17 +230,7 @@ pub fn read_input(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
     let meta = std::fs::metadata(path).map_err(ioe)?;
     let t = meta.file_type();
     if !t.is_file() {
-        let what = if t.is_dir() {
-            "a directory"
-        } else if t.is_char_device() || t.is_block_device() {
-            "a device node"
-        } else if t.is_fifo() {
-            "a FIFO"
-        } else if t.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
+        let what = describe_type(&t);
         return Err(ReadError::NotRegular {
             path: path.to_path_buf(),
             what,
@@ -281,17 +276,7 @@ pub fn open_input(path: &Path) -> Result<File, ReadError> {
     };
     let not_regular = |t: std::fs::FileType| ReadError::NotRegular {
         path: path.to_path_buf(),
-        what: if t.is_dir() {
-            "a directory"
-        } else if t.is_char_device() || t.is_block_device() {
-            "a device node"
-        } else if t.is_fifo() {
-            "a FIFO"
-        } else if t.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        },
+        what: describe_type(&t),
     };
     let t = std::fs::metadata(path).map_err(ioe)?.file_type();
     if !t.is_file() {

@@ -115,20 +115,7 @@ fn is_live_root(root: &Path) -> bool {
 
 /// What a path that is not a regular file is, for messages.
 fn kind_of(t: &fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_char_device() || t.is_block_device() {
-        "a device node"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    }
+    crate::fsio::describe_type(t)
 }
 
 impl RootDir {
