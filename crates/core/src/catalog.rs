@@ -33,6 +33,8 @@ impl Kind {
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleInfo {
     pub id: &'static str,
+    /// Serialized as `rule_kind`: `kind` is the JSON envelope's (`kvmtune.rule`).
+    #[serde(rename = "rule_kind")]
     pub kind: Kind,
     pub title: &'static str,
     /// Default severity; host checks take theirs from what they find (PASS, INFO, WARN,

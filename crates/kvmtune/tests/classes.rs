@@ -102,7 +102,7 @@ fn explain_and_rules_json_show_the_rules_class() {
     assert_eq!(class("cpu-topology"), "guest-visible");
     // only audit rules have fixes with classes
     assert!(class("exit-io-storm").is_null());
-    for r in rules.iter().filter(|r| r["kind"] == "audit") {
+    for r in rules.iter().filter(|r| r["rule_kind"] == "audit") {
         assert!(r["class"].is_string(), "{r}");
     }
 }

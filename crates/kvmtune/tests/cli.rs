@@ -134,3 +134,88 @@ fn a_closed_output_ends_every_command_quietly() {
         }
     }
 }
+
+/// One voice: every command's --json is one document (or, for stat, one per line) that
+/// starts with `kind` and `version`.
+#[test]
+fn every_command_speaks_json_in_one_envelope() {
+    let d = tempfile::tempdir().unwrap();
+    let root = hosts_dir().join("b-book-2socket/root");
+    let root = root.to_str().unwrap();
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/domains")
+        .read_dir()
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "xml"))
+        .unwrap();
+    let seed = seed.to_str().unwrap();
+    let report = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../kvmstat/tests/fixtures/seed004-before.txt");
+    let bundle = d.path().join("b.tar.gz");
+    let journal = d.path().join("journal");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--root", root, "host"], "kvmtune.host"),
+        (
+            vec!["--root", root, "host", "--check"],
+            "kvmtune.host-check",
+        ),
+        (vec!["audit", seed], "kvmtune.audit"),
+        (vec!["--root", root, "plan", seed], "kvmtune.plan-report"),
+        (
+            vec!["diagnose", "--perf-report", report.to_str().unwrap()],
+            "kvmtune.diagnose",
+        ),
+        (
+            vec![
+                "--root",
+                root,
+                "snapshot",
+                "--no-libvirt",
+                "-o",
+                bundle.to_str().unwrap(),
+            ],
+            "kvmtune.snapshot",
+        ),
+        (
+            vec!["history", "--journal", journal.to_str().unwrap()],
+            "kvmtune.history",
+        ),
+        (vec!["rules"], "kvmtune.rules"),
+        (vec!["explain", "disk-cache"], "kvmtune.rule"),
+        (vec!["completions", "bash"], "kvmtune.completions"),
+        (vec!["manpage"], "kvmtune.manpage"),
+        (
+            vec!["-c", "test:///default", "stat", "-n", "1", "-i", "0.1"],
+            "kvmtune.stat",
+        ),
+    ];
+    for (args, kind) in cases {
+        let mut a = vec!["--json"];
+        a.extend(args.iter().copied());
+        let o = kvmtune(&a);
+        assert_ne!(o.status.code(), Some(2), "{a:?}: {}", stderr(&o));
+        let out = stdout(&o);
+        let first = out.lines().next().unwrap_or_default();
+        // stat writes JSON Lines; every other command one document
+        let v: serde_json::Value = if kind == "kvmtune.stat" {
+            serde_json::from_str(first).unwrap()
+        } else {
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{a:?}: {e}: {out}"))
+        };
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(v["kind"], kind, "{a:?}");
+        assert!(v["version"].as_u64().is_some_and(|n| n >= 1), "{a:?}");
+        if kind != "kvmtune.stat" {
+            // written by the one envelope: kind and version come first
+            let text = out.trim_start();
+            assert!(
+                text.starts_with(&format!("{{\n  \"kind\": \"{kind}\",\n  \"version\":")),
+                "{a:?}: {}",
+                &text[..text.len().min(80)]
+            );
+        }
+        assert!(keys.len() > 2, "{a:?}");
+    }
+}
