@@ -1,0 +1,99 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Precision of fixes (issue 12 §3): fixes that leave no invalid leftovers, fixes of
+//! several rules that agree with each other, and fixing twice changing nothing.
+
+use kvmtune_domain::{Document, Domain};
+use kvmtune_rules::Profile;
+use kvmtune_rules::audit::{self, Cx, Finding, Peer};
+
+fn run(doc: &Document, profile: &str) -> Vec<Finding> {
+    let profile = Profile::load(profile).unwrap();
+    let d = Domain::from_doc(doc).unwrap();
+    let peers = [Peer {
+        domain: &d,
+        active: true,
+    }];
+    audit::audit(&Cx {
+        doc,
+        d: &d,
+        profile: &profile,
+        host: None,
+        caps: None,
+        peers: &peers,
+    })
+}
+
+/// The edits of the fixes of `rules` (all rules when empty) on `doc`.
+fn edits(doc: &Document, profile: &str, rules: &[&str]) -> Vec<audit::Edit> {
+    run(doc, profile)
+        .iter()
+        .filter(|f| rules.is_empty() || rules.contains(&f.rule))
+        .filter_map(|f| f.fix.as_ref())
+        .flat_map(|f| f.edits.clone())
+        .collect()
+}
+
+/// `src` with the fixes of `rules` applied once.
+fn fixed(src: &str, profile: &str, rules: &[&str]) -> Document {
+    let mut doc = Document::parse(src).unwrap();
+    let e = edits(&doc, profile, rules);
+    assert!(!e.is_empty(), "no fix of {rules:?} for {src}");
+    audit::apply(&mut doc, &e);
+    doc
+}
+
+fn rules_of(doc: &Document, profile: &str) -> Vec<&'static str> {
+    run(doc, profile).iter().map(|f| f.rule).collect()
+}
+
+fn dom(extra: &str) -> String {
+    format!(
+        "<domain type='kvm'><name>vm</name><memory unit='MiB'>2048</memory>\
+<os><type arch='x86_64' machine='q35'>hvm</type></os>{extra}</domain>"
+    )
+}
+
+#[test]
+fn a_disk_moved_to_virtio_loses_its_drive_address_and_alias_and_gets_its_iothread() {
+    let src = dom("<vcpu>2</vcpu><devices><disk type='file' device='disk'>\
+<driver name='qemu' type='raw' cache='none' io='native'/><source file='/i/a.img'/>\
+<target dev='sda' bus='sata'/><alias name='ua-sata0'/>\
+<address type='drive' controller='0' bus='0' target='0' unit='0'/></disk></devices>");
+    let doc = Document::parse(&src).unwrap();
+    assert!(!rules_of(&doc, "server").contains(&"disk-io"));
+    let doc = fixed(&src, "server", &["disk-bus"]);
+    let xml = doc.serialize();
+    assert!(
+        xml.contains("bus=\"virtio\"") || xml.contains("bus='virtio'"),
+        "{xml}"
+    );
+    assert!(!xml.contains("<address"), "{xml}");
+    assert!(!xml.contains("<alias"), "{xml}");
+    assert!(xml.contains("iothread="), "{xml}");
+    assert!(xml.contains("<iothreads>1</iothreads>"), "{xml}");
+    let after = rules_of(&doc, "server");
+    assert!(!after.contains(&"disk-io"), "{after:?}");
+    assert!(!after.contains(&"disk-bus"), "{after:?}");
+}
+
+#[test]
+fn an_emulated_nic_moved_to_virtio_gets_its_queues_in_the_same_fix() {
+    let src = dom(
+        "<vcpu>4</vcpu><devices><interface type='network'><source network='default'/>\
+<model type='e1000'/></interface></devices>",
+    );
+    let doc = Document::parse(&src).unwrap();
+    let before = run(&doc, "server");
+    assert_eq!(
+        before.iter().filter(|f| f.rule == "net-model").count(),
+        1,
+        "{before:#?}"
+    );
+    assert!(!before.iter().any(|f| f.rule == "net-multiqueue"));
+    let doc = fixed(&src, "server", &["net-model"]);
+    let xml = doc.serialize();
+    assert!(xml.contains("queues="), "{xml}");
+    let after = rules_of(&doc, "server");
+    assert!(!after.contains(&"net-multiqueue"), "{after:?}");
+    assert!(!after.contains(&"net-model"), "{after:?}");
+}
