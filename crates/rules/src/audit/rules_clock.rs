@@ -41,7 +41,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Windows uses Hyper-V paravirtual interfaces when offered: relaxed timing, virtual APIC, spinlock hints, synthetic interrupt controller and timers, TLB flush and IPI hypercalls. Without them it spins on locks, exits on every APIC access and polls timers (MSR and I/O exit storms at idle: 60% of a core in one report).",
-                fix: "<features><hyperv mode='custom'> with relaxed, vapic, spinlocks retries='8191', vpindex, runtime, synic, stimer, frequencies, tlbflush, ipi (as the host's QEMU supports them), plus the hypervclock timer.",
+                fix: "<features><hyperv mode='custom'> with relaxed, vapic, spinlocks retries='8191', vpindex, runtime, synic, stimer, frequencies, tlbflush, ipi (with 2 or more vCPUs), as the host's QEMU supports them, plus the hypervclock timer. Windows before Vista/2008 (XP, 2003) does not use them and is left alone.",
                 risk: "Needs a cold boot; Windows re-detects the hypervisor. Very old QEMU lacks some (checked against domain capabilities when available).",
                 class: FixClass::GuestVisible,
                 source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); virt-manager#205; OpenNebula addon-storpool#79; chaos-reins blog (wild-domains/08)",
@@ -77,6 +77,32 @@ fn windows(cx: &Cx) -> Option<(bool, String)> {
     }
 }
 
+/// libosinfo ids (after `microsoft.com/`) of Windows versions older than Vista/2008: they
+/// know nothing of Hyper-V (XP, 2003, 2000, 9x/ME, 3.1; NT below).
+const PRE_VISTA: &[&str] = &[
+    "win/xp",
+    "win/2k3",
+    "win/2k3r2",
+    "win/2k",
+    "win/me",
+    "win/98",
+    "win/95",
+    "win/3.1",
+];
+
+/// Whether the guest is a Windows version that uses Hyper-V enlightenments: Vista/2008 and
+/// later, or a Windows whose version the XML does not tell.
+fn uses_hyperv(cx: &Cx) -> bool {
+    let Some(id) = cx.d.os_id.as_deref() else {
+        return true;
+    };
+    let Some((_, tail)) = id.split_once("microsoft.com/") else {
+        return true;
+    };
+    let tail = tail.trim_end_matches('/');
+    !(PRE_VISTA.contains(&tail) || tail.starts_with("win/nt") || tail.starts_with("msdos"))
+}
+
 fn clock_windows(cx: &Cx, out: &mut Out) {
     let Some((suspect, because)) = windows(cx) else {
         return;
@@ -90,7 +116,8 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
     let mut problems = Vec::new();
     let mut edits = Vec::new();
     let mut evidence = Vec::new();
-    if timer("hypervclock").is_none_or(|t| t.present == Some(false)) {
+    // Windows before Vista/2008 does not read the Hyper-V clock
+    if uses_hyperv(cx) && timer("hypervclock").is_none_or(|t| t.present == Some(false)) {
         problems.push("no hypervclock");
         edits.push(Edit::set_at(
             cx.doc,
@@ -156,6 +183,9 @@ fn hyperv(cx: &Cx, out: &mut Out) {
     let Some((suspect, because)) = windows(cx) else {
         return;
     };
+    if !uses_hyperv(cx) {
+        return; // Windows before Vista/2008 ignores them
+    }
     if !cx.d.is_hvm() || cx.d.features.hyperv_mode.as_deref() == Some("passthrough") {
         return;
     }
@@ -167,6 +197,8 @@ fn hyperv(cx: &Cx, out: &mut Out) {
     let missing: Vec<&(&str, &[(&str, &str)])> = HYPERV
         .iter()
         .filter(|(n, _)| supported(n) && !cx.d.features.hyperv_on(n))
+        // IPI hypercalls send interrupts to other vCPUs: a one-vCPU guest has none
+        .filter(|(n, _)| *n != "ipi" || cx.d.vcpus() > 1)
         .collect();
     if missing.is_empty() {
         return;
@@ -262,6 +294,14 @@ pub(super) mod table {
         dom(&format!("{}{extra}", osinfo("http://microsoft.com/win/10")))
     }
 
+    /// Windows of a given libosinfo version (`xp`, `2k8`, ...).
+    fn winv(version: &str, extra: &str) -> String {
+        dom(&format!(
+            "{}{extra}",
+            osinfo(&format!("http://microsoft.com/win/{version}"))
+        ))
+    }
+
     fn linux(extra: &str) -> String {
         dom(&format!(
             "{}{extra}",
@@ -277,6 +317,7 @@ pub(super) mod table {
         let all_hyperv = "<features><hyperv mode='custom'><relaxed state='on'/><vapic state='on'/>\
 <spinlocks state='on' retries='8191'/><vpindex state='on'/><runtime state='on'/><synic state='on'/>\
 <stimer state='on'/><frequencies state='on'/><tlbflush state='on'/><ipi state='on'/></hyperv></features>";
+        let no_ipi = all_hyperv.replace("<ipi state='on'/>", "");
         vec![
             // clock-windows
             case(
@@ -360,6 +401,57 @@ pub(super) mod table {
                 "server",
                 None,
                 vec![linux("")],
+                NONE,
+            ),
+            case(
+                "windows xp, no hyperv",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![winv("xp", "")],
+                NONE,
+            ),
+            case(
+                "windows 2003 r2, no hyperv",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![winv("2k3r2", "")],
+                NONE,
+            ),
+            case(
+                "windows 2008, no hyperv",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![winv("2k8", "")],
+                WARN,
+            ),
+            case(
+                "windows 1 vCPU, all but ipi",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![win(&format!("<vcpu>1</vcpu>{no_ipi}{good_clock}"))],
+                NONE,
+            ),
+            case(
+                "windows 2 vCPUs, all but ipi",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![win(&format!("<vcpu>2</vcpu>{no_ipi}{good_clock}"))],
+                WARN,
+            ),
+            case(
+                "windows xp, tuned clock without hypervclock",
+                "clock-windows",
+                "server",
+                None,
+                vec![winv(
+                    "xp",
+                    "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/><timer name='pit' tickpolicy='delay'/></clock>",
+                )],
                 NONE,
             ),
             // clock-linux
