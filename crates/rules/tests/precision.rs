@@ -97,3 +97,51 @@ fn an_emulated_nic_moved_to_virtio_gets_its_queues_in_the_same_fix() {
     assert!(!after.contains(&"net-multiqueue"), "{after:?}");
     assert!(!after.contains(&"net-model"), "{after:?}");
 }
+
+/// A Windows 10 guest with hpet off and neither Hyper-V nor a tuned clock.
+const WIN_HPET_OFF: &str = "<metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>\
+<libosinfo:os id='http://microsoft.com/win/10'/></libosinfo:libosinfo></metadata><vcpu>2</vcpu>\
+<features><acpi/><apic/></features><clock offset='localtime'><timer name='hpet' present='no'/></clock>";
+
+#[test]
+fn clock_and_hyperv_fixes_make_one_clock_and_applying_twice_changes_nothing() {
+    let both = ["clock-windows", "hyperv-enlightenments"];
+    let src = dom(WIN_HPET_OFF);
+    let doc = Document::parse(&src).unwrap();
+    let before = rules_of(&doc, "server");
+    for r in both {
+        assert!(before.contains(&r), "{r} missing: {before:?}");
+    }
+    let e = edits(&doc, "server", &both);
+    let mut once = Document::parse(&src).unwrap();
+    audit::apply(&mut once, &e);
+    let mut twice = Document::parse(&src).unwrap();
+    audit::apply(&mut twice, &e);
+    audit::apply(&mut twice, &e);
+    assert_eq!(once.serialize(), twice.serialize());
+    let d = Domain::from_doc(&once).unwrap();
+    let clock = d.clock.as_ref().unwrap();
+    // hypervclock + stimer: hpet stays off, and there is one timer of each name
+    assert!(d.features.hyperv_on("stimer"));
+    assert_eq!(clock.timer("hypervclock").unwrap().present, Some(true));
+    assert_eq!(clock.timer("hpet").unwrap().present, Some(false));
+    for t in &clock.timers {
+        let n = clock.timers.iter().filter(|x| x.name == t.name).count();
+        assert_eq!(n, 1, "timer {} {n} times: {}", t.name, once.serialize());
+    }
+    // and an audit of the result asks nothing more of either rule
+    let after = rules_of(&once, "server");
+    for r in both {
+        assert!(!after.contains(&r), "{r} again: {after:?}");
+    }
+    // the same in either order: hyperv's edits first
+    let mut rev = Document::parse(&src).unwrap();
+    let mut e2 = edits(&doc, "server", &["hyperv-enlightenments"]);
+    e2.extend(edits(&doc, "server", &["clock-windows"]));
+    audit::apply(&mut rev, &e2);
+    let d = Domain::from_doc(&rev).unwrap();
+    assert_eq!(
+        d.clock.as_ref().unwrap().timer("hpet").unwrap().present,
+        Some(false)
+    );
+}

@@ -4,7 +4,7 @@ use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, virsh_e
 use kvmtune_domain::GuestOs;
 
 /// The enlightenments advised for Windows guests, with extra attributes.
-const HYPERV: &[(&str, &[(&str, &str)])] = &[
+const HYPERV: &[Enlightenment] = &[
     ("relaxed", &[]),
     ("vapic", &[]),
     ("spinlocks", &[("retries", "8191")]),
@@ -26,7 +26,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Windows reads its clock and programs timers through emulated hardware unless told otherwise: without the Hyper-V clock (hypervclock) every time read exits to QEMU; with hpet off and no synthetic timers (stimer) Windows 10 falls back to the RTC and ACPI PM timer, an I/O exit storm at idle (a field report: IO_INSTRUCTION 78% of exits, fixed by turning hpet on; OpenNebula: 30-40% idle CPU → 1-3%). rtc catchup and pit delay keep time after a vCPU is descheduled.",
-                fix: "<clock offset='localtime'> with <timer name='rtc' tickpolicy='catchup'/>, <timer name='pit' tickpolicy='delay'/>, <timer name='hypervclock' present='yes'/>; hpet present='yes' unless stimer is on.",
+                fix: "<clock offset='localtime'> with <timer name='rtc' tickpolicy='catchup'/>, <timer name='pit' tickpolicy='delay'/>, <timer name='hypervclock' present='yes'/>; hpet present='yes' unless stimer is on or hyperv-enlightenments adds it (with stimer, hpet stays off: the two fixes make one clock).",
                 risk: "Timer changes take effect at the next cold boot; Windows may re-detect the HPET device.",
                 class: FixClass::GuestVisible,
                 source: "libvirt domain format (time keeping: clock, timer); QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); \"KVM: High host CPU load after upgrading VM to windows 10 1803\" (hpet fix); virt-manager#205; OpenNebula addon-storpool#79",
@@ -147,7 +147,7 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
             "delay",
         ));
     }
-    let stimer = cx.d.features.hyperv_on("stimer");
+    let stimer = stimer_after_fix(cx);
     if let Some(h) = timer("hpet")
         && h.present == Some(false)
         && !stimer
@@ -179,30 +179,48 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
     }
 }
 
-fn hyperv(cx: &Cx, out: &mut Out) {
-    let Some((suspect, because)) = windows(cx) else {
-        return;
-    };
-    if !uses_hyperv(cx) {
-        return; // Windows before Vista/2008 ignores them
-    }
-    if !cx.d.is_hvm() || cx.d.features.hyperv_mode.as_deref() == Some("passthrough") {
-        return;
-    }
-    if cx.caps.is_some_and(|c| c.hyperv == Some(false)) {
-        return;
+type Enlightenment = (&'static str, &'static [(&'static str, &'static str)]);
+
+/// The enlightenments hyperv-enlightenments adds to a Windows guest (none when it does not
+/// apply), whichever profile runs.
+fn missing_enlightenments(cx: &Cx) -> Vec<&'static Enlightenment> {
+    if windows(cx).is_none()
+        || !uses_hyperv(cx)
+        || !cx.d.is_hvm()
+        || cx.d.features.hyperv_mode.as_deref() == Some("passthrough")
+        || cx.caps.is_some_and(|c| c.hyperv == Some(false))
+    {
+        return Vec::new();
     }
     let complete = cx.caps.filter(|c| c.hyperv_lists_all());
     let supported = |n: &str| complete.is_none_or(|c| c.hyperv_features.iter().any(|f| f == n));
-    let missing: Vec<&(&str, &[(&str, &str)])> = HYPERV
+    HYPERV
         .iter()
         .filter(|(n, _)| supported(n) && !cx.d.features.hyperv_on(n))
         // IPI hypercalls send interrupts to other vCPUs: a one-vCPU guest has none
         .filter(|(n, _)| *n != "ipi" || cx.d.vcpus() > 1)
-        .collect();
+        .collect()
+}
+
+/// Whether Windows gets the synthetic timers: on already, or added by
+/// hyperv-enlightenments' fix (so clock-windows' fix agrees with it: hpet stays off).
+fn stimer_after_fix(cx: &Cx) -> bool {
+    cx.d.features.hyperv_on("stimer")
+        || super::enabled("hyperv-enlightenments", cx.profile)
+            && missing_enlightenments(cx)
+                .iter()
+                .any(|(n, _)| *n == "stimer")
+}
+
+fn hyperv(cx: &Cx, out: &mut Out) {
+    let Some((suspect, because)) = windows(cx) else {
+        return;
+    };
+    let missing = missing_enlightenments(cx);
     if missing.is_empty() {
         return;
     }
+    let complete = cx.caps.filter(|c| c.hyperv_lists_all());
     let root = cx.d.node;
     let mut edits = Vec::new();
     for (name, extra) in &missing {
@@ -337,11 +355,23 @@ pub(super) mod table {
                 NONE,
             ),
             case(
-                "windows, hpet off, no stimer",
+                "windows, hpet off, no stimer: hyperv-enlightenments adds it",
                 "clock-windows",
                 "server",
                 None,
                 vec![win(hpet_off)],
+                NONE,
+            ),
+            case(
+                "windows xp, hpet off (no stimer to come)",
+                "clock-windows",
+                "server",
+                None,
+                vec![winv(
+                    "xp",
+                    "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/>\
+<timer name='pit' tickpolicy='delay'/><timer name='hpet' present='no'/></clock>",
+                )],
                 WARN,
             ),
             case(
