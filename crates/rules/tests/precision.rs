@@ -145,3 +145,41 @@ fn clock_and_hyperv_fixes_make_one_clock_and_applying_twice_changes_nothing() {
         Some(false)
     );
 }
+
+#[test]
+fn a_usb_controller_set_to_none_keeps_no_ports_nor_children() {
+    let src = dom(
+        "<devices><controller type='usb' index='0' model='qemu-xhci' ports='15'>\
+<alias name='ua-usb'/><address type='pci' domain='0x0000' bus='0x02' slot='0x00' function='0x0'/>\
+</controller></devices>",
+    );
+    let doc = fixed(&src, "server", &["dev-usb-idle"]);
+    let xml = doc.serialize();
+    assert!(
+        xml.contains("model=\"none\"") || xml.contains("model='none'"),
+        "{xml}"
+    );
+    assert!(!xml.contains("ports="), "{xml}");
+    assert!(!xml.contains("<address"), "{xml}");
+    assert!(!xml.contains("<alias"), "{xml}");
+    assert!(!rules_of(&doc, "server").contains(&"dev-usb-idle"));
+}
+
+#[test]
+fn a_balloon_set_to_none_keeps_no_address() {
+    let src = dom(
+        "<memoryBacking><hugepages/></memoryBacking><devices><memballoon model='virtio' autodeflate='on'>\
+<stats period='10'/><address type='pci' domain='0x0000' bus='0x05' slot='0x00' function='0x0'/>\
+</memballoon></devices>",
+    );
+    let doc = fixed(&src, "server", &["mem-balloon"]);
+    let xml = doc.serialize();
+    assert!(
+        xml.contains("model=\"none\"") || xml.contains("model='none'"),
+        "{xml}"
+    );
+    assert!(!xml.contains("<address"), "{xml}");
+    assert!(!xml.contains("<stats"), "{xml}");
+    assert!(!xml.contains("autodeflate"), "{xml}");
+    assert!(!rules_of(&doc, "server").contains(&"mem-balloon"));
+}

@@ -231,12 +231,11 @@ fn usb_idle(cx: &Cx, out: &mut Out) {
     }
     edits.push(Edit::set(cx.doc, first.node, "model", "none"));
     edits.push(Edit::set(cx.doc, first.node, "index", "0"));
-    if let Some(a) = cx.doc.child(first.node, "address") {
-        edits.push(Edit::remove(cx.doc, a));
+    // model='none' has no ports, address, companion master, alias or driver
+    if cx.doc.attr(first.node, "ports").is_some() {
+        edits.push(Edit::unset(cx.doc, first.node, "ports"));
     }
-    if let Some(m) = cx.doc.child(first.node, "master") {
-        edits.push(Edit::remove(cx.doc, m));
-    }
+    edits.extend(cx.doc.elements(first.node).map(|c| Edit::remove(cx.doc, c)));
     let f = out.at(sev, msg, ctrls.iter().map(|c| cx.ev(c.node)).collect());
     f.fix(
         "Replace the USB controllers with model='none'",
