@@ -484,6 +484,34 @@ pub(super) mod table {
                 )],
                 NONE,
             ),
+            case(
+                "unknown OS, localtime clock only",
+                "clock-windows",
+                "server",
+                None,
+                vec![dom("<clock offset='localtime'/>")],
+                NONE,
+            ),
+            case(
+                "unknown OS, hyperv all off",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![dom(
+                    "<features><hyperv mode='custom'><relaxed state='off'/><vapic state='off'/></hyperv></features>",
+                )],
+                NONE,
+            ),
+            case(
+                "unknown OS, hyperv relaxed on",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![dom(
+                    "<features><hyperv mode='custom'><relaxed state='on'/></hyperv></features>",
+                )],
+                WARN,
+            ),
             // clock-linux
             case(
                 "linux, kvmclock off",
