@@ -134,6 +134,15 @@ fn clock_and_hyperv_fixes_make_one_clock_and_applying_twice_changes_nothing() {
     for r in both {
         assert!(!after.contains(&r), "{r} again: {after:?}");
     }
+    // clock-windows' fix alone already makes that clock (stimer, not hpet)
+    let alone = fixed(&src, "server", &["clock-windows"]);
+    let d = Domain::from_doc(&alone).unwrap();
+    assert!(d.features.hyperv_on("stimer"), "{}", alone.serialize());
+    assert_eq!(
+        d.clock.as_ref().unwrap().timer("hpet").unwrap().present,
+        Some(false)
+    );
+    assert!(!rules_of(&alone, "server").contains(&"clock-windows"));
     // the same in either order: hyperv's edits first
     let mut rev = Document::parse(&src).unwrap();
     let mut e2 = edits(&doc, "server", &["hyperv-enlightenments"]);
@@ -144,6 +153,28 @@ fn clock_and_hyperv_fixes_make_one_clock_and_applying_twice_changes_nothing() {
         d.clock.as_ref().unwrap().timer("hpet").unwrap().present,
         Some(false)
     );
+    // the same settings (the order of the elements may differ)
+    let settings = |doc: &Document| {
+        let d = Domain::from_doc(doc).unwrap();
+        let mut hv: Vec<String> = d
+            .features
+            .hyperv
+            .iter()
+            .map(|f| format!("{}={:?}{:?}", f.name, f.state, f.attrs))
+            .collect();
+        hv.sort();
+        let mut timers: Vec<String> = d
+            .clock
+            .as_ref()
+            .unwrap()
+            .timers
+            .iter()
+            .map(|t| format!("{}={:?}{:?}", t.name, t.present, t.tickpolicy))
+            .collect();
+        timers.sort();
+        (hv, timers)
+    };
+    assert_eq!(settings(&rev), settings(&once));
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Windows reads its clock and programs timers through emulated hardware unless told otherwise: without the Hyper-V clock (hypervclock) every time read exits to QEMU; with hpet off and no synthetic timers (stimer) Windows 10 falls back to the RTC and ACPI PM timer, an I/O exit storm at idle (a field report: IO_INSTRUCTION 78% of exits, fixed by turning hpet on; OpenNebula: 30-40% idle CPU → 1-3%). rtc catchup and pit delay keep time after a vCPU is descheduled.",
-                fix: "<clock offset='localtime'> with <timer name='rtc' tickpolicy='catchup'/>, <timer name='pit' tickpolicy='delay'/>, <timer name='hypervclock' present='yes'/>; hpet present='yes' unless stimer is on or hyperv-enlightenments adds it (with stimer, hpet stays off: the two fixes make one clock).",
+                fix: "<clock offset='localtime'> with <timer name='rtc' tickpolicy='catchup'/>, <timer name='pit' tickpolicy='delay'/>, <timer name='hypervclock' present='yes'/>; with hpet off, the Hyper-V synthetic timers (stimer, with synic and vpindex) where Windows uses them, else hpet present='yes' (with stimer, hpet stays off: this fix and hyperv-enlightenments' make one clock).",
                 risk: "Timer changes take effect at the next cold boot; Windows may re-detect the HPET device.",
                 class: FixClass::GuestVisible,
                 source: "libvirt domain format (time keeping: clock, timer); QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); \"KVM: High host CPU load after upgrading VM to windows 10 1803\" (hpet fix); virt-manager#205; OpenNebula addon-storpool#79",
@@ -147,14 +147,28 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
             "delay",
         ));
     }
-    let stimer = stimer_after_fix(cx);
     if let Some(h) = timer("hpet")
         && h.present == Some(false)
-        && !stimer
+        && !cx.d.features.hyperv_on("stimer")
     {
         problems.push("hpet off without Hyper-V synthetic timers (the Windows 10 I/O exit storm)");
-        edits.push(Edit::set(cx.doc, h.node, "present", "yes"));
         evidence.push(cx.ev(h.node));
+        if stimer_possible(cx) {
+            // the synthetic timers (with what they need: synic, vpindex and the
+            // hypervclock above), as hyperv-enlightenments would add them: hpet stays
+            // off, and the two fixes make one clock in any order
+            for n in ["vpindex", "synic", "stimer"] {
+                edits.push(Edit::set_at(
+                    cx.doc,
+                    root,
+                    vec![Seg::new("features"), Seg::new("hyperv"), Seg::new(n)],
+                    "state",
+                    "on",
+                ));
+            }
+        } else {
+            edits.push(Edit::set(cx.doc, h.node, "present", "yes"));
+        }
     }
     if problems.is_empty() {
         return;
@@ -202,14 +216,12 @@ fn missing_enlightenments(cx: &Cx) -> Vec<&'static Enlightenment> {
         .collect()
 }
 
-/// Whether Windows gets the synthetic timers: on already, or added by
-/// hyperv-enlightenments' fix (so clock-windows' fix agrees with it: hpet stays off).
-fn stimer_after_fix(cx: &Cx) -> bool {
-    cx.d.features.hyperv_on("stimer")
-        || super::enabled("hyperv-enlightenments", cx.profile)
-            && missing_enlightenments(cx)
-                .iter()
-                .any(|(n, _)| *n == "stimer")
+/// Whether this Windows can have the Hyper-V synthetic timers (a version that uses them,
+/// a QEMU that offers them).
+fn stimer_possible(cx: &Cx) -> bool {
+    missing_enlightenments(cx)
+        .iter()
+        .any(|(n, _)| *n == "stimer")
 }
 
 fn hyperv(cx: &Cx, out: &mut Out) {
@@ -355,12 +367,12 @@ pub(super) mod table {
                 NONE,
             ),
             case(
-                "windows, hpet off, no stimer: hyperv-enlightenments adds it",
+                "windows, hpet off, no stimer",
                 "clock-windows",
                 "server",
                 None,
                 vec![win(hpet_off)],
-                NONE,
+                WARN,
             ),
             case(
                 "windows xp, hpet off (no stimer to come)",
