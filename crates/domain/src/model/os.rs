@@ -56,7 +56,7 @@ pub enum GuestOs {
 
 impl Domain {
     /// The guest OS, as far as the XML shows it: the libosinfo id first, then Windows-only
-    /// configuration (Hyper-V enlightenments, a localtime clock).
+    /// configuration (a Hyper-V enlightenment that is on, the hypervclock timer).
     pub fn guest_os(&self) -> GuestOs {
         if let Some(id) = &self.os_id {
             if id.contains("microsoft.com/win") {
@@ -67,11 +67,12 @@ impl Domain {
             }
             return GuestOs::Unknown; // BSDs, Solaris, ...: neither rule set applies
         }
-        if self.features.hyperv_node.is_some() && !self.features.hyperv.is_empty() {
+        // Hyper-V settings that are all off, or a localtime clock alone (dual-boot habits,
+        // old Linux installs), say nothing of the guest
+        if self.features.hyperv_node.is_some()
+            && self.features.hyperv.iter().any(|f| f.state != Some(false))
+        {
             return GuestOs::Windows("Hyper-V enlightenments are configured".into());
-        }
-        if self.clock.as_ref().and_then(|c| c.offset.as_deref()) == Some("localtime") {
-            return GuestOs::Windows("the clock runs in localtime".into());
         }
         if self
             .clock
@@ -141,5 +142,30 @@ mod tests {
             GuestOs::Linux(_)
         ));
         assert_eq!(with("http://freebsd.org/freebsd/14.0"), GuestOs::Unknown);
+    }
+
+    #[test]
+    fn windows_is_not_inferred_from_localtime_alone_nor_from_hyperv_all_off() {
+        let os = |inner: &str| {
+            let x = format!("<domain><name>a</name>{inner}</domain>");
+            Domain::parse(&x).unwrap().1.guest_os()
+        };
+        assert_eq!(os("<clock offset='localtime'/>"), GuestOs::Unknown);
+        assert_eq!(
+            os(
+                "<features><hyperv mode='custom'><relaxed state='off'/><vapic state='off'/></hyperv></features>"
+            ),
+            GuestOs::Unknown
+        );
+        assert!(matches!(
+            os(
+                "<features><hyperv mode='custom'><relaxed state='off'/><vapic state='on'/></hyperv></features>"
+            ),
+            GuestOs::Windows(_)
+        ));
+        assert!(matches!(
+            os("<clock offset='localtime'><timer name='hypervclock' present='yes'/></clock>"),
+            GuestOs::Windows(_)
+        ));
     }
 }

@@ -4,7 +4,7 @@ use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, virsh_e
 use kvmtune_domain::GuestOs;
 
 /// The enlightenments advised for Windows guests, with extra attributes.
-const HYPERV: &[(&str, &[(&str, &str)])] = &[
+const HYPERV: &[Enlightenment] = &[
     ("relaxed", &[]),
     ("vapic", &[]),
     ("spinlocks", &[("retries", "8191")]),
@@ -26,7 +26,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Windows reads its clock and programs timers through emulated hardware unless told otherwise: without the Hyper-V clock (hypervclock) every time read exits to QEMU; with hpet off and no synthetic timers (stimer) Windows 10 falls back to the RTC and ACPI PM timer, an I/O exit storm at idle (a field report: IO_INSTRUCTION 78% of exits, fixed by turning hpet on; OpenNebula: 30-40% idle CPU → 1-3%). rtc catchup and pit delay keep time after a vCPU is descheduled.",
-                fix: "<clock offset='localtime'> with <timer name='rtc' tickpolicy='catchup'/>, <timer name='pit' tickpolicy='delay'/>, <timer name='hypervclock' present='yes'/>; hpet present='yes' unless stimer is on.",
+                fix: "<clock offset='localtime'> with <timer name='rtc' tickpolicy='catchup'/>, <timer name='pit' tickpolicy='delay'/>, <timer name='hypervclock' present='yes'/>; with hpet off, the Hyper-V synthetic timers (stimer, with synic and vpindex) where Windows uses them, else hpet present='yes' (with stimer, hpet stays off: this fix and hyperv-enlightenments' make one clock).",
                 risk: "Timer changes take effect at the next cold boot; Windows may re-detect the HPET device.",
                 class: FixClass::GuestVisible,
                 source: "libvirt domain format (time keeping: clock, timer); QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); \"KVM: High host CPU load after upgrading VM to windows 10 1803\" (hpet fix); virt-manager#205; OpenNebula addon-storpool#79",
@@ -41,7 +41,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Windows uses Hyper-V paravirtual interfaces when offered: relaxed timing, virtual APIC, spinlock hints, synthetic interrupt controller and timers, TLB flush and IPI hypercalls. Without them it spins on locks, exits on every APIC access and polls timers (MSR and I/O exit storms at idle: 60% of a core in one report).",
-                fix: "<features><hyperv mode='custom'> with relaxed, vapic, spinlocks retries='8191', vpindex, runtime, synic, stimer, frequencies, tlbflush, ipi (as the host's QEMU supports them), plus the hypervclock timer.",
+                fix: "<features><hyperv mode='custom'> with relaxed, vapic, spinlocks retries='8191', vpindex, runtime, synic, stimer, frequencies, tlbflush, ipi (with 2 or more vCPUs), as the host's QEMU supports them, plus the hypervclock timer. Windows before Vista/2008 (XP, 2003) does not use them and is left alone.",
                 risk: "Needs a cold boot; Windows re-detects the hypervisor. Very old QEMU lacks some (checked against domain capabilities when available).",
                 class: FixClass::GuestVisible,
                 source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); virt-manager#205; OpenNebula addon-storpool#79; chaos-reins blog (wild-domains/08)",
@@ -77,6 +77,32 @@ fn windows(cx: &Cx) -> Option<(bool, String)> {
     }
 }
 
+/// libosinfo ids (after `microsoft.com/`) of Windows versions older than Vista/2008: they
+/// know nothing of Hyper-V (XP, 2003, 2000, 9x/ME, 3.1; NT below).
+const PRE_VISTA: &[&str] = &[
+    "win/xp",
+    "win/2k3",
+    "win/2k3r2",
+    "win/2k",
+    "win/me",
+    "win/98",
+    "win/95",
+    "win/3.1",
+];
+
+/// Whether the guest is a Windows version that uses Hyper-V enlightenments: Vista/2008 and
+/// later, or a Windows whose version the XML does not tell.
+fn uses_hyperv(cx: &Cx) -> bool {
+    let Some(id) = cx.d.os_id.as_deref() else {
+        return true;
+    };
+    let Some((_, tail)) = id.split_once("microsoft.com/") else {
+        return true;
+    };
+    let tail = tail.trim_end_matches('/');
+    !(PRE_VISTA.contains(&tail) || tail.starts_with("win/nt") || tail.starts_with("msdos"))
+}
+
 fn clock_windows(cx: &Cx, out: &mut Out) {
     let Some((suspect, because)) = windows(cx) else {
         return;
@@ -90,7 +116,8 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
     let mut problems = Vec::new();
     let mut edits = Vec::new();
     let mut evidence = Vec::new();
-    if timer("hypervclock").is_none_or(|t| t.present == Some(false)) {
+    // Windows before Vista/2008 does not read the Hyper-V clock
+    if uses_hyperv(cx) && timer("hypervclock").is_none_or(|t| t.present == Some(false)) {
         problems.push("no hypervclock");
         edits.push(Edit::set_at(
             cx.doc,
@@ -120,14 +147,28 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
             "delay",
         ));
     }
-    let stimer = cx.d.features.hyperv_on("stimer");
     if let Some(h) = timer("hpet")
         && h.present == Some(false)
-        && !stimer
+        && !cx.d.features.hyperv_on("stimer")
     {
         problems.push("hpet off without Hyper-V synthetic timers (the Windows 10 I/O exit storm)");
-        edits.push(Edit::set(cx.doc, h.node, "present", "yes"));
         evidence.push(cx.ev(h.node));
+        if stimer_possible(cx) {
+            // the synthetic timers (with what they need: synic, vpindex and the
+            // hypervclock above), as hyperv-enlightenments would add them: hpet stays
+            // off, and the two fixes make one clock in any order
+            for n in ["vpindex", "synic", "stimer"] {
+                edits.push(Edit::set_at(
+                    cx.doc,
+                    root,
+                    vec![Seg::new("features"), Seg::new("hyperv"), Seg::new(n)],
+                    "state",
+                    "on",
+                ));
+            }
+        } else {
+            edits.push(Edit::set(cx.doc, h.node, "present", "yes"));
+        }
     }
     if problems.is_empty() {
         return;
@@ -152,25 +193,46 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
     }
 }
 
+type Enlightenment = (&'static str, &'static [(&'static str, &'static str)]);
+
+/// The enlightenments hyperv-enlightenments adds to a Windows guest (none when it does not
+/// apply), whichever profile runs.
+fn missing_enlightenments(cx: &Cx) -> Vec<&'static Enlightenment> {
+    if windows(cx).is_none()
+        || !uses_hyperv(cx)
+        || !cx.d.is_hvm()
+        || cx.d.features.hyperv_mode.as_deref() == Some("passthrough")
+        || cx.caps.is_some_and(|c| c.hyperv == Some(false))
+    {
+        return Vec::new();
+    }
+    let complete = cx.caps.filter(|c| c.hyperv_lists_all());
+    let supported = |n: &str| complete.is_none_or(|c| c.hyperv_features.iter().any(|f| f == n));
+    HYPERV
+        .iter()
+        .filter(|(n, _)| supported(n) && !cx.d.features.hyperv_on(n))
+        // IPI hypercalls send interrupts to other vCPUs: a one-vCPU guest has none
+        .filter(|(n, _)| *n != "ipi" || cx.d.vcpus() > 1)
+        .collect()
+}
+
+/// Whether this Windows can have the Hyper-V synthetic timers (a version that uses them,
+/// a QEMU that offers them).
+fn stimer_possible(cx: &Cx) -> bool {
+    missing_enlightenments(cx)
+        .iter()
+        .any(|(n, _)| *n == "stimer")
+}
+
 fn hyperv(cx: &Cx, out: &mut Out) {
     let Some((suspect, because)) = windows(cx) else {
         return;
     };
-    if !cx.d.is_hvm() || cx.d.features.hyperv_mode.as_deref() == Some("passthrough") {
-        return;
-    }
-    if cx.caps.is_some_and(|c| c.hyperv == Some(false)) {
-        return;
-    }
-    let complete = cx.caps.filter(|c| c.hyperv_lists_all());
-    let supported = |n: &str| complete.is_none_or(|c| c.hyperv_features.iter().any(|f| f == n));
-    let missing: Vec<&(&str, &[(&str, &str)])> = HYPERV
-        .iter()
-        .filter(|(n, _)| supported(n) && !cx.d.features.hyperv_on(n))
-        .collect();
+    let missing = missing_enlightenments(cx);
     if missing.is_empty() {
         return;
     }
+    let complete = cx.caps.filter(|c| c.hyperv_lists_all());
     let root = cx.d.node;
     let mut edits = Vec::new();
     for (name, extra) in &missing {
@@ -262,6 +324,14 @@ pub(super) mod table {
         dom(&format!("{}{extra}", osinfo("http://microsoft.com/win/10")))
     }
 
+    /// Windows of a given libosinfo version (`xp`, `2k8`, ...).
+    fn winv(version: &str, extra: &str) -> String {
+        dom(&format!(
+            "{}{extra}",
+            osinfo(&format!("http://microsoft.com/win/{version}"))
+        ))
+    }
+
     fn linux(extra: &str) -> String {
         dom(&format!(
             "{}{extra}",
@@ -277,6 +347,7 @@ pub(super) mod table {
         let all_hyperv = "<features><hyperv mode='custom'><relaxed state='on'/><vapic state='on'/>\
 <spinlocks state='on' retries='8191'/><vpindex state='on'/><runtime state='on'/><synic state='on'/>\
 <stimer state='on'/><frequencies state='on'/><tlbflush state='on'/><ipi state='on'/></hyperv></features>";
+        let no_ipi = all_hyperv.replace("<ipi state='on'/>", "");
         vec![
             // clock-windows
             case(
@@ -301,6 +372,18 @@ pub(super) mod table {
                 "server",
                 None,
                 vec![win(hpet_off)],
+                WARN,
+            ),
+            case(
+                "windows xp, hpet off (no stimer to come)",
+                "clock-windows",
+                "server",
+                None,
+                vec![winv(
+                    "xp",
+                    "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/>\
+<timer name='pit' tickpolicy='delay'/><timer name='hpet' present='no'/></clock>",
+                )],
                 WARN,
             ),
             case(
@@ -361,6 +444,85 @@ pub(super) mod table {
                 None,
                 vec![linux("")],
                 NONE,
+            ),
+            case(
+                "windows xp, no hyperv",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![winv("xp", "")],
+                NONE,
+            ),
+            case(
+                "windows 2003 r2, no hyperv",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![winv("2k3r2", "")],
+                NONE,
+            ),
+            case(
+                "windows 2008, no hyperv",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![winv("2k8", "")],
+                WARN,
+            ),
+            case(
+                "windows 1 vCPU, all but ipi",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![win(&format!("<vcpu>1</vcpu>{no_ipi}{good_clock}"))],
+                NONE,
+            ),
+            case(
+                "windows 2 vCPUs, all but ipi",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![win(&format!("<vcpu>2</vcpu>{no_ipi}{good_clock}"))],
+                WARN,
+            ),
+            case(
+                "windows xp, tuned clock without hypervclock",
+                "clock-windows",
+                "server",
+                None,
+                vec![winv(
+                    "xp",
+                    "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/><timer name='pit' tickpolicy='delay'/></clock>",
+                )],
+                NONE,
+            ),
+            case(
+                "unknown OS, localtime clock only",
+                "clock-windows",
+                "server",
+                None,
+                vec![dom("<clock offset='localtime'/>")],
+                NONE,
+            ),
+            case(
+                "unknown OS, hyperv all off",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![dom(
+                    "<features><hyperv mode='custom'><relaxed state='off'/><vapic state='off'/></hyperv></features>",
+                )],
+                NONE,
+            ),
+            case(
+                "unknown OS, hyperv relaxed on",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![dom(
+                    "<features><hyperv mode='custom'><relaxed state='on'/></hyperv></features>",
+                )],
+                WARN,
             ),
             // clock-linux
             case(

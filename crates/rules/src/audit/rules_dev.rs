@@ -231,12 +231,11 @@ fn usb_idle(cx: &Cx, out: &mut Out) {
     }
     edits.push(Edit::set(cx.doc, first.node, "model", "none"));
     edits.push(Edit::set(cx.doc, first.node, "index", "0"));
-    if let Some(a) = cx.doc.child(first.node, "address") {
-        edits.push(Edit::remove(cx.doc, a));
+    // model='none' has no ports, address, companion master, alias or driver
+    if cx.doc.attr(first.node, "ports").is_some() {
+        edits.push(Edit::unset(cx.doc, first.node, "ports"));
     }
-    if let Some(m) = cx.doc.child(first.node, "master") {
-        edits.push(Edit::remove(cx.doc, m));
-    }
+    edits.extend(cx.doc.elements(first.node).map(|c| Edit::remove(cx.doc, c)));
     let f = out.at(sev, msg, ctrls.iter().map(|c| cx.ev(c.node)).collect());
     f.fix(
         "Replace the USB controllers with model='none'",
@@ -291,17 +290,48 @@ fn virtio_scsi(cx: &Cx) -> bool {
         .any(|c| c.ctype == "scsi" && c.model.as_deref() == Some("virtio-scsi"))
 }
 
-/// Whether disk-bus moves this disk to virtio (so other rules treat it as virtio).
-pub(super) fn moves_to_virtio(cx: &Cx, disk: &kvmtune_domain::model::Disk) -> bool {
-    let on = super::enabled("disk-bus", cx.profile);
-    on && cx.d.is_hvm()
-        && disk.device() == "disk"
-        && disk.target_node.is_some()
-        && match disk.bus.as_deref() {
-            Some("ide") | Some("sata") => true,
-            Some("scsi") => !virtio_scsi(cx),
-            _ => false,
-        }
+/// Whether a virtio-blk disk already has an iothread: its own `driver iothread`, or a
+/// `<driver><iothreads>` mapping (its queues spread over iothreads).
+fn has_iothread(cx: &Cx, disk: &kvmtune_domain::model::Disk) -> bool {
+    disk.iothread.is_some()
+        || disk
+            .driver_node
+            .is_some_and(|d| cx.doc.child(d, "iothreads").is_some())
+}
+
+/// Whether disk-io wants iothreads on this domain at all (enabled, 2+ vCPUs, supported).
+fn iothreads_wanted(cx: &Cx) -> bool {
+    super::enabled("disk-io", cx.profile)
+        && cx.d.vcpus() >= 2
+        && cx.caps.is_none_or(|c| c.iothreads != Some(false))
+}
+
+/// The edits giving a (virtio-blk) disk iothread 1, declaring it when the domain has none.
+fn iothread_edits(cx: &Cx, d: &kvmtune_domain::model::Disk, edits: &mut Vec<Edit>) {
+    if cx.d.iothreads == 0 {
+        edits.push(Edit::text_at(
+            cx.doc,
+            cx.d.node,
+            vec![Seg::new("iothreads")],
+            "1",
+        ));
+    }
+    edits.push(Edit::set_at(
+        cx.doc,
+        d.node,
+        vec![Seg::new("driver")],
+        "iothread",
+        "1",
+    ));
+    if d.driver_node.is_none() {
+        edits.push(Edit::set_at(
+            cx.doc,
+            d.node,
+            vec![Seg::new("driver")],
+            "name",
+            "qemu",
+        ));
+    }
 }
 
 fn disk_bus(cx: &Cx, out: &mut Out) {
@@ -340,19 +370,33 @@ fn disk_bus(cx: &Cx, out: &mut Out) {
             Edit::set(cx.doc, t, "bus", "virtio"),
             Edit::set(cx.doc, t, "dev", &dev),
         ];
-        if let Some(a) = cx
-            .doc
-            .child(disk.node, "address")
-            .filter(|&a| cx.doc.attr(a, "type") == Some("drive"))
-        {
-            edits.push(Edit::remove(cx.doc, a));
+        // the old bus's address (a drive address) and alias name it on that bus: libvirt
+        // assigns a PCI address and a new alias to the virtio-blk disk
+        for a in ["address", "alias"] {
+            if let Some(n) = cx
+                .doc
+                .child(disk.node, a)
+                .filter(|&n| a == "alias" || cx.doc.attr(n, "type") != Some("pci"))
+            {
+                edits.push(Edit::remove(cx.doc, n));
+            }
+        }
+        // disk-io advises an iothread for virtio disks: the move brings it along, so that
+        // disk-io need not advise one for a disk that is not virtio yet
+        let iothread = iothreads_wanted(cx) && !disk.readonly && !has_iothread(cx, disk);
+        if iothread {
+            iothread_edits(cx, disk, &mut edits);
         }
         let f = out.finding(
             format!("disk {} on the emulated {bus} bus", disk.label()),
             vec![cx.ev(t)],
         );
         f.fix(
-            format!("Move {} to virtio-blk as {dev}", disk.label()),
+            format!(
+                "Move {} to virtio-blk as {dev}{}",
+                disk.label(),
+                if iothread { " with an iothread" } else { "" }
+            ),
             edits,
             virsh_edit(
                 &cx.shell_name(),
@@ -374,9 +418,16 @@ fn disk_bus(cx: &Cx, out: &mut Out) {
 fn disk_cache(cx: &Cx, out: &mut Out) {
     let ok = &cx.profile.domain.disk_cache;
     for disk in &cx.d.devices.disks {
-        if disk.device() != "disk" || disk.readonly || disk.disk_type.as_deref() == Some("network")
+        if disk.device() != "disk"
+            || disk.readonly
+            || matches!(
+                disk.disk_type.as_deref(),
+                Some("network") | Some("vhostuser")
+            )
         {
-            continue; // network disks (rbd, iscsi) follow their storage's own advice
+            // network disks (rbd, iscsi) follow their storage's own advice; a vhost-user
+            // disk is served by another process, which has no QEMU cache mode at all
+            continue;
         }
         if disk.driver_name.as_deref().is_some_and(|n| n != "qemu") {
             continue;
@@ -449,56 +500,26 @@ fn disk_io(cx: &Cx, out: &mut Out) {
                 Applies::NextBoot,
             );
         }
+        // only virtio-blk disks take an iothread of their own (SCSI disks get theirs
+        // through the virtio-scsi controller; libvirt rejects one on SATA/IDE/USB disks)
         if disk.device() == "disk"
-            && (disk.bus.as_deref() == Some("virtio") || moves_to_virtio(cx, disk))
-            && disk.iothread.is_none()
+            && disk.bus.as_deref() == Some("virtio")
+            && disk.disk_type.as_deref() != Some("vhostuser")
+            && !has_iothread(cx, disk)
             && !disk.readonly
         {
             need_iothread.push(disk);
         }
     }
-    if need_iothread.is_empty()
-        || cx.d.vcpus() < 2
-        || cx.caps.is_some_and(|c| c.iothreads == Some(false))
-    {
+    if need_iothread.is_empty() || !iothreads_wanted(cx) {
         return;
     }
-    let root = cx.d.node;
     let mut edits = Vec::new();
-    if cx.d.iothreads == 0 {
-        edits.push(Edit::text_at(
-            cx.doc,
-            root,
-            vec![Seg::new("iothreads")],
-            "1",
-        ));
-    }
     for d in &need_iothread {
-        edits.push(Edit::set_at(
-            cx.doc,
-            d.node,
-            vec![Seg::new("driver")],
-            "iothread",
-            "1",
-        ));
-        if d.driver_node.is_none() {
-            edits.push(Edit::set_at(
-                cx.doc,
-                d.node,
-                vec![Seg::new("driver")],
-                "name",
-                "qemu",
-            ));
-        }
+        iothread_edits(cx, d, &mut edits);
     }
     let names: Vec<String> = need_iothread.iter().map(|d| d.label()).collect();
-    // disks that are virtio only once disk-bus moves them: the fix needs that one first
-    let moved: Vec<String> = need_iothread
-        .iter()
-        .filter(|d| d.bus.as_deref() != Some("virtio"))
-        .map(|d| d.label())
-        .collect();
-    let f = out.at(
+    out.at(
         Severity::Info,
         format!(
             "disk(s) {} served by QEMU's main loop (no iothread)",
@@ -508,8 +529,8 @@ fn disk_io(cx: &Cx, out: &mut Out) {
             .iter()
             .map(|d| cx.ev(d.driver_node.unwrap_or(d.node)))
             .collect(),
-    );
-    f.fix(
+    )
+    .fix(
         "Give the virtio disks an iothread",
         edits,
         virsh_edit(
@@ -518,15 +539,42 @@ fn disk_io(cx: &Cx, out: &mut Out) {
         ),
         Applies::NextBoot,
     );
-    if !moved.is_empty() {
-        f.class(
-            FixClass::GuestDriver,
-            format!(
-                "needs disk-bus's move of {} to virtio first (an iothread serves virtio disks only): {}",
-                moved.join(", "),
-                super::virtio_disk_risk(cx.d)
-            ),
-        );
+}
+
+/// The queues net-multiqueue advises for a virtio NIC with `vhost` (the count), when it
+/// would advise any.
+fn queues_wanted(cx: &Cx, nic: &kvmtune_domain::model::Interface) -> Option<u32> {
+    let n = cx.d.vcpus();
+    (super::enabled("net-multiqueue", cx.profile)
+        && n >= 2
+        && nic.queues.is_none_or(|x| x <= 1)
+        && matches!(
+            nic.itype.as_deref(),
+            Some("network") | Some("bridge") | Some("direct") | Some("ethernet")
+        ))
+    .then_some(n.min(8))
+}
+
+/// The edit giving a NIC `q` queues.
+fn queues_edit(cx: &Cx, nic: &kvmtune_domain::model::Interface, q: u32) -> Edit {
+    Edit::set_at(
+        cx.doc,
+        nic.node,
+        vec![Seg::new("driver")],
+        "queues",
+        &q.to_string(),
+    )
+}
+
+/// net-model's move to virtio-net brings the queues net-multiqueue would advise (it
+/// advises none for a NIC that is not virtio yet); the fix's summary.
+fn with_queues(cx: &Cx, nic: &kvmtune_domain::model::Interface, edits: &mut Vec<Edit>) -> String {
+    match queues_wanted(cx, nic) {
+        Some(q) => {
+            edits.push(queues_edit(cx, nic, q));
+            format!("Use virtio-net with {q} queues")
+        }
+        None => "Use virtio-net".into(),
     }
 }
 
@@ -548,6 +596,7 @@ fn net_model(cx: &Cx, out: &mut Out) {
                 {
                     edits.push(Edit::unset(cx.doc, dn, "name"));
                 }
+                let summary = with_queues(cx, nic, &mut edits);
                 out.finding(
                     format!(
                         "NIC {} is an emulated {m}",
@@ -556,7 +605,7 @@ fn net_model(cx: &Cx, out: &mut Out) {
                     vec![cx.ev(mn)],
                 )
                 .fix(
-                    "Use virtio-net",
+                    summary,
                     edits,
                     virsh_edit(&cx.shell_name(), "<model type='virtio'/>"),
                     Applies::NextBoot,
@@ -594,15 +643,17 @@ fn net_model(cx: &Cx, out: &mut Out) {
                     "NIC without <model>: libvirt picks an emulated model (rtl8139/e1000)",
                     vec![cx.ev(nic.node)],
                 );
+                let mut edits = vec![Edit::set_at(
+                    cx.doc,
+                    nic.node,
+                    vec![Seg::new("model")],
+                    "type",
+                    "virtio",
+                )];
+                let summary = with_queues(cx, nic, &mut edits);
                 f.suspect().fix(
-                    "Use virtio-net",
-                    vec![Edit::set_at(
-                        cx.doc,
-                        nic.node,
-                        vec![Seg::new("model")],
-                        "type",
-                        "virtio",
-                    )],
+                    summary,
+                    edits,
                     virsh_edit(&cx.shell_name(), "<model type='virtio'/>"),
                     Applies::NextBoot,
                 );
@@ -613,72 +664,44 @@ fn net_model(cx: &Cx, out: &mut Out) {
     }
 }
 
-/// Whether the NIC is virtio, or net-model makes it virtio.
-fn virtio_after_fix(cx: &Cx, nic: &kvmtune_domain::model::Interface) -> bool {
-    match nic.model.as_deref() {
-        Some("virtio") => true,
-        m => {
-            let on = super::enabled("net-model", cx.profile);
-            on && match m {
-                Some(m) => EMULATED_NICS.contains(&m) && nic.model_node.is_some(),
-                None => nic.model_node.is_none() && cx.d.is_hvm(),
-            }
-        }
-    }
-}
+/// libvirt's virtio-net models (`virtio-net-pci` and the like are not: libvirt passes them
+/// through without vhost or queues).
+const VIRTIO_NICS: &[&str] = &["virtio", "virtio-transitional", "virtio-non-transitional"];
 
 fn net_multiqueue(cx: &Cx, out: &mut Out) {
     let n = cx.d.vcpus();
-    if n < 2 {
-        return;
-    }
-    let q = n.min(8);
     for nic in &cx.d.devices.interfaces {
-        if !virtio_after_fix(cx, nic) || nic.queues.is_some_and(|x| x > 1) {
-            continue;
-        }
-        if !matches!(
-            nic.itype.as_deref(),
-            Some("network") | Some("bridge") | Some("direct") | Some("ethernet")
-        ) {
+        // only virtio-net takes queues; an emulated NIC is net-model's finding alone
+        let virtio = nic
+            .model
+            .as_deref()
+            .is_some_and(|m| VIRTIO_NICS.contains(&m));
+        if !virtio {
             continue;
         }
         if nic.driver_name.as_deref() == Some("qemu") {
             continue; // without vhost, multiqueue gains little
         }
-        let f = out
-            .finding(
-                format!("virtio NIC with one queue on a {n}-vCPU guest"),
-                vec![
-                    nic.driver_node
-                        .map(|d| cx.ev(d))
-                        .unwrap_or_else(|| cx.ev_absent(nic.node, "driver")),
-                ],
-            )
-            .fix(
-                format!("Give the NIC {q} queues"),
-                vec![Edit::set_at(
-                    cx.doc,
-                    nic.node,
-                    vec![Seg::new("driver")],
-                    "queues",
-                    &q.to_string(),
-                )],
-                virsh_edit(
-                    &cx.shell_name(),
-                    &format!("<driver queues='{q}'/> in the interface"),
-                ),
-                Applies::NextBoot,
-            );
-        if nic.model.as_deref() != Some("virtio") {
-            f.class(
-                FixClass::GuestDriver,
-                format!(
-                    "needs net-model's move of the NIC to virtio first (queues are for virtio-net): {}",
-                    super::virtio_nic_risk(cx.d)
-                ),
-            );
-        }
+        let Some(q) = queues_wanted(cx, nic) else {
+            continue;
+        };
+        out.finding(
+            format!("virtio NIC with one queue on a {n}-vCPU guest"),
+            vec![
+                nic.driver_node
+                    .map(|d| cx.ev(d))
+                    .unwrap_or_else(|| cx.ev_absent(nic.node, "driver")),
+            ],
+        )
+        .fix(
+            format!("Give the NIC {q} queues"),
+            vec![queues_edit(cx, nic, q)],
+            virsh_edit(
+                &cx.shell_name(),
+                &format!("<driver queues='{q}'/> in the interface"),
+            ),
+            Applies::NextBoot,
+        );
     }
 }
 
@@ -991,6 +1014,18 @@ pub(super) mod table {
                 vec![devices(&disk("cache='writeback'", "vda", "virtio"))],
                 NONE,
             ),
+            case(
+                "vhost-user disk",
+                "disk-cache",
+                "server",
+                None,
+                vec![devices(
+                    "<disk type='vhostuser' device='disk'><driver name='qemu' type='raw'/>\
+<source type='unix' path='/tmp/vhost-blk.sock'><reconnect enabled='yes' timeout='10'/></source>\
+<target dev='vda' bus='virtio'/></disk>",
+                )],
+                NONE,
+            ),
             // disk-io
             case(
                 "io native with writeback",
@@ -1031,6 +1066,71 @@ pub(super) mod table {
                     &disk("cache='none' io='native' iothread='1'", "vda", "virtio"),
                 )],
                 NONE,
+            ),
+            case(
+                "2 vCPUs, sata disk: no iothread on sata",
+                "disk-io",
+                "server",
+                None,
+                vec![vcpus_devices(2, "", &disk(ok, "sda", "sata"))],
+                NONE,
+            ),
+            case(
+                "2 vCPUs, ide disk: no iothread on ide",
+                "disk-io",
+                "server",
+                None,
+                vec![vcpus_devices(2, "", &disk(ok, "hda", "ide"))],
+                NONE,
+            ),
+            case(
+                "2 vCPUs, usb disk: no iothread on usb",
+                "disk-io",
+                "server",
+                None,
+                vec![vcpus_devices(2, "", &disk(ok, "sda", "usb"))],
+                NONE,
+            ),
+            case(
+                "2 vCPUs, scsi disk on virtio-scsi: the controller's business",
+                "disk-io",
+                "server",
+                None,
+                vec![vcpus_devices(
+                    2,
+                    iothread,
+                    &format!(
+                        "<controller type='scsi' model='virtio-scsi'><driver iothread='1'/></controller>{}",
+                        disk(ok, "sda", "scsi")
+                    ),
+                )],
+                NONE,
+            ),
+            case(
+                "2 vCPUs, virtio disk with an iothreads mapping",
+                "disk-io",
+                "server",
+                None,
+                vec![vcpus_devices(
+                    2,
+                    "<iothreads>2</iothreads>",
+                    "<disk type='file' device='disk'><driver name='qemu' type='raw' cache='none' io='native' queues='2'>\
+<iothreads><iothread id='1'><queue id='0'/></iothread><iothread id='2'><queue id='1'/></iothread></iothreads></driver>\
+<source file='/a.img'/><target dev='vda' bus='virtio'/></disk>",
+                )],
+                NONE,
+            ),
+            case(
+                "2 vCPUs, virtio disk next to a sata disk",
+                "disk-io",
+                "server",
+                None,
+                vec![vcpus_devices(
+                    2,
+                    "",
+                    &format!("{}{}", disk(ok, "sda", "sata"), disk(ok, "vda", "virtio")),
+                )],
+                INFO,
             ),
             // net-model
             case(
@@ -1102,6 +1202,46 @@ pub(super) mod table {
                 "server",
                 None,
                 vec![vcpus_devices(1, "", &nic("<model type='virtio'/>"))],
+                NONE,
+            ),
+            case(
+                "4 vCPUs, e1000: net-model's alone",
+                "net-multiqueue",
+                "server",
+                None,
+                vec![vcpus_devices(4, "", &nic("<model type='e1000'/>"))],
+                NONE,
+            ),
+            case(
+                "4 vCPUs, NIC without model: net-model's alone",
+                "net-multiqueue",
+                "server",
+                None,
+                vec![vcpus_devices(4, "", &nic(""))],
+                NONE,
+            ),
+            case(
+                "4 vCPUs, virtio-non-transitional, one queue",
+                "net-multiqueue",
+                "server",
+                None,
+                vec![vcpus_devices(
+                    4,
+                    "",
+                    &nic("<model type='virtio-non-transitional'/>"),
+                )],
+                INFO,
+            ),
+            case(
+                "4 vCPUs, virtio with vhost off: net-model's alone",
+                "net-multiqueue",
+                "server",
+                None,
+                vec![vcpus_devices(
+                    4,
+                    "",
+                    &nic("<model type='virtio'/><driver name='qemu'/>"),
+                )],
                 NONE,
             ),
             // dev-legacy

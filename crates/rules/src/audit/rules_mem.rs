@@ -370,9 +370,19 @@ fn balloon(cx: &Cx, out: &mut Out) {
         if implicit {
             f.suspect();
         }
+        // model='none' takes no address, stats period, driver or virtio options
+        let mut edits = vec![set_model(cx, "none")];
+        if let Some(b) = &d.devices.memballoon {
+            for a in ["autodeflate", "freePageReporting"] {
+                if cx.doc.attr(b.node, a).is_some() {
+                    edits.push(Edit::unset(cx.doc, b.node, a));
+                }
+            }
+            edits.extend(cx.doc.elements(b.node).map(|c| Edit::remove(cx.doc, c)));
+        }
         f.fix(
             "Remove the balloon",
-            vec![set_model(cx, "none")],
+            edits,
             virsh_edit(&cx.shell_name(), "<memballoon model='none'/>"),
             Applies::NextBoot,
         );
@@ -405,8 +415,10 @@ fn balloon(cx: &Cx, out: &mut Out) {
             )
             .class(FixClass::GuestVisible, balloon_risk(cx));
         }
+        // a gap under 1% is rounding (libvirt aligns sizes), not a guest kept small
         if let (Some(cur), Some(m)) = (d.current_memory_kib, d.memory_kib)
             && cur < m
+            && (m - cur).saturating_mul(100) >= m
         {
             let node = cx.doc.child(d.node, "currentMemory").unwrap_or(d.node);
             out.at(
@@ -614,6 +626,26 @@ pub(super) mod table {
                 None,
                 vec![dom(&format!(
                     "<currentMemory unit='MiB'>1024</currentMemory>{no_balloon}"
+                ))],
+                WARN,
+            ),
+            case(
+                "currentMemory 0.5% below memory, no balloon",
+                "mem-balloon",
+                "server",
+                None,
+                vec![dom(&format!(
+                    "<currentMemory unit='KiB'>2086666</currentMemory>{no_balloon}"
+                ))],
+                NONE,
+            ),
+            case(
+                "currentMemory 1.5% below memory, no balloon",
+                "mem-balloon",
+                "server",
+                None,
+                vec![dom(&format!(
+                    "<currentMemory unit='KiB'>2065694</currentMemory>{no_balloon}"
                 ))],
                 WARN,
             ),

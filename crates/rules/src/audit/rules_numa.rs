@@ -14,7 +14,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "No NUMA placement on a multi-node host",
                 severity: Severity::Warn,
                 profiles: &["server", "latency"],
-                why: "Without <numatune>, pins or a vcpu cpuset, the host scheduler moves vCPUs between nodes and memory lands wherever the first touch happened: remote memory access costs 30-100% more latency, and it varies from run to run.",
+                why: "Without <numatune>, pins or a vcpu cpuset, the host scheduler moves vCPUs between nodes and memory lands wherever the first touch happened: remote memory access costs 30-100% more latency, and it varies from run to run. With automatic NUMA balancing on (kernel.numa_balancing) and a domain that fits one node, the kernel keeps it mostly local: info only.",
                 fix: "Bind the domain to one node: <vcpu cpuset> with that node's CPUs plus <numatune><memory mode='strict' nodeset='N'/></numatune> (kvmtune's planner picks the node).",
                 risk: "Pinning ties the domain to this host's layout; a strict nodeset without enough free memory on the node fails allocations.",
                 class: FixClass::Migration,
@@ -171,8 +171,30 @@ fn numa_unbound(cx: &Cx, out: &mut Out) {
         return;
     }
     let nodes = cx.host.map_or(0, |h| h.numa.nodes.len());
-    out.finding(
-        format!("no <numatune>, pins or cpuset on a host with {nodes} NUMA nodes"),
+    // with automatic NUMA balancing (kernel.numa_balancing 1 or 3) the kernel moves the
+    // threads and pages of a domain that fits one node together: placement is worth
+    // doing, no longer a warning
+    let balancing = cx
+        .host
+        .and_then(|h| h.numa.balancing)
+        .is_some_and(|b| b & 1 == 1);
+    let fits = cx.host.is_some_and(|h| {
+        h.numa.nodes.iter().any(|n| {
+            n.cpus.len() >= d.vcpus() as usize
+                && n.memory_total_kib.is_some_and(|m| m >= d.memory())
+        })
+    });
+    let (sev, note) = if balancing && fits {
+        (
+            Severity::Info,
+            "; it fits one node and automatic NUMA balancing is on, which keeps it mostly local",
+        )
+    } else {
+        (out.level, "")
+    };
+    out.at(
+        sev,
+        format!("no <numatune>, pins or cpuset on a host with {nodes} NUMA nodes{note}"),
         vec![
             cx.d.vcpu
                 .node
@@ -562,6 +584,13 @@ fn pin_policy(cx: &Cx, out: &mut Out) {
 pub(super) mod table {
     use crate::audit::testkit::*;
 
+    /// [`host2n`] with kernel.numa_balancing set.
+    fn balancing_host(v: u32) -> kvmtune_host::Host {
+        let mut h = host2n();
+        h.numa.balancing = Some(v);
+        h
+    }
+
     fn pins(a: &str, b: &str) -> String {
         format!(
             "<vcpu>2</vcpu><cputune><vcpupin vcpu='0' cpuset='{a}'/><vcpupin vcpu='1' cpuset='{b}'/></cputune>"
@@ -586,6 +615,30 @@ pub(super) mod table {
                 "numa-unbound",
                 "server",
                 Some(host2n()),
+                vec![dom("<vcpu>2</vcpu>")],
+                WARN,
+            ),
+            case(
+                "unbound on 2 nodes, balancing on, fits one node",
+                "numa-unbound",
+                "server",
+                Some(balancing_host(1)),
+                vec![dom("<vcpu>2</vcpu>")],
+                INFO,
+            ),
+            case(
+                "unbound on 2 nodes, balancing on, too big for one node",
+                "numa-unbound",
+                "server",
+                Some(balancing_host(1)),
+                vec![dom_named("big", 40 * 1024, "<vcpu>2</vcpu>")],
+                WARN,
+            ),
+            case(
+                "unbound on 2 nodes, memory tiering only",
+                "numa-unbound",
+                "server",
+                Some(balancing_host(2)),
                 vec![dom("<vcpu>2</vcpu>")],
                 WARN,
             ),
