@@ -152,7 +152,8 @@ fn the_win10_dry_run_shows_classes_and_risks_and_leaves_the_bus_change_out() {
     );
     assert!(!out.contains("bus='virtio'"), "{out}");
     assert!(
-        out.contains("left out: disk-bus: Move hda to virtio-blk as vda (guest-driver: Windows needs the virtio-win storage driver")
+        out.contains("left out: disk-bus: Move hda to virtio-blk as vda")
+            && out.contains("(guest-driver: Windows needs the virtio-win storage driver")
             && out.contains("— include with --rule disk-bus or --class guest-driver"),
         "{out}"
     );
@@ -161,7 +162,10 @@ fn the_win10_dry_run_shows_classes_and_risks_and_leaves_the_bus_change_out() {
         let o = run(&["apply", dom, extra[0], extra[1], "--journal", &j]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let out = stdout(&o);
-        assert!(out.contains("why   disk-bus: Move hda to virtio-blk as vda (next start; guest-driver: Windows needs"), "{out}");
+        assert!(
+            out.contains("why   disk-bus: Move hda to virtio-blk as vda with an iothread (next start; guest-driver: Windows needs"),
+            "{out}"
+        );
         assert!(out.contains("bus='virtio'"), "{out}");
         assert!(!out.contains("left out: disk-bus"), "{out}");
     }
