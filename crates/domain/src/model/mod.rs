@@ -78,6 +78,40 @@ fn yes(s: Option<&str>) -> Option<bool> {
     }
 }
 
+/// The XML namespace of kvmtune's own metadata: `<metadata><kvmtune:profile
+/// xmlns:kvmtune="https://kvmtune.invalid/xmlns/profile/1">desktop</kvmtune:profile>`.
+pub const PROFILE_NS: &str = "https://kvmtune.invalid/xmlns/profile/1";
+
+/// The namespace URI an element's prefix (or the default namespace) is bound to, looking
+/// at the element and its ancestors.
+fn namespace_of(doc: &Document, id: NodeId) -> Option<&str> {
+    let name = doc.name(id);
+    let decl = match name.split_once(':') {
+        Some((prefix, _)) => format!("xmlns:{prefix}"),
+        None => "xmlns".to_string(),
+    };
+    let mut at = Some(id);
+    while let Some(n) = at {
+        if let Some(uri) = doc.attr(n, &decl) {
+            return Some(uri);
+        }
+        at = doc.parent(n);
+    }
+    None
+}
+
+/// The profile named by a `profile` element of [`PROFILE_NS`] directly under `<metadata>`.
+fn profile_in_metadata(doc: &Document, metadata: NodeId) -> Option<String> {
+    doc.elements(metadata)
+        .filter(|&e| {
+            let name = doc.name(e);
+            let local = name.rsplit_once(':').map_or(name, |(_, l)| l);
+            local == "profile" && namespace_of(doc, e) == Some(PROFILE_NS)
+        })
+        .map(|e| doc.text(e).trim().to_string())
+        .find(|t| !t.is_empty())
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Domain {
     #[serde(skip)]
@@ -88,6 +122,9 @@ pub struct Domain {
     pub uuid: Option<String>,
     /// The libosinfo OS id from `<metadata>`, when present.
     pub os_id: Option<String>,
+    /// The kvmtune profile named in `<metadata>`: the text of a `profile` element in the
+    /// [`PROFILE_NS`] namespace (any prefix), trimmed; `None` when absent or empty.
+    pub profile: Option<String>,
     pub os: Os,
     pub memory_kib: Option<u64>,
     pub current_memory_kib: Option<u64>,
@@ -244,6 +281,9 @@ impl Domain {
                 .find(|&o| doc.name(o).ends_with("os"))
                 .and_then(|o| owned(doc.attr(o, "id")))
         });
+        let profile = doc
+            .child(root, "metadata")
+            .and_then(|m| profile_in_metadata(doc, m));
         let max_memory = doc.child(root, "maxMemory");
         Ok(Domain {
             node: root,
@@ -251,6 +291,7 @@ impl Domain {
             name: t("name").unwrap_or_default(),
             uuid: t("uuid"),
             os_id,
+            profile,
             os: os(doc, doc.child(root, "os")),
             memory_kib: size_kib(doc, doc.child(root, "memory")),
             current_memory_kib: size_kib(doc, doc.child(root, "currentMemory")),
@@ -359,6 +400,59 @@ mod tests {
                 "{body}: {w:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_profile_comes_from_kvmtune_metadata_by_namespace_not_prefix() {
+        let profile = |meta: &str| {
+            Domain::parse(&format!(
+                "<domain type='kvm'><name>x</name><metadata>{meta}</metadata></domain>"
+            ))
+            .unwrap()
+            .1
+            .profile
+        };
+        let ns = PROFILE_NS;
+        assert_eq!(
+            profile(&format!(
+                "<kvmtune:profile xmlns:kvmtune='{ns}'>desktop</kvmtune:profile>"
+            )),
+            Some("desktop".into())
+        );
+        // any prefix, the default namespace, surrounding white space
+        assert_eq!(
+            profile(&format!("<k:profile xmlns:k='{ns}'> latency\n</k:profile>")),
+            Some("latency".into())
+        );
+        assert_eq!(
+            profile(&format!("<profile xmlns='{ns}'>dense</profile>")),
+            Some("dense".into())
+        );
+        // other metadata is ignored: another namespace, no namespace, empty text
+        assert_eq!(
+            profile("<kvmtune:profile xmlns:kvmtune='urn:other'>desktop</kvmtune:profile>"),
+            None
+        );
+        assert_eq!(profile("<profile>desktop</profile>"), None);
+        assert_eq!(
+            profile(&format!("<kvmtune:profile xmlns:kvmtune='{ns}'> </kvmtune:profile>")),
+            None
+        );
+        assert_eq!(
+            profile(&format!(
+                "<libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>\
+                 <libosinfo:os id='http://microsoft.com/win/10'/></libosinfo:libosinfo>\
+                 <kv:profile xmlns:kv='{ns}'>desktop</kv:profile>"
+            )),
+            Some("desktop".into())
+        );
+        assert_eq!(
+            Domain::parse("<domain><name>x</name></domain>")
+                .unwrap()
+                .1
+                .profile,
+            None
+        );
     }
 
     #[test]
