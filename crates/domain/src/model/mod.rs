@@ -435,7 +435,9 @@ mod tests {
         );
         assert_eq!(profile("<profile>desktop</profile>"), None);
         assert_eq!(
-            profile(&format!("<kvmtune:profile xmlns:kvmtune='{ns}'> </kvmtune:profile>")),
+            profile(&format!(
+                "<kvmtune:profile xmlns:kvmtune='{ns}'> </kvmtune:profile>"
+            )),
             None
         );
         assert_eq!(
