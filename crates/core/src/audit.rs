@@ -10,6 +10,7 @@ use kvmtune_profile::{Counts, Profile};
 use kvmtune_rules::audit::{self, Applies, Cx, Finding, Fix, Peer, Severity};
 
 use crate::inventory::{Inventory, Parsed};
+use crate::profiles::Profiles;
 
 /// The `kind` and `version` of the audit document (docs/json.md).
 pub const KIND: &str = "kvmtune.audit";
@@ -20,6 +21,8 @@ pub const VERSION: u32 = 2;
 pub struct DomainReport {
     pub name: String,
     pub origin: String,
+    /// The name of the profile the domain was judged with.
+    pub profile: String,
     /// Highest severity among the findings.
     pub worst: Option<Severity>,
     pub findings: Vec<Finding>,
@@ -80,11 +83,22 @@ fn peers(inv: &Inventory) -> Vec<Peer<'_>> {
         .collect()
 }
 
-/// Audit every domain of the inventory, and the host over all of them.
+/// Audit every domain of the inventory, and the host over all of them, with one profile
+/// for all.
 pub fn audit(inv: &Inventory, profile: &Profile) -> AuditReport {
+    audit_with(inv, &Profiles::single(profile.clone()))
+}
+
+/// Audit every domain of the inventory with its own profile, and the host over all of them
+/// with the default profile.
+pub fn audit_with(inv: &Inventory, profiles: &Profiles) -> AuditReport {
     let peers = peers(inv);
     let mut domains = Vec::new();
+    let mut errors = inv.errors.clone();
+    errors.extend(profiles.unmatched(inv));
     for p in &inv.domains {
+        let (profile, error) = profiles.resolve(p);
+        errors.extend(error);
         let cx = Cx {
             doc: &p.doc,
             d: &p.domain,
@@ -97,10 +111,12 @@ pub fn audit(inv: &Inventory, profile: &Profile) -> AuditReport {
         domains.push(DomainReport {
             name: p.domain.name.clone(),
             origin: p.origin.clone(),
+            profile: profile.name.clone(),
             worst: findings.iter().map(|f| f.severity).max(),
             findings,
         });
     }
+    let profile = profiles.default_profile();
     let host_findings = match inv.domains.first() {
         Some(p) => audit::audit_host(&Cx {
             doc: &p.doc,
@@ -125,7 +141,7 @@ pub fn audit(inv: &Inventory, profile: &Profile) -> AuditReport {
         summary: Counts::default(),
         domains,
         host_findings,
-        errors: inv.errors.clone(),
+        errors,
     };
     report.summary = Counts::of(report.findings().map(|f| f.severity));
     report

@@ -7,6 +7,7 @@
 //! - [`audit`]: the audit of an inventory, the fixed XML and its diffs.
 //! - [`catalog`]: every rule of every kind (audit, host check, diagnosis), for `rules` and
 //!   `explain`.
+//! - [`profiles`]: the profile of each domain (command line, metadata, default).
 //! - [`fixes`]: audit fixes as apply requests, and the re-audit that verifies them.
 //! - [`placement`]: the planner on an inventory, and its plan file.
 //! - [`diagnosis`]: diagnoses tied to the audit findings that explain them.
@@ -20,6 +21,7 @@ pub mod diagnosis;
 pub mod fixes;
 pub mod inventory;
 pub mod placement;
+pub mod profiles;
 pub mod watch;
 
 /// An error of a kvmtune service: one line, naming the thing.
