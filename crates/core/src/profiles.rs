@@ -42,8 +42,9 @@ impl Profiles {
     }
 
     /// From the `--profile` arguments (`NAME` at most once, `NAME=DOMAIN` any number of
-    /// times), loading those and the profiles the inventory's metadata names.
-    pub fn from_args(args: &[String], inv: &Inventory) -> Result<Profiles> {
+    /// times), loading those profiles. Then [`Profiles::with_metadata`] loads the profiles
+    /// the domains' metadata names.
+    pub fn from_args(args: &[String]) -> Result<Profiles> {
         let mut default: Option<&str> = None;
         let mut overrides = BTreeMap::new();
         for a in args {
@@ -81,7 +82,17 @@ impl Profiles {
                 loaded.insert(name.clone(), kvmtune_rules::load_profile(name)?);
             }
         }
-        let mut bad = BTreeMap::new();
+        Ok(Profiles {
+            default,
+            overrides,
+            loaded,
+            bad: BTreeMap::new(),
+        })
+    }
+
+    /// Load the profiles the inventory's domains name in their metadata.
+    pub fn with_metadata(mut self, inv: &Inventory) -> Profiles {
+        let Profiles { loaded, bad, .. } = &mut self;
         for p in &inv.domains {
             let Some(name) = &p.domain.profile else {
                 continue;
@@ -105,12 +116,7 @@ impl Profiles {
                 }
             }
         }
-        Ok(Profiles {
-            default,
-            overrides,
-            loaded,
-            bad,
-        })
+        self
     }
 
     /// The profile for hosts and for domains nothing else names a profile for.
@@ -204,28 +210,36 @@ mod tests {
     fn command_line_beats_metadata_beats_default_beats_server() {
         let (_d, inv) = inventory(&[("a", Some("desktop")), ("b", Some("desktop")), ("c", None)]);
         // nothing named: metadata, else server
-        let ps = Profiles::from_args(&[], &inv).unwrap();
+        let ps = Profiles::from_args(&[]).unwrap().with_metadata(&inv);
         assert_eq!(used(&ps, &inv, "a"), "desktop");
         assert_eq!(used(&ps, &inv, "c"), "server");
         // --profile NAME: metadata still wins over it
-        let ps = Profiles::from_args(&args(&["latency"]), &inv).unwrap();
+        let ps = Profiles::from_args(&args(&["latency"]))
+            .unwrap()
+            .with_metadata(&inv);
         assert_eq!(used(&ps, &inv, "a"), "desktop");
         assert_eq!(used(&ps, &inv, "c"), "latency");
         assert_eq!(ps.default_profile().name, "latency");
         // --profile NAME=DOMAIN beats metadata
-        let ps = Profiles::from_args(&args(&["dense=a", "latency", "migratable=c"]), &inv).unwrap();
+        let ps = Profiles::from_args(&args(&["dense=a", "latency", "migratable=c"]))
+            .unwrap()
+            .with_metadata(&inv);
         assert_eq!(used(&ps, &inv, "a"), "dense");
         assert_eq!(used(&ps, &inv, "b"), "desktop");
         assert_eq!(used(&ps, &inv, "c"), "migratable");
         assert!(ps.unmatched(&inv).is_empty());
-        let ps = Profiles::from_args(&args(&["dense=nope"]), &inv).unwrap();
+        let ps = Profiles::from_args(&args(&["dense=nope"]))
+            .unwrap()
+            .with_metadata(&inv);
         assert_eq!(ps.unmatched(&inv).len(), 1);
     }
 
     #[test]
     fn a_bad_metadata_profile_is_an_error_line_and_a_bad_argument_an_error() {
         let (_d, inv) = inventory(&[("a", Some("no-such-profile")), ("b", Some("/etc/x.toml"))]);
-        let ps = Profiles::from_args(&args(&["latency"]), &inv).unwrap();
+        let ps = Profiles::from_args(&args(&["latency"]))
+            .unwrap()
+            .with_metadata(&inv);
         for p in &inv.domains {
             let (profile, err) = ps.resolve(p);
             assert_eq!(profile.name, "latency");
@@ -233,16 +247,18 @@ mod tests {
             assert!(err.contains("audited with latency instead"), "{err}");
         }
         // the command line overrides a bad metadata profile without complaint
-        let ps = Profiles::from_args(&args(&["dense=a"]), &inv).unwrap();
+        let ps = Profiles::from_args(&args(&["dense=a"]))
+            .unwrap()
+            .with_metadata(&inv);
         let a = inv.domains.iter().find(|p| p.domain.name == "a").unwrap();
         assert_eq!(ps.resolve(a).0.name, "dense");
         assert!(ps.resolve(a).1.is_none());
         // bad arguments
-        assert!(Profiles::from_args(&args(&["no-such-profile"]), &inv).is_err());
-        assert!(Profiles::from_args(&args(&["no-such-profile=a"]), &inv).is_err());
-        assert!(Profiles::from_args(&args(&["latency", "dense"]), &inv).is_err());
-        assert!(Profiles::from_args(&args(&["dense=a", "latency=a"]), &inv).is_err());
-        assert!(Profiles::from_args(&args(&["=a"]), &inv).is_err());
-        assert!(Profiles::from_args(&args(&["latency", "latency"]), &inv).is_ok());
+        assert!(Profiles::from_args(&args(&["no-such-profile"])).is_err());
+        assert!(Profiles::from_args(&args(&["no-such-profile=a"])).is_err());
+        assert!(Profiles::from_args(&args(&["latency", "dense"])).is_err());
+        assert!(Profiles::from_args(&args(&["dense=a", "latency=a"])).is_err());
+        assert!(Profiles::from_args(&args(&["=a"])).is_err());
+        assert!(Profiles::from_args(&args(&["latency", "latency"])).is_ok());
     }
 }
