@@ -20,9 +20,9 @@ use kvmtune_apply::journal::{EntryStatus, Journal, Status, StepMark, lock_host, 
 use kvmtune_apply::plan::{self, Plan};
 use kvmtune_core::fixes;
 use kvmtune_core::inventory::{Inventory, Select};
+use kvmtune_core::profiles::Profiles;
 use kvmtune_host::process::QemuProcs as Proc;
 use kvmtune_libvirt::{Libvirt, Virt};
-use kvmtune_rules::Profile;
 
 fn env_for<'a>(cli: &Cli, virt: &'a dyn Virt) -> Result<Env<'a>> {
     Ok(env_and_limits(cli, virt)?.0)
@@ -84,7 +84,7 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>> {
 /// The domain changes from audit fixes, and what the re-audit needs to verify them.
 struct FromAudit {
     changes: fixes::AuditChanges,
-    profile: Profile,
+    profiles: Profiles,
     inv: Inventory,
 }
 
@@ -94,7 +94,7 @@ fn from_audit(
     scope: fixes::Scope,
     virt: &dyn Virt,
 ) -> Result<FromAudit> {
-    let profile = kvmtune_rules::load_profile(&args.profile)?;
+    let profiles = Profiles::from_args(&args.profile)?;
     let selection = fixes::Selection::parse(&args.rules, &args.classes)?;
     let sel = Select {
         targets: args.domains.clone(),
@@ -102,11 +102,16 @@ fn from_audit(
         host_for_files: false,
     };
     let inv = Inventory::gather(&crate::origin(cli), &sel)?.strict()?;
-    let report = kvmtune_core::audit::audit(&inv, &profile);
+    let profiles = profiles.with_metadata(&inv);
+    let report = kvmtune_core::audit::audit_with(&inv, &profiles);
+    if !report.errors.is_empty() {
+        // a fix judged with the wrong profile is not one to apply
+        bail!("{}", report.errors.join("; "));
+    }
     let changes = fixes::changes(&inv, &report, &selection, scope, virt)?;
     Ok(FromAudit {
         changes,
-        profile,
+        profiles,
         inv,
     })
 }
@@ -368,7 +373,15 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         (Some(j), Some(l)) if !prep.is_empty() => {
             let check = |name: &str, xml: &str| -> Vec<String> {
                 match &audit_ctx {
-                    Some(a) => fixes::reaudit(&a.inv, &a.profile, &a.changes, name, xml),
+                    Some(a) => {
+                        let profile = a
+                            .inv
+                            .domains
+                            .iter()
+                            .find(|p| p.domain.name == name)
+                            .map_or(a.profiles.default_profile(), |p| a.profiles.for_domain(p));
+                        fixes::reaudit(&a.inv, profile, &a.changes, name, xml)
+                    }
                     None => Vec::new(),
                 }
             };

@@ -7,10 +7,11 @@ use crate::cli::{AuditArgs, Cli, OutputFormat};
 use crate::output::{self, Exit, Style, print_text};
 use kvmtune_core::audit::{self as core_audit, AuditReport, KIND, VERSION};
 use kvmtune_core::inventory::{Inventory, Select};
+use kvmtune_core::profiles::Profiles;
 use kvmtune_rules::audit::{Applies, Finding, Severity};
 
 pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
-    let profile = kvmtune_rules::load_profile(&args.profile)?;
+    let profiles = Profiles::from_args(&args.profile)?;
     let fail_on = match &args.fail_on {
         Some(s) => Severity::parse(s)
             .with_context(|| format!("--fail-on {s}: expected info, warn or error"))?,
@@ -31,7 +32,8 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
     if inv.domains.is_empty() && inv.errors.is_empty() {
         bail!("nothing to audit: give XML files, domain names or --all");
     }
-    let mut report = core_audit::audit(&inv, &profile);
+    let profiles = profiles.with_metadata(&inv);
+    let mut report = core_audit::audit_with(&inv, &profiles);
     if !args.secrets {
         report.redact();
     }
@@ -220,9 +222,10 @@ pub fn render(r: &AuditReport, st: &Style) -> String {
             "",
             2,
             &format!(
-                "{} ({}) - {counts}",
+                "{} ({}) - profile {} - {counts}",
                 st.bold(&output::safe(&d.name)),
-                output::safe(&d.origin)
+                output::safe(&d.origin),
+                output::safe(&d.profile)
             ),
         ));
         for f in &d.findings {

@@ -246,8 +246,10 @@ pub struct AuditArgs {
     pub all: bool,
 
     /// Scenario profile: server, latency, dense, desktop, migratable, or a .toml path.
+    /// NAME=DOMAIN (repeatable) gives one domain its profile. A domain's own metadata
+    /// comes before NAME, NAME=DOMAIN before both (see docs/cli.md, "Profiles per domain").
     #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
-    pub profile: String,
+    pub profile: Vec<String>,
 
     /// Output format (--json is the same as --format json).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
@@ -311,8 +313,10 @@ pub struct ApplyArgs {
     pub all: bool,
 
     /// Scenario profile of the audit: server, latency, dense, desktop, migratable, or a .toml.
+    /// NAME=DOMAIN (repeatable) gives one domain its profile. A domain's own metadata
+    /// comes before NAME, NAME=DOMAIN before both (see docs/cli.md, "Profiles per domain").
     #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
-    pub profile: String,
+    pub profile: Vec<String>,
 
     /// The fixes of this rule, whatever their class (repeatable). Without --rule, the
     /// `safe` fixes (plus those of --class) are applied.

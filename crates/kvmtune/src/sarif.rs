@@ -57,7 +57,7 @@ pub fn sarif(r: &AuditReport) -> Value {
                 "message": {"text": text},
                 "locations": [loc],
                 "properties": {
-                    "domain": d.name, "suspect": f.suspect, "assumed": f.assumed,
+                    "domain": d.name, "profile": d.profile, "suspect": f.suspect, "assumed": f.assumed,
                     "class": f.fix.as_ref().map(|x| x.class),
                     "risk": f.fix.as_ref().map(|x| x.risk.as_str()),
                 },

@@ -555,3 +555,79 @@ fn audit_all_lab_domains_live_and_from_a_bundle_agree() {
         assert_eq!(by_name(&live, n), by_name(&from, n), "{n}");
     }
 }
+
+#[test]
+fn each_domain_is_judged_with_its_own_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let dom = |name: &str, meta: &str| {
+        let f = dir.path().join(format!("{name}.xml"));
+        std::fs::write(
+            &f,
+            format!(
+                "<domain type='kvm'><name>{name}</name><metadata>{meta}</metadata>\
+                 <memory>1048576</memory><vcpu>2</vcpu>\
+                 <os><type arch='x86_64' machine='q35'>hvm</type></os><devices/></domain>"
+            ),
+        )
+        .unwrap();
+        f.display().to_string()
+    };
+    let ns = "https://kvmtune.invalid/xmlns/profile/1";
+    let desk = dom(
+        "desk",
+        &format!("<kt:profile xmlns:kt='{ns}'>desktop</kt:profile>"),
+    );
+    let db = dom("db", "");
+    let profiles = |v: &serde_json::Value| -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> = v["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["name"].as_str().unwrap().to_string(),
+                    d["profile"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        p.sort();
+        p
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    // metadata, then server
+    let v = audit(&[&desk, &db]);
+    assert_eq!(
+        profiles(&v),
+        [pair("db", "server"), pair("desk", "desktop")]
+    );
+    assert_eq!(v["profile"], "server");
+    // --profile NAME: for the domains without metadata
+    let v = audit(&["--profile", "latency", &desk, &db]);
+    assert_eq!(
+        profiles(&v),
+        [pair("db", "latency"), pair("desk", "desktop")]
+    );
+    // --profile NAME=DOMAIN beats the metadata
+    let v = audit(&["--profile", "dense=desk", "-p", "latency", &desk, &db]);
+    assert_eq!(profiles(&v), [pair("db", "latency"), pair("desk", "dense")]);
+    // the text names the profile next to each domain
+    let o = kvmtune(&["audit", &desk, &db]);
+    let text = stdout(&o);
+    assert!(text.contains("- profile desktop -"), "{text}");
+    assert!(text.contains("- profile server -"), "{text}");
+    // an unknown profile in the metadata: an error line, the domain audited all the same
+    let bad = dom(
+        "bad",
+        &format!("<kt:profile xmlns:kt='{ns}'>no-such-profile</kt:profile>"),
+    );
+    let o = kvmtune(&["--json", "audit", &bad]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no-such-profile"), "{}", stderr(&o));
+    assert_eq!(json(&o)["domains"][0]["profile"], "server");
+    // a bad command line is an error of the run
+    let o = kvmtune(&["audit", "--profile", "no-such-profile=desk", &desk]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = kvmtune(&["audit", "--profile", "dense=nobody", &desk]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("nobody"), "{}", stderr(&o));
+}
