@@ -125,6 +125,8 @@ struct ApplyReport<'a> {
     diffs: BTreeMap<String, String>,
     /// Audit fixes the selection left out (their class is not asked for).
     left_out: &'a [fixes::LeftOut],
+    /// With audit fixes: the profile each domain was judged with.
+    profiles: BTreeMap<String, String>,
     result: Option<&'a engine::Applied>,
 }
 
@@ -161,6 +163,7 @@ fn render(
     prep: &engine::Prepared,
     diffs: &BTreeMap<String, String>,
     left_out: &[fixes::LeftOut],
+    profiles: &BTreeMap<String, String>,
     dry: bool,
     journal: &Path,
     st: &output::Style,
@@ -188,9 +191,13 @@ fn render(
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{} ({})",
+            "{} ({}){}",
             d.name,
-            if d.active { "running" } else { "shut off" }
+            if d.active { "running" } else { "shut off" },
+            profiles
+                .get(&d.name)
+                .map(|p| format!(" - profile {p}"))
+                .unwrap_or_default()
         );
         for r in prep.reasons.get(&d.name).into_iter().flatten() {
             let _ = writeln!(out, "  why   {r}");
@@ -396,6 +403,16 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         .as_ref()
         .map(|a| a.changes.left_out.as_slice())
         .unwrap_or_default();
+    let profiles: BTreeMap<String, String> = audit_ctx
+        .as_ref()
+        .map(|a| {
+            a.inv
+                .domains
+                .iter()
+                .map(|p| (p.domain.name.clone(), a.profiles.for_domain(p).name.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
     if cli.json {
         let mut report = serde_json::to_value(ApplyReport {
             dry_run: dry,
@@ -404,6 +421,7 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
             steps: prep.entry.steps.iter().map(engine::describe_step).collect(),
             diffs,
             left_out,
+            profiles: profiles.clone(),
             result: result.as_ref(),
         })
         .context("cannot encode the report")?;
@@ -416,6 +434,7 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
             &prep,
             &diffs,
             left_out,
+            &profiles,
             dry,
             &journal_dir,
             &output::Style::of(cli),
