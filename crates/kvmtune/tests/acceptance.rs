@@ -178,6 +178,7 @@ fn fix(src: &str, profile: &Profile, host: &Host) -> (String, BTreeSet<&'static 
 }
 
 #[test]
+#[ignore = "sends all 855 corpus domains to the shared lab libvirtd, which (9.0) crashed once on one of them: run by hand with `KVMTUNE_REQUIRE_LAB=1 cargo test -p kvmtune --test acceptance -- --ignored --nocapture` until it has a private libvirtd"]
 fn every_fixed_corpus_domain_is_accepted_by_libvirtd() {
     let Some(_lab) = common::lab() else { return };
     let conn = match Connect::open(Some("qemu:///system")) {
