@@ -190,8 +190,14 @@ impl Inventory {
                 inv.caps_origin = format!("libvirt {}", origin.connect);
             }
         }
-        // host facts: always for libvirt domains (they run here); for files only when asked
-        if want_libvirt || sel.host_for_files || origin.root.is_some() {
+        // host facts: for libvirt domains of this host (they run here), for files only when
+        // asked; never this machine's facts for the domains of a remote connection
+        if remote_without_facts(origin, want_libvirt) {
+            inv.host_origin = format!(
+                "none ({} is another host: its facts are not read; host rules skipped)",
+                origin.connect
+            );
+        } else if want_libvirt || sel.host_for_files || origin.root.is_some() {
             let src = origin.host_source()?;
             inv.host = Some(kvmtune_host::collect(src.as_ref()));
             inv.host_origin = src.describe();
@@ -232,6 +238,12 @@ impl Inventory {
     pub fn domain(&self, name: &str) -> Option<&Parsed> {
         self.domains.iter().find(|p| p.domain.name == name)
     }
+}
+
+/// Whether the domains come from another host's libvirt with no tree of that host's files
+/// (`--root`): then this machine's facts must not be used to judge them.
+fn remote_without_facts(origin: &Origin, want_libvirt: bool) -> bool {
+    want_libvirt && !kvmtune_libvirt::is_local(&origin.connect) && origin.root.is_none()
 }
 
 /// A domain's text before parsing.
@@ -472,6 +484,28 @@ mod tests {
             assert!(d.inactive_xml.is_some());
             assert_eq!(d.live_xml.is_some(), d.active);
         }
+    }
+
+    #[test]
+    fn a_remote_connection_is_not_judged_with_this_machines_facts() {
+        let remote = Origin::local("qemu+ssh://root@db7/system");
+        assert!(remote_without_facts(&remote, true));
+        assert!(
+            !remote_without_facts(&remote, false),
+            "files only: --host decides"
+        );
+        let with_tree = Origin {
+            root: Some("/srv/db7-tree".into()),
+            ..remote.clone()
+        };
+        assert!(
+            !remote_without_facts(&with_tree, true),
+            "its own tree is its facts"
+        );
+        assert!(!remote_without_facts(
+            &Origin::local("qemu:///system"),
+            true
+        ));
     }
 
     #[test]

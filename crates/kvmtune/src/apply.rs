@@ -33,6 +33,15 @@ fn env_and_limits<'a>(cli: &Cli, virt: &'a dyn Virt) -> Result<(Env<'a>, HostLim
     if cli.from.is_some() {
         bail!("--from reads a bundle; apply, rollback and history change or read a live host");
     }
+    // pins are checked against, and host settings written to, this machine's files: never
+    // for a domain of another host
+    if !kvmtune_libvirt::is_local(virt.uri()) && cli.root.is_none() {
+        bail!(
+            "{}: a remote connection; apply and rollback check pins against this machine's CPUs \
+             and write host settings here, so they run only on the host itself (or with --root)",
+            virt.uri()
+        );
+    }
     let root = cli.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     if !root.is_dir() {
         bail!("--root {}: not a directory", root.display());

@@ -29,6 +29,15 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
     if cli.from.is_some() {
         bail!("snapshot captures a host; it cannot read from a bundle (--from)");
     }
+    // a bundle is one host: this machine's files with another host's domains would be
+    // judged together later as if they were one
+    if !args.no_libvirt && !kvmtune_libvirt::is_local(&cli.connect) && cli.root.is_none() {
+        bail!(
+            "{}: a remote connection; a bundle holds one host's files and domains, so run \
+             snapshot on that host (or give its files with --root, or --no-libvirt)",
+            cli.connect
+        );
+    }
     let base = match &cli.root {
         Some(r) => {
             if !r.is_dir() {

@@ -326,3 +326,21 @@ fn apply_set_never_writes_through_a_link_out_of_the_root() {
         "1\n"
     );
 }
+
+/// A remote connection is never judged or bundled with this machine's files (before:
+/// `snapshot -c qemu+ssh://...` put this host's files next to the other host's domains).
+#[test]
+fn a_remote_connection_is_not_mixed_with_this_machines_files() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("b.tar.gz");
+    let o = kvmtune(&[
+        "-c",
+        "qemu+ssh://db7.invalid/system",
+        "snapshot",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("remote connection"), "{}", stderr(&o));
+    assert!(!out.exists());
+}
