@@ -89,14 +89,7 @@ fn a_closed_output_ends_every_command_quietly() {
         .find(|p| p.is_file())
         .unwrap();
     let report = report.to_str().unwrap();
-    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/domains")
-        .read_dir()
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "xml"))
-        .unwrap();
+    let seed = fixture_domain();
     let seed = seed.to_str().unwrap();
     let cases: Vec<Vec<&str>> = vec![
         vec!["--root", root, "host"],
@@ -142,14 +135,7 @@ fn every_command_speaks_json_in_one_envelope() {
     let d = tempfile::tempdir().unwrap();
     let root = hosts_dir().join("b-book-2socket/root");
     let root = root.to_str().unwrap();
-    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/domains")
-        .read_dir()
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "xml"))
-        .unwrap();
+    let seed = fixture_domain();
     let seed = seed.to_str().unwrap();
     let report = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../kvmstat/tests/fixtures/seed004-before.txt");
@@ -218,4 +204,16 @@ fn every_command_speaks_json_in_one_envelope() {
         }
         assert!(keys.len() > 2, "{a:?}");
     }
+}
+
+/// One of the repository's fixture domains (an XML file with findings).
+fn fixture_domain() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/domains")
+        .read_dir()
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "xml"))
+        .unwrap()
 }
