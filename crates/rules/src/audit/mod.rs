@@ -6,9 +6,13 @@ pub mod docs;
 mod rules_clock;
 mod rules_cpu;
 mod rules_dev;
+mod rules_gfx;
 mod rules_host;
+mod rules_io;
 mod rules_mem;
 mod rules_numa;
+mod rules_qemu;
+mod rules_sched;
 #[cfg(test)]
 pub(crate) mod testkit;
 
@@ -348,6 +352,10 @@ fn build_rules() -> Vec<Rule> {
     v.extend(rules_dev::rules());
     v.extend(rules_clock::rules());
     v.extend(rules_host::rules());
+    v.extend(rules_qemu::rules());
+    v.extend(rules_sched::rules());
+    v.extend(rules_io::rules());
+    v.extend(rules_gfx::rules());
     v
 }
 

@@ -292,6 +292,10 @@ fn all_cases() -> Vec<Case> {
     v.extend(super::rules_dev::table::cases());
     v.extend(super::rules_clock::table::cases());
     v.extend(super::rules_host::table::cases());
+    v.extend(super::rules_qemu::table::cases());
+    v.extend(super::rules_sched::table::cases());
+    v.extend(super::rules_io::table::cases());
+    v.extend(super::rules_gfx::table::cases());
     v
 }
 
