@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use kvmtune_profile::{Profile, Severity};
+use kvmtune_profile::Severity;
 use kvmtune_rules::audit::Finding;
 
 use crate::inventory::Inventory;
+use crate::profiles::Profiles;
 
 /// An audit finding of the same domain that a diagnosis points at.
 #[derive(Debug, Clone, Serialize)]
@@ -18,13 +19,28 @@ pub struct AuditLink {
     pub message: String,
 }
 
+/// One domain's audit: the profile it was judged with and its findings.
+#[derive(Debug, Clone)]
+pub struct DomainAudit {
+    pub profile: String,
+    pub findings: Vec<Finding>,
+}
+
 /// Audit findings by domain name, for every domain of the inventory (one audit, over the
-/// inventory gathered once).
-pub fn findings_by_domain(inv: &Inventory, profile: &Profile) -> BTreeMap<String, Vec<Finding>> {
-    crate::audit::audit(inv, profile)
+/// inventory gathered once), each domain judged with its own profile.
+pub fn findings_by_domain(inv: &Inventory, profiles: &Profiles) -> BTreeMap<String, DomainAudit> {
+    crate::audit::audit_with(inv, profiles)
         .domains
         .into_iter()
-        .map(|d| (d.name, d.findings))
+        .map(|d| {
+            (
+                d.name,
+                DomainAudit {
+                    profile: d.profile,
+                    findings: d.findings,
+                },
+            )
+        })
         .collect()
 }
 
@@ -48,7 +64,6 @@ mod tests {
 
     #[test]
     fn only_the_linked_rules_findings_are_kept() {
-        let profile = kvmtune_rules::load_profile("server").unwrap();
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("vm.xml");
         std::fs::write(
@@ -57,16 +72,31 @@ mod tests {
              <devices><input type='tablet' bus='usb'/></devices></domain>",
         )
         .unwrap();
+        let meta = "<metadata><p:profile xmlns:p='https://kvmtune.invalid/xmlns/profile/1'>desktop</p:profile></metadata>";
+        let g = d.path().join("desk.xml");
+        std::fs::write(
+            &g,
+            format!(
+                "<domain type='kvm'><name>desk</name>{meta}<memory>1048576</memory><vcpu>1</vcpu>\
+             <devices><input type='tablet' bus='usb'/></devices></domain>"
+            ),
+        )
+        .unwrap();
         let inv = Inventory::gather(
             &crate::inventory::Origin::local("test:///default"),
             &crate::inventory::Select {
-                targets: vec![f.display().to_string()],
+                targets: vec![f.display().to_string(), g.display().to_string()],
                 ..Default::default()
             },
         )
         .unwrap();
-        let by = findings_by_domain(&inv, &profile);
-        let all = by.get("vm").unwrap();
+        let profiles = Profiles::from_args(&[]).unwrap().with_metadata(&inv);
+        let by = findings_by_domain(&inv, &profiles);
+        // each domain with its own profile: a tablet is advice on a server, not on a desktop
+        assert_eq!(by["desk"].profile, "desktop");
+        assert!(!by["desk"].findings.iter().any(|f| f.rule == "dev-tablet"));
+        assert_eq!(by["vm"].profile, "server");
+        let all = &by.get("vm").unwrap().findings;
         assert!(all.iter().any(|f| f.rule == "dev-tablet"), "{all:?}");
         let l = links(&["dev-tablet"], Some(all));
         assert_eq!(l.len(), 1);

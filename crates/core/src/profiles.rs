@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use kvmtune_apply::engine::DomainChange;
 use kvmtune_profile::Profile;
 
 use crate::Result;
@@ -163,6 +164,61 @@ impl Profiles {
     }
 }
 
+/// A profile that a domain's metadata may name: a built-in one (not a file), that loads.
+pub fn check_metadata_name(name: &str) -> Result<()> {
+    if name.contains('/') || name.ends_with(".toml") {
+        return Err(crate::Error::msg(format!(
+            "--set-profile {name}: a domain's metadata may only name a built-in profile, not a file"
+        )));
+    }
+    kvmtune_rules::load_profile(name)
+        .map(|_| ())
+        .map_err(|e| crate::Error::msg(format!("--set-profile {name}: {e}")))
+}
+
+/// The changes that make each domain of the inventory name `name` in its metadata
+/// (`apply --set-profile`): its stored definition only, nothing else of the domain. Domains
+/// whose metadata names it already are left out.
+pub fn set_profile_changes(inv: &Inventory, name: &str) -> Result<Vec<DomainChange>> {
+    check_metadata_name(name)?;
+    let mut out = Vec::new();
+    for p in &inv.domains {
+        let edits = kvmtune_domain::model::profile_edits(&p.doc, name);
+        if edits.is_empty() {
+            continue;
+        }
+        let mut doc = p.doc.clone();
+        kvmtune_domain::edit::apply(&mut doc, &edits);
+        let was = p
+            .domain
+            .profile
+            .as_deref()
+            .map_or("none".to_string(), |w| format!("{w:?}"));
+        out.push(DomainChange {
+            name: p.domain.name.clone(),
+            base_sha256: kvmtune_apply::sha256(&p.text),
+            new_inactive: Some(doc.serialize()),
+            live_target: None,
+            reasons: vec![format!(
+                "profile: the metadata names profile {name} (was: {was}); kvmtune judges the domain with it from now on"
+            )],
+        });
+    }
+    Ok(out)
+}
+
+/// Whether the XML libvirt stored names `name` in its metadata: one line when it does not.
+pub fn profile_in_effect(xml: &str, name: &str) -> Vec<String> {
+    match kvmtune_domain::Domain::parse(xml) {
+        Ok((_, d)) if d.profile.as_deref() == Some(name) => Vec::new(),
+        Ok((_, d)) => vec![format!(
+            "profile: the stored XML names {:?}, not {name}",
+            d.profile.as_deref().unwrap_or("no profile")
+        )],
+        Err(e) => vec![format!("stored XML: {e}")],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +316,30 @@ mod tests {
         assert!(Profiles::from_args(&args(&["dense=a", "latency=a"])).is_err());
         assert!(Profiles::from_args(&args(&["=a"])).is_err());
         assert!(Profiles::from_args(&args(&["latency", "latency"])).is_ok());
+    }
+
+    #[test]
+    fn set_profile_writes_metadata_only_and_skips_domains_that_have_it() {
+        let (_d, inv) = inventory(&[("a", Some("desktop")), ("b", None)]);
+        let ch = set_profile_changes(&inv, "desktop").unwrap();
+        assert_eq!(ch.len(), 1, "{ch:?}");
+        assert_eq!(ch[0].name, "b");
+        assert!(ch[0].live_target.is_none());
+        let xml = ch[0].new_inactive.as_deref().unwrap();
+        assert!(profile_in_effect(xml, "desktop").is_empty(), "{xml}");
+        assert_eq!(profile_in_effect(xml, "latency").len(), 1);
+        // the rest of the definition is as it was
+        let old = &inv
+            .domains
+            .iter()
+            .find(|p| p.domain.name == "b")
+            .unwrap()
+            .text;
+        assert_eq!(
+            xml.replace(&format!("<metadata><kvmtune:profile xmlns:kvmtune='{}'>desktop</kvmtune:profile></metadata>", kvmtune_domain::model::PROFILE_NS), ""),
+            *old
+        );
+        assert!(set_profile_changes(&inv, "/etc/x.toml").is_err());
+        assert!(set_profile_changes(&inv, "no-such").is_err());
     }
 }

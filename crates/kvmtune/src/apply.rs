@@ -284,6 +284,12 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     if args.plan.is_some() && has_domains {
         bail!("--plan and DOMAIN/--all are exclusive: a plan names its own domains");
     }
+    if let Some(name) = &args.set_profile {
+        if !has_domains {
+            bail!("--set-profile NAME: give the DOMAIN names (or --all) whose metadata to set");
+        }
+        kvmtune_core::profiles::check_metadata_name(name)?;
+    }
     if !has_domains && !args.classes.is_empty() {
         bail!("--class selects audit fixes: give DOMAIN names or --all");
     }
@@ -317,7 +323,19 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
             .map_err(|e| anyhow::anyhow!("--set {e}"))?;
     }
     let mut audit_ctx = None;
-    let domains = if let Some(path) = &args.plan {
+    let mut set_profile: BTreeMap<String, String> = BTreeMap::new();
+    let domains = if let Some(name) = &args.set_profile {
+        let sel = Select {
+            targets: args.domains.clone(),
+            all: args.all,
+            host_for_files: false,
+        };
+        let inv = Inventory::gather(&crate::origin(cli), &sel)?.strict()?;
+        for p in &inv.domains {
+            set_profile.insert(p.domain.name.clone(), name.clone());
+        }
+        kvmtune_core::profiles::set_profile_changes(&inv, name)?
+    } else if let Some(path) = &args.plan {
         let p = Plan::read(path)?;
         for (k, v) in &p.host {
             host.push(hostset::parse(&format!("{k}={v}"))?);
@@ -388,6 +406,9 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     let result = match (&journal, &lock) {
         (Some(j), Some(l)) if !prep.is_empty() => {
             let check = |name: &str, xml: &str| -> Vec<String> {
+                if let Some(p) = set_profile.get(name) {
+                    return kvmtune_core::profiles::profile_in_effect(xml, p);
+                }
                 match &audit_ctx {
                     Some(a) => {
                         let profile = a
@@ -421,7 +442,7 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
                 .map(|p| (p.domain.name.clone(), a.profiles.for_domain(p).name.clone()))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or(set_profile);
     if cli.json {
         let mut report = serde_json::to_value(ApplyReport {
             dry_run: dry,

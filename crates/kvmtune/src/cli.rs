@@ -329,6 +329,12 @@ pub struct ApplyArgs {
     #[arg(long = "class", value_name = "CLASS")]
     pub classes: Vec<String>,
 
+    /// Write NAME (a built-in profile) into the domains' metadata instead of applying audit
+    /// fixes: every later command judges them with it (unless NAME=DOMAIN says otherwise).
+    /// Changes the stored definitions only; journaled, undone by `kvmtune rollback`.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["plan", "rules", "classes", "set", "live"])]
+    pub set_profile: Option<String>,
+
     /// Apply a plan file (kvmtune.plan JSON; see docs/apply.md) instead of audit fixes.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
@@ -388,9 +394,11 @@ pub struct PlanArgs {
     #[arg(value_name = "DOMAIN|FILE")]
     pub targets: Vec<String>,
 
-    /// Profile giving the placement policy ([plan] in the profile).
+    /// Profile giving the placement policy ([plan] in the profile): NAME for the host
+    /// (fill, reserve) and every domain, NAME=DOMAIN (repeatable) for one domain. A domain's
+    /// own metadata comes before NAME, NAME=DOMAIN before both.
     #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
-    pub profile: String,
+    pub profile: Vec<String>,
 
     /// vCPUs: dedicated (a host CPU each) or shared (float over the node's undedicated CPUs).
     #[arg(long, value_name = "POLICY", value_parser = ["dedicated", "shared"])]
@@ -576,9 +584,10 @@ pub struct DiagnoseArgs {
     #[arg(long, value_name = "FILE")]
     pub perf_report: Option<PathBuf>,
 
-    /// Profile for the audit shown with the diagnosis.
+    /// Profile for the audit shown with the diagnosis: NAME, or NAME=DOMAIN (repeatable)
+    /// for one domain. A domain's own metadata comes before NAME, NAME=DOMAIN before both.
     #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
-    pub profile: String,
+    pub profile: Vec<String>,
 
     /// Do not audit the domains.
     #[arg(long)]

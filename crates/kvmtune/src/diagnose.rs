@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::cli::{Cli, DiagnoseArgs};
 use crate::output::human;
 use crate::output::{Exit, Style, print_doc, print_text};
+use kvmtune_core::profiles::Profiles;
 use kvmtune_core::watch::Watch;
 use kvmtune_kvmstat::diagnose::{Diagnosis, Limits, Severity, diagnose};
 use kvmtune_kvmstat::exits::{ExitProfile, profiles};
@@ -36,6 +37,8 @@ pub struct Subject {
     pub source: String,
     /// The numbers the rules judged.
     pub profile: ExitProfile,
+    /// The scenario profile the domain's audit was judged with (absent without an audit).
+    pub audit_profile: Option<String>,
     pub diagnoses: Vec<Judged>,
     pub notes: Vec<String>,
 }
@@ -81,7 +84,14 @@ fn summary(p: &ExitProfile) -> String {
 fn render(r: &Report, st: &Style) -> String {
     let mut s = String::new();
     for sub in &r.subjects {
-        let _ = writeln!(s, "{}", sub.subject);
+        match &sub.audit_profile {
+            Some(p) => {
+                let _ = writeln!(s, "{} - profile {p}", sub.subject);
+            }
+            None => {
+                let _ = writeln!(s, "{}", sub.subject);
+            }
+        }
         let _ = writeln!(s, "  {}", sub.source);
         let sm = summary(&sub.profile);
         if !sm.is_empty() {
@@ -124,22 +134,28 @@ fn render(r: &Report, st: &Style) -> String {
     s
 }
 
-/// Audit findings by domain name.
-type Audits = BTreeMap<String, Vec<Finding>>;
+/// Each domain's audit (its profile and findings) by domain name.
+type Audits = BTreeMap<String, kvmtune_core::diagnosis::DomainAudit>;
 
-/// Audit findings by domain name, for the domains named: one inventory, one audit.
-fn audits(cli: &Cli, targets: &[String], profile: &str) -> Result<(Audits, Vec<String>)> {
-    let profile_v = kvmtune_rules::load_profile(profile)?;
+/// The audits of the domains named: one inventory, one audit, each domain with its profile
+/// (`--profile NAME=DOMAIN`, its metadata, `--profile NAME`, server).
+fn audits(cli: &Cli, targets: &[String], profile: &[String]) -> Result<(Audits, Vec<String>)> {
+    let profiles = Profiles::from_args(profile)?;
     let sel = kvmtune_core::inventory::Select {
         targets: targets.to_vec(),
         all: false,
         host_for_files: false,
     };
     match kvmtune_core::inventory::Inventory::gather(&crate::origin(cli), &sel) {
-        Ok(inv) => Ok((
-            kvmtune_core::diagnosis::findings_by_domain(&inv, &profile_v),
-            inv.errors.clone(),
-        )),
+        Ok(inv) => {
+            let profiles = profiles.with_metadata(&inv);
+            let mut errors = inv.errors.clone();
+            errors.extend(profiles.unmatched(&inv));
+            Ok((
+                kvmtune_core::diagnosis::findings_by_domain(&inv, &profiles),
+                errors,
+            ))
+        }
         Err(e) => Ok((BTreeMap::new(), vec![e.to_string()])),
     }
 }
@@ -170,7 +186,13 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
         };
         audit_errors = errs;
         // the report is about the one domain named, if any
-        let all: Vec<Finding> = found.values().flatten().cloned().collect();
+        let all: Vec<Finding> = found
+            .values()
+            .flat_map(|a| a.findings.iter().cloned())
+            .collect();
+        let audit_profile = (found.len() == 1)
+            .then(|| found.values().next().map(|a| a.profile.clone()))
+            .flatten();
         let label = path.display().to_string();
         for p in profiles(&rec, &label) {
             let ds = diagnose(&p, &lim);
@@ -186,6 +208,7 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
                 subject: p.source.clone(),
                 source: format!("recorded report {label}"),
                 diagnoses: link(ds, (!all.is_empty()).then_some(&all)),
+                audit_profile: audit_profile.clone(),
                 profile: p,
                 notes,
             });
@@ -261,7 +284,8 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
             subjects.push(Subject {
                 subject: f.name.clone(),
                 source: src,
-                diagnoses: link(ds, found.get(&f.name)),
+                diagnoses: link(ds, found.get(&f.name).map(|a| &a.findings)),
+                audit_profile: found.get(&f.name).map(|a| a.profile.clone()),
                 profile: p,
                 notes,
             });

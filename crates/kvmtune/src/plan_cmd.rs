@@ -12,6 +12,7 @@ use crate::output::{self, Exit, print_text};
 use kvmtune_apply::plan::Plan;
 use kvmtune_core::inventory::{Inventory, Select};
 use kvmtune_core::placement::{self, cpus};
+use kvmtune_core::profiles::Profiles;
 use kvmtune_planner::{CpuPolicy, EmulatorPolicy, Fill, Outcome, Policy, SmtPolicy, Topo};
 use kvmtune_rules::Profile;
 
@@ -65,6 +66,8 @@ fn overrides(args: &PlanArgs) -> Result<BTreeMap<String, Vec<(String, String)>>>
 #[derive(Serialize)]
 struct Report<'a> {
     profile: &'a str,
+    /// The profile each domain was placed with (its policy, unless --policy says otherwise).
+    profiles: &'a BTreeMap<String, String>,
     host: String,
     topology: &'a Topo,
     outcome: &'a Outcome,
@@ -72,20 +75,9 @@ struct Report<'a> {
 }
 
 pub fn run(cli: &Cli, args: &PlanArgs) -> Result<Exit> {
-    let profile = kvmtune_rules::load_profile(&args.profile)?;
+    let profiles = Profiles::from_args(&args.profile)?;
+    let profile = profiles.default_profile().clone();
     let (base, fill) = policy_of(&profile, args)?;
-    let mut per_domain = BTreeMap::new();
-    for (name, kvs) in overrides(args)? {
-        let mut pol = base;
-        for (k, v) in kvs {
-            match k.as_str() {
-                "cpus" => pol.cpus = parse_enum::<CpuPolicy>("--policy cpus", &v)?,
-                "smt" => pol.smt = parse_enum::<SmtPolicy>("--policy smt", &v)?,
-                _ => pol.emulator = parse_enum::<EmulatorPolicy>("--policy emulator", &v)?,
-            }
-        }
-        per_domain.insert(name, pol);
-    }
     let reserve = args
         .reserve
         .clone()
@@ -96,6 +88,35 @@ pub fn run(cli: &Cli, args: &PlanArgs) -> Result<Exit> {
         host_for_files: true,
     };
     let inv = Inventory::gather(&crate::origin(cli), &sel)?.strict()?;
+    let profiles = profiles.with_metadata(&inv);
+    if let Some(e) = profiles.unmatched(&inv).first() {
+        bail!("{e}");
+    }
+    // each domain with its profile's policy (--cpus, --smt, --emulator over it), then its
+    // --policy overrides
+    let mut per_domain = BTreeMap::new();
+    let mut used = BTreeMap::new();
+    for p in &inv.domains {
+        let (dp, err) = profiles.resolve(p);
+        if let Some(e) = err {
+            bail!("{e}");
+        }
+        used.insert(p.domain.name.clone(), dp.name.clone());
+        if dp.name != profile.name {
+            per_domain.insert(p.domain.name.clone(), policy_of(dp, args)?.0);
+        }
+    }
+    for (name, kvs) in overrides(args)? {
+        let mut pol = per_domain.get(&name).copied().unwrap_or(base);
+        for (k, v) in kvs {
+            match k.as_str() {
+                "cpus" => pol.cpus = parse_enum::<CpuPolicy>("--policy cpus", &v)?,
+                "smt" => pol.smt = parse_enum::<SmtPolicy>("--policy smt", &v)?,
+                _ => pol.emulator = parse_enum::<EmulatorPolicy>("--policy emulator", &v)?,
+            }
+        }
+        per_domain.insert(name, pol);
+    }
     let req = placement::Request {
         policy: base,
         fill,
@@ -117,6 +138,7 @@ pub fn run(cli: &Cli, args: &PlanArgs) -> Result<Exit> {
             1,
             &Report {
                 profile: &profile.name,
+                profiles: &used,
                 host: inv.host_origin.clone(),
                 topology: &placed.topology,
                 outcome: &placed.outcome,
@@ -129,6 +151,7 @@ pub fn run(cli: &Cli, args: &PlanArgs) -> Result<Exit> {
             &placed.topology,
             &placed.outcome,
             &profile.name,
+            &used,
             fill,
             &reserve,
             args,
@@ -144,6 +167,7 @@ fn render(
     t: &Topo,
     o: &Outcome,
     profile: &str,
+    used: &BTreeMap<String, String>,
     fill: Fill,
     reserve: &str,
     args: &PlanArgs,
@@ -208,10 +232,14 @@ fn render(
             };
             let _ = writeln!(
                 out,
-                "  {:<24} {} vCPU {kind}{}  vcpupin {}  emulatorpin {}{}",
+                "  {:<24} {} vCPU {kind}{}{}  vcpupin {}  emulatorpin {}{}",
                 p.name,
                 p.vcpus.len(),
                 if p.kept { " (kept)" } else { "" },
+                match used.get(&p.name) {
+                    Some(dp) if dp != profile => format!(" (profile {dp})"),
+                    _ => String::new(),
+                },
                 if kind == "shared" {
                     format!("all:{}", cpus(&p.vcpus[0]))
                 } else {

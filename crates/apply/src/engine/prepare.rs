@@ -78,7 +78,9 @@ pub fn prepare(env: &Env, req: &Request) -> Result<Prepared, ApplyError> {
         } else if !active && ch.new_inactive.is_some() {
             // nothing runs: the new definition is what the next start uses
         } else if active && ch.live_target.is_none() && ch.new_inactive.is_some() {
-            notes.push("the running domain is left as it is (--config)".into());
+            notes.push(
+                "the running domain is left as it is: only its stored definition changes".into(),
+            );
         }
         if !notes.is_empty() {
             later.insert(ch.name.clone(), notes);

@@ -112,6 +112,65 @@ fn profile_in_metadata(doc: &Document, metadata: NodeId) -> Option<String> {
         .find(|t| !t.is_empty())
 }
 
+/// The edits that make a domain's metadata name `profile`: the text of its existing
+/// [`PROFILE_NS`] element (the first one; any others are removed), or a new
+/// `<kvmtune:profile xmlns:kvmtune="...">` under `<metadata>`. Empty when the metadata
+/// already names exactly this profile. (libvirt keeps one metadata element per namespace.)
+pub fn profile_edits(doc: &Document, profile: &str) -> Vec<crate::Edit> {
+    use crate::edit::{Edit, Seg};
+    let root = doc.root();
+    let ours: Vec<NodeId> = doc
+        .child(root, "metadata")
+        .map(|m| {
+            doc.elements(m)
+                .filter(|&e| {
+                    let name = doc.name(e);
+                    let local = name.rsplit_once(':').map_or(name, |(_, l)| l);
+                    local == "profile" && namespace_of(doc, e) == Some(PROFILE_NS)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut edits = Vec::new();
+    if let Some((&first, rest)) = ours.split_first() {
+        if doc.text(first).trim() != profile {
+            edits.push(Edit::new(
+                doc,
+                crate::Target::Node(first),
+                crate::Op::SetText {
+                    text: profile.to_string(),
+                },
+            ));
+        }
+        edits.extend(rest.iter().map(|&e| Edit::remove(doc, e)));
+        return edits;
+    }
+    // a prefix no sibling uses for another namespace
+    let taken = |prefix: &str| {
+        doc.child(root, "metadata").is_some_and(|m| {
+            doc.elements(m).any(|e| {
+                doc.name(e)
+                    .split_once(':')
+                    .is_some_and(|(p, _)| p == prefix)
+            })
+        })
+    };
+    let prefix = ["kvmtune", "kvmtune-profile", "kvmtune-p1"]
+        .into_iter()
+        .find(|p| !taken(p))
+        .unwrap_or("kvmtune-p2");
+    let segs = vec![Seg::new("metadata"), Seg::new(&format!("{prefix}:profile"))];
+    edits.push(Edit::set_at(
+        doc,
+        root,
+        segs.clone(),
+        &format!("xmlns:{prefix}"),
+        PROFILE_NS,
+    ));
+    edits.push(Edit::text_at(doc, root, segs, profile));
+    edits
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Domain {
     #[serde(skip)]
@@ -563,5 +622,46 @@ mod tests {
             Domain::parse("<network/>"),
             Err(DomainError::NotADomain(n)) if n == "network"
         ));
+    }
+
+    #[test]
+    fn profile_edits_write_read_and_replace_the_metadata() {
+        let base = "<domain type='kvm'><name>vm</name><memory>1048576</memory>\
+<os><type>hvm</type></os></domain>";
+        let (mut doc, d) = Domain::parse(base).unwrap();
+        assert_eq!(d.profile, None);
+        let edits = profile_edits(&doc, "desktop");
+        crate::edit::apply(&mut doc, &edits);
+        let (doc2, d) = Domain::parse(&doc.serialize()).unwrap();
+        assert_eq!(d.profile.as_deref(), Some("desktop"), "{}", doc.serialize());
+        // naming it again changes nothing
+        assert!(profile_edits(&doc2, "desktop").is_empty());
+        // another profile replaces the text, keeps one element
+        let mut doc3 = doc2.clone();
+        crate::edit::apply(&mut doc3, &profile_edits(&doc2, "latency"));
+        let xml = doc3.serialize();
+        let (_, d) = Domain::parse(&xml).unwrap();
+        assert_eq!(d.profile.as_deref(), Some("latency"));
+        assert_eq!(xml.matches(PROFILE_NS).count(), 1, "{xml}");
+    }
+
+    #[test]
+    fn profile_edits_leave_other_metadata_and_a_foreign_kvmtune_prefix_alone() {
+        let xml = "<domain type='kvm'><name>vm</name><memory>1048576</memory>\
+<metadata><kvmtune:x xmlns:kvmtune='urn:other'>keep</kvmtune:x>\
+<libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>\
+<libosinfo:os id='http://debian.org/debian/12'/></libosinfo:libosinfo></metadata>\
+<os><type>hvm</type></os></domain>";
+        let (mut doc, _) = Domain::parse(xml).unwrap();
+        let edits = profile_edits(&doc, "dense");
+        crate::edit::apply(&mut doc, &edits);
+        let out = doc.serialize();
+        let (_, d) = Domain::parse(&out).unwrap();
+        assert_eq!(d.profile.as_deref(), Some("dense"), "{out}");
+        assert!(
+            out.contains("<kvmtune:x xmlns:kvmtune='urn:other'>keep</kvmtune:x>"),
+            "{out}"
+        );
+        assert!(out.contains("libosinfo:os"), "{out}");
     }
 }
