@@ -128,6 +128,20 @@ pub fn audit_with(inv: &Inventory, profiles: &Profiles) -> AuditReport {
         }),
         None => Vec::new(),
     };
+    let mut host_findings = host_findings;
+    if !inv.whole_host {
+        // a judgement of the host from some of its domains: say so
+        let n = inv.domains.len();
+        for f in &mut host_findings {
+            let partial = format!(
+                "judged on the {n} given domain(s) only, not on every domain of the host (audit --all for that)"
+            );
+            f.assumed = Some(match f.assumed.take() {
+                Some(a) => format!("{a}; {partial}"),
+                None => partial,
+            });
+        }
+    }
     domains.sort_by(|a, b| {
         b.worst
             .cmp(&a.worst)

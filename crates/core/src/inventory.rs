@@ -106,6 +106,9 @@ pub struct Inventory {
     /// Inputs that could not be read or parsed, one line each (the run goes on without
     /// them; commands that act refuse with the first, see [`Inventory::strict`]).
     pub errors: Vec<String>,
+    /// The domains are every domain of the host (libvirt or bundle, `--all` and no file):
+    /// host-wide judgements (overcommit, hugepage demand, KSM) then speak for the host.
+    pub whole_host: bool,
 }
 
 const NO_CAPS: &str = "none (assumptions are stated)";
@@ -160,6 +163,7 @@ impl Inventory {
                     "bundle",
                     &mut inv.errors,
                 )?);
+                inv.whole_host = all && files.is_empty();
             }
             inv.host = Some(kvmtune_host::collect(&b.source()));
             inv.caps = caps_of(&b.manifest.libvirt)?;
@@ -185,6 +189,7 @@ impl Inventory {
                 "libvirt",
                 &mut inv.errors,
             )?);
+            inv.whole_host = sel.all && files.is_empty();
             inv.caps = caps_of(&cap)?;
             if !inv.caps.is_empty() {
                 inv.caps_origin = format!("libvirt {}", origin.connect);

@@ -631,3 +631,42 @@ fn each_domain_is_judged_with_its_own_profile() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("nobody"), "{}", stderr(&o));
 }
+
+/// Host-wide advice from some of the host's domains says so; from all of them it does not.
+#[test]
+fn host_findings_from_given_domains_say_they_are_judged_on_those_only() {
+    let root = hosts_dir().join("b-book-2socket/root");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/domains");
+    let mut args = vec![
+        "--json".to_string(),
+        "--root".into(),
+        root.display().to_string(),
+        "audit".into(),
+    ];
+    for f in ["book-hugepages.xml", "book-big-4k.xml"] {
+        args.push(dir.join(f).display().to_string());
+    }
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let v = json(&kvmtune(&a));
+    let host = v["host_findings"].as_array().unwrap();
+    let demand = host
+        .iter()
+        .find(|f| f["rule"] == "host-hugepages-demand")
+        .unwrap_or_else(|| panic!("{host:#?}"));
+    assert!(
+        demand["assumed"]
+            .as_str()
+            .unwrap()
+            .contains("judged on the 2 given domain(s) only"),
+        "{demand}"
+    );
+    if lab().is_some() {
+        let v = json(&kvmtune(&["--json", "audit", "--all"]));
+        for f in v["host_findings"].as_array().unwrap() {
+            assert!(
+                !f["assumed"].to_string().contains("given domain(s) only"),
+                "{f}"
+            );
+        }
+    }
+}
