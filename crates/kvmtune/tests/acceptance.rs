@@ -24,21 +24,9 @@ use virt::connect::Connect;
 /// bug of a rule's fix still to be fixed; remove the entry with the fix. An entry whose fixed
 /// domain is accepted (or no longer tested) fails the test, so the list stays honest.
 const KNOWN_REFUSED: &[(&str, &str)] = &[
-    // disk-bus moves an IDE disk with <geometry trans=...> to virtio: "CHS translation mode can
-    // only be set for 'ide' bus not 'virtio'"
-    ("libvirt-domains/disk-geometry.xml", "server"),
-    ("libvirt-domains/disk-geometry.xml", "latency"),
-    ("libvirt-domains/disk-geometry.xml", "desktop"),
-    // disk-bus moves a disk with <wwn> off ide/scsi: "Only ide and scsi disk support wwn"
-    ("libvirt-domains/disk-scsi.xml", "server"),
-    ("libvirt-domains/disk-scsi.xml", "latency"),
-    ("libvirt-domains/disk-scsi.xml", "desktop"),
     // mem-hugepages adds hugepages to <allocation mode='ondemand'>: "hugepages are not allowed
     // with memory allocation ondemand"
     ("libvirt-domains/memorybacking-unset.xml", "latency"),
-    // dev-tablet (desktop) needs a USB port where none is free: "No free USB ports"
-    ("libvirt-domains/usb-redir-filter-version.xml", "desktop"),
-    ("libvirt-domains/user-aliases.xml", "desktop"),
 ];
 
 /// Corpus domains never sent to libvirtd: libvirt 9.0's daemon crashed (intermittently) right

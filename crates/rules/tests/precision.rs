@@ -214,3 +214,69 @@ fn a_balloon_set_to_none_keeps_no_address() {
     assert!(!xml.contains("autodeflate"), "{xml}");
     assert!(!rules_of(&doc, "server").contains(&"mem-balloon"));
 }
+
+#[test]
+fn a_disk_with_chs_translation_loses_only_the_translation_when_moved() {
+    let src = dom("<vcpu>1</vcpu><devices><disk type='file' device='disk'>\
+<driver name='qemu' type='raw'/><source file='/i/a.img'/>\
+<geometry cyls='16383' heads='16' secs='63' trans='lba'/><target dev='hda' bus='ide'/></disk></devices>");
+    let doc = fixed(&src, "server", &["disk-bus"]);
+    let xml = doc.serialize();
+    assert!(xml.contains("bus='virtio'"), "{xml}");
+    assert!(
+        xml.contains("<geometry cyls='16383' heads='16' secs='63'/>"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn a_disk_with_a_wwn_vendor_or_product_is_not_moved_to_virtio_blk() {
+    for extra in [
+        "<wwn>5000c50015ea71ac</wwn>",
+        "<vendor>SEAGATE</vendor>",
+        "<product>ST3146707LC</product>",
+    ] {
+        let src = dom(&format!(
+            "<vcpu>1</vcpu><devices><disk type='file' device='disk'>\
+<driver name='qemu' type='raw'/><source file='/i/a.img'/>\
+<target dev='sda' bus='scsi'/>{extra}</disk></devices>"
+        ));
+        let doc = Document::parse(&src).unwrap();
+        let f = run(&doc, "server");
+        let bus = f.iter().find(|f| f.rule == "disk-bus").unwrap();
+        assert!(bus.fix.is_none(), "{extra}: {bus:?}");
+        assert!(bus.message.contains("virtio-scsi"), "{}", bus.message);
+    }
+}
+
+#[test]
+fn a_disk_named_vdx_keeps_its_name_when_moved() {
+    let src = dom("<vcpu>1</vcpu><devices><disk type='file' device='disk'>\
+<driver name='qemu' type='raw'/><source file='/i/a.img'/><target dev='vdb' bus='sata'/></disk>\
+</devices>");
+    let doc = fixed(&src, "server", &["disk-bus"]);
+    let xml = doc.serialize();
+    assert!(xml.contains("<target dev='vdb' bus='virtio'/>"), "{xml}");
+}
+
+#[test]
+fn a_tablet_is_added_only_where_a_usb_port_is_free() {
+    let vnc = "<graphics type='vnc' port='-1'/>";
+    // two redirected devices on a 2-port UHCI: no free port, no fix, the message says why
+    let full = dom(&format!(
+        "<vcpu>1</vcpu><devices><controller type='usb' index='0' model='piix3-uhci'/>\
+<redirdev bus='usb' type='spicevmc'/><redirdev bus='usb' type='spicevmc'/>{vnc}</devices>"
+    ));
+    let doc = Document::parse(&full).unwrap();
+    let f = run(&doc, "desktop");
+    let t = f.iter().find(|f| f.rule == "dev-tablet").unwrap();
+    assert!(t.fix.is_none(), "{t:?}");
+    assert!(t.message.contains("no USB port is free"), "{}", t.message);
+    // the same on an xHCI controller (4 ports): the tablet fits
+    let room = full.replace("piix3-uhci", "qemu-xhci");
+    let doc = fixed(&room, "desktop", &["dev-tablet"]);
+    assert!(doc.serialize().contains("<input type='tablet' bus='usb'"));
+    // no USB controller at all: libvirt adds its default one, the tablet fits
+    let none = dom(&format!("<vcpu>1</vcpu><devices>{vnc}</devices>"));
+    fixed(&none, "desktop", &["dev-tablet"]);
+}

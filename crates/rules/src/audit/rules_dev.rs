@@ -185,6 +185,53 @@ fn usb_users(cx: &Cx) -> usize {
     inputs + hostdevs + disks + others + sounds + d.redirdevs.len()
 }
 
+/// USB ports the domain's USB controllers and hubs offer, as libvirt counts them (a
+/// controller's `ports`, else its model's: UHCI 2, EHCI 6, xHCI 4; an EHCI's UHCI companions
+/// share its ports; a hub adds 8 and takes one). A controller without a model counts 2 (the
+/// fewest any default has), so a tablet is never added where no port may be free.
+fn usb_ports(cx: &Cx) -> usize {
+    if !cx.d.devices.controllers.iter().any(|c| c.ctype == "usb") {
+        return 2; // libvirt adds its default USB controller to an x86 domain with none
+    }
+    let mut ports = 0;
+    for c in &cx.d.devices.controllers {
+        if c.ctype != "usb" || c.model.as_deref() == Some("none") {
+            continue;
+        }
+        if cx.doc.child(c.node, "master").is_some() {
+            continue; // a companion controller: its ports are its EHCI master's
+        }
+        let own = cx
+            .doc
+            .attr(c.node, "ports")
+            .and_then(|p| p.parse::<usize>().ok());
+        ports += own.unwrap_or(match c.model.as_deref() {
+            Some("ehci" | "ich9-ehci1") => 6,
+            Some("qemu-xhci" | "nec-xhci") => 4,
+            _ => 2,
+        });
+    }
+    let hubs =
+        cx.d.devices
+            .others
+            .iter()
+            .filter(|o| o.kind == "hub")
+            .count();
+    ports + hubs * 8
+}
+
+/// Devices that take a USB port: [`usb_users`], tablets and USB smartcard readers (`ccid`
+/// controllers).
+fn usb_ports_used(cx: &Cx) -> usize {
+    let ccid =
+        cx.d.devices
+            .controllers
+            .iter()
+            .filter(|c| c.ctype == "ccid")
+            .count();
+    usb_users(cx) + tablets(cx).len() + ccid
+}
+
 fn tablets(cx: &Cx) -> Vec<usize> {
     cx.d.devices
         .inputs
@@ -264,12 +311,21 @@ fn tablet(cx: &Cx, out: &mut Out) {
                     .controllers
                     .iter()
                     .any(|c| c.ctype == "usb" && c.model.as_deref() == Some("none"));
+            let (ports, used) = (usb_ports(cx), usb_ports_used(cx));
+            let full = !usb_off && used >= ports;
             let f = out.at(
                 Severity::Info,
-                "graphical console without a USB tablet: the pointer will drift",
+                if full {
+                    format!("graphical console without a USB tablet: the pointer will drift; no USB port is free for one ({used} of {ports} taken): add a USB controller (e.g. qemu-xhci) or a hub first")
+                } else {
+                    "graphical console without a USB tablet: the pointer will drift".to_string()
+                },
                 vec![cx.ev(cx.d.devices.graphics[0].node)],
             );
-            if !usb_off && let Some(dev) = cx.d.devices.node {
+            if !usb_off
+                && !full
+                && let Some(dev) = cx.d.devices.node
+            {
                 f.fix(
                     "Add a USB tablet",
                     vec![Edit::set_at(cx.doc, dev, vec![Seg::keyed("input", "type", "tablet")], "bus", "usb")],
@@ -361,15 +417,46 @@ fn disk_bus(cx: &Cx, out: &mut Out) {
             continue;
         }
         let Some(t) = disk.target_node else { continue };
-        let dev = (0..26u8)
-            .map(|i| format!("vd{}", (b'a' + i) as char))
-            .find(|n| !used.contains(n))
-            .unwrap_or_else(|| "vdz".into());
+        // identity only an IDE or SCSI disk can carry: moving it is the admin's call
+        let scsi_only: Vec<&str> = ["wwn", "vendor", "product"]
+            .into_iter()
+            .filter(|e| cx.doc.child(disk.node, e).is_some())
+            .collect();
+        if !scsi_only.is_empty() {
+            let f = out.finding(
+                format!(
+                    "disk {} on the emulated {bus} bus; it carries <{}>, which a virtio-blk disk cannot (libvirt: only ide and scsi disks support it): move it by hand, e.g. to a virtio-scsi controller, which keeps it",
+                    disk.label(),
+                    scsi_only.join(">, <")
+                ),
+                vec![cx.ev(t)],
+            );
+            if windows {
+                f.message
+                    .push_str(" (Windows guest: install the virtio-win driver first)");
+            }
+            continue;
+        }
+        // the name changes only when it must: a vdX name fits virtio already
+        let dev = match disk.target_dev.as_deref() {
+            Some(d) if d.starts_with("vd") => d.to_string(),
+            _ => (0..26u8)
+                .map(|i| format!("vd{}", (b'a' + i) as char))
+                .find(|n| !used.contains(n))
+                .unwrap_or_else(|| "vdz".into()),
+        };
         used.push(dev.clone());
-        let mut edits = vec![
-            Edit::set(cx.doc, t, "bus", "virtio"),
-            Edit::set(cx.doc, t, "dev", &dev),
-        ];
+        let mut edits = vec![Edit::set(cx.doc, t, "bus", "virtio")];
+        if disk.target_dev.as_deref() != Some(dev.as_str()) {
+            edits.push(Edit::set(cx.doc, t, "dev", &dev));
+        }
+        // CHS translation is an IDE setting ("CHS translation mode can only be set for 'ide'
+        // bus"); the geometry itself stays
+        if let Some(g) = cx.doc.child(disk.node, "geometry")
+            && cx.doc.attr(g, "trans").is_some()
+        {
+            edits.push(Edit::unset(cx.doc, g, "trans"));
+        }
         // the old bus's address (a drive address) and alias name it on that bus: libvirt
         // assigns a PCI address and a new alias to the virtio-blk disk
         for a in ["address", "alias"] {
