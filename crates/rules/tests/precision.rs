@@ -280,3 +280,22 @@ fn a_tablet_is_added_only_where_a_usb_port_is_free() {
     let none = dom(&format!("<vcpu>1</vcpu><devices>{vnc}</devices>"));
     fixed(&none, "desktop", &["dev-tablet"]);
 }
+
+/// A userspace NVMe disk (QEMU drives the controller through VFIO) has no host page cache to
+/// tune: no disk-cache finding, while the file disk beside it gets one.
+#[test]
+fn a_userspace_nvme_disk_gets_no_cache_advice() {
+    let src = dom("<vcpu>1</vcpu><devices><disk type='nvme' device='disk'>\
+<driver name='qemu' type='raw'/><source type='pci' managed='yes' namespace='1'>\
+<address domain='0x0000' bus='0x02' slot='0x00' function='0x0'/></source>\
+<target dev='vda' bus='virtio'/></disk>\
+<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/i/b.img'/>\
+<target dev='vdb' bus='virtio'/></disk></devices>");
+    let doc = Document::parse(&src).unwrap();
+    let cache: Vec<String> = run(&doc, "server")
+        .into_iter()
+        .filter(|f| f.rule == "disk-cache")
+        .map(|f| f.message)
+        .collect();
+    assert_eq!(cache, vec!["disk vdb uses cache=default".to_string()]);
+}

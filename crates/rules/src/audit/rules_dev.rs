@@ -509,11 +509,13 @@ fn disk_cache(cx: &Cx, out: &mut Out) {
             || disk.readonly
             || matches!(
                 disk.disk_type.as_deref(),
-                Some("network") | Some("vhostuser")
+                Some("network") | Some("vhostuser") | Some("nvme")
             )
         {
             // network disks (rbd, iscsi) follow their storage's own advice; a vhost-user
-            // disk is served by another process, which has no QEMU cache mode at all
+            // disk is served by another process, which has no QEMU cache mode at all; a
+            // userspace NVMe disk (type='nvme': QEMU drives the controller through VFIO)
+            // bypasses the host page cache and the host's AIO whatever the cache mode says
             continue;
         }
         if disk.driver_name.as_deref().is_some_and(|n| n != "qemu") {
