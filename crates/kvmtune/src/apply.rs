@@ -272,8 +272,9 @@ fn render(
         let _ = writeln!(
             out,
             "Nothing was changed. With --yes, the old state is journaled in {} first, \
-             and `kvmtune rollback` undoes it.",
-            journal.display()
+             and `kvmtune rollback --last{}` undoes it.",
+            journal.display(),
+            journal_opt(journal)
         );
     }
     out
@@ -479,8 +480,10 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
                 Status::Applied => {
                     let _ = writeln!(
                         text,
-                        "applied {}: {} step(s) made and verified. Undo: kvmtune rollback {num}",
-                        r.id, r.steps
+                        "applied {}: {} step(s) made and verified. Undo: kvmtune rollback {num}{}",
+                        r.id,
+                        r.steps,
+                        journal_opt(&journal_dir)
                     );
                 }
                 Status::Failed => {
@@ -494,9 +497,10 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
                 Status::FailedRollbackIncomplete => {
                     let _ = writeln!(
                         text,
-                        "apply {} FAILED and the rollback is INCOMPLETE: {}\nsee `kvmtune history {num}`; retry with `kvmtune rollback {num}`",
+                        "apply {} FAILED and the rollback is INCOMPLETE: {}\nsee `kvmtune history {num}{jo}`; retry with `kvmtune rollback {num}{jo}`",
                         r.id,
-                        r.error.as_deref().unwrap_or("")
+                        r.error.as_deref().unwrap_or(""),
+                        jo = journal_opt(&journal_dir)
                     );
                 }
                 Status::Interrupted => {
@@ -538,37 +542,53 @@ fn save_plan(path: &Path, req: &Request, prep: &engine::Prepared) -> Result<()> 
     crate::output::write_output(path, &json, kvmtune_host::fsio::PRIVATE_FILE)
 }
 
+/// ` --journal DIR` when the journal is not the one kvmtune would use without the option,
+/// so that a printed command acts on the same journal.
+fn journal_opt(dir: &Path) -> String {
+    let default = std::env::var_os("KVMTUNE_JOURNAL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(kvmtune_apply::journal::DEFAULT_DIR));
+    if dir == default {
+        String::new()
+    } else {
+        let d = dir.display().to_string();
+        format!(" --journal {}", kvmtune_domain::shell_quote(&d))
+    }
+}
+
 /// What to do about an entry whose apply stopped part way (a crash, a second signal).
-fn interrupted_hint(id: &str) -> String {
+fn interrupted_hint(id: &str, journal: &Path) -> String {
     let num = id.split('-').next().unwrap_or(id).trim_start_matches('0');
     format!(
-        "the apply stopped part way and was not rolled back: run `kvmtune rollback {num}` \
-         to restore the state before it"
+        "the apply stopped part way and was not rolled back: run `kvmtune rollback {num}{}` \
+         to restore the state before it",
+        journal_opt(journal)
     )
 }
 
 pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
-    if !args.journal.is_dir() {
-        if args.id.is_some() {
-            bail!("journal {}: no such directory", args.journal.display());
+    // a reader: it creates no directory and no lock file
+    let j = match Journal::existing(&args.journal) {
+        Ok(j) => j,
+        Err(kvmtune_apply::journal::JournalError::Missing(_)) if args.id.is_none() => {
+            if cli.json {
+                print_doc(
+                    "kvmtune.history",
+                    1,
+                    &serde_json::json!({
+                        "journal": args.journal, "entries": [],
+                    }),
+                )?;
+            } else {
+                print_text(&format!(
+                    "no journal at {} (nothing was applied with it)\n",
+                    args.journal.display()
+                ))?;
+            }
+            return Ok(Exit::Clean);
         }
-        if cli.json {
-            print_doc(
-                "kvmtune.history",
-                1,
-                &serde_json::json!({
-                    "journal": args.journal, "entries": [],
-                }),
-            )?;
-        } else {
-            print_text(&format!(
-                "no journal entries in {}\n",
-                args.journal.display()
-            ))?;
-        }
-        return Ok(Exit::Clean);
-    }
-    let j = Journal::open(&args.journal)?;
+        Err(e) => return Err(e.into()),
+    };
     let busy = j.busy();
     if let Some(id) = &args.id {
         let id = j.resolve(id)?;
@@ -602,7 +622,7 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
                 let _ = writeln!(out, "error: {e}");
             }
             if l.status == EntryStatus::Interrupted {
-                let _ = writeln!(out, "{}", interrupted_hint(&l.id));
+                let _ = writeln!(out, "{}", interrupted_hint(&l.id, &args.journal));
             }
             if let Some(e) = &entry {
                 let _ = writeln!(out, "steps ({} of {} done):", l.steps_done, l.steps);
@@ -673,7 +693,7 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
                 let _ = writeln!(out, "    {e}");
             }
             if l.status == EntryStatus::Interrupted {
-                let _ = writeln!(out, "    {}", interrupted_hint(&l.id));
+                let _ = writeln!(out, "    {}", interrupted_hint(&l.id, &args.journal));
             }
         }
         print_text(&out)?;
@@ -682,7 +702,7 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
 }
 
 pub fn run_rollback(cli: &Cli, args: &RollbackArgs) -> Result<Exit> {
-    let j = Journal::open(&args.journal)?;
+    let j = Journal::existing(&args.journal)?;
     let lock = j.lock()?;
     let id = match (&args.id, args.last) {
         (Some(id), _) => j.resolve(id)?,

@@ -62,6 +62,12 @@ pub enum JournalError {
     Corrupt { path: String, why: String },
     #[error("journal {dir}: no entry {id}")]
     NoEntry { dir: String, id: String },
+    #[error("journal {0}: no such directory (nothing was applied with this journal)")]
+    Missing(String),
+    #[error(
+        "journal {0}: not a directory (a journal is a real directory, not a file or a symbolic link)"
+    )]
+    NotADirectory(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -302,11 +308,28 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
 impl Journal {
     /// Open (and create) the journal directory.
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        if std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(JournalError::NotADirectory(dir.display().to_string()));
+        }
         kvmtune_host::fsio::create_dir(dir, kvmtune_host::fsio::PRIVATE_DIR)
             .map_err(|e| io(dir)(std::io::Error::other(e.to_string())))?;
         Ok(Journal {
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// Open a journal directory that exists, creating nothing (history, rollback).
+    pub fn existing(dir: &Path) -> Result<Journal, JournalError> {
+        match std::fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() => Ok(Journal {
+                dir: dir.to_path_buf(),
+            }),
+            Ok(_) => Err(JournalError::NotADirectory(dir.display().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(JournalError::Missing(dir.display().to_string()))
+            }
+            Err(e) => Err(io(dir)(e)),
+        }
     }
 
     /// Take the lock, or fail at once if another run holds it.

@@ -140,6 +140,10 @@ impl Journal {
 
     /// Whether some process holds the lock now.
     pub fn busy(&self) -> bool {
+        // no lock file, no holder: and a reader must not create one
+        if !self.dir.join("lock").exists() {
+            return false;
+        }
         match self.lock() {
             Ok(_) => false,
             Err(JournalError::Locked(_)) => true,
