@@ -247,7 +247,19 @@ fn corpus_counts() {
         }
         domains += 1;
         let v = audit_src(&src, "server");
+        let show = std::env::var_os("KVMTUNE_SHOW").is_some();
         for (i, r) in rules.iter().enumerate() {
+            if show && i < 3 {
+                for f in of(&v, r) {
+                    eprintln!(
+                        "{}: {} {}: {}",
+                        p.display(),
+                        f.severity.as_str(),
+                        r,
+                        f.message
+                    );
+                }
+            }
             let n = of(&v, r).len();
             if n > 0 {
                 counts[i].0 += 1;

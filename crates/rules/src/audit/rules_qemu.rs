@@ -18,7 +18,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 fix: "Express the arguments in libvirt XML (-cpu host,...: <cpu mode='host-passthrough'> with <feature> elements and <features><hyperv>; -device/-drive/-netdev: the matching element under <devices>; -smp/-m/-numa: <vcpu>/<cpu><topology>, <memory>, <cpu><numa>) and drop them from <qemu:commandline>. Environment variables (<qemu:env>) are left alone.",
                 risk: "None: kvmtune edits nothing here.",
                 class: FixClass::GuestVisible,
-                source: "libvirt domain format, QEMU command-line passthrough (https://libvirt.org/kbase/qemu-passthrough-security.html, https://libvirt.org/drvqemu.html#pass-through-of-arbitrary-qemu-commands) and QEMU device property overrides (qemu:override, libvirt 8.2); QEMU System Emulation invocation (-cpu, -device, -object)",
+                source: "libvirt QEMU driver: Pass-through of arbitrary qemu commands and Overriding properties of QEMU devices (https://libvirt.org/drvqemu.html#pass-through-of-arbitrary-qemu-commands, #overriding-properties-of-qemu-devices, qemu:override since libvirt 8.2); libvirt kbase, QEMU command-line passthrough (https://libvirt.org/kbase/qemu-passthrough-security.html); QEMU System Emulation invocation (-cpu, -device, -object); virt-manager#599 (-set no longer applies to libvirt's JSON -device)",
                 needs_host: false,
             },
             check: qemu_commandline,
@@ -98,8 +98,14 @@ impl Arg {
     fn val(&self) -> &str {
         self.value.as_ref().map_or("", |(v, _)| v.as_str())
     }
+    /// The option and its value for a message, a long value (JSON) cut short: the
+    /// evidence has it whole.
     fn text(&self) -> String {
         match &self.value {
+            Some((v, _)) if v.chars().count() > 80 => {
+                let cut: String = v.chars().take(77).collect();
+                format!("{} {cut}...", self.opt)
+            }
             Some((v, _)) => format!("{} {}", self.opt, v),
             None => self.opt.clone(),
         }
@@ -385,7 +391,7 @@ fn device_element(driver: &str) -> &'static str {
     ]) {
         "<controller>"
     } else {
-        "the matching element under <devices>"
+        "the matching element under <devices>, if libvirt has one"
     }
 }
 
@@ -434,6 +440,7 @@ fn judge(a: &Arg) -> Option<String> {
             };
             format!("adds an object {t} libvirt does not know; in libvirt: {el}")
         }
+        "-set" => "changes a property of a device libvirt creates (libvirt now passes -device as JSON, which -set no longer reaches); in libvirt: the device's own XML, else <qemu:override>".into(),
         "-smp" => "contradicts <vcpu>; in libvirt: <vcpu> and <cpu><topology>".into(),
         "-m" => "contradicts <memory>; in libvirt: <memory> (and <maxMemory>)".into(),
         "-numa" => "contradicts the guest NUMA layout; in libvirt: <cpu><numa><cell>".into(),
@@ -750,6 +757,17 @@ pub(super) mod table {
                     "<q:commandline xmlns:q='{NS}'><q:arg value='-netdev'/>\
 <q:arg value='user,id=n0'/></q:commandline>"
                 ))],
+                WARN,
+            ),
+            case(
+                "-set on a libvirt device",
+                "qemu-commandline",
+                "server",
+                None,
+                vec![qdom(&cmdline(&[
+                    "-set",
+                    "device.scsi0-0-0-1.rotation_rate=1",
+                ]))],
                 WARN,
             ),
             case(
