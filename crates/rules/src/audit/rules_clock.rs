@@ -26,7 +26,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Windows reads its clock and programs timers through emulated hardware unless told otherwise: without the Hyper-V clock (hypervclock) every time read exits to QEMU; with hpet off and no synthetic timers (stimer) Windows 10 falls back to the RTC and ACPI PM timer, an I/O exit storm at idle (a field report: IO_INSTRUCTION 78% of exits, fixed by turning hpet on; OpenNebula: 30-40% idle CPU → 1-3%). rtc catchup and pit delay keep time after a vCPU is descheduled.",
-                fix: "<clock offset='localtime'> with <timer name='rtc' tickpolicy='catchup'/>, <timer name='pit' tickpolicy='delay'/>, <timer name='hypervclock' present='yes'/>; with hpet off, the Hyper-V synthetic timers (stimer, with synic and vpindex) where Windows uses them, else hpet present='yes' (with stimer, hpet stays off: this fix and hyperv-enlightenments' make one clock).",
+                fix: "<clock offset='localtime'> with <timer name='rtc' tickpolicy='catchup'/>, <timer name='pit' tickpolicy='delay'/>, <timer name='hypervclock' present='yes'/>; with hpet off, the Hyper-V synthetic timers (stimer, with synic and vpindex) where Windows uses them, else hpet present='yes' (with stimer, hpet stays off: this fix and hyperv-enlightenments' make one clock). With Hyper-V hidden from Windows (see hyperv-enlightenments), no hypervclock and hpet present='yes'.",
                 risk: "Timer changes take effect at the next cold boot; Windows may re-detect the HPET device.",
                 class: FixClass::GuestVisible,
                 source: "libvirt domain format (time keeping: clock, timer); QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); \"KVM: High host CPU load after upgrading VM to windows 10 1803\" (hpet fix); virt-manager#205; OpenNebula addon-storpool#79",
@@ -41,7 +41,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Windows uses Hyper-V paravirtual interfaces when offered: relaxed timing, virtual APIC, spinlock hints, synthetic interrupt controller and timers, TLB flush and IPI hypercalls. Without them it spins on locks, exits on every APIC access and polls timers (MSR and I/O exit storms at idle: 60% of a core in one report).",
-                fix: "<features><hyperv mode='custom'> with relaxed, vapic, spinlocks retries='8191', vpindex, runtime, synic, stimer, frequencies, tlbflush, ipi (with 2 or more vCPUs), as the host's QEMU supports them, plus the hypervclock timer. Windows before Vista/2008 (XP, 2003) does not use them and is left alone.",
+                fix: "<features><hyperv mode='custom'> with relaxed, vapic, spinlocks retries='8191', vpindex, runtime, synic, stimer, frequencies, tlbflush, ipi (with 2 or more vCPUs), as the host's QEMU supports them, plus the hypervclock timer. Windows before Vista/2008 (XP, 2003) does not use them and is left alone. When Windows cannot see them (the CPUID hypervisor bit disabled, or a qemu:commandline -cpu that replaces libvirt's) there is no fix: the finding names what hides them.",
                 risk: "Needs a cold boot; Windows re-detects the hypervisor. Very old QEMU lacks some (checked against domain capabilities when available).",
                 class: FixClass::GuestVisible,
                 source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); virt-manager#205; OpenNebula addon-storpool#79; chaos-reins blog (wild-domains/08)",
@@ -116,8 +116,14 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
     let mut problems = Vec::new();
     let mut edits = Vec::new();
     let mut evidence = Vec::new();
+    // Hyper-V hidden from Windows (hyperv-enlightenments says by what): the Hyper-V clock
+    // and synthetic timers of the XML do not reach it
+    let blind = super::rules_qemu::windows_blind(cx);
     // Windows before Vista/2008 does not read the Hyper-V clock
-    if uses_hyperv(cx) && timer("hypervclock").is_none_or(|t| t.present == Some(false)) {
+    if uses_hyperv(cx)
+        && blind.is_none()
+        && timer("hypervclock").is_none_or(|t| t.present == Some(false))
+    {
         problems.push("no hypervclock");
         edits.push(Edit::set_at(
             cx.doc,
@@ -147,12 +153,26 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
             "delay",
         ));
     }
+    let stimer = match &blind {
+        None => cx.d.features.hyperv_on("stimer"),
+        Some(b) => b
+            .hv_flags
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|n| n == "stimer" || n == "passthrough")),
+    };
     if let Some(h) = timer("hpet")
         && h.present == Some(false)
-        && !cx.d.features.hyperv_on("stimer")
+        && !stimer
     {
-        problems.push("hpet off without Hyper-V synthetic timers (the Windows 10 I/O exit storm)");
+        problems.push(if blind.is_some() {
+            "hpet off and the Hyper-V synthetic timers hidden from Windows (the Windows 10 I/O exit storm)"
+        } else {
+            "hpet off without Hyper-V synthetic timers (the Windows 10 I/O exit storm)"
+        });
         evidence.push(cx.ev(h.node));
+        if let Some(b) = &blind {
+            evidence.extend(b.hider.evidence.iter().cloned());
+        }
         if stimer_possible(cx) {
             // the synthetic timers (with what they need: synic, vpindex and the
             // hypervclock above), as hyperv-enlightenments would add them: hpet stays
@@ -219,9 +239,10 @@ fn missing_enlightenments(cx: &Cx) -> Vec<&'static Enlightenment> {
 /// Whether this Windows can have the Hyper-V synthetic timers (a version that uses them,
 /// a QEMU that offers them).
 fn stimer_possible(cx: &Cx) -> bool {
-    missing_enlightenments(cx)
-        .iter()
-        .any(|(n, _)| *n == "stimer")
+    super::rules_qemu::windows_blind(cx).is_none()
+        && missing_enlightenments(cx)
+            .iter()
+            .any(|(n, _)| *n == "stimer")
 }
 
 fn hyperv(cx: &Cx, out: &mut Out) {
@@ -229,6 +250,10 @@ fn hyperv(cx: &Cx, out: &mut Out) {
         return;
     };
     let missing = missing_enlightenments(cx);
+    if let Some(b) = super::rules_qemu::windows_blind(cx) {
+        hyperv_hidden(cx, out, &missing, b, suspect, &because);
+        return;
+    }
     if missing.is_empty() {
         return;
     }
@@ -290,6 +315,86 @@ fn hyperv(cx: &Cx, out: &mut Out) {
     }
 }
 
+/// hyperv-enlightenments when Windows cannot see what the XML gives it (the hypervisor
+/// CPUID bit disabled, or a qemu:commandline -cpu replacing libvirt's): one finding that
+/// says so, with no fix (adding enlightenments would change nothing).
+fn hyperv_hidden(
+    cx: &Cx,
+    out: &mut Out,
+    missing: &[&'static Enlightenment],
+    blind: super::rules_qemu::Blind,
+    suspect: bool,
+    because: &str,
+) {
+    if !uses_hyperv(cx) || !cx.d.is_hvm() {
+        return;
+    }
+    let present: Vec<&str> = if cx.d.features.hyperv_mode.as_deref() == Some("passthrough") {
+        vec!["all (mode='passthrough')"]
+    } else {
+        cx.d.features
+            .hyperv
+            .iter()
+            .filter(|f| f.state != Some(false))
+            .map(|f| f.name.as_str())
+            .collect()
+    };
+    let advised: Vec<&str> = missing.iter().map(|(n, _)| *n).collect();
+    let mut what = Vec::new();
+    if !present.is_empty() {
+        what.push(format!("present: {}", present.join(", ")));
+    }
+    if !advised.is_empty() {
+        what.push(format!("advised: {}", advised.join(", ")));
+    }
+    let msg = match &blind.hv_flags {
+        // the hypervisor bit is off: nothing Hyper-V reaches Windows
+        None => {
+            if what.is_empty() {
+                return;
+            }
+            format!(
+                "Hyper-V enlightenments ({}) are hidden from Windows by {}: Windows does not look for Hyper-V without the CPUID hypervisor bit, so adding enlightenments changes nothing until the bit is visible",
+                what.join("; "),
+                blind.hider.what
+            )
+        }
+        // a -cpu of its own: Windows gets its hv flags, not the XML's
+        Some(flags) => {
+            let given = |n: &str| flags.iter().any(|f| f == n || f == "passthrough");
+            let lacking: Vec<&str> = HYPERV
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| *n != "ipi" || cx.d.vcpus() > 1)
+                .filter(|n| !given(n))
+                .collect();
+            if lacking.is_empty() {
+                return;
+            }
+            let gets = if flags.is_empty() {
+                "no Hyper-V enlightenment".to_string()
+            } else {
+                format!("only hv-{}", flags.join(", hv-"))
+            };
+            let xml = if what.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", what.join("; "))
+            };
+            format!(
+                "the XML's Hyper-V enlightenments{xml} are hidden from Windows by {}: Windows gets {gets} (lacking {}), so the <hyperv> element changes nothing; set them in libvirt's <cpu> and <features><hyperv> instead of the -cpu override",
+                blind.hider.what,
+                lacking.join(", ")
+            )
+        }
+    };
+    let f = out.finding(msg, blind.hider.evidence);
+    if suspect {
+        f.suspect()
+            .assumed(format!("the guest is Windows because {because}"));
+    }
+}
+
 fn clock_linux(cx: &Cx, out: &mut Out) {
     if !matches!(cx.d.guest_os(), GuestOs::Linux(_)) {
         return;
@@ -329,6 +434,17 @@ pub(super) mod table {
         dom(&format!(
             "{}{extra}",
             osinfo(&format!("http://microsoft.com/win/{version}"))
+        ))
+    }
+
+    const NO_HV: &str =
+        "<cpu mode='host-passthrough'><feature policy='disable' name='hypervisor'/></cpu>";
+
+    /// Windows 10 with a qemu:commandline `-cpu` override.
+    fn qwin(extra: &str, cpu: &str) -> String {
+        win(&format!(
+            "{extra}<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\
+<qemu:arg value='-cpu'/><qemu:arg value='{cpu}'/></qemu:commandline>"
         ))
     }
 
@@ -524,6 +640,68 @@ pub(super) mod table {
                 )],
                 WARN,
             ),
+            // Hyper-V hidden from Windows: one finding, no advice to add enlightenments
+            case(
+                "windows, all enlightenments, hypervisor bit disabled",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![win(&format!("{all_hyperv}{good_clock}{NO_HV}"))],
+                WARN,
+            ),
+            case(
+                "windows, all enlightenments, kvm hidden (Hyper-V stays visible)",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![win(&format!(
+                    "{}{good_clock}",
+                    all_hyperv.replace("</features>", "<kvm><hidden state='on'/></kvm></features>")
+                ))],
+                NONE,
+            ),
+            case(
+                "windows xp, hypervisor bit disabled",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![winv("xp", NO_HV)],
+                NONE,
+            ),
+            case(
+                "windows, -cpu override without hv flags",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![qwin(&format!("{all_hyperv}{good_clock}"), "host,kvm=off")],
+                WARN,
+            ),
+            case(
+                "windows, -cpu override with hv-passthrough",
+                "hyperv-enlightenments",
+                "server",
+                None,
+                vec![qwin(good_clock, "host,hv-passthrough")],
+                NONE,
+            ),
+            case(
+                "windows, hpet off with stimer, hypervisor bit disabled",
+                "clock-windows",
+                "server",
+                None,
+                vec![win(&format!("{hpet_off}{all_hyperv}{NO_HV}"))],
+                WARN,
+            ),
+            case(
+                "windows, no hypervclock, hypervisor bit disabled",
+                "clock-windows",
+                "server",
+                None,
+                vec![win(&format!(
+                    "{NO_HV}<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/><timer name='pit' tickpolicy='delay'/></clock>"
+                ))],
+                NONE,
+            ),
             // clock-linux
             case(
                 "linux, kvmclock off",
@@ -561,5 +739,72 @@ pub(super) mod table {
     #[test]
     fn clock_rules() {
         run_cases(&cases());
+    }
+
+    #[test]
+    fn hidden_hyperv_is_one_finding_with_its_cause_and_no_fix() {
+        let v = findings(&[win(NO_HV)], "server", None);
+        let h: Vec<_> = v
+            .iter()
+            .filter(|f| f.rule == "hyperv-enlightenments")
+            .collect();
+        assert_eq!(h.len(), 1, "{v:#?}");
+        assert!(h[0].fix.is_none(), "{:#?}", h[0]);
+        assert!(
+            h[0].message.contains("advised: relaxed"),
+            "{}",
+            h[0].message
+        );
+        assert!(
+            h[0].message.contains("hidden from Windows by <feature"),
+            "{}",
+            h[0].message
+        );
+        assert!(
+            h[0].evidence[0].path.ends_with("/cpu/feature"),
+            "{:#?}",
+            h[0].evidence
+        );
+        // clock-windows does not advise the Hyper-V clock Windows cannot see
+        let c = v.iter().find(|f| f.rule == "clock-windows").unwrap();
+        assert!(!c.message.contains("hypervclock"), "{}", c.message);
+
+        let v = findings(
+            &[qwin(
+                "<features><hyperv mode='custom'><relaxed state='on'/></hyperv></features>",
+                "host,hv_vapic",
+            )],
+            "server",
+            None,
+        );
+        let h: Vec<_> = v
+            .iter()
+            .filter(|f| f.rule == "hyperv-enlightenments")
+            .collect();
+        assert_eq!(h.len(), 1, "{v:#?}");
+        assert!(h[0].fix.is_none());
+        for s in ["present: relaxed", "only hv-vapic", "-cpu 'host,hv_vapic'"] {
+            assert!(h[0].message.contains(s), "{s}: {}", h[0].message);
+        }
+        assert_eq!(h[0].evidence[1].value, "host,hv_vapic");
+    }
+
+    #[test]
+    fn hpet_off_with_hidden_stimer_turns_hpet_on() {
+        let hpet_off = "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/>\
+<timer name='pit' tickpolicy='delay'/><timer name='hypervclock' present='yes'/><timer name='hpet' present='no'/></clock>";
+        let v = findings(&[win(&format!("{hpet_off}{NO_HV}"))], "server", None);
+        let c = v.iter().find(|f| f.rule == "clock-windows").unwrap();
+        let edits: Vec<String> = c
+            .fix
+            .as_ref()
+            .unwrap()
+            .edits
+            .iter()
+            .map(|e| e.describe())
+            .collect();
+        assert_eq!(edits.len(), 1, "{edits:?}");
+        assert!(edits[0].contains("present = 'yes'"), "{edits:?}");
+        assert!(!edits[0].contains("stimer"), "{edits:?}");
     }
 }

@@ -1,0 +1,278 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The rules of rules_qemu.rs on real domains: the qemu:commandline ones of the corpus,
+//! and how often each rule fires over every corpus domain.
+
+use kvmtune_domain::{Document, Domain};
+use kvmtune_rules::Profile;
+use kvmtune_rules::audit::{self, Cx, Finding, Peer, Severity};
+use std::path::{Path, PathBuf};
+
+fn corpus() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    if dir.join("libvirt-domains").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: ../shared/corpus is not beside the checkout");
+        None
+    }
+}
+
+fn audit_src(src: &str, profile: &str) -> Vec<Finding> {
+    let profile = Profile::load(profile).unwrap();
+    let doc = Document::parse(src).unwrap();
+    let d = Domain::from_doc(&doc).unwrap();
+    let peers = [Peer {
+        domain: &d,
+        active: true,
+    }];
+    audit::audit(&Cx {
+        doc: &doc,
+        d: &d,
+        profile: &profile,
+        host: None,
+        caps: None,
+        peers: &peers,
+    })
+}
+
+fn of<'a>(v: &'a [Finding], rule: &str) -> Vec<&'a Finding> {
+    v.iter().filter(|f| f.rule == rule).collect()
+}
+
+#[test]
+fn qemu_commandline_fires_on_the_corpus_domains_that_have_one() {
+    let Some(c) = corpus() else { return };
+    // wild domains: devices and objects behind libvirt's back
+    for (file, arg) in [
+        ("wild-domains/12.xml", "-device"),
+        ("wild-domains/08.xml", "input-linux"),
+    ] {
+        let src = std::fs::read_to_string(c.join(file)).unwrap();
+        let v = audit_src(&src, "server");
+        let q = of(&v, "qemu-commandline");
+        assert_eq!(q.len(), 1, "{file}: {v:#?}");
+        assert_eq!(q[0].severity, Severity::Warn, "{file}");
+        assert!(q[0].message.contains(arg), "{file}: {}", q[0].message);
+        assert!(q[0].fix.is_none());
+        // 08 also sets two environment variables: not findings, not evidence
+        assert!(
+            q[0].evidence.iter().all(|e| !e.path.contains("env")),
+            "{file}: {:#?}",
+            q[0].evidence
+        );
+    }
+    // libvirt's own tests: options that add nothing libvirt knows of, namespace declared
+    // on the element or on the root
+    for file in [
+        "libvirt-domains/qemu-ns-commandline.xml",
+        "libvirt-domains/qemu-ns-no-env.xml",
+        "libvirt-domains/qemu-ns-commandline-ns0.xml",
+        "libvirt-domains/qemu-ns-domain-commandline-ns0.xml",
+    ] {
+        let src = std::fs::read_to_string(c.join(file)).unwrap();
+        let v = audit_src(&src, "server");
+        let q = of(&v, "qemu-commandline");
+        assert_eq!(q.len(), 1, "{file}: {v:#?}");
+        assert_eq!(q[0].severity, Severity::Info, "{file}");
+    }
+}
+
+#[test]
+fn env_alone_is_not_a_finding() {
+    let src = "<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\
+<name>vm</name><memory unit='MiB'>2048</memory><os><type arch='x86_64' machine='q35'>hvm</type></os>\
+<qemu:commandline><qemu:env name='QEMU_AUDIO_DRV' value='pa'/>\
+<qemu:env name='QEMU_PA_SERVER' value='/run/user/1000/pulse/native'/></qemu:commandline></domain>";
+    let v = audit_src(src, "server");
+    assert!(of(&v, "qemu-commandline").is_empty(), "{v:#?}");
+}
+
+#[test]
+fn the_hidden_hypervisor_of_a_gpu_passthrough_windows_is_reported_without_a_fix() {
+    let Some(c) = corpus() else { return };
+    // 12.xml: Windows 11, GPU passed through, <feature policy="disable" name="hypervisor"/>,
+    // Hyper-V passthrough, hpet off (its <kvm><hidden> sits outside <features>: no effect)
+    let src = std::fs::read_to_string(c.join("wild-domains/12.xml")).unwrap();
+    let v = audit_src(&src, "server");
+    let h = of(&v, "cpu-hypervisor-hidden");
+    assert_eq!(h.len(), 1, "{v:#?}");
+    assert_eq!(h[0].severity, Severity::Warn);
+    assert!(h[0].fix.is_none());
+    assert!(h[0].message.contains("deliberate"), "{}", h[0].message);
+    let e = of(&v, "hyperv-enlightenments");
+    assert_eq!(e.len(), 1, "{v:#?}");
+    assert!(e[0].fix.is_none());
+    assert!(
+        e[0].message.contains("all (mode='passthrough')")
+            && e[0].message.contains("hidden from Windows"),
+        "{}",
+        e[0].message
+    );
+    // the synthetic timers do not reach Windows: clock-windows turns hpet back on
+    let cw = of(&v, "clock-windows");
+    assert_eq!(cw.len(), 1, "{v:#?}");
+    let edits: Vec<String> = cw[0]
+        .fix
+        .as_ref()
+        .unwrap()
+        .edits
+        .iter()
+        .map(|e| e.describe())
+        .collect();
+    // the third timer of 12.xml is <timer name="hpet" present="no"/>
+    assert!(
+        edits.len() == 1
+            && edits[0] == "set /domain/clock/timer[3]/@present = 'yes'"
+            && !edits[0].contains("stimer"),
+        "{edits:?}"
+    );
+
+    // 08.xml: kvm hidden with GPUs passed through: info, no fix
+    let src = std::fs::read_to_string(c.join("wild-domains/08.xml")).unwrap();
+    let v = audit_src(&src, "server");
+    let h = of(&v, "cpu-hypervisor-hidden");
+    assert_eq!(h.len(), 1, "{v:#?}");
+    assert_eq!(h[0].severity, Severity::Info);
+    assert!(h[0].fix.is_none());
+    assert!(h[0].message.contains("NVIDIA"), "{}", h[0].message);
+}
+
+/// The fixes of these rules on a valid libvirt test domain given the problems: the fixed
+/// XML still validates against libvirt's schema (corpus_fix.rs sees none of them: no
+/// libvirt test domain has them).
+#[test]
+fn fixes_validate() {
+    let Some(c) = corpus() else { return };
+    let base = std::fs::read_to_string(c.join("libvirt-domains/event_idx.xml")).unwrap();
+    let broken = |model: &str| {
+        base.replace(
+            "</os>",
+            "</os>\n  <features><acpi/><kvm><hidden state='on'/></kvm></features>\n  \
+<cpu mode='host-passthrough'><feature policy='disable' name='hypervisor'/></cpu>",
+        )
+        .replace(
+            "<model type='virtio'/>",
+            &format!("<model type='{model}'/>"),
+        )
+    };
+    let rules = ["cpu-hypervisor-hidden", "net-model-string"];
+    let out = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for model in [
+        "virtio-net-pci",
+        "virtio-net-device",
+        "virtio-net-pci-non-transitional",
+    ] {
+        let src = broken(model);
+        let mut doc = Document::parse(&src).unwrap();
+        let v = audit_src(&src, "server");
+        let edits: Vec<audit::Edit> = v
+            .iter()
+            .filter(|f| rules.contains(&f.rule))
+            .filter_map(|f| f.fix.as_ref())
+            .flat_map(|f| f.edits.clone())
+            .collect();
+        assert_eq!(
+            edits.len(),
+            if model == "virtio-net-device" { 4 } else { 3 },
+            "{v:#?}"
+        );
+        audit::apply(&mut doc, &edits);
+        let fixed = doc.serialize();
+        let again = audit_src(&fixed, "server");
+        assert!(
+            !again.iter().any(|f| rules.contains(&f.rule)),
+            "{model}: {again:#?}"
+        );
+        let p = out.path().join(format!("{model}.xml"));
+        std::fs::write(&p, &fixed).unwrap();
+        files.push(p);
+    }
+    if std::process::Command::new("xmllint")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping validation: xmllint not installed");
+        return;
+    }
+    let r = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--relaxng")
+        .arg(c.join("libvirt-schemas/domain.rng"))
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
+/// How often each rule of rules_qemu.rs fires on the corpus domains (every *.xml under
+/// the corpus whose root is <domain>), server profile, no host:
+/// `cargo test -p kvmtune-rules --test qemu_rules -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn corpus_counts() {
+    let Some(c) = corpus() else { return };
+    let mut files = Vec::new();
+    let mut stack = vec![c.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "xml") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let rules = [
+        "qemu-commandline",
+        "cpu-hypervisor-hidden",
+        "net-model-string",
+        "hyperv-enlightenments",
+        "clock-windows",
+    ];
+    let mut domains = 0;
+    let mut counts = vec![(0usize, 0usize, Vec::new()); rules.len()];
+    for p in &files {
+        let Ok(src) = std::fs::read_to_string(p) else {
+            continue;
+        };
+        let Ok(doc) = Document::parse(&src) else {
+            continue;
+        };
+        if doc.name(doc.root()) != "domain" || Domain::from_doc(&doc).is_err() {
+            continue;
+        }
+        domains += 1;
+        let v = audit_src(&src, "server");
+        let show = std::env::var_os("KVMTUNE_SHOW").is_some();
+        for (i, r) in rules.iter().enumerate() {
+            if show && i < 3 {
+                for f in of(&v, r) {
+                    eprintln!(
+                        "{}: {} {}: {}",
+                        p.display(),
+                        f.severity.as_str(),
+                        r,
+                        f.message
+                    );
+                }
+            }
+            let n = of(&v, r).len();
+            if n > 0 {
+                counts[i].0 += 1;
+                counts[i].1 += n;
+                counts[i]
+                    .2
+                    .push(p.strip_prefix(&c).unwrap_or(p).display().to_string());
+            }
+        }
+    }
+    eprintln!("{domains} domain files");
+    for (r, (files, findings, names)) in rules.iter().zip(&counts) {
+        let shown: Vec<&String> = names.iter().take(12).collect();
+        eprintln!("{r}: {findings} findings in {files} files {shown:?}");
+    }
+}
