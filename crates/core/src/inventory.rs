@@ -55,6 +55,32 @@ impl Origin {
         }
     }
 
+    /// Whether the host is another machine reached through libvirt: a remote URI, and
+    /// neither `--root` nor `--from` saying where the host's files are.
+    pub fn is_remote(&self) -> bool {
+        self.from.is_none() && self.root.is_none() && !kvmtune_libvirt::is_local(&self.connect)
+    }
+
+    /// The host's facts and where they came from: the bundle's, the `--root` tree's, the
+    /// remote host's as its libvirt reports them, or this machine's.
+    pub fn host_facts(&self) -> Result<(Host, String)> {
+        if self.is_remote() {
+            let lv = Libvirt::open(&self.connect, false)
+                .or_else(|_| Libvirt::open(&self.connect, true))
+                .map_err(|e| Error::msg(format!("libvirt {}: {e}", self.connect)))?;
+            let host = crate::remote::host_from_libvirt(&lv.node_facts());
+            return Ok((
+                host,
+                format!(
+                    "libvirt {} (another host: what libvirt does not report is unknown)",
+                    self.connect
+                ),
+            ));
+        }
+        let src = self.host_source()?;
+        Ok((kvmtune_host::collect(src.as_ref()), src.describe()))
+    }
+
     /// The directory host files are read from and written to (`/` or `--root`).
     pub fn root_dir(&self) -> PathBuf {
         self.root.clone().unwrap_or_else(|| PathBuf::from("/"))
@@ -198,10 +224,10 @@ impl Inventory {
         // host facts: for libvirt domains of this host (they run here), for files only when
         // asked; never this machine's facts for the domains of a remote connection
         if remote_without_facts(origin, want_libvirt) {
-            inv.host_origin = format!(
-                "none ({} is another host: its facts are not read; host rules skipped)",
-                origin.connect
-            );
+            // another host: its facts as its libvirt reports them, never this machine's
+            let (host, from) = origin.host_facts()?;
+            inv.host = Some(host);
+            inv.host_origin = from;
         } else if want_libvirt || sel.host_for_files || origin.root.is_some() {
             let src = origin.host_source()?;
             inv.host = Some(kvmtune_host::collect(src.as_ref()));

@@ -22,6 +22,7 @@ pub mod fixes;
 pub mod inventory;
 pub mod placement;
 pub mod profiles;
+pub mod remote;
 pub mod watch;
 
 /// An error of a kvmtune service: one line, naming the thing.

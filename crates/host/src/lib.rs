@@ -44,6 +44,7 @@ pub fn collect(src: &dyn Source) -> Host {
         memory,
         kvm,
         unknown: cx.into_unknown(),
+        remote: None,
     }
 }
 

@@ -25,6 +25,12 @@ pub struct Host {
     pub kvm: Kvm,
     /// Fields that could not be read, each with the path and the reason.
     pub unknown: Vec<Unknown>,
+    /// Set when the facts were read through libvirt over this connection (a remote host):
+    /// only what libvirt reports is known; THP, numa_balancing, the kernel command line,
+    /// kvm module parameters, cgroups, IOMMU groups and device nodes are unknown (listed in
+    /// `unknown`), never this machine's values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 /// A field whose value is unknown because its file was missing, unreadable or garbled.

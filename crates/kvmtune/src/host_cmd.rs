@@ -9,7 +9,7 @@ use kvmtune_profile::Counts;
 use kvmtune_rules::{Check, Verdict, check_host};
 
 pub const CHECK_KIND: &str = "kvmtune.host-check";
-pub const CHECK_VERSION: u32 = 2;
+pub const CHECK_VERSION: u32 = 3;
 
 #[derive(Serialize)]
 struct CheckReport<'a> {
@@ -18,12 +18,14 @@ struct CheckReport<'a> {
     /// Checks by severity (WARN is warn, FAIL is error), and how many passed.
     summary: Counts,
     passed: usize,
+    /// Checks that could not be judged (verdict UNKNOWN: a host read over a remote
+    /// connection, whose facts libvirt does not report).
+    not_judged: usize,
     checks: &'a [Check],
 }
 
 pub fn run(cli: &Cli, args: &HostArgs) -> Result<Exit> {
-    let src = crate::host_source(cli)?;
-    let host = kvmtune_host::collect(src.as_ref());
+    let (host, source) = crate::origin(cli).host_facts()?;
     let style = Style::of(cli);
     if !args.check {
         if cli.json {
@@ -32,7 +34,7 @@ pub fn run(cli: &Cli, args: &HostArgs) -> Result<Exit> {
         } else {
             print_text(&crate::render::host(
                 &host,
-                &src.describe(),
+                &source,
                 style.color,
                 style.verbose,
             ))?;
@@ -43,6 +45,10 @@ pub fn run(cli: &Cli, args: &HostArgs) -> Result<Exit> {
     let checks = check_host(&host, &profile);
     let summary = Counts::of(checks.iter().filter_map(|c| c.verdict.severity()));
     let passed = checks.iter().filter(|c| c.verdict == Verdict::Pass).count();
+    let not_judged = checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Unknown)
+        .count();
     let findings = summary.warn + summary.error > 0;
     if cli.json {
         output::print_doc(
@@ -50,9 +56,10 @@ pub fn run(cli: &Cli, args: &HostArgs) -> Result<Exit> {
             CHECK_VERSION,
             &CheckReport {
                 profile: &profile.name,
-                source: src.describe(),
+                source: source.clone(),
                 summary,
                 passed,
+                not_judged,
                 checks: &checks,
             },
         )?;
@@ -60,7 +67,7 @@ pub fn run(cli: &Cli, args: &HostArgs) -> Result<Exit> {
         print_text(&crate::render::checks(
             &checks,
             &profile.name,
-            &src.describe(),
+            &source,
             &style,
         ))?;
     }

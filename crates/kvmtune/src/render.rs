@@ -26,6 +26,7 @@ impl Style {
             Verdict::Info => "36",
             Verdict::Warn => "33",
             Verdict::Fail => "1;31",
+            Verdict::Unknown => "2",
         };
         self.paint(code, v.as_str())
     }
@@ -461,13 +462,67 @@ pub fn host(h: &Host, source: &str, color: bool, verbose: bool) -> String {
         ),
     );
 
-    if !h.unknown.is_empty() {
+    if h.remote.is_some() {
+        o = remote_unknowns(&o);
+    }
+    let (remote, unreadable): (Vec<_>, Vec<_>) = h
+        .unknown
+        .iter()
+        .partition(|u| h.remote.is_some() && u.error.starts_with("not known over a remote"));
+    if !unreadable.is_empty() {
         let _ = writeln!(o, "\n{}  (shown above as unknown)", s.head("Unreadable"));
-        for u in &h.unknown {
+        for u in unreadable {
             let _ = writeln!(o, "  {:<16} {}: {}", u.field, u.path, u.error);
         }
     }
+    if !remote.is_empty() {
+        let fields: Vec<&str> = remote.iter().map(|u| u.field.as_str()).collect();
+        let _ = writeln!(
+            o,
+            "\n{}  libvirt does not report: {}",
+            s.head("Not known over a remote connection"),
+            fields.join(", ")
+        );
+    }
     o
+}
+
+/// The rows of facts libvirt does not report, for a host read over a remote connection:
+/// "unknown", never an empty value that would read as "none".
+const REMOTE_ROWS: &[&str] = &[
+    "isolated",
+    "governor",
+    "kernel cmdline",
+    "hugetlbfs",
+    "AnonHugePages",
+    "swap",
+    "THP",
+    "/dev/vhost-net",
+    "/dev/net/tun",
+    "modules",
+    "IOMMU",
+    "cgroups",
+    "numastat",
+];
+
+fn remote_unknowns(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let label = line.get(2..18).map(str::trim_end);
+        match label {
+            Some(l) if line.starts_with("  ") && REMOTE_ROWS.contains(&l) => {
+                let _ = writeln!(
+                    out,
+                    "  {l:<16} unknown (not reported over a remote connection)"
+                );
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// `host --check` as text: one block per check, wrapped at the width with a hanging indent.
@@ -492,11 +547,15 @@ pub fn checks(checks: &[Check], profile: &str, source: &str, st: &crate::output:
     let count = |v| checks.iter().filter(|c| c.verdict == v).count();
     let _ = writeln!(
         o,
-        "\n{} pass, {} info, {} warn, {} fail",
+        "\n{} pass, {} info, {} warn, {} fail{}",
         count(Verdict::Pass),
         count(Verdict::Info),
         count(Verdict::Warn),
-        count(Verdict::Fail)
+        count(Verdict::Fail),
+        match count(Verdict::Unknown) {
+            0 => String::new(),
+            n => format!(", {n} not judged (not known over a remote connection)"),
+        }
     );
     o
 }

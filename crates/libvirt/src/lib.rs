@@ -19,6 +19,9 @@ pub fn is_local(uri: &str) -> bool {
     }
 }
 
+pub mod node;
+pub use node::NodeFacts;
+
 /// A failed libvirt call: what kvmtune tried and libvirt's own message.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("libvirt: {op}: {message}")]
@@ -32,6 +35,13 @@ impl LibvirtError {
         LibvirtError {
             op: op.into(),
             message: one_line(err.message()),
+        }
+    }
+    /// An error kvmtune finds before calling libvirt.
+    fn msg(message: impl Into<String>) -> Self {
+        LibvirtError {
+            op: "request".into(),
+            message: message.into(),
         }
     }
 }

@@ -18,6 +18,8 @@ pub enum Verdict {
     Info,
     Warn,
     Fail,
+    /// Could not judge: the facts are not known (a host read over a remote connection).
+    Unknown,
 }
 
 impl Verdict {
@@ -27,6 +29,7 @@ impl Verdict {
             Verdict::Info => "INFO",
             Verdict::Warn => "WARN",
             Verdict::Fail => "FAIL",
+            Verdict::Unknown => "UNKNOWN",
         }
     }
 
@@ -38,6 +41,7 @@ impl Verdict {
             Verdict::Info => Some(Severity::Info),
             Verdict::Warn => Some(Severity::Warn),
             Verdict::Fail => Some(Severity::Error),
+            Verdict::Unknown => None,
         }
     }
 }
@@ -374,6 +378,9 @@ impl Out {
 
 /// Run every host check for `profile`.
 pub fn check_host(host: &Host, profile: &Profile) -> Vec<Check> {
+    if host.remote.is_some() {
+        return check_remote(host);
+    }
     let mut out = Out { checks: Vec::new() };
     virt_ext(host, &mut out);
     devices(host, &mut out);
@@ -388,6 +395,35 @@ pub fn check_host(host: &Host, profile: &Profile) -> Vec<Check> {
     isolcpus(host, profile, &mut out);
     governor(host, profile, &mut out);
     halt_poll(host, &mut out);
+    out.checks
+}
+
+/// A host read over a remote connection: what libvirt tells is judged (KVM from the
+/// capabilities' guest domain types), every other check is UNKNOWN: its facts (device
+/// nodes, cgroups, IOMMU, module parameters, sysctls, THP, the kernel command line,
+/// hugetlbfs mounts, KSM's run state) are not reported by libvirt, and this machine's values
+/// are never used instead.
+fn check_remote(host: &Host) -> Vec<Check> {
+    let mut out = Out { checks: Vec::new() };
+    let kvm = host.kvm.dev_kvm.exists;
+    out.push(
+        &VIRT_EXT,
+        if kvm { Verdict::Pass } else { Verdict::Fail },
+        if kvm {
+            "libvirt offers KVM domains (its capabilities list domain type kvm)".to_string()
+        } else {
+            "libvirt offers no KVM domain type: hardware virtualization is off there, or /dev/kvm is unusable; guests are emulated (TCG)".to_string()
+        },
+        Some(VIRT_EXT.fix.to_string()),
+    );
+    for rule in RULES.iter().filter(|r| r.id != VIRT_EXT.id) {
+        out.push(
+            rule,
+            Verdict::Unknown,
+            "could not judge: not known over a remote connection (libvirt does not report it)",
+            None,
+        );
+    }
     out.checks
 }
 

@@ -45,6 +45,7 @@ pub(crate) fn blank_host() -> Host {
         memory: Default::default(),
         kvm: Default::default(),
         unknown: Vec::new(),
+        remote: None,
     }
 }
 
