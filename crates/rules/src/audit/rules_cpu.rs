@@ -3,7 +3,7 @@
 use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, virsh_edit};
 
 /// Named CPU models that hide most of a current host's features (AVX, AES-NI, ...).
-const OLD_MODELS: &[&str] = &[
+pub(super) const OLD_MODELS: &[&str] = &[
     "qemu64",
     "qemu32",
     "kvm64",
@@ -138,7 +138,7 @@ pub(super) fn rules() -> Vec<Rule> {
     ]
 }
 
-fn x86(cx: &Cx) -> bool {
+pub(super) fn x86(cx: &Cx) -> bool {
     cx.d.is_hvm()
         && cx
             .d
