@@ -149,7 +149,7 @@ pub(super) fn x86(cx: &Cx) -> bool {
 }
 
 /// TCG domain on a host whose KVM works: virt-type will move it to KVM.
-fn tcg_on_kvm_host(cx: &Cx) -> bool {
+pub(super) fn tcg_on_kvm_host(cx: &Cx) -> bool {
     cx.d.virt_type == "qemu" && cx.host.is_some_and(|h| h.kvm.dev_kvm.openable) && x86(cx)
 }
 

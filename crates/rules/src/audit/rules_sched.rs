@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::rules_cpu::vcpu_cpus;
+use super::rules_cpu::{OLD_MODELS, tcg_on_kvm_host, vcpu_cpus, x86};
 use super::rules_numa::dedicated;
 use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, cpuset, human_kib};
 use kvmtune_domain::NodeId;
@@ -20,7 +20,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 fix: "Pin the I/O threads onto housekeeping CPUs no vCPU uses (the <emulatorpin> CPUs when they are apart from the vCPUs).",
                 risk: "virsh iothreadpin applies live; the pins are host-specific.",
                 class: FixClass::Migration,
-                source: "libvirt domain format (CPU tuning: iothreadpin, emulatorpin); Red Hat Enterprise Linux 7 Virtualization Tuning and Optimization Guide, 8.3 \"libvirt NUMA tuning\" (emulator and I/O thread pinning)",
+                source: "libvirt domain format (CPU tuning: iothreadpin, emulatorpin); Red Hat Virtualization 4.3 Virtual Machine Management Guide, 4.10.2.2 \"Pinning CPU\" (IO and emulator thread pinning topology)",
                 needs_host: false,
             },
             check: iothread_pins,
@@ -35,7 +35,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 fix: "Name the I/O thread in the disk's or the virtio-scsi controller's <driver iothread='N'/>, or drop it from <iothreads>/<iothreadids>.",
                 risk: "None: an idle thread costs little; assigning it changes the device's I/O path at next boot.",
                 class: FixClass::Safe,
-                source: "libvirt domain format (IOThreads allocation; disk driver iothread; controller driver iothread)",
+                source: "libvirt domain format (IOThreads allocation; disk driver iothread; controller driver iothread); OpenShift Container Platform 4.7 Scalability and performance, \"Use I/O threads for your virtual block devices\" (IBM Z: do not configure idle threads)",
                 needs_host: false,
             },
             check: iothread_unused,
@@ -50,7 +50,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 fix: "Give the controller an I/O thread: <controller type='scsi' model='virtio-scsi'><driver iothread='N'/></controller> (and <iothreads> one more when none is free).",
                 risk: "One more host thread; it needs pinning on latency hosts.",
                 class: FixClass::Safe,
-                source: "libvirt domain format (controllers: virtio-scsi driver iothread; IOThreads allocation); Red Hat Enterprise Linux 7 Virtualization Tuning and Optimization Guide, 5.4 \"Block I/O\" (IOThreads)",
+                source: "libvirt domain format (controllers: virtio-scsi driver iothread; IOThreads allocation); OpenShift Container Platform 4.7 Scalability and performance, \"Use I/O threads for your virtual block devices\"",
                 needs_host: false,
             },
             check: scsi_iothread,
@@ -65,7 +65,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 fix: "Bind the memory to the node the vCPUs run on: <memory mode='strict' nodeset='N'/> (or 'restrictive'), with the vCPUs on that node's CPUs; `kvmtune plan` picks the node.",
                 risk: "The memory moves at next boot; a strict binding fails allocations when the node runs out of free memory.",
                 class: FixClass::Capacity,
-                source: "libvirt domain format (NUMA node tuning: memory mode); Red Hat Enterprise Linux 7 Virtualization Tuning and Optimization Guide, 8.3 \"libvirt NUMA tuning\" (memory policy modes)",
+                source: "libvirt domain format (NUMA node tuning: memory mode); Red Hat Enterprise Linux 7 Virtualization Deployment and Administration Guide, 23.9 \"NUMA Node Tuning\"; Red Hat Enterprise Linux 7 Virtualization Tuning and Optimization Guide, 9.3.2 \"NUMA vCPU Pinning\" (vCPU pinning and numatune together)",
                 needs_host: true,
             },
             check: numatune_mode,
@@ -84,6 +84,51 @@ pub(super) fn rules() -> Vec<Rule> {
                 needs_host: false,
             },
             check: cpu_quota,
+        },
+        Rule {
+            meta: Meta {
+                id: "cpu-smt-pins",
+                title: "Guest SMT topology does not match the host",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "<topology threads='2'> tells the guest that vCPU pairs are hyper-threads of one core: its scheduler then prefers idle cores over idle siblings and balances load as if the pair shared a core's execution units and caches. That is true only when each pair is pinned onto SMT siblings of one host core; unpinned, or pinned onto separate cores, the guest's SMT-aware decisions are made on a false picture. The reverse, vCPUs pinned onto sibling pairs while the guest sees threads='1', hides the shared cores from the guest.",
+                fix: "Pin each guest core's vCPUs onto the SMT siblings of one host core (kvmtune's planner), or present threads='1'.",
+                risk: "Re-pinning applies live; a topology change is guest-visible at next boot.",
+                class: FixClass::GuestVisible,
+                source: "libvirt domain format (CPU model and topology; CPU tuning: vcpupin); Red Hat Virtualization 4.3 Virtual Machine Management Guide, 4.10.2.2 \"Pinning CPU\" (guest threads per core within the host's)",
+                needs_host: false,
+            },
+            check: cpu_smt_pins,
+        },
+        Rule {
+            meta: Meta {
+                id: "cpu-model-old",
+                title: "Named CPU model older than the host's",
+                severity: Severity::Warn,
+                profiles: &["server", "latency", "desktop", "dense"],
+                why: "A custom <model> of an older generation than the host's CPU (domain capabilities' host-model) hides the newer instructions: a SandyBridge guest on a Cascade Lake host has no AVX2, FMA or AVX-512, so vectorised code (crypto, compression, databases, media) takes slower paths. Migratable pools pick an old model on purpose (the migratable profile leaves it alone).",
+                fix: "<cpu mode='host-model'/> (the host's model and features, still migratable between like hosts).",
+                risk: "The guest sees a newer CPU at next boot; it can then live-migrate only to hosts with that CPU generation or newer.",
+                class: FixClass::GuestVisible,
+                source: "libvirt domain format (CPU model and topology: host-model, custom); libvirt CPU map (cpu_map/x86_*.xml); QEMU documentation, \"Recommendations for KVM CPU model configuration on x86 hosts\"",
+                needs_host: false,
+            },
+            check: cpu_model_old,
+        },
+        Rule {
+            meta: Meta {
+                id: "cpu-invtsc",
+                title: "Invariant TSC not passed to a latency guest",
+                severity: Severity::Info,
+                profiles: &["latency"],
+                why: "The host's TSC is invariant (constant_tsc and nonstop_tsc), but the guest is not told (CPUID invtsc): a Linux guest (5.1 and later) switches to the TSC clocksource only when invtsc is exposed, and keeps kvm-clock otherwise; TSC reads need no pvclock page and are the cheapest clock a latency-sensitive guest can have. QEMU hides invtsc unless asked because a guest that relies on it can be live-migrated only with its TSC frequency fixed.",
+                fix: "<cpu><feature policy='require' name='invtsc'/></cpu> (host-passthrough with migratable='off' passes it already).",
+                risk: "QEMU blocks live migration of a guest with invtsc unless its TSC frequency is set (<clock><timer name='tsc' frequency=...>, then only to hosts with that frequency or TSC scaling); the domain fails to start on hosts without an invariant TSC.",
+                class: FixClass::Migration,
+                source: "Linux commit 7539b174aef4 \"x86: kvmguest: use TSC clocksource if invariant TSC is exposed\" (5.1); QEMU commit d99569d9d856 \"kvm: Allow invtsc migration if tsc-khz is set explicitly\"; libvirt domain format (CPU model and topology: feature policy; timekeeping: timer tsc frequency)",
+                needs_host: true,
+            },
+            check: cpu_invtsc,
         },
     ]
 }
@@ -553,6 +598,349 @@ fn cpu_quota(cx: &Cx, out: &mut Out) {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// SMT topology against pins
+
+/// vCPU id → host CPU, for the vCPUs pinned onto exactly one CPU.
+fn single_pins(d: &kvmtune_domain::Domain) -> std::collections::BTreeMap<u32, u32> {
+    let mut m = std::collections::BTreeMap::new();
+    if let Some(t) = &d.cputune {
+        for p in &t.vcpupin {
+            if let (Some(id), Some(s)) = (p.id, cpuset(&p.cpuset))
+                && s.len() == 1
+                && let Some(c) = s.iter().next()
+            {
+                m.insert(id, c);
+            }
+        }
+    }
+    m
+}
+
+fn cpu_smt_pins(cx: &Cx, out: &mut Out) {
+    let Some(cpu) = &cx.d.cpu else { return };
+    let n = cx.d.vcpu.max;
+    if n < 2 {
+        return;
+    }
+    let threads = cpu.topology.as_ref().and_then(|t| t.threads).unwrap_or(1);
+    let pins = single_pins(cx.d);
+    let groups = cx
+        .host
+        .map(|h| &h.cpu.sibling_groups)
+        .filter(|g| !g.is_empty());
+    if threads >= 2 {
+        let Some(topo) = &cpu.topology else { return };
+        if !(0..n).all(|i| pins.contains_key(&i)) {
+            out.at(
+                Severity::Info,
+                format!(
+                    "threads='{threads}' tells the guest its vCPUs come in SMT groups of {threads}, but the vCPUs are not each pinned onto one host CPU: the \"siblings\" run wherever the host puts them"
+                ),
+                vec![cx.ev(topo.node)],
+            );
+            return;
+        }
+        let Some(groups) = groups else { return };
+        let mut bad = Vec::new();
+        for core in 0..n.div_ceil(threads) {
+            let ids: Vec<u32> = (core * threads..((core + 1) * threads).min(n)).collect();
+            if ids.len() < 2 {
+                continue;
+            }
+            let mut cpus = CpuSet::new();
+            for i in &ids {
+                if let Some(c) = pins.get(i) {
+                    cpus.insert(*c);
+                }
+            }
+            if cpus.len() < ids.len() {
+                continue; // vCPUs sharing one CPU: a different problem (cpu-exceeds-host)
+            }
+            let known = cpus.iter().all(|c| groups.iter().any(|g| g.contains(c)));
+            if known && !groups.iter().any(|g| cpus.is_subset(g)) {
+                bad.push(format!(
+                    "guest core {core} (vCPUs {}-{}) on host CPUs {cpus}",
+                    ids[0],
+                    ids[ids.len() - 1]
+                ));
+            }
+        }
+        if bad.is_empty() {
+            return;
+        }
+        let more = if bad.len() > 3 {
+            format!(" and {} more", bad.len() - 3)
+        } else {
+            String::new()
+        };
+        let ev =
+            cx.d.cputune
+                .as_ref()
+                .map(|t| cx.ev(t.node))
+                .into_iter()
+                .chain([cx.ev(topo.node)])
+                .collect();
+        out.finding(
+            format!(
+                "threads='{threads}', but {}{more}: not SMT siblings on the host",
+                bad.into_iter().take(3).collect::<Vec<_>>().join(", ")
+            ),
+            ev,
+        );
+    } else {
+        // the reverse: one-to-one pins onto sibling pairs the guest does not know about
+        let Some(groups) = groups else { return };
+        if dedicated(cx.d).is_none() {
+            return;
+        }
+        let mut shared = Vec::new();
+        for g in groups {
+            let vs: Vec<String> = pins
+                .iter()
+                .filter(|(_, c)| g.contains(**c))
+                .map(|(v, _)| v.to_string())
+                .collect();
+            if vs.len() >= 2 {
+                shared.push(format!("vCPUs {} on {g}", vs.join(",")));
+            }
+        }
+        if shared.is_empty() {
+            return;
+        }
+        let ev = cpu
+            .topology
+            .as_ref()
+            .map(|t| cx.ev_attr(t.node, "threads"))
+            .unwrap_or_else(|| cx.ev_absent(cpu.node, "topology"));
+        let count = shared.len();
+        out.at(
+            Severity::Info,
+            format!(
+                "{count} pair(s) of vCPUs pinned onto SMT siblings of one host core ({}{}) while the guest sees one thread per core: it cannot keep busy threads off shared cores",
+                shared.into_iter().take(3).collect::<Vec<_>>().join("; "),
+                if count > 3 { "; ..." } else { "" }
+            ),
+            vec![ev],
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// CPU model age
+
+/// x86 CPU model generations, oldest first, one list per vendor (libvirt's cpu_map
+/// names without their -IBRS/-noTSX/-IBPB/-vN variants). A model counts as older than
+/// another of the same list when it comes first; models of no list (Atom-class
+/// Denverton/Snowridge/SierraForest, Hygon Dhyana, client-only Icelake-Client) are not
+/// judged. Client and server parts of one generation are ordered client first: the
+/// server part adds AVX-512.
+const GENERATIONS: &[&[&str]] = &[
+    &[
+        "Conroe",
+        "Penryn",
+        "Nehalem",
+        "Westmere",
+        "SandyBridge",
+        "IvyBridge",
+        "Haswell",
+        "Broadwell",
+        "Skylake-Client",
+        "Skylake-Server",
+        "Cascadelake-Server",
+        "Cooperlake",
+        "Icelake-Server",
+        "SapphireRapids",
+        "GraniteRapids",
+    ],
+    &[
+        "Opteron_G1",
+        "Opteron_G2",
+        "Opteron_G3",
+        "Opteron_G4",
+        "Opteron_G5",
+        "EPYC",
+        "EPYC-Rome",
+        "EPYC-Milan",
+        "EPYC-Genoa",
+    ],
+];
+
+/// A model's place: (vendor list, index), after stripping its variant suffixes.
+fn generation(model: &str) -> Option<(usize, usize)> {
+    let mut m = model.trim();
+    // -v1, -v2, ... (QEMU versioned models)
+    if let Some((base, v)) = m.rsplit_once("-v")
+        && !v.is_empty()
+        && v.bytes().all(|b| b.is_ascii_digit())
+    {
+        m = base;
+    }
+    loop {
+        let before = m;
+        for suffix in ["-IBRS", "-IBPB", "-noTSX"] {
+            m = m.strip_suffix(suffix).unwrap_or(m);
+        }
+        if m == before {
+            break;
+        }
+    }
+    GENERATIONS
+        .iter()
+        .enumerate()
+        .find_map(|(v, list)| list.iter().position(|x| *x == m).map(|i| (v, i)))
+}
+
+fn cpu_model_old(cx: &Cx, out: &mut Out) {
+    // as cpu-mode: KVM domains, and TCG ones virt-type moves to KVM
+    if !x86(cx) || (cx.d.virt_type != "kvm" && !tcg_on_kvm_host(cx)) {
+        return;
+    }
+    let Some(c) = &cx.d.cpu else { return };
+    if c.mode() != "custom" {
+        return;
+    }
+    let Some(m) = c.model.as_deref() else { return };
+    // cpu-mode reports the oldest models and the unusable ones
+    if OLD_MODELS.contains(&m) || cx.caps.and_then(|k| k.model_usable(m)) == Some(false) {
+        return;
+    }
+    let Some((gv, gi)) = generation(m) else {
+        return;
+    };
+    let (host, sev, assumed) = match cx.caps {
+        Some(caps) => {
+            if caps.host_model == Some(false) {
+                return;
+            }
+            let Some(host) = caps.host_model_name.as_deref() else {
+                return;
+            };
+            let Some((hv, hi)) = generation(host) else {
+                return;
+            };
+            if gv != hv || gi >= hi {
+                return;
+            }
+            (
+                format!("the host's ({host}, domain capabilities)"),
+                out.level,
+                None,
+            )
+        }
+        None => {
+            // without capabilities only one sure inference: an Intel host with INVPCID is
+            // Haswell or newer, so SandyBridge and IvyBridge models hide AVX2, FMA, BMI
+            let Some(h) = cx.host else { return };
+            let intel = h.cpu.vendor.as_deref() == Some("GenuineIntel");
+            let invpcid = h.cpu.virt_flags.iter().any(|f| f == "invpcid");
+            let haswell = generation("Haswell");
+            if !intel || !invpcid || haswell.is_none_or(|(hv, hi)| gv != hv || gi >= hi) {
+                return;
+            }
+            (
+                "the host's (Haswell or newer: the host CPU has INVPCID)".to_string(),
+                Severity::Info,
+                Some(
+                    "the host's CPU generation from its flags (no domain capabilities to name its model)",
+                ),
+            )
+        }
+    };
+    let mut edits = vec![Edit::set(cx.doc, c.node, "mode", "host-model")];
+    if c.match_.is_some() {
+        edits.push(Edit::unset(cx.doc, c.node, "match"));
+    }
+    if let Some(mn) = c.model_node {
+        edits.push(Edit::remove(cx.doc, mn));
+    }
+    if let Some(v) = cx.doc.child(c.node, "vendor") {
+        edits.push(Edit::remove(cx.doc, v));
+    }
+    let f = out.at(
+        sev,
+        format!("CPU model {m} is older than {host}: the guest lacks the newer instructions"),
+        vec![cx.ev(c.model_node.unwrap_or(c.node))],
+    );
+    if let Some(a) = assumed {
+        f.assumed(a);
+    }
+    f.fix(
+        "Use <cpu mode='host-model'>",
+        edits,
+        super::virsh_edit(&cx.shell_name(), "<cpu mode='host-model'/>"),
+        Applies::NextBoot,
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// invariant TSC
+
+fn cpu_invtsc(cx: &Cx, out: &mut Out) {
+    let Some(h) = cx.host else { return };
+    // as cpu-mode: KVM domains, and TCG ones virt-type moves to KVM
+    if !x86(cx) || (cx.d.virt_type != "kvm" && !tcg_on_kvm_host(cx)) {
+        return;
+    }
+    let flag = |f: &str| h.cpu.virt_flags.iter().any(|x| x == f);
+    if !flag("constant_tsc") || !flag("nonstop_tsc") {
+        return;
+    }
+    let root = cx.d.node;
+    let feature = || vec![Seg::new("cpu"), Seg::keyed("feature", "name", "invtsc")];
+    let mut edits = Vec::new();
+    let ev = match &cx.d.cpu {
+        Some(c) if c.features.iter().any(|f| f.name == "invtsc") => return,
+        // -cpu host,migratable=no passes invtsc already
+        Some(c) if c.mode() == "host-passthrough" && c.migratable == Some(false) => return,
+        Some(c) if c.mode() != "custom" || c.model.is_some() => cx.ev(c.node),
+        // no <cpu> or no model: features need a mode or model; cpu-mode sets the same mode
+        cpu => {
+            if !super::enabled("cpu-mode", cx.profile) {
+                return;
+            }
+            let want = match (cx.profile.domain.cpu_mode.as_str(), cx.caps) {
+                ("host-passthrough", Some(c)) if c.host_passthrough == Some(false) => "host-model",
+                (w, _) => w,
+            };
+            edits.push(Edit::set_at(
+                cx.doc,
+                root,
+                vec![Seg::new("cpu")],
+                "mode",
+                want,
+            ));
+            if let Some(c) = cpu.as_ref().filter(|c| c.match_.is_some()) {
+                edits.push(Edit::unset(cx.doc, c.node, "match"));
+            }
+            cpu.as_ref()
+                .map(|c| cx.ev(c.node))
+                .unwrap_or_else(|| cx.ev_absent(root, "cpu"))
+        }
+    };
+    edits.push(Edit::set_at(cx.doc, root, feature(), "policy", "require"));
+    out.finding(
+        "the host's TSC is invariant (constant_tsc, nonstop_tsc) but the guest CPU does not expose invtsc",
+        vec![
+            ev,
+            super::Evidence {
+                path: "/proc/cpuinfo flags".into(),
+                line: None,
+                value: "constant_tsc nonstop_tsc".into(),
+            },
+        ],
+    )
+    .fix(
+        "Require the invtsc CPU feature",
+        edits,
+        super::virsh_edit(
+            &cx.shell_name(),
+            "<cpu><feature policy='require' name='invtsc'/></cpu>",
+        ),
+        Applies::NextBoot,
+    );
+}
+
 /// Table tests: for each rule a case that fires and a near miss that must not.
 #[cfg(test)]
 pub(super) mod table {
@@ -581,6 +969,37 @@ pub(super) mod table {
         format!(
             "<vcpu>2</vcpu><devices>{disk}<controller type='scsi' index='0' model='virtio-scsi'>{driver}</controller></devices>"
         )
+    }
+
+    /// 4 vCPUs, topology 1 socket x (4/threads) cores x threads, optionally pinned.
+    fn smt(threads: u32, pins: Option<[&str; 4]>) -> String {
+        let pins = pins
+            .map(|p| {
+                let v: String = p
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("<vcpupin vcpu='{i}' cpuset='{c}'/>"))
+                    .collect();
+                format!("<cputune>{v}<emulatorpin cpuset='0-1'/></cputune>")
+            })
+            .unwrap_or_default();
+        format!(
+            "<vcpu>4</vcpu>{pins}<cpu mode='host-model'><topology sockets='1' cores='{}' threads='{threads}'/></cpu>",
+            4 / threads
+        )
+    }
+
+    fn model(m: &str) -> String {
+        format!(
+            "<vcpu>2</vcpu><cpu mode='custom' match='exact'><model fallback='forbid'>{m}</model></cpu>"
+        )
+    }
+
+    /// [`host16`] with more CPU flags.
+    fn intel_flags(flags: &[&str]) -> kvmtune_host::Host {
+        let mut h = host16();
+        h.cpu.virt_flags.extend(flags.iter().map(|f| f.to_string()));
+        h
     }
 
     pub(crate) fn cases() -> Vec<Case> {
@@ -772,6 +1191,131 @@ pub(super) mod table {
                 vec![dom(
                     "<vcpu>2</vcpu><cputune><shares>2048</shares></cputune>",
                 )],
+                NONE,
+            ),
+            // cpu-smt-pins
+            case(
+                "threads=2, unpinned",
+                "cpu-smt-pins",
+                "server",
+                None,
+                vec![dom(&smt(2, None))],
+                INFO,
+            ),
+            case(
+                "threads=2, guest cores on separate host cores",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(2, Some(["2", "4", "3", "5"])))],
+                WARN,
+            ),
+            case(
+                "threads=2, guest cores on sibling pairs",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(2, Some(["2", "3", "4", "5"])))],
+                NONE,
+            ),
+            case(
+                "threads=2, pinned, siblings unknown",
+                "cpu-smt-pins",
+                "server",
+                None,
+                vec![dom(&smt(2, Some(["2", "4", "3", "5"])))],
+                NONE,
+            ),
+            case(
+                "threads=1, pinned onto sibling pairs",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(1, Some(["2", "3", "4", "5"])))],
+                INFO,
+            ),
+            case(
+                "threads=1, pinned onto separate cores",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(1, Some(["2", "4", "6", "8"])))],
+                NONE,
+            ),
+            // cpu-model-old
+            case(
+                "SandyBridge on an INVPCID Intel host",
+                "cpu-model-old",
+                "server",
+                Some(intel_flags(&["invpcid"])),
+                vec![dom(&model("SandyBridge"))],
+                INFO,
+            ),
+            case(
+                "Haswell on an INVPCID Intel host",
+                "cpu-model-old",
+                "server",
+                Some(intel_flags(&["invpcid"])),
+                vec![dom(&model("Haswell-noTSX"))],
+                NONE,
+            ),
+            case(
+                "Nehalem: cpu-mode's",
+                "cpu-model-old",
+                "server",
+                Some(intel_flags(&["invpcid"])),
+                vec![dom(&model("Nehalem"))],
+                NONE,
+            ),
+            case(
+                "SandyBridge, migratable profile",
+                "cpu-model-old",
+                "migratable",
+                Some(intel_flags(&["invpcid"])),
+                vec![dom(&model("SandyBridge"))],
+                NONE,
+            ),
+            // cpu-invtsc
+            case(
+                "latency, host-passthrough, invariant TSC host",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom("<cpu mode='host-passthrough'/>")],
+                INFO,
+            ),
+            case(
+                "latency, invtsc required",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom(
+                    "<cpu mode='host-passthrough'><feature policy='require' name='invtsc'/></cpu>",
+                )],
+                NONE,
+            ),
+            case(
+                "latency, host-passthrough migratable=off",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom("<cpu mode='host-passthrough' migratable='off'/>")],
+                NONE,
+            ),
+            case(
+                "latency, TSC not invariant",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc"])),
+                vec![dom("<cpu mode='host-passthrough'/>")],
+                NONE,
+            ),
+            case(
+                "server profile",
+                "cpu-invtsc",
+                "server",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom("<cpu mode='host-passthrough'/>")],
                 NONE,
             ),
         ]
