@@ -218,7 +218,12 @@ fn iothread_pins(cx: &Cx, out: &mut Out) {
         .as_ref()
         .and_then(|e| cpuset(&e.cpuset))
         .filter(|e| !e.is_empty() && intersect(e, &vcpus).is_empty());
+    // an I/O thread no device uses idles wherever it is pinned (iothread-unused)
+    let used = used_iothreads(cx);
     for p in &t.iothreadpin {
+        if p.id.is_none_or(|id| !used.contains(&id)) {
+            continue;
+        }
         let Some(io) = cpuset(&p.cpuset) else {
             continue; // pin-invalid
         };
@@ -618,6 +623,10 @@ fn single_pins(d: &kvmtune_domain::Domain) -> std::collections::BTreeMap<u32, u3
 }
 
 fn cpu_smt_pins(cx: &Cx, out: &mut Out) {
+    // x86 only: POWER guests' threads follow the host core's SMT mode
+    if !x86(cx) {
+        return;
+    }
     let Some(cpu) = &cx.d.cpu else { return };
     let n = cx.d.vcpu.max;
     if n < 2 {
@@ -952,7 +961,7 @@ pub(super) mod table {
             .unwrap_or_default();
         format!(
             "<vcpu>2</vcpu><iothreads>1</iothreads><cputune><vcpupin vcpu='0' cpuset='2'/>\
-<vcpupin vcpu='1' cpuset='3'/>{emu}<iothreadpin iothread='1' cpuset='{io}'/></cputune>"
+<vcpupin vcpu='1' cpuset='3'/>{emu}<iothreadpin iothread='1' cpuset='{io}'/></cputune>{VBLK_IO1}"
         )
     }
 
@@ -1028,13 +1037,21 @@ pub(super) mod table {
                 NONE,
             ),
             case(
+                "unused iothread on a vCPU's CPU",
+                "iothread-pins",
+                "server",
+                None,
+                vec![dom(&pins_io("3", None).replace(VBLK_IO1, ""))],
+                NONE,
+            ),
+            case(
                 "iothread on vCPU cpuset CPUs",
                 "iothread-pins",
                 "server",
                 Some(host16()),
-                vec![dom(
-                    "<vcpu cpuset='4-7'>2</vcpu><iothreads>1</iothreads><cputune><iothreadpin iothread='1' cpuset='5'/></cputune>",
-                )],
+                vec![dom(&format!(
+                    "<vcpu cpuset='4-7'>2</vcpu><iothreads>1</iothreads><cputune><iothreadpin iothread='1' cpuset='5'/></cputune>{VBLK_IO1}"
+                ))],
                 WARN,
             ),
             case(
@@ -1042,9 +1059,9 @@ pub(super) mod table {
                 "iothread-pins",
                 "server",
                 Some(host16()),
-                vec![dom(
-                    "<vcpu cpuset='0-15'>2</vcpu><iothreads>1</iothreads><cputune><iothreadpin iothread='1' cpuset='5'/></cputune>",
-                )],
+                vec![dom(&format!(
+                    "<vcpu cpuset='0-15'>2</vcpu><iothreads>1</iothreads><cputune><iothreadpin iothread='1' cpuset='5'/></cputune>{VBLK_IO1}"
+                ))],
                 NONE,
             ),
             // iothread-unused
