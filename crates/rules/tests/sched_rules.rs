@@ -418,3 +418,79 @@ fn corpus_firing_counts() {
         }
     }
 }
+
+/// Every I/O thread a device names is declared, after all fixes of all rules (disk-io,
+/// scsi-iothread) on the corpus and on a domain with several controllers.
+#[test]
+fn fixed_domains_declare_every_iothread_they_use() {
+    fn check(xml: &str, what: &str) {
+        let doc = Document::parse(xml).unwrap();
+        let root = doc.root();
+        let count: u32 = doc
+            .child(root, "iothreads")
+            .map(|i| doc.text(i).trim().parse().unwrap())
+            .unwrap_or(0);
+        let mut declared: Vec<u32> = doc
+            .child(root, "iothreadids")
+            .map(|i| {
+                doc.children(i, "iothread")
+                    .map(|t| doc.attr(t, "id").unwrap().parse().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut next = 1;
+        while (declared.len() as u32) < count {
+            if !declared.contains(&next) {
+                declared.push(next);
+            }
+            next += 1;
+        }
+        let Some(devs) = doc.child(root, "devices") else {
+            return;
+        };
+        for dev in doc.elements(devs) {
+            if let Some(id) = doc
+                .child(dev, "driver")
+                .and_then(|d| doc.attr(d, "iothread"))
+            {
+                let id: u32 = id.parse().unwrap();
+                assert!(
+                    declared.contains(&id),
+                    "{what}: iothread {id} undeclared\n{xml}"
+                );
+            }
+        }
+    }
+    let two = devices("", "", VDA).replace(
+        "<controller type='scsi' index='0' model='virtio-scsi'/>",
+        "<controller type='scsi' index='0' model='virtio-scsi'/>\
+<controller type='scsi' index='1' model='virtio-scsi'/>\
+<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/i/t.img'/>\
+<target dev='sdb' bus='scsi'/><address type='drive' controller='1' bus='0' target='0' unit='0'/></disk>",
+    );
+    for iothreads in ["", "<iothreads>1</iothreads>"] {
+        let src = two.replace("<vcpu>2</vcpu>", &format!("<vcpu>2</vcpu>{iothreads}"));
+        for profile in ["server", "desktop"] {
+            let (doc, v) = audit_with(&src, profile, None, None);
+            assert_eq!(of(&v, "scsi-iothread").len(), 2, "{v:#?}");
+            check(&fixed(doc, &v), profile);
+        }
+    }
+    let Some(c) = corpus() else { return };
+    let host = fixture_host("b-book-2socket");
+    for e in std::fs::read_dir(c.join("libvirt-domains")).unwrap() {
+        let p = e.unwrap().path();
+        let src = std::fs::read_to_string(&p).unwrap();
+        if Domain::parse(&src).is_err() {
+            continue;
+        }
+        for (profile, h) in [("server", None), ("latency", Some(&host))] {
+            let (doc, v) = audit_with(&src, profile, h, None);
+            if v.iter()
+                .any(|f| f.rule == "scsi-iothread" || f.rule == "disk-io")
+            {
+                check(&fixed(doc, &v), &p.display().to_string());
+            }
+        }
+    }
+}

@@ -323,13 +323,19 @@ fn scsi_iothread(cx: &Cx, out: &mut Out) {
     }
     let declared = declared_iothreads(cx);
     let used = used_iothreads(cx);
-    // the I/O thread to give: a declared one no device uses, else a new one
+    // the I/O thread to give (one for all the controllers, as one is usually enough): a
+    // declared one no device uses, else a new one. With none declared that is iothread 1,
+    // the one disk-io gives virtio-blk disks, so the two fixes declare the same count.
     let free = declared.difference(&used).next().copied();
-    let mut next_new = declared.iter().next_back().copied().unwrap_or(0) + 1;
-    let mut new_count = cx.d.iothreads.max(declared.len() as u32);
+    let (id, count) = match free {
+        Some(id) => (id, None),
+        None => (
+            declared.iter().next_back().copied().unwrap_or(0) + 1,
+            Some(cx.d.iothreads.max(declared.len() as u32) + 1),
+        ),
+    };
     let has_ids = cx.doc.child(cx.d.node, "iothreadids").is_some();
     let strong = matches!(cx.profile.name.as_str(), "server" | "latency");
-    let mut free = free;
     for c in &cx.d.devices.controllers {
         if c.ctype != "scsi" || c.model.as_deref() != Some("virtio-scsi") {
             continue;
@@ -345,31 +351,24 @@ fn scsi_iothread(cx: &Cx, out: &mut Out) {
             continue;
         }
         let mut edits = Vec::new();
-        let id = match free.take() {
-            Some(id) => id,
-            None => {
-                let id = next_new;
-                next_new += 1;
-                new_count += 1;
-                edits.push(Edit::text_at(
+        if let Some(n) = count {
+            edits.push(Edit::text_at(
+                cx.doc,
+                cx.d.node,
+                vec![Seg::new("iothreads")],
+                &n.to_string(),
+            ));
+            if has_ids {
+                edits.push(Edit::ensure(
                     cx.doc,
                     cx.d.node,
-                    vec![Seg::new("iothreads")],
-                    &new_count.to_string(),
+                    vec![
+                        Seg::new("iothreadids"),
+                        Seg::keyed("iothread", "id", &id.to_string()),
+                    ],
                 ));
-                if has_ids {
-                    edits.push(Edit::ensure(
-                        cx.doc,
-                        cx.d.node,
-                        vec![
-                            Seg::new("iothreadids"),
-                            Seg::keyed("iothread", "id", &id.to_string()),
-                        ],
-                    ));
-                }
-                id
             }
-        };
+        }
         edits.push(Edit::set_at(
             cx.doc,
             c.node,
@@ -402,7 +401,7 @@ fn scsi_iothread(cx: &Cx, out: &mut Out) {
                 &cx.shell_name(),
                 &format!(
                     "<iothreads>{}</iothreads> and <controller type='scsi' model='virtio-scsi'><driver iothread='{id}'/>",
-                    new_count.max(id)
+                    count.unwrap_or(cx.d.iothreads)
                 ),
             ),
             Applies::NextBoot,
