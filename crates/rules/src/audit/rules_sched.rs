@@ -464,11 +464,13 @@ fn numatune_mode(cx: &Cx, out: &mut Out) {
         && nodes.len() > 1
     {
         let spread = id_list(&nodes);
+        let k = nodes.len();
         let (sev, what) = if mode == "interleave" {
             (
                 out.level,
                 format!(
-                    "mode='interleave' over nodes {spread}: pages alternate between the nodes, so most of the guest's memory is remote to its vCPUs"
+                    "mode='interleave' over nodes {spread}: pages alternate between the {k} nodes, so {} in {k} of the guest's memory accesses go to a remote node",
+                    k - 1
                 ),
             )
         } else {
