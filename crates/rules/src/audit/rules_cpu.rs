@@ -3,7 +3,7 @@
 use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, virsh_edit};
 
 /// Named CPU models that hide most of a current host's features (AVX, AES-NI, ...).
-const OLD_MODELS: &[&str] = &[
+pub(super) const OLD_MODELS: &[&str] = &[
     "qemu64",
     "qemu32",
     "kvm64",
@@ -138,7 +138,7 @@ pub(super) fn rules() -> Vec<Rule> {
     ]
 }
 
-fn x86(cx: &Cx) -> bool {
+pub(super) fn x86(cx: &Cx) -> bool {
     cx.d.is_hvm()
         && cx
             .d
@@ -149,7 +149,7 @@ fn x86(cx: &Cx) -> bool {
 }
 
 /// TCG domain on a host whose KVM works: virt-type will move it to KVM.
-fn tcg_on_kvm_host(cx: &Cx) -> bool {
+pub(super) fn tcg_on_kvm_host(cx: &Cx) -> bool {
     cx.d.virt_type == "qemu" && cx.host.is_some_and(|h| h.kvm.dev_kvm.openable) && x86(cx)
 }
 

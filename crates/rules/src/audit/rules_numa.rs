@@ -403,7 +403,7 @@ fn pin_invalid(cx: &Cx, out: &mut Out) {
 }
 
 /// One-to-one pins: every vCPU pinned onto exactly one CPU. Returns the CPUs.
-fn dedicated(d: &kvmtune_domain::Domain) -> Option<CpuSet> {
+pub(super) fn dedicated(d: &kvmtune_domain::Domain) -> Option<CpuSet> {
     let t = d.cputune.as_ref()?;
     if t.vcpupin.len() < d.vcpus() as usize || t.vcpupin.is_empty() {
         return None;

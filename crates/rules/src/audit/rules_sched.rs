@@ -1,16 +1,1346 @@
 //! Rules for CPU and I/O thread scheduling: SMT topology against pins, iothread pins and use, numatune modes, CPU quotas, CPU model age, invariant TSC.
 
-use super::Rule;
+use std::collections::BTreeSet;
+
+use super::rules_cpu::{OLD_MODELS, tcg_on_kvm_host, vcpu_cpus, x86};
+use super::rules_numa::dedicated;
+use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, cpuset, human_kib};
+use kvmtune_domain::NodeId;
+use kvmtune_host::CpuSet;
 
 pub(super) fn rules() -> Vec<Rule> {
-    Vec::new()
+    vec![
+        Rule {
+            meta: Meta {
+                id: "iothread-pins",
+                title: "I/O threads pinned onto the vCPUs' CPUs",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "An <iothreadpin> onto CPUs the vCPUs are pinned to (<vcpupin> or <vcpu cpuset>) makes every burst of disk I/O preempt a vCPU: the guest sees stalls exactly when it is busy with I/O. I/O threads belong on housekeeping CPUs, with the emulator threads, apart from the vCPUs.",
+                fix: "Pin the I/O threads onto housekeeping CPUs no vCPU uses (the <emulatorpin> CPUs when they are apart from the vCPUs).",
+                risk: "virsh iothreadpin applies live; the pins are host-specific.",
+                class: FixClass::Migration,
+                source: "libvirt domain format (CPU tuning: iothreadpin, emulatorpin); Red Hat Virtualization 4.3 Virtual Machine Management Guide, 4.10.2.2 \"Pinning CPU\" (IO and emulator thread pinning topology)",
+                needs_host: false,
+            },
+            check: iothread_pins,
+        },
+        Rule {
+            meta: Meta {
+                id: "iothread-unused",
+                title: "I/O threads declared but used by no device",
+                severity: Severity::Info,
+                profiles: &["*"],
+                why: "<iothreads> (or <iothreadids>) only creates the threads; a disk or controller runs in one only when its <driver iothread='N'/> (or a <driver><iothreads> mapping) names it. An unused I/O thread does nothing, and the device meant for it still runs in QEMU's main loop.",
+                fix: "Name the I/O thread in the disk's or the virtio-scsi controller's <driver iothread='N'/>, or drop it from <iothreads>/<iothreadids>.",
+                risk: "None: an idle thread costs little; assigning it changes the device's I/O path at next boot.",
+                class: FixClass::Safe,
+                source: "libvirt domain format (IOThreads allocation; disk driver iothread; controller driver iothread); OpenShift Container Platform 4.7 Scalability and performance, \"Use I/O threads for your virtual block devices\" (IBM Z: do not configure idle threads)",
+                needs_host: false,
+            },
+            check: iothread_unused,
+        },
+        Rule {
+            meta: Meta {
+                id: "scsi-iothread",
+                title: "virtio-scsi controller without an I/O thread",
+                severity: Severity::Info,
+                profiles: &["*"],
+                why: "Disks on a virtio-scsi controller are served by the controller: without <driver iothread='N'/> on it, their I/O runs in QEMU's main loop with device emulation and the monitor, so busy disks add latency to everything else (a virtio-blk disk takes its own iothread instead).",
+                fix: "Give the controller an I/O thread: <controller type='scsi' model='virtio-scsi'><driver iothread='N'/></controller> (and <iothreads> one more when none is free).",
+                risk: "One more host thread; it needs pinning on latency hosts.",
+                class: FixClass::Safe,
+                source: "libvirt domain format (controllers: virtio-scsi driver iothread; IOThreads allocation); OpenShift Container Platform 4.7 Scalability and performance, \"Use I/O threads for your virtual block devices\"",
+                needs_host: false,
+            },
+            check: scsi_iothread,
+        },
+        Rule {
+            meta: Meta {
+                id: "numatune-mode",
+                title: "Memory interleaved over host nodes although the domain fits one",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "<numatune><memory mode='interleave'> spreads every page round-robin over the nodeset: on two nodes half the guest's memory accesses are remote (30-100% more latency), although the domain fits one node and could have all its memory local. 'preferred' over several nodes does not keep the memory on one node either.",
+                fix: "Bind the memory to the node the vCPUs run on: <memory mode='strict' nodeset='N'/> (or 'restrictive'), with the vCPUs on that node's CPUs; `kvmtune plan` picks the node.",
+                risk: "The memory moves at next boot; a strict binding fails allocations when the node runs out of free memory.",
+                class: FixClass::Capacity,
+                source: "libvirt domain format (NUMA node tuning: memory mode); Red Hat Enterprise Linux 7 Virtualization Deployment and Administration Guide, 23.9 \"NUMA Node Tuning\"; Red Hat Enterprise Linux 7 Virtualization Tuning and Optimization Guide, 9.3.2 \"NUMA vCPU Pinning\" (vCPU pinning and numatune together)",
+                needs_host: true,
+            },
+            check: numatune_mode,
+        },
+        Rule {
+            meta: Meta {
+                id: "cpu-quota",
+                title: "CPU bandwidth capped by a CFS quota",
+                severity: Severity::Info,
+                profiles: &["*"],
+                why: "<cputune><quota>/<period> (per vCPU), <global_quota> (the whole domain) or <emulator_quota>/<iothread_quota> let the host's CFS bandwidth control throttle the threads: once a thread used its quota in a period it is stopped until the next one. The guest sees that as steal-like stalls and slowness under load although the host has idle CPUs.",
+                fix: "Nothing, if the cap is intended (a resource limit); otherwise remove the quota (or set -1).",
+                risk: "None: removing a quota lets the domain use more host CPU.",
+                class: FixClass::Capacity,
+                source: "libvirt domain format (CPU tuning: period, quota, global_period, global_quota, emulator_quota, iothread_quota); Linux kernel documentation, \"CFS Bandwidth Control\" (scheduler/sched-bwc)",
+                needs_host: false,
+            },
+            check: cpu_quota,
+        },
+        Rule {
+            meta: Meta {
+                id: "cpu-smt-pins",
+                title: "Guest SMT topology does not match the host",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "<topology threads='2'> tells the guest that vCPU pairs are hyper-threads of one core: its scheduler then prefers idle cores over idle siblings and balances load as if the pair shared a core's execution units and caches. That is true only when each pair is pinned onto SMT siblings of one host core; unpinned, or pinned onto separate cores, the guest's SMT-aware decisions are made on a false picture. The reverse, vCPUs pinned onto sibling pairs while the guest sees threads='1', hides the shared cores from the guest.",
+                fix: "Pin each guest core's vCPUs onto the SMT siblings of one host core (kvmtune's planner), or present threads='1'.",
+                risk: "Re-pinning applies live; a topology change is guest-visible at next boot.",
+                class: FixClass::GuestVisible,
+                source: "libvirt domain format (CPU model and topology; CPU tuning: vcpupin); Red Hat Virtualization 4.3 Virtual Machine Management Guide, 4.10.2.2 \"Pinning CPU\" (guest threads per core within the host's)",
+                needs_host: false,
+            },
+            check: cpu_smt_pins,
+        },
+        Rule {
+            meta: Meta {
+                id: "cpu-model-old",
+                title: "Named CPU model older than the host's",
+                severity: Severity::Warn,
+                profiles: &["server", "latency", "desktop", "dense"],
+                why: "A custom <model> of an older generation than the host's CPU (domain capabilities' host-model) hides the newer instructions: a SandyBridge guest on a Cascade Lake host has no AVX2, FMA or AVX-512, so vectorised code (crypto, compression, databases, media) takes slower paths. Migratable pools pick an old model on purpose (the migratable profile leaves it alone).",
+                fix: "<cpu mode='host-model'/> (the host's model and features, still migratable between like hosts).",
+                risk: "The guest sees a newer CPU at next boot; it can then live-migrate only to hosts with that CPU generation or newer.",
+                class: FixClass::GuestVisible,
+                source: "libvirt domain format (CPU model and topology: host-model, custom); libvirt CPU map (cpu_map/x86_*.xml); QEMU documentation, \"Recommendations for KVM CPU model configuration on x86 hosts\"",
+                needs_host: false,
+            },
+            check: cpu_model_old,
+        },
+        Rule {
+            meta: Meta {
+                id: "cpu-invtsc",
+                title: "Invariant TSC not passed to a latency guest",
+                severity: Severity::Info,
+                profiles: &["latency"],
+                why: "The host's TSC is invariant (constant_tsc and nonstop_tsc), but the guest is not told (CPUID invtsc): a Linux guest (5.1 and later) switches to the TSC clocksource only when invtsc is exposed, and keeps kvm-clock otherwise; TSC reads need no pvclock page and are the cheapest clock a latency-sensitive guest can have. QEMU hides invtsc unless asked because a guest that relies on it can be live-migrated only with its TSC frequency fixed.",
+                fix: "<cpu><feature policy='require' name='invtsc'/></cpu> (host-passthrough with migratable='off' passes it already).",
+                risk: "QEMU blocks live migration of a guest with invtsc unless its TSC frequency is set (<clock><timer name='tsc' frequency=...>, then only to hosts with that frequency or TSC scaling); the domain fails to start on hosts without an invariant TSC.",
+                class: FixClass::Migration,
+                source: "Linux commit 7539b174aef4 \"x86: kvmguest: use TSC clocksource if invariant TSC is exposed\" (5.1); QEMU commit d99569d9d856 \"kvm: Allow invtsc migration if tsc-khz is set explicitly\"; libvirt domain format (CPU model and topology: feature policy; timekeeping: timer tsc frequency)",
+                needs_host: true,
+            },
+            check: cpu_invtsc,
+        },
+    ]
 }
 
+fn intersect(a: &CpuSet, b: &CpuSet) -> CpuSet {
+    a.difference(&a.difference(b))
+}
+
+fn id_list(ids: &BTreeSet<u32>) -> String {
+    let mut s = CpuSet::new();
+    for &i in ids {
+        s.insert(i);
+    }
+    s.to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// iothreads
+
+/// The I/O thread ids a domain declares: `<iothreadids>` ids, filled up to the
+/// `<iothreads>` count with the lowest free ids (as libvirt does).
+fn declared_iothreads(cx: &Cx) -> BTreeSet<u32> {
+    let mut ids: BTreeSet<u32> = cx
+        .doc
+        .child(cx.d.node, "iothreadids")
+        .map(|i| {
+            cx.doc
+                .children(i, "iothread")
+                .filter_map(|t| cx.doc.attr(t, "id")?.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut next = 1;
+    while (ids.len() as u32) < cx.d.iothreads && next < 1 << 20 {
+        ids.insert(next);
+        next += 1;
+    }
+    ids
+}
+
+/// The I/O thread ids the domain's devices name: `<driver iothread='N'>` and
+/// `<driver><iothreads><iothread id='N'>` of any device (disks, controllers).
+fn used_iothreads(cx: &Cx) -> BTreeSet<u32> {
+    let mut used = BTreeSet::new();
+    let Some(devs) = cx.d.devices.node else {
+        return used;
+    };
+    for dev in cx.doc.elements(devs) {
+        let Some(drv) = cx.doc.child(dev, "driver") else {
+            continue;
+        };
+        if let Some(n) = cx
+            .doc
+            .attr(drv, "iothread")
+            .and_then(|v| v.trim().parse().ok())
+        {
+            used.insert(n);
+        }
+        if let Some(map) = cx.doc.child(drv, "iothreads") {
+            used.extend(
+                cx.doc
+                    .children(map, "iothread")
+                    .filter_map(|t| cx.doc.attr(t, "id")?.trim().parse::<u32>().ok()),
+            );
+        }
+    }
+    used
+}
+
+fn iothread_pins(cx: &Cx, out: &mut Out) {
+    let Some(t) = &cx.d.cputune else { return };
+    if t.iothreadpin.is_empty() {
+        return;
+    }
+    let Some(vcpus) = vcpu_cpus(cx) else { return };
+    if vcpus.is_empty() {
+        return;
+    }
+    // vCPUs allowed on every host CPU are not pinned: nothing to keep apart
+    if cx.host_cpus().is_some_and(|all| all.is_subset(&vcpus)) {
+        return;
+    }
+    let one_to_one = dedicated(cx.d).is_some();
+    // the emulator's CPUs, when they are apart from the vCPUs: where the I/O threads belong
+    let housekeeping = t
+        .emulatorpin
+        .as_ref()
+        .and_then(|e| cpuset(&e.cpuset))
+        .filter(|e| !e.is_empty() && intersect(e, &vcpus).is_empty());
+    // an I/O thread no device uses idles wherever it is pinned (iothread-unused)
+    let used = used_iothreads(cx);
+    for p in &t.iothreadpin {
+        if p.id.is_none_or(|id| !used.contains(&id)) {
+            continue;
+        }
+        let Some(io) = cpuset(&p.cpuset) else {
+            continue; // pin-invalid
+        };
+        let shared = intersect(&io, &vcpus);
+        if shared.is_empty() {
+            continue;
+        }
+        let id = p.id.unwrap_or(0);
+        let all_on_vcpus = io.is_subset(&vcpus);
+        let (sev, msg) = if one_to_one || all_on_vcpus {
+            (
+                out.level,
+                format!(
+                    "iothread {id} pinned onto CPU(s) {io}, of which {shared} also run{} the vCPUs ({vcpus})",
+                    if shared.len() == 1 { "s" } else { "" }
+                ),
+            )
+        } else {
+            (
+                Severity::Info,
+                format!(
+                    "iothread {id} may run on CPU(s) {shared} of the vCPUs ({vcpus}) as well as on {}",
+                    io.difference(&vcpus)
+                ),
+            )
+        };
+        let f = out.at(sev, msg, vec![cx.ev(p.node)]);
+        if let Some(hk) = &housekeeping {
+            let hk = hk.to_string();
+            f.fix(
+                format!("Pin iothread {id} onto the emulator's CPUs {hk}"),
+                vec![Edit::set(cx.doc, p.node, "cpuset", &hk)],
+                format!(
+                    "virsh iothreadpin {} {id} {hk} --live --config",
+                    cx.shell_name()
+                ),
+                Applies::Live,
+            );
+        }
+    }
+}
+
+fn iothread_unused(cx: &Cx, out: &mut Out) {
+    let declared = declared_iothreads(cx);
+    if declared.is_empty() {
+        return;
+    }
+    let used = used_iothreads(cx);
+    let unused: BTreeSet<u32> = declared.difference(&used).copied().collect();
+    if unused.is_empty() {
+        return;
+    }
+    let ev = cx
+        .doc
+        .child(cx.d.node, "iothreadids")
+        .or_else(|| cx.doc.child(cx.d.node, "iothreads"))
+        .map(|n| cx.ev(n))
+        .unwrap_or_else(|| cx.ev_absent(cx.d.node, "iothreads"));
+    let what = if used.is_empty() {
+        "no disk or controller uses any of them".to_string()
+    } else {
+        format!("devices use only {}", id_list(&used))
+    };
+    out.finding(
+        format!(
+            "{} iothread(s) declared, {} unused ({what})",
+            declared.len(),
+            id_list(&unused)
+        ),
+        vec![ev],
+    );
+}
+
+/// The disks (device disk or lun) attached to SCSI controller `index`: `<address
+/// type='drive' controller='N'>`, controller 0 when the address is absent.
+fn disks_on_scsi<'a>(cx: &Cx<'a>, index: u32) -> Vec<&'a kvmtune_domain::model::Disk> {
+    cx.d.devices
+        .disks
+        .iter()
+        .filter(|d| d.bus.as_deref() == Some("scsi") && matches!(d.device(), "disk" | "lun"))
+        .filter(|d| {
+            let ctrl = cx
+                .doc
+                .child(d.node, "address")
+                .filter(|a| cx.doc.attr(*a, "type") == Some("drive"))
+                .and_then(|a| cx.doc.attr(a, "controller"))
+                .map_or(Some(0), |c| c.trim().parse::<u32>().ok());
+            ctrl == Some(index)
+        })
+        .collect()
+}
+
+fn scsi_iothread(cx: &Cx, out: &mut Out) {
+    // as disk-io: I/O threads for domains with 2+ vCPUs whose QEMU has them
+    if cx.d.vcpus() < 2 || cx.caps.is_some_and(|c| c.iothreads == Some(false)) {
+        return;
+    }
+    let declared = declared_iothreads(cx);
+    let used = used_iothreads(cx);
+    // the I/O thread to give (one for all the controllers, as one is usually enough): a
+    // declared one no device uses, else a new one. With none declared that is iothread 1,
+    // the one disk-io gives virtio-blk disks, so the two fixes declare the same count.
+    let free = declared.difference(&used).next().copied();
+    let (id, count) = match free {
+        Some(id) => (id, None),
+        None => (
+            declared.iter().next_back().copied().unwrap_or(0) + 1,
+            Some(cx.d.iothreads.max(declared.len() as u32) + 1),
+        ),
+    };
+    let has_ids = cx.doc.child(cx.d.node, "iothreadids").is_some();
+    let strong = matches!(cx.profile.name.as_str(), "server" | "latency");
+    for c in &cx.d.devices.controllers {
+        if c.ctype != "scsi" || c.model.as_deref() != Some("virtio-scsi") {
+            continue;
+        }
+        let drv = cx.doc.child(c.node, "driver");
+        if drv.is_some_and(|d| {
+            cx.doc.attr(d, "iothread").is_some() || cx.doc.child(d, "iothreads").is_some()
+        }) {
+            continue;
+        }
+        let disks = disks_on_scsi(cx, c.index.unwrap_or(0));
+        if disks.is_empty() {
+            continue;
+        }
+        let mut edits = Vec::new();
+        if let Some(n) = count {
+            edits.push(Edit::text_at(
+                cx.doc,
+                cx.d.node,
+                vec![Seg::new("iothreads")],
+                &n.to_string(),
+            ));
+            if has_ids {
+                edits.push(Edit::ensure(
+                    cx.doc,
+                    cx.d.node,
+                    vec![
+                        Seg::new("iothreadids"),
+                        Seg::keyed("iothread", "id", &id.to_string()),
+                    ],
+                ));
+            }
+        }
+        edits.push(Edit::set_at(
+            cx.doc,
+            c.node,
+            vec![Seg::new("driver")],
+            "iothread",
+            &id.to_string(),
+        ));
+        let names: Vec<String> = disks.iter().map(|d| d.label()).collect();
+        let sev = if strong {
+            Severity::Warn
+        } else {
+            Severity::Info
+        };
+        out.at(
+            sev,
+            format!(
+                "virtio-scsi controller {} serves disk(s) {} from QEMU's main loop (no iothread)",
+                c.index.unwrap_or(0),
+                names.join(", ")
+            ),
+            vec![cx.ev(drv.unwrap_or(c.node))],
+        )
+        .fix(
+            format!(
+                "Give virtio-scsi controller {} iothread {id}",
+                c.index.unwrap_or(0)
+            ),
+            edits,
+            super::virsh_edit(
+                &cx.shell_name(),
+                &format!(
+                    "<iothreads>{}</iothreads> and <controller type='scsi' model='virtio-scsi'><driver iothread='{id}'/>",
+                    count.unwrap_or(cx.d.iothreads)
+                ),
+            ),
+            Applies::NextBoot,
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// numatune
+
+/// The host nodes a nodeset names that exist.
+fn host_nodes(cx: &Cx, nodeset: &str) -> Option<BTreeSet<u32>> {
+    let h = cx.host?;
+    let s = cpuset(nodeset)?;
+    Some(
+        s.iter()
+            .filter(|n| h.numa.nodes.iter().any(|x| x.id == *n))
+            .collect(),
+    )
+}
+
+/// The host nodes that could hold `mem_kib` and `vcpus` alone.
+fn nodes_fitting(cx: &Cx, mem_kib: u64, vcpus: u32) -> Vec<u32> {
+    cx.host
+        .map(|h| {
+            h.numa
+                .nodes
+                .iter()
+                .filter(|n| {
+                    n.cpus.len() >= vcpus as usize
+                        && n.memory_total_kib.is_some_and(|m| m >= mem_kib)
+                })
+                .map(|n| n.id)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn numatune_mode(cx: &Cx, out: &mut Out) {
+    if !cx.multi_node() {
+        return;
+    }
+    let Some(nt) = &cx.d.numatune else { return };
+    let mem = cx.d.memory();
+    let n = cx.d.vcpus();
+    if mem == 0 || nodes_fitting(cx, mem, n).is_empty() {
+        return; // bigger than every node: spreading is a fair choice
+    }
+    // the one node the vCPUs run on, when they are confined to one
+    let vcpu_node = vcpu_cpus(cx).and_then(|c| {
+        let nodes: BTreeSet<u32> = c.iter().filter_map(|x| cx.node_of(x)).collect();
+        (nodes.len() == 1)
+            .then(|| nodes.into_iter().next())
+            .flatten()
+    });
+    if let Some(m) = &nt.memory
+        && m.placement.as_deref() != Some("auto")
+        && let Some(mode @ ("interleave" | "preferred")) = m.mode.as_deref()
+        && let Some(nodes) = m.nodeset.as_deref().and_then(|s| host_nodes(cx, s))
+        && nodes.len() > 1
+    {
+        let spread = id_list(&nodes);
+        let k = nodes.len();
+        let (sev, what) = if mode == "interleave" {
+            (
+                out.level,
+                format!(
+                    "mode='interleave' over nodes {spread}: pages alternate between the {k} nodes, so {} in {k} of the guest's memory accesses go to a remote node",
+                    k - 1
+                ),
+            )
+        } else {
+            (
+                Severity::Info,
+                format!(
+                    "mode='preferred' over nodes {spread}: the memory is not kept on the vCPUs' node"
+                ),
+            )
+        };
+        let f = out.at(
+            sev,
+            format!(
+                "{what}, although the domain ({}, {n} vCPUs) fits one node",
+                human_kib(mem)
+            ),
+            vec![cx.ev(m.node)],
+        );
+        match vcpu_node.filter(|v| nodes.contains(v)) {
+            Some(v) if nt.memnode.is_empty() => {
+                f.fix(
+                    format!("Bind the memory strictly to node {v}, where the vCPUs run"),
+                    vec![
+                        Edit::set(cx.doc, m.node, "mode", "strict"),
+                        Edit::set(cx.doc, m.node, "nodeset", &v.to_string()),
+                    ],
+                    format!(
+                        "virsh numatune {} --mode strict --nodeset {v} --config",
+                        cx.shell_name()
+                    ),
+                    Applies::NextBoot,
+                );
+            }
+            _ => {}
+        }
+    }
+    // per guest cell: interleave over several nodes although the cell fits one
+    let cpu = cx.d.cpu.as_ref();
+    for mn in &nt.memnode {
+        if mn.mode.as_deref() != Some("interleave") {
+            continue;
+        }
+        let Some(nodes) = mn.nodeset.as_deref().and_then(|s| host_nodes(cx, s)) else {
+            continue;
+        };
+        if nodes.len() < 2 {
+            continue;
+        }
+        let cell_mem = cpu
+            .and_then(|c| c.cells.iter().find(|x| x.id == mn.cellid))
+            .and_then(|c| c.memory_kib);
+        let Some(cell_mem) = cell_mem else { continue };
+        if nodes_fitting(cx, cell_mem, 0).is_empty() {
+            continue;
+        }
+        out.finding(
+            format!(
+                "guest cell {} ({}) interleaved over nodes {}, although it fits one node",
+                mn.cellid.unwrap_or(0),
+                human_kib(cell_mem),
+                id_list(&nodes)
+            ),
+            vec![cx.ev(mn.node)],
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// quotas
+
+/// A `<cputune>` child's value as a number.
+fn tune_num(cx: &Cx, tune: NodeId, name: &str) -> Option<(NodeId, i64)> {
+    let n = cx.doc.child(tune, name)?;
+    Some((n, cx.doc.text(n).trim().parse().ok()?))
+}
+
+fn cpus(x: f64) -> String {
+    let s = format!("{x:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s} CPU")
+}
+
+fn cpu_quota(cx: &Cx, out: &mut Out) {
+    let Some(t) = &cx.d.cputune else { return };
+    let n = cx.d.vcpus().max(1);
+    // (quota, period, what, cap at or above which it limits nothing)
+    let pairs = [
+        ("quota", "period", "each vCPU", 1.0),
+        (
+            "global_quota",
+            "global_period",
+            "the whole domain",
+            n as f64,
+        ),
+        (
+            "emulator_quota",
+            "emulator_period",
+            "the emulator threads",
+            1.0,
+        ),
+        ("iothread_quota", "iothread_period", "each I/O thread", 1.0),
+    ];
+    for (q, p, what, limitless) in pairs {
+        let Some((node, quota)) = tune_num(cx, t.node, q) else {
+            continue;
+        };
+        if quota <= 0 {
+            continue; // -1 (or 0): no limit
+        }
+        // libvirt leaves the period at the kernel's default, 100 ms
+        let period = tune_num(cx, t.node, p)
+            .map(|(_, v)| v)
+            .filter(|v| *v > 0)
+            .unwrap_or(100_000);
+        let cap = quota as f64 / period as f64;
+        if cap >= limitless {
+            continue;
+        }
+        let total = if q == "quota" {
+            format!("; {n} vCPU(s) at most {} together", cpus(cap * n as f64))
+        } else {
+            String::new()
+        };
+        out.finding(
+            format!(
+                "{what} capped at {} ({q} {quota} µs per {period} µs){total}: throttled threads stall until the next period",
+                cpus(cap)
+            ),
+            vec![cx.ev(node)],
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SMT topology against pins
+
+/// vCPU id → host CPU, for the vCPUs pinned onto exactly one CPU.
+fn single_pins(d: &kvmtune_domain::Domain) -> std::collections::BTreeMap<u32, u32> {
+    let mut m = std::collections::BTreeMap::new();
+    if let Some(t) = &d.cputune {
+        for p in &t.vcpupin {
+            if let (Some(id), Some(s)) = (p.id, cpuset(&p.cpuset))
+                && s.len() == 1
+                && let Some(c) = s.iter().next()
+            {
+                m.insert(id, c);
+            }
+        }
+    }
+    m
+}
+
+fn cpu_smt_pins(cx: &Cx, out: &mut Out) {
+    // x86 only: POWER guests' threads follow the host core's SMT mode
+    if !x86(cx) {
+        return;
+    }
+    let Some(cpu) = &cx.d.cpu else { return };
+    let n = cx.d.vcpu.max;
+    if n < 2 {
+        return;
+    }
+    let threads = cpu.topology.as_ref().and_then(|t| t.threads).unwrap_or(1);
+    let pins = single_pins(cx.d);
+    let groups = cx
+        .host
+        .map(|h| &h.cpu.sibling_groups)
+        .filter(|g| !g.is_empty());
+    if threads >= 2 {
+        let Some(topo) = &cpu.topology else { return };
+        if !(0..n).all(|i| pins.contains_key(&i)) {
+            out.at(
+                Severity::Info,
+                format!(
+                    "threads='{threads}' tells the guest its vCPUs come in SMT groups of {threads}, but the vCPUs are not each pinned onto one host CPU: the \"siblings\" run wherever the host puts them"
+                ),
+                vec![cx.ev(topo.node)],
+            );
+            return;
+        }
+        let Some(groups) = groups else { return };
+        let mut bad = Vec::new();
+        for core in 0..n.div_ceil(threads) {
+            let ids: Vec<u32> = (core * threads..((core + 1) * threads).min(n)).collect();
+            if ids.len() < 2 {
+                continue;
+            }
+            let mut cpus = CpuSet::new();
+            for i in &ids {
+                if let Some(c) = pins.get(i) {
+                    cpus.insert(*c);
+                }
+            }
+            if cpus.len() < ids.len() {
+                continue; // vCPUs sharing one CPU: a different problem (cpu-exceeds-host)
+            }
+            let known = cpus.iter().all(|c| groups.iter().any(|g| g.contains(c)));
+            if known && !groups.iter().any(|g| cpus.is_subset(g)) {
+                bad.push(format!(
+                    "guest core {core} (vCPUs {}-{}) on host CPUs {cpus}",
+                    ids[0],
+                    ids[ids.len() - 1]
+                ));
+            }
+        }
+        if bad.is_empty() {
+            return;
+        }
+        let more = if bad.len() > 3 {
+            format!(" and {} more", bad.len() - 3)
+        } else {
+            String::new()
+        };
+        let ev =
+            cx.d.cputune
+                .as_ref()
+                .map(|t| cx.ev(t.node))
+                .into_iter()
+                .chain([cx.ev(topo.node)])
+                .collect();
+        out.finding(
+            format!(
+                "threads='{threads}', but {}{more}: not SMT siblings on the host",
+                bad.into_iter().take(3).collect::<Vec<_>>().join(", ")
+            ),
+            ev,
+        );
+    } else {
+        // the reverse: one-to-one pins onto sibling pairs the guest does not know about
+        let Some(groups) = groups else { return };
+        if dedicated(cx.d).is_none() {
+            return;
+        }
+        let mut shared = Vec::new();
+        for g in groups {
+            let vs: Vec<String> = pins
+                .iter()
+                .filter(|(_, c)| g.contains(**c))
+                .map(|(v, _)| v.to_string())
+                .collect();
+            if vs.len() >= 2 {
+                shared.push(format!("vCPUs {} on {g}", vs.join(",")));
+            }
+        }
+        if shared.is_empty() {
+            return;
+        }
+        let ev = cpu
+            .topology
+            .as_ref()
+            .map(|t| cx.ev_attr(t.node, "threads"))
+            .unwrap_or_else(|| cx.ev_absent(cpu.node, "topology"));
+        let count = shared.len();
+        out.at(
+            Severity::Info,
+            format!(
+                "{count} pair(s) of vCPUs pinned onto SMT siblings of one host core ({}{}) while the guest sees one thread per core: it cannot keep busy threads off shared cores",
+                shared.into_iter().take(3).collect::<Vec<_>>().join("; "),
+                if count > 3 { "; ..." } else { "" }
+            ),
+            vec![ev],
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// CPU model age
+
+/// x86 CPU model generations, oldest first, one list per vendor (libvirt's cpu_map
+/// names without their -IBRS/-noTSX/-IBPB/-vN variants). A model counts as older than
+/// another of the same list when it comes first; models of no list (Atom-class
+/// Denverton/Snowridge/SierraForest, Hygon Dhyana, client-only Icelake-Client) are not
+/// judged. Client and server parts of one generation are ordered client first: the
+/// server part adds AVX-512.
+const GENERATIONS: &[&[&str]] = &[
+    &[
+        "Conroe",
+        "Penryn",
+        "Nehalem",
+        "Westmere",
+        "SandyBridge",
+        "IvyBridge",
+        "Haswell",
+        "Broadwell",
+        "Skylake-Client",
+        "Skylake-Server",
+        "Cascadelake-Server",
+        "Cooperlake",
+        "Icelake-Server",
+        "SapphireRapids",
+        "GraniteRapids",
+    ],
+    &[
+        "Opteron_G1",
+        "Opteron_G2",
+        "Opteron_G3",
+        "Opteron_G4",
+        "Opteron_G5",
+        "EPYC",
+        "EPYC-Rome",
+        "EPYC-Milan",
+        "EPYC-Genoa",
+    ],
+];
+
+/// A model's place: (vendor list, index), after stripping its variant suffixes.
+fn generation(model: &str) -> Option<(usize, usize)> {
+    let mut m = model.trim();
+    // -v1, -v2, ... (QEMU versioned models)
+    if let Some((base, v)) = m.rsplit_once("-v")
+        && !v.is_empty()
+        && v.bytes().all(|b| b.is_ascii_digit())
+    {
+        m = base;
+    }
+    loop {
+        let before = m;
+        for suffix in ["-IBRS", "-IBPB", "-noTSX"] {
+            m = m.strip_suffix(suffix).unwrap_or(m);
+        }
+        if m == before {
+            break;
+        }
+    }
+    GENERATIONS
+        .iter()
+        .enumerate()
+        .find_map(|(v, list)| list.iter().position(|x| *x == m).map(|i| (v, i)))
+}
+
+fn cpu_model_old(cx: &Cx, out: &mut Out) {
+    // as cpu-mode: KVM domains, and TCG ones virt-type moves to KVM
+    if !x86(cx) || (cx.d.virt_type != "kvm" && !tcg_on_kvm_host(cx)) {
+        return;
+    }
+    let Some(c) = &cx.d.cpu else { return };
+    if c.mode() != "custom" {
+        return;
+    }
+    let Some(m) = c.model.as_deref() else { return };
+    // cpu-mode reports the oldest models and the unusable ones
+    if OLD_MODELS.contains(&m) || cx.caps.and_then(|k| k.model_usable(m)) == Some(false) {
+        return;
+    }
+    let Some((gv, gi)) = generation(m) else {
+        return;
+    };
+    let (host, sev, assumed) = match cx.caps {
+        Some(caps) => {
+            if caps.host_model == Some(false) {
+                return;
+            }
+            let Some(host) = caps.host_model_name.as_deref() else {
+                return;
+            };
+            let Some((hv, hi)) = generation(host) else {
+                return;
+            };
+            if gv != hv || gi >= hi {
+                return;
+            }
+            (
+                format!("the host's ({host}, domain capabilities)"),
+                out.level,
+                None,
+            )
+        }
+        None => {
+            // without capabilities only one sure inference: an Intel host with INVPCID is
+            // Haswell or newer, so SandyBridge and IvyBridge models hide AVX2, FMA, BMI
+            let Some(h) = cx.host else { return };
+            let intel = h.cpu.vendor.as_deref() == Some("GenuineIntel");
+            let invpcid = h.cpu.virt_flags.iter().any(|f| f == "invpcid");
+            let haswell = generation("Haswell");
+            if !intel || !invpcid || haswell.is_none_or(|(hv, hi)| gv != hv || gi >= hi) {
+                return;
+            }
+            (
+                "the host's (Haswell or newer: the host CPU has INVPCID)".to_string(),
+                Severity::Info,
+                Some(
+                    "the host's CPU generation from its flags (no domain capabilities to name its model)",
+                ),
+            )
+        }
+    };
+    let mut edits = vec![Edit::set(cx.doc, c.node, "mode", "host-model")];
+    if c.match_.is_some() {
+        edits.push(Edit::unset(cx.doc, c.node, "match"));
+    }
+    if let Some(mn) = c.model_node {
+        edits.push(Edit::remove(cx.doc, mn));
+    }
+    if let Some(v) = cx.doc.child(c.node, "vendor") {
+        edits.push(Edit::remove(cx.doc, v));
+    }
+    let f = out.at(
+        sev,
+        format!("CPU model {m} is older than {host}: the guest lacks the newer instructions"),
+        vec![cx.ev(c.model_node.unwrap_or(c.node))],
+    );
+    if let Some(a) = assumed {
+        f.assumed(a);
+    }
+    f.fix(
+        "Use <cpu mode='host-model'>",
+        edits,
+        super::virsh_edit(&cx.shell_name(), "<cpu mode='host-model'/>"),
+        Applies::NextBoot,
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// invariant TSC
+
+fn cpu_invtsc(cx: &Cx, out: &mut Out) {
+    let Some(h) = cx.host else { return };
+    // as cpu-mode: KVM domains, and TCG ones virt-type moves to KVM
+    if !x86(cx) || (cx.d.virt_type != "kvm" && !tcg_on_kvm_host(cx)) {
+        return;
+    }
+    let flag = |f: &str| h.cpu.virt_flags.iter().any(|x| x == f);
+    if !flag("constant_tsc") || !flag("nonstop_tsc") {
+        return;
+    }
+    let root = cx.d.node;
+    let feature = || vec![Seg::new("cpu"), Seg::keyed("feature", "name", "invtsc")];
+    let mut edits = Vec::new();
+    let ev = match &cx.d.cpu {
+        Some(c) if c.features.iter().any(|f| f.name == "invtsc") => return,
+        // -cpu host,migratable=no passes invtsc already
+        Some(c) if c.mode() == "host-passthrough" && c.migratable == Some(false) => return,
+        Some(c) if c.mode() != "custom" || c.model.is_some() => cx.ev(c.node),
+        // no <cpu> or no model: features need a mode or model; cpu-mode sets the same mode
+        cpu => {
+            if !super::enabled("cpu-mode", cx.profile) {
+                return;
+            }
+            let want = match (cx.profile.domain.cpu_mode.as_str(), cx.caps) {
+                ("host-passthrough", Some(c)) if c.host_passthrough == Some(false) => "host-model",
+                (w, _) => w,
+            };
+            edits.push(Edit::set_at(
+                cx.doc,
+                root,
+                vec![Seg::new("cpu")],
+                "mode",
+                want,
+            ));
+            if let Some(c) = cpu.as_ref().filter(|c| c.match_.is_some()) {
+                edits.push(Edit::unset(cx.doc, c.node, "match"));
+            }
+            cpu.as_ref()
+                .map(|c| cx.ev(c.node))
+                .unwrap_or_else(|| cx.ev_absent(root, "cpu"))
+        }
+    };
+    edits.push(Edit::set_at(cx.doc, root, feature(), "policy", "require"));
+    out.finding(
+        "the host's TSC is invariant (constant_tsc, nonstop_tsc) but the guest CPU does not expose invtsc",
+        vec![
+            ev,
+            super::Evidence {
+                path: "/proc/cpuinfo flags".into(),
+                line: None,
+                value: "constant_tsc nonstop_tsc".into(),
+            },
+        ],
+    )
+    .fix(
+        "Require the invtsc CPU feature",
+        edits,
+        super::virsh_edit(
+            &cx.shell_name(),
+            "<cpu><feature policy='require' name='invtsc'/></cpu>",
+        ),
+        Applies::NextBoot,
+    );
+}
+
+/// Table tests: for each rule a case that fires and a near miss that must not.
 #[cfg(test)]
 pub(super) mod table {
     use crate::audit::testkit::*;
 
+    fn pins_io(io: &str, emu: Option<&str>) -> String {
+        let emu = emu
+            .map(|e| format!("<emulatorpin cpuset='{e}'/>"))
+            .unwrap_or_default();
+        format!(
+            "<vcpu>2</vcpu><iothreads>1</iothreads><cputune><vcpupin vcpu='0' cpuset='2'/>\
+<vcpupin vcpu='1' cpuset='3'/>{emu}<iothreadpin iothread='1' cpuset='{io}'/></cputune>{VBLK_IO1}"
+        )
+    }
+
+    const VBLK_IO1: &str = "<devices><disk type='file' device='disk'><driver name='qemu' type='raw' iothread='1'/>\
+<source file='/i/a.img'/><target dev='vda' bus='virtio'/></disk></devices>";
+
+    fn scsi(driver: &str, disk: bool) -> String {
+        let disk = if disk {
+            "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/i/a.img'/>\
+<target dev='sda' bus='scsi'/><address type='drive' controller='0' bus='0' target='0' unit='0'/></disk>"
+        } else {
+            ""
+        };
+        format!(
+            "<vcpu>2</vcpu><devices>{disk}<controller type='scsi' index='0' model='virtio-scsi'>{driver}</controller></devices>"
+        )
+    }
+
+    /// 4 vCPUs, topology 1 socket x (4/threads) cores x threads, optionally pinned.
+    fn smt(threads: u32, pins: Option<[&str; 4]>) -> String {
+        let pins = pins
+            .map(|p| {
+                let v: String = p
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("<vcpupin vcpu='{i}' cpuset='{c}'/>"))
+                    .collect();
+                format!("<cputune>{v}<emulatorpin cpuset='0-1'/></cputune>")
+            })
+            .unwrap_or_default();
+        format!(
+            "<vcpu>4</vcpu>{pins}<cpu mode='host-model'><topology sockets='1' cores='{}' threads='{threads}'/></cpu>",
+            4 / threads
+        )
+    }
+
+    fn model(m: &str) -> String {
+        format!(
+            "<vcpu>2</vcpu><cpu mode='custom' match='exact'><model fallback='forbid'>{m}</model></cpu>"
+        )
+    }
+
+    /// [`host16`] with more CPU flags.
+    fn intel_flags(flags: &[&str]) -> kvmtune_host::Host {
+        let mut h = host16();
+        h.cpu.virt_flags.extend(flags.iter().map(|f| f.to_string()));
+        h
+    }
+
     pub(crate) fn cases() -> Vec<Case> {
-        Vec::new()
+        let two_node_cpus = "<vcpu cpuset='0-3'>2</vcpu>";
+        let interleave = |ns: &str| {
+            format!(
+                "{two_node_cpus}<numatune><memory mode='interleave' nodeset='{ns}'/></numatune>"
+            )
+        };
+        vec![
+            // iothread-pins
+            case(
+                "iothread on a vCPU's CPU",
+                "iothread-pins",
+                "server",
+                None,
+                vec![dom(&pins_io("3", None))],
+                WARN,
+            ),
+            case(
+                "iothread on housekeeping CPUs",
+                "iothread-pins",
+                "server",
+                None,
+                vec![dom(&pins_io("0-1", Some("0-1")))],
+                NONE,
+            ),
+            case(
+                "unused iothread on a vCPU's CPU",
+                "iothread-pins",
+                "server",
+                None,
+                vec![dom(&pins_io("3", None).replace(VBLK_IO1, ""))],
+                NONE,
+            ),
+            case(
+                "iothread on vCPU cpuset CPUs",
+                "iothread-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&format!(
+                    "<vcpu cpuset='4-7'>2</vcpu><iothreads>1</iothreads><cputune><iothreadpin iothread='1' cpuset='5'/></cputune>{VBLK_IO1}"
+                ))],
+                WARN,
+            ),
+            case(
+                "vCPUs allowed on every host CPU",
+                "iothread-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&format!(
+                    "<vcpu cpuset='0-15'>2</vcpu><iothreads>1</iothreads><cputune><iothreadpin iothread='1' cpuset='5'/></cputune>{VBLK_IO1}"
+                ))],
+                NONE,
+            ),
+            // iothread-unused
+            case(
+                "two iothreads, one used",
+                "iothread-unused",
+                "server",
+                None,
+                vec![dom(&format!(
+                    "<vcpu>2</vcpu><iothreads>2</iothreads>{VBLK_IO1}"
+                ))],
+                INFO,
+            ),
+            case(
+                "one iothread, used",
+                "iothread-unused",
+                "server",
+                None,
+                vec![dom(&format!(
+                    "<vcpu>2</vcpu><iothreads>1</iothreads>{VBLK_IO1}"
+                ))],
+                NONE,
+            ),
+            case(
+                "iothread used by a virtio-scsi controller",
+                "iothread-unused",
+                "server",
+                None,
+                vec![dom(&format!(
+                    "<iothreads>1</iothreads>{}",
+                    scsi("<driver iothread='1'/>", true)
+                ))],
+                NONE,
+            ),
+            // scsi-iothread
+            case(
+                "virtio-scsi with a disk, no iothread",
+                "scsi-iothread",
+                "server",
+                None,
+                vec![dom(&scsi("", true))],
+                WARN,
+            ),
+            case(
+                "virtio-scsi with a disk, no iothread, desktop",
+                "scsi-iothread",
+                "desktop",
+                None,
+                vec![dom(&scsi("", true))],
+                INFO,
+            ),
+            case(
+                "virtio-scsi with an iothread",
+                "scsi-iothread",
+                "server",
+                None,
+                vec![dom(&format!(
+                    "<iothreads>1</iothreads>{}",
+                    scsi("<driver iothread='1'/>", true)
+                ))],
+                NONE,
+            ),
+            case(
+                "virtio-scsi without disks",
+                "scsi-iothread",
+                "server",
+                None,
+                vec![dom(&scsi("", false))],
+                NONE,
+            ),
+            // numatune-mode
+            case(
+                "interleave over 2 nodes, fits one",
+                "numatune-mode",
+                "server",
+                Some(host2n()),
+                vec![dom(&interleave("0-1"))],
+                WARN,
+            ),
+            case(
+                "strict on one node",
+                "numatune-mode",
+                "server",
+                Some(host2n()),
+                vec![dom(&format!(
+                    "{two_node_cpus}<numatune><memory mode='strict' nodeset='0'/></numatune>"
+                ))],
+                NONE,
+            ),
+            case(
+                "interleave over 2 nodes, bigger than a node",
+                "numatune-mode",
+                "server",
+                Some(host2n()),
+                vec![dom_named("big", 40 * 1024, &interleave("0-1"))],
+                NONE,
+            ),
+            case(
+                "preferred over 2 nodes, fits one",
+                "numatune-mode",
+                "server",
+                Some(host2n()),
+                vec![dom(
+                    "<vcpu>2</vcpu><numatune><memory mode='preferred' nodeset='0-1'/></numatune>",
+                )],
+                INFO,
+            ),
+            // cpu-quota
+            case(
+                "quota half a CPU per vCPU",
+                "cpu-quota",
+                "server",
+                None,
+                vec![dom(
+                    "<vcpu>2</vcpu><cputune><period>100000</period><quota>50000</quota></cputune>",
+                )],
+                INFO,
+            ),
+            case(
+                "global quota one CPU for 4 vCPUs",
+                "cpu-quota",
+                "desktop",
+                None,
+                vec![dom(
+                    "<vcpu>4</vcpu><cputune><global_quota>100000</global_quota></cputune>",
+                )],
+                INFO,
+            ),
+            case(
+                "quota -1",
+                "cpu-quota",
+                "server",
+                None,
+                vec![dom(
+                    "<vcpu>2</vcpu><cputune><period>100000</period><quota>-1</quota></cputune>",
+                )],
+                NONE,
+            ),
+            case(
+                "shares only",
+                "cpu-quota",
+                "server",
+                None,
+                vec![dom(
+                    "<vcpu>2</vcpu><cputune><shares>2048</shares></cputune>",
+                )],
+                NONE,
+            ),
+            // cpu-smt-pins
+            case(
+                "threads=2, unpinned",
+                "cpu-smt-pins",
+                "server",
+                None,
+                vec![dom(&smt(2, None))],
+                INFO,
+            ),
+            case(
+                "threads=2, guest cores on separate host cores",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(2, Some(["2", "4", "3", "5"])))],
+                WARN,
+            ),
+            case(
+                "threads=2, guest cores on sibling pairs",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(2, Some(["2", "3", "4", "5"])))],
+                NONE,
+            ),
+            case(
+                "threads=2, pinned, siblings unknown",
+                "cpu-smt-pins",
+                "server",
+                None,
+                vec![dom(&smt(2, Some(["2", "4", "3", "5"])))],
+                NONE,
+            ),
+            case(
+                "threads=1, pinned onto sibling pairs",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(1, Some(["2", "3", "4", "5"])))],
+                INFO,
+            ),
+            case(
+                "threads=1, pinned onto separate cores",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(1, Some(["2", "4", "6", "8"])))],
+                NONE,
+            ),
+            // cpu-model-old
+            case(
+                "SandyBridge on an INVPCID Intel host",
+                "cpu-model-old",
+                "server",
+                Some(intel_flags(&["invpcid"])),
+                vec![dom(&model("SandyBridge"))],
+                INFO,
+            ),
+            case(
+                "Haswell on an INVPCID Intel host",
+                "cpu-model-old",
+                "server",
+                Some(intel_flags(&["invpcid"])),
+                vec![dom(&model("Haswell-noTSX"))],
+                NONE,
+            ),
+            case(
+                "Nehalem: cpu-mode's",
+                "cpu-model-old",
+                "server",
+                Some(intel_flags(&["invpcid"])),
+                vec![dom(&model("Nehalem"))],
+                NONE,
+            ),
+            case(
+                "SandyBridge, migratable profile",
+                "cpu-model-old",
+                "migratable",
+                Some(intel_flags(&["invpcid"])),
+                vec![dom(&model("SandyBridge"))],
+                NONE,
+            ),
+            // cpu-invtsc
+            case(
+                "latency, host-passthrough, invariant TSC host",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom("<cpu mode='host-passthrough'/>")],
+                INFO,
+            ),
+            case(
+                "latency, invtsc required",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom(
+                    "<cpu mode='host-passthrough'><feature policy='require' name='invtsc'/></cpu>",
+                )],
+                NONE,
+            ),
+            case(
+                "latency, host-passthrough migratable=off",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom("<cpu mode='host-passthrough' migratable='off'/>")],
+                NONE,
+            ),
+            case(
+                "latency, TSC not invariant",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc"])),
+                vec![dom("<cpu mode='host-passthrough'/>")],
+                NONE,
+            ),
+            case(
+                "server profile",
+                "cpu-invtsc",
+                "server",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom("<cpu mode='host-passthrough'/>")],
+                NONE,
+            ),
+        ]
+    }
+
+    #[test]
+    fn sched_rules() {
+        run_cases(&cases());
     }
 }
