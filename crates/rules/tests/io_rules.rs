@@ -15,6 +15,8 @@ const RULES: &[&str] = &[
     "disk-io-mode",
     "mem-balloon-vfio",
     "mem-hugepages-1g",
+    "gfx-video-model",
+    "gfx-qxl-memory",
 ];
 
 fn corpus() -> Option<PathBuf> {
@@ -114,6 +116,12 @@ fn the_rules_fire_on_the_corpus_examples() {
             "mem-balloon-vfio",
             "server",
         ),
+        ("wild-domains/04.xml", "gfx-video-model", "desktop"),
+        (
+            "libvirt-domains/graphics-spice.xml",
+            "gfx-qxl-memory",
+            "desktop",
+        ),
     ];
     let mut bad = Vec::new();
     for (file, rule, profile) in cases {
@@ -194,6 +202,7 @@ fn corpus_counts() {
     ] {
         let mut domains: BTreeMap<&str, usize> = BTreeMap::new();
         let mut total: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut fixed: BTreeMap<&str, usize> = BTreeMap::new();
         let mut audited = 0;
         for p in &files {
             let src = std::fs::read_to_string(p).unwrap();
@@ -204,6 +213,8 @@ fn corpus_counts() {
             for r in RULES {
                 let n = v.iter().filter(|f| f.rule == *r).count();
                 *total.entry(r).or_default() += n;
+                *fixed.entry(r).or_default() +=
+                    v.iter().filter(|f| f.rule == *r && f.fix.is_some()).count();
                 if n > 0 {
                     *domains.entry(r).or_default() += 1;
                 }
@@ -211,8 +222,9 @@ fn corpus_counts() {
         }
         for r in RULES {
             eprintln!(
-                "{profile}: {r}: {} findings in {} of {audited} domains",
+                "{profile}: {r}: {} findings ({} with a fix) in {} of {audited} domains",
                 total.get(r).unwrap_or(&0),
+                fixed.get(r).unwrap_or(&0),
                 domains.get(r).unwrap_or(&0)
             );
         }
