@@ -31,7 +31,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "QXL video memory below libvirt's defaults",
                 severity: Severity::Info,
                 profiles: &["desktop"],
-                why: "A QXL adapter's vgamem is the framebuffer used for VGA modes, the firmware and guests without a QXL driver: below libvirt's default of 16 MiB it caps the resolution (a 32-bit 1920x1080 framebuffer alone takes 7.9 MiB, and drivers want room for two). libvirt's defaults (ram 64 MiB, vram 64 MiB, vgamem 16 MiB) fit one Full HD head.",
+                why: "A QXL adapter's vgamem is the part of its primary bar that holds the VGA framebuffer and the QXL primary surface: it caps the screen resolution, with or without the guest's QXL driver. Below libvirt's default of 16 MiB, 32-bit resolutions stop near 1920x1080 (7.9 MiB); 2560x1440 needs 14.1 MiB.",
                 fix: "vgamem='16384' on the qxl <model> (or drop the attribute for libvirt's default).",
                 risk: "QEMU reserves the larger framebuffer in the guest's video BAR (host memory grows by the difference).",
                 class: FixClass::Safe,

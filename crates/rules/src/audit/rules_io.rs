@@ -19,11 +19,11 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "More virtio queues than vCPUs",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "Multiqueue pays off when each vCPU has a queue of its own (RHEL: best when the number of queues equals the number of vCPUs). Queues beyond the guest's vCPUs are never used: Linux's virtio-blk and virtio-scsi cap their hardware queues at the CPU count (since 5.1), virtio-net enables min(queues, online CPUs). They still cost: a tap queue, a vhost worker and kernel memory per virtio-net queue pair on the host, and an MSI-X vector per queue in the guest; older guest kernels that tried to use them all ran out of vectors and fell back to one shared interrupt for every queue.",
+                why: "Multiqueue pays off when each vCPU has a queue of its own (RHEL: best when the number of queues equals the number of vCPUs). Queues beyond the guest's vCPUs are never used: Linux's virtio-blk and virtio-scsi cap their hardware queues at the CPU count (since 5.1), virtio-net enables min(queues, online CPUs) by default. They still cost: a tap queue, a vhost worker and kernel memory per virtio-net queue pair on the host, and an MSI-X vector per queue in the guest; older guest kernels that tried to use them all ran out of vectors and fell back to one shared interrupt for every queue.",
                 fix: "Set <driver queues='N'/> on the NIC, virtio-blk disk or virtio-scsi controller to the domain's vCPU count (the maximum, hot-pluggable vCPUs included).",
                 risk: "Low: the guest sees fewer queues on the device; its drivers never used more than one per vCPU. A guest that later gets more vCPUs needs the queues raised again.",
                 class: FixClass::Safe,
-                source: "RHEL 7 Virtualization Tuning and Optimization Guide, 5.4.2 Multi-Queue virtio-net; libvirt domain format (disk driver queues, interface driver queues, controller driver queues); Linux commits bf348f9b78d4 'virtio-blk: limit number of hw queues by nr_cpu_ids' and 1978f30a8773 'scsi: virtio_scsi: limit number of hw queues by nr_cpu_ids' (5.1)",
+                source: "RHEL 7 Virtualization Tuning and Optimization Guide, 5.4.2 Multi-Queue virtio-net; libvirt domain format (disk driver queues, interface driver queues, controller driver queues); Linux 5.1 commits 'virtio-blk: limit number of hw queues by nr_cpu_ids' and 'scsi: virtio_scsi: limit number of hw queues by nr_cpu_ids' (1978f30a8773)",
                 needs_host: false,
             },
             check: queues_exceed,
@@ -190,10 +190,6 @@ fn limits(cx: &Cx, node: NodeId, names: &[&str]) -> Vec<String> {
         let what = name.replace('_', " ");
         let val = if name.contains("bytes") {
             bytes_rate(x)
-        } else if name.ends_with("_length") {
-            format!("{x} s")
-        } else if name.starts_with("size_iops") {
-            format!("{x} bytes per I/O")
         } else {
             format!("{x} IOPS")
         };
