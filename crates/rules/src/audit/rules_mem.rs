@@ -1,6 +1,7 @@
 //! Domain rules: memory backing, limits and the balloon.
 
 use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, human_kib, virsh_edit};
+use kvmtune_domain::NodeId;
 use kvmtune_profile::Want;
 
 /// Headroom QEMU needs above guest RAM (libvirt uses guest RAM + 1 GiB for locked memory).
@@ -84,6 +85,36 @@ pub(super) fn rules() -> Vec<Rule> {
                 needs_host: false,
             },
             check: balloon,
+        },
+        Rule {
+            meta: Meta {
+                id: "mem-balloon-vfio",
+                title: "Memory balloon beside an assigned PCI device",
+                severity: Severity::Warn,
+                profiles: &["*"],
+                why: "A PCI device assigned with VFIO can DMA to any guest address, so QEMU maps and pins all guest memory for it, and QEMU (since 3.1) turns off the balloon's page discarding while such a device is attached. Inflating the balloon then returns nothing to the host: it only takes memory away from the guest, and host tools that count on ballooning (overcommit, virsh setmem) are misled.",
+                fix: "<memballoon model='none'/> (its address and options go with it).",
+                risk: "Guest memory statistics (virsh dommemstat) are gone; the guest sees its balloon device disappear.",
+                class: FixClass::Safe,
+                source: "QEMU commit 'vfio: Inhibit ballooning based on group attachment to a container' (QEMU 3.1, A. Williamson, 2018); libvirt domain format (hostdev, memballoon)",
+                needs_host: false,
+            },
+            check: balloon_vfio,
+        },
+        Rule {
+            meta: Meta {
+                id: "mem-hugepages-1g",
+                title: "Large domain on 2 MiB hugepages while 1 GiB pages are free",
+                severity: Severity::Info,
+                profiles: &["server", "latency"],
+                why: "A 1 GiB page maps 512 times the memory of a 2 MiB page: large guests (16 GiB and up) then need far fewer TLB entries for their memory, and with EPT/NPT the host side of every two-dimensional page walk gets shorter. The host has a 1 GiB pool with room for the whole guest.",
+                fix: "<memoryBacking><hugepages><page size='1' unit='G'/></hugepages></memoryBacking>.",
+                risk: "The domain will not start unless the 1 GiB pool can hold its memory (on its NUMA nodes); 1 GiB pools are best reserved at boot (hugepagesz=1G hugepages=N), as they rarely can be allocated later.",
+                class: FixClass::Capacity,
+                source: "libvirt domain format (memoryBacking/hugepages/page); RHEL 6 Virtualization Tuning and Optimization Guide, 8.3.3.3 Enabling 1 GB huge pages for guests; RHEL 7 Performance Tuning Guide, 7.3 Configuring HugeTLB Huge Pages",
+                needs_host: true,
+            },
+            check: hugepages_1g,
         },
     ]
 }
@@ -334,20 +365,15 @@ fn balloon(cx: &Cx, out: &mut Out) {
     let mb = d.memory_backing.as_ref();
     let pointless = mb.is_some_and(|m| m.hugepages || m.locked) || wants_hugepages(cx);
     let devices = d.devices.node.unwrap_or(d.node);
-    let set_model = |cx: &Cx, m: &str| match &d.devices.memballoon {
-        Some(b) => Edit::set(cx.doc, b.node, "model", m),
-        None => Edit::set_at(
-            cx.doc,
-            d.node,
-            vec![Seg::new("devices"), Seg::new("memballoon")],
-            "model",
-            m,
-        ),
-    };
+    let set_model = |cx: &Cx, m: &str| set_balloon_model(cx, m);
     let ev = || match &d.devices.memballoon {
         Some(b) => cx.ev(b.node),
         None => cx.ev_absent(devices, "memballoon"),
     };
+    let assigned = assigned_pci(cx).is_some();
+    if present && assigned && super::enabled("mem-balloon-vfio", cx.profile) {
+        return; // mem-balloon-vfio's finding, with the same fix
+    }
     if present && (pointless || cx.profile.domain.balloon == Want::Avoid) {
         let why = if mb.is_some_and(|m| m.hugepages || m.locked) {
             "a balloon cannot reclaim hugepage or locked memory"
@@ -370,19 +396,9 @@ fn balloon(cx: &Cx, out: &mut Out) {
         if implicit {
             f.suspect();
         }
-        // model='none' takes no address, stats period, driver or virtio options
-        let mut edits = vec![set_model(cx, "none")];
-        if let Some(b) = &d.devices.memballoon {
-            for a in ["autodeflate", "freePageReporting"] {
-                if cx.doc.attr(b.node, a).is_some() {
-                    edits.push(Edit::unset(cx.doc, b.node, a));
-                }
-            }
-            edits.extend(cx.doc.elements(b.node).map(|c| Edit::remove(cx.doc, c)));
-        }
         f.fix(
             "Remove the balloon",
-            edits,
+            balloon_off(cx),
             virsh_edit(&cx.shell_name(), "<memballoon model='none'/>"),
             Applies::NextBoot,
         );
@@ -399,7 +415,8 @@ fn balloon(cx: &Cx, out: &mut Out) {
         return;
     }
     if !present {
-        if cx.profile.domain.balloon == Want::Want && !pointless {
+        // with an assigned PCI device a balloon cannot reclaim anything
+        if cx.profile.domain.balloon == Want::Want && !pointless && !assigned {
             out.finding(
                 format!(
                     "no memory balloon, but the {} profile overcommits memory",
@@ -434,6 +451,224 @@ fn balloon(cx: &Cx, out: &mut Out) {
     }
 }
 
+/// The edit setting the balloon's model (adding the element when libvirt's is implicit).
+fn set_balloon_model(cx: &Cx, m: &str) -> Edit {
+    let d = cx.d;
+    match &d.devices.memballoon {
+        Some(b) => Edit::set(cx.doc, b.node, "model", m),
+        None => Edit::set_at(
+            cx.doc,
+            d.node,
+            vec![Seg::new("devices"), Seg::new("memballoon")],
+            "model",
+            m,
+        ),
+    }
+}
+
+/// The edits turning the balloon off: model='none' takes no address, stats period, driver
+/// or virtio options.
+fn balloon_off(cx: &Cx) -> Vec<Edit> {
+    let mut edits = vec![set_balloon_model(cx, "none")];
+    if let Some(b) = &cx.d.devices.memballoon {
+        for a in ["autodeflate", "freePageReporting"] {
+            if cx.doc.attr(b.node, a).is_some() {
+                edits.push(Edit::unset(cx.doc, b.node, a));
+            }
+        }
+        edits.extend(cx.doc.elements(b.node).map(|c| Edit::remove(cx.doc, c)));
+    }
+    edits
+}
+
+/// A PCI device assigned to the domain (a PCI `<hostdev>` or an `<interface type='hostdev'>`):
+/// its node and a name for it. mdev devices are left out: they need not pin all memory.
+fn assigned_pci(cx: &Cx) -> Option<(NodeId, String)> {
+    let doc = cx.doc;
+    let addr = |n: NodeId| {
+        let a = doc.descend(n, &["source", "address"])?;
+        let f = |k: &str| doc.attr(a, k).unwrap_or("0");
+        let hex = |k: &str| {
+            let v = f(k);
+            let v = v.strip_prefix("0x").unwrap_or(v);
+            u32::from_str_radix(v, 16).ok()
+        };
+        Some(format!(
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            hex("domain")?,
+            hex("bus")?,
+            hex("slot")?,
+            hex("function")?
+        ))
+    };
+    if let Some(h) = cx.d.devices.hostdevs.iter().find(|h| {
+        h.dtype.as_deref() == Some("pci")
+            && doc.attr(h.node, "mode").is_none_or(|m| m == "subsystem")
+    }) {
+        let name = addr(h.node).map_or_else(|| "PCI device".into(), |a| format!("PCI device {a}"));
+        return Some((h.node, name));
+    }
+    cx.d.devices
+        .interfaces
+        .iter()
+        .find(|i| i.itype.as_deref() == Some("hostdev"))
+        .map(|i| {
+            let name = addr(i.node).map_or_else(
+                || "hostdev NIC".into(),
+                |a| format!("hostdev NIC (PCI {a})"),
+            );
+            (i.node, name)
+        })
+}
+
+/// Whether the domain has a balloon (libvirt adds a virtio one to KVM domains that do not
+/// say otherwise): `Some(implicit)`.
+fn has_balloon(cx: &Cx) -> Option<bool> {
+    match &cx.d.devices.memballoon {
+        None => Some(true),
+        Some(b) => b
+            .model
+            .as_deref()
+            .is_some_and(|m| m != "none")
+            .then_some(false),
+    }
+}
+
+fn balloon_vfio(cx: &Cx, out: &mut Out) {
+    let d = cx.d;
+    if !d.is_hvm() {
+        return;
+    }
+    let Some(implicit) = has_balloon(cx) else {
+        return;
+    };
+    let Some((dev, name)) = assigned_pci(cx) else {
+        return;
+    };
+    let mut ev = vec![match &d.devices.memballoon {
+        Some(b) => cx.ev(b.node),
+        None => cx.ev_absent(d.devices.node.unwrap_or(d.node), "memballoon"),
+    }];
+    ev.push(cx.ev(dev));
+    let f = out.finding(
+        format!(
+            "{} memory balloon beside assigned {name}: all guest memory is pinned, the balloon cannot return any to the host",
+            if implicit { "implicit virtio" } else { "virtio" }
+        ),
+        ev,
+    );
+    if implicit {
+        f.suspect();
+    }
+    f.fix(
+        "Remove the balloon",
+        balloon_off(cx),
+        virsh_edit(&cx.shell_name(), "<memballoon model='none'/>"),
+        Applies::NextBoot,
+    );
+}
+
+const GIB_KIB: u64 = 1024 * 1024;
+
+fn hugepages_1g(cx: &Cx, out: &mut Out) {
+    let d = cx.d;
+    let (Some(h), Some(mb)) = (cx.host, d.memory_backing.as_ref()) else {
+        return;
+    };
+    if !d.is_hvm() || !mb.hugepages {
+        return;
+    }
+    let Some(hp) = mb.hugepages_node else { return };
+    let Some(dflt) = h.memory.default_hugepage_kib else {
+        return;
+    };
+    // every page size the domain uses must be 2 MiB (a page without size is the default)
+    if !mb
+        .pages
+        .iter()
+        .map(|p| p.size_kib.unwrap_or(dflt))
+        .chain(mb.pages.is_empty().then_some(dflt))
+        .all(|s| s == 2048)
+    {
+        return;
+    }
+    let mem = d.memory();
+    let min = cx
+        .profile
+        .domain
+        .hugepages_min_mib
+        .saturating_mul(1024)
+        .max(16 * GIB_KIB);
+    if mem < min || !mem.is_multiple_of(GIB_KIB) {
+        return;
+    }
+    // every guest NUMA cell must be made of whole 1 GiB pages too
+    if d.cpu.as_ref().is_some_and(|c| {
+        c.cells
+            .iter()
+            .any(|cell| cell.memory_kib.is_some_and(|m| !m.is_multiple_of(GIB_KIB)))
+    }) {
+        return;
+    }
+    // free 1 GiB pages on the host nodes the domain's memory may come from
+    let nodeset = d
+        .numatune
+        .as_ref()
+        .and_then(|n| n.memory.as_ref())
+        .and_then(|m| m.nodeset.as_deref())
+        .and_then(super::cpuset);
+    let per_node: Vec<u64> = h
+        .numa
+        .nodes
+        .iter()
+        .filter(|n| nodeset.as_ref().is_none_or(|s| s.contains(n.id)))
+        .flat_map(|n| n.hugepages.iter())
+        .filter(|p| p.size_kib == GIB_KIB)
+        .map(|p| p.free)
+        .collect();
+    let free = if per_node.is_empty() && nodeset.is_none() {
+        h.memory
+            .hugepages
+            .iter()
+            .filter(|p| p.size_kib == GIB_KIB)
+            .map(|p| p.free)
+            .sum()
+    } else {
+        per_node.iter().sum::<u64>()
+    };
+    let need = mem / GIB_KIB;
+    if free < need {
+        return;
+    }
+    let f = out.finding(
+        format!(
+            "{} of guest memory on 2 MiB hugepages; the host has {free} free 1 GiB pages",
+            human_kib(mem)
+        ),
+        vec![cx.ev(hp)],
+    );
+    let mut edits = Vec::new();
+    if mb.pages.is_empty() {
+        for (a, v) in [("size", "1"), ("unit", "G")] {
+            edits.push(Edit::set_at(cx.doc, hp, vec![Seg::new("page")], a, v));
+        }
+    } else {
+        for p in &mb.pages {
+            edits.push(Edit::set(cx.doc, p.node, "size", "1"));
+            edits.push(Edit::set(cx.doc, p.node, "unit", "G"));
+        }
+    }
+    f.fix(
+        "Back guest memory with 1 GiB pages",
+        edits,
+        virsh_edit(
+            &cx.shell_name(),
+            "<memoryBacking><hugepages><page size='1' unit='G'/></hugepages></memoryBacking>",
+        ),
+        Applies::NextBoot,
+    );
+}
+
 /// Table tests: for each rule a case that fires and a near miss that must not.
 #[cfg(test)]
 pub(super) mod table {
@@ -445,8 +680,24 @@ pub(super) mod table {
         Some(h)
     }
 
+    /// [`host16`] with `free` 1 GiB pages free on its node.
+    fn host_1g(free: u64) -> Option<kvmtune_host::Host> {
+        let mut h = host16();
+        let mut p = pool(1024 * 1024, free.max(16));
+        p.free = free;
+        h.numa.nodes[0].hugepages = vec![pool(2048, 0), p];
+        Some(h)
+    }
+
+    const GPU: &str = "<hostdev mode='subsystem' type='pci' managed='yes'><source>\
+<address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev>";
+
     pub(crate) fn cases() -> Vec<Case> {
         let huge = "<memoryBacking><hugepages/></memoryBacking>";
+        let huge2m =
+            "<memoryBacking><hugepages><page size='2048' unit='KiB'/></hugepages></memoryBacking>";
+        let huge1g =
+            "<memoryBacking><hugepages><page size='1' unit='G'/></hugepages></memoryBacking>";
         let nosp = "<memoryBacking><nosharepages/></memoryBacking>";
         let locked = "<memoryBacking><locked/></memoryBacking>";
         let limit =
@@ -659,12 +910,205 @@ pub(super) mod table {
                 ))],
                 NONE,
             ),
+            // mem-balloon-vfio
+            case(
+                "virtio balloon beside a PCI hostdev",
+                "mem-balloon-vfio",
+                "server",
+                None,
+                vec![dom(&format!(
+                    "<devices>{GPU}<memballoon model='virtio'/></devices>"
+                ))],
+                WARN,
+            ),
+            case(
+                "implicit balloon beside a hostdev NIC",
+                "mem-balloon-vfio",
+                "server",
+                None,
+                vec![dom(
+                    "<devices><interface type='hostdev' managed='yes'><source>\
+<address type='pci' domain='0x0000' bus='0x02' slot='0x10' function='0x1'/></source></interface></devices>",
+                )],
+                WARN,
+            ),
+            case(
+                "no balloon beside a PCI hostdev",
+                "mem-balloon-vfio",
+                "server",
+                None,
+                vec![dom(&format!(
+                    "<devices>{GPU}<memballoon model='none'/></devices>"
+                ))],
+                NONE,
+            ),
+            case(
+                "virtio balloon beside a USB hostdev",
+                "mem-balloon-vfio",
+                "server",
+                None,
+                vec![dom(
+                    "<devices><hostdev mode='subsystem' type='usb'><source>\
+<vendor id='0x1234'/><product id='0xbeef'/></source></hostdev><memballoon model='virtio'/></devices>",
+                )],
+                NONE,
+            ),
+            case(
+                "dense wants no balloon beside a PCI hostdev",
+                "mem-balloon",
+                "dense",
+                None,
+                vec![dom(&format!(
+                    "<devices>{GPU}<memballoon model='none'/></devices>"
+                ))],
+                NONE,
+            ),
+            case(
+                "latency: mem-balloon leaves the hostdev case to mem-balloon-vfio",
+                "mem-balloon",
+                "latency",
+                None,
+                vec![dom(&format!(
+                    "<devices>{GPU}<memballoon model='virtio'/></devices>"
+                ))],
+                NONE,
+            ),
+            // mem-hugepages-1g
+            case(
+                "16 GiB on default 2 MiB pages, 16 free 1 GiB pages",
+                "mem-hugepages-1g",
+                "server",
+                host_1g(16),
+                vec![dom_named("vm", 16384, huge)],
+                INFO,
+            ),
+            case(
+                "32 GiB on 2 MiB pages, latency, 32 free",
+                "mem-hugepages-1g",
+                "latency",
+                host_1g(32),
+                vec![dom_named("vm", 32768, huge2m)],
+                INFO,
+            ),
+            case(
+                "16 GiB on 2 MiB pages, 15 free 1 GiB pages",
+                "mem-hugepages-1g",
+                "server",
+                host_1g(15),
+                vec![dom_named("vm", 16384, huge)],
+                NONE,
+            ),
+            case(
+                "16 GiB on 2 MiB pages, no host facts",
+                "mem-hugepages-1g",
+                "server",
+                None,
+                vec![dom_named("vm", 16384, huge)],
+                NONE,
+            ),
+            case(
+                "16 GiB on 1 GiB pages already",
+                "mem-hugepages-1g",
+                "server",
+                host_1g(16),
+                vec![dom_named("vm", 16384, huge1g)],
+                NONE,
+            ),
+            case(
+                "8 GiB on 2 MiB pages, latency",
+                "mem-hugepages-1g",
+                "latency",
+                host_1g(16),
+                vec![dom_named("vm", 8192, huge)],
+                NONE,
+            ),
+            case(
+                "16.5 GiB on 2 MiB pages: not whole 1 GiB pages",
+                "mem-hugepages-1g",
+                "server",
+                host_1g(32),
+                vec![dom_named("vm", 16896, huge)],
+                NONE,
+            ),
         ]
     }
 
     #[test]
     fn memory_rules() {
         run_cases(&cases());
+    }
+
+    /// The XML after applying the fixes of `rule`.
+    fn fixed(src: &str, rule: &str, profile: &str, host: Option<kvmtune_host::Host>) -> String {
+        let v = findings(&[src.to_string()], profile, host.as_ref());
+        let edits: Vec<_> = v
+            .iter()
+            .filter(|f| f.rule == rule)
+            .filter_map(|f| f.fix.as_ref())
+            .flat_map(|f| f.edits.clone())
+            .collect();
+        assert!(!edits.is_empty(), "no {rule} fix: {v:#?}");
+        let mut doc = kvmtune_domain::Document::parse(src).unwrap();
+        crate::audit::apply(&mut doc, &edits);
+        doc.serialize()
+    }
+
+    #[test]
+    fn balloon_vfio_fix_drops_the_balloon_and_its_address() {
+        let src = dom(&format!(
+            "<devices>{GPU}<memballoon model='virtio' autodeflate='on'><stats period='10'/>\
+<address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/></memballoon></devices>"
+        ));
+        let v = findings(std::slice::from_ref(&src), "latency", None);
+        let mine: Vec<_> = v
+            .iter()
+            .filter(|f| f.rule.starts_with("mem-balloon"))
+            .collect();
+        assert_eq!(mine.len(), 1, "{mine:#?}");
+        assert!(
+            mine[0].message.contains("PCI device 0000:01:00.0"),
+            "{}",
+            mine[0].message
+        );
+        let out = fixed(&src, "mem-balloon-vfio", "server", None);
+        assert!(
+            out.contains("<memballoon model=\"none\"/>")
+                || out.contains("<memballoon model='none'/>"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("slot='0x05'") && !out.contains("autodeflate"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn hugepages_1g_fix_sets_the_page_size() {
+        let out = fixed(
+            &dom_named("vm", 16384, "<memoryBacking><hugepages/></memoryBacking>"),
+            "mem-hugepages-1g",
+            "server",
+            host_1g(16),
+        );
+        let d = kvmtune_domain::Domain::parse(&out).unwrap().1;
+        let pages = &d.memory_backing.unwrap().pages;
+        assert_eq!(pages.len(), 1, "{out}");
+        assert_eq!(pages[0].size_kib, Some(1024 * 1024), "{out}");
+        let out = fixed(
+            &dom_named(
+                "vm",
+                16384,
+                "<memoryBacking><hugepages><page size='2' unit='M' nodeset='0'/></hugepages></memoryBacking>",
+            ),
+            "mem-hugepages-1g",
+            "server",
+            host_1g(16),
+        );
+        let d = kvmtune_domain::Domain::parse(&out).unwrap().1;
+        let pages = &d.memory_backing.unwrap().pages;
+        assert_eq!(pages.len(), 1, "{out}");
+        assert_eq!(pages[0].size_kib, Some(1024 * 1024), "{out}");
+        assert_eq!(pages[0].nodeset.as_deref(), Some("0"), "{out}");
     }
 
     /// Was a false positive: hugetlbfs-backed guest memory is never merged by KSM, locked

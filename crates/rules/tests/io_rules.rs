@@ -1,0 +1,232 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The I/O and memory rules of issue 12 §4 on real domains: libvirt's test domains and the
+//! wild domains of the shared corpus (skipped when the corpus is not beside the checkout).
+
+use kvmtune_domain::{Document, Domain};
+use kvmtune_host::Host;
+use kvmtune_rules::Profile;
+use kvmtune_rules::audit::{self, Cx, Finding, Peer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const RULES: &[&str] = &[
+    "queues-exceed-vcpus",
+    "io-throttled",
+    "disk-io-mode",
+    "mem-balloon-vfio",
+    "mem-hugepages-1g",
+    "gfx-video-model",
+    "gfx-qxl-memory",
+];
+
+fn corpus() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    if dir.join("libvirt-domains").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: ../shared/corpus is not beside the checkout");
+        None
+    }
+}
+
+fn fixture_host(name: &str) -> Host {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/hosts")
+        .join(name)
+        .join("expected-host.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// The two-socket fixture host with `free` 1 GiB pages free on node 0 (2 MiB default size).
+fn host_with_1g(free: u64) -> Host {
+    let mut h = fixture_host("b-book-2socket");
+    for p in &mut h.numa.nodes[0].hugepages {
+        if p.size_kib == 1024 * 1024 {
+            p.total = free;
+            p.free = free;
+        }
+    }
+    h
+}
+
+fn audit_src(src: &str, profile: &str, host: Option<&Host>) -> Option<Vec<Finding>> {
+    let profile = Profile::load(profile).unwrap();
+    let doc = Document::parse(src).ok()?;
+    let d = Domain::from_doc(&doc).ok()?;
+    let peers = [Peer {
+        domain: &d,
+        active: true,
+    }];
+    Some(audit::audit(&Cx {
+        doc: &doc,
+        d: &d,
+        profile: &profile,
+        host,
+        caps: None,
+        peers: &peers,
+    }))
+}
+
+fn findings(c: &Path, file: &str, profile: &str, host: Option<&Host>) -> Vec<Finding> {
+    let src = std::fs::read_to_string(c.join(file)).unwrap();
+    audit_src(&src, profile, host).unwrap_or_else(|| panic!("{file} does not parse"))
+}
+
+fn fires(v: &[Finding], rule: &str) -> Vec<String> {
+    v.iter()
+        .filter(|f| f.rule == rule)
+        .map(|f| f.message.clone())
+        .collect()
+}
+
+#[test]
+fn the_rules_fire_on_the_corpus_examples() {
+    let Some(c) = corpus() else { return };
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "libvirt-domains/disk-virtio-queues.xml",
+            "queues-exceed-vcpus",
+            "server",
+        ),
+        (
+            "libvirt-domains/net-virtio-vhost.xml",
+            "queues-exceed-vcpus",
+            "server",
+        ),
+        (
+            "libvirt-domains/iothreads-virtio-scsi-mapping.xml",
+            "queues-exceed-vcpus",
+            "server",
+        ),
+        ("libvirt-domains/blkdeviotune.xml", "io-throttled", "server"),
+        (
+            "libvirt-domains/blkiotune-device.xml",
+            "io-throttled",
+            "server",
+        ),
+        (
+            "libvirt-domains/net-bandwidth.xml",
+            "io-throttled",
+            "server",
+        ),
+        ("wild-domains/04.xml", "io-throttled", "server"),
+        ("wild-domains/12.xml", "disk-io-mode", "latency"),
+        (
+            "libvirt-domains/hostdev-vfio.xml",
+            "mem-balloon-vfio",
+            "server",
+        ),
+        ("wild-domains/04.xml", "gfx-video-model", "desktop"),
+        (
+            "libvirt-domains/graphics-spice.xml",
+            "gfx-qxl-memory",
+            "desktop",
+        ),
+    ];
+    let mut bad = Vec::new();
+    for (file, rule, profile) in cases {
+        let v = findings(&c, file, profile, None);
+        if fires(&v, rule).is_empty() {
+            bad.push(format!("{rule} does not fire on {file} ({profile})"));
+        }
+    }
+    // a real 16 GiB <hugepages/> guest, on a host with a 1 GiB pool: fires with 16 free
+    // pages, not with 15
+    let wild15 = "wild-domains/15.xml";
+    if fires(
+        &findings(&c, wild15, "server", Some(&host_with_1g(16))),
+        "mem-hugepages-1g",
+    )
+    .is_empty()
+    {
+        bad.push(format!("mem-hugepages-1g does not fire on {wild15}"));
+    }
+    if !fires(
+        &findings(&c, wild15, "server", Some(&host_with_1g(15))),
+        "mem-hugepages-1g",
+    )
+    .is_empty()
+    {
+        bad.push(format!(
+            "mem-hugepages-1g fires on {wild15} with 15 free pages"
+        ));
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn near_misses_in_the_corpus_stay_quiet() {
+    let Some(c) = corpus() else { return };
+    // 8 queues on 8 vCPUs; queues equal to the vCPUs on the second controller
+    let v = findings(
+        &c,
+        "libvirt-domains/controller-virtio-scsi.xml",
+        "server",
+        None,
+    );
+    assert!(fires(&v, "queues-exceed-vcpus").is_empty(), "{v:#?}");
+    let v = findings(
+        &c,
+        "libvirt-domains/iothreads-virtio-scsi-mapping.xml",
+        "server",
+        None,
+    );
+    assert_eq!(fires(&v, "queues-exceed-vcpus").len(), 1, "{v:#?}");
+    // a block disk already on io='native', a cdrom on threads
+    let v = findings(&c, "libvirt-domains/disk-aio.xml", "latency", None);
+    assert!(fires(&v, "disk-io-mode").is_empty(), "{v:#?}");
+    // a PCI hostdev with the balloon off already
+    let v = findings(&c, "wild-domains/08.xml", "server", None);
+    assert!(fires(&v, "mem-balloon-vfio").is_empty(), "{v:#?}");
+}
+
+/// How often each rule fires over the corpus domain files (printed; run with --nocapture).
+#[test]
+fn corpus_counts() {
+    let Some(c) = corpus() else { return };
+    let host = fixture_host("b-book-2socket");
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in ["libvirt-domains", "wild-domains"] {
+        for e in std::fs::read_dir(c.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "xml") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    for (profile, host) in [
+        ("server", None),
+        ("latency", Some(&host)),
+        ("desktop", Some(&host)),
+    ] {
+        let mut domains: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut total: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut fixed: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut audited = 0;
+        for p in &files {
+            let src = std::fs::read_to_string(p).unwrap();
+            let Some(v) = audit_src(&src, profile, host) else {
+                continue;
+            };
+            audited += 1;
+            for r in RULES {
+                let n = v.iter().filter(|f| f.rule == *r).count();
+                *total.entry(r).or_default() += n;
+                *fixed.entry(r).or_default() +=
+                    v.iter().filter(|f| f.rule == *r && f.fix.is_some()).count();
+                if n > 0 {
+                    *domains.entry(r).or_default() += 1;
+                }
+            }
+        }
+        for r in RULES {
+            eprintln!(
+                "{profile}: {r}: {} findings ({} with a fix) in {} of {audited} domains",
+                total.get(r).unwrap_or(&0),
+                fixed.get(r).unwrap_or(&0),
+                domains.get(r).unwrap_or(&0)
+            );
+        }
+    }
+}
