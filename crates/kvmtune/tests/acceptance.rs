@@ -23,11 +23,7 @@ use virt::connect::Connect;
 /// (`libvirt-domains/NAME.xml`, `wild-domains/NAME.xml`, `fixtures/NAME.xml`). Each entry is a
 /// bug of a rule's fix still to be fixed; remove the entry with the fix. An entry whose fixed
 /// domain is accepted (or no longer tested) fails the test, so the list stays honest.
-const KNOWN_REFUSED: &[(&str, &str)] = &[
-    // mem-hugepages adds hugepages to <allocation mode='ondemand'>: "hugepages are not allowed
-    // with memory allocation ondemand"
-    ("libvirt-domains/memorybacking-unset.xml", "latency"),
-];
+const KNOWN_REFUSED: &[(&str, &str)] = &[];
 
 /// Corpus domains never sent to libvirtd: libvirt 9.0's daemon crashed (intermittently) right
 /// after reporting this one's error ("'sibling_id 2' does not refer to a valid cell"), which

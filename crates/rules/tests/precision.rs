@@ -299,3 +299,15 @@ fn a_userspace_nvme_disk_gets_no_cache_advice() {
         .collect();
     assert_eq!(cache, vec!["disk vdb uses cache=default".to_string()]);
 }
+
+/// libvirt refuses hugepages with `<allocation mode='ondemand'>`: the finding stays, in
+/// words, with no fix.
+#[test]
+fn hugepages_are_not_added_to_ondemand_allocation() {
+    let src = dom("<vcpu>2</vcpu><memoryBacking><allocation mode='ondemand'/></memoryBacking>");
+    let doc = Document::parse(&src).unwrap();
+    let f = run(&doc, "latency");
+    let h = f.iter().find(|f| f.rule == "mem-hugepages").unwrap();
+    assert!(h.fix.is_none(), "{h:?}");
+    assert!(h.message.contains("ondemand"), "{}", h.message);
+}

@@ -155,7 +155,18 @@ fn hugepages(cx: &Cx, out: &mut Out) {
         Some(m) => cx.ev(m.node),
         None => cx.ev_absent(d.node, "memoryBacking"),
     };
+    let ondemand = d
+        .memory_backing
+        .as_ref()
+        .is_some_and(|m| m.allocation_mode.as_deref() == Some("ondemand"));
     let f = out.finding(why, vec![ev]);
+    if ondemand {
+        // libvirt: "hugepages are not allowed with memory allocation ondemand"
+        f.message.push_str(
+            "; <allocation mode='ondemand'> asks for memory allocated as the guest touches it, which hugepages cannot do: drop it first if the guest may take its memory up front",
+        );
+        return;
+    }
     f.fix(
         "Back guest memory with hugepages",
         vec![Edit::ensure(
