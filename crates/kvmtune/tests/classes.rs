@@ -233,7 +233,7 @@ fn restart_and_wait(doms: &[String]) -> Vec<String> {
                 );
                 break;
             }
-            if start.elapsed() > Duration::from_secs(60) || !running(d) {
+            if start.elapsed() > Duration::from_secs(150) || !running(d) {
                 failed.push(format!(
                     "{d}: no /init within {:.0} s (running: {}); serial log: {text:?}",
                     start.elapsed().as_secs_f64(),

@@ -565,7 +565,11 @@ fn a_second_signal_ends_the_apply_at_once_and_history_says_to_roll_back() {
     assert_eq!(o.status.code(), Some(143), "{}\n{}", stdout(&o), stderr(&o));
     assert_eq!(history(&j)["entries"][0]["status"], "interrupted");
     let text = stdout(&run(&["history", "--journal", &j], &[]));
-    assert!(text.contains("run `kvmtune rollback 1`"), "{text}");
+    // the hint names the journal it was read from
+    assert!(
+        text.contains(&format!("run `kvmtune rollback 1 --journal {j}`")),
+        "{text}"
+    );
     let o = run(&["rollback", "--last", "--journal", &j], &[]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert_eq!(state(), s0);
