@@ -33,14 +33,37 @@ fn env_and_limits<'a>(cli: &Cli, virt: &'a dyn Virt) -> Result<(Env<'a>, HostLim
     if cli.from.is_some() {
         bail!("--from reads a bundle; apply, rollback and history change or read a live host");
     }
-    // pins are checked against, and host settings written to, this machine's files: never
-    // for a domain of another host
+    // another host reached through libvirt: its CPUs and NUMA nodes as its libvirt reports
+    // them, its settings through libvirt; never this machine's files
     if !kvmtune_libvirt::is_local(virt.uri()) && cli.root.is_none() {
-        bail!(
-            "{}: a remote connection; apply and rollback check pins against this machine's CPUs \
-             and write host settings here, so they run only on the host itself (or with --root)",
-            virt.uri()
-        );
+        let origin = kvmtune_core::inventory::Origin {
+            connect: virt.uri().to_string(),
+            root: None,
+            from: None,
+        };
+        let (host, _) = origin.host_facts()?;
+        let cpus = host.online_cpus();
+        if cpus.is_empty() {
+            bail!("{}: libvirt reports no host CPUs", virt.uri());
+        }
+        let limits = HostLimits {
+            cpus: cpus.clone(),
+            nodes: host
+                .numa
+                .available
+                .then(|| host.numa.nodes.iter().map(|n| n.id).collect()),
+            memory_kib: host.memory.total_kib,
+        };
+        return Ok((
+            Env {
+                virt,
+                root: PathBuf::from("/"),
+                proc: None,
+                host_cpus: cpus.to_string(),
+                remote: true,
+            },
+            limits,
+        ));
     }
     let root = cli.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     if !root.is_dir() {
@@ -68,6 +91,7 @@ fn env_and_limits<'a>(cli: &Cli, virt: &'a dyn Virt) -> Result<(Env<'a>, HostLim
             root,
             proc: kvmtune_libvirt::is_local(virt.uri()).then(Proc::default),
             host_cpus: cpus.to_string(),
+            remote: false,
         },
         limits,
     ))
@@ -618,6 +642,18 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
             if !l.command.is_empty() {
                 let _ = writeln!(out, "command: {}", l.command.join(" "));
             }
+            if !l.uri.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "libvirt: {}{}",
+                    l.uri,
+                    if kvmtune_libvirt::is_local(&l.uri) {
+                        ""
+                    } else {
+                        " (another host: rollback goes through it)"
+                    }
+                );
+            }
             if let Some(e) = &l.error {
                 let _ = writeln!(out, "error: {e}");
             }
@@ -679,6 +715,9 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
         for l in &list {
             let mut what: Vec<String> = l.domains.clone();
             what.extend(l.host.iter().map(|h| format!("host:{h}")));
+            if !l.uri.is_empty() && !kvmtune_libvirt::is_local(&l.uri) {
+                what.push(format!("on {}", l.uri));
+            }
             let _ = writeln!(
                 out,
                 "{:<22} {:<21} {:<26} {:>3}/{:<3} {}",

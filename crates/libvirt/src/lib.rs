@@ -38,7 +38,7 @@ impl LibvirtError {
         }
     }
     /// An error kvmtune finds before calling libvirt.
-    fn msg(message: impl Into<String>) -> Self {
+    pub fn msg(message: impl Into<String>) -> Self {
         LibvirtError {
             op: "request".into(),
             message: message.into(),
@@ -364,6 +364,23 @@ pub trait Virt {
     fn set_memtune(&self, name: &str, set: MemTuneSet) -> Result<(), LibvirtError>;
     /// Balloon target in KiB.
     fn set_memory(&self, name: &str, kib: u64) -> Result<(), LibvirtError>;
+    /// A host setting libvirt reaches (for a remote host): `ksm.merge_across_nodes`,
+    /// `hugepages.SIZE` and `hugepages.nodeN.SIZE` (page counts; SIZE `2M`, `1G`). Others
+    /// are an error.
+    fn read_node_setting(&self, key: &str) -> Result<String, LibvirtError> {
+        Err(LibvirtError::msg(format!(
+            "{key}: not a setting libvirt can read on {}",
+            self.uri()
+        )))
+    }
+    /// Set such a setting (see [`Virt::read_node_setting`]).
+    fn write_node_setting(&self, key: &str, value: &str) -> Result<(), LibvirtError> {
+        let _ = value;
+        Err(LibvirtError::msg(format!(
+            "{key}: not a setting libvirt can set on {}",
+            self.uri()
+        )))
+    }
 }
 
 /// A libvirt cpumap: one bit per host CPU.
@@ -447,6 +464,12 @@ impl Virt for Libvirt {
         self.lookup(name)?
             .set_memory_flags(kib, sys::VIR_DOMAIN_MEM_LIVE)
             .map_err(|e| LibvirtError::new(format!("set the balloon of {name}"), &e))
+    }
+    fn read_node_setting(&self, key: &str) -> Result<String, LibvirtError> {
+        node::read_setting(self, key)
+    }
+    fn write_node_setting(&self, key: &str, value: &str) -> Result<(), LibvirtError> {
+        node::write_setting(self, key, value)
     }
 }
 

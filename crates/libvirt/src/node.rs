@@ -208,7 +208,8 @@ impl Libvirt {
                 1,
                 sys::VIR_NODE_ALLOC_PAGES_SET,
             ),
-            None => (-1, 0, sys::VIR_NODE_ALLOC_PAGES_SET),
+            // every cell: startCell -1 (libvirt wants a non-zero cellCount even then)
+            None => (-1, 1, sys::VIR_NODE_ALLOC_PAGES_SET),
         };
         // SAFETY: one page size and one count, as npages = 1 says; libvirt only reads them.
         let r = unsafe {
@@ -230,6 +231,126 @@ impl Libvirt {
             ));
         }
         Ok(())
+    }
+}
+
+/// A host setting key libvirt reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeKey {
+    KsmMergeAcrossNodes,
+    /// Pages of this size (KiB), in one cell or the whole host.
+    Pages {
+        cell: Option<u32>,
+        size_kib: u32,
+    },
+}
+
+fn parse_key(key: &str) -> Option<NodeKey> {
+    if key == "ksm.merge_across_nodes" {
+        return Some(NodeKey::KsmMergeAcrossNodes);
+    }
+    let parts: Vec<&str> = key.split('.').collect();
+    let (cell, size) = match parts.as_slice() {
+        ["hugepages", size] => (None, *size),
+        ["hugepages", node, size] => (Some(node.strip_prefix("node")?.parse().ok()?), *size),
+        _ => return None,
+    };
+    let size_kib = match size {
+        "2M" | "2048K" | "2048kB" => 2048,
+        "1G" | "1048576K" | "1048576kB" => 1_048_576,
+        _ => return None,
+    };
+    Some(NodeKey::Pages { cell, size_kib })
+}
+
+fn unsupported(lv: &Libvirt, key: &str) -> LibvirtError {
+    LibvirtError::msg(format!(
+        "{key}: over a remote connection ({}) libvirt sets only hugepage pools (hugepages.SIZE, hugepages.nodeN.SIZE) and ksm.merge_across_nodes; run kvmtune on that host for the others",
+        lv.uri
+    ))
+}
+
+/// The total pages of `size_kib` per cell, from the capabilities' `<cell>` elements.
+fn pages_per_cell(caps: &str, size_kib: u32) -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
+    let mut rest = caps;
+    while let Some(i) = rest.find("<cell id=") {
+        rest = &rest[i + "<cell id=".len()..];
+        let q = rest.chars().next().unwrap_or('\'');
+        let Some(id) = rest[1..]
+            .find(q)
+            .and_then(|end| rest[1..1 + end].parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let body_end = rest.find("</cell>").unwrap_or(rest.len());
+        let body = &rest[..body_end];
+        for quote in ['\'', '"'] {
+            let pat = format!("size={quote}{size_kib}{quote}>");
+            if let Some(p) = body.find(&pat) {
+                let after = &body[p + pat.len()..];
+                if let Some(n) = after
+                    .find('<')
+                    .and_then(|e| after[..e].trim().parse::<u64>().ok())
+                {
+                    out.insert(id, n);
+                }
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn read_setting(lv: &Libvirt, key: &str) -> Result<String, LibvirtError> {
+    match parse_key(key).ok_or_else(|| unsupported(lv, key))? {
+        NodeKey::KsmMergeAcrossNodes => lv
+            .node_memory_parameters()?
+            .get("shm_merge_across_nodes")
+            .map(|v| v.to_string())
+            .ok_or_else(|| {
+                LibvirtError::msg(format!("{key}: libvirt on {} does not report it", lv.uri))
+            }),
+        NodeKey::Pages { cell, size_kib } => {
+            let per = pages_per_cell(&lv.capabilities()?, size_kib);
+            let n = match cell {
+                Some(c) => per.get(&c).copied().ok_or_else(|| {
+                    LibvirtError::msg(format!(
+                        "{key}: no {size_kib} KiB pool on NUMA cell {c} of {}",
+                        lv.uri
+                    ))
+                })?,
+                None if per.is_empty() => {
+                    return Err(LibvirtError::msg(format!(
+                        "{key}: no {size_kib} KiB pages on {}",
+                        lv.uri
+                    )));
+                }
+                None => per.values().sum(),
+            };
+            Ok(n.to_string())
+        }
+    }
+}
+
+pub(crate) fn write_setting(lv: &Libvirt, key: &str, value: &str) -> Result<(), LibvirtError> {
+    match parse_key(key).ok_or_else(|| unsupported(lv, key))? {
+        NodeKey::KsmMergeAcrossNodes => {
+            let v: u32 = match value.trim() {
+                "0" => 0,
+                "1" => 1,
+                _ => {
+                    return Err(LibvirtError::msg(format!("{key}={value}: expected 0 or 1")));
+                }
+            };
+            lv.set_node_memory_parameter("shm_merge_across_nodes", v)
+        }
+        NodeKey::Pages { cell, size_kib } => {
+            let n: u64 = value
+                .trim()
+                .parse()
+                .map_err(|_| LibvirtError::msg(format!("{key}={value}: expected a page count")))?;
+            lv.set_pages(size_kib, cell, n)
+        }
     }
 }
 
@@ -255,6 +376,44 @@ mod tests {
         );
         assert_eq!(count_cells("<host/>"), None);
         assert_eq!(count_cells("<cells num='x'>"), None);
+    }
+
+    #[test]
+    fn setting_keys_and_pools_are_read_from_the_capabilities() {
+        assert_eq!(
+            parse_key("ksm.merge_across_nodes"),
+            Some(NodeKey::KsmMergeAcrossNodes)
+        );
+        assert_eq!(
+            parse_key("hugepages.node1.1G"),
+            Some(NodeKey::Pages {
+                cell: Some(1),
+                size_kib: 1_048_576
+            })
+        );
+        assert_eq!(
+            parse_key("hugepages.2M"),
+            Some(NodeKey::Pages {
+                cell: None,
+                size_kib: 2048
+            })
+        );
+        for bad in [
+            "ksm.run",
+            "thp.enabled",
+            "hugepages.nodex.2M",
+            "hugepages.3M",
+            "hugepages",
+        ] {
+            assert_eq!(parse_key(bad), None, "{bad}");
+        }
+        let caps = "<cells num='2'><cell id='0'><pages unit='KiB' size='4'>100</pages>\
+<pages unit='KiB' size='2048'>512</pages></cell><cell id=\"1\"><pages unit=\"KiB\" size=\"2048\">3</pages></cell></cells>";
+        let per = pages_per_cell(caps, 2048);
+        assert_eq!(per.get(&0), Some(&512));
+        assert_eq!(per.get(&1), Some(&3));
+        assert!(pages_per_cell(caps, 1_048_576).is_empty());
+        assert!(pages_per_cell("<cell id='", 2048).is_empty());
     }
 
     #[test]

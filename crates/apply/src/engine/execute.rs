@@ -196,8 +196,8 @@ fn run_step(env: &Env, step: &Step) -> Result<(), String> {
     match &step.action {
         Action::Define { xml } => env.virt.define_xml(xml).map_err(|e| e.to_string()),
         Action::Live(op) => op.run(env.virt, &step.subject).map_err(|e| e.to_string()),
-        Action::Host(w) => hostset::write(&env.root, &w.path, &w.value)
-            .map_err(|e| format!("cannot write {} to {}: {e}", w.value, w.path)),
+        Action::Host(w) => env.write_setting(&w.key, &w.path, &w.value),
+        Action::File(_) if env.remote => Err("a file on a remote host: not written".into()),
         Action::File(f) => hostset::write_file(&env.root, &f.path, Some(&f.content)),
     }
 }

@@ -79,6 +79,59 @@ pub struct Env<'a> {
     pub proc: Option<Proc>,
     /// Every online host CPU (`0-63`): where an unpinned vCPU may run.
     pub host_cpus: String,
+    /// The host is another machine reached through libvirt: host settings are read and
+    /// written through libvirt (hugepage pools, KSM's merge_across_nodes), never under
+    /// `root`, and no file is written.
+    pub remote: bool,
+}
+
+impl Env<'_> {
+    /// A host setting's current value: the file under the root, or libvirt's for a remote
+    /// host.
+    pub(crate) fn read_setting(&self, key: &str, path: &str) -> Result<String, String> {
+        if self.remote {
+            self.virt.read_node_setting(key).map_err(|e| e.to_string())
+        } else {
+            crate::hostset::read(&self.root, path).map_err(|e| e.to_string())
+        }
+    }
+
+    /// Write a host setting (see [`Env::read_setting`]).
+    pub(crate) fn write_setting(&self, key: &str, path: &str, value: &str) -> Result<(), String> {
+        if self.remote {
+            self.virt
+                .write_node_setting(key, value)
+                .map_err(|e| e.to_string())
+        } else {
+            crate::hostset::write(&self.root, path, value)
+                .map_err(|e| format!("cannot write {value} to {path}: {e}"))
+        }
+    }
+
+    /// Check a written setting reads back as written.
+    pub(crate) fn verify_setting(&self, w: &crate::hostset::HostWrite) -> Result<(), String> {
+        if !self.remote {
+            return crate::hostset::verify(&self.root, w);
+        }
+        let got = self.read_setting(&w.key, &w.path)?;
+        if got == w.value {
+            return Ok(());
+        }
+        if w.key.starts_with("hugepages.") {
+            return Err(format!(
+                "{} on {}: asked for {} pages, the host has {got} (not enough free contiguous memory?)",
+                w.key,
+                self.virt.uri(),
+                w.value
+            ));
+        }
+        Err(format!(
+            "{} on {}: set {}, reads back {got}",
+            w.key,
+            self.virt.uri(),
+            w.value
+        ))
+    }
 }
 
 /// A prepared apply: the journal entry to write (state before and steps) and what waits

@@ -97,10 +97,16 @@ pub fn prepare(env: &Env, req: &Request) -> Result<Prepared, ApplyError> {
         });
     }
     for w in &req.host {
-        let old = hostset::read(&env.root, &w.path).map_err(|e| ApplyError::Host {
-            path: w.path.clone(),
-            why: e.to_string(),
-        })?;
+        let old = env
+            .read_setting(&w.key, &w.path)
+            .map_err(|e| ApplyError::Host {
+                path: if env.remote {
+                    w.key.clone()
+                } else {
+                    w.path.clone()
+                },
+                why: e,
+            })?;
         if old != w.value {
             steps.push(("host".into(), Action::Host(w.clone())));
         }
@@ -108,6 +114,12 @@ pub fn prepare(env: &Env, req: &Request) -> Result<Prepared, ApplyError> {
             key: w.key.clone(),
             path: w.path.clone(),
             old,
+        });
+    }
+    if req.persist && !req.host.is_empty() && env.remote {
+        return Err(ApplyError::Host {
+            path: env.virt.uri().to_string(),
+            why: "--persist writes files on the host: over a remote connection it cannot (run kvmtune on that host)".into(),
         });
     }
     if req.persist && !req.host.is_empty() {

@@ -79,6 +79,13 @@ pub(super) fn restore(env: &Env, entry: &Entry, during_apply: bool) -> Restored 
     let mut r = Restored::default();
     // persistent files and host settings first undo in reverse order
     for f in entry.files.iter().rev() {
+        if env.remote {
+            r.errors.push(format!(
+                "{}: a file of a remote host; not restored from here",
+                f.path
+            ));
+            continue;
+        }
         let now = hostset::read_file(&env.root, &f.path).ok().flatten();
         if now != f.old {
             match hostset::write_file(&env.root, &f.path, f.old.as_deref()) {
@@ -91,9 +98,9 @@ pub(super) fn restore(env: &Env, entry: &Entry, during_apply: bool) -> Restored 
         }
     }
     for h in entry.host.iter().rev() {
-        match hostset::read(&env.root, &h.path) {
+        match env.read_setting(&h.key, &h.path) {
             Ok(v) if v == h.old => {}
-            _ => match hostset::write(&env.root, &h.path, &h.old) {
+            _ => match env.write_setting(&h.key, &h.path, &h.old) {
                 Ok(()) => {
                     r.actions.push(format!("host: {} = {}", h.key, h.old));
                     let w = HostWrite {
@@ -101,13 +108,11 @@ pub(super) fn restore(env: &Env, entry: &Entry, during_apply: bool) -> Restored 
                         path: h.path.clone(),
                         value: h.old.clone(),
                     };
-                    if let Err(e) = hostset::verify(&env.root, &w) {
+                    if let Err(e) = env.verify_setting(&w) {
                         r.errors.push(e);
                     }
                 }
-                Err(e) => r
-                    .errors
-                    .push(format!("cannot write {} to {}: {e}", h.old, h.path)),
+                Err(e) => r.errors.push(e),
             },
         }
     }

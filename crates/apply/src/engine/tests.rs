@@ -30,6 +30,7 @@ fn env(f: &Fake) -> Env<'_> {
         root: PathBuf::from("/nonexistent"),
         proc: None,
         host_cpus: "0-3".into(),
+        remote: false,
     }
 }
 

@@ -12,7 +12,7 @@ pub(super) fn host(env: &Env, steps: &[&Step]) -> Vec<String> {
     steps
         .iter()
         .filter_map(|s| match &s.action {
-            Action::Host(w) => hostset::verify(&env.root, w).err(),
+            Action::Host(w) => env.verify_setting(w).err(),
             Action::File(f) => hostset::verify_file(&env.root, f).err(),
             _ => None,
         })

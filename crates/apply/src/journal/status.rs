@@ -70,6 +70,8 @@ pub struct Listed {
     pub steps: usize,
     pub steps_done: usize,
     pub error: Option<String>,
+    /// The libvirt URI the entry's changes went through (`rollback` uses it).
+    pub uri: String,
 }
 
 impl Journal {
@@ -85,6 +87,7 @@ impl Journal {
             steps: 0,
             steps_done: 0,
             error: None,
+            uri: String::new(),
         };
         let entry = match self.load(id) {
             Ok(e) => e,
@@ -95,6 +98,7 @@ impl Journal {
             }
         };
         l.created = Some(entry.created.clone());
+        l.uri = entry.uri.clone();
         l.command = entry.command.clone();
         l.domains = entry.domains.iter().map(|d| d.name.clone()).collect();
         l.host = entry.host.iter().map(|h| h.key.clone()).collect();

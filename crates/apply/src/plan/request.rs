@@ -348,6 +348,7 @@ mod tests {
             root: PathBuf::from("/nonexistent"),
             proc: None,
             host_cpus: "0-3".into(),
+            remote: false,
         };
         let req = Request {
             domains: changes(&plan(pins()), true, true, &f).unwrap(),

@@ -1,0 +1,292 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Remote hosts (issue 13 §1) against the lab's fleet: private libvirtds in their own mount
+//! and UTS namespaces (`scripts/lab fleet-up`), reached over TCP and ssh. Host facts come
+//! from the remote libvirt, never from this machine; plans and host settings are applied
+//! through libvirt, journaled with the URI and rolled back through it.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+const FLEET1: &str = "qemu+tcp://127.0.0.2/system";
+const FLEET2: &str = "qemu+tcp://127.0.0.3/system";
+const FLEET3: &str = "qemu+tcp://127.0.0.4/system";
+const KEYS: &str = "/var/tmp/kvmtune-private/fleet1/ssh";
+
+fn ssh_uri(key: &str) -> String {
+    format!("qemu+ssh://root@127.0.0.2:2222/system?keyfile={KEYS}/{key}&no_verify=1")
+}
+
+/// The fleet's lock (one remote test at a time), or a skip when the fleet is not up.
+fn fleet() -> Option<std::sync::MutexGuard<'static, ()>> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let up = Command::new("virsh")
+        .args(["-c", FLEET1, "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !up {
+        assert!(
+            !lab_required(),
+            "the lab is required but the fleet is not up (scripts/lab fleet-up)"
+        );
+        eprintln!("skipping: the fleet is not up (scripts/lab fleet-up)");
+        return None;
+    }
+    Some(LOCK.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .env_remove("KVMTUNE_JOURNAL")
+        .output()
+        .expect("run kvmtune")
+}
+
+fn virsh(uri: &str, args: &[&str]) -> String {
+    let o = Command::new("virsh")
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "virsh {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn sysfs(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap().trim().to_string()
+}
+
+#[test]
+fn host_facts_are_each_daemons_own_and_unknowns_stay_unknown() {
+    let Some(_g) = fleet() else { return };
+    for (uri, name) in [(FLEET1, "fleet1"), (FLEET2, "fleet2"), (FLEET3, "fleet3")] {
+        let o = run(&["--json", "-c", uri, "host"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let h = json(&o);
+        assert_eq!(h["hostname"], name, "{h}");
+        assert_ne!(h["hostname"], local_hostname().as_str());
+        assert_eq!(h["remote"], uri);
+        // what the daemon's capabilities say: its cells and its CPUs
+        let caps = virsh(uri, &["capabilities"]);
+        let cells = caps.matches("<cell id=").count();
+        assert_eq!(h["numa"]["nodes"].as_array().unwrap().len(), cells, "{h}");
+        let cpus = caps.matches("<cpu id=").count();
+        assert_eq!(h["cpu"]["cpus"].as_array().unwrap().len(), cpus);
+        // what libvirt does not report is unknown, not this machine's value
+        assert!(h["memory"]["thp"].is_null(), "{h}");
+        assert!(h["numa"]["balancing"].is_null());
+        assert!(h["cmdline"]["raw"].is_null());
+        let unknown: Vec<&str> = h["unknown"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|u| u["field"].as_str())
+            .collect();
+        for f in ["memory.thp", "numa.balancing", "kvm.cgroup"] {
+            assert!(unknown.contains(&f), "{f}: {unknown:?}");
+        }
+    }
+    // the text says "unknown", never "none"
+    let o = run(&["-c", FLEET2, "host"]);
+    let t = stdout(&o);
+    assert!(t.starts_with("Host fleet2"), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("  THP") && l.contains("unknown (not reported over a remote")),
+        "{t}"
+    );
+}
+
+#[test]
+fn host_check_over_a_remote_connection_judges_kvm_and_says_unknown_for_the_rest() {
+    let Some(_g) = fleet() else { return };
+    let o = run(&["--json", "-c", FLEET1, "host", "--check"]);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        stderr(&o)
+    );
+    let v = json(&o);
+    assert_eq!(v["kind"], "kvmtune.host-check");
+    assert_eq!(v["version"], 3);
+    let checks = v["checks"].as_array().unwrap();
+    let virt = checks.iter().find(|c| c["id"] == "host-virt-ext").unwrap();
+    assert_eq!(virt["verdict"], "PASS", "{virt}");
+    let thp = checks.iter().find(|c| c["id"] == "host-thp").unwrap();
+    assert_eq!(thp["verdict"], "UNKNOWN");
+    assert!(thp["severity"].is_null());
+    assert_eq!(
+        v["not_judged"].as_u64().unwrap() as usize,
+        checks.len() - 1,
+        "{v}"
+    );
+}
+
+#[test]
+fn audit_over_ssh_sees_fleet1_only_and_a_wrong_key_is_a_clear_error() {
+    let Some(_g) = fleet() else { return };
+    let o = run(&["--json", "-c", &ssh_uri("id_ed25519"), "audit", "--all"]);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        stderr(&o)
+    );
+    let v = json(&o);
+    let names: Vec<&str> = v["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert!(names.contains(&"fleet1-web"), "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("fleet1-")), "{names:?}");
+    assert!(
+        v["host"]
+            .as_str()
+            .unwrap()
+            .starts_with("libvirt qemu+ssh://"),
+        "{}",
+        v["host"]
+    );
+    // fleet1-web has the fleet's USB tablet
+    let web = v["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "fleet1-web")
+        .unwrap();
+    assert!(web["findings"].to_string().contains("dev-tablet"));
+
+    let o = run(&["-c", &ssh_uri("wrong_ed25519"), "host"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("Permission denied (publickey)"), "{e}");
+}
+
+#[test]
+fn a_plan_pins_a_running_remote_domain_and_rollback_restores_it_through_the_journaled_uri() {
+    let Some(_g) = fleet() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let j = t.path().join("journal");
+    let j = j.to_str().unwrap();
+    let plan = t.path().join("p.json");
+    let dom = "fleet2-web";
+    let before = virsh(FLEET2, &["dumpxml", "--inactive", dom]);
+    let pins_before = virsh(FLEET2, &["vcpupin", dom]);
+    let o = run(&[
+        "-c",
+        FLEET2,
+        "plan",
+        dom,
+        "--cpus",
+        "shared",
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&[
+        "-c",
+        FLEET2,
+        "apply",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--journal",
+        j,
+        "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    // the remote live XML carries the pins and the remote emulator is pinned
+    let live = virsh(FLEET2, &["dumpxml", dom]);
+    assert!(live.contains("<vcpupin vcpu='0'"), "{live}");
+    assert!(live.contains("<emulatorpin"), "{live}");
+    // the journal names the host; history shows it
+    let h = stdout(&run(&["history", "1", "--journal", j]));
+    assert!(
+        h.contains(&format!("libvirt: {FLEET2} (another host")),
+        "{h}"
+    );
+    // rollback without -c: the entry's URI, not qemu:///system
+    let o = run(&["rollback", "--last", "--journal", j]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(virsh(FLEET2, &["dumpxml", "--inactive", dom]), before);
+    assert_eq!(virsh(FLEET2, &["vcpupin", dom]), pins_before);
+}
+
+#[test]
+fn hugepages_and_ksm_are_set_through_libvirt_and_rolled_back_and_the_rest_is_refused() {
+    let Some(_g) = fleet() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let j = t.path().join("journal");
+    let j = j.to_str().unwrap();
+    // the fleet's daemons share this machine's kernel: the effect is visible in its sysfs
+    let pages = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+    let merge = "/sys/kernel/mm/ksm/merge_across_nodes";
+    let (p0, m0) = (sysfs(pages), sysfs(merge));
+    let want_pages = (p0.parse::<u64>().unwrap() + 2).to_string();
+    let want_merge = if m0 == "1" { "0" } else { "1" };
+    let o = run(&[
+        "-c",
+        FLEET3,
+        "apply",
+        "--set",
+        &format!("hugepages.2M={want_pages}"),
+        "--set",
+        &format!("ksm.merge_across_nodes={want_merge}"),
+        "--journal",
+        j,
+        "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(sysfs(pages), want_pages);
+    assert_eq!(sysfs(merge), want_merge);
+    // libvirt reports them too
+    let h = json(&run(&["--json", "-c", FLEET3, "host"]));
+    assert_eq!(
+        h["memory"]["ksm"]["merge_across_nodes"].to_string(),
+        want_merge
+    );
+    let o = run(&["rollback", "--last", "--journal", j]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(sysfs(pages), p0);
+    assert_eq!(sysfs(merge), m0);
+
+    // what libvirt cannot set is refused before anything changes, never written here
+    let thp = "/sys/kernel/mm/transparent_hugepage/enabled";
+    let thp0 = sysfs(thp);
+    for args in [
+        vec!["--set", "thp.enabled=never"],
+        vec!["--set", "numa_balancing=0"],
+        vec!["--set", "ksm.run=1"],
+        vec!["--set", "hugepages.2M=1", "--persist"],
+    ] {
+        let mut a = vec!["-c", FLEET3, "apply", "--journal", j, "--yes"];
+        a.extend(args.iter().copied());
+        let o = run(&a);
+        assert_eq!(o.status.code(), Some(2), "{a:?}: {}", stdout(&o));
+        let e = stderr(&o);
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(
+            e.contains("over a remote connection") || e.contains("remote connection"),
+            "{e}"
+        );
+    }
+    assert_eq!(sysfs(thp), thp0);
+    assert_eq!(sysfs(pages), p0);
+}
