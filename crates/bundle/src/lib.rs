@@ -8,6 +8,7 @@
 //! host/<absolute path>               each host file as read (host/proc/cpuinfo, ...)
 //! host.json                          `kvmtune host --json` as computed at capture time
 //! libvirt/capabilities.xml
+//! libvirt/node.json                  a remote host's facts as its libvirt told them
 //! libvirt/domcapabilities-<type>.xml one per virtualization type (kvm, qemu)
 //! libvirt/domains/<uuid>.inactive.xml
 //! libvirt/domains/<uuid>.live.xml    running domains only
@@ -73,6 +74,10 @@ pub struct LibvirtCapture {
     pub uri: Option<String>,
     #[serde(skip)]
     pub capabilities: Option<String>,
+    /// The host's facts as libvirt reports them (`kvmtune_libvirt::NodeFacts`, JSON): set
+    /// when the bundle captured a remote host, whose files are out of reach.
+    #[serde(skip)]
+    pub node_facts: Option<String>,
     /// Virtualization type → domain capabilities XML.
     #[serde(skip)]
     pub domain_capabilities: BTreeMap<String, String>,
@@ -141,6 +146,12 @@ impl Bundle {
             }
         }
         let too_big = |x: &Option<String>| x.as_ref().is_some_and(|x| x.len() as u64 > MAX_ENTRY);
+        if too_big(&libvirt.node_facts) {
+            libvirt.node_facts = None;
+            libvirt.errors.push(format!(
+                "node facts: larger than {MAX_ENTRY} bytes; not put in the bundle"
+            ));
+        }
         if too_big(&libvirt.capabilities) {
             libvirt.capabilities = None;
             libvirt.errors.push(format!(
@@ -223,6 +234,14 @@ impl Bundle {
                 )?;
             }
             let lv = &self.manifest.libvirt;
+            if let Some(n) = &lv.node_facts {
+                append(
+                    &mut tar,
+                    "libvirt/node.json",
+                    n.as_bytes(),
+                    self.manifest.created_unix,
+                )?;
+            }
             if let Some(c) = &lv.capabilities {
                 append(
                     &mut tar,
@@ -366,6 +385,8 @@ impl Bundle {
                 host_json = Some(text(bytes, &name)?);
             } else if name == "libvirt/capabilities.xml" {
                 manifest.libvirt.capabilities = Some(text(bytes, &name)?);
+            } else if name == "libvirt/node.json" {
+                manifest.libvirt.node_facts = Some(text(bytes, &name)?);
             } else if let Some(t) = name
                 .strip_prefix("libvirt/domcapabilities-")
                 .and_then(|r| r.strip_suffix(".xml"))

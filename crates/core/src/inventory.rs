@@ -64,6 +64,19 @@ impl Origin {
     /// The host's facts and where they came from: the bundle's, the `--root` tree's, the
     /// remote host's as its libvirt reports them, or this machine's.
     pub fn host_facts(&self) -> Result<(Host, String)> {
+        if let Some(bundle) = &self.from {
+            let b = Bundle::read(bundle)?;
+            if let Some(f) = bundle_node_facts(&b) {
+                return Ok((
+                    crate::remote::host_from_libvirt(&f),
+                    format!(
+                        "bundle {} (a remote host: facts as its libvirt {} reported them)",
+                        bundle.display(),
+                        f.uri
+                    ),
+                ));
+            }
+        }
         if self.is_remote() {
             let lv = Libvirt::open(&self.connect, false)
                 .or_else(|_| Libvirt::open(&self.connect, true))
@@ -85,6 +98,16 @@ impl Origin {
     pub fn root_dir(&self) -> PathBuf {
         self.root.clone().unwrap_or_else(|| PathBuf::from("/"))
     }
+}
+
+/// The remote host's facts a bundle holds (`libvirt/node.json`), when it captured a remote
+/// host and has no host files. A garbled file is no facts (the bundle's other parts stand).
+pub fn bundle_node_facts(b: &Bundle) -> Option<kvmtune_libvirt::NodeFacts> {
+    if !b.manifest.capture.files.is_empty() {
+        return None;
+    }
+    let text = b.manifest.libvirt.node_facts.as_deref()?;
+    serde_json::from_str(text).ok()
 }
 
 /// Which domains a run is about.
@@ -191,7 +214,11 @@ impl Inventory {
                 )?);
                 inv.whole_host = all && files.is_empty();
             }
-            inv.host = Some(kvmtune_host::collect(&b.source()));
+            // a bundle of a remote host holds its facts as libvirt told them, no host files
+            inv.host = Some(match bundle_node_facts(&b) {
+                Some(f) => crate::remote::host_from_libvirt(&f),
+                None => kvmtune_host::collect(&b.source()),
+            });
             inv.caps = caps_of(&b.manifest.libvirt)?;
             inv.caps_origin = if inv.caps.is_empty() {
                 NO_CAPS.to_string()

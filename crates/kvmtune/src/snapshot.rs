@@ -29,15 +29,9 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
     if cli.from.is_some() {
         bail!("snapshot captures a host; it cannot read from a bundle (--from)");
     }
-    // a bundle is one host: this machine's files with another host's domains would be
-    // judged together later as if they were one
-    if !args.no_libvirt && !kvmtune_libvirt::is_local(&cli.connect) && cli.root.is_none() {
-        bail!(
-            "{}: a remote connection; a bundle holds one host's files and domains, so run \
-             snapshot on that host (or give its files with --root, or --no-libvirt)",
-            cli.connect
-        );
-    }
+    // a remote host: its facts as its libvirt reports them, no host file (this machine's
+    // files must never be bundled with another host's domains)
+    let remote = !args.no_libvirt && !kvmtune_libvirt::is_local(&cli.connect) && cli.root.is_none();
     let base = match &cli.root {
         Some(r) => {
             if !r.is_dir() {
@@ -47,19 +41,32 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
         }
         None => RootDir::live(),
     };
-    let origin = base.describe();
-    let rec = Recorder::new(base);
-    let host = kvmtune_host::collect(&rec);
+    let rec = Recorder::new(base.clone());
+    let (origin, host, mut libvirt) = if remote {
+        let origin = format!("libvirt {} (a remote host: no host files)", cli.connect);
+        let lv = kvmtune_libvirt::Libvirt::open(&cli.connect, false)
+            .or_else(|_| kvmtune_libvirt::Libvirt::open(&cli.connect, true))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let facts = lv.node_facts();
+        let host = kvmtune_core::remote::host_from_libvirt(&facts);
+        let mut libvirt = capture_libvirt(&cli.connect);
+        libvirt.node_facts =
+            Some(serde_json::to_string_pretty(&facts).context("cannot serialize the node facts")?);
+        (origin, host, libvirt)
+    } else {
+        let host = kvmtune_host::collect(&rec);
+        let libvirt = if args.no_libvirt {
+            LibvirtCapture {
+                error: Some("not captured (--no-libvirt)".into()),
+                ..LibvirtCapture::default()
+            }
+        } else {
+            capture_libvirt(&cli.connect)
+        };
+        (base.describe(), host, libvirt)
+    };
     let host_json =
         serde_json::to_string_pretty(&host).context("cannot serialize the host view")?;
-    let mut libvirt = if args.no_libvirt {
-        LibvirtCapture {
-            error: Some("not captured (--no-libvirt)".into()),
-            ..LibvirtCapture::default()
-        }
-    } else {
-        capture_libvirt(&cli.connect)
-    };
     if !args.secrets {
         redact_domains(&mut libvirt);
     }

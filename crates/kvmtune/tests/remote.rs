@@ -290,3 +290,34 @@ fn hugepages_and_ksm_are_set_through_libvirt_and_rolled_back_and_the_rest_is_ref
     assert_eq!(sysfs(thp), thp0);
     assert_eq!(sysfs(pages), p0);
 }
+
+#[test]
+fn a_snapshot_of_a_remote_host_holds_its_libvirt_facts_and_no_local_file() {
+    let Some(_g) = fleet() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let b = t.path().join("fleet2.tar.gz");
+    let b = b.to_str().unwrap();
+    let o = run(&["-c", FLEET2, "snapshot", "-o", b]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("0 host files"), "{}", stdout(&o));
+    let h = json(&run(&["--json", "--from", b, "host"]));
+    assert_eq!(h["hostname"], "fleet2");
+    assert_eq!(h["remote"], FLEET2);
+    let v = json(&run(&["--json", "--from", b, "audit", "--all"]));
+    let names: Vec<&str> = v["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("fleet2-")), "{names:?}");
+    // a bundle has no live statistics: refused in one line
+    let o = run(&["--from", b, "stat"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--from reads a bundle"),
+        "{}",
+        stderr(&o)
+    );
+}
