@@ -558,6 +558,7 @@ mod tests {
         let lv = LibvirtCapture {
             uri: Some("qemu:///system".into()),
             capabilities: Some("<capabilities/>".into()),
+            node_facts: Some("{\"uri\": \"qemu:///system\"}".into()),
             domain_capabilities: [("qemu".to_string(), "<domainCapabilities/>".to_string())].into(),
             domains: vec![BundleDomain {
                 name: "vm1".into(),
