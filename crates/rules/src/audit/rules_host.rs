@@ -117,8 +117,11 @@ fn overcommit(cx: &Cx, out: &mut Out) {
     let mem: u64 = doms.iter().map(|d| d.memory()).sum();
     let mratio = cx.profile.domain.memory_overcommit;
     if total > 0 && mem as f64 > total as f64 * mratio {
-        let ksm = h.memory.ksm.as_ref().and_then(|k| k.run) == Some(1);
+        let ksm_run = h.memory.ksm.as_ref().and_then(|k| k.run);
+        let ksm = ksm_run == Some(1);
         let swap = h.memory.swap_total_kib.unwrap_or(0) > 0;
+        // over a remote connection neither is known: no claim that nothing can absorb it
+        let unknown = ksm_run.is_none() && h.remote.is_some();
         let f = out.finding(
             format!(
                 "{} of guest memory in {} domains on {} of host RAM ({:.2}:1, profile {mratio}:1){}",
@@ -126,11 +129,13 @@ fn overcommit(cx: &Cx, out: &mut Out) {
                 doms.len(),
                 human_kib(total),
                 mem as f64 / total as f64,
-                if !ksm && !swap { "; neither KSM nor swap can absorb it" } else { "" }
+                if !ksm && !swap && !unknown { "; neither KSM nor swap can absorb it" } else { "" }
             ),
             vec![host_ev("/proc/meminfo", format!("MemTotal {}", human_kib(total)))],
         );
-        if !ksm && !swap {
+        if unknown {
+            f.assumed("whether KSM runs and swap exists is not known over a remote connection");
+        } else if !ksm && !swap {
             f.severity = Severity::Error;
         }
     }
@@ -355,6 +360,14 @@ pub(super) mod table {
                 Some(host16()),
                 vms(2, 40960, ""),
                 ERROR,
+            ),
+            case(
+                "80 GiB on 64 GiB of a remote host (KSM and swap unknown): no error",
+                "host-overcommit",
+                "server",
+                with(|h| h.remote = Some("qemu+ssh://h/system".into())),
+                vms(2, 40960, ""),
+                WARN,
             ),
             case(
                 "80 GiB on 64 GiB with swap",

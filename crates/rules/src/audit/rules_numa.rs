@@ -192,7 +192,7 @@ fn numa_unbound(cx: &Cx, out: &mut Out) {
     } else {
         (out.level, "")
     };
-    out.at(
+    let f = out.at(
         sev,
         format!("no <numatune>, pins or cpuset on a host with {nodes} NUMA nodes{note}"),
         vec![
@@ -203,6 +203,11 @@ fn numa_unbound(cx: &Cx, out: &mut Out) {
             cx.ev_absent(cx.d.node, "numatune"),
         ],
     );
+    if fits && cx.host.is_some_and(|h| h.numa.balancing.is_none()) {
+        f.assumed(
+            "kernel.numa_balancing is unknown (e.g. a host read over a remote connection): judged as if it were off",
+        );
+    }
 }
 
 fn numa_inconsistent(cx: &Cx, out: &mut Out) {
