@@ -115,13 +115,6 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
     ))
 }
 
-fn first_sentence(s: &str) -> &str {
-    match s.find(". ") {
-        Some(i) => &s[..=i],
-        None => s,
-    }
-}
-
 const PAD: usize = 10;
 
 fn render_finding(out: &mut String, f: &Finding, st: &Style) {
@@ -153,10 +146,9 @@ fn render_finding(out: &mut String, f: &Finding, st: &Style) {
             );
             field(out, "at", &at);
         }
-        field(out, "why", f.why);
-    } else {
-        field(out, "why", first_sentence(f.why));
     }
+    // the whole reason: its first sentence alone often says nothing (pin-emulator's)
+    field(out, "why", f.why);
     match &f.fix {
         Some(fix) => {
             let applies = match fix.applies {

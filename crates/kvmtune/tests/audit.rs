@@ -747,7 +747,10 @@ fn lab_domains_findings_are_all_justified() {
             &[
                 ("cpu-mode", "Nehalem named on a newer host"),
                 ("cpu-topology", "2 sockets x 1 core"),
-                ("dev-tablet", "USB tablet on a server"),
+                (
+                    "dev-tablet",
+                    "USB tablet, which the server profile does without",
+                ),
                 ("dev-usb-idle", "4 USB controllers serving only the tablet"),
                 ("disk-cache", "cache=writethrough: every write is a flush"),
                 ("virt-type", "type='qemu' on a KVM host"),

@@ -19,6 +19,20 @@ pub struct Interface {
     pub mac: Option<String>,
 }
 
+impl Interface {
+    /// How a finding names the NIC: `NIC 52:54:00:12:34:56`, or `NIC (type network, no
+    /// MAC yet)` when libvirt has not assigned one.
+    pub fn label(&self) -> String {
+        match &self.mac {
+            Some(m) => format!("NIC {m}"),
+            None => format!(
+                "NIC (type {}, no MAC yet)",
+                self.itype.as_deref().unwrap_or("unknown")
+            ),
+        }
+    }
+}
+
 pub(super) fn interface(doc: &Document, e: NodeId) -> Interface {
     let model = doc.child(e, "model");
     let drv = doc.child(e, "driver");

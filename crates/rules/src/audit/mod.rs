@@ -469,6 +469,65 @@ pub(crate) fn virtio_nic_risk(d: &Domain) -> String {
     }
 }
 
+/// What a fix's edits write, as the XML an admin would type in `virsh edit`: one element
+/// per edit (`<timer name='hpet' present='yes'/>`, `<stimer state='on'/>`), removals as
+/// `remove <sound>`. Only what changes, never settings already there.
+pub fn edits_as_xml(edits: &[Edit]) -> String {
+    // `timer[@name='hpet']` → ("timer", " name='hpet'"); `controller[3]` → ("controller", "")
+    fn seg(s: &str) -> (&str, String) {
+        match s.split_once('[') {
+            Some((n, rest)) => {
+                let key = rest
+                    .trim_end_matches(']')
+                    .strip_prefix('@')
+                    .and_then(|kv| kv.split_once('='))
+                    .map(|(k, v)| format!(" {k}={v}"));
+                (n, key.unwrap_or_default())
+            }
+            None => (s, String::new()),
+        }
+    }
+    // grouped by parent element, in order: `<hyperv><stimer state='on'/></hyperv>`
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for e in edits {
+        let mut parts = e.path.rsplit('/');
+        let (name, key) = seg(parts.next().unwrap_or(""));
+        let (parent, pkey) = seg(parts.next().unwrap_or(""));
+        let piece = match &e.op {
+            Op::Ensure => format!("<{name}{key}/>"),
+            Op::SetAttr { attr, value } => format!("<{name}{key} {attr}='{value}'/>"),
+            Op::RemoveAttr { attr } => format!("remove {attr} from <{name}{key}>"),
+            Op::SetText { text } => format!("<{name}{key}>{text}</{name}>"),
+            Op::Remove => format!("remove <{name}{key}>"),
+        };
+        let open = if parent.is_empty() || parent == "domain" || piece.starts_with("remove") {
+            String::new()
+        } else {
+            format!("{parent}{pkey}")
+        };
+        match groups.last_mut() {
+            Some((p, v)) if *p == open => {
+                if !v.contains(&piece) {
+                    v.push(piece);
+                }
+            }
+            _ => groups.push((open, vec![piece])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(open, v)| {
+            if open.is_empty() {
+                v.join(" ")
+            } else {
+                let close = open.split(' ').next().unwrap_or(&open);
+                format!("<{open}>{}</{close}>", v.concat())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The command to edit a domain's persistent XML.
 pub fn virsh_edit(name: &str, what: &str) -> String {
     format!("virsh edit {name}   # {what}")

@@ -201,10 +201,11 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
         format!("Windows guest clock: {}", problems.join("; ")),
         evidence,
     );
+    let command = virsh_edit(&cx.shell_name(), &super::edits_as_xml(&edits));
     f.fix(
         "Tune the Windows clock timers",
         edits,
-        virsh_edit(&cx.shell_name(), "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/><timer name='pit' tickpolicy='delay'/><timer name='hypervclock' present='yes'/></clock>"),
+        command,
         Applies::NextBoot,
     );
     if suspect {
@@ -289,13 +290,11 @@ fn hyperv(cx: &Cx, out: &mut Out) {
         format!("Windows guest without Hyper-V {}", names.join(", ")),
         vec![ev],
     );
+    let command = virsh_edit(&cx.shell_name(), &super::edits_as_xml(&edits));
     f.fix(
         format!("Enable Hyper-V {}", names.join(", ")),
         edits,
-        virsh_edit(
-            &cx.shell_name(),
-            "<features><hyperv mode='custom'>...</hyperv></features>",
-        ),
+        command,
         Applies::NextBoot,
     );
     let mut assumed = Vec::new();

@@ -297,7 +297,14 @@ fn tablet(cx: &Cx, out: &mut Out) {
     match cx.profile.domain.tablet {
         Want::Avoid => {
             for t in tabs {
-                out.finding("USB tablet on a server", vec![cx.ev(t)]).fix(
+                out.finding(
+                    format!(
+                        "USB tablet, which the {} profile does without",
+                        cx.profile.name
+                    ),
+                    vec![cx.ev(t)],
+                )
+                .fix(
                     "Remove the tablet",
                     vec![Edit::remove(cx.doc, t)],
                     format!("virsh detach-device {} tablet.xml --config   # tablet.xml: <input type='tablet' bus='usb'/>", cx.shell_name()),
@@ -687,10 +694,7 @@ fn net_model(cx: &Cx, out: &mut Out) {
                 }
                 let summary = with_queues(cx, nic, &mut edits);
                 out.finding(
-                    format!(
-                        "NIC {} is an emulated {m}",
-                        nic.mac.as_deref().unwrap_or("")
-                    ),
+                    format!("{} is an emulated {m}", nic.label()),
                     vec![cx.ev(mn)],
                 )
                 .fix(

@@ -95,10 +95,7 @@ fn queues_exceed(cx: &Cx, out: &mut Out) {
         if let Some((drv, q)) = driver_queues(cx, nic.node)
             && q > n
         {
-            let name = match nic.mac.as_deref() {
-                Some(m) => format!("NIC {m}"),
-                None => "NIC".into(),
-            };
+            let name = nic.label();
             over.push((name, drv, q));
         }
     }
@@ -293,13 +290,8 @@ fn throttled(cx: &Cx, out: &mut Out) {
         if v.is_empty() {
             continue;
         }
-        let name = nic
-            .mac
-            .as_deref()
-            .map(|m| format!(" {m}"))
-            .unwrap_or_default();
         out.finding(
-            format!("NIC{name} shaped: {}", v.join("; ")),
+            format!("{} shaped: {}", nic.label(), v.join("; ")),
             vec![cx.ev(bw)],
         );
     }
@@ -563,7 +555,7 @@ pub(super) mod table {
             msgs,
             [
                 "disk vda throttled by QEMU: total bytes sec 50 MiB/s, read iops sec 1000 IOPS (shared by group 'g1')",
-                "NIC shaped: outbound average 128 KB/s (1.0 Mbit/s), peak 256 KB/s (2.0 Mbit/s), burst 32 MiB",
+                "NIC (type network, no MAC yet) shaped: outbound average 128 KB/s (1.0 Mbit/s), peak 256 KB/s (2.0 Mbit/s), burst 32 MiB",
             ],
             "{v:#?}"
         );

@@ -106,7 +106,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 profiles: &["*"],
                 why: "QEMU's emulator and I/O threads do device emulation and vhost work. With vCPUs pinned but no <emulatorpin> they float over the vCPUs' CPUs and interrupt them; pinned onto the vCPUs' own CPUs they compete with the guest.",
                 fix: "<emulatorpin cpuset='...'/> onto housekeeping CPUs that no vCPU uses.",
-                risk: "virsh emulatorpin applies live.",
+                risk: "The emulator threads move at once (live): if the CPUs they get are busy (another domain's vCPUs, host work), the guest's device emulation and QEMU-side I/O slow down; pinning them onto CPUs that vCPUs also use is the problem itself.",
                 class: FixClass::Migration,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.1.2 (emulatorpin)",
                 needs_host: false,
@@ -490,10 +490,18 @@ fn pin_emulator(cx: &Cx, out: &mut Out) {
         return;
     }
     let Some(vcpus) = vcpu_cpus(cx) else { return };
+    // the fix needs a host CPU no vCPU of this domain is pinned to: say when there is none
+    let no_room = cx.host_cpus().map(|h| {
+        let free = h.iter().filter(|c| !vcpus.contains(*c)).count();
+        (free == 0).then(|| format!("; every host CPU ({h}) holds one of its vCPUs, so there is no CPU to move them to: keep one for the host first (fewer vCPUs, or `kvmtune plan`)"))
+    });
+    let no_room = no_room.flatten().unwrap_or_default();
     match &t.emulatorpin {
         None => {
             out.finding(
-                format!("vCPUs are pinned (CPUs {vcpus}) but the emulator threads are not"),
+                format!(
+                    "vCPUs are pinned (CPUs {vcpus}) but the emulator threads are not{no_room}"
+                ),
                 vec![cx.ev(t.node)],
             );
         }
@@ -509,7 +517,7 @@ fn pin_emulator(cx: &Cx, out: &mut Out) {
             if !shared.is_empty() && dedicated(cx.d).is_some() {
                 out.finding(
                     format!(
-                        "emulatorpin {em} shares CPU(s) {shared} with the one-to-one pinned vCPUs"
+                        "emulatorpin {em} shares CPU(s) {shared} with the one-to-one pinned vCPUs{no_room}"
                     ),
                     vec![cx.ev(e.node)],
                 );

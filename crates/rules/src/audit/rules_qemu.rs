@@ -632,10 +632,9 @@ fn net_model_string(cx: &Cx, out: &mut Out) {
         }
         let f = out.finding(
             format!(
-                "NIC {} has model '{m}', a QEMU device name: libvirt passes it through without vhost-net, multiqueue or virtio options (libvirt's model: '{to}')",
-                nic.mac.as_deref().unwrap_or("")
-            )
-            .replace("NIC  has", "NIC has"),
+                "{} has model '{m}', a QEMU device name: libvirt passes it through without vhost-net, multiqueue or virtio options (libvirt's model: '{to}')",
+                nic.label()
+            ),
             vec![cx.ev_attr(mn, "type")],
         );
         f.fix(

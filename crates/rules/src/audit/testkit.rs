@@ -408,3 +408,73 @@ pub(crate) fn fixture_hosts() -> Vec<(std::path::PathBuf, Host)> {
     assert!(!v.is_empty(), "no fixture hosts under {}", root.display());
     v
 }
+
+/// Issue 18: every rule's finding, rendered from a case that fires, reads as true text: a
+/// specific message, and where there is a fix a summary, a command and a risk that say
+/// something; no unfilled placeholder, no blank where a name should be.
+#[test]
+fn every_firing_case_renders_specific_text() {
+    fn suspicious(s: &str) -> Option<&'static str> {
+        if s.trim().is_empty() {
+            return Some("empty");
+        }
+        if s.contains("{}") || s.contains("{:") || s.contains("@KERNEL@") {
+            return Some("an unfilled placeholder");
+        }
+        if s.contains("  ") && !s.contains("   # ") {
+            return Some("a double space (a blank value?)");
+        }
+        if s.contains(" ,") || s.contains("( ") || s.contains(" )") || s.contains("''") {
+            return Some("a blank value");
+        }
+        None
+    }
+    // prose (why, risk) may list examples with "..."; what names this finding may not
+    fn elided(what: &str, s: &str) -> bool {
+        matches!(what, "message" | "fix summary" | "fix command") && s.contains("...")
+    }
+    let mut bad = Vec::new();
+    let mut seen = BTreeSet::new();
+    for c in all_cases().iter().filter(|c| c.expect.is_some()) {
+        for f in findings(&c.doms, c.profile, c.host.as_ref())
+            .iter()
+            .filter(|f| f.rule == c.rule)
+        {
+            seen.insert(f.rule);
+            let mut texts = vec![("message", f.message.clone()), ("why", f.why.to_string())];
+            if let Some(x) = &f.fix {
+                texts.push(("fix summary", x.summary.clone()));
+                texts.push(("fix command", x.command.clone()));
+                texts.push(("risk", x.risk.clone()));
+                if x.risk.trim_end_matches('.').ends_with("applies live") {
+                    bad.push(format!(
+                        "{} ({}): risk names no risk: {}",
+                        c.rule, c.name, x.risk
+                    ));
+                }
+            } else {
+                texts.push(("risk", f.risk.to_string()));
+            }
+            for (what, t) in texts {
+                if let Some(p) = suspicious(&t) {
+                    bad.push(format!("{} ({}): {what} has {p}: {t:?}", c.rule, c.name));
+                }
+                if elided(what, &t) {
+                    bad.push(format!(
+                        "{} ({}): {what} has an elision instead of the value: {t:?}",
+                        c.rule, c.name
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} problem(s):\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+    let all: BTreeSet<&str> = rules().iter().map(|r| r.meta.id).collect();
+    let missing: Vec<_> = all.difference(&seen).collect();
+    assert!(missing.is_empty(), "no rendered finding for {missing:?}");
+}
