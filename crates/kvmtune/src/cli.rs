@@ -527,7 +527,9 @@ pub struct StatArgs {
     #[arg(long, value_enum, default_value_t = StatFormat::Text, value_name = "FORMAT")]
     pub format: StatFormat,
 
-    /// Show each vCPU in text output.
+    /// Show each vCPU: extra rows in text; with --format csv one row per vCPU (its own
+    /// header: time,interval_s,domain,vcpu,cpu_pct,guest_pct,delay_pct,exits_per_s,last_cpu)
+    /// instead of one per domain; --json always has them.
     #[arg(long)]
     pub vcpus: bool,
 

@@ -25,6 +25,15 @@ fn exits_cell(d: &VmFigures, f: impl Fn(&kvmtune_kvmstat::live::ExitRates) -> f6
         .unwrap_or_else(|| "-".into())
 }
 
+/// What a frame's table needs explained under it, once.
+#[derive(Default)]
+struct Notes {
+    guest_above_host: bool,
+    no_exits: bool,
+    no_remote: bool,
+    no_cpu: bool,
+}
+
 pub fn render_text(fr: &Frame, vcpus: bool, st: &Style) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -48,18 +57,48 @@ pub fn render_text(fr: &Frame, vcpus: bool, st: &Style) -> String {
         "EMUL/s",
         "REMOTE%"
     );
+    let mut notes = Notes::default();
     for d in &fr.domains {
         let remote = d
             .memory
             .as_ref()
             .and_then(|m| m.remote_share)
             .map(|r| r * 100.0);
+        // guest time and host time come from different counters: say so where they cross
+        let crossed =
+            matches!((d.guest_cpu_pct, d.host_cpu_pct), (Some(g), Some(h)) if g > h + 0.05);
+        if crossed {
+            notes.guest_above_host = true;
+        }
+        if d.exits.is_none() {
+            notes.no_exits = true;
+        }
+        if remote.is_none() {
+            notes.no_remote = true;
+        }
+        if [
+            d.host_cpu_pct,
+            d.guest_cpu_pct,
+            d.overhead_pct,
+            d.emulator_cpu_pct,
+            d.delay_pct,
+        ]
+        .iter()
+        .any(Option::is_none)
+        {
+            notes.no_cpu = true;
+        }
+        let guest = if crossed {
+            format!("{}*", opt(d.guest_cpu_pct, 1))
+        } else {
+            opt(d.guest_cpu_pct, 1)
+        };
         let _ = writeln!(
             s,
             "{:<24} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>6} {:>7}",
             d.name,
             opt(d.host_cpu_pct, 1),
-            opt(d.guest_cpu_pct, 1),
+            guest,
             opt(d.overhead_pct, 1),
             opt(d.emulator_cpu_pct, 1),
             opt(d.delay_pct, 1),
@@ -88,6 +127,25 @@ pub fn render_text(fr: &Frame, vcpus: bool, st: &Style) -> String {
                 );
             }
         }
+    }
+    if notes.guest_above_host {
+        let _ = writeln!(
+            s,
+            "* GUEST% above HOST%: guest time is the kernel's per-thread guest ticks, host time the threads' CPU time from /proc (or libvirt); counted at tick resolution over a short interval they can cross by a few percent"
+        );
+    }
+    let mut dash = Vec::new();
+    if notes.no_exits {
+        dash.push("exit columns: no KVM exit counters (a TCG domain, or libvirt/QEMU too old)");
+    }
+    if notes.no_remote {
+        dash.push("REMOTE%: no per-node memory figures (one NUMA node, a remote host, or numa_maps not read yet)");
+    }
+    if notes.no_cpu {
+        dash.push("CPU columns: not measurable this interval (no /proc for a remote host, or the first interval)");
+    }
+    if !dash.is_empty() {
+        let _ = writeln!(s, "- = {}", dash.join("; "));
     }
     for n in &fr.appeared {
         let _ = writeln!(s, "+ {n} started (figures from the next interval)");
@@ -151,6 +209,33 @@ pub fn render_csv(fr: &Frame) -> String {
     s
 }
 
+/// `--format csv --vcpus`: one row per vCPU per interval instead of one per domain.
+pub const VCPU_CSV_HEADER: &str =
+    "time,interval_s,domain,vcpu,cpu_pct,guest_pct,delay_pct,exits_per_s,last_cpu";
+
+pub fn render_vcpu_csv(fr: &Frame) -> String {
+    let mut s = String::new();
+    let o = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+    for d in &fr.domains {
+        for v in &d.vcpu {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{},{}",
+                fr.time,
+                fr.interval_s,
+                csv_field(&d.name),
+                v.id,
+                o(v.cpu_pct),
+                o(v.guest_pct),
+                o(v.delay_pct),
+                o(v.exits_per_s),
+                v.last_cpu.map(|c| c.to_string()).unwrap_or_default(),
+            );
+        }
+    }
+    s
+}
+
 /// Sleep until `start + n * interval` (no drift over a long run).
 pub fn sleep_until(start: Instant, n: u64, interval: Duration) {
     let target = start + interval.mul_f64(n as f64);
@@ -178,7 +263,12 @@ pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
     let mut prev = watch.take()?;
     let mut out = std::io::stdout().lock();
     if format == StatFormat::Csv {
-        writeln!(out, "{CSV_HEADER}").context("cannot write to stdout")?;
+        let header = if args.vcpus {
+            VCPU_CSV_HEADER
+        } else {
+            CSV_HEADER
+        };
+        writeln!(out, "{header}").context("cannot write to stdout")?;
     }
     let mut n = 0u64;
     loop {
@@ -193,6 +283,7 @@ pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
                 line.push('\n');
                 line
             }
+            StatFormat::Csv if args.vcpus => render_vcpu_csv(&fr),
             StatFormat::Csv => render_csv(&fr),
         };
         let w = out
