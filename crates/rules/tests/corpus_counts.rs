@@ -133,7 +133,14 @@ fn per_rule_corpus_counts_are_current() {
         ("server", Some(&book)),
         ("latency", Some(&book)),
     ];
-    let heads = ["server", "latency", "desktop", "server, 2-socket host"];
+    let heads = [
+        "server",
+        "latency",
+        "desktop",
+        "server, 2-socket host",
+        "latency, 2-socket host",
+    ];
+    assert_eq!(heads.len(), columns.len());
     let t = count(&doms, &columns);
     let md = markdown(&t, &heads, doms.len(), skipped);
     println!("{md}");
