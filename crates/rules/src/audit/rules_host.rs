@@ -98,12 +98,14 @@ fn overcommit(cx: &Cx, out: &mut Out) {
     let Some(h) = cx.host else { return };
     let doms = counted(cx);
     let threads = h.online_cpus().len() as f64;
-    let vcpus: u32 = doms.iter().map(|d| d.vcpus()).sum();
+    // every vCPU a domain may bring online (its maximum, hot-pluggable ones included), as
+    // `kvmtune plan` places them
+    let vcpus: u32 = doms.iter().map(|d| d.vcpu.max).sum();
     let ratio = cx.profile.domain.vcpu_overcommit;
     if threads > 0.0 && f64::from(vcpus) > threads * ratio {
         out.finding(
             format!(
-                "{vcpus} vCPUs in {} domains on {threads} host threads: {:.1}:1, above the {} profile's {ratio}:1",
+                "{vcpus} vCPUs (at their maximum, hot-pluggable ones included) in {} domains on {threads} host threads: {:.1}:1, above the {} profile's {ratio}:1",
                 doms.len(),
                 f64::from(vcpus) / threads,
                 cx.profile.name
