@@ -471,7 +471,8 @@ pub fn survey(entry: &HostEntry, profile: &[String], audit: bool) -> Result<Surv
         all: true,
         host_for_files: false,
     };
-    let inventory = Inventory::gather(&origin, &sel)?;
+    let inventory = Inventory::gather(&origin, &sel)
+        .map_err(|e| Error::msg(short_error(&entry.uri, &e.to_string())))?;
     let figures = figures(&inventory);
     let profiles =
         Profiles::from_args(&profile_args(entry, profile, &inventory))?.with_metadata(&inventory);
@@ -483,6 +484,26 @@ pub fn survey(entry: &HostEntry, profile: &[String], audit: bool) -> Result<Surv
         profile,
         audit,
     })
+}
+
+/// An error of one host without its URI, which its row shows already.
+pub fn short_error(uri: &str, e: &str) -> String {
+    e.replace(&format!("libvirt {uri}: "), "")
+        .replace(&format!(" to {uri}"), "")
+        .replace(uri, "(its URI)")
+}
+
+/// A short name for a host from its URI: the server part (`web1`, `10.0.0.2:2222`), or
+/// `localhost` for a local URI.
+pub fn uri_host(uri: &str) -> String {
+    let rest = uri.split_once("://").map_or("", |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let server = authority.rsplit('@').next().unwrap_or("");
+    if server.is_empty() {
+        "localhost".to_string()
+    } else {
+        server.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -534,6 +555,24 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("no host")
+        );
+    }
+
+    #[test]
+    fn hosts_are_named_after_their_uri_and_errors_lose_it() {
+        assert_eq!(
+            uri_host("qemu+ssh://root@web1:2222/system?keyfile=/k"),
+            "web1:2222"
+        );
+        assert_eq!(uri_host("qemu+tcp://10.0.0.2/system"), "10.0.0.2");
+        assert_eq!(uri_host("qemu:///system"), "localhost");
+        let u = "qemu+tcp://h/system";
+        assert_eq!(
+            short_error(
+                u,
+                "libvirt qemu+tcp://h/system: libvirt: cannot connect to qemu+tcp://h/system: refused"
+            ),
+            "libvirt: cannot connect: refused"
         );
     }
 
