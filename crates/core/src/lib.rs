@@ -11,6 +11,8 @@
 //! - [`fixes`]: audit fixes as apply requests, and the re-audit that verifies them.
 //! - [`placement`]: the planner on an inventory, and its plan file.
 //! - [`diagnosis`]: diagnoses tied to the audit findings that explain them.
+//! - [`fleet`]: many hosts at once: the host inventory, a bounded parallel run with a
+//!   per-host timeout, the fleet table's figures.
 //! - [`watch`]: live sampling of running domains (stat, top, diagnose).
 //!
 //! Nothing here prints; results are plain data the front ends render.
@@ -19,6 +21,7 @@ pub mod audit;
 pub mod catalog;
 pub mod diagnosis;
 pub mod fixes;
+pub mod fleet;
 pub mod inventory;
 pub mod placement;
 pub mod profiles;

@@ -115,6 +115,159 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
     ))
 }
 
+/// The kind of the audit of several hosts (docs/json.md).
+pub const FLEET_KIND: &str = "kvmtune.fleet-audit";
+pub const FLEET_VERSION: u32 = 1;
+
+/// Add `"host": HOST` to every finding of an audit document body.
+pub fn tag_findings(v: &mut serde_json::Value, host: &str) {
+    let tag = |list: Option<&mut serde_json::Value>| {
+        if let Some(serde_json::Value::Array(a)) = list {
+            for f in a {
+                if let serde_json::Value::Object(o) = f {
+                    o.insert("host".into(), serde_json::json!(host));
+                }
+            }
+        }
+    };
+    if let Some(serde_json::Value::Array(ds)) = v.get_mut("domains") {
+        for d in ds {
+            tag(d.get_mut("findings"));
+        }
+    }
+    tag(v.get_mut("host_findings"));
+}
+
+/// `kvmtune audit` over several hosts: every domain of every host, each host with its
+/// profile; the fleet table, then each host's audit.
+pub fn run_many(
+    cli: &Cli,
+    args: &AuditArgs,
+    hosts: Vec<kvmtune_core::fleet::HostEntry>,
+) -> Result<Exit> {
+    use crate::fleet;
+    // the arguments are checked before any host is contacted
+    Profiles::from_args(&args.profile)?;
+    let fail_on = fleet::fail_on(args.fail_on.as_deref())?;
+    if !args.targets.is_empty() {
+        bail!(
+            "with several hosts, audit takes no FILE|DOMAIN: every domain of every host is audited"
+        );
+    }
+    if args.fix || args.host {
+        bail!("--fix and --host work on one host; audit one host (-c URI) for them");
+    }
+    let outcomes = fleet::gather(cli, &hosts, args.profile.clone(), true, None);
+    let mut rows = fleet::rows(&hosts, &outcomes);
+    let mut reports: Vec<Option<AuditReport>> = outcomes
+        .into_iter()
+        .map(|o| o.result.ok().and_then(|a| a.survey.audit))
+        .collect();
+    if !args.secrets {
+        reports.iter_mut().flatten().for_each(AuditReport::redact);
+    }
+    // NAME=DOMAIN for a domain no host has is an error, as with one host
+    let mut errors = Vec::new();
+    for a in &args.profile {
+        if let Some((name, dom)) = a.split_once('=')
+            && !rows
+                .iter()
+                .filter_map(|r| r.figures.as_ref())
+                .any(|f| f.domains.iter().any(|d| d.name == dom))
+        {
+            errors.push(format!(
+                "--profile {name}={dom}: no domain {dom} on any host"
+            ));
+        }
+    }
+    let findings = reports
+        .iter()
+        .flatten()
+        .any(|r| r.worst().is_some_and(|w| w >= fail_on));
+    let format = if cli.json {
+        OutputFormat::Json
+    } else {
+        args.format
+    };
+    match format {
+        OutputFormat::Json => {
+            let mut list = Vec::new();
+            for (row, rep) in rows.iter().zip(&reports) {
+                let report = match rep {
+                    Some(r) => {
+                        let mut v = serde_json::to_value(r).context("cannot encode the report")?;
+                        tag_findings(&mut v, &row.host);
+                        v
+                    }
+                    None => serde_json::Value::Null,
+                };
+                list.push(serde_json::json!({
+                    "host": row.host, "uri": row.uri, "ok": row.ok, "error": row.error,
+                    "report": report,
+                }));
+            }
+            output::print_doc(
+                FLEET_KIND,
+                FLEET_VERSION,
+                &serde_json::json!({
+                    "summary": fleet::summary(&rows),
+                    "fleet": rows,
+                    "errors": errors,
+                    "hosts": list,
+                }),
+            )?;
+        }
+        OutputFormat::Sarif => {
+            let list: Vec<(&str, &AuditReport)> = rows
+                .iter()
+                .zip(&reports)
+                .filter_map(|(row, r)| r.as_ref().map(|r| (row.host.as_str(), r)))
+                .collect();
+            crate::print_json(&crate::sarif::sarif_hosts(&list))?;
+        }
+        OutputFormat::Text => {
+            let st = Style::of(cli);
+            let mut out = fleet::render(&rows, &st);
+            for (row, rep) in rows.iter().zip(&reports) {
+                out.push('\n');
+                out.push_str(&st.bold(&format!(
+                    "== {} ({}) ==",
+                    output::safe(&row.host),
+                    output::safe(&row.uri)
+                )));
+                out.push('\n');
+                match rep {
+                    Some(r) => out.push_str(&render(r, &st)),
+                    None => out.push_str(&format!(
+                        "error: {}\n",
+                        output::one_line(row.error.as_deref().unwrap_or("failed"))
+                    )),
+                }
+            }
+            print_text(&out)?;
+        }
+    }
+    for (row, rep) in rows.iter().zip(&reports) {
+        for e in rep.iter().flat_map(|r| &r.errors) {
+            output::error(&format!("{}: {e}", row.host));
+        }
+    }
+    for e in &errors {
+        output::error(e);
+    }
+    // a host whose report has errors counts as a failed host
+    for (row, rep) in rows.iter_mut().zip(&reports) {
+        if let Some(r) = rep {
+            row.input_errors = r.errors.clone();
+        }
+    }
+    let code = fleet::exit(&rows, findings || !errors.is_empty());
+    if code == Exit::Error {
+        output::error(&format!("no host answered ({} tried)", rows.len()));
+    }
+    Ok(code)
+}
+
 const PAD: usize = 10;
 
 fn render_finding(out: &mut String, f: &Finding, st: &Style) {

@@ -13,7 +13,8 @@ Exit codes:
   3  apply: a change failed and everything was rolled back
   4  apply or rollback: the rollback did not complete
 
-Each command's --help gives its own. A closed output (`kvmtune ... | head`) ends any command
+With several hosts (`fleet`, `audit`, `host`), 2 only when no host answered; a failed host
+among answering ones is 1. Each command's --help gives its own. A closed output (`kvmtune ... | head`) ends any command
 quietly with 0.";
 
 /// `host` and `host --check`.
@@ -21,7 +22,10 @@ pub const HOST_EXIT_CODES: &str = "\
 Exit codes:
   0  the host view was printed; with --check, every check passed or is informational
   1  --check: a check gave WARN or FAIL
-  2  error: an unreadable --root or bundle, a bad --profile";
+  2  error: an unreadable --root or bundle, a bad --profile
+
+With several hosts (-c repeated, or --hosts): 1 also when some host failed while others
+answered; 2 only when no host answered (see `kvmtune fleet --help`).";
 
 /// Commands that only print or write (`snapshot`, `history`, `rules`, `explain`, ...).
 pub const PRINT_EXIT_CODES: &str = "\
@@ -43,6 +47,7 @@ Exit codes:
         Watch: `stat` (live per-VM CPU, overhead and KVM exits), `top` (full screen), \
         `diagnose` (name the causes of overhead from live data, logs or perf reports). \
         Keep: `snapshot` (a support bundle for --from). \
+        Fleet: `fleet` (many hosts at once; -c repeated or --hosts FILE). \
         Reference: `rules`, `explain`, `completions`, `manpage`. \
         Every command reads the live host unless --root or --from says otherwise.",
     after_help = EXIT_CODES
@@ -57,16 +62,43 @@ pub struct Cli {
     pub root: Option<PathBuf>,
 
     /// libvirt connection URI, for every command that talks to libvirt: `audit`, `plan`,
-    /// `apply`, `rollback`, `stat`, `top`, `diagnose` and `snapshot`.
+    /// `apply`, `rollback`, `stat`, `top`, `diagnose` and `snapshot`. Repeat it for several
+    /// hosts (`fleet`, `audit`, `host`; see docs/fleet.md).
     #[arg(
-        long,
+        long = "connect",
         short = 'c',
+        id = "connect",
         global = true,
         value_name = "URI",
         env = "LIBVIRT_DEFAULT_URI",
-        default_value = "qemu:///system"
+        default_value = "qemu:///system",
+        action = clap::ArgAction::Append
     )]
+    pub connects: Vec<String>,
+
+    /// The first (or only) `-c` URI: what every single-host command connects to.
+    #[arg(skip)]
     pub connect: String,
+
+    /// Whether `-c` was given on the command line (not from the environment or default).
+    #[arg(skip)]
+    pub connect_given: bool,
+
+    /// Read the hosts from an inventory file: one libvirt URI per line, or TOML `[[host]]`
+    /// tables with `name`, `uri` and `profile` (docs/fleet.md). For `fleet`, `audit` and
+    /// `host`; `-c` URIs given too are added after the file's.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+
+    /// With several hosts: how many are read at once.
+    #[arg(long, global = true, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub parallel: u32,
+
+    /// With several hosts: seconds one host may take before it is a failed row.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub host_timeout: u64,
 
     /// Read everything from a support bundle made by `kvmtune snapshot`.
     #[arg(long, global = true, value_name = "BUNDLE")]
@@ -168,6 +200,16 @@ pub enum Command {
     #[command(after_help = DIAGNOSE_EXIT_CODES)]
     Diagnose(DiagnoseArgs),
 
+    /// Many hosts at a glance: one row per host (reached or not), its domains, vCPU and
+    /// memory commitment, audit findings, KSM saving and hugepages.
+    ///
+    /// Hosts come from -c (repeated) or --hosts FILE; they are read in parallel (--parallel)
+    /// with a timeout each (--host-timeout). A host that cannot be reached is a row with its
+    /// error and the others are still read. Inventory format and authentication:
+    /// docs/fleet.md.
+    #[command(after_help = FLEET_EXIT_CODES)]
+    Fleet(FleetArgs),
+
     /// List the journal's entries (when, what, result), or show one with its steps.
     #[command(after_help = PRINT_EXIT_CODES)]
     History(HistoryArgs),
@@ -210,6 +252,30 @@ pub enum Command {
     },
 }
 
+/// `fleet`, and `audit` / `host --check` over several hosts.
+pub const FLEET_EXIT_CODES: &str = "\
+Exit codes:
+  0  every host answered and no finding at or above --fail-on (default: warn)
+  1  findings at or above --fail-on on some host, or some host failed (unreachable, login
+     refused, no answer within --host-timeout, unreadable domains) while others answered
+  2  error: no host answered, or bad arguments or a malformed --hosts file";
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Profile for each host's audit (a host's `profile` in --hosts comes first): server,
+    /// latency, dense, desktop, migratable, or a .toml path.
+    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
+    pub profile: String,
+
+    /// Do not audit: the fastest table (no findings column).
+    #[arg(long)]
+    pub no_audit: bool,
+
+    /// Exit 1 when a finding is at least this severe: info, warn or error.
+    #[arg(long, value_name = "SEVERITY")]
+    pub fail_on: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct HostArgs {
     /// Judge the host instead of only describing it.
@@ -226,7 +292,10 @@ pub const AUDIT_EXIT_CODES: &str = "\
 Exit codes:
   0  no finding at or above --fail-on (default: warn)
   1  findings at or above --fail-on
-  2  error: an input is malformed or not a domain, libvirt unreachable, unwritable -o DIR, ...";
+  2  error: an input is malformed or not a domain, libvirt unreachable, unwritable -o DIR, ...
+
+With several hosts (-c repeated, or --hosts): 1 also when some host failed while others
+answered; 2 only when no host answered (see `kvmtune fleet --help`).";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {

@@ -73,3 +73,108 @@ pub fn run(cli: &Cli, args: &HostArgs) -> Result<Exit> {
     }
     Ok(Exit::findings_if(findings))
 }
+
+/// The kind of `host --check` over several hosts (docs/json.md).
+pub const FLEET_CHECK_KIND: &str = "kvmtune.fleet-host-check";
+/// The kind of `host` over several hosts.
+pub const FLEET_HOST_KIND: &str = "kvmtune.fleet-host";
+pub const FLEET_VERSION: u32 = 1;
+
+/// `kvmtune host` (and `--check`) over several hosts: the fleet table (with each host's
+/// audit for --check), then each host's view or checks under a header line.
+pub fn run_many(
+    cli: &Cli,
+    args: &HostArgs,
+    hosts: Vec<kvmtune_core::fleet::HostEntry>,
+) -> Result<Exit> {
+    use crate::fleet;
+    kvmtune_rules::load_profile(&args.profile)?;
+    let check = args.check.then(|| args.profile.clone());
+    let outcomes = fleet::gather(cli, &hosts, vec![args.profile.clone()], args.check, check);
+    let rows = fleet::rows(&hosts, &outcomes);
+    let style = Style::of(cli);
+    let mut findings = false;
+    let mut docs = Vec::new();
+    let mut text = fleet::render(&rows, &style);
+    for (row, o) in rows.iter().zip(&outcomes) {
+        text.push('\n');
+        text.push_str(&style.bold(&format!(
+            "== {} ({}) ==",
+            output::safe(&row.host),
+            output::safe(&row.uri)
+        )));
+        text.push('\n');
+        let a = match &o.result {
+            Ok(a) => a,
+            Err(e) => {
+                text.push_str(&format!("error: {}\n", output::one_line(e)));
+                docs.push(serde_json::json!({
+                    "host": row.host, "uri": row.uri, "ok": false, "error": e, "report": null,
+                }));
+                continue;
+            }
+        };
+        let Some(host) = a.survey.inventory.host.as_ref() else {
+            continue;
+        };
+        let report = match &a.checks {
+            None => {
+                text.push_str(&crate::render::host(
+                    host,
+                    &a.source,
+                    style.color,
+                    style.verbose,
+                ));
+                serde_json::to_value(host)?
+            }
+            Some((profile, checks)) => {
+                let summary = Counts::of(checks.iter().filter_map(|c| c.verdict.severity()));
+                findings |= summary.warn + summary.error > 0;
+                text.push_str(&crate::render::checks(checks, profile, &a.source, &style));
+                let mut v = serde_json::to_value(CheckReport {
+                    profile,
+                    source: a.source.clone(),
+                    summary,
+                    passed: checks.iter().filter(|c| c.verdict == Verdict::Pass).count(),
+                    not_judged: checks
+                        .iter()
+                        .filter(|c| c.verdict == Verdict::Unknown)
+                        .count(),
+                    checks,
+                })?;
+                if let Some(serde_json::Value::Array(cs)) = v.get_mut("checks") {
+                    for c in cs {
+                        c["host"] = serde_json::json!(row.host);
+                    }
+                }
+                v
+            }
+        };
+        docs.push(serde_json::json!({
+            "host": row.host, "uri": row.uri, "ok": true, "error": null, "report": report,
+        }));
+    }
+    if cli.json {
+        output::print_doc(
+            if args.check {
+                FLEET_CHECK_KIND
+            } else {
+                FLEET_HOST_KIND
+            },
+            FLEET_VERSION,
+            &serde_json::json!({
+                "summary": fleet::summary(&rows),
+                "fleet": rows,
+                "hosts": docs,
+            }),
+        )?;
+    } else {
+        print_text(&text)?;
+    }
+    // the audit's findings are in the table; the exit follows the checks, as with one host
+    let code = fleet::exit(&rows, findings);
+    if code == Exit::Error {
+        output::error(&format!("no host answered ({} tried)", rows.len()));
+    }
+    Ok(code)
+}

@@ -8,6 +8,7 @@ mod apply;
 mod audit;
 mod cli;
 mod diagnose;
+mod fleet;
 mod host_cmd;
 mod output;
 mod plan_cmd;
@@ -21,14 +22,14 @@ mod top;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
 use kvmtune_core::inventory::Origin;
 pub use output::{Exit, print_text};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     match run(&cli) {
         Ok(code) => ExitCode::from(code as u8),
         // `kvmtune ... | head`: the reader is gone, which ends any command normally
@@ -38,6 +39,21 @@ fn main() -> ExitCode {
             ExitCode::from(Exit::Error as u8)
         }
     }
+}
+
+/// The command line, with `connect` set to the first `-c` URI (what single-host commands
+/// use) and whether `-c` was given on the command line.
+fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.connect = cli
+        .connects
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "qemu:///system".to_string());
+    cli.connect_given =
+        matches.value_source("connect") == Some(clap::parser::ValueSource::CommandLine);
+    cli
 }
 
 /// The error and its causes on one line; a cause whose text its parent already shows (as
@@ -83,7 +99,31 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
 }
 
 fn run(cli: &Cli) -> Result<Exit> {
+    if let Some(hosts) = fleet::hosts(cli)? {
+        let name = match &cli.command {
+            Command::Host(args) => return host_cmd::run_many(cli, args, hosts),
+            Command::Audit(args) => return audit::run_many(cli, args, hosts),
+            Command::Fleet(args) => return fleet::run(cli, args, Some(hosts)),
+            Command::Snapshot(_) => "snapshot",
+            Command::Apply(_) => "apply",
+            Command::Plan(_) => "plan",
+            Command::Stat(_) => "stat",
+            Command::Top(_) => "top",
+            Command::Diagnose(_) => "diagnose",
+            Command::History(_) => "history",
+            Command::Rollback(_) => "rollback",
+            // commands that never talk to libvirt ignore the hosts
+            Command::Rules { .. }
+            | Command::Explain { .. }
+            | Command::Completions { .. }
+            | Command::Manpage { .. } => "",
+        };
+        if !name.is_empty() {
+            return Err(fleet::refuse(name, hosts.len()));
+        }
+    }
     match &cli.command {
+        Command::Fleet(args) => fleet::run(cli, args, None),
         Command::Host(args) => host_cmd::run(cli, args),
         Command::Snapshot(args) => snapshot::run(cli, args),
         Command::Audit(args) => audit::run(cli, args),

@@ -14,6 +14,19 @@ fn level(s: Severity) -> &'static str {
 }
 
 pub fn sarif(r: &AuditReport) -> Value {
+    sarif_of(&[(None, r)])
+}
+
+/// One SARIF run over several hosts' audits: each result names its host in a logical
+/// location (kind `resource`, before the element), in its properties (`host`), in its
+/// message, and in its artifact URI (`HOST/DOMAIN.xml`).
+pub fn sarif_hosts(reports: &[(&str, &AuditReport)]) -> Value {
+    let list: Vec<(Option<&str>, &AuditReport)> =
+        reports.iter().map(|(h, r)| (Some(*h), *r)).collect();
+    sarif_of(&list)
+}
+
+fn sarif_of(reports: &[(Option<&str>, &AuditReport)]) -> Value {
     let all = rules();
     let index = |id: &str| all.iter().position(|x| x.meta.id == id);
     let rule_list: Vec<Value> = all
@@ -30,6 +43,65 @@ pub fn sarif(r: &AuditReport) -> Value {
             })
         })
         .collect();
+    let mut results = Vec::new();
+    for (host, r) in reports {
+        results.extend(report_results(*host, r, &index));
+    }
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "kvmtune",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://example.invalid/kvmtune",
+                "rules": rule_list,
+            }},
+            "results": results,
+        }],
+    })
+}
+
+/// Put the host into a result: a logical location first, a property, and the message.
+fn with_host(mut v: Value, host: Option<&str>) -> Value {
+    let Some(host) = host else { return v };
+    if let Some(Value::Array(locs)) = v.get_mut("locations") {
+        for loc in locs {
+            let mut logical =
+                vec![json!({"name": host, "fullyQualifiedName": host, "kind": "resource"})];
+            if let Some(Value::Array(old)) = loc.get_mut("logicalLocations") {
+                for l in old.iter_mut() {
+                    if let Some(Value::String(f)) = l.get_mut("fullyQualifiedName") {
+                        *f = format!("{host}:{f}");
+                    }
+                }
+                logical.append(old);
+            }
+            loc["logicalLocations"] = json!(logical);
+            if let Some(Value::String(u)) =
+                loc.pointer_mut("/physicalLocation/artifactLocation/uri")
+            {
+                *u = format!("{host}/{u}");
+            }
+        }
+    }
+    if let Some(Value::String(t)) = v.pointer_mut("/message/text") {
+        *t = format!("{host}: {t}");
+    }
+    match v.get_mut("properties") {
+        Some(Value::Object(p)) => {
+            p.insert("host".into(), json!(host));
+        }
+        _ => v["properties"] = json!({"host": host}),
+    }
+    v
+}
+
+fn report_results(
+    host: Option<&str>,
+    r: &AuditReport,
+    index: &dyn Fn(&str) -> Option<usize>,
+) -> Vec<Value> {
     let mut results = Vec::new();
     for d in &r.domains {
         // findings of a file point into it; libvirt and bundle domains have no file
@@ -50,7 +122,7 @@ pub fn sarif(r: &AuditReport) -> Value {
             if let Some(fix) = &f.fix {
                 text.push_str(&format!(". Fix: {} ({})", fix.summary, fix.command));
             }
-            results.push(json!({
+            results.push(with_host(json!({
                 "ruleId": f.rule,
                 "ruleIndex": index(f.rule),
                 "level": level(f.severity),
@@ -61,29 +133,17 @@ pub fn sarif(r: &AuditReport) -> Value {
                     "class": f.fix.as_ref().map(|x| x.class),
                     "risk": f.fix.as_ref().map(|x| x.risk.as_str()),
                 },
-            }));
+            }), host));
         }
     }
     for f in &r.host_findings {
-        results.push(json!({
+        results.push(with_host(json!({
             "ruleId": f.rule,
             "ruleIndex": index(f.rule),
             "level": level(f.severity),
             "message": {"text": format!("host: {}", f.message)},
             "locations": [{"logicalLocations": [{"fullyQualifiedName": f.evidence.first().map(|e| e.path.clone()).unwrap_or_default(), "kind": "resource"}]}],
-        }));
+        }), host));
     }
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "kvmtune",
-                "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://example.invalid/kvmtune",
-                "rules": rule_list,
-            }},
-            "results": results,
-        }],
-    })
+    results
 }
