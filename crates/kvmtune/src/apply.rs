@@ -304,6 +304,95 @@ fn render(
     out
 }
 
+/// `apply` over several hosts (`-c` repeated, `--hosts`): one host after the other, each its
+/// own transaction and journal entry (a failure rolls back that host only, the others go on),
+/// then which hosts changed. Not in parallel: each apply takes the host-wide lock of this
+/// machine, and an admin reads the hosts' dry runs in order.
+pub fn run_apply_many(
+    cli: &Cli,
+    args: &ApplyArgs,
+    hosts: Vec<kvmtune_core::fleet::HostEntry>,
+) -> Result<Exit> {
+    if cli.json {
+        bail!(
+            "apply over several hosts prints one report per host: without --json (or run apply -c URI --json per host)"
+        );
+    }
+    if args.plan.is_some() {
+        bail!("--plan names one host's domains: apply it with -c that host's URI");
+    }
+    let mut changed = Vec::new();
+    let mut unchanged = Vec::new();
+    let mut failed = Vec::new();
+    let mut worst = Exit::Clean;
+    for h in &hosts {
+        let label = h.name.clone().unwrap_or_else(|| h.uri.clone());
+        if h.name.is_some() {
+            print_text(&format!("== {label} ({}) ==\n", h.uri))?;
+        } else {
+            print_text(&format!("== {label} ==\n"))?;
+        }
+        let mut one = cli.clone();
+        one.connect = h.uri.clone();
+        one.connects = vec![h.uri.clone()];
+        one.hosts = None;
+        let mut a = args.clone();
+        if let Some(p) = &h.profile
+            && !a.profile.iter().any(|x| !x.contains('='))
+        {
+            a.profile.push(p.clone());
+        }
+        match run_apply(&one, &a) {
+            Ok(code) => {
+                match code {
+                    Exit::Clean if args.yes => changed.push(label),
+                    Exit::Clean => unchanged.push(label),
+                    _ => failed.push(format!("{label} (exit {})", code as i32)),
+                }
+                worst = worst.max(code);
+            }
+            Err(e) => {
+                output::error(&format!("{label}: {e:#}"));
+                failed.push(format!(
+                    "{label} (not changed: {})",
+                    output::one_line(&format!("{e:#}"))
+                ));
+                worst = worst.max(Exit::Error);
+            }
+        }
+        print_text("\n")?;
+    }
+    let mut text = String::new();
+    if args.yes {
+        let _ = writeln!(
+            text,
+            "applied on {} of {} host(s): {}",
+            changed.len(),
+            hosts.len(),
+            if changed.is_empty() {
+                "none".to_string()
+            } else {
+                changed.join(", ")
+            }
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "dry run on {} host(s); --yes applies, one journal entry per host",
+            hosts.len()
+        );
+    }
+    if !failed.is_empty() {
+        let _ = writeln!(
+            text,
+            "failed (each rolled back on its own host, or never started): {}",
+            failed.join("; ")
+        );
+    }
+    print_text(&text)?;
+    Ok(worst)
+}
+
 pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     let has_domains = args.all || !args.domains.is_empty();
     if args.plan.is_some() && has_domains {

@@ -33,7 +33,7 @@ Exit codes:
   0  done
   2  error: bad arguments, an unreadable or unwritable file, libvirt unreachable";
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "kvmtune",
     version,
@@ -123,7 +123,7 @@ pub enum ColorChoice {
     Never,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Show the host as KVM sees it: CPU, NUMA, memory features, KVM devices and modules.
     ///
@@ -260,7 +260,7 @@ Exit codes:
      refused, no answer within --host-timeout, unreadable domains) while others answered
   2  error: no host answered, or bad arguments or a malformed --hosts file";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct FleetArgs {
     /// Profile for each host's audit (a host's `profile` in --hosts comes first): server,
     /// latency, dense, desktop, migratable, or a .toml path.
@@ -276,7 +276,7 @@ pub struct FleetArgs {
     pub fail_on: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct HostArgs {
     /// Judge the host instead of only describing it.
     #[arg(long)]
@@ -304,7 +304,7 @@ pub enum OutputFormat {
     Sarif,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
     /// Domain XML files and/or domain names.
     #[arg(value_name = "FILE|DOMAIN")]
@@ -371,7 +371,7 @@ Exit codes:
      libvirt unreachable, another apply holds the lock
   4  the rollback did not complete: the errors name what is left";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
     /// Domains whose audit fixes to apply.
     #[arg(value_name = "DOMAIN")]
@@ -457,7 +457,7 @@ Exit codes:
   1  some domain could not be placed (the plan says why)
   2  error: bad arguments, no host facts, unreadable domains, unwritable -o or --svg";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     /// Domains to place (names or XML files); default: every domain.
     #[arg(value_name = "DOMAIN|FILE")]
@@ -504,7 +504,7 @@ pub struct PlanArgs {
     pub svg: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct HistoryArgs {
     /// Show this entry (its id or number) with its steps.
     #[arg(value_name = "ID")]
@@ -520,7 +520,7 @@ pub struct HistoryArgs {
     pub journal: PathBuf,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RollbackArgs {
     /// The entry to roll back (its id or number, see `kvmtune history`).
     #[arg(value_name = "ID", conflicts_with = "last")]
@@ -544,7 +544,7 @@ pub struct RollbackArgs {
     pub journal: PathBuf,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SnapshotArgs {
     /// The bundle file to write (a .tar.gz).
     #[arg(short = 'o', long, value_name = "FILE")]
@@ -573,7 +573,7 @@ pub enum StatFormat {
     Csv,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct StatArgs {
     /// Only these domains (default: every running domain).
     #[arg(value_name = "DOMAIN")]
@@ -609,7 +609,7 @@ pub struct StatArgs {
     pub numa_interval: Option<u64>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct TopArgs {
     /// Only these domains (default: every running domain).
     #[arg(value_name = "DOMAIN")]
@@ -635,7 +635,7 @@ Exit codes:
   1  at least one WARN diagnosis (a cause with its fix; INFO diagnoses alone exit 0)
   2  error: unreadable or unparsable report or log, libvirt unreachable, a domain not running";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DiagnoseArgs {
     /// Domains to watch (default: every running domain); with --perf-report or --log, the
     /// domain (name or XML file) whose audit is shown with the diagnosis.

@@ -105,7 +105,7 @@ fn run(cli: &Cli) -> Result<Exit> {
             Command::Audit(args) => return audit::run_many(cli, args, hosts),
             Command::Fleet(args) => return fleet::run(cli, args, Some(hosts)),
             Command::Snapshot(_) => "snapshot",
-            Command::Apply(_) => "apply",
+            Command::Apply(args) => return apply::run_apply_many(cli, args, hosts),
             Command::Plan(_) => "plan",
             Command::Stat(_) => "stat",
             Command::Top(_) => "top",

@@ -11,7 +11,7 @@ use crate::cli::{Cli, ColorChoice};
 use kvmtune_profile::Severity;
 
 /// Process exit codes (documented in `--help` and docs/cli.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exit {
     Clean = 0,
     Findings = 1,

@@ -321,3 +321,81 @@ fn a_snapshot_of_a_remote_host_holds_its_libvirt_facts_and_no_local_file() {
         stderr(&o)
     );
 }
+
+/// `apply` over several hosts: one journal entry per host, each through its own URI; an
+/// unreachable host is its own failed line and the others are applied; each entry rolls back
+/// on its own host.
+#[test]
+fn apply_over_several_hosts_journals_one_entry_per_host() {
+    let Some(_g) = fleet() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let j = t.path().join("journal");
+    let j = j.to_str().unwrap();
+    let before1 = virsh(FLEET1, &["dumpxml", "--inactive", "fleet1-web"]);
+    let before3 = virsh(FLEET3, &["dumpxml", "--inactive", "fleet3-web"]);
+    let dead = "qemu+tcp://127.0.0.59/system";
+    let o = run(&[
+        "-c",
+        FLEET1,
+        "-c",
+        FLEET3,
+        "-c",
+        dead,
+        "apply",
+        "--all",
+        "--journal",
+        j,
+        "--yes",
+    ]);
+    // the worst over the hosts: the unreachable one
+    assert_eq!(o.status.code(), Some(2), "{}\n{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("== {FLEET1} ==")), "{out}");
+    assert!(
+        out.contains(&format!("applied on 2 of 3 host(s): {FLEET1}, {FLEET3}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "failed (each rolled back on its own host, or never started): {dead}"
+        )),
+        "{out}"
+    );
+    // fleet3-web's writethrough cache went; fleet1-web's tablet went
+    assert!(!virsh(FLEET3, &["dumpxml", "--inactive", "fleet3-web"]).contains("writethrough"));
+    assert!(!virsh(FLEET1, &["dumpxml", "--inactive", "fleet1-web"]).contains("tablet"));
+    let h = json(&run(&["--json", "history", "--journal", j]));
+    let uris: Vec<&str> = h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["uri"].as_str())
+        .collect();
+    assert_eq!(uris, [FLEET1, FLEET3], "{h}");
+    for id in ["2", "1"] {
+        let o = run(&["rollback", id, "--journal", j]);
+        assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    }
+    assert_eq!(
+        virsh(FLEET1, &["dumpxml", "--inactive", "fleet1-web"]),
+        before1
+    );
+    assert_eq!(
+        virsh(FLEET3, &["dumpxml", "--inactive", "fleet3-web"]),
+        before3
+    );
+    // --json over several hosts is refused in one line
+    let o = run(&[
+        "--json",
+        "-c",
+        FLEET1,
+        "-c",
+        FLEET3,
+        "apply",
+        "--all",
+        "--journal",
+        j,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+}
