@@ -680,6 +680,11 @@ fn interrupted_hint(id: &str, journal: &Path) -> String {
 }
 
 pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
+    if cli.from.is_some() {
+        bail!(
+            "--from reads a bundle; history reads this machine's journal (--journal), which no bundle holds"
+        );
+    }
     // a reader: it creates no directory and no lock file
     let j = match Journal::existing(&args.journal) {
         Ok(j) => j,
@@ -830,6 +835,9 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
 }
 
 pub fn run_rollback(cli: &Cli, args: &RollbackArgs) -> Result<Exit> {
+    if cli.from.is_some() {
+        bail!("--from reads a bundle; rollback changes a live host");
+    }
     let j = Journal::existing(&args.journal)?;
     let lock = j.lock()?;
     let id = match (&args.id, args.last) {

@@ -29,7 +29,8 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
         host_for_files: args.host,
     };
     let inv = Inventory::gather(&crate::origin(cli), &sel)?;
-    if inv.domains.is_empty() && inv.errors.is_empty() {
+    // --all over a connection or bundle without domains: an empty report, not an error
+    if inv.domains.is_empty() && inv.errors.is_empty() && !args.all {
         bail!("nothing to audit: give XML files, domain names or --all");
     }
     let profiles = profiles.with_metadata(&inv);

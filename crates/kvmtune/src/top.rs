@@ -363,6 +363,9 @@ pub fn draw(f: &mut ratatui::Frame, app: &App) {
 
 pub fn run(cli: &Cli, args: &TopArgs) -> Result<Exit> {
     let interval = check_interval(args.interval)?;
+    if cli.from.is_some() {
+        bail!("live statistics need a running libvirt; --from reads a bundle");
+    }
     if cli.json {
         bail!("kvmtune top is interactive; for JSON use `kvmtune stat --json`");
     }

@@ -399,3 +399,43 @@ fn apply_over_several_hosts_journals_one_entry_per_host() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
 }
+
+/// `--from BUNDLE` is honoured or refused in one line by every command.
+#[test]
+fn every_command_honours_or_refuses_from() {
+    // the lab's domains with the book's host files
+    let Some(_g) = lab() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let b = t.path().join("b.tar.gz");
+    let b = b.to_str().unwrap();
+    let root = hosts_dir().join("b-book-2socket/root");
+    let o = run(&["--root", root.to_str().unwrap(), "snapshot", "-o", b]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for (args, ok) in [
+        (vec!["host"], true),
+        (vec!["host", "--check"], true),
+        (vec!["audit", "--all"], true),
+        (vec!["plan"], true),
+        (vec!["stat", "-n", "1"], false),
+        (vec!["top"], false),
+        (vec!["diagnose"], false),
+        (vec!["apply", "--all"], false),
+        (vec!["rollback", "--last"], false),
+        (vec!["history"], false),
+        (vec!["snapshot", "-o", "-"], false),
+        (vec!["fleet"], false),
+    ] {
+        let mut a = vec!["--from", b];
+        a.extend(args.iter().copied());
+        let o = run(&a);
+        let code = o.status.code();
+        if ok {
+            assert!(matches!(code, Some(0) | Some(1)), "{a:?}: {}", stderr(&o));
+        } else {
+            assert_eq!(code, Some(2), "{a:?}: {}", stdout(&o));
+            let e = stderr(&o);
+            assert_eq!(e.lines().count(), 1, "{a:?}: {e}");
+            assert!(e.contains("--from") || e.contains("bundle"), "{a:?}: {e}");
+        }
+    }
+}
