@@ -197,7 +197,13 @@ pub enum Command {
         rule: String,
     },
 
-    /// Print a shell completion script.
+    /// Print the shell completion script to source: commands, options, domain names, rule
+    /// ids, profiles, host-setting keys, fix classes and journal entries.
+    ///
+    /// The script asks kvmtune for the candidates (`-c`, LIBVIRT_DEFAULT_URI, --journal and
+    /// KVMTUNE_JOURNAL are honoured; only domain names ask libvirt, read-only, briefly).
+    /// bash: `source <(kvmtune completions bash)` in ~/.bashrc; zsh: the same in ~/.zshrc after
+    /// compinit; fish: `kvmtune completions fish > ~/.config/fish/completions/kvmtune.fish`.
     #[command(after_help = PRINT_EXIT_CODES)]
     Completions {
         /// The shell.

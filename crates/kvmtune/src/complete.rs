@@ -13,13 +13,16 @@ use std::time::Duration;
 
 use clap::CommandFactory;
 use clap_complete::engine::{CompletionCandidate, PathCompleter, ValueCompleter};
-use clap_complete::env::Shells;
+use clap_complete::env::{Bash, Elvish, EnvCompleter, Fish, Powershell, Shells, Zsh};
 
 use crate::cli::Cli;
 
 /// The environment variable the completion scripts set. Not clap's default `COMPLETE`:
 /// that name is common enough that a user's environment may hold it.
 pub const ENV_VAR: &str = "_KVMTUNE_COMPLETE";
+
+/// The shells kvmtune completes: clap_complete's, with bash's words rejoined ([`BashJoined`]).
+const SHELLS: Shells<'static> = Shells(&[&BashJoined, &Elvish, &Fish, &Powershell, &Zsh]);
 
 /// How long domain-name completion waits for libvirt.
 pub const LIBVIRT_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -33,6 +36,7 @@ pub fn handle_env() {
     std::panic::set_hook(Box::new(|_| {}));
     let done = clap_complete::CompleteEnv::with_factory(Cli::command)
         .var(ENV_VAR)
+        .shells(SHELLS)
         .try_complete(std::env::args_os(), std::env::current_dir().ok().as_deref());
     match done {
         Ok(true) => std::process::exit(0),
@@ -45,8 +49,7 @@ pub fn handle_env() {
 /// The script `kvmtune completions SHELL` prints: what to source (or install) for SHELL.
 pub fn script(shell: clap_complete::Shell) -> std::io::Result<String> {
     let name = shell.to_string();
-    let shells = Shells::builtins();
-    let Some(completer) = shells.completer(&name) else {
+    let Some(completer) = SHELLS.completer(&name) else {
         return Err(std::io::Error::other(format!("no completion for {name}")));
     };
     // the program the script calls: as invoked (a bare name is looked up in PATH when the
@@ -105,13 +108,128 @@ pub fn script(shell: clap_complete::Shell) -> std::io::Result<String> {
     ))
 }
 
+// ---- bash: words split at `=` and `:` -----------------------------------------------
+
+/// The line of clap's bash script that puts the text before the cursor in place of the
+/// current word, and what kvmtune's script does instead: a lone `=` or `:` there (bash's
+/// own word break, the cursor right after it) is kept, so that [`rejoin`] sees it.
+const BASH_CURRENT: &str = "        words[COMP_CWORD]=\"$2\"\n";
+const BASH_CURRENT_KEEP_BREAK: &str = "        if [[ -n \"$2\" || \"${words[COMP_CWORD]}\" != [=:] ]]; then\n            words[COMP_CWORD]=\"$2\"\n        fi\n";
+
+/// clap_complete's bash support, with the words bash split at `=` and `:`
+/// (`COMP_WORDBREAKS`) joined again: `--set thp.enabled=m` reaches the engine as one word,
+/// and the candidates go back without the part bash keeps (`madvise`).
+struct BashJoined;
+
+impl EnvCompleter for BashJoined {
+    fn name(&self) -> &'static str {
+        "bash"
+    }
+
+    fn is(&self, name: &str) -> bool {
+        Bash.is(name)
+    }
+
+    fn write_registration(
+        &self,
+        var: &str,
+        name: &str,
+        bin: &str,
+        completer: &str,
+        buf: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        let mut script = Vec::new();
+        Bash.write_registration(var, name, bin, completer, &mut script)?;
+        let script =
+            String::from_utf8_lossy(&script).replacen(BASH_CURRENT, BASH_CURRENT_KEEP_BREAK, 1);
+        buf.write_all(script.as_bytes())
+    }
+
+    fn write_complete(
+        &self,
+        cmd: &mut clap::Command,
+        args: Vec<OsString>,
+        current_dir: Option<&std::path::Path>,
+        buf: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        let index: usize = std::env::var("_CLAP_COMPLETE_INDEX")
+            .ok()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_default();
+        let ifs = std::env::var("_CLAP_IFS").unwrap_or_else(|_| "\n".into());
+        let joined = rejoin(&args, index);
+        let found = clap_complete::engine::complete(cmd, joined.words, joined.index, current_dir)?;
+        let values: Vec<String> = found
+            .iter()
+            .filter_map(|c| {
+                let v = c.get_value().to_string_lossy();
+                v.strip_prefix(joined.kept.as_str()).map(str::to_string)
+            })
+            .collect();
+        write!(buf, "{}", values.join(&ifs))
+    }
+}
+
+/// Words with bash's `=`/`:` breaks joined again.
+#[derive(Debug, PartialEq)]
+struct Joined {
+    words: Vec<OsString>,
+    /// Where the word being completed is now.
+    index: usize,
+    /// The part of that word before bash's current word, which bash keeps.
+    kept: String,
+}
+
+fn is_break(w: &OsStr) -> bool {
+    let s = w.to_string_lossy();
+    !s.is_empty() && s.chars().all(|c| c == '=' || c == ':')
+}
+
+/// Join each `=` or `:` word with the words on both sides (bash splits `KEY=VALUE` and
+/// `qemu:///system` so), up to the word being completed (`index`; the engine reads no
+/// further). The first word, the program, is never joined.
+fn rejoin(words: &[OsString], index: usize) -> Joined {
+    let mut out: Vec<String> = Vec::new();
+    let mut new_index = index;
+    let mut kept = String::new();
+    let mut glue_next = false;
+    for (i, w) in words.iter().enumerate().take(index.saturating_add(1)) {
+        let text = w.to_string_lossy();
+        let brk = is_break(w);
+        let glue = out.len() >= 2 && (brk || glue_next);
+        glue_next = brk && glue;
+        match out.last_mut() {
+            Some(last) if glue => {
+                if i == index {
+                    kept.clone_from(last);
+                    if brk {
+                        // the cursor follows the break: bash's current word is empty
+                        kept.push_str(&text);
+                    }
+                }
+                last.push_str(&text);
+            }
+            _ => out.push(text.into_owned()),
+        }
+        if i == index {
+            new_index = out.len().saturating_sub(1);
+        }
+    }
+    Joined {
+        words: out.into_iter().map(OsString::from).collect(),
+        index: new_index,
+        kept,
+    }
+}
+
 // ---- what the command line being completed says -------------------------------------
 
-/// The words of the command line being completed (after the `--` the script passes).
+/// The words of the command line being completed (after the `--` the script passes), with
+/// bash's `=`/`:` breaks joined (no other shell splits so).
 fn words() -> Vec<OsString> {
     let args: Vec<OsString> = std::env::args_os().collect();
     match args.iter().position(|a| a == "--") {
-        Some(i) => args[i + 1..].to_vec(),
+        Some(i) => rejoin(&args[i + 1..], usize::MAX).words,
         None => Vec::new(),
     }
 }
@@ -210,6 +328,10 @@ fn domain_names(running: bool) -> Vec<String> {
 }
 
 fn complete_domains(current: &OsStr, running: bool) -> Vec<CompletionCandidate> {
+    // an option being typed: no domain name starts with '-', so libvirt is not asked
+    if current.to_string_lossy().starts_with('-') {
+        return Vec::new();
+    }
     domain_names(running)
         .into_iter()
         .filter(|n| starts_with(n, current))
@@ -439,6 +561,44 @@ mod tests {
             option_value(&w(&["kvmtune", "--", "-c", "x"]), "--connect", Some('c')),
             None
         );
+    }
+
+    #[test]
+    fn bash_word_breaks_are_joined_again() {
+        let j = rejoin(
+            &w(&["kvmtune", "apply", "--set", "thp.enabled", "=", "m"]),
+            5,
+        );
+        assert_eq!(j.words, w(&["kvmtune", "apply", "--set", "thp.enabled=m"]));
+        assert_eq!((j.index, j.kept.as_str()), (3, "thp.enabled="));
+        // the cursor right after `=`: the script keeps the `=` word
+        let j = rejoin(&w(&["kvmtune", "apply", "--set", "thp.enabled", "="]), 4);
+        assert_eq!(j.words, w(&["kvmtune", "apply", "--set", "thp.enabled="]));
+        assert_eq!((j.index, j.kept.as_str()), (3, "thp.enabled="));
+        let j = rejoin(
+            &w(&[
+                "kvmtune",
+                "--connect",
+                "=",
+                "qemu",
+                ":",
+                "///system",
+                "audit",
+                "x",
+                "y",
+            ]),
+            7,
+        );
+        assert_eq!(
+            j.words,
+            w(&["kvmtune", "--connect=qemu:///system", "audit", "x"])
+        );
+        assert_eq!((j.index, j.kept.as_str()), (3, ""));
+        let all = rejoin(
+            &w(&["kvmtune", "-c", "qemu", ":", "///session", "audit"]),
+            usize::MAX,
+        );
+        assert_eq!(connect_uri(&all.words), "qemu:///session");
     }
 
     #[test]

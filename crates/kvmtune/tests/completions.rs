@@ -28,7 +28,7 @@ COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
 COMP_LINE="${COMP_WORDS[*]}"
 COMP_POINT=${#COMP_LINE}
 COMP_TYPE=9
-"$f" kvmtune "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+"$f" kvmtune "${CUR-${COMP_WORDS[COMP_CWORD]}}" "${COMP_WORDS[COMP_CWORD-1]}"
 printf '%s\n' "${COMPREPLY[@]}"
 "#;
 
@@ -166,6 +166,38 @@ fn set_gives_the_host_setting_keys() {
     );
 }
 
+/// bash splits words at `=` and `:` (COMP_WORDBREAKS): `--set thp.enabled=m` arrives as
+/// `thp.enabled` `=` `m`, and with the cursor right after `=`, the current word is empty
+/// while COMP_WORDS ends with `=`. The candidates are what bash puts in place of its word.
+#[test]
+fn set_values_after_bash_split_the_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = complete_in(
+        dir.path(),
+        &["kvmtune", "apply", "--set", "thp.enabled", "=", "m"],
+        &[],
+    );
+    assert_eq!(c, ["madvise"]);
+    let c = complete_in(
+        dir.path(),
+        &["kvmtune", "apply", "--set", "thp.defrag", "="],
+        &[("CUR", "")],
+    );
+    assert_eq!(c, ["always", "defer", "defer+madvise", "madvise", "never"]);
+    let c = complete_in(
+        dir.path(),
+        &["kvmtune", "apply", "--set", "hugepages.2M", "="],
+        &[("CUR", "")],
+    );
+    assert!(c.is_empty(), "a count: {c:?}");
+    let c = complete_in(
+        dir.path(),
+        &["kvmtune", "audit", "-p", "lat", "=", "x"],
+        &[],
+    );
+    assert!(c.is_empty(), "{c:?}");
+}
+
 #[test]
 fn class_gives_the_fix_classes() {
     let c = complete(&["kvmtune", "apply", "--class", ""]);
@@ -281,6 +313,20 @@ fn domain_names_of_the_lab() {
     assert_eq!(c, ["lab-tuned"]);
     let c = complete(&["kvmtune", "audit", "-p", "latency=lab-t"]);
     assert_eq!(c, ["latency=lab-tuned"]);
+    // as bash splits them: `-p latency=lab-t`, `--connect=qemu:///system`
+    let c = complete(&["kvmtune", "audit", "-p", "latency", "=", "lab-t"]);
+    assert_eq!(c, ["lab-tuned"]);
+    let c = complete(&[
+        "kvmtune",
+        "--connect",
+        "=",
+        "qemu",
+        ":",
+        "///system",
+        "audit",
+        "lab-w",
+    ]);
+    assert_eq!(c, ["lab-win10-desktop"]);
 }
 
 #[test]
