@@ -329,6 +329,13 @@ fn domain_names_of_the_lab() {
     assert_eq!(c, ["lab-win10-desktop"]);
 }
 
+fn installed(shell: &str) -> bool {
+    Command::new(shell)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 #[test]
 fn zsh_and_fish_scripts_parse() {
     let dir = tempfile::tempdir().unwrap();
@@ -336,9 +343,76 @@ fn zsh_and_fish_scripts_parse() {
         let path = script(dir.path(), shell);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("_KVMTUNE_COMPLETE"), "{shell}: {text}");
-        match Command::new(shell).arg(flag).arg(&path).output() {
-            Ok(out) => assert!(out.status.success(), "{shell} {flag}: {}", stderr(&out)),
-            Err(_) => eprintln!("skipped: {shell} is not installed; only generated"),
+        if !installed(shell) {
+            eprintln!("skipped: {shell} is not installed; the script is only generated");
+            continue;
         }
+        let out = Command::new(shell).arg(flag).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{shell} {flag}: {}", stderr(&out));
     }
+}
+
+/// zsh: the script registers its function with compdef (after compinit).
+#[test]
+fn zsh_registers_the_completer() {
+    if !installed("zsh") {
+        eprintln!("skipped: zsh is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = script(dir.path(), "zsh");
+    let out = Command::new("zsh")
+        .args([
+            "-f",
+            "-c",
+            "autoload -Uz compinit && compinit -u -D && source \"$1\" && print -r -- ${_comps[kvmtune]}",
+            "zsh",
+        ])
+        .arg(&path)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "_clap_dynamic_completer_kvmtune");
+}
+
+/// fish completes for real without a terminal (`complete -C`).
+#[test]
+fn fish_completes_rule_ids_set_values_and_classes() {
+    if !installed("fish") {
+        eprintln!("skipped: fish is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = script(dir.path(), "fish");
+    let run = |line: &str| -> Vec<String> {
+        let out = Command::new("fish")
+            .args(["--no-config", "-c", "source $argv[1]; complete -C $argv[2]"])
+            .arg(&path)
+            .arg(line)
+            .env("HOME", dir.path())
+            .env_remove("LIBVIRT_DEFAULT_URI")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{line}");
+        stdout(&out)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(run("kvmtune explain disk-c"), ["disk-cache"]);
+    assert_eq!(
+        run("kvmtune apply --set thp.enabled="),
+        [
+            "thp.enabled=always",
+            "thp.enabled=madvise",
+            "thp.enabled=never"
+        ]
+    );
+    has(
+        &run("kvmtune apply --class "),
+        &["safe", "guest-visible", "all"],
+    );
+    has(&run("kvmtune audit -p "), &["server", "latency"]);
 }
