@@ -361,20 +361,29 @@ pub fn domains_or_files(current: &OsStr) -> Vec<CompletionCandidate> {
 
 // ---- rules, profiles, classes ---------------------------------------------------------
 
-/// Every rule id (audit rules, host checks, diagnosis rules), for `explain`.
+/// Every rule id (audit rules, host checks, diagnosis rules), for `explain`. Read from the
+/// rule tables themselves: the catalog also works out each rule's profiles, which costs
+/// parsing every profile.
 pub fn rule_ids(current: &OsStr) -> Vec<CompletionCandidate> {
-    let all = kvmtune_core::catalog::all();
-    candidates(current, all.iter().map(|r| (r.id, Some(r.title))))
+    let audit = kvmtune_rules::audit::rules()
+        .iter()
+        .map(|r| (r.meta.id, Some(r.meta.title)));
+    let host = kvmtune_rules::host_checks::rules()
+        .iter()
+        .map(|h| (h.id, Some(h.title)));
+    let diag = kvmtune_kvmstat::diagnose::RULES
+        .iter()
+        .map(|d| (d.id, Some(d.title)));
+    candidates(current, audit.chain(host).chain(diag))
 }
 
 /// Audit rule ids, for `apply --rule`.
 pub fn audit_rule_ids(current: &OsStr) -> Vec<CompletionCandidate> {
-    let all = kvmtune_core::catalog::all();
     candidates(
         current,
-        all.iter()
-            .filter(|r| r.kind == kvmtune_core::catalog::Kind::Audit)
-            .map(|r| (r.id, Some(r.title))),
+        kvmtune_rules::audit::rules()
+            .iter()
+            .map(|r| (r.meta.id, Some(r.meta.title))),
     )
 }
 
@@ -599,6 +608,19 @@ mod tests {
             usize::MAX,
         );
         assert_eq!(connect_uri(&all.words), "qemu:///session");
+    }
+
+    #[test]
+    fn rule_ids_are_the_catalog_ids() {
+        let ids: Vec<String> = rule_ids(OsStr::new(""))
+            .iter()
+            .map(|c| c.get_value().to_string_lossy().into_owned())
+            .collect();
+        let catalog: Vec<String> = kvmtune_core::catalog::all()
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect();
+        assert_eq!(ids, catalog);
     }
 
     #[test]
