@@ -70,27 +70,39 @@ pub fn script(shell: clap_complete::Shell) -> std::io::Result<String> {
         .filter(|c| !c.is_hide_set())
         .map(|c| c.get_name().to_string())
         .collect();
-    let (comment, install) = match shell {
-        clap_complete::Shell::Bash => (
-            "#",
-            "source it (`source <(kvmtune completions bash)` in ~/.bashrc), or save it as\n\
-             # /usr/share/bash-completion/completions/kvmtune",
-        ),
-        clap_complete::Shell::Zsh => (
-            "#",
-            "source it (`source <(kvmtune completions zsh)` in ~/.zshrc, after compinit)",
-        ),
-        clap_complete::Shell::Fish => (
-            "#",
-            "save it as ~/.config/fish/completions/kvmtune.fish, or\n\
-             # `kvmtune completions fish | source`",
-        ),
-        clap_complete::Shell::PowerShell => (
-            "#",
-            "add `kvmtune completions powershell | Out-String | Invoke-Expression` to $PROFILE",
-        ),
-        _ => ("#", "evaluate it in your shell's rc file"),
+    let install = match shell {
+        clap_complete::Shell::Bash => {
+            "source it (`source <(kvmtune completions bash)` in ~/.bashrc), or save it as \
+             /usr/share/bash-completion/completions/kvmtune"
+        }
+        clap_complete::Shell::Zsh => {
+            "source it (`source <(kvmtune completions zsh)` in ~/.zshrc, after compinit)"
+        }
+        clap_complete::Shell::Fish => {
+            "save it as ~/.config/fish/completions/kvmtune.fish, or run \
+             `kvmtune completions fish | source`"
+        }
+        clap_complete::Shell::PowerShell => {
+            "add `kvmtune completions powershell | Out-String | Invoke-Expression` to $PROFILE"
+        }
+        _ => "evaluate it in your shell's rc file",
     };
+    let about = format!(
+        "kvmtune completion for {name}: {install}. It asks kvmtune for the candidates: \
+         commands ({}), options, rule ids, profiles, host-setting keys, fix classes, journal \
+         entries and libvirt domains.",
+        commands.join(", ")
+    );
+    let mut out: String = textwrap::wrap(
+        &about,
+        textwrap::Options::new(78)
+            .word_separator(textwrap::WordSeparator::AsciiSpace)
+            .word_splitter(textwrap::WordSplitter::NoHyphenation)
+            .break_words(false),
+    )
+    .iter()
+    .map(|l| format!("# {l}\n"))
+    .collect();
     let mut buf = Vec::new();
     completer.write_registration(
         ENV_VAR,
@@ -99,13 +111,8 @@ pub fn script(shell: clap_complete::Shell) -> std::io::Result<String> {
         &argv0.to_string_lossy(),
         &mut buf,
     )?;
-    Ok(format!(
-        "{comment} kvmtune completion for {name}: {install}.\n\
-         {comment} It asks kvmtune for candidates: commands ({}), options, rule ids,\n\
-         {comment} profiles, host-setting keys, fix classes, journal entries and libvirt domains.\n{}",
-        commands.join(", "),
-        String::from_utf8_lossy(&buf)
-    ))
+    out.push_str(&String::from_utf8_lossy(&buf));
+    Ok(out)
 }
 
 // ---- bash: words split at `=` and `:` -----------------------------------------------
