@@ -482,6 +482,13 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         persist: args.persist,
         command: std::env::args().collect(),
     };
+    // a journal path that cannot be a journal is said before waiting on any lock
+    if args.yes && std::fs::symlink_metadata(&journal_dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(kvmtune_apply::journal::JournalError::NotADirectory(
+            journal_dir.display().to_string(),
+        )
+        .into());
+    }
     // the locks are taken before reading the state, so no other kvmtune changes it in
     // between: the host-wide lock (whatever the journal directory), then the journal's
     let host_lock = if args.yes { Some(lock_host()?) } else { None };

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+use clap_complete::engine::ArgValueCompleter;
+
+use crate::complete;
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -58,7 +61,7 @@ pub struct Cli {
     pub json: bool,
 
     /// Read host files under DIR instead of / (a captured tree or a test fixture).
-    #[arg(long, global = true, value_name = "DIR", conflicts_with = "from")]
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "from", value_hint = ValueHint::DirPath)]
     pub root: Option<PathBuf>,
 
     /// libvirt connection URI, for every command that talks to libvirt: `audit`, `plan`,
@@ -101,7 +104,7 @@ pub struct Cli {
     pub host_timeout: u64,
 
     /// Read everything from a support bundle made by `kvmtune snapshot`.
-    #[arg(long, global = true, value_name = "BUNDLE")]
+    #[arg(long, global = true, value_name = "BUNDLE", value_hint = ValueHint::FilePath)]
     pub from: Option<PathBuf>,
 
     /// More detail: `host` shows every CPU and every KVM module parameter.
@@ -223,7 +226,7 @@ pub enum Command {
     #[command(after_help = PRINT_EXIT_CODES)]
     Rules {
         /// Show whether each audit rule is on, and at which level, for this profile.
-        #[arg(long, short = 'p', value_name = "PROFILE")]
+        #[arg(long, short = 'p', value_name = "PROFILE", add = ArgValueCompleter::new(complete::single_profile))]
         profile: Option<String>,
     },
 
@@ -232,10 +235,17 @@ pub enum Command {
     #[command(after_help = PRINT_EXIT_CODES)]
     Explain {
         /// The rule id (see `kvmtune rules`).
+        #[arg(add = ArgValueCompleter::new(complete::rule_ids))]
         rule: String,
     },
 
-    /// Print a shell completion script.
+    /// Print the shell completion script to source: commands, options, domain names, rule
+    /// ids, profiles, host-setting keys, fix classes and journal entries.
+    ///
+    /// The script asks kvmtune for the candidates (`-c`, LIBVIRT_DEFAULT_URI, --journal and
+    /// KVMTUNE_JOURNAL are honoured; only domain names ask libvirt, read-only, briefly).
+    /// bash: `source <(kvmtune completions bash)` in ~/.bashrc; zsh: the same in ~/.zshrc after
+    /// compinit; fish: `kvmtune completions fish > ~/.config/fish/completions/kvmtune.fish`.
     #[command(after_help = PRINT_EXIT_CODES)]
     Completions {
         /// The shell.
@@ -247,7 +257,7 @@ pub enum Command {
     #[command(after_help = PRINT_EXIT_CODES)]
     Manpage {
         /// Write kvmtune.1 and kvmtune-COMMAND.1 files into this directory.
-        #[arg(short = 'o', long, value_name = "DIR")]
+        #[arg(short = 'o', long, value_name = "DIR", value_hint = ValueHint::DirPath)]
         out_dir: Option<PathBuf>,
     },
 }
@@ -284,7 +294,7 @@ pub struct HostArgs {
 
     /// Scenario profile for the checks: server, latency, dense, desktop, migratable, or a
     /// path to a profile .toml file.
-    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
+    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE", add = ArgValueCompleter::new(complete::single_profile))]
     pub profile: String,
 }
 
@@ -307,7 +317,7 @@ pub enum OutputFormat {
 #[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
     /// Domain XML files and/or domain names.
-    #[arg(value_name = "FILE|DOMAIN")]
+    #[arg(value_name = "FILE|DOMAIN", add = ArgValueCompleter::new(complete::domains_or_files))]
     pub targets: Vec<String>,
 
     /// Audit every domain of the libvirt connection (or of the bundle given with --from).
@@ -317,7 +327,7 @@ pub struct AuditArgs {
     /// Scenario profile: server, latency, dense, desktop, migratable, or a .toml path.
     /// NAME=DOMAIN (repeatable) gives one domain its profile. A domain's own metadata
     /// comes before NAME, NAME=DOMAIN before both (see docs/cli.md, "Profiles per domain").
-    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
+    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE", add = ArgValueCompleter::new(complete::profiles))]
     pub profile: Vec<String>,
 
     /// Output format (--json is the same as --format json).
@@ -325,7 +335,7 @@ pub struct AuditArgs {
     pub format: OutputFormat,
 
     /// Exit 1 when a finding is at least this severe: info, warn or error.
-    #[arg(long, value_name = "SEVERITY")]
+    #[arg(long, value_name = "SEVERITY", add = ArgValueCompleter::new(complete::severities))]
     pub fail_on: Option<String>,
 
     /// Judge XML files against this host's facts (the live host, or --root).
@@ -337,7 +347,7 @@ pub struct AuditArgs {
     pub fix: bool,
 
     /// With --fix: write the fixed XML into DIR (named after the file, or DOMAIN.xml).
-    #[arg(short = 'o', long = "output", value_name = "DIR", requires = "fix")]
+    #[arg(short = 'o', long = "output", value_name = "DIR", requires = "fix", value_hint = ValueHint::DirPath)]
     pub output: Option<PathBuf>,
 
     /// With --fix: print unified diffs of the changes.
@@ -374,7 +384,7 @@ Exit codes:
 #[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
     /// Domains whose audit fixes to apply.
-    #[arg(value_name = "DOMAIN")]
+    #[arg(value_name = "DOMAIN", add = ArgValueCompleter::new(complete::domains))]
     pub domains: Vec<String>,
 
     /// Apply the audit fixes of every domain of the connection.
@@ -384,32 +394,32 @@ pub struct ApplyArgs {
     /// Scenario profile of the audit: server, latency, dense, desktop, migratable, or a .toml.
     /// NAME=DOMAIN (repeatable) gives one domain its profile. A domain's own metadata
     /// comes before NAME, NAME=DOMAIN before both (see docs/cli.md, "Profiles per domain").
-    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
+    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE", add = ArgValueCompleter::new(complete::profiles))]
     pub profile: Vec<String>,
 
     /// The fixes of this rule, whatever their class (repeatable). Without --rule, the
     /// `safe` fixes (plus those of --class) are applied.
-    #[arg(long = "rule", value_name = "ID")]
+    #[arg(long = "rule", value_name = "ID", add = ArgValueCompleter::new(complete::audit_rule_ids))]
     pub rules: Vec<String>,
 
     /// Also apply the fixes of this class (repeatable): guest-driver, guest-visible,
     /// capacity, migration, safe, or all. By default only `safe` fixes are applied; the
     /// dry run names what it left out (see docs/apply.md).
-    #[arg(long = "class", value_name = "CLASS")]
+    #[arg(long = "class", value_name = "CLASS", add = ArgValueCompleter::new(complete::classes))]
     pub classes: Vec<String>,
 
     /// Write NAME (a built-in profile) into the domains' metadata instead of applying audit
     /// fixes: every later command judges them with it (unless NAME=DOMAIN says otherwise).
     /// Changes the stored definitions only; journaled, undone by `kvmtune rollback`.
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["plan", "rules", "classes", "set", "live"])]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(complete::builtin_profiles), conflicts_with_all = ["plan", "rules", "classes", "set", "live"])]
     pub set_profile: Option<String>,
 
     /// Apply a plan file (kvmtune.plan JSON; see docs/apply.md) instead of audit fixes.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub plan: Option<PathBuf>,
 
     /// Set a host setting, KEY=VALUE (repeatable; keys below).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[arg(long = "set", value_name = "KEY=VALUE", add = ArgValueCompleter::new(complete::host_settings))]
     pub set: Vec<String>,
 
     /// Also make the host settings persistent: /etc/sysctl.d/90-kvmtune.conf and
@@ -434,6 +444,7 @@ pub struct ApplyArgs {
     #[arg(
         long,
         value_name = "DIR",
+        value_hint = ValueHint::DirPath,
         default_value = kvmtune_apply::journal::DEFAULT_DIR,
         env = "KVMTUNE_JOURNAL"
     )]
@@ -441,7 +452,7 @@ pub struct ApplyArgs {
 
     /// Write the changes as a plan file (with each domain's stored-XML hash), to review
     /// and apply later with --plan.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub save_plan: Option<PathBuf>,
 
     /// Show passwords (VNC/SPICE `passwd`, cookies) in the dry run's diffs and JSON. By
@@ -460,13 +471,13 @@ Exit codes:
 #[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     /// Domains to place (names or XML files); default: every domain.
-    #[arg(value_name = "DOMAIN|FILE")]
+    #[arg(value_name = "DOMAIN|FILE", add = ArgValueCompleter::new(complete::domains_or_files))]
     pub targets: Vec<String>,
 
     /// Profile giving the placement policy ([plan] in the profile): NAME for the host
     /// (fill, reserve) and every domain, NAME=DOMAIN (repeatable) for one domain. A domain's
     /// own metadata comes before NAME, NAME=DOMAIN before both.
-    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
+    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE", add = ArgValueCompleter::new(complete::profiles))]
     pub profile: Vec<String>,
 
     /// vCPUs: dedicated (a host CPU each) or shared (float over the node's undedicated CPUs).
@@ -496,24 +507,25 @@ pub struct PlanArgs {
     pub policy: Vec<String>,
 
     /// Write the plan file (kvmtune.plan JSON) for `kvmtune apply --plan`.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    #[arg(short = 'o', long = "output", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub output: Option<PathBuf>,
 
     /// Write an SVG map: nodes, cores, threads coloured by domain.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct HistoryArgs {
     /// Show this entry (its id or number) with its steps.
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCompleter::new(complete::journal_entries))]
     pub id: Option<String>,
 
     /// Journal directory.
     #[arg(
         long,
         value_name = "DIR",
+        value_hint = ValueHint::DirPath,
         default_value = kvmtune_apply::journal::DEFAULT_DIR,
         env = "KVMTUNE_JOURNAL"
     )]
@@ -523,7 +535,7 @@ pub struct HistoryArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RollbackArgs {
     /// The entry to roll back (its id or number, see `kvmtune history`).
-    #[arg(value_name = "ID", conflicts_with = "last")]
+    #[arg(value_name = "ID", conflicts_with = "last", add = ArgValueCompleter::new(complete::journal_entries))]
     pub id: Option<String>,
 
     /// Roll back the newest entry that is not rolled back yet.
@@ -538,6 +550,7 @@ pub struct RollbackArgs {
     #[arg(
         long,
         value_name = "DIR",
+        value_hint = ValueHint::DirPath,
         default_value = kvmtune_apply::journal::DEFAULT_DIR,
         env = "KVMTUNE_JOURNAL"
     )]
@@ -547,7 +560,7 @@ pub struct RollbackArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SnapshotArgs {
     /// The bundle file to write (a .tar.gz).
-    #[arg(short = 'o', long, value_name = "FILE")]
+    #[arg(short = 'o', long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub output: PathBuf,
 
     /// Capture host files only; do not contact libvirt.
@@ -576,11 +589,11 @@ pub enum StatFormat {
 #[derive(Debug, Clone, Args)]
 pub struct StatArgs {
     /// Only these domains (default: every running domain).
-    #[arg(value_name = "DOMAIN")]
+    #[arg(value_name = "DOMAIN", add = ArgValueCompleter::new(complete::running_domains))]
     pub domains: Vec<String>,
 
     /// Only this domain (repeatable; the same as naming it).
-    #[arg(long = "domain", short = 'd', value_name = "DOMAIN")]
+    #[arg(long = "domain", short = 'd', value_name = "DOMAIN", add = ArgValueCompleter::new(complete::running_domains))]
     pub domain: Vec<String>,
 
     /// Seconds between samples.
@@ -596,9 +609,9 @@ pub struct StatArgs {
     #[arg(long, value_enum, default_value_t = StatFormat::Text, value_name = "FORMAT")]
     pub format: StatFormat,
 
-    /// Show each vCPU: extra rows in text; with --format csv one row per vCPU (its own
-    /// header: time,interval_s,domain,vcpu,cpu_pct,guest_pct,delay_pct,exits_per_s,last_cpu)
-    /// instead of one per domain; --json always has them.
+    /// Show each vCPU: extra rows in text; with --format csv one row per vCPU instead of one
+    /// per domain (columns time, interval_s, domain, vcpu, cpu_pct, guest_pct, delay_pct,
+    /// exits_per_s, last_cpu); --json always has them.
     #[arg(long)]
     pub vcpus: bool,
 
@@ -612,7 +625,7 @@ pub struct StatArgs {
 #[derive(Debug, Clone, Args)]
 pub struct TopArgs {
     /// Only these domains (default: every running domain).
-    #[arg(value_name = "DOMAIN")]
+    #[arg(value_name = "DOMAIN", add = ArgValueCompleter::new(complete::running_domains))]
     pub domains: Vec<String>,
 
     /// Seconds between refreshes.
@@ -639,7 +652,7 @@ Exit codes:
 pub struct DiagnoseArgs {
     /// Domains to watch (default: every running domain); with --perf-report or --log, the
     /// domain (name or XML file) whose audit is shown with the diagnosis.
-    #[arg(value_name = "DOMAIN|FILE")]
+    #[arg(value_name = "DOMAIN|FILE", add = ArgValueCompleter::new(complete::domains_or_files))]
     pub targets: Vec<String>,
 
     /// Seconds to watch running domains.
@@ -647,17 +660,17 @@ pub struct DiagnoseArgs {
     pub duration: f64,
 
     /// Read a `kvmtune stat --json` log instead of watching.
-    #[arg(long, value_name = "FILE", conflicts_with = "perf_report")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, conflicts_with = "perf_report")]
     pub log: Option<PathBuf>,
 
     /// Read a recorded `perf kvm stat report`/`live` or `kvm_stat` output instead of
     /// watching.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub perf_report: Option<PathBuf>,
 
     /// Profile for the audit shown with the diagnosis: NAME, or NAME=DOMAIN (repeatable)
     /// for one domain. A domain's own metadata comes before NAME, NAME=DOMAIN before both.
-    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE")]
+    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE", add = ArgValueCompleter::new(complete::profiles))]
     pub profile: Vec<String>,
 
     /// Do not audit the domains.

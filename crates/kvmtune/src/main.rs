@@ -7,9 +7,11 @@
 mod apply;
 mod audit;
 mod cli;
+mod complete;
 mod diagnose;
 mod fleet;
 mod host_cmd;
+mod manpage;
 mod output;
 mod plan_cmd;
 mod render;
@@ -29,6 +31,8 @@ use kvmtune_core::inventory::Origin;
 pub use output::{Exit, print_text};
 
 fn main() -> ExitCode {
+    // a shell asking for completions (the scripts of `kvmtune completions`): answer, exit
+    complete::handle_env();
     let cli = parse();
     match run(&cli) {
         Ok(code) => ExitCode::from(code as u8),
@@ -137,10 +141,7 @@ fn run(cli: &Cli) -> Result<Exit> {
         Command::Rules { profile } => rules_cmd::list(cli, profile.as_deref()),
         Command::Explain { rule } => rules_cmd::explain(cli, rule),
         Command::Completions { shell } => {
-            let mut cmd = Cli::command();
-            let mut buf = Vec::new();
-            clap_complete::generate(*shell, &mut cmd, "kvmtune", &mut buf);
-            let script = String::from_utf8_lossy(&buf).into_owned();
+            let script = complete::script(*shell).context("cannot write the completion script")?;
             if cli.json {
                 output::print_doc(
                     "kvmtune.completions",
@@ -153,11 +154,10 @@ fn run(cli: &Cli) -> Result<Exit> {
             Ok(Exit::Clean)
         }
         Command::Manpage { out_dir } => {
-            let cmd = Cli::command();
             match out_dir {
                 Some(dir) => {
                     kvmtune_host::fsio::create_dir(dir, 0o755)?;
-                    clap_mangen::generate_to(cmd, dir).with_context(|| {
+                    manpage::write_all(dir).with_context(|| {
                         format!("cannot write man pages into {}", dir.display())
                     })?;
                     if cli.json {
@@ -169,11 +169,7 @@ fn run(cli: &Cli) -> Result<Exit> {
                     }
                 }
                 None => {
-                    let mut buf = Vec::new();
-                    clap_mangen::Man::new(cmd)
-                        .render(&mut buf)
-                        .context("cannot render the man page")?;
-                    let page = String::from_utf8_lossy(&buf).into_owned();
+                    let page = manpage::main_page().context("cannot render the man page")?;
                     if cli.json {
                         output::print_doc(
                             "kvmtune.manpage",
