@@ -24,15 +24,6 @@ xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>\
 <controller type='usb' index='0' model='piix3-uhci'/>\
 <input type='tablet' bus='usb'/></devices></domain>";
 
-fn run(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .env_remove("KVMTUNE_JOURNAL")
-        .output()
-        .expect("run kvmtune")
-}
-
 fn win_file(dir: &Path) -> String {
     let f = dir.join("win.xml");
     std::fs::write(&f, WIN_IDE).unwrap();

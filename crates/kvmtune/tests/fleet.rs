@@ -13,7 +13,7 @@ use common::*;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const TCP: [&str; 3] = [
@@ -42,31 +42,6 @@ fn fleet_up() -> bool {
 }
 
 /// Run kvmtune, killed after 120 s: no host may make it hang.
-fn run(args: &[&str]) -> Output {
-    let child = Command::new(bin())
-        .args(args)
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .env_remove("KVMTUNE_MAX_INPUT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if rx.recv_timeout(Duration::from_secs(120)).is_err() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            return true;
-        }
-        false
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = tx.send(());
-    assert!(!watchdog.join().unwrap(), "kvmtune {args:?} hung");
-    out
-}
-
 fn code(o: &Output) -> i32 {
     let c = o.status.code();
     assert!(
@@ -103,7 +78,7 @@ fn fleet_json_reads_each_host_through_its_own_daemon() {
         args.extend(["-c", u]);
     }
     args.extend(["-c", ssh.as_str()]);
-    let o = run(&args);
+    let o = run_watched(&args);
     let v = json(&o);
     assert_eq!(v["kind"], "kvmtune.fleet");
     assert_eq!(v["version"], 1);
@@ -145,7 +120,7 @@ fn fleet_json_reads_each_host_through_its_own_daemon() {
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     // the host facts of a remote URI are that daemon's, not this machine's
     for (i, u) in TCP.iter().enumerate() {
-        let o = run(&["host", "--json", "-c", u]);
+        let o = run_watched(&["host", "--json", "-c", u]);
         let h = json(&o);
         assert_eq!(h["hostname"], format!("fleet{}", i + 1));
         assert_eq!(h["remote"], *u);
@@ -155,7 +130,7 @@ fn fleet_json_reads_each_host_through_its_own_daemon() {
     for u in TCP {
         args.extend(["-c", u]);
     }
-    let o = run(&args);
+    let o = run_watched(&args);
     let t = stdout(&o);
     assert_eq!(code(&o), 0, "no audit, every host answered: {t}");
     let lines: Vec<&str> = t.lines().collect();
@@ -188,7 +163,7 @@ fn audit_over_a_hosts_file_finds_each_hosts_own_problems() {
         ),
     );
     let inv = inv.to_str().unwrap();
-    let o = run(&["audit", "--hosts", inv, "--json"]);
+    let o = run_watched(&["audit", "--hosts", inv, "--json"]);
     let v = json(&o);
     assert_eq!(v["kind"], "kvmtune.fleet-audit");
     assert_eq!(v["version"], 1);
@@ -230,7 +205,7 @@ fn audit_over_a_hosts_file_finds_each_hosts_own_problems() {
     assert_eq!(v["fleet"].as_array().unwrap().len(), 3);
 
     // text: the fleet table first, then a header per host
-    let o = run(&["audit", "--hosts", inv]);
+    let o = run_watched(&["audit", "--hosts", inv]);
     let t = stdout(&o);
     assert_eq!(code(&o), 1);
     assert!(t.starts_with("HOST "), "{t}");
@@ -244,7 +219,7 @@ fn audit_over_a_hosts_file_finds_each_hosts_own_problems() {
     assert!(t[three..].contains("disk-cache") && !t[..three].contains("disk-cache"));
 
     // SARIF: the host in each result's logical locations and properties
-    let o = run(&["audit", "--hosts", inv, "--format", "sarif"]);
+    let o = run_watched(&["audit", "--hosts", inv, "--format", "sarif"]);
     let s = json(&o);
     let results = s["runs"][0]["results"].as_array().unwrap();
     assert!(!results.is_empty());
@@ -277,7 +252,7 @@ fn unreachable_hosts_and_a_wrong_key_are_failed_rows() {
         ),
     );
     let inv = inv.to_str().unwrap();
-    let o = run(&["fleet", "--hosts", inv, "--json", "--no-audit"]);
+    let o = run_watched(&["fleet", "--hosts", inv, "--json", "--no-audit"]);
     let v = json(&o);
     let hosts = hosts_of(&v);
     assert_eq!(hosts.len(), 3);
@@ -296,7 +271,7 @@ fn unreachable_hosts_and_a_wrong_key_are_failed_rows() {
     // a failed host while another answered: 1, not 2
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     // the same in an audit, and in its text
-    let o = run(&["audit", "--hosts", inv]);
+    let o = run_watched(&["audit", "--hosts", inv]);
     assert_eq!(code(&o), 1);
     let t = stdout(&o);
     assert!(
@@ -308,7 +283,7 @@ fn unreachable_hosts_and_a_wrong_key_are_failed_rows() {
         "{t}"
     );
     // no host answered: 2, with the rows still printed
-    let o = run(&[
+    let o = run_watched(&[
         "fleet",
         "-c",
         "qemu+tcp://127.0.0.59/system",
@@ -332,7 +307,7 @@ fn a_host_that_never_answers_times_out_and_the_others_complete() {
     // something that accepts the TCP connection and never speaks libvirt's protocol
     let silent = TcpListener::bind("127.0.0.58:16509").unwrap();
     let started = Instant::now();
-    let o = run(&[
+    let o = run_watched(&[
         "fleet",
         "--json",
         "--host-timeout",
@@ -402,7 +377,7 @@ fn a_daemon_killed_during_a_run_is_one_failed_row() {
         "-c",
         URI,
     ];
-    let o = run(&args);
+    let o = run_watched(&args);
     let v = json(&o);
     assert_eq!(hosts_of(&v)[3]["ok"], true, "{v}");
     assert_eq!(hosts_of(&v)[3]["hostname"], NAME);
@@ -416,7 +391,7 @@ fn a_daemon_killed_during_a_run_is_one_failed_row() {
     let mut failed_seen = false;
     let until = Instant::now() + Duration::from_secs(30);
     while Instant::now() < until {
-        let o = run(&args);
+        let o = run_watched(&args);
         let v = json(&o);
         let hosts = hosts_of(&v);
         for h in &hosts[..3] {
@@ -436,7 +411,7 @@ fn a_daemon_killed_during_a_run_is_one_failed_row() {
     }
     killer.join().unwrap();
     // and after it is gone: one failed row, the rest complete
-    let o = run(&args);
+    let o = run_watched(&args);
     let v = json(&o);
     let hosts = hosts_of(&v);
     assert_eq!(hosts.iter().filter(|h| h["ok"] == true).count(), 3, "{v}");
@@ -491,7 +466,7 @@ fn malformed_hosts_files_are_one_line_errors() {
         let with = |file: &str| {
             let mut a: Vec<&str> = cmd.to_vec();
             a.extend(["--hosts", file]);
-            run(&a)
+            run_watched(&a)
         };
         refused(&with(&s(&garbage)), "not UTF-8");
         refused(&with(&s(d.path())), "a directory");
@@ -523,11 +498,11 @@ fn single_host_commands_refuse_several_hosts() {
             "-c",
             "test:///default",
         ]);
-        let o = run(&a);
+        let o = run_watched(&a);
         refused(&o, &format!("{} works on one host; 2 hosts", cmd[0]));
     }
     // --root and --from describe one host
-    let o = run(&[
+    let o = run_watched(&[
         "audit",
         "--root",
         "/",
@@ -538,7 +513,7 @@ fn single_host_commands_refuse_several_hosts() {
     ]);
     refused(&o, "--root and --from describe one host");
     // several hosts audit every domain: no targets
-    let o = run(&[
+    let o = run_watched(&[
         "audit",
         "x.xml",
         "-c",

@@ -12,38 +12,11 @@ use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 /// What an attacker wants to read: it lives outside the tree.
 const SECRET: &str = "root:$6$h9salt$SECRETHASHSECRETHASH:19000:0:99999:7:::\n";
 
 /// Run kvmtune, killed after 60 s: a FIFO must never make it hang.
-fn run(args: &[&str]) -> Output {
-    let child = Command::new(bin())
-        .args(args)
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .env_remove("KVMTUNE_MAX_INPUT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            return true;
-        }
-        false
-    });
-    // drain both pipes while it runs
-    let out = child.wait_with_output().unwrap();
-    let _ = tx.send(());
-    assert!(!watchdog.join().unwrap(), "kvmtune {args:?} hung");
-    out
-}
-
 fn mkfifo(p: &Path) {
     let st = Command::new("mkfifo").arg(p).status().unwrap();
     assert!(st.success());
@@ -129,7 +102,7 @@ fn host_root_never_follows_a_link_out_of_the_tree() {
     let root = hostile_tree(d.path());
     let r = root.to_str().unwrap();
     let before = listing(d.path());
-    let o = run(&["--root", r, "host", "--json"]);
+    let o = run_watched(&["--root", r, "host", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let all = format!("{}{}", stdout(&o), stderr(&o));
     assert!(
@@ -144,7 +117,7 @@ fn host_root_never_follows_a_link_out_of_the_tree() {
     // the rest of the host is still read
     assert_eq!(j["cpu"]["threads"], 32);
     // text output too
-    let o = run(&["--root", r, "host"]);
+    let o = run_watched(&["--root", r, "host"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!stdout(&o).contains("SECRETHASH"));
     assert_eq!(listing(d.path()), before, "nothing written");
@@ -157,7 +130,7 @@ fn snapshot_root_copies_nothing_from_outside_the_tree() {
     let out_dir = tempfile::tempdir().unwrap();
     let bundle = out_dir.path().join("b.tar.gz");
     let before = listing(d.path());
-    let o = run(&[
+    let o = run_watched(&[
         "--root",
         root.to_str().unwrap(),
         "snapshot",
@@ -201,7 +174,7 @@ fn snapshot_root_copies_nothing_from_outside_the_tree() {
     }
     assert!(c.files.contains_key("/proc/cpuinfo"));
     // and it reads back: the bundle is the tree as kvmtune saw it
-    let o = run(&["--from", bundle.to_str().unwrap(), "host", "--json"]);
+    let o = run_watched(&["--from", bundle.to_str().unwrap(), "host", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(json(&o)["cpu"]["threads"], 32);
 }
@@ -246,7 +219,7 @@ fn from_a_bad_bundle_is_refused_in_one_line() {
     let d = tempfile::tempdir().unwrap();
     let good = d.path().join("good.tar.gz");
     let tree = hosts_dir().join("b-book-2socket/root");
-    let o = run(&[
+    let o = run_watched(&[
         "--root",
         tree.to_str().unwrap(),
         "snapshot",
@@ -264,7 +237,7 @@ fn from_a_bad_bundle_is_refused_in_one_line() {
     let crc = d.path().join("crc.tar.gz");
     std::fs::write(&crc, &bad).unwrap();
     let e = refused(
-        &run(&["--from", crc.to_str().unwrap(), "host"]),
+        &run_watched(&["--from", crc.to_str().unwrap(), "host"]),
         "crc.tar.gz",
     );
     assert!(e.contains("corrupt gzip stream"), "{e}");
@@ -277,7 +250,7 @@ fn from_a_bad_bundle_is_refused_in_one_line() {
     for name in ["host/../../etc/passwd", "/etc/passwd"] {
         let evil = raw_bundle(d.path(), &[("manifest.json", &manifest), (name, b"x")]);
         let e = refused(
-            &run(&["--from", evil.to_str().unwrap(), "host"]),
+            &run_watched(&["--from", evil.to_str().unwrap(), "host"]),
             "evil.tar.gz",
         );
         assert!(e.contains("not a plain relative path"), "{e}");
@@ -287,7 +260,7 @@ fn from_a_bad_bundle_is_refused_in_one_line() {
     let m = serde_json::to_vec(&m).unwrap();
     let evil = raw_bundle(d.path(), &[("manifest.json", &m)]);
     let e = refused(
-        &run(&["--from", evil.to_str().unwrap(), "host"]),
+        &run_watched(&["--from", evil.to_str().unwrap(), "host"]),
         "evil.tar.gz",
     );
     assert!(e.contains("bad manifest.json"), "{e}");
@@ -295,8 +268,11 @@ fn from_a_bad_bundle_is_refused_in_one_line() {
     // a FIFO and a device as the bundle
     let fifo = d.path().join("fifo.tar.gz");
     mkfifo(&fifo);
-    refused(&run(&["--from", fifo.to_str().unwrap(), "host"]), "a FIFO");
-    refused(&run(&["--from", "/dev/zero", "host"]), "/dev/zero");
+    refused(
+        &run_watched(&["--from", fifo.to_str().unwrap(), "host"]),
+        "a FIFO",
+    );
+    refused(&run_watched(&["--from", "/dev/zero", "host"]), "/dev/zero");
 }
 
 #[test]
@@ -309,11 +285,11 @@ fn audit_refuses_a_fifo_and_a_device_as_input() {
         (fifo.to_str().unwrap(), "a FIFO"),
         ("/dev/zero", "device node"),
     ] {
-        let o = run(&["audit", input]);
+        let o = run_watched(&["audit", input]);
         let e = refused(&o, input);
         assert!(e.contains(what), "{e}");
     }
-    let o = run(&["audit", "--profile", "/dev/zero", fifo.to_str().unwrap()]);
+    let o = run_watched(&["audit", "--profile", "/dev/zero", fifo.to_str().unwrap()]);
     refused(&o, "/dev/zero");
     assert_eq!(listing(d.path()), before, "nothing written");
 }
@@ -330,7 +306,7 @@ fn diagnose_refuses_an_empty_table_overflows_and_fifos() {
     )
     .unwrap();
     let e = refused(
-        &run(&["diagnose", "--perf-report", empty.to_str().unwrap()]),
+        &run_watched(&["diagnose", "--perf-report", empty.to_str().unwrap()]),
         "empty.txt",
     );
     assert!(
@@ -345,7 +321,7 @@ fn diagnose_refuses_an_empty_table_overflows_and_fifos() {
     )
     .unwrap();
     let e = refused(
-        &run(&["diagnose", "--perf-report", big.to_str().unwrap()]),
+        &run_watched(&["diagnose", "--perf-report", big.to_str().unwrap()]),
         "big.txt",
     );
     assert!(e.contains("line 3: a count larger than 2^64"), "{e}");
@@ -353,7 +329,7 @@ fn diagnose_refuses_an_empty_table_overflows_and_fifos() {
     let nan = d.path().join("nan.txt");
     std::fs::write(&nan, format!("{head}HLT 12 NaN% 100.00% 1us 2us 1us\n")).unwrap();
     let e = refused(
-        &run(&["diagnose", "--perf-report", nan.to_str().unwrap()]),
+        &run_watched(&["diagnose", "--perf-report", nan.to_str().unwrap()]),
         "nan.txt",
     );
     assert!(
@@ -364,12 +340,15 @@ fn diagnose_refuses_an_empty_table_overflows_and_fifos() {
     let fifo = d.path().join("report.txt");
     mkfifo(&fifo);
     refused(
-        &run(&["diagnose", "--perf-report", fifo.to_str().unwrap()]),
+        &run_watched(&["diagnose", "--perf-report", fifo.to_str().unwrap()]),
         "a FIFO",
     );
     refused(
-        &run(&["diagnose", "--log", fifo.to_str().unwrap()]),
+        &run_watched(&["diagnose", "--log", fifo.to_str().unwrap()]),
         "a FIFO",
     );
-    refused(&run(&["diagnose", "--log", "/dev/zero"]), "/dev/zero");
+    refused(
+        &run_watched(&["diagnose", "--log", "/dev/zero"]),
+        "/dev/zero",
+    );
 }

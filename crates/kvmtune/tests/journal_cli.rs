@@ -4,18 +4,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .env_remove("KVMTUNE_JOURNAL")
-        .output()
-        .expect("run kvmtune")
-}
 
 #[test]
 fn history_and_rollback_create_nothing_and_name_what_is_wrong() {

@@ -6,33 +6,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use common::*;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .env_remove("KVMTUNE_JOURNAL")
-        .output()
-        .expect("run kvmtune")
-}
-
-fn virsh(args: &[&str]) -> String {
-    let o = Command::new("virsh")
-        .arg("-c")
-        .arg("qemu:///system")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "virsh {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn audit_profile(domain: &str, extra: &[&str]) -> String {
     let mut args = vec!["--json", "audit", domain];
@@ -48,7 +23,10 @@ fn set_profile_is_journaled_read_back_by_every_command_and_rolled_back() {
     let jd = j.path().to_str().unwrap();
     let dom = "lab-tuned";
     assert_eq!(audit_profile(dom, &[]), "server");
-    let before = virsh(&["dumpxml", "--inactive", "--security-info", dom]);
+    let before = virsh_on(
+        "qemu:///system",
+        &["dumpxml", "--inactive", "--security-info", dom],
+    );
 
     // the dry run changes nothing and shows the metadata it would write
     let o = run(&["apply", "--set-profile", "desktop", dom, "--journal", jd]);
@@ -71,13 +49,13 @@ fn set_profile_is_journaled_read_back_by_every_command_and_rolled_back() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = json(&o);
     assert_eq!(v["profiles"][dom], "desktop");
-    let stored = virsh(&["dumpxml", "--inactive", dom]);
+    let stored = virsh_on("qemu:///system", &["dumpxml", "--inactive", dom]);
     assert!(
         stored.contains("https://kvmtune.invalid/xmlns/profile/1") && stored.contains(">desktop<"),
         "{stored}"
     );
     // the running domain keeps running: only the stored definition changed
-    assert!(virsh(&["domstate", dom]).contains("running"));
+    assert!(virsh_on("qemu:///system", &["domstate", dom]).contains("running"));
 
     // audit: metadata beats --profile NAME, NAME=DOMAIN beats metadata
     assert_eq!(audit_profile(dom, &[]), "desktop");
@@ -117,7 +95,10 @@ fn set_profile_is_journaled_read_back_by_every_command_and_rolled_back() {
     let o = run(&["rollback", "--last", "--journal", jd]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
-        virsh(&["dumpxml", "--inactive", "--security-info", dom]),
+        virsh_on(
+            "qemu:///system",
+            &["dumpxml", "--inactive", "--security-info", dom]
+        ),
         before
     );
     assert_eq!(audit_profile(dom, &[]), "server");

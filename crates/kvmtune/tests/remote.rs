@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
 
@@ -37,30 +37,6 @@ fn fleet() -> Option<std::sync::MutexGuard<'static, ()>> {
     Some(LOCK.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-fn run(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .env_remove("KVMTUNE_JOURNAL")
-        .output()
-        .expect("run kvmtune")
-}
-
-fn virsh(uri: &str, args: &[&str]) -> String {
-    let o = Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "virsh {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn local_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()
@@ -83,7 +59,7 @@ fn host_facts_are_each_daemons_own_and_unknowns_stay_unknown() {
         assert_ne!(h["hostname"], local_hostname().as_str());
         assert_eq!(h["remote"], uri);
         // what the daemon's capabilities say: its cells and its CPUs
-        let caps = virsh(uri, &["capabilities"]);
+        let caps = virsh_on(uri, &["capabilities"]);
         let cells = caps.matches("<cell id=").count();
         assert_eq!(h["numa"]["nodes"].as_array().unwrap().len(), cells, "{h}");
         let cpus = caps.matches("<cpu id=").count();
@@ -188,8 +164,8 @@ fn a_plan_pins_a_running_remote_domain_and_rollback_restores_it_through_the_jour
     let j = j.to_str().unwrap();
     let plan = t.path().join("p.json");
     let dom = "fleet2-web";
-    let before = virsh(FLEET2, &["dumpxml", "--inactive", dom]);
-    let pins_before = virsh(FLEET2, &["vcpupin", dom]);
+    let before = virsh_on(FLEET2, &["dumpxml", "--inactive", dom]);
+    let pins_before = virsh_on(FLEET2, &["vcpupin", dom]);
     let o = run(&[
         "-c",
         FLEET2,
@@ -213,7 +189,7 @@ fn a_plan_pins_a_running_remote_domain_and_rollback_restores_it_through_the_jour
     ]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     // the remote live XML carries the pins and the remote emulator is pinned
-    let live = virsh(FLEET2, &["dumpxml", dom]);
+    let live = virsh_on(FLEET2, &["dumpxml", dom]);
     assert!(live.contains("<vcpupin vcpu='0'"), "{live}");
     assert!(live.contains("<emulatorpin"), "{live}");
     // the journal names the host; history shows it
@@ -225,8 +201,8 @@ fn a_plan_pins_a_running_remote_domain_and_rollback_restores_it_through_the_jour
     // rollback without -c: the entry's URI, not qemu:///system
     let o = run(&["rollback", "--last", "--journal", j]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    assert_eq!(virsh(FLEET2, &["dumpxml", "--inactive", dom]), before);
-    assert_eq!(virsh(FLEET2, &["vcpupin", dom]), pins_before);
+    assert_eq!(virsh_on(FLEET2, &["dumpxml", "--inactive", dom]), before);
+    assert_eq!(virsh_on(FLEET2, &["vcpupin", dom]), pins_before);
 }
 
 #[test]
@@ -331,8 +307,8 @@ fn apply_over_several_hosts_journals_one_entry_per_host() {
     let t = tempfile::tempdir().unwrap();
     let j = t.path().join("journal");
     let j = j.to_str().unwrap();
-    let before1 = virsh(FLEET1, &["dumpxml", "--inactive", "fleet1-web"]);
-    let before3 = virsh(FLEET3, &["dumpxml", "--inactive", "fleet3-web"]);
+    let before1 = virsh_on(FLEET1, &["dumpxml", "--inactive", "fleet1-web"]);
+    let before3 = virsh_on(FLEET3, &["dumpxml", "--inactive", "fleet3-web"]);
     let dead = "qemu+tcp://127.0.0.59/system";
     let o = run(&[
         "-c",
@@ -362,8 +338,8 @@ fn apply_over_several_hosts_journals_one_entry_per_host() {
         "{out}"
     );
     // fleet3-web's writethrough cache went; fleet1-web's tablet went
-    assert!(!virsh(FLEET3, &["dumpxml", "--inactive", "fleet3-web"]).contains("writethrough"));
-    assert!(!virsh(FLEET1, &["dumpxml", "--inactive", "fleet1-web"]).contains("tablet"));
+    assert!(!virsh_on(FLEET3, &["dumpxml", "--inactive", "fleet3-web"]).contains("writethrough"));
+    assert!(!virsh_on(FLEET1, &["dumpxml", "--inactive", "fleet1-web"]).contains("tablet"));
     let h = json(&run(&["--json", "history", "--journal", j]));
     let uris: Vec<&str> = h["entries"]
         .as_array()
@@ -377,11 +353,11 @@ fn apply_over_several_hosts_journals_one_entry_per_host() {
         assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     }
     assert_eq!(
-        virsh(FLEET1, &["dumpxml", "--inactive", "fleet1-web"]),
+        virsh_on(FLEET1, &["dumpxml", "--inactive", "fleet1-web"]),
         before1
     );
     assert_eq!(
-        virsh(FLEET3, &["dumpxml", "--inactive", "fleet3-web"]),
+        virsh_on(FLEET3, &["dumpxml", "--inactive", "fleet3-web"]),
         before3
     );
     // --json over several hosts is refused in one line

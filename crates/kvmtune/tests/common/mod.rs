@@ -22,6 +22,63 @@ pub fn kvmtune(args: &[&str]) -> Output {
         .expect("run kvmtune")
 }
 
+/// The binary with nothing of the caller's libvirt URI, journal or input cap.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .env_remove("KVMTUNE_JOURNAL")
+        .env_remove("KVMTUNE_MAX_INPUT")
+        .output()
+        .expect("run kvmtune")
+}
+
+/// [`run`] with stdin closed and a 60 s watchdog: a hang (a FIFO waited on) fails the test
+/// instead of stopping it.
+pub fn run_watched(args: &[&str]) -> Output {
+    use std::process::Stdio;
+    let child = Command::new(bin())
+        .args(args)
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .env_remove("KVMTUNE_JOURNAL")
+        .env_remove("KVMTUNE_MAX_INPUT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            return true;
+        }
+        false
+    });
+    // drain both pipes while it runs
+    let out = child.wait_with_output().unwrap();
+    let _ = tx.send(());
+    assert!(!watchdog.join().unwrap(), "kvmtune {args:?} hung");
+    out
+}
+
+/// `virsh -c URI ARGS`, which must succeed: its stdout.
+pub fn virsh_on(uri: &str, args: &[&str]) -> String {
+    let o = Command::new("virsh")
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "virsh -c {uri} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
