@@ -307,6 +307,67 @@ mod tests {
     use super::*;
 
     #[test]
+    fn guest_above_host_is_marked_and_dashes_are_explained_once() {
+        let fr = Frame {
+            time: "t".into(),
+            interval_s: 1.0,
+            domains: vec![
+                VmFigures {
+                    name: "a".into(),
+                    host_cpu_pct: Some(1.0),
+                    guest_cpu_pct: Some(2.0),
+                    ..VmFigures::default()
+                },
+                VmFigures {
+                    name: "b".into(),
+                    host_cpu_pct: Some(3.0),
+                    guest_cpu_pct: Some(2.0),
+                    ..VmFigures::default()
+                },
+            ],
+            ..Frame::default()
+        };
+        let text = render_text(&fr, false, &Style::plain());
+        assert!(text.contains("2.0*"), "{text}");
+        assert_eq!(text.matches('*').count(), 2, "one mark, one note: {text}");
+        assert!(text.contains("* GUEST% above HOST%"), "{text}");
+        assert_eq!(text.matches("- = ").count(), 1, "{text}");
+        assert!(text.contains("no KVM exit counters"), "{text}");
+    }
+
+    #[test]
+    fn csv_with_vcpus_writes_one_row_per_vcpu() {
+        let fr = Frame {
+            time: "t".into(),
+            interval_s: 1.0,
+            domains: vec![VmFigures {
+                name: "a".into(),
+                vcpu: vec![
+                    kvmtune_kvmstat::live::VcpuFigures {
+                        id: 0,
+                        cpu_pct: Some(1.5),
+                        last_cpu: Some(3),
+                        ..Default::default()
+                    },
+                    kvmtune_kvmstat::live::VcpuFigures {
+                        id: 1,
+                        ..Default::default()
+                    },
+                ],
+                ..VmFigures::default()
+            }],
+            ..Frame::default()
+        };
+        let rows = render_vcpu_csv(&fr);
+        let lines: Vec<&str> = rows.lines().collect();
+        assert_eq!(lines.len(), 2, "{rows}");
+        assert_eq!(lines[0], "t,1,a,0,1.500,,,,3");
+        for l in lines {
+            assert_eq!(l.split(',').count(), VCPU_CSV_HEADER.split(',').count());
+        }
+    }
+
+    #[test]
     fn csv_rows_match_the_header() {
         let fr = Frame {
             time: "t".into(),
