@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use crate::cli::{Cli, StatArgs, StatFormat};
-use crate::output::{Exit, Style, human};
+use crate::output::{Exit, Style};
 use kvmtune_core::watch::{Watch, check_interval};
 use kvmtune_kvmstat::live::{Frame, VmFigures};
 
@@ -18,10 +18,11 @@ fn opt(v: Option<f64>, prec: usize) -> String {
     }
 }
 
+/// Exit rates as whole numbers per second (one precision for the column).
 fn exits_cell(d: &VmFigures, f: impl Fn(&kvmtune_kvmstat::live::ExitRates) -> f64) -> String {
     d.exits
         .as_ref()
-        .map(|e| human(f(e)))
+        .map(|e| format!("{:.0}", f(e)))
         .unwrap_or_else(|| "-".into())
 }
 
@@ -120,7 +121,9 @@ pub fn render_text(fr: &Frame, vcpus: bool, st: &Style) -> String {
                     "",
                     "",
                     opt(v.delay_pct, 1),
-                    v.exits_per_s.map(human).unwrap_or_else(|| "-".into()),
+                    v.exits_per_s
+                        .map(|x| format!("{x:.0}"))
+                        .unwrap_or_else(|| "-".into()),
                     v.last_cpu
                         .map(|c| c.to_string())
                         .unwrap_or_else(|| "-".into()),
