@@ -121,8 +121,8 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Invariant TSC not passed to a latency guest",
                 severity: Severity::Info,
                 profiles: &["latency"],
-                why: "The host's TSC is invariant (constant_tsc and nonstop_tsc), but the guest is not told (CPUID invtsc): a Linux guest (5.1 and later) switches to the TSC clocksource only when invtsc is exposed, and keeps kvm-clock otherwise; TSC reads need no pvclock page and are the cheapest clock a latency-sensitive guest can have. QEMU hides invtsc unless asked because a guest that relies on it can be live-migrated only with its TSC frequency fixed.",
-                fix: "<cpu><feature policy='require' name='invtsc'/></cpu> (host-passthrough with migratable='off' passes it already).",
+                why: "The host's TSC is invariant (constant_tsc and nonstop_tsc), but the guest is not told (CPUID invtsc): a Linux guest (5.1 and later) switches to the TSC clocksource only when invtsc is exposed, and keeps kvm-clock otherwise; TSC reads need no pvclock page and are the cheapest clock a latency-sensitive guest can have. QEMU hides invtsc unless asked because a guest that relies on it can be live-migrated only with its TSC frequency fixed. KVM domains only (TCG has no invariant TSC to give); Windows guests are left alone: they read time through the Hyper-V reference TSC page (hypervclock, see clock-windows), not through this clocksource switch. A domain without <cpu>, without a CPU model or with one cpu-mode replaces gets invtsc with cpu-mode's fix instead.",
+                fix: "<cpu><feature policy='require' name='invtsc'/></cpu>, added to the CPU mode the domain has (host-passthrough with migratable='off' passes it already); the CPU mode is never changed here.",
                 risk: "QEMU blocks live migration of a guest with invtsc unless its TSC frequency is set (<clock><timer name='tsc' frequency=...>, then only to hosts with that frequency or TSC scaling); the domain fails to start on hosts without an invariant TSC.",
                 class: FixClass::Migration,
                 source: "Linux commit 7539b174aef4 \"x86: kvmguest: use TSC clocksource if invariant TSC is exposed\" (5.1); QEMU commit d99569d9d856 \"kvm: Allow invtsc migration if tsc-khz is set explicitly\"; libvirt domain format (CPU model and topology: feature policy; timekeeping: timer tsc frequency)",
@@ -886,53 +886,46 @@ fn cpu_model_old(cx: &Cx, out: &mut Out) {
 // ---------------------------------------------------------------------------------------
 // invariant TSC
 
-fn cpu_invtsc(cx: &Cx, out: &mut Out) {
-    let Some(h) = cx.host else { return };
-    // as cpu-mode: KVM domains, and TCG ones virt-type moves to KVM
-    if !x86(cx) || (cx.d.virt_type != "kvm" && !tcg_on_kvm_host(cx)) {
-        return;
-    }
+/// Whether a guest on this host should be told its TSC is invariant: cpu-invtsc is on in
+/// the profile, the host's TSC is invariant, the guest is an x86 non-Windows one. cpu-mode
+/// adds invtsc to the CPU mode it writes when this holds, so one apply finishes the job.
+pub(super) fn invtsc_wanted(cx: &Cx) -> bool {
+    let Some(h) = cx.host else { return false };
     let flag = |f: &str| h.cpu.virt_flags.iter().any(|x| x == f);
-    if !flag("constant_tsc") || !flag("nonstop_tsc") {
+    x86(cx)
+        && super::enabled("cpu-invtsc", cx.profile)
+        // Windows reads time through the Hyper-V reference TSC page (hypervclock, see
+        // clock-windows and hyperv-enlightenments); the clocksource switch is Linux's
+        && !matches!(cx.d.guest_os(), kvmtune_domain::GuestOs::Windows(_))
+        && flag("constant_tsc")
+        && flag("nonstop_tsc")
+}
+
+fn cpu_invtsc(cx: &Cx, out: &mut Out) {
+    // KVM domains only: TCG cannot give an invariant TSC (virt-type moves TCG domains first)
+    if cx.d.virt_type != "kvm" || !invtsc_wanted(cx) {
         return;
     }
-    let root = cx.d.node;
-    let feature = || vec![Seg::new("cpu"), Seg::keyed("feature", "name", "invtsc")];
-    let mut edits = Vec::new();
-    let ev = match &cx.d.cpu {
-        Some(c) if c.features.iter().any(|f| f.name == "invtsc") => return,
+    // a <cpu> that can carry a feature; without one (or without a model) cpu-mode's fix
+    // comes first, and this rule follows on the next audit
+    let Some(c) = &cx.d.cpu else { return };
+    if c.features.iter().any(|f| f.name == "invtsc")
         // -cpu host,migratable=no passes invtsc already
-        Some(c) if c.mode() == "host-passthrough" && c.migratable == Some(false) => return,
-        Some(c) if c.mode() != "custom" || c.model.is_some() => cx.ev(c.node),
-        // no <cpu> or no model: features need a mode or model; cpu-mode sets the same mode
-        cpu => {
-            if !super::enabled("cpu-mode", cx.profile) {
-                return;
-            }
-            let want = match (cx.profile.domain.cpu_mode.as_str(), cx.caps) {
-                ("host-passthrough", Some(c)) if c.host_passthrough == Some(false) => "host-model",
-                (w, _) => w,
-            };
-            edits.push(Edit::set_at(
-                cx.doc,
-                root,
-                vec![Seg::new("cpu")],
-                "mode",
-                want,
-            ));
-            if let Some(c) = cpu.as_ref().filter(|c| c.match_.is_some()) {
-                edits.push(Edit::unset(cx.doc, c.node, "match"));
-            }
-            cpu.as_ref()
-                .map(|c| cx.ev(c.node))
-                .unwrap_or_else(|| cx.ev_absent(root, "cpu"))
-        }
-    };
-    edits.push(Edit::set_at(cx.doc, root, feature(), "policy", "require"));
+        || (c.mode() == "host-passthrough" && c.migratable == Some(false))
+        || (c.mode() == "custom" && c.model.is_none())
+        // cpu-mode replaces the model, and its fix brings invtsc
+        || super::rules_cpu::cpu_mode_rewrites(cx)
+    {
+        return;
+    }
+    let feature = vec![Seg::new("cpu"), Seg::keyed("feature", "name", "invtsc")];
     out.finding(
-        "the host's TSC is invariant (constant_tsc, nonstop_tsc) but the guest CPU does not expose invtsc",
+        format!(
+            "the host's TSC is invariant (constant_tsc, nonstop_tsc) but the guest CPU (mode='{}') does not expose invtsc",
+            c.mode()
+        ),
         vec![
-            ev,
+            cx.ev(c.node),
             super::Evidence {
                 path: "/proc/cpuinfo flags".into(),
                 line: None,
@@ -941,8 +934,8 @@ fn cpu_invtsc(cx: &Cx, out: &mut Out) {
         ],
     )
     .fix(
-        "Require the invtsc CPU feature",
-        edits,
+        "Require the invtsc CPU feature (live migration is then blocked unless the TSC frequency is set)",
+        vec![Edit::set_at(cx.doc, cx.d.node, feature, "policy", "require")],
         super::virsh_edit(
             &cx.shell_name(),
             "<cpu><feature policy='require' name='invtsc'/></cpu>",
@@ -1329,6 +1322,48 @@ pub(super) mod table {
                 NONE,
             ),
             case(
+                "latency, TCG domain (type='qemu') on a KVM host",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom("<cpu mode='host-passthrough'/>").replace("type='kvm'", "type='qemu'")],
+                NONE,
+            ),
+            case(
+                "latency, no <cpu>: cpu-mode's fix comes first",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom("<vcpu>2</vcpu>")],
+                NONE,
+            ),
+            case(
+                "latency, named Haswell model",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom(&model("Haswell-noTSX"))],
+                INFO,
+            ),
+            case(
+                "latency, host-model: cpu-mode's fix brings invtsc",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom("<vcpu>2</vcpu><cpu mode='host-model'/>")],
+                NONE,
+            ),
+            case(
+                "latency, Windows guest",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom(
+                    "<features><hyperv><relaxed state='on'/></hyperv></features><cpu mode='host-passthrough'/>",
+                )],
+                NONE,
+            ),
+            case(
                 "server profile",
                 "cpu-invtsc",
                 "server",
@@ -1342,5 +1377,42 @@ pub(super) mod table {
     #[test]
     fn sched_rules() {
         run_cases(&cases());
+    }
+
+    #[test]
+    fn invtsc_fix_only_adds_the_feature_and_limits_migration() {
+        let h = intel_flags(&["constant_tsc", "nonstop_tsc"]);
+        let v = findings(
+            &[dom("<vcpu>2</vcpu><cpu mode='host-passthrough'/>")],
+            "latency",
+            Some(&h),
+        );
+        let f = v.iter().find(|f| f.rule == "cpu-invtsc").unwrap();
+        let x = f.fix.as_ref().unwrap();
+        assert_eq!(x.class, crate::audit::FixClass::Migration);
+        assert_eq!(x.edits.len(), 1, "{:?}", x.edits);
+        assert!(
+            x.edits[0].path.ends_with("feature[@name='invtsc']"),
+            "{:?}",
+            x.edits
+        );
+        assert!(x.summary.contains("migration"), "{}", x.summary);
+        // the domain used to get <cpu mode='host-passthrough'> from this rule: now cpu-mode
+        // writes the mode and brings invtsc in the same fix
+        let v = findings(&[dom("<vcpu>2</vcpu>")], "latency", Some(&h));
+        assert!(!v.iter().any(|f| f.rule == "cpu-invtsc"), "{v:#?}");
+        let m = v.iter().find(|f| f.rule == "cpu-mode").unwrap();
+        let x = m.fix.as_ref().unwrap();
+        assert!(x.summary.contains("invtsc"), "{}", x.summary);
+        assert!(
+            x.edits
+                .iter()
+                .any(|e| e.path.ends_with("feature[@name='invtsc']"))
+        );
+        assert_eq!(x.class, crate::audit::FixClass::Migration);
+        // server (cpu-invtsc off): cpu-mode's fix has no invtsc
+        let v = findings(&[dom("<vcpu>2</vcpu>")], "server", Some(&h));
+        let m = v.iter().find(|f| f.rule == "cpu-mode").unwrap();
+        assert!(!m.fix.as_ref().unwrap().summary.contains("invtsc"));
     }
 }
