@@ -62,7 +62,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "writethrough syncs every write to the host disk (slow); the default and writeback double-cache in the host page cache (memory pressure, data at risk if the host crashes and the guest did not flush); unsafe ignores flushes. cache='none' uses O_DIRECT: no host page cache, guest flushes honoured.",
-                fix: "<driver cache='none' io='native'/> (io='native' with cache none gives Linux AIO).",
+                fix: "<driver cache='none'/>; the io mode is left as it is (disk-io-mode advises io='native' for block devices; sparse or qcow2 files keep io='threads', or io_uring where QEMU and the kernel support it).",
                 risk: "Guests that relied on the host page cache read more from disk; on file systems without O_DIRECT support (tmpfs) the domain will not start.",
                 class: FixClass::Safe,
                 source: "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012",
@@ -546,24 +546,22 @@ fn disk_cache(cx: &Cx, out: &mut Out) {
         if disk.driver_node.is_none() {
             edits.push(Edit::set_at(cx.doc, disk.node, segs(), "name", "qemu"));
         }
+        // the io mode stays as it is: disk-io-mode owns it (native for block devices; a
+        // sparse or qcow2 file keeps threads, or io_uring, since native AIO can block on
+        // the file system's allocation)
         edits.push(Edit::set_at(cx.doc, disk.node, segs(), "cache", "none"));
-        if disk.io.is_none()
-            || disk.io.as_deref() == Some("threads") && disk.disk_type.as_deref() == Some("block")
-        {
-            edits.push(Edit::set_at(cx.doc, disk.node, segs(), "io", "native"));
-        }
         out.at(
             sev,
             format!("disk {} uses cache={cache}", disk.label()),
             vec![ev],
         )
         .fix(
-            format!("cache='none' io='native' on {}", disk.label()),
+            format!("cache='none' on {}", disk.label()),
             edits,
             virsh_edit(
                 &cx.shell_name(),
                 &format!(
-                    "<driver name='qemu' cache='none' io='native'/> on disk {}",
+                    "<driver name='qemu' cache='none'/> on disk {}",
                     disk.label()
                 ),
             ),
@@ -1416,6 +1414,42 @@ pub(super) mod table {
                 NONE,
             ),
         ]
+    }
+
+    #[test]
+    fn disk_cache_sets_only_the_cache_mode() {
+        // a qcow2 file without io used to get io='native' too (native AIO can block on a
+        // sparse file's allocation): now only cache='none', disk-io-mode owns io
+        let v = findings(&[devices(&disk("", "vda", "virtio"))], "server", None);
+        let f = v.iter().find(|f| f.rule == "disk-cache").unwrap();
+        let x = f.fix.as_ref().unwrap();
+        assert_eq!(x.summary, "cache='none' on vda");
+        assert!(
+            x.edits
+                .iter()
+                .all(|e| !format!("{:?}", e.op).contains("\"io\"")),
+            "{:?}",
+            x.edits
+        );
+        assert!(!x.command.contains("io="), "{}", x.command);
+        // an io mode already there stays
+        let v = findings(
+            &[devices(&disk(
+                "cache='writeback' io='threads'",
+                "vda",
+                "virtio",
+            ))],
+            "server",
+            None,
+        );
+        let x = v
+            .iter()
+            .find(|f| f.rule == "disk-cache")
+            .unwrap()
+            .fix
+            .as_ref()
+            .unwrap();
+        assert_eq!(x.edits.len(), 1, "{:?}", x.edits);
     }
 
     #[test]
