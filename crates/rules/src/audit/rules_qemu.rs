@@ -30,7 +30,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Guests look for paravirtual interfaces only when CPUID leaf 1 sets the hypervisor bit: with it disabled Windows ignores every Hyper-V enlightenment (hypervclock, synthetic timers, APIC and spinlock hints: timer and MSR exit storms at idle) and Linux loses kvmclock, steal time, PV EOI, PV TLB flush and PV spinlocks. <kvm><hidden state='on'/> hides less: only the KVM signature leaves (kvmclock, steal time, PV EOI and the other KVM features are lost to Linux; Hyper-V leaves stay visible to Windows). kvm hidden was the workaround for NVIDIA's GeForce driver refusing to run in a VM (error 43) before driver 465.",
-                fix: "Remove <feature policy='disable' name='hypervisor'/> from <cpu>; set <kvm><hidden state='off'/>. Not when a PCI device is passed through: there hiding is usually deliberate (GPU drivers, anti-cheat).",
+                fix: "Remove <feature policy='disable' name='hypervisor'/> from <cpu> (for a Windows guest, with the Hyper-V enlightenments hyperv-enlightenments advises and the hypervclock timer, in the same fix: while the bit is hidden those rules only point here); set <kvm><hidden state='off'/>. Not when a PCI device is passed through: there hiding is usually deliberate (GPU drivers, anti-cheat).",
                 risk: "The guest sees it runs in a VM: software that refuses VMs (some anti-cheat, old NVIDIA drivers) may stop working.",
                 class: FixClass::GuestVisible,
                 source: "libvirt domain format, CPU model and topology (feature policy) and Hypervisor features (kvm hidden); QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); Microsoft Hypervisor Top Level Functional Specification (hypervisor discovery: CPUID.1:ECX bit 31); Linux Documentation/virt/kvm/x86/cpuid.rst",
@@ -286,6 +286,15 @@ pub(super) fn windows_blind(cx: &Cx) -> Option<Blind> {
 }
 
 /// Whether a PCI device is passed through (often a GPU).
+/// Whether cpu-hypervisor-hidden offers to unhide the CPUID hypervisor bit: the rule is on,
+/// an XML `<feature>` hides it, and no PCI device is passed through.
+pub(super) fn unhide_offered(cx: &Cx) -> bool {
+    super::enabled("cpu-hypervisor-hidden", cx.profile)
+        && cx.d.is_hvm()
+        && !pci_passthrough(cx)
+        && hypervisor_hider(cx).is_some_and(|h| h.node.is_some())
+}
+
 fn pci_passthrough(cx: &Cx) -> bool {
     cx.d.devices
         .hostdevs
@@ -547,13 +556,26 @@ fn hypervisor_hidden(cx: &Cx, out: &mut Out) {
         }
         let f = out.finding(msg, h.evidence);
         if !gpu && let Some(n) = h.node {
+            // with the bit visible, Windows wants the enlightenments and the Hyper-V clock
+            // hyperv-enlightenments and clock-windows hold back while it is hidden
+            let (extra, names) = super::rules_clock::unhide_edits(cx);
+            let mut what =
+                "remove <feature policy='disable' name='hypervisor'/> from <cpu>".to_string();
+            let summary = if names.is_empty() {
+                "Let the guest see the hypervisor bit".to_string()
+            } else {
+                what.push_str(&format!("; {}", super::edits_as_xml(&extra)));
+                format!(
+                    "Let the guest see the hypervisor bit and enable Hyper-V {}",
+                    names.join(", ")
+                )
+            };
+            let mut edits = vec![Edit::remove(cx.doc, n)];
+            edits.extend(extra);
             f.fix(
-                "Let the guest see the hypervisor bit",
-                vec![Edit::remove(cx.doc, n)],
-                virsh_edit(
-                    &cx.shell_name(),
-                    "remove <feature policy='disable' name='hypervisor'/> from <cpu>",
-                ),
+                summary,
+                edits,
+                virsh_edit(&cx.shell_name(), &what),
                 Applies::NextBoot,
             );
         }
