@@ -16,7 +16,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "I/O threads pinned onto the vCPUs' CPUs",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "An <iothreadpin> onto CPUs the vCPUs are pinned to (<vcpupin> or <vcpu cpuset>) makes every burst of disk I/O preempt a vCPU: the guest sees stalls exactly when it is busy with I/O. I/O threads belong on housekeeping CPUs, with the emulator threads, apart from the vCPUs.",
+                why: "An <iothreadpin> onto CPUs the vCPUs are pinned to one-to-one (<vcpupin>, one host CPU per vCPU) makes every burst of disk I/O preempt a vCPU: the guest sees stalls exactly when it is busy with I/O. I/O threads belong on housekeeping CPUs, with the emulator threads, apart from the vCPUs. vCPUs floating over a shared cpuset (<vcpu cpuset>, or a <vcpupin> of several CPUs) are left alone: an I/O thread floating over the same pool is no worse than no pin at all.",
                 fix: "Pin the I/O threads onto housekeeping CPUs no vCPU uses (the <emulatorpin> CPUs when they are apart from the vCPUs).",
                 risk: "virsh iothreadpin applies live; the pins are host-specific.",
                 class: FixClass::Migration,
@@ -203,15 +203,14 @@ fn iothread_pins(cx: &Cx, out: &mut Out) {
     if t.iothreadpin.is_empty() {
         return;
     }
-    let Some(vcpus) = vcpu_cpus(cx) else { return };
+    // only vCPUs that each own a host CPU (1:1 <vcpupin>, as pin-emulator and the
+    // planner make them) have CPUs an I/O thread could steal: vCPUs floating over a
+    // cpuset share it with everything else anyway, and an I/O thread floating over the
+    // same pool is no worse than no pin at all
+    let Some(vcpus) = dedicated(cx.d) else { return };
     if vcpus.is_empty() {
         return;
     }
-    // vCPUs allowed on every host CPU are not pinned: nothing to keep apart
-    if cx.host_cpus().is_some_and(|all| all.is_subset(&vcpus)) {
-        return;
-    }
-    let one_to_one = dedicated(cx.d).is_some();
     // the emulator's CPUs, when they are apart from the vCPUs: where the I/O threads belong
     let housekeeping = t
         .emulatorpin
@@ -233,24 +232,16 @@ fn iothread_pins(cx: &Cx, out: &mut Out) {
         }
         let id = p.id.unwrap_or(0);
         let all_on_vcpus = io.is_subset(&vcpus);
-        let (sev, msg) = if one_to_one || all_on_vcpus {
-            (
-                out.level,
-                format!(
-                    "iothread {id} pinned onto CPU(s) {io}, of which {shared} also run{} the vCPUs ({vcpus})",
-                    if shared.len() == 1 { "s" } else { "" }
-                ),
-            )
+        let also = if all_on_vcpus {
+            String::new()
         } else {
-            (
-                Severity::Info,
-                format!(
-                    "iothread {id} may run on CPU(s) {shared} of the vCPUs ({vcpus}) as well as on {}",
-                    io.difference(&vcpus)
-                ),
-            )
+            format!(" (and on {})", io.difference(&vcpus))
         };
-        let f = out.at(sev, msg, vec![cx.ev(p.node)]);
+        let msg = format!(
+            "iothread {id} pinned onto CPU(s) {io}, of which {shared} also run{} the dedicated vCPUs ({vcpus}){also}",
+            if shared.len() == 1 { "s" } else { "" }
+        );
+        let f = out.finding(msg, vec![cx.ev(p.node)]);
         if let Some(hk) = &housekeeping {
             let hk = hk.to_string();
             f.fix(
@@ -1039,13 +1030,35 @@ pub(super) mod table {
                 NONE,
             ),
             case(
-                "iothread on vCPU cpuset CPUs",
+                "iothread on vCPU cpuset CPUs (floating vCPUs, not dedicated)",
                 "iothread-pins",
                 "server",
                 Some(host16()),
                 vec![dom(&format!(
                     "<vcpu cpuset='4-7'>2</vcpu><iothreads>1</iothreads><cputune><iothreadpin iothread='1' cpuset='5'/></cputune>{VBLK_IO1}"
                 ))],
+                NONE,
+            ),
+            case(
+                "iothread over the same shared pool as the vCPUs (iot-shared.xml)",
+                "iothread-pins",
+                "dense",
+                Some(host16()),
+                vec![dom_named(
+                    "ios",
+                    4096,
+                    &format!(
+                        "<vcpu placement='static' cpuset='0-7'>2</vcpu><iothreads>1</iothreads><cputune><iothreadpin iothread='1' cpuset='0-7'/></cputune>{VBLK_IO1}"
+                    ),
+                )],
+                NONE,
+            ),
+            case(
+                "iothread partly on a dedicated vCPU's CPU",
+                "iothread-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&pins_io("0-2", Some("0-1")))],
                 WARN,
             ),
             case(
