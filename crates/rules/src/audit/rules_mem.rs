@@ -89,10 +89,10 @@ pub(super) fn rules() -> Vec<Rule> {
         Rule {
             meta: Meta {
                 id: "mem-balloon-vfio",
-                title: "Memory balloon beside an assigned PCI device",
+                title: "Memory balloon beside an assigned PCI or mediated device",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "A PCI device assigned with VFIO can DMA to any guest address, so QEMU maps and pins all guest memory for it, and QEMU (since 3.1) turns off the balloon's page discarding while such a device is attached. Inflating the balloon then returns nothing to the host: it only takes memory away from the guest, and host tools that count on ballooning (overcommit, virsh setmem) are misled.",
+                why: "A PCI device assigned with VFIO can DMA to any guest address, so QEMU maps and pins all guest memory for it, and QEMU (since 3.1) turns off the balloon's page discarding while such a device is attached; a mediated device on vfio-pci (type='mdev', a vGPU slice) blocks it too unless set x-balloon-allowed. Inflating the balloon then returns nothing to the host: it only takes memory away from the guest, and host tools that count on ballooning (overcommit, virsh setmem) are misled. A hostdev with <address type='unassigned'/> is not attached and does not count. Info, since an idle balloon costs nothing; warn on profiles that rely on inflating balloons (dense).",
                 fix: "<memballoon model='none'/> (its address and options go with it).",
                 risk: "Guest memory statistics (virsh dommemstat) are gone; the guest sees its balloon device disappear.",
                 class: FixClass::Safe,
@@ -512,17 +512,43 @@ fn assigned_pci(cx: &Cx) -> Option<(NodeId, String)> {
             hex("function")?
         ))
     };
-    if let Some(h) = cx.d.devices.hostdevs.iter().find(|h| {
-        h.dtype.as_deref() == Some("pci")
-            && doc.attr(h.node, "mode").is_none_or(|m| m == "subsystem")
-    }) {
+    // a device with <address type='unassigned'/> is configured but not attached to the
+    // guest: QEMU does not map guest memory for it
+    let unassigned = |n: NodeId| {
+        doc.child(n, "address")
+            .is_some_and(|a| doc.attr(a, "type") == Some("unassigned"))
+    };
+    let subsystem = |n: NodeId| doc.attr(n, "mode").is_none_or(|m| m == "subsystem");
+    if let Some(h) =
+        cx.d.devices
+            .hostdevs
+            .iter()
+            .find(|h| h.dtype.as_deref() == Some("pci") && subsystem(h.node) && !unassigned(h.node))
+    {
         let name = addr(h.node).map_or_else(|| "PCI device".into(), |a| format!("PCI device {a}"));
+        return Some((h.node, name));
+    }
+    // a mediated device on vfio-pci (a vGPU slice): QEMU blocks the balloon's discards for
+    // it too, unless the device is set x-balloon-allowed
+    if let Some(h) = cx.d.devices.hostdevs.iter().find(|h| {
+        h.dtype.as_deref() == Some("mdev")
+            && subsystem(h.node)
+            && doc.attr(h.node, "model") == Some("vfio-pci")
+            && !unassigned(h.node)
+    }) {
+        let uuid = doc
+            .descend(h.node, &["source", "address"])
+            .and_then(|a| doc.attr(a, "uuid"));
+        let name = uuid.map_or_else(
+            || "mediated device (vfio-pci)".into(),
+            |u| format!("mediated device {u} (vfio-pci)"),
+        );
         return Some((h.node, name));
     }
     cx.d.devices
         .interfaces
         .iter()
-        .find(|i| i.itype.as_deref() == Some("hostdev"))
+        .find(|i| i.itype.as_deref() == Some("hostdev") && !unassigned(i.node))
         .map(|i| {
             let name = addr(i.node).map_or_else(
                 || "hostdev NIC".into(),
@@ -561,9 +587,17 @@ fn balloon_vfio(cx: &Cx, out: &mut Out) {
         None => cx.ev_absent(d.devices.node.unwrap_or(d.node), "memballoon"),
     }];
     ev.push(cx.ev(dev));
-    let f = out.finding(
+    // the balloon costs nothing until it inflates: info, warn where the profile relies on
+    // inflating balloons (dense)
+    let (sev, tail) = if cx.profile.domain.balloon == Want::Want {
+        (out.level, "; this profile relies on inflating balloons")
+    } else {
+        (Severity::Info, "")
+    };
+    let f = out.at(
+        sev,
         format!(
-            "{} memory balloon beside assigned {name}: all guest memory is pinned, the balloon cannot return any to the host",
+            "{} memory balloon beside assigned {name}: all guest memory is pinned, the balloon cannot return any to the host{tail}",
             if implicit { "implicit virtio" } else { "virtio" }
         ),
         ev,
@@ -923,9 +957,19 @@ pub(super) mod table {
             ),
             // mem-balloon-vfio
             case(
-                "virtio balloon beside a PCI hostdev",
+                "virtio balloon beside a PCI hostdev (server: info)",
                 "mem-balloon-vfio",
                 "server",
+                None,
+                vec![dom(&format!(
+                    "<devices>{GPU}<memballoon model='virtio'/></devices>"
+                ))],
+                INFO,
+            ),
+            case(
+                "virtio balloon beside a PCI hostdev, dense (inflates balloons)",
+                "mem-balloon-vfio",
+                "dense",
                 None,
                 vec![dom(&format!(
                     "<devices>{GPU}<memballoon model='virtio'/></devices>"
@@ -940,6 +984,28 @@ pub(super) mod table {
                 vec![dom(
                     "<devices><interface type='hostdev' managed='yes'><source>\
 <address type='pci' domain='0x0000' bus='0x02' slot='0x10' function='0x1'/></source></interface></devices>",
+                )],
+                INFO,
+            ),
+            case(
+                "virtio balloon beside an unassigned PCI hostdev (bal-unassigned.xml)",
+                "mem-balloon-vfio",
+                "dense",
+                None,
+                vec![dom(&format!(
+                    "<devices>{}<memballoon model='virtio'/></devices>",
+                    GPU.replace("</hostdev>", "<address type='unassigned'/></hostdev>")
+                ))],
+                NONE,
+            ),
+            case(
+                "virtio balloon beside a vfio-pci mdev (bal-mdev.xml)",
+                "mem-balloon-vfio",
+                "dense",
+                None,
+                vec![dom(
+                    "<devices><hostdev mode='subsystem' type='mdev' model='vfio-pci'><source>\
+<address uuid='c2177883-f1bb-47f0-914d-32a22e3a8804'/></source></hostdev><memballoon model='virtio'/></devices>",
                 )],
                 WARN,
             ),
