@@ -46,8 +46,8 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Disk on an emulated bus",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "IDE and SATA (AHCI) disks are emulated register by register: each request costs several VM exits, one request in flight for IDE. virtio-blk (or virtio-scsi) uses shared-memory queues and is several times faster.",
-                fix: "target bus='virtio' (dev vdX), dropping the drive address.",
+                why: "IDE and SATA (AHCI) disks, and SCSI disks on an emulated HBA (lsilogic, lsisas1068, lsisas1078, ...), are emulated register by register: each request costs several VM exits, one request in flight for IDE. virtio-blk (or virtio-scsi) uses shared-memory queues and is several times faster.",
+                fix: "IDE/SATA disks: target bus='virtio' (dev vdX), dropping the drive address; a disk with <wwn>, <vendor> or <product> (which virtio-blk cannot carry) is left to move by hand. SCSI disks: the controller's model becomes virtio-scsi (one finding per controller, listing its disks): names, addresses, wwn, vendor, product and serial stay.",
                 risk: "High: the guest needs virtio drivers before the switch (Windows: install virtio-win first or it will not boot); Linux fstab/boot entries using /dev/sdX or /dev/hdX names must use UUIDs.",
                 class: FixClass::GuestDriver,
                 source: "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012",
@@ -345,14 +345,6 @@ fn tablet(cx: &Cx, out: &mut Out) {
     }
 }
 
-/// Whether the domain has a virtio-scsi controller (SCSI disks on it are fine).
-fn virtio_scsi(cx: &Cx) -> bool {
-    cx.d.devices
-        .controllers
-        .iter()
-        .any(|c| c.ctype == "scsi" && c.model.as_deref() == Some("virtio-scsi"))
-}
-
 /// Whether a virtio-blk disk already has an iothread: its own `driver iothread`, or a
 /// `<driver><iothreads>` mapping (its queues spread over iothreads).
 fn has_iothread(cx: &Cx, disk: &kvmtune_domain::model::Disk) -> bool {
@@ -408,6 +400,9 @@ fn disk_bus(cx: &Cx, out: &mut Out) {
             .filter_map(|d| d.target_dev.clone())
             .collect();
     let windows = matches!(cx.d.guest_os(), GuestOs::Windows(_));
+    // disks on an emulated SCSI controller: the controller becomes virtio-scsi (one
+    // finding per controller); the disks keep their names, addresses and SCSI identity
+    emulated_scsi_controllers(cx, out);
     for disk in &cx.d.devices.disks {
         if disk.device() != "disk" {
             continue;
@@ -415,12 +410,7 @@ fn disk_bus(cx: &Cx, out: &mut Out) {
         let Some(bus) = disk.bus.as_deref() else {
             continue;
         };
-        let emulated = match bus {
-            "ide" | "sata" => true,
-            "scsi" => !virtio_scsi(cx),
-            _ => false,
-        };
-        if !emulated {
+        if !matches!(bus, "ide" | "sata") {
             continue;
         }
         let Some(t) = disk.target_node else { continue };
@@ -506,6 +496,151 @@ fn disk_bus(cx: &Cx, out: &mut Out) {
             f.message
                 .push_str(" (Windows guest: install the virtio-win storage driver first)");
         }
+    }
+}
+
+/// SCSI controller models QEMU emulates register by register (HBAs), which virtio-scsi
+/// replaces; ibmvscsi (POWER's paravirtual vSCSI) and the virtio models are not among them.
+const EMULATED_SCSI: &[&str] = &[
+    "lsilogic",
+    "lsisas1068",
+    "lsisas1078",
+    "buslogic",
+    "vmpvscsi",
+    "ncr53c90",
+    "am53c974",
+    "dc390",
+];
+
+/// The SCSI controller index a disk is attached to: its drive address's controller, 0
+/// when it has none.
+fn scsi_controller_index(cx: &Cx, disk: &kvmtune_domain::model::Disk) -> Option<u32> {
+    cx.doc
+        .child(disk.node, "address")
+        .filter(|a| cx.doc.attr(*a, "type") == Some("drive"))
+        .and_then(|a| cx.doc.attr(a, "controller"))
+        .map_or(Some(0), |c| c.trim().parse::<u32>().ok())
+}
+
+/// The risk of turning an emulated SCSI controller into virtio-scsi, for the guest at hand.
+fn virtio_scsi_risk(d: &kvmtune_domain::Domain) -> String {
+    match d.guest_os() {
+        GuestOs::Windows(_) => "Windows needs the virtio-win SCSI driver (vioscsi) installed first, or it will not boot from these disks; the disks keep their SCSI identity (wwn, vendor, product, serial)".into(),
+        GuestOs::Linux(_) => "the guest needs the virtio_scsi driver (in the initramfs for a boot disk); the disks keep their /dev/sdX names and their SCSI identity (wwn, vendor, product, serial)".into(),
+        GuestOs::Unknown => "unknown guest OS: it needs a virtio-scsi driver first (Windows: vioscsi from virtio-win), or it will not boot from these disks; a Linux guest keeps the /dev/sdX names".into(),
+    }
+}
+
+/// disk-bus for bus='scsi' disks: one finding per emulated SCSI controller with disks on
+/// it, whose fix changes the controller's model to virtio-scsi.
+fn emulated_scsi_controllers(cx: &Cx, out: &mut Out) {
+    let x86 = super::rules_cpu::x86(cx);
+    let scsi_disks: Vec<(&kvmtune_domain::model::Disk, Option<u32>)> =
+        cx.d.devices
+            .disks
+            .iter()
+            .filter(|d| d.bus.as_deref() == Some("scsi"))
+            .map(|d| (d, scsi_controller_index(cx, d)))
+            .collect();
+    let on = |index: u32| -> Vec<&kvmtune_domain::model::Disk> {
+        scsi_disks
+            .iter()
+            .filter(|(_, i)| *i == Some(index))
+            .map(|(d, _)| *d)
+            .collect()
+    };
+    let windows = matches!(cx.d.guest_os(), GuestOs::Windows(_));
+    let scsi_ctrls: Vec<_> =
+        cx.d.devices
+            .controllers
+            .iter()
+            .filter(|c| c.ctype == "scsi")
+            .collect();
+    for c in &scsi_ctrls {
+        let index = c.index.unwrap_or(0);
+        // a controller without a model is libvirt's default: lsilogic on x86 (when QEMU
+        // has it, else virtio-scsi), something else on other machines
+        let (model, assumed) = match c.model.as_deref() {
+            Some(m) if EMULATED_SCSI.contains(&m) => (m, false),
+            None if x86 => ("lsilogic", true),
+            _ => continue,
+        };
+        let devs = on(index);
+        if !devs.iter().any(|d| d.device() == "disk") {
+            continue;
+        }
+        let names: Vec<String> = devs
+            .iter()
+            .map(|d| {
+                let id: Vec<&str> = ["wwn", "vendor", "product"]
+                    .into_iter()
+                    .filter(|e| cx.doc.child(d.node, e).is_some())
+                    .collect();
+                let mut n = d.label();
+                if d.device() != "disk" {
+                    n.push_str(&format!(" ({})", d.device()));
+                }
+                if !id.is_empty() {
+                    n.push_str(&format!(" (with <{}>)", id.join(">, <")));
+                }
+                n
+            })
+            .collect();
+        let mut edits = vec![Edit::set(cx.doc, c.node, "model", "virtio-scsi")];
+        let mut with = String::new();
+        if let Some((io, id)) = super::rules_sched::converted_scsi_iothread(cx, c.node) {
+            edits.extend(io);
+            with = format!(" with iothread {id}");
+        }
+        let mut msg = format!(
+            "SCSI controller {index} ({}) is emulated; its disks: {}",
+            if assumed {
+                "no model: libvirt's x86 default, lsilogic".to_string()
+            } else {
+                model.to_string()
+            },
+            names.join(", ")
+        );
+        if windows {
+            msg.push_str(" (Windows guest: install the virtio-win SCSI driver, vioscsi, first)");
+        }
+        let f = out.finding(msg, vec![cx.ev(c.node)]);
+        f.fix(
+            format!("Make SCSI controller {index} virtio-scsi{with}"),
+            edits,
+            virsh_edit(
+                &cx.shell_name(),
+                &format!("<controller type='scsi' index='{index}' model='virtio-scsi'/>"),
+            ),
+            Applies::NextBoot,
+        );
+        f.class(FixClass::GuestDriver, virtio_scsi_risk(cx.d));
+        if assumed {
+            f.assumed("the controller without a model is lsilogic (libvirt's x86 default when QEMU has it)");
+        }
+    }
+    // disks on a SCSI controller the XML does not declare: libvirt adds one of its default
+    // model; said, not fixed (the controller element is not there to change)
+    let mut implicit: Vec<(u32, Vec<String>)> = Vec::new();
+    for (d, i) in &scsi_disks {
+        let Some(i) = *i else { continue };
+        if d.device() != "disk" || scsi_ctrls.iter().any(|c| c.index.unwrap_or(0) == i) || !x86 {
+            continue;
+        }
+        match implicit.iter_mut().find(|(x, _)| *x == i) {
+            Some((_, v)) => v.push(d.label()),
+            None => implicit.push((i, vec![d.label()])),
+        }
+    }
+    for (i, names) in implicit {
+        out.finding(
+            format!(
+                "disk(s) {} on SCSI controller {i}, which the XML does not declare: libvirt adds its default model (lsilogic on x86 when QEMU has it, an emulated HBA); declare <controller type='scsi' index='{i}' model='virtio-scsi'/>",
+                names.join(", ")
+            ),
+            vec![cx.ev_absent(cx.d.devices.node.unwrap_or(cx.d.node), "controller")],
+        )
+        .assumed("libvirt's default SCSI controller model on this host is lsilogic");
     }
 }
 
@@ -1054,6 +1189,42 @@ pub(super) mod table {
                 WARN,
             ),
             case(
+                "scsi disk on an lsilogic controller",
+                "disk-bus",
+                "server",
+                None,
+                vec![devices(&format!(
+                    "<controller type='scsi' index='0' model='lsilogic'/>{}",
+                    disk(ok, "sda", "scsi")
+                ))],
+                WARN,
+            ),
+            case(
+                "scsi disk with <vendor> on lsilogic beside a virtio-scsi controller (vpd.xml sdb, was silent)",
+                "disk-bus",
+                "server",
+                None,
+                vec![devices(&format!(
+                    "<controller type='scsi' index='0' model='virtio-scsi'/><controller type='scsi' index='1' model='lsilogic'/>{}",
+                    disk(ok, "sdb", "scsi").replace(
+                        "</disk>",
+                        "<vendor>SEA GATE</vendor><address type='drive' controller='1' bus='0' target='0' unit='0'/></disk>"
+                    )
+                ))],
+                WARN,
+            ),
+            case(
+                "scsi disk on POWER's paravirtual ibmvscsi",
+                "disk-bus",
+                "server",
+                None,
+                vec![devices(&format!(
+                    "<controller type='scsi' index='0' model='ibmvscsi'/>{}",
+                    disk(ok, "sda", "scsi")
+                ))],
+                NONE,
+            ),
+            case(
                 "scsi disk on virtio-scsi",
                 "disk-bus",
                 "server",
@@ -1414,6 +1585,68 @@ pub(super) mod table {
                 NONE,
             ),
         ]
+    }
+
+    #[test]
+    fn scsi_disks_get_a_virtio_scsi_controller_not_a_move() {
+        let ok = "cache='none' io='native'";
+        let src = devices(&format!(
+            "<controller type='scsi' index='0' model='lsilogic'/><controller type='scsi' index='1' model='lsisas1078'/>{}{}{}",
+            disk(ok, "sda", "scsi"),
+            disk(ok, "sdb", "scsi").replace(
+                "</disk>",
+                "<wwn>5000c50015ea71ac</wwn><address type='drive' controller='0' bus='0' target='0' unit='1'/></disk>"
+            ),
+            disk(ok, "sdc", "scsi").replace(
+                "</disk>",
+                "<vendor>SEAGATE</vendor><address type='drive' controller='1' bus='0' target='0' unit='0'/></disk>"
+            ),
+        ));
+        let v = findings(std::slice::from_ref(&src), "server", None);
+        let f: Vec<_> = v.iter().filter(|f| f.rule == "disk-bus").collect();
+        assert_eq!(f.len(), 2, "one per controller: {f:#?}");
+        assert!(f[0].message.contains("sda") && f[0].message.contains("sdb (with <wwn>)"));
+        assert!(
+            f[1].message.contains("sdc (with <vendor>)"),
+            "{}",
+            f[1].message
+        );
+        for x in &f {
+            let fix = x.fix.as_ref().unwrap();
+            assert_eq!(fix.class, crate::audit::FixClass::GuestDriver);
+            assert!(
+                fix.summary.starts_with("Make SCSI controller"),
+                "{}",
+                fix.summary
+            );
+        }
+        let mut out = src.clone();
+        for x in &f {
+            let (mut doc, _) = kvmtune_domain::Domain::parse(&out).unwrap();
+            crate::audit::apply(&mut doc, &x.fix.as_ref().unwrap().edits);
+            out = doc.serialize();
+        }
+        // names and identity kept, no virtio-blk move, controllers now virtio-scsi
+        for s in [
+            "dev='sda' bus='scsi'",
+            "dev='sdb' bus='scsi'",
+            "<wwn>",
+            "<vendor>",
+        ] {
+            assert!(out.contains(s), "{s}: {out}");
+        }
+        assert!(!out.contains("lsi"), "{out}");
+        assert!(!out.contains("bus='virtio'"), "{out}");
+        // a wwn disk on SATA keeps the move-by-hand finding
+        let sata = devices(
+            &disk(ok, "sda", "sata").replace("</disk>", "<wwn>5000c50015ea71ac</wwn></disk>"),
+        );
+        let v = findings(&[sata], "server", None);
+        let f = v.iter().find(|f| f.rule == "disk-bus").unwrap();
+        assert!(
+            f.fix.is_none() && f.message.contains("move it by hand"),
+            "{f:#?}"
+        );
     }
 
     #[test]

@@ -290,7 +290,7 @@ fn iothread_unused(cx: &Cx, out: &mut Out) {
 
 /// The disks (device disk or lun) attached to SCSI controller `index`: `<address
 /// type='drive' controller='N'>`, controller 0 when the address is absent.
-fn disks_on_scsi<'a>(cx: &Cx<'a>, index: u32) -> Vec<&'a kvmtune_domain::model::Disk> {
+pub(super) fn disks_on_scsi<'a>(cx: &Cx<'a>, index: u32) -> Vec<&'a kvmtune_domain::model::Disk> {
     cx.d.devices
         .disks
         .iter()
@@ -307,25 +307,74 @@ fn disks_on_scsi<'a>(cx: &Cx<'a>, index: u32) -> Vec<&'a kvmtune_domain::model::
         .collect()
 }
 
-fn scsi_iothread(cx: &Cx, out: &mut Out) {
-    // as disk-io: I/O threads for domains with 2+ vCPUs whose QEMU has them
-    if cx.d.vcpus() < 2 || cx.caps.is_some_and(|c| c.iothreads == Some(false)) {
-        return;
-    }
+/// Whether scsi-iothread wants I/O threads on this domain (as disk-io: 2+ vCPUs, a QEMU
+/// that has them).
+fn scsi_iothreads_wanted(cx: &Cx) -> bool {
+    cx.d.vcpus() >= 2 && cx.caps.is_none_or(|c| c.iothreads != Some(false))
+}
+
+/// The I/O thread scsi-iothread gives virtio-scsi controllers (one for all of them, as one
+/// is usually enough): a declared one no device uses, else a new one, with the new
+/// `<iothreads>` count then. With none declared that is iothread 1, the one disk-io gives
+/// virtio-blk disks, so the fixes declare the same count.
+fn scsi_iothread_choice(cx: &Cx) -> (u32, Option<u32>) {
     let declared = declared_iothreads(cx);
     let used = used_iothreads(cx);
-    // the I/O thread to give (one for all the controllers, as one is usually enough): a
-    // declared one no device uses, else a new one. With none declared that is iothread 1,
-    // the one disk-io gives virtio-blk disks, so the two fixes declare the same count.
-    let free = declared.difference(&used).next().copied();
-    let (id, count) = match free {
+    match declared.difference(&used).next().copied() {
         Some(id) => (id, None),
         None => (
             declared.iter().next_back().copied().unwrap_or(0) + 1,
             Some(cx.d.iothreads.max(declared.len() as u32) + 1),
         ),
-    };
-    let has_ids = cx.doc.child(cx.d.node, "iothreadids").is_some();
+    }
+}
+
+/// The edits that give SCSI controller `ctrl` scsi-iothread's I/O thread.
+fn scsi_iothread_edits(cx: &Cx, ctrl: NodeId, id: u32, count: Option<u32>) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    if let Some(n) = count {
+        edits.push(Edit::text_at(
+            cx.doc,
+            cx.d.node,
+            vec![Seg::new("iothreads")],
+            &n.to_string(),
+        ));
+        if cx.doc.child(cx.d.node, "iothreadids").is_some() {
+            edits.push(Edit::ensure(
+                cx.doc,
+                cx.d.node,
+                vec![
+                    Seg::new("iothreadids"),
+                    Seg::keyed("iothread", "id", &id.to_string()),
+                ],
+            ));
+        }
+    }
+    edits.push(Edit::set_at(
+        cx.doc,
+        ctrl,
+        vec![Seg::new("driver")],
+        "iothread",
+        &id.to_string(),
+    ));
+    edits
+}
+
+/// For disk-bus, which turns an emulated SCSI controller into virtio-scsi: the I/O thread
+/// edits scsi-iothread would ask for next (none when it would not), so one apply finishes.
+pub(super) fn converted_scsi_iothread(cx: &Cx, ctrl: NodeId) -> Option<(Vec<Edit>, u32)> {
+    if !super::enabled("scsi-iothread", cx.profile) || !scsi_iothreads_wanted(cx) {
+        return None;
+    }
+    let (id, count) = scsi_iothread_choice(cx);
+    Some((scsi_iothread_edits(cx, ctrl, id, count), id))
+}
+
+fn scsi_iothread(cx: &Cx, out: &mut Out) {
+    if !scsi_iothreads_wanted(cx) {
+        return;
+    }
+    let (id, count) = scsi_iothread_choice(cx);
     let strong = matches!(cx.profile.name.as_str(), "server" | "latency");
     for c in &cx.d.devices.controllers {
         if c.ctype != "scsi" || c.model.as_deref() != Some("virtio-scsi") {
@@ -341,32 +390,7 @@ fn scsi_iothread(cx: &Cx, out: &mut Out) {
         if disks.is_empty() {
             continue;
         }
-        let mut edits = Vec::new();
-        if let Some(n) = count {
-            edits.push(Edit::text_at(
-                cx.doc,
-                cx.d.node,
-                vec![Seg::new("iothreads")],
-                &n.to_string(),
-            ));
-            if has_ids {
-                edits.push(Edit::ensure(
-                    cx.doc,
-                    cx.d.node,
-                    vec![
-                        Seg::new("iothreadids"),
-                        Seg::keyed("iothread", "id", &id.to_string()),
-                    ],
-                ));
-            }
-        }
-        edits.push(Edit::set_at(
-            cx.doc,
-            c.node,
-            vec![Seg::new("driver")],
-            "iothread",
-            &id.to_string(),
-        ));
+        let edits = scsi_iothread_edits(cx, c.node, id, count);
         let names: Vec<String> = disks.iter().map(|d| d.label()).collect();
         let sev = if strong {
             Severity::Warn
