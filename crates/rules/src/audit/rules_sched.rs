@@ -61,7 +61,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Memory interleaved over host nodes although the domain fits one",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "<numatune><memory mode='interleave'> spreads every page round-robin over the nodeset: on two nodes half the guest's memory accesses are remote (30-100% more latency), although the domain fits one node and could have all its memory local. 'preferred' over several nodes does not keep the memory on one node either.",
+                why: "<numatune><memory mode='interleave'> spreads every page round-robin over the nodeset: on two nodes half the guest's memory accesses are remote (30-100% more latency), although the domain fits one node and could have all its memory local. 'preferred' over several nodes does not keep the memory on one node either. \"Fits\" means the node has the memory free now (its free hugepages of the domain's size for a hugepage-backed domain, else MemFree, which excludes the hugepage pools); when a node's free memory is unknown the finding says what it assumed and offers no binding. Domains with guest NUMA cells or per-cell <memnode> bindings are left alone: spreading is their design.",
                 fix: "Bind the memory to the node the vCPUs run on: <memory mode='strict' nodeset='N'/> (or 'restrictive'), with the vCPUs on that node's CPUs; `kvmtune plan` picks the node.",
                 risk: "The memory moves at next boot; a strict binding fails allocations when the node runs out of free memory.",
                 class: FixClass::Capacity,
@@ -438,32 +438,91 @@ fn host_nodes(cx: &Cx, nodeset: &str) -> Option<BTreeSet<u32>> {
     )
 }
 
-/// The host nodes that could hold `mem_kib` and `vcpus` alone.
-fn nodes_fitting(cx: &Cx, mem_kib: u64, vcpus: u32) -> Vec<u32> {
-    cx.host
-        .map(|h| {
-            h.numa
-                .nodes
+/// Whether a host node has room for the domain's `mem_kib` now: `Some(fits)` judged on
+/// what the node has free for it (its free hugepages of the domain's page size for a
+/// hugepage-backed domain, else its free memory, which excludes the hugepage pools);
+/// `None` when that is not known.
+fn node_has_room(cx: &Cx, n: &kvmtune_host::Node, mem_kib: u64) -> Option<bool> {
+    let mb = cx.d.memory_backing.as_ref().filter(|m| m.hugepages);
+    match mb {
+        Some(mb) => {
+            let size = mb
+                .pages
                 .iter()
-                .filter(|n| {
-                    n.cpus.len() >= vcpus as usize
-                        && n.memory_total_kib.is_some_and(|m| m >= mem_kib)
-                })
-                .map(|n| n.id)
-                .collect()
-        })
-        .unwrap_or_default()
+                .find_map(|p| p.size_kib)
+                .or(cx.host?.memory.default_hugepage_kib)?;
+            let pool = n.hugepages.iter().find(|p| p.size_kib == size)?;
+            Some(pool.free.saturating_mul(size) >= mem_kib)
+        }
+        None => n.memory_free_kib.map(|f| f >= mem_kib),
+    }
+}
+
+/// Whether a node could hold the domain at all: its memory less its hugepage pools (or
+/// its hugepage pool of the domain's size, for a hugepage-backed domain), and its CPUs.
+fn node_could_hold(cx: &Cx, n: &kvmtune_host::Node, mem_kib: u64, vcpus: u32) -> bool {
+    if n.cpus.len() < vcpus as usize {
+        return false;
+    }
+    let pools: u64 = n
+        .hugepages
+        .iter()
+        .map(|p| p.total.saturating_mul(p.size_kib))
+        .sum();
+    if cx.d.memory_backing.as_ref().is_some_and(|m| m.hugepages) {
+        return pools >= mem_kib;
+    }
+    n.memory_total_kib
+        .is_some_and(|t| t.saturating_sub(pools) >= mem_kib)
 }
 
 fn numatune_mode(cx: &Cx, out: &mut Out) {
+    let Some(h) = cx.host else { return };
     if !cx.multi_node() {
         return;
     }
     let Some(nt) = &cx.d.numatune else { return };
+    // per-cell bindings or guest NUMA cells: spreading over nodes is the design
+    if !nt.memnode.is_empty() || cx.d.cpu.as_ref().is_some_and(|c| !c.cells.is_empty()) {
+        return;
+    }
     let mem = cx.d.memory();
     let n = cx.d.vcpus();
-    if mem == 0 || nodes_fitting(cx, mem, n).is_empty() {
-        return; // bigger than every node: spreading is a fair choice
+    if mem == 0 {
+        return;
+    }
+    let Some(m) = &nt.memory else { return };
+    if m.placement.as_deref() == Some("auto") {
+        return;
+    }
+    let Some(mode @ ("interleave" | "preferred")) = m.mode.as_deref() else {
+        return;
+    };
+    let Some(nodes) = m.nodeset.as_deref().and_then(|s| host_nodes(cx, s)) else {
+        return;
+    };
+    if nodes.len() < 2 {
+        return;
+    }
+    let in_set: Vec<&kvmtune_host::Node> = h
+        .numa
+        .nodes
+        .iter()
+        .filter(|x| nodes.contains(&x.id) && node_could_hold(cx, x, mem, n))
+        .collect();
+    // one node of the set with room now, else one whose free memory is unknown
+    let room: Vec<u32> = in_set
+        .iter()
+        .filter(|x| node_has_room(cx, x, mem) == Some(true))
+        .map(|x| x.id)
+        .collect();
+    let unknown: Vec<u32> = in_set
+        .iter()
+        .filter(|x| node_has_room(cx, x, mem).is_none())
+        .map(|x| x.id)
+        .collect();
+    if room.is_empty() && unknown.is_empty() {
+        return; // no node has room: spreading is a fair choice
     }
     // the one node the vCPUs run on, when they are confined to one
     let vcpu_node = vcpu_cpus(cx).and_then(|c| {
@@ -472,83 +531,63 @@ fn numatune_mode(cx: &Cx, out: &mut Out) {
             .then(|| nodes.into_iter().next())
             .flatten()
     });
-    if let Some(m) = &nt.memory
-        && m.placement.as_deref() != Some("auto")
-        && let Some(mode @ ("interleave" | "preferred")) = m.mode.as_deref()
-        && let Some(nodes) = m.nodeset.as_deref().and_then(|s| host_nodes(cx, s))
-        && nodes.len() > 1
-    {
-        let spread = id_list(&nodes);
-        let k = nodes.len();
-        let (sev, what) = if mode == "interleave" {
-            (
-                out.level,
-                format!(
-                    "mode='interleave' over nodes {spread}: pages alternate between the {k} nodes, so {} in {k} of the guest's memory accesses go to a remote node",
-                    k - 1
-                ),
-            )
-        } else {
-            (
-                Severity::Info,
-                format!(
-                    "mode='preferred' over nodes {spread}: the memory is not kept on the vCPUs' node"
-                ),
-            )
-        };
-        let f = out.at(
-            sev,
+    let spread = id_list(&nodes);
+    let k = nodes.len();
+    let (sev, what) = if mode == "interleave" {
+        (
+            out.level,
             format!(
-                "{what}, although the domain ({}, {n} vCPUs) fits one node",
-                human_kib(mem)
+                "mode='interleave' over nodes {spread}: pages alternate between the {k} nodes, so {} in {k} of the guest's memory accesses go to a remote node",
+                k - 1
             ),
-            vec![cx.ev(m.node)],
-        );
-        match vcpu_node.filter(|v| nodes.contains(v)) {
-            Some(v) if nt.memnode.is_empty() => {
-                f.fix(
-                    format!("Bind the memory strictly to node {v}, where the vCPUs run"),
-                    vec![
-                        Edit::set(cx.doc, m.node, "mode", "strict"),
-                        Edit::set(cx.doc, m.node, "nodeset", &v.to_string()),
-                    ],
-                    format!(
-                        "virsh numatune {} --mode strict --nodeset {v} --config",
-                        cx.shell_name()
-                    ),
-                    Applies::NextBoot,
-                );
-            }
-            _ => {}
-        }
+        )
+    } else {
+        (
+            Severity::Info,
+            format!(
+                "mode='preferred' over nodes {spread}: the memory is not kept on the vCPUs' node"
+            ),
+        )
+    };
+    let fits = if room.is_empty() {
+        "could fit one node".to_string()
+    } else {
+        format!(
+            "fits one node (node {} has that much free)",
+            room.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", node ")
+        )
+    };
+    let f = out.at(
+        sev,
+        format!(
+            "{what}, although the domain ({}, {n} vCPUs) {fits}",
+            human_kib(mem)
+        ),
+        vec![cx.ev(m.node)],
+    );
+    if room.is_empty() {
+        f.assumed(format!(
+            "node {}'s free memory is unknown: judged on its size less its hugepage pools, so no binding is offered",
+            unknown.iter().map(u32::to_string).collect::<Vec<_>>().join(", node ")
+        ));
+        return;
     }
-    // per guest cell: interleave over several nodes although the cell fits one
-    let cpu = cx.d.cpu.as_ref();
-    for mn in &nt.memnode {
-        if mn.mode.as_deref() != Some("interleave") {
-            continue;
-        }
-        let Some(nodes) = mn.nodeset.as_deref().and_then(|s| host_nodes(cx, s)) else {
-            continue;
-        };
-        if nodes.len() < 2 {
-            continue;
-        }
-        let cell_mem = cpu
-            .and_then(|c| c.cells.iter().find(|x| x.id == mn.cellid))
-            .and_then(|c| c.memory_kib);
-        let Some(cell_mem) = cell_mem else { continue };
-        if nodes_fitting(cx, cell_mem, 0).is_empty() {
-            continue;
-        }
-        out.finding(
+    // a strict binding only where the vCPUs run and the memory is free now
+    if let Some(v) = vcpu_node.filter(|v| room.contains(v)) {
+        f.fix(
+            format!("Bind the memory strictly to node {v}, where the vCPUs run"),
+            vec![
+                Edit::set(cx.doc, m.node, "mode", "strict"),
+                Edit::set(cx.doc, m.node, "nodeset", &v.to_string()),
+            ],
             format!(
-                "guest cell {} ({}) interleaved over nodes {}, although it fits one node",
-                mn.cellid.unwrap_or(0),
-                human_kib(cell_mem),
-                id_list(&nodes)
+                "virsh numatune {} --mode strict --nodeset {v} --config",
+                cx.shell_name()
             ),
-            vec![cx.ev(mn.node)],
+            Applies::NextBoot,
         );
     }
 }
@@ -1189,6 +1228,46 @@ pub(super) mod table {
                 Some(host2n()),
                 vec![dom_named("big", 40 * 1024, &interleave("0-1"))],
                 NONE,
+            ),
+            case(
+                "interleave over 2 nodes with guest cells bound per cell (numa-interleave-cells.xml)",
+                "numatune-mode",
+                "server",
+                Some(host2n()),
+                vec![dom(
+                    "<vcpu cpuset='0-3'>4</vcpu><numatune><memory mode='interleave' nodeset='0-1'/>\
+<memnode cellid='0' mode='strict' nodeset='0'/><memnode cellid='1' mode='strict' nodeset='1'/></numatune>\
+<cpu mode='host-model'><numa><cell id='0' cpus='0-1' memory='1' unit='GiB'/><cell id='1' cpus='2-3' memory='1' unit='GiB'/></numa></cpu>",
+                )],
+                NONE,
+            ),
+            case(
+                "interleave over 2 nodes, fits one by size but no node has it free",
+                "numatune-mode",
+                "server",
+                Some({
+                    let mut h = host2n();
+                    for n in &mut h.numa.nodes {
+                        n.memory_free_kib = Some(512 * 1024);
+                    }
+                    h
+                }),
+                vec![dom(&interleave("0-1"))],
+                NONE,
+            ),
+            case(
+                "interleave over 2 nodes, free memory unknown (assumed)",
+                "numatune-mode",
+                "server",
+                Some({
+                    let mut h = host2n();
+                    for n in &mut h.numa.nodes {
+                        n.memory_free_kib = None;
+                    }
+                    h
+                }),
+                vec![dom(&interleave("0-1"))],
+                WARN,
             ),
             case(
                 "preferred over 2 nodes, fits one",
