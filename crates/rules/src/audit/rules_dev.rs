@@ -1,7 +1,7 @@
 //! Domain rules: devices (USB, input, disks, network, legacy hardware).
 
 use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, virsh_edit};
-use kvmtune_domain::GuestOs;
+use kvmtune_domain::{GuestOs, NodeId};
 use kvmtune_profile::Want;
 
 const EMULATED_NICS: &[&str] = &[
@@ -32,8 +32,8 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "A USB tablet gives absolute mouse positioning for graphical consoles, but the guest polls it and the USB controller it needs about 1000 times a second: measurable idle CPU and context switches on servers. Desktops want it: without it the mouse pointer drifts.",
-                fix: "Servers: remove <input type='tablet' bus='usb'/>. Desktops: add it.",
-                risk: "Without a tablet the VNC/SPICE pointer is relative (servers rarely notice).",
+                fix: "Servers: remove <input type='tablet' bus='usb'/> (aarch64/riscv64 virt, which have no PS/2: make it <input type='tablet' bus='virtio'/>). Desktops: add a USB tablet, unless a virtio tablet is there already. s390x is left alone.",
+                risk: "Without a tablet the VNC/SPICE pointer is relative (servers rarely notice). On machines without PS/2 (aarch64 and riscv64 virt) the tablet is not removed but replaced by a virtio tablet, so the guest keeps an absolute pointer (it needs the virtio-input driver; Windows: vioinput).",
                 class: FixClass::Safe,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 2.3; Proxmox VE docs (use tablet for pointer)",
                 needs_host: false,
@@ -243,6 +243,25 @@ fn tablets(cx: &Cx) -> Vec<usize> {
         .collect()
 }
 
+/// A machine without PS/2 (aarch64 and riscv64 `virt`): a USB tablet may be the guest's
+/// only pointing device, and a virtio tablet replaces it.
+fn no_ps2(cx: &Cx) -> bool {
+    let arch = cx.d.os.arch.as_deref().unwrap_or("");
+    let machine = cx.d.os.machine.as_deref().unwrap_or("virt");
+    matches!(arch, "aarch64" | "armv7l" | "riscv64" | "riscv32") && machine.starts_with("virt")
+}
+
+/// The edits turning a USB tablet into a virtio one (its USB address and alias go).
+fn tablet_to_virtio(cx: &Cx, t: NodeId) -> Vec<Edit> {
+    let mut edits = vec![Edit::set(cx.doc, t, "bus", "virtio")];
+    for a in ["address", "alias"] {
+        if let Some(n) = cx.doc.child(t, a) {
+            edits.push(Edit::remove(cx.doc, n));
+        }
+    }
+    edits
+}
+
 fn usb_idle(cx: &Cx, out: &mut Out) {
     if !server_like(cx) || usb_users(cx) > 0 {
         return;
@@ -270,7 +289,13 @@ fn usb_idle(cx: &Cx, out: &mut Out) {
     } else {
         format!("{} USB controller(s) serving only a tablet", ctrls.len())
     };
-    let mut edits: Vec<Edit> = tabs.iter().map(|&t| Edit::remove(cx.doc, t)).collect();
+    // without PS/2 the tablet may be the only pointer: it becomes a virtio tablet (as
+    // dev-tablet's fix makes it) instead of going
+    let mut edits: Vec<Edit> = if no_ps2(cx) {
+        tabs.iter().flat_map(|&t| tablet_to_virtio(cx, t)).collect()
+    } else {
+        tabs.iter().map(|&t| Edit::remove(cx.doc, t)).collect()
+    };
     // keep the first controller element (its position) as the 'none' one, drop the rest
     let first = ctrls[0];
     for c in &ctrls[1..] {
@@ -293,8 +318,42 @@ fn usb_idle(cx: &Cx, out: &mut Out) {
 }
 
 fn tablet(cx: &Cx, out: &mut Out) {
+    // s390x has neither USB nor PS/2 pointers (its consoles are text or virtio-gpu)
+    if cx.d.os.arch.as_deref() == Some("s390x") {
+        return;
+    }
     let tabs = tablets(cx);
+    // a virtio tablet gives the same absolute pointer without USB polling
+    let virtio_tablet =
+        cx.d.devices
+            .inputs
+            .iter()
+            .any(|i| i.dtype.as_deref() == Some("tablet") && i.bus.as_deref() == Some("virtio"));
     match cx.profile.domain.tablet {
+        Want::Avoid if no_ps2(cx) => {
+            let windows = matches!(cx.d.guest_os(), GuestOs::Windows(_));
+            for t in tabs {
+                let f = out.finding(
+                    format!(
+                        "USB tablet, which the {} profile does without; this {} machine has no PS/2, so it may be the only pointer: a virtio tablet keeps it without the USB polling",
+                        cx.profile.name,
+                        cx.d.os.machine.as_deref().unwrap_or("virt")
+                    ),
+                    vec![cx.ev(t)],
+                );
+                f.fix(
+                    "Replace the USB tablet with a virtio tablet",
+                    tablet_to_virtio(cx, t),
+                    virsh_edit(&cx.shell_name(), "<input type='tablet' bus='virtio'/> in place of <input type='tablet' bus='usb'/>"),
+                    Applies::NextBoot,
+                );
+                if windows {
+                    f.class(FixClass::GuestDriver, "The pointer stays absolute, through virtio-input: Windows needs the virtio-win input driver (vioinput) first, or it has no pointer.");
+                } else {
+                    f.class(FixClass::Safe, "The pointer stays absolute, through virtio-input (Linux: the virtio_input driver, in every distribution kernel); the USB tablet and its polling go.");
+                }
+            }
+        }
         Want::Avoid => {
             for t in tabs {
                 out.finding(
@@ -312,7 +371,7 @@ fn tablet(cx: &Cx, out: &mut Out) {
                 );
             }
         }
-        Want::Want if tabs.is_empty() && !cx.d.devices.graphics.is_empty() => {
+        Want::Want if tabs.is_empty() && !virtio_tablet && !cx.d.devices.graphics.is_empty() => {
             let usb_off =
                 cx.d.devices
                     .controllers
@@ -1146,6 +1205,36 @@ pub(super) mod table {
                 INFO,
             ),
             case(
+                "desktop console with a virtio tablet (tab-virtio.xml)",
+                "dev-tablet",
+                "desktop",
+                None,
+                vec![devices(&format!("{xhci}<input type='tablet' bus='virtio'/>{vnc}"))],
+                NONE,
+            ),
+            case(
+                "desktop s390x console without tablet",
+                "dev-tablet",
+                "desktop",
+                None,
+                vec![devices(vnc).replace(
+                    "arch='x86_64' machine='q35'",
+                    "arch='s390x' machine='s390-ccw-virtio'",
+                )],
+                NONE,
+            ),
+            case(
+                "tablet on an aarch64 virt server (no PS/2)",
+                "dev-tablet",
+                "server",
+                None,
+                vec![devices(&format!("{xhci}{tablet}")).replace(
+                    "arch='x86_64' machine='q35'",
+                    "arch='aarch64' machine='virt'",
+                )],
+                WARN,
+            ),
+            case(
                 "desktop console with tablet",
                 "dev-tablet",
                 "desktop",
@@ -1647,6 +1736,37 @@ pub(super) mod table {
             f.fix.is_none() && f.message.contains("move it by hand"),
             "{f:#?}"
         );
+    }
+
+    #[test]
+    fn tablet_without_ps2_becomes_virtio_instead_of_going() {
+        let src = devices(
+            "<controller type='usb' model='qemu-xhci'/><input type='tablet' bus='usb'/><graphics type='spice' autoport='yes'/>",
+        )
+        .replace("arch='x86_64' machine='q35'", "arch='aarch64' machine='virt'");
+        let v = findings(std::slice::from_ref(&src), "server", None);
+        let mut out = src.clone();
+        for r in ["dev-tablet", "dev-usb-idle"] {
+            let f = v
+                .iter()
+                .find(|f| f.rule == r)
+                .unwrap_or_else(|| panic!("{r}: {v:#?}"));
+            let x = f.fix.as_ref().unwrap();
+            let (mut doc, _) = kvmtune_domain::Domain::parse(&out).unwrap();
+            crate::audit::apply(&mut doc, &x.edits);
+            out = doc.serialize();
+            if r == "dev-tablet" {
+                assert!(x.summary.contains("virtio tablet"), "{}", x.summary);
+                assert!(x.risk.contains("absolute"), "{}", x.risk);
+            }
+        }
+        assert!(out.contains("<input type='tablet' bus='virtio'/>"), "{out}");
+        // x86: the tablet goes (PS/2 mouse remains)
+        let x86 =
+            devices("<controller type='usb' model='qemu-xhci'/><input type='tablet' bus='usb'/>");
+        let v = findings(&[x86], "server", None);
+        let f = v.iter().find(|f| f.rule == "dev-tablet").unwrap();
+        assert_eq!(f.fix.as_ref().unwrap().summary, "Remove the tablet");
     }
 
     #[test]
