@@ -253,3 +253,18 @@ fn emulated_scsi_controllers_become_virtio_scsi_on_the_corpus() {
     assert!(scsi.iter().all(|f| f.fix.is_some()));
     assert!(!scsi.iter().any(|f| f.message.contains("ibmvscsi")));
 }
+
+/// wild-domains/15.xml: a Windows desktop whose display is a passed-through RTX 2080 Ti.
+/// Its emulated cirrus adapter used to get a WARN and a cirrus -> qxl fix; beside the
+/// assigned GPU it is a fallback: info, no fix.
+#[test]
+fn video_model_beside_an_assigned_gpu_is_info_without_a_fix() {
+    let Some(c) = corpus() else { return };
+    let v = findings(&c, "wild-domains/15.xml", "desktop", None);
+    let f: Vec<&Finding> = v.iter().filter(|f| f.rule == "gfx-video-model").collect();
+    assert!(
+        f.iter()
+            .all(|f| f.severity == audit::Severity::Info && f.fix.is_none()),
+        "{f:#?}"
+    );
+}
