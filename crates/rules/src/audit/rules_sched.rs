@@ -46,7 +46,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "virtio-scsi controller without an I/O thread",
                 severity: Severity::Info,
                 profiles: &["*"],
-                why: "Disks on a virtio-scsi controller are served by the controller: without <driver iothread='N'/> on it, their I/O runs in QEMU's main loop with device emulation and the monitor, so busy disks add latency to everything else (a virtio-blk disk takes its own iothread instead).",
+                why: "Disks on a virtio-scsi controller are served by the controller: without <driver iothread='N'/> on it, their I/O runs in QEMU's main loop with device emulation and the monitor, so busy disks add latency to everything else (a virtio-blk disk takes its own iothread instead). Info on every profile, as disk-io's advice for virtio-blk disks.",
                 fix: "Give the controller an I/O thread: <controller type='scsi' model='virtio-scsi'><driver iothread='N'/></controller> (and <iothreads> one more when none is free).",
                 risk: "One more host thread; it needs pinning on latency hosts.",
                 class: FixClass::Safe,
@@ -375,7 +375,6 @@ fn scsi_iothread(cx: &Cx, out: &mut Out) {
         return;
     }
     let (id, count) = scsi_iothread_choice(cx);
-    let strong = matches!(cx.profile.name.as_str(), "server" | "latency");
     for c in &cx.d.devices.controllers {
         if c.ctype != "scsi" || c.model.as_deref() != Some("virtio-scsi") {
             continue;
@@ -392,13 +391,9 @@ fn scsi_iothread(cx: &Cx, out: &mut Out) {
         }
         let edits = scsi_iothread_edits(cx, c.node, id, count);
         let names: Vec<String> = disks.iter().map(|d| d.label()).collect();
-        let sev = if strong {
-            Severity::Warn
-        } else {
-            Severity::Info
-        };
+        // info, as disk-io's for virtio-blk disks without an iothread
         out.at(
-            sev,
+            Severity::Info,
             format!(
                 "virtio-scsi controller {} serves disk(s) {} from QEMU's main loop (no iothread)",
                 c.index.unwrap_or(0),
@@ -1168,12 +1163,12 @@ pub(super) mod table {
             ),
             // scsi-iothread
             case(
-                "virtio-scsi with a disk, no iothread",
+                "virtio-scsi with a disk, no iothread (server: info, as disk-io)",
                 "scsi-iothread",
                 "server",
                 None,
                 vec![dom(&scsi("", true))],
-                WARN,
+                INFO,
             ),
             case(
                 "virtio-scsi with a disk, no iothread, desktop",
