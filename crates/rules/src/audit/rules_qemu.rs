@@ -406,8 +406,24 @@ fn device_element(driver: &str) -> &'static str {
 
 /// What an option does behind libvirt's back and the libvirt element for it; `None` for an
 /// option that is only INFO (not one of the replacing or device-adding ones).
-fn judge(a: &Arg) -> Option<String> {
+fn judge(a: &Arg, kvmfr: bool) -> Option<String> {
     let v = a.val();
+    // Looking Glass's kvmfr: an ivshmem device backed by the /dev/kvmfrN char device.
+    // libvirt's <shmem> maps a POSIX shared memory file (or an ivshmem server socket),
+    // never a char device: there is nothing to move these arguments to
+    const KVMFR: &str = "; libvirt has no equivalent for an ivshmem device backed by the Looking Glass kvmfr device (/dev/kvmfrN): <shmem> maps only a file under /dev/shm or an ivshmem server, so keep these arguments";
+    if kvmfr {
+        let ivshmem = a.opt == "-device" && driver_of(v, "driver").starts_with("ivshmem");
+        let backend = a.opt == "-object" && v.contains("/dev/kvmfr");
+        if ivshmem || backend {
+            let what = if ivshmem {
+                format!("adds a device {}", driver_of(v, "driver"))
+            } else {
+                format!("adds an object {}", driver_of(v, "qom-type"))
+            };
+            return Some(format!("{what} libvirt does not know{KVMFR}"));
+        }
+    }
     Some(match a.opt.as_str() {
         "-cpu" => {
             let model = v.split(',').next().unwrap_or("");
@@ -467,9 +483,10 @@ fn qemu_commandline(cx: &Cx, out: &mut Out) {
         let mut warn = Vec::new();
         let mut other = Vec::new();
         let mut evidence = Vec::new();
+        let kvmfr = args.iter().any(|a| a.val().contains("/dev/kvmfr"));
         for a in &args {
             evidence.extend(a.evidence(cx));
-            match judge(a) {
+            match judge(a, kvmfr) {
                 Some(j) => warn.push(format!("{} ({j})", a.text())),
                 None => other.push(a.text()),
             }
