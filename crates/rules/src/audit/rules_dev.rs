@@ -4,7 +4,7 @@ use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, virsh_e
 use kvmtune_domain::{GuestOs, NodeId};
 use kvmtune_profile::Want;
 
-const EMULATED_NICS: &[&str] = &[
+pub(super) const EMULATED_NICS: &[&str] = &[
     "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet", "i82551", "i82557b", "i82559er", "vmxnet3",
 ];
 

@@ -4,6 +4,9 @@ use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, human_k
 use kvmtune_domain::NodeId;
 use kvmtune_profile::Want;
 
+/// libvirt's virtio NIC models.
+const VIRTIO_NET: &[&str] = &["virtio", "virtio-transitional", "virtio-non-transitional"];
+
 /// libvirt's virtio-scsi controller models.
 const VIRTIO_SCSI: &[&str] = &[
     "virtio-scsi",
@@ -17,9 +20,9 @@ pub(super) fn rules() -> Vec<Rule> {
             meta: Meta {
                 id: "queues-exceed-vcpus",
                 title: "More virtio queues than vCPUs",
-                severity: Severity::Warn,
+                severity: Severity::Info,
                 profiles: &["*"],
-                why: "Multiqueue pays off when each vCPU has a queue of its own (RHEL: best when the number of queues equals the number of vCPUs). Queues beyond the guest's vCPUs are never used: Linux's virtio-blk and virtio-scsi cap their hardware queues at the CPU count (since 5.1), virtio-net enables min(queues, online CPUs) by default. They still cost: a tap queue, a vhost worker and kernel memory per virtio-net queue pair on the host, and an MSI-X vector per queue in the guest; older guest kernels that tried to use them all ran out of vectors and fell back to one shared interrupt for every queue.",
+                why: "Multiqueue pays off when each vCPU has a queue of its own (RHEL: best when the number of queues equals the number of vCPUs). Queues beyond the guest's vCPUs are never used: Linux's virtio-blk and virtio-scsi cap their hardware queues at the CPU count (since 5.1), virtio-net enables min(queues, online CPUs) by default. They still cost: a tap queue, a vhost worker and kernel memory per virtio-net queue pair on the host, and an MSI-X vector per queue in the guest; older guest kernels that tried to use them all ran out of vectors and fell back to one shared interrupt for every queue. Info: an idle queue costs little. A NIC whose model is a QEMU device name (virtio-net-pci, ...) is left to net-model-string: libvirt ignores its queues.",
                 fix: "Set <driver queues='N'/> on the NIC, virtio-blk disk or virtio-scsi controller to the domain's vCPU count (the maximum, hot-pluggable vCPUs included).",
                 risk: "Low: the guest sees fewer queues on the device; its drivers never used more than one per vCPU. A guest that later gets more vCPUs needs the queues raised again.",
                 class: FixClass::Safe,
@@ -90,6 +93,14 @@ fn queues_exceed(cx: &Cx, out: &mut Out) {
         // any model: net-model turns an emulated NIC into virtio-net, keeping its queues
         // (which only virtio-net takes); a hostdev NIC is the host's hardware
         if nic.itype.as_deref() == Some("hostdev") {
+            continue;
+        }
+        // a QEMU device name as the model (virtio-net-pci, ...): libvirt ignores the
+        // queues there (net-model-string's case); other unknown models take none either
+        if let Some(m) = nic.model.as_deref()
+            && !VIRTIO_NET.contains(&m)
+            && !super::rules_dev::EMULATED_NICS.contains(&m)
+        {
             continue;
         }
         if let Some((drv, q)) = driver_queues(cx, nic.node)
@@ -435,7 +446,7 @@ pub(super) mod table {
                 "server",
                 None,
                 with(v4, &nic("queues='8'")),
-                WARN,
+                INFO,
             ),
             case(
                 "virtio NIC with 4 queues on 4 vCPUs",
@@ -459,7 +470,7 @@ pub(super) mod table {
                 "server",
                 None,
                 with("", &blk("type='raw' queues='4'")),
-                WARN,
+                INFO,
             ),
             case(
                 "virtio-scsi with 8 queues on 4 vCPUs",
@@ -467,7 +478,7 @@ pub(super) mod table {
                 "dense",
                 None,
                 with(v4, &scsi(8)),
-                WARN,
+                INFO,
             ),
             case(
                 "virtio-scsi with 2 queues on 4 vCPUs",
@@ -475,6 +486,18 @@ pub(super) mod table {
                 "dense",
                 None,
                 with(v4, &scsi(2)),
+                NONE,
+            ),
+            case(
+                "virtio-net-pci model string with 8 queues (libvirt ignores them)",
+                "queues-exceed-vcpus",
+                "server",
+                None,
+                with(
+                    "<vcpu>2</vcpu>",
+                    "<interface type='bridge'><source bridge='br0'/><model type='virtio-net-pci'/>\
+<driver queues='8'/></interface>",
+                ),
                 NONE,
             ),
             // io-throttled
@@ -590,6 +613,26 @@ pub(super) mod table {
                 NONE,
             ),
         ]
+    }
+
+    #[test]
+    fn model_string_nic_queues_follow_net_model_strings_fix() {
+        let src = with(
+            "<vcpu>2</vcpu>",
+            "<interface type='bridge'><source bridge='br0'/><model type='virtio-net-pci'/>\
+<driver queues='8'/></interface>",
+        );
+        let v = findings(&src, "server", None);
+        assert!(!v.iter().any(|f| f.rule == "queues-exceed-vcpus"), "{v:#?}");
+        let x = v
+            .iter()
+            .find(|f| f.rule == "net-model-string")
+            .and_then(|f| f.fix.as_ref())
+            .unwrap();
+        let (mut doc, _) = kvmtune_domain::Domain::parse(&src[0]).unwrap();
+        crate::audit::apply(&mut doc, &x.edits);
+        let v = findings(&[doc.serialize()], "server", None);
+        assert!(!v.iter().any(|f| f.rule == "queues-exceed-vcpus"), "{v:#?}");
     }
 
     #[test]

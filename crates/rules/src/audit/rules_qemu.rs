@@ -669,6 +669,20 @@ fn net_model_string(cx: &Cx, out: &mut Out) {
                 }
             }
         }
+        // queues beyond the vCPUs, ignored so far, start to count once the model is
+        // libvirt's: capped here as queues-exceed-vcpus would, so one apply finishes
+        let n = cx.d.vcpu.max.max(1);
+        if let Some(drv) = cx.doc.child(nic.node, "driver")
+            && cx.doc.child(drv, "iothreads").is_none()
+            && cx
+                .doc
+                .attr(drv, "queues")
+                .and_then(|q| q.trim().parse::<u32>().ok())
+                .is_some_and(|q| q > n)
+            && super::enabled("queues-exceed-vcpus", cx.profile)
+        {
+            edits.push(Edit::set(cx.doc, drv, "queues", &n.to_string()));
+        }
         let f = out.finding(
             format!(
                 "{} has model '{m}', a QEMU device name: libvirt passes it through without vhost-net, multiqueue or virtio options (libvirt's model: '{to}')",
