@@ -67,7 +67,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Without <cpu>, or with an old named model (qemu64, Nehalem, ...), the guest lacks instructions such as AVX, AES-NI and PCID: crypto, compression and context switches cost more, and in digoal's 2015 example an idle guest used 9% host CPU until its CPU model was changed. host-model gives the guest the host's features and still migrates between like hosts; host-passthrough gives everything but ties the guest to identical CPUs.",
-                fix: "<cpu mode='host-model'/> (host-passthrough on the latency profile); a migratable profile keeps host-model. Where cpu-invtsc is on and the host's TSC is invariant, the fix also requires invtsc, so cpu-invtsc has nothing left to add.",
+                fix: "<cpu mode='host-model'/> (host-passthrough on the latency profile); a migratable profile keeps host-model, and leaves a named model (even an old one such as Nehalem) alone: it is the pool's chosen baseline. Where cpu-invtsc is on and the host's TSC is invariant, the fix also requires invtsc, so cpu-invtsc has nothing left to add.",
                 risk: "The guest sees a new CPU: some licensed software re-activates; live migration needs destination hosts with at least the same features (host-passthrough: identical CPUs).",
                 class: FixClass::GuestVisible,
                 source: "digoal, \"KVM VM CPU overhead: an optimisation example (CPU flags)\", blog, 2015; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.3; libvirt domain format (CPU model and topology)",
@@ -186,6 +186,12 @@ const INVTSC_RISK: &str = "With invtsc, QEMU blocks live migration unless the TS
 
 const PASSTHROUGH_RISK: &str = "The guest sees the host's own CPU (some licensed software re-activates); it can then live-migrate only to hosts with identical CPUs.";
 
+/// A profile that keeps domains live-migratable (it avoids pinning): a named CPU model is
+/// its pool's chosen baseline.
+fn migratable(cx: &Cx) -> bool {
+    cx.profile.domain.pinning == kvmtune_profile::Want::Avoid
+}
+
 /// Whether cpu-mode's fix writes a new CPU mode in place of a missing, model-less, old or
 /// unusable CPU model (and so brings invtsc along, see cpu-invtsc).
 pub(super) fn cpu_mode_rewrites(cx: &Cx) -> bool {
@@ -201,7 +207,7 @@ pub(super) fn cpu_mode_rewrites(cx: &Cx) -> bool {
             None => true,
             Some(m) => {
                 cx.caps.and_then(|c| c.model_usable(m)) == Some(false)
-                    || OLD_MODELS.contains(&m.as_str())
+                    || (OLD_MODELS.contains(&m.as_str()) && !migratable(cx))
             }
         },
         // latency: host-model becomes host-passthrough
@@ -257,7 +263,8 @@ fn cpu_mode(cx: &Cx, out: &mut Out) {
                 ),
                 vec![cx.ev(c.model_node.unwrap_or(c.node))],
             ),
-            Some(m) if OLD_MODELS.contains(&m.as_str()) => (
+            // a migratable pool picks a named baseline on purpose: no host-model advice
+            Some(m) if OLD_MODELS.contains(&m.as_str()) && !migratable(cx) => (
                 format!("CPU model {m} hides the host's newer features"),
                 vec![cx.ev(c.model_node.unwrap_or(c.node))],
             ),

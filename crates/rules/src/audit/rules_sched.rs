@@ -106,11 +106,11 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Named CPU model older than the host's",
                 severity: Severity::Warn,
                 profiles: &["server", "latency", "desktop", "dense"],
-                why: "A custom <model> of an older generation than the host's CPU (domain capabilities' host-model) hides the newer instructions: a SandyBridge guest on a Cascade Lake host has no AVX2, FMA or AVX-512, so vectorised code (crypto, compression, databases, media) takes slower paths. Migratable pools pick an old model on purpose (the migratable profile leaves it alone).",
+                why: "A custom <model> of an older generation than the host's CPU (domain capabilities' host-model) hides the newer instructions: a SandyBridge guest on a Cascade Lake host has no AVX2, FMA or AVX-512, so vectorised code (crypto, compression, databases, media) takes slower paths. Migratable pools pick an old model on purpose (the migratable profile leaves it alone). The host's generation comes from domain capabilities (host-model's name); without them from the host facts: the /proc/cpuinfo model name where it names the generation plainly (Xeon E5 v2, Xeon Gold 6230, Core i7-4770, EPYC 7302, ...), else only the INVPCID flag (Haswell or newer; info, with what was assumed). With neither domain capabilities nor host facts the rule says nothing.",
                 fix: "<cpu mode='host-model'/> (the host's model and features, still migratable between like hosts).",
                 risk: "The guest sees a newer CPU at next boot; it can then live-migrate only to hosts with that CPU generation or newer.",
                 class: FixClass::GuestVisible,
-                source: "libvirt domain format (CPU model and topology: host-model, custom); libvirt CPU map (cpu_map/x86_*.xml); QEMU documentation, \"Recommendations for KVM CPU model configuration on x86 hosts\"",
+                source: "libvirt domain format (CPU model and topology: host-model, custom); libvirt CPU map (cpu_map/x86_*.xml); QEMU documentation, \"Recommendations for KVM CPU model configuration on x86 hosts\"; Intel ARK and AMD product names (Xeon E5 v2 = Ivy Bridge-EP, Xeon Scalable 2nd gen = Cascade Lake, EPYC 7xx2 = Rome, ...)",
                 needs_host: false,
             },
             check: cpu_model_old,
@@ -850,6 +850,87 @@ fn generation(model: &str) -> Option<(usize, usize)> {
         .find_map(|(v, list)| list.iter().position(|x| *x == m).map(|i| (v, i)))
 }
 
+/// The libvirt CPU model of a host CPU's generation, read from its /proc/cpuinfo model
+/// name where the name says it plainly (Xeon E3/E5/E7 v1-v4, Xeon Scalable, Core i 2nd to
+/// 9th generation, EPYC 7001-7003 and 9004); `None` for anything else.
+fn generation_of_name(name: &str) -> Option<&'static str> {
+    let words: Vec<&str> = name
+        .split(|c: char| c.is_whitespace() || c == '@')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let digits = |w: &str| -> Option<u32> {
+        let d: String = w.chars().filter(|c| c.is_ascii_digit()).collect();
+        d.parse().ok()
+    };
+    if name.contains("Intel") {
+        // Xeon E3-1230 v2, E5-2650 v2, E7-4850 v3; no version: Sandy Bridge
+        if let Some(i) = words
+            .iter()
+            .position(|w| w.starts_with("E3-") || w.starts_with("E5-") || w.starts_with("E7-"))
+        {
+            return match words.get(i + 1).copied() {
+                Some("v2") => Some("IvyBridge"),
+                Some("v3") => Some("Haswell"),
+                Some("v4") => Some("Broadwell"),
+                Some(v) if v.starts_with('v') => None,
+                _ => Some("SandyBridge"),
+            };
+        }
+        // Xeon Scalable: Bronze/Silver/Gold/Platinum NNNN, second digit = generation
+        if let Some(i) = words
+            .iter()
+            .position(|w| matches!(*w, "Bronze" | "Silver" | "Gold" | "Platinum"))
+        {
+            let n = words.get(i + 1).and_then(|w| digits(w))?;
+            if !(1000..10000).contains(&n) {
+                return None;
+            }
+            return match (n / 100) % 10 {
+                1 => Some("Skylake-Server"),
+                2 => Some("Cascadelake-Server"),
+                4 => Some("SapphireRapids"),
+                _ => None, // 3: Cooper Lake or Ice Lake; later: not mapped
+            };
+        }
+        // Core i3/i5/i7/i9-NNNN: the first digit(s) = generation (2nd to 9th)
+        if let Some(w) = words.iter().find(|w| {
+            ["i3-", "i5-", "i7-", "i9-"]
+                .iter()
+                .any(|p| w.starts_with(p))
+        }) {
+            let n = digits(&w[3..])?;
+            if !(1000..10000).contains(&n) {
+                return None;
+            }
+            return match n / 1000 {
+                2 => Some("SandyBridge"),
+                3 => Some("IvyBridge"),
+                4 => Some("Haswell"),
+                5 => Some("Broadwell"),
+                6..=9 => Some("Skylake-Client"),
+                _ => None,
+            };
+        }
+        return None;
+    }
+    if name.contains("AMD EPYC") {
+        let i = words.iter().position(|w| *w == "EPYC")?;
+        let w = words.get(i + 1)?;
+        let n = digits(w)?;
+        if !(1000..10000).contains(&n) {
+            return None;
+        }
+        return match (n / 1000, n % 10) {
+            (7, 1) => Some("EPYC"),
+            (7, 2) => Some("EPYC-Rome"),
+            (7, 3) => Some("EPYC-Milan"),
+            (9, 4) => Some("EPYC-Genoa"),
+            _ => None,
+        };
+    }
+    None
+}
+
 fn cpu_model_old(cx: &Cx, out: &mut Out) {
     // as cpu-mode: KVM domains, and TCG ones virt-type moves to KVM
     if !x86(cx) || (cx.d.virt_type != "kvm" && !tcg_on_kvm_host(cx)) {
@@ -887,8 +968,27 @@ fn cpu_model_old(cx: &Cx, out: &mut Out) {
                 None,
             )
         }
+        None if cx
+            .host
+            .and_then(|h| h.cpu.model_name.as_deref())
+            .and_then(generation_of_name)
+            .and_then(generation)
+            .is_some_and(|(hv, hi)| hv == gv && gi < hi) =>
+        {
+            // the host's generation, read from its /proc/cpuinfo model name
+            let name = cx
+                .host
+                .and_then(|h| h.cpu.model_name.as_deref())
+                .unwrap_or_default();
+            let host = generation_of_name(name).unwrap_or_default();
+            (
+                format!("the host's ({host}: /proc/cpuinfo \"{}\")", name.trim()),
+                out.level,
+                None,
+            )
+        }
         None => {
-            // without capabilities only one sure inference: an Intel host with INVPCID is
+            // else one sure inference from the flags: an Intel host with INVPCID is
             // Haswell or newer, so SandyBridge and IvyBridge models hide AVX2, FMA, BMI
             let Some(h) = cx.host else { return };
             let intel = h.cpu.vendor.as_deref() == Some("GenuineIntel");
@@ -1397,6 +1497,30 @@ pub(super) mod table {
                 vec![dom(&model("SandyBridge"))],
                 NONE,
             ),
+            case(
+                "SandyBridge on an Ivy Bridge host, named by /proc/cpuinfo (iot-pins.xml + b-book)",
+                "cpu-model-old",
+                "server",
+                Some({
+                    let mut h = host16();
+                    h.cpu.model_name = Some("Intel(R) Xeon(R) CPU E5-2650 v2 @ 2.60GHz".into());
+                    h
+                }),
+                vec![dom(&model("SandyBridge"))],
+                WARN,
+            ),
+            case(
+                "IvyBridge on an Ivy Bridge host, named by /proc/cpuinfo",
+                "cpu-model-old",
+                "server",
+                Some({
+                    let mut h = host16();
+                    h.cpu.model_name = Some("Intel(R) Xeon(R) CPU E5-2650 v2 @ 2.60GHz".into());
+                    h
+                }),
+                vec![dom(&model("IvyBridge"))],
+                NONE,
+            ),
             // cpu-invtsc
             case(
                 "latency, host-passthrough, invariant TSC host",
@@ -1483,6 +1607,52 @@ pub(super) mod table {
                 NONE,
             ),
         ]
+    }
+
+    #[test]
+    fn host_generations_from_model_names() {
+        for (name, want) in [
+            (
+                "Intel(R) Xeon(R) CPU E5-2650 v2 @ 2.60GHz",
+                Some("IvyBridge"),
+            ),
+            (
+                "Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz",
+                Some("SandyBridge"),
+            ),
+            (
+                "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz",
+                Some("Broadwell"),
+            ),
+            (
+                "Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz",
+                Some("Cascadelake-Server"),
+            ),
+            (
+                "Intel(R) Xeon(R) Platinum 8180 CPU @ 2.50GHz",
+                Some("Skylake-Server"),
+            ),
+            ("Intel(R) Core(TM) i7-4770 CPU @ 3.40GHz", Some("Haswell")),
+            ("Intel(R) Core(TM) i7-10700K CPU @ 3.80GHz", None),
+            ("AMD EPYC 7302 16-Core Processor", Some("EPYC-Rome")),
+            ("AMD Ryzen 9 5950X 16-Core Processor", None),
+            ("QEMU Virtual CPU version 2.5+", None),
+        ] {
+            assert_eq!(super::generation_of_name(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn cpu_mode_leaves_a_named_model_alone_on_the_migratable_profile() {
+        let v = findings(&[dom(&model("Nehalem"))], "migratable", Some(&host16()));
+        assert!(!v.iter().any(|f| f.rule == "cpu-mode"), "{v:#?}");
+        assert!(!v.iter().any(|f| f.rule == "cpu-model-old"), "{v:#?}");
+        // server: Nehalem is cpu-mode's
+        let v = findings(&[dom(&model("Nehalem"))], "server", Some(&host16()));
+        assert!(v.iter().any(|f| f.rule == "cpu-mode"), "{v:#?}");
+        // no <cpu> on migratable: still qemu64, still host-model
+        let v = findings(&[dom("<vcpu>2</vcpu>")], "migratable", None);
+        assert!(v.iter().any(|f| f.rule == "cpu-mode"), "{v:#?}");
     }
 
     #[test]
