@@ -91,7 +91,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Guest SMT topology does not match the host",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "<topology threads='2'> tells the guest that vCPU pairs are hyper-threads of one core: its scheduler then prefers idle cores over idle siblings and balances load as if the pair shared a core's execution units and caches. That is true only when each pair is pinned onto SMT siblings of one host core; unpinned, or pinned onto separate cores, the guest's SMT-aware decisions are made on a false picture. The reverse, vCPUs pinned onto sibling pairs while the guest sees threads='1', hides the shared cores from the guest.",
+                why: "<topology threads='2'> tells the guest that vCPU pairs are hyper-threads of one core: its scheduler then prefers idle cores over idle siblings and balances load as if the pair shared a core's execution units and caches. That is true only when each pair is pinned onto SMT siblings of one host core (a CPU per vCPU, or the pair sharing that core's sibling set); unpinned, or pinned onto separate cores, the guest's SMT-aware decisions are made on a false picture. The reverse, vCPUs pinned onto sibling pairs while the guest sees threads='1', hides the shared cores from the guest. Warn when guest cores are pinned across host cores; info when the vCPUs float, and for the reverse case.",
                 fix: "Pin each guest core's vCPUs onto the SMT siblings of one host core (kvmtune's planner), or present threads='1'.",
                 risk: "Re-pinning applies live; a topology change is guest-visible at next boot.",
                 class: FixClass::GuestVisible,
@@ -690,11 +690,39 @@ fn cpu_smt_pins(cx: &Cx, out: &mut Out) {
         .filter(|g| !g.is_empty());
     if threads >= 2 {
         let Some(topo) = &cpu.topology else { return };
-        if !(0..n).all(|i| pins.contains_key(&i)) {
+        // each vCPU's pinned CPUs (any number of them)
+        let mut all_pins: std::collections::BTreeMap<u32, CpuSet> = Default::default();
+        if let Some(t) = &cx.d.cputune {
+            for p in &t.vcpupin {
+                if let (Some(id), Some(s)) = (p.id, cpuset(&p.cpuset)) {
+                    all_pins.insert(id, s);
+                }
+            }
+        }
+        // a guest core is confined when all its vCPUs are pinned, within as many host
+        // CPUs as a core has threads (one CPU each, or one sibling set shared)
+        let cores: Vec<(u32, Vec<u32>, Option<CpuSet>)> = (0..n.div_ceil(threads))
+            .map(|core| {
+                let ids: Vec<u32> = (core * threads..((core + 1) * threads).min(n)).collect();
+                let mut u = CpuSet::new();
+                for i in &ids {
+                    match all_pins.get(i) {
+                        Some(s) => u = u.union(s),
+                        None => return (core, ids, None),
+                    }
+                }
+                let confined = u.len() <= threads as usize;
+                (core, ids, confined.then_some(u))
+            })
+            .collect();
+        if cores
+            .iter()
+            .any(|(_, ids, u)| ids.len() >= 2 && u.is_none())
+        {
             out.at(
                 Severity::Info,
                 format!(
-                    "threads='{threads}' tells the guest its vCPUs come in SMT groups of {threads}, but the vCPUs are not each pinned onto one host CPU: the \"siblings\" run wherever the host puts them"
+                    "threads='{threads}' tells the guest its vCPUs come in SMT groups of {threads}, but the vCPUs are not each confined to one host core (a pin per vCPU, or one sibling set per guest core): the \"siblings\" run wherever the host puts them"
                 ),
                 vec![cx.ev(topo.node)],
             );
@@ -702,18 +730,13 @@ fn cpu_smt_pins(cx: &Cx, out: &mut Out) {
         }
         let Some(groups) = groups else { return };
         let mut bad = Vec::new();
-        for core in 0..n.div_ceil(threads) {
-            let ids: Vec<u32> = (core * threads..((core + 1) * threads).min(n)).collect();
+        for (core, ids, u) in cores {
+            let Some(cpus) = u else { continue };
             if ids.len() < 2 {
                 continue;
             }
-            let mut cpus = CpuSet::new();
-            for i in &ids {
-                if let Some(c) = pins.get(i) {
-                    cpus.insert(*c);
-                }
-            }
-            if cpus.len() < ids.len() {
+            let single = ids.iter().all(|i| pins.contains_key(i));
+            if single && cpus.len() < ids.len() {
                 continue; // vCPUs sharing one CPU: a different problem (cpu-exceeds-host)
             }
             let known = cpus.iter().all(|c| groups.iter().any(|g| g.contains(c)));
@@ -1439,6 +1462,30 @@ pub(super) mod table {
                 Some(host16()),
                 vec![dom(&smt(2, Some(["2", "3", "4", "5"])))],
                 NONE,
+            ),
+            case(
+                "threads=2, each guest core on one host core's sibling set (smt-pair.xml)",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(2, Some(["2-3", "2-3", "4-5", "4-5"])))],
+                NONE,
+            ),
+            case(
+                "threads=2, guest core sharing a set spanning two host cores",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(2, Some(["3-4", "3-4", "6-7", "6-7"])))],
+                WARN,
+            ),
+            case(
+                "threads=2, vCPUs floating over 4 CPUs",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(2, Some(["2-5", "2-5", "2-5", "2-5"])))],
+                INFO,
             ),
             case(
                 "threads=2, pinned, siblings unknown",
