@@ -107,7 +107,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Large domain on 2 MiB hugepages while 1 GiB pages are free",
                 severity: Severity::Info,
                 profiles: &["server", "latency"],
-                why: "A 1 GiB page maps 512 times the memory of a 2 MiB page: large guests (16 GiB and up) then need far fewer TLB entries for their memory, and with EPT/NPT the host side of every two-dimensional page walk gets shorter. The host has a 1 GiB pool with room for the whole guest.",
+                why: "A 1 GiB page maps 512 times the memory of a 2 MiB page: large guests (16 GiB and up) then need far fewer TLB entries for their memory, and with EPT/NPT the host side of every two-dimensional page walk gets shorter. The host has a 1 GiB pool with room for the whole guest. Any size of guest when the 2 MiB pool cannot hold it (it would not start) but the 1 GiB pool can.",
                 fix: "<memoryBacking><hugepages><page size='1' unit='G'/></hugepages></memoryBacking>.",
                 risk: "The domain will not start unless the 1 GiB pool can hold its memory (on its NUMA nodes); 1 GiB pools are best reserved at boot (hugepagesz=1G hugepages=N), as they rarely can be allocated later.",
                 class: FixClass::Capacity,
@@ -638,13 +638,7 @@ fn hugepages_1g(cx: &Cx, out: &mut Out) {
         return;
     }
     let mem = d.memory();
-    let min = cx
-        .profile
-        .domain
-        .hugepages_min_mib
-        .saturating_mul(1024)
-        .max(16 * GIB_KIB);
-    if mem < min || !mem.is_multiple_of(GIB_KIB) {
+    if !mem.is_multiple_of(GIB_KIB) {
         return;
     }
     // every guest NUMA cell must be made of whole 1 GiB pages too
@@ -662,36 +656,58 @@ fn hugepages_1g(cx: &Cx, out: &mut Out) {
         .and_then(|n| n.memory.as_ref())
         .and_then(|m| m.nodeset.as_deref())
         .and_then(super::cpuset);
-    let per_node: Vec<u64> = h
-        .numa
-        .nodes
-        .iter()
-        .filter(|n| nodeset.as_ref().is_none_or(|s| s.contains(n.id)))
-        .flat_map(|n| n.hugepages.iter())
-        .filter(|p| p.size_kib == GIB_KIB)
-        .map(|p| p.free)
-        .collect();
-    let free = if per_node.is_empty() && nodeset.is_none() {
-        h.memory
-            .hugepages
+    // free pages of a size on those nodes (the global pool without per-node facts);
+    // `None` when the host has no pool facts of that size at all
+    let free_of = |size: u64| -> Option<u64> {
+        let per_node: Vec<u64> = h
+            .numa
+            .nodes
             .iter()
-            .filter(|p| p.size_kib == GIB_KIB)
+            .filter(|n| nodeset.as_ref().is_none_or(|s| s.contains(n.id)))
+            .flat_map(|n| n.hugepages.iter())
+            .filter(|p| p.size_kib == size)
             .map(|p| p.free)
-            .sum()
-    } else {
-        per_node.iter().sum::<u64>()
+            .collect();
+        if per_node.is_empty() && nodeset.is_none() {
+            let global: Vec<u64> = h
+                .memory
+                .hugepages
+                .iter()
+                .filter(|p| p.size_kib == size)
+                .map(|p| p.free)
+                .collect();
+            (!global.is_empty()).then(|| global.iter().sum())
+        } else {
+            (!per_node.is_empty()).then(|| per_node.iter().sum())
+        }
     };
+    let free = free_of(GIB_KIB).unwrap_or(0);
     let need = mem / GIB_KIB;
     if free < need {
         return;
     }
-    let f = out.finding(
-        format!(
+    // large guests: 1 GiB pages for the TLB; any size: when the 2 MiB pool cannot hold
+    // the domain (it would not start) and the 1 GiB pool can
+    let min = cx
+        .profile
+        .domain
+        .hugepages_min_mib
+        .saturating_mul(1024)
+        .max(16 * GIB_KIB);
+    let small_pool = free_of(2048).filter(|f| f.saturating_mul(2048) < mem);
+    let msg = match small_pool {
+        Some(f2) => format!(
+            "{} of guest memory on 2 MiB hugepages, but the 2 MiB pool has only {} free there; the host has {free} free 1 GiB pages, which hold it",
+            human_kib(mem),
+            human_kib(f2 * 2048)
+        ),
+        None if mem >= min => format!(
             "{} of guest memory on 2 MiB hugepages; the host has {free} free 1 GiB pages",
             human_kib(mem)
         ),
-        vec![cx.ev(hp)],
-    );
+        None => return,
+    };
+    let f = out.finding(msg, vec![cx.ev(hp)]);
     let mut edits = Vec::new();
     if mb.pages.is_empty() {
         for (a, v) in [("size", "1"), ("unit", "G")] {
@@ -1092,12 +1108,23 @@ pub(super) mod table {
                 NONE,
             ),
             case(
-                "8 GiB on 2 MiB pages, latency",
+                "8 GiB on 2 MiB pages, latency, the 2 MiB pool holds it",
                 "mem-hugepages-1g",
                 "latency",
-                host_1g(16),
+                host_1g(16).map(|mut h| {
+                    h.numa.nodes[0].hugepages[0] = pool(2048, 8192);
+                    h
+                }),
                 vec![dom_named("vm", 8192, huge)],
                 NONE,
+            ),
+            case(
+                "10 GiB on 2 MiB pages, empty 2 MiB pool, 12 free 1 GiB pages (hp1g-1.xml)",
+                "mem-hugepages-1g",
+                "server",
+                host_1g(12),
+                vec![dom_named("vm", 10240, huge2m)],
+                INFO,
             ),
             case(
                 "16.5 GiB on 2 MiB pages: not whole 1 GiB pages",
