@@ -18,7 +18,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Guest RAM on 4 KiB pages needs many more TLB entries and page-table walks (two-dimensional with EPT/NPT): memory-heavy guests lose several percent, and transparent hugepages are not guaranteed (fragmentation, khugepaged). Static hugepages are also never swapped or merged.",
-                fix: "<memoryBacking><hugepages/></memoryBacking>, with a pool of that page size reserved on the host (per node).",
+                fix: "<memoryBacking><hugepages/></memoryBacking>, with a pool of that page size reserved on the host (per node). A domain with both <hugepages/> and <allocation mode='ondemand'>, which libvirt refuses, is an error: drop the ondemand allocation.",
                 risk: "The domain will not start unless the host's hugepage pool can hold its memory; hugepage memory cannot be ballooned or overcommitted.",
                 class: FixClass::Capacity,
                 source: "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.8",
@@ -133,6 +133,34 @@ fn wants_hugepages(cx: &Cx) -> bool {
 
 fn hugepages(cx: &Cx, out: &mut Out) {
     let d = cx.d;
+    // hugepages together with on-demand allocation: libvirt refuses the domain ("hugepages
+    // are not allowed with memory allocation ondemand")
+    if let Some(m) = d.memory_backing.as_ref().filter(|m| m.hugepages)
+        && m.allocation_mode.as_deref() == Some("ondemand")
+        && let Some(a) = cx.doc.child(m.node, "allocation")
+    {
+        let edit = if cx.doc.attr(a, "threads").is_some() {
+            Edit::unset(cx.doc, a, "mode")
+        } else {
+            Edit::remove(cx.doc, a)
+        };
+        out.at(
+            Severity::Error,
+            "<hugepages/> with <allocation mode='ondemand'>: libvirt refuses this domain (hugepages are not allowed with memory allocation ondemand); hugepages are allocated up front anyway",
+            vec![cx.ev(a)],
+        )
+        .fix(
+            "Drop allocation mode='ondemand'",
+            vec![edit],
+            virsh_edit(&cx.shell_name(), "remove <allocation mode='ondemand'/> from <memoryBacking>"),
+            Applies::NextBoot,
+        )
+        .class(
+            FixClass::Safe,
+            "None: the guest's memory comes from the hugepage pool at start, as it must with hugepages.",
+        );
+        return;
+    }
     if !wants_hugepages(cx) {
         return;
     }
@@ -969,6 +997,26 @@ pub(super) mod table {
                 vec![dom(&format!(
                     "<currentMemory unit='MiB'>2048</currentMemory>{no_balloon}"
                 ))],
+                NONE,
+            ),
+            case(
+                "hugepages with allocation ondemand (hp-ondemand.xml: libvirt refuses it)",
+                "mem-hugepages",
+                "dense",
+                None,
+                vec![dom(
+                    "<memoryBacking><hugepages/><allocation mode='ondemand'/></memoryBacking>",
+                )],
+                ERROR,
+            ),
+            case(
+                "hugepages with allocation immediate",
+                "mem-hugepages",
+                "dense",
+                None,
+                vec![dom(
+                    "<memoryBacking><hugepages/><allocation mode='immediate'/></memoryBacking>",
+                )],
                 NONE,
             ),
             // mem-balloon-vfio
