@@ -230,3 +230,41 @@ fn corpus_counts() {
         }
     }
 }
+
+/// disk-bus on emulated SCSI controllers: libvirt's disk-scsi.xml (lsilogic, lsisas1078,
+/// lsisas1068 and vmpvscsi become virtio-scsi; POWER's ibmvscsi stays) and
+/// disk-scsi-disk-vpd.xml, whose sdb with <vendor> on lsilogic used to get no finding.
+#[test]
+fn emulated_scsi_controllers_become_virtio_scsi_on_the_corpus() {
+    let Some(c) = corpus() else { return };
+    let v = findings(&c, "libvirt-domains/disk-scsi-disk-vpd.xml", "server", None);
+    let f = fires(&v, "disk-bus");
+    assert_eq!(f.len(), 1, "{v:#?}");
+    assert!(f[0].contains("SCSI controller 1 (lsilogic)"), "{}", f[0]);
+    assert!(f[0].contains("sdb (with <vendor>"), "{}", f[0]);
+    let v = findings(&c, "libvirt-domains/disk-scsi.xml", "server", None);
+    let scsi: Vec<&Finding> = v
+        .iter()
+        .filter(|f| f.rule == "disk-bus" && f.message.starts_with("SCSI controller"))
+        .collect();
+    // controllers 0 (lsilogic), 1 (lsisas1078), 2 (lsisas1068, sdc with <wwn>), 4
+    // (vmpvscsi); 3 is ibmvscsi
+    assert_eq!(scsi.len(), 4, "{scsi:#?}");
+    assert!(scsi.iter().all(|f| f.fix.is_some()));
+    assert!(!scsi.iter().any(|f| f.message.contains("ibmvscsi")));
+}
+
+/// wild-domains/15.xml: a Windows desktop whose display is a passed-through RTX 2080 Ti.
+/// Its emulated cirrus adapter used to get a WARN and a cirrus -> qxl fix; beside the
+/// assigned GPU it is a fallback: info, no fix.
+#[test]
+fn video_model_beside_an_assigned_gpu_is_info_without_a_fix() {
+    let Some(c) = corpus() else { return };
+    let v = findings(&c, "wild-domains/15.xml", "desktop", None);
+    let f: Vec<&Finding> = v.iter().filter(|f| f.rule == "gfx-video-model").collect();
+    assert!(
+        f.iter()
+            .all(|f| f.severity == audit::Severity::Info && f.fix.is_none()),
+        "{f:#?}"
+    );
+}

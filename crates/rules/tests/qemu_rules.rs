@@ -87,6 +87,23 @@ fn env_alone_is_not_a_finding() {
     assert!(of(&v, "qemu-commandline").is_empty(), "{v:#?}");
 }
 
+/// 12.xml's Looking Glass device: ivshmem-plain on a memory-backend-file of /dev/kvmfr0.
+/// libvirt's <shmem> cannot map a char device, so the advice is to keep the arguments
+/// (it used to suggest <shmem>).
+#[test]
+fn kvmfr_ivshmem_has_no_libvirt_equivalent() {
+    let Some(c) = corpus() else { return };
+    let src = std::fs::read_to_string(c.join("wild-domains/12.xml")).unwrap();
+    let v = audit_src(&src, "server");
+    let q = of(&v, "qemu-commandline");
+    assert_eq!(q.len(), 1, "{v:#?}");
+    let m = &q[0].message;
+    assert!(m.contains("libvirt has no equivalent"), "{m}");
+    assert!(m.contains("kvmfr"), "{m}");
+    assert!(!m.contains("in libvirt: <shmem>"), "{m}");
+    assert!(!m.contains("in libvirt: <memoryBacking>, <shmem>"), "{m}");
+}
+
 #[test]
 fn the_hidden_hypervisor_of_a_gpu_passthrough_windows_is_reported_without_a_fix() {
     let Some(c) = corpus() else { return };
@@ -102,6 +119,13 @@ fn the_hidden_hypervisor_of_a_gpu_passthrough_windows_is_reported_without_a_fix(
     let e = of(&v, "hyperv-enlightenments");
     assert_eq!(e.len(), 1, "{v:#?}");
     assert!(e[0].fix.is_none());
+    // the cause is cpu-hypervisor-hidden's: reported once at warn, the rest is info
+    assert_eq!(e[0].severity, Severity::Info);
+    assert!(
+        e[0].message.contains("cpu-hypervisor-hidden"),
+        "{}",
+        e[0].message
+    );
     assert!(
         e[0].message.contains("all (mode='passthrough')")
             && e[0].message.contains("hidden from Windows"),

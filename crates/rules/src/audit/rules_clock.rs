@@ -26,7 +26,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Windows reads its clock and programs timers through emulated hardware unless told otherwise: without the Hyper-V clock (hypervclock) every time read exits to QEMU; with hpet off and no synthetic timers (stimer) Windows 10 falls back to the RTC and ACPI PM timer, an I/O exit storm at idle (a field report: IO_INSTRUCTION 78% of exits, fixed by turning hpet on; OpenNebula: 30-40% idle CPU → 1-3%). rtc catchup and pit delay keep time after a vCPU is descheduled.",
-                fix: "<clock offset='localtime'> with <timer name='rtc' tickpolicy='catchup'/>, <timer name='pit' tickpolicy='delay'/>, <timer name='hypervclock' present='yes'/>; with hpet off, the Hyper-V synthetic timers (stimer, with synic and vpindex) where Windows uses them, else hpet present='yes' (with stimer, hpet stays off: this fix and hyperv-enlightenments' make one clock). With Hyper-V hidden from Windows (see hyperv-enlightenments), no hypervclock and hpet present='yes'.",
+                fix: "<clock offset='localtime'> with <timer name='rtc' tickpolicy='catchup'/>, <timer name='pit' tickpolicy='delay'/>, <timer name='hypervclock' present='yes'/>; with hpet off, the Hyper-V synthetic timers (stimer, with synic and vpindex) where Windows uses them, else hpet present='yes' (with stimer, hpet stays off: this fix and hyperv-enlightenments' make one clock). With the CPUID hypervisor bit disabled the finding is info and points at cpu-hypervisor-hidden: no hypervclock, and hpet present='yes' unless cpu-hypervisor-hidden's fix unhides Hyper-V and brings stimer (then hpet stays off).",
                 risk: "Timer changes take effect at the next cold boot; Windows may re-detect the HPET device.",
                 class: FixClass::GuestVisible,
                 source: "libvirt domain format (time keeping: clock, timer); QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); \"KVM: High host CPU load after upgrading VM to windows 10 1803\" (hpet fix); virt-manager#205; OpenNebula addon-storpool#79",
@@ -41,7 +41,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Windows uses Hyper-V paravirtual interfaces when offered: relaxed timing, virtual APIC, spinlock hints, synthetic interrupt controller and timers, TLB flush and IPI hypercalls. Without them it spins on locks, exits on every APIC access and polls timers (MSR and I/O exit storms at idle: 60% of a core in one report).",
-                fix: "<features><hyperv mode='custom'> with relaxed, vapic, spinlocks retries='8191', vpindex, runtime, synic, stimer, frequencies, tlbflush, ipi (with 2 or more vCPUs), as the host's QEMU supports them, plus the hypervclock timer. Windows before Vista/2008 (XP, 2003) does not use them and is left alone. When Windows cannot see them (the CPUID hypervisor bit disabled, or a qemu:commandline -cpu that replaces libvirt's) there is no fix: the finding names what hides them.",
+                fix: "<features><hyperv mode='custom'> with relaxed, vapic, spinlocks retries='8191', vpindex, runtime, synic, stimer, frequencies, tlbflush, ipi (with 2 or more vCPUs), as the host's QEMU supports them, plus the hypervclock timer. Windows before Vista/2008 (XP, 2003) does not use them and is left alone. When Windows cannot see them there is no fix here: the finding names what hides them. With the CPUID hypervisor bit disabled it is info (cpu-hypervisor-hidden reports the cause, and its fix, where it has one, brings these enlightenments and hypervclock in one apply); with a qemu:commandline -cpu that replaces libvirt's it keeps the rule's level.",
                 risk: "Needs a cold boot; Windows re-detects the hypervisor. Very old QEMU lacks some (checked against domain capabilities when available).",
                 class: FixClass::GuestVisible,
                 source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); virt-manager#205; OpenNebula addon-storpool#79; chaos-reins blog (wild-domains/08)",
@@ -119,6 +119,11 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
     // Hyper-V hidden from Windows (hyperv-enlightenments says by what): the Hyper-V clock
     // and synthetic timers of the XML do not reach it
     let blind = super::rules_qemu::windows_blind(cx);
+    // the hypervisor bit itself hidden: cpu-hypervisor-hidden reports the cause (and its
+    // fix, where it has one, brings the Hyper-V clock and timers); this rule drops to info
+    let hidden = blind.as_ref().is_some_and(|b| b.hv_flags.is_none());
+    let unhide_brings_stimer =
+        super::rules_qemu::unhide_offered(cx) && unhide_edits(cx).1.contains(&"stimer");
     // Windows before Vista/2008 does not read the Hyper-V clock
     if uses_hyperv(cx)
         && blind.is_none()
@@ -186,6 +191,8 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
                     "on",
                 ));
             }
+        } else if hidden && unhide_brings_stimer {
+            // cpu-hypervisor-hidden's fix unhides Hyper-V and brings stimer: hpet stays off
         } else {
             edits.push(Edit::set(cx.doc, h.node, "present", "yes"));
         }
@@ -197,17 +204,32 @@ fn clock_windows(cx: &Cx, out: &mut Out) {
         Some(c) => evidence.insert(0, cx.ev(c.node)),
         None => evidence.insert(0, cx.ev_absent(root, "clock")),
     }
-    let f = out.finding(
-        format!("Windows guest clock: {}", problems.join("; ")),
+    let (sev, tail) = if hidden {
+        (
+            Severity::Info,
+            if unhide_brings_stimer {
+                "; the Hyper-V clock and timers wait for the hypervisor bit (cpu-hypervisor-hidden's fix brings them)"
+            } else {
+                "; the Hyper-V clock and timers wait for the hypervisor bit (see cpu-hypervisor-hidden)"
+            },
+        )
+    } else {
+        (out.level, "")
+    };
+    let f = out.at(
+        sev,
+        format!("Windows guest clock: {}{tail}", problems.join("; ")),
         evidence,
     );
-    let command = virsh_edit(&cx.shell_name(), &super::edits_as_xml(&edits));
-    f.fix(
-        "Tune the Windows clock timers",
-        edits,
-        command,
-        Applies::NextBoot,
-    );
+    if !edits.is_empty() {
+        let command = virsh_edit(&cx.shell_name(), &super::edits_as_xml(&edits));
+        f.fix(
+            "Tune the Windows clock timers",
+            edits,
+            command,
+            Applies::NextBoot,
+        );
+    }
     if suspect {
         f.suspect()
             .assumed(format!("the guest is Windows because {because}"));
@@ -260,27 +282,7 @@ fn hyperv(cx: &Cx, out: &mut Out) {
     }
     let complete = cx.caps.filter(|c| c.hyperv_lists_all());
     let root = cx.d.node;
-    let mut edits = Vec::new();
-    for (name, extra) in &missing {
-        let at = vec![Seg::new("features"), Seg::new("hyperv"), Seg::new(name)];
-        edits.push(Edit::set_at(cx.doc, root, at.clone(), "state", "on"));
-        for (a, v) in extra.iter() {
-            edits.push(Edit::set_at(cx.doc, root, at.clone(), a, v));
-        }
-    }
-    // stimer needs the Hyper-V clock
-    if missing.iter().any(|(n, _)| *n == "stimer") {
-        edits.push(Edit::set_at(
-            cx.doc,
-            root,
-            vec![
-                Seg::new("clock"),
-                Seg::keyed("timer", "name", "hypervclock"),
-            ],
-            "present",
-            "yes",
-        ));
-    }
+    let edits = enlightenment_edits(cx, &missing);
     let names: Vec<&str> = missing.iter().map(|(n, _)| *n).collect();
     let ev = match cx.d.features.hyperv_node {
         Some(h) => cx.ev(h),
@@ -312,6 +314,68 @@ fn hyperv(cx: &Cx, out: &mut Out) {
     if !assumed.is_empty() {
         f.assumed(assumed.join("; "));
     }
+}
+
+/// The edits that turn on `missing` enlightenments, plus the hypervclock timer stimer
+/// needs: hyperv-enlightenments' fix, and part of cpu-hypervisor-hidden's.
+fn enlightenment_edits(cx: &Cx, missing: &[&'static Enlightenment]) -> Vec<Edit> {
+    let root = cx.d.node;
+    let mut edits = Vec::new();
+    for (name, extra) in missing {
+        let at = vec![Seg::new("features"), Seg::new("hyperv"), Seg::new(name)];
+        edits.push(Edit::set_at(cx.doc, root, at.clone(), "state", "on"));
+        for (a, v) in extra.iter() {
+            edits.push(Edit::set_at(cx.doc, root, at.clone(), a, v));
+        }
+    }
+    // stimer needs the Hyper-V clock
+    if missing.iter().any(|(n, _)| *n == "stimer") {
+        edits.push(hypervclock_on(cx));
+    }
+    edits
+}
+
+fn hypervclock_on(cx: &Cx) -> Edit {
+    Edit::set_at(
+        cx.doc,
+        cx.d.node,
+        vec![
+            Seg::new("clock"),
+            Seg::keyed("timer", "name", "hypervclock"),
+        ],
+        "present",
+        "yes",
+    )
+}
+
+/// What cpu-hypervisor-hidden's fix adds once the hypervisor bit is visible, so one apply
+/// finishes the job: the enlightenments hyperv-enlightenments would add (when it is on),
+/// and the hypervclock timer (when clock-windows or stimer wants it). Empty for a guest
+/// that is not a Windows using Hyper-V.
+pub(super) fn unhide_edits(cx: &Cx) -> (Vec<Edit>, Vec<&'static str>) {
+    if windows(cx).is_none() || !uses_hyperv(cx) || !cx.d.is_hvm() {
+        return (Vec::new(), Vec::new());
+    }
+    let missing = if super::enabled("hyperv-enlightenments", cx.profile) {
+        missing_enlightenments(cx)
+    } else {
+        Vec::new()
+    };
+    let mut names: Vec<&'static str> = missing.iter().map(|(n, _)| *n).collect();
+    let mut edits = enlightenment_edits(cx, &missing);
+    let clock_off =
+        cx.d.clock
+            .as_ref()
+            .and_then(|c| c.timer("hypervclock"))
+            .is_none_or(|t| t.present == Some(false));
+    let stimer = names.contains(&"stimer");
+    if clock_off && (stimer || super::enabled("clock-windows", cx.profile)) {
+        if !stimer {
+            edits.push(hypervclock_on(cx));
+        }
+        names.push("hypervclock");
+    }
+    (edits, names)
 }
 
 /// hyperv-enlightenments when Windows cannot see what the XML gives it (the hypervisor
@@ -352,8 +416,13 @@ fn hyperv_hidden(
             if what.is_empty() {
                 return;
             }
+            let fix = if super::rules_qemu::unhide_offered(cx) {
+                "cpu-hypervisor-hidden's fix unhides it and brings the advised enlightenments and hypervclock"
+            } else {
+                "see cpu-hypervisor-hidden"
+            };
             format!(
-                "Hyper-V enlightenments ({}) are hidden from Windows by {}: Windows does not look for Hyper-V without the CPUID hypervisor bit, so adding enlightenments changes nothing until the bit is visible",
+                "Hyper-V enlightenments ({}) are hidden from Windows by {}: Windows does not look for Hyper-V without the CPUID hypervisor bit, so adding enlightenments changes nothing until the bit is visible ({fix})",
                 what.join("; "),
                 blind.hider.what
             )
@@ -387,7 +456,13 @@ fn hyperv_hidden(
             )
         }
     };
-    let f = out.finding(msg, blind.hider.evidence);
+    // the hypervisor bit hidden: cpu-hypervisor-hidden reports the cause, this is info
+    let sev = if blind.hv_flags.is_none() {
+        Severity::Info
+    } else {
+        out.level
+    };
+    let f = out.at(sev, msg, blind.hider.evidence);
     if suspect {
         f.suspect()
             .assumed(format!("the guest is Windows because {because}"));
@@ -641,12 +716,12 @@ pub(super) mod table {
             ),
             // Hyper-V hidden from Windows: one finding, no advice to add enlightenments
             case(
-                "windows, all enlightenments, hypervisor bit disabled",
+                "windows, all enlightenments, hypervisor bit disabled (cpu-hypervisor-hidden's)",
                 "hyperv-enlightenments",
                 "server",
                 None,
                 vec![win(&format!("{all_hyperv}{good_clock}{NO_HV}"))],
-                WARN,
+                INFO,
             ),
             case(
                 "windows, all enlightenments, kvm hidden (Hyper-V stays visible)",
@@ -689,7 +764,7 @@ pub(super) mod table {
                 "server",
                 None,
                 vec![win(&format!("{hpet_off}{all_hyperv}{NO_HV}"))],
-                WARN,
+                INFO,
             ),
             case(
                 "windows, no hypervclock, hypervisor bit disabled",
@@ -788,11 +863,15 @@ pub(super) mod table {
         assert_eq!(h[0].evidence[1].value, "host,hv_vapic");
     }
 
+    const GPU: &str = "<devices><hostdev mode='subsystem' type='pci' managed='yes'><source>\
+<address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev></devices>";
+
     #[test]
     fn hpet_off_with_hidden_stimer_turns_hpet_on() {
         let hpet_off = "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/>\
 <timer name='pit' tickpolicy='delay'/><timer name='hypervclock' present='yes'/><timer name='hpet' present='no'/></clock>";
-        let v = findings(&[win(&format!("{hpet_off}{NO_HV}"))], "server", None);
+        // an assigned GPU: the bit stays hidden (no unhide fix), so hpet comes on
+        let v = findings(&[win(&format!("{hpet_off}{NO_HV}{GPU}"))], "server", None);
         let c = v.iter().find(|f| f.rule == "clock-windows").unwrap();
         let edits: Vec<String> = c
             .fix
@@ -805,5 +884,68 @@ pub(super) mod table {
         assert_eq!(edits.len(), 1, "{edits:?}");
         assert!(edits[0].contains("present = 'yes'"), "{edits:?}");
         assert!(!edits[0].contains("stimer"), "{edits:?}");
+    }
+
+    #[test]
+    fn hidden_hypervisor_is_reported_once_and_unhiding_finishes_the_job() {
+        // /tmp/rv/x/win-hidden.xml: used to be 3 WARNs, and three audits to finish
+        let clock = "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/>\
+<timer name='pit' tickpolicy='delay'/><timer name='hpet' present='no'/></clock>";
+        let src = win(&format!("<vcpu>4</vcpu>{NO_HV}{clock}"));
+        let v = findings(std::slice::from_ref(&src), "server", None);
+        let warn: Vec<_> = v
+            .iter()
+            .filter(|f| {
+                [
+                    "cpu-hypervisor-hidden",
+                    "hyperv-enlightenments",
+                    "clock-windows",
+                ]
+                .contains(&f.rule)
+                    && f.severity >= crate::audit::Severity::Warn
+            })
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(warn, ["cpu-hypervisor-hidden"], "{v:#?}");
+        let h = v
+            .iter()
+            .find(|f| f.rule == "hyperv-enlightenments")
+            .unwrap();
+        assert!(
+            h.message.contains("cpu-hypervisor-hidden's fix"),
+            "{}",
+            h.message
+        );
+        let c = v.iter().find(|f| f.rule == "clock-windows").unwrap();
+        assert!(c.message.contains("cpu-hypervisor-hidden"), "{}", c.message);
+        assert!(
+            c.fix.is_none(),
+            "hpet stays off: stimer comes with the unhide fix"
+        );
+        let x = v
+            .iter()
+            .find(|f| f.rule == "cpu-hypervisor-hidden")
+            .and_then(|f| f.fix.as_ref())
+            .unwrap();
+        for s in ["stimer", "relaxed", "hypervclock"] {
+            assert!(x.summary.contains(s), "{s}: {}", x.summary);
+        }
+        // one apply of that fix alone: the three rules have nothing left to fix
+        let (mut doc, _) = kvmtune_domain::Domain::parse(&src).unwrap();
+        crate::audit::apply(&mut doc, &x.edits);
+        let fixed = doc.serialize();
+        let v = findings(&[fixed], "server", None);
+        let left: Vec<_> = v
+            .iter()
+            .filter(|f| {
+                [
+                    "cpu-hypervisor-hidden",
+                    "hyperv-enlightenments",
+                    "clock-windows",
+                ]
+                .contains(&f.rule)
+            })
+            .collect();
+        assert!(left.is_empty(), "{left:#?}");
     }
 }

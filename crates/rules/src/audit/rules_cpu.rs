@@ -67,7 +67,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Without <cpu>, or with an old named model (qemu64, Nehalem, ...), the guest lacks instructions such as AVX, AES-NI and PCID: crypto, compression and context switches cost more, and in digoal's 2015 example an idle guest used 9% host CPU until its CPU model was changed. host-model gives the guest the host's features and still migrates between like hosts; host-passthrough gives everything but ties the guest to identical CPUs.",
-                fix: "<cpu mode='host-model'/> (host-passthrough on the latency profile); a migratable profile keeps host-model.",
+                fix: "<cpu mode='host-model'/> (host-passthrough on the latency profile); a migratable profile keeps host-model, and leaves a named model (even an old one such as Nehalem) alone: it is the pool's chosen baseline. Where cpu-invtsc is on and the host's TSC is invariant, the fix also requires invtsc, so cpu-invtsc has nothing left to add.",
                 risk: "The guest sees a new CPU: some licensed software re-activates; live migration needs destination hosts with at least the same features (host-passthrough: identical CPUs).",
                 class: FixClass::GuestVisible,
                 source: "digoal, \"KVM VM CPU overhead: an optimisation example (CPU flags)\", blog, 2015; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.3; libvirt domain format (CPU model and topology)",
@@ -182,7 +182,42 @@ fn virt_type(cx: &Cx, out: &mut Out) {
     );
 }
 
+const INVTSC_RISK: &str = "With invtsc, QEMU blocks live migration unless the TSC frequency is set (<clock><timer name='tsc' frequency=...>).";
+
 const PASSTHROUGH_RISK: &str = "The guest sees the host's own CPU (some licensed software re-activates); it can then live-migrate only to hosts with identical CPUs.";
+
+/// A profile that keeps domains live-migratable (it avoids pinning): a named CPU model is
+/// its pool's chosen baseline.
+fn migratable(cx: &Cx) -> bool {
+    cx.profile.domain.pinning == kvmtune_profile::Want::Avoid
+}
+
+/// Whether cpu-mode's fix writes a new CPU mode in place of a missing, model-less, old or
+/// unusable CPU model (and so brings invtsc along, see cpu-invtsc).
+pub(super) fn cpu_mode_rewrites(cx: &Cx) -> bool {
+    if !super::enabled("cpu-mode", cx.profile)
+        || !x86(cx)
+        || (cx.d.virt_type != "kvm" && !tcg_on_kvm_host(cx))
+    {
+        return false;
+    }
+    match &cx.d.cpu {
+        None => true,
+        Some(c) if c.mode() == "custom" => match &c.model {
+            None => true,
+            Some(m) => {
+                cx.caps.and_then(|c| c.model_usable(m)) == Some(false)
+                    || (OLD_MODELS.contains(&m.as_str()) && !migratable(cx))
+            }
+        },
+        // latency: host-model becomes host-passthrough
+        Some(c) => {
+            c.mode() == "host-model"
+                && cx.profile.domain.cpu_mode == "host-passthrough"
+                && cx.caps.is_none_or(|k| k.host_passthrough != Some(false))
+        }
+    }
+}
 
 fn cpu_mode(cx: &Cx, out: &mut Out) {
     if !x86(cx) || (cx.d.virt_type != "kvm" && !tcg_on_kvm_host(cx)) {
@@ -228,7 +263,8 @@ fn cpu_mode(cx: &Cx, out: &mut Out) {
                 ),
                 vec![cx.ev(c.model_node.unwrap_or(c.node))],
             ),
-            Some(m) if OLD_MODELS.contains(&m.as_str()) => (
+            // a migratable pool picks a named baseline on purpose: no host-model advice
+            Some(m) if OLD_MODELS.contains(&m.as_str()) && !migratable(cx) => (
                 format!("CPU model {m} hides the host's newer features"),
                 vec![cx.ev(c.model_node.unwrap_or(c.node))],
             ),
@@ -251,31 +287,90 @@ fn cpu_mode(cx: &Cx, out: &mut Out) {
             return;
         }
         Some(c) if c.mode() == "host-model" && want == "host-passthrough" => {
+            let invtsc = super::rules_sched::invtsc_wanted(cx)
+                && !c.features.iter().any(|f| f.name == "invtsc");
+            let mut edits = vec![Edit::set(cx.doc, c.node, "mode", "host-passthrough")];
+            let (summary, xml, risk) = if invtsc {
+                edits.push(Edit::set_at(
+                    cx.doc,
+                    root,
+                    vec![Seg::new("cpu"), Seg::keyed("feature", "name", "invtsc")],
+                    "policy",
+                    "require",
+                ));
+                (
+                    "Use host-passthrough and require invtsc (cpu-invtsc)",
+                    "<cpu mode='host-passthrough'><feature policy='require' name='invtsc'/></cpu>",
+                    format!("{PASSTHROUGH_RISK} {INVTSC_RISK}"),
+                )
+            } else {
+                (
+                    "Use host-passthrough",
+                    "<cpu mode='host-passthrough'/>",
+                    PASSTHROUGH_RISK.to_string(),
+                )
+            };
             out.at(
                 Severity::Info,
                 "host-model on the latency profile: host-passthrough exposes every host feature and cache detail",
                 vec![cx.ev_attr(c.node, "mode")],
             )
             .fix(
-                "Use host-passthrough",
-                vec![Edit::set(cx.doc, c.node, "mode", "host-passthrough")],
-                virsh_edit(&cx.shell_name(), "<cpu mode='host-passthrough'/>"),
+                summary,
+                edits,
+                virsh_edit(&cx.shell_name(), xml),
                 Applies::NextBoot,
             )
-            .class(FixClass::Migration, PASSTHROUGH_RISK);
+            .class(FixClass::Migration, risk);
             return;
         }
         Some(_) => return,
     };
+    // cpu-invtsc stays quiet while this rule rewrites the CPU: the invtsc it would add
+    // comes with this fix, so one apply finishes the job
+    let invtsc = super::rules_sched::invtsc_wanted(cx)
+        && !cx
+            .d
+            .cpu
+            .as_ref()
+            .is_some_and(|c| c.features.iter().any(|f| f.name == "invtsc"));
+    let mut edits = fix_edits(cx);
+    if invtsc {
+        edits.push(Edit::set_at(
+            cx.doc,
+            root,
+            vec![Seg::new("cpu"), Seg::keyed("feature", "name", "invtsc")],
+            "policy",
+            "require",
+        ));
+    }
     let f = out.finding(message, evidence);
-    f.fix(
-        format!("Use <cpu mode='{want}'>"),
-        fix_edits(cx),
-        virsh_edit(&cx.shell_name(), &format!("<cpu mode='{want}'/>")),
-        Applies::NextBoot,
-    );
-    if want == "host-passthrough" {
-        f.class(FixClass::Migration, PASSTHROUGH_RISK);
+    if invtsc {
+        f.fix(
+            format!("Use <cpu mode='{want}'> and require invtsc (cpu-invtsc)"),
+            edits,
+            virsh_edit(
+                &cx.shell_name(),
+                &format!("<cpu mode='{want}'><feature policy='require' name='invtsc'/></cpu>"),
+            ),
+            Applies::NextBoot,
+        );
+        let base = if want == "host-passthrough" {
+            PASSTHROUGH_RISK
+        } else {
+            "The guest sees a new CPU (some licensed software re-activates)."
+        };
+        f.class(FixClass::Migration, format!("{base} {INVTSC_RISK}"));
+    } else {
+        f.fix(
+            format!("Use <cpu mode='{want}'>"),
+            edits,
+            virsh_edit(&cx.shell_name(), &format!("<cpu mode='{want}'/>")),
+            Applies::NextBoot,
+        );
+        if want == "host-passthrough" {
+            f.class(FixClass::Migration, PASSTHROUGH_RISK);
+        }
     }
     if cx.caps.is_none() {
         f.assumed(format!(

@@ -1,10 +1,10 @@
 //! Domain rules: devices (USB, input, disks, network, legacy hardware).
 
 use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, virsh_edit};
-use kvmtune_domain::GuestOs;
+use kvmtune_domain::{GuestOs, NodeId};
 use kvmtune_profile::Want;
 
-const EMULATED_NICS: &[&str] = &[
+pub(super) const EMULATED_NICS: &[&str] = &[
     "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet", "i82551", "i82557b", "i82559er", "vmxnet3",
 ];
 
@@ -32,8 +32,8 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "A USB tablet gives absolute mouse positioning for graphical consoles, but the guest polls it and the USB controller it needs about 1000 times a second: measurable idle CPU and context switches on servers. Desktops want it: without it the mouse pointer drifts.",
-                fix: "Servers: remove <input type='tablet' bus='usb'/>. Desktops: add it.",
-                risk: "Without a tablet the VNC/SPICE pointer is relative (servers rarely notice).",
+                fix: "Servers: remove <input type='tablet' bus='usb'/> (aarch64/riscv64 virt, which have no PS/2: make it <input type='tablet' bus='virtio'/>). Desktops: add a USB tablet, unless a virtio tablet is there already. s390x is left alone.",
+                risk: "Without a tablet the VNC/SPICE pointer is relative (servers rarely notice). On machines without PS/2 (aarch64 and riscv64 virt) the tablet is not removed but replaced by a virtio tablet, so the guest keeps an absolute pointer (it needs the virtio-input driver; Windows: vioinput).",
                 class: FixClass::Safe,
                 source: "KVM 技术详解与实践 (KVM in Depth and Practice), ch. 2.3; Proxmox VE docs (use tablet for pointer)",
                 needs_host: false,
@@ -46,8 +46,8 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Disk on an emulated bus",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "IDE and SATA (AHCI) disks are emulated register by register: each request costs several VM exits, one request in flight for IDE. virtio-blk (or virtio-scsi) uses shared-memory queues and is several times faster.",
-                fix: "target bus='virtio' (dev vdX), dropping the drive address.",
+                why: "IDE and SATA (AHCI) disks, and SCSI disks on an emulated HBA (lsilogic, lsisas1068, lsisas1078, ...), are emulated register by register: each request costs several VM exits, one request in flight for IDE. virtio-blk (or virtio-scsi) uses shared-memory queues and is several times faster.",
+                fix: "IDE/SATA disks: target bus='virtio' (dev vdX), dropping the drive address; a disk with <wwn>, <vendor> or <product> (which virtio-blk cannot carry) is left to move by hand. SCSI disks: the controller's model becomes virtio-scsi (one finding per controller, listing its disks): names, addresses, wwn, vendor, product and serial stay.",
                 risk: "High: the guest needs virtio drivers before the switch (Windows: install virtio-win first or it will not boot); Linux fstab/boot entries using /dev/sdX or /dev/hdX names must use UUIDs.",
                 class: FixClass::GuestDriver,
                 source: "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012",
@@ -62,7 +62,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "writethrough syncs every write to the host disk (slow); the default and writeback double-cache in the host page cache (memory pressure, data at risk if the host crashes and the guest did not flush); unsafe ignores flushes. cache='none' uses O_DIRECT: no host page cache, guest flushes honoured.",
-                fix: "<driver cache='none' io='native'/> (io='native' with cache none gives Linux AIO).",
+                fix: "<driver cache='none'/>; the io mode is left as it is (disk-io-mode advises io='native' for block devices; sparse or qcow2 files keep io='threads', or io_uring where QEMU and the kernel support it).",
                 risk: "Guests that relied on the host page cache read more from disk; on file systems without O_DIRECT support (tmpfs) the domain will not start.",
                 class: FixClass::Safe,
                 source: "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012",
@@ -243,6 +243,25 @@ fn tablets(cx: &Cx) -> Vec<usize> {
         .collect()
 }
 
+/// A machine without PS/2 (aarch64 and riscv64 `virt`): a USB tablet may be the guest's
+/// only pointing device, and a virtio tablet replaces it.
+fn no_ps2(cx: &Cx) -> bool {
+    let arch = cx.d.os.arch.as_deref().unwrap_or("");
+    let machine = cx.d.os.machine.as_deref().unwrap_or("virt");
+    matches!(arch, "aarch64" | "armv7l" | "riscv64" | "riscv32") && machine.starts_with("virt")
+}
+
+/// The edits turning a USB tablet into a virtio one (its USB address and alias go).
+fn tablet_to_virtio(cx: &Cx, t: NodeId) -> Vec<Edit> {
+    let mut edits = vec![Edit::set(cx.doc, t, "bus", "virtio")];
+    for a in ["address", "alias"] {
+        if let Some(n) = cx.doc.child(t, a) {
+            edits.push(Edit::remove(cx.doc, n));
+        }
+    }
+    edits
+}
+
 fn usb_idle(cx: &Cx, out: &mut Out) {
     if !server_like(cx) || usb_users(cx) > 0 {
         return;
@@ -270,7 +289,13 @@ fn usb_idle(cx: &Cx, out: &mut Out) {
     } else {
         format!("{} USB controller(s) serving only a tablet", ctrls.len())
     };
-    let mut edits: Vec<Edit> = tabs.iter().map(|&t| Edit::remove(cx.doc, t)).collect();
+    // without PS/2 the tablet may be the only pointer: it becomes a virtio tablet (as
+    // dev-tablet's fix makes it) instead of going
+    let mut edits: Vec<Edit> = if no_ps2(cx) {
+        tabs.iter().flat_map(|&t| tablet_to_virtio(cx, t)).collect()
+    } else {
+        tabs.iter().map(|&t| Edit::remove(cx.doc, t)).collect()
+    };
     // keep the first controller element (its position) as the 'none' one, drop the rest
     let first = ctrls[0];
     for c in &ctrls[1..] {
@@ -293,8 +318,42 @@ fn usb_idle(cx: &Cx, out: &mut Out) {
 }
 
 fn tablet(cx: &Cx, out: &mut Out) {
+    // s390x has neither USB nor PS/2 pointers (its consoles are text or virtio-gpu)
+    if cx.d.os.arch.as_deref() == Some("s390x") {
+        return;
+    }
     let tabs = tablets(cx);
+    // a virtio tablet gives the same absolute pointer without USB polling
+    let virtio_tablet =
+        cx.d.devices
+            .inputs
+            .iter()
+            .any(|i| i.dtype.as_deref() == Some("tablet") && i.bus.as_deref() == Some("virtio"));
     match cx.profile.domain.tablet {
+        Want::Avoid if no_ps2(cx) => {
+            let windows = matches!(cx.d.guest_os(), GuestOs::Windows(_));
+            for t in tabs {
+                let f = out.finding(
+                    format!(
+                        "USB tablet, which the {} profile does without; this {} machine has no PS/2, so it may be the only pointer: a virtio tablet keeps it without the USB polling",
+                        cx.profile.name,
+                        cx.d.os.machine.as_deref().unwrap_or("virt")
+                    ),
+                    vec![cx.ev(t)],
+                );
+                f.fix(
+                    "Replace the USB tablet with a virtio tablet",
+                    tablet_to_virtio(cx, t),
+                    virsh_edit(&cx.shell_name(), "<input type='tablet' bus='virtio'/> in place of <input type='tablet' bus='usb'/>"),
+                    Applies::NextBoot,
+                );
+                if windows {
+                    f.class(FixClass::GuestDriver, "The pointer stays absolute, through virtio-input: Windows needs the virtio-win input driver (vioinput) first, or it has no pointer.");
+                } else {
+                    f.class(FixClass::Safe, "The pointer stays absolute, through virtio-input (Linux: the virtio_input driver, in every distribution kernel); the USB tablet and its polling go.");
+                }
+            }
+        }
         Want::Avoid => {
             for t in tabs {
                 out.finding(
@@ -312,7 +371,7 @@ fn tablet(cx: &Cx, out: &mut Out) {
                 );
             }
         }
-        Want::Want if tabs.is_empty() && !cx.d.devices.graphics.is_empty() => {
+        Want::Want if tabs.is_empty() && !virtio_tablet && !cx.d.devices.graphics.is_empty() => {
             let usb_off =
                 cx.d.devices
                     .controllers
@@ -343,14 +402,6 @@ fn tablet(cx: &Cx, out: &mut Out) {
         }
         _ => {}
     }
-}
-
-/// Whether the domain has a virtio-scsi controller (SCSI disks on it are fine).
-fn virtio_scsi(cx: &Cx) -> bool {
-    cx.d.devices
-        .controllers
-        .iter()
-        .any(|c| c.ctype == "scsi" && c.model.as_deref() == Some("virtio-scsi"))
 }
 
 /// Whether a virtio-blk disk already has an iothread: its own `driver iothread`, or a
@@ -408,6 +459,9 @@ fn disk_bus(cx: &Cx, out: &mut Out) {
             .filter_map(|d| d.target_dev.clone())
             .collect();
     let windows = matches!(cx.d.guest_os(), GuestOs::Windows(_));
+    // disks on an emulated SCSI controller: the controller becomes virtio-scsi (one
+    // finding per controller); the disks keep their names, addresses and SCSI identity
+    emulated_scsi_controllers(cx, out);
     for disk in &cx.d.devices.disks {
         if disk.device() != "disk" {
             continue;
@@ -415,12 +469,7 @@ fn disk_bus(cx: &Cx, out: &mut Out) {
         let Some(bus) = disk.bus.as_deref() else {
             continue;
         };
-        let emulated = match bus {
-            "ide" | "sata" => true,
-            "scsi" => !virtio_scsi(cx),
-            _ => false,
-        };
-        if !emulated {
+        if !matches!(bus, "ide" | "sata") {
             continue;
         }
         let Some(t) = disk.target_node else { continue };
@@ -509,6 +558,151 @@ fn disk_bus(cx: &Cx, out: &mut Out) {
     }
 }
 
+/// SCSI controller models QEMU emulates register by register (HBAs), which virtio-scsi
+/// replaces; ibmvscsi (POWER's paravirtual vSCSI) and the virtio models are not among them.
+const EMULATED_SCSI: &[&str] = &[
+    "lsilogic",
+    "lsisas1068",
+    "lsisas1078",
+    "buslogic",
+    "vmpvscsi",
+    "ncr53c90",
+    "am53c974",
+    "dc390",
+];
+
+/// The SCSI controller index a disk is attached to: its drive address's controller, 0
+/// when it has none.
+fn scsi_controller_index(cx: &Cx, disk: &kvmtune_domain::model::Disk) -> Option<u32> {
+    cx.doc
+        .child(disk.node, "address")
+        .filter(|a| cx.doc.attr(*a, "type") == Some("drive"))
+        .and_then(|a| cx.doc.attr(a, "controller"))
+        .map_or(Some(0), |c| c.trim().parse::<u32>().ok())
+}
+
+/// The risk of turning an emulated SCSI controller into virtio-scsi, for the guest at hand.
+fn virtio_scsi_risk(d: &kvmtune_domain::Domain) -> String {
+    match d.guest_os() {
+        GuestOs::Windows(_) => "Windows needs the virtio-win SCSI driver (vioscsi) installed first, or it will not boot from these disks; the disks keep their SCSI identity (wwn, vendor, product, serial)".into(),
+        GuestOs::Linux(_) => "the guest needs the virtio_scsi driver (in the initramfs for a boot disk); the disks keep their /dev/sdX names and their SCSI identity (wwn, vendor, product, serial)".into(),
+        GuestOs::Unknown => "unknown guest OS: it needs a virtio-scsi driver first (Windows: vioscsi from virtio-win), or it will not boot from these disks; a Linux guest keeps the /dev/sdX names".into(),
+    }
+}
+
+/// disk-bus for bus='scsi' disks: one finding per emulated SCSI controller with disks on
+/// it, whose fix changes the controller's model to virtio-scsi.
+fn emulated_scsi_controllers(cx: &Cx, out: &mut Out) {
+    let x86 = super::rules_cpu::x86(cx);
+    let scsi_disks: Vec<(&kvmtune_domain::model::Disk, Option<u32>)> =
+        cx.d.devices
+            .disks
+            .iter()
+            .filter(|d| d.bus.as_deref() == Some("scsi"))
+            .map(|d| (d, scsi_controller_index(cx, d)))
+            .collect();
+    let on = |index: u32| -> Vec<&kvmtune_domain::model::Disk> {
+        scsi_disks
+            .iter()
+            .filter(|(_, i)| *i == Some(index))
+            .map(|(d, _)| *d)
+            .collect()
+    };
+    let windows = matches!(cx.d.guest_os(), GuestOs::Windows(_));
+    let scsi_ctrls: Vec<_> =
+        cx.d.devices
+            .controllers
+            .iter()
+            .filter(|c| c.ctype == "scsi")
+            .collect();
+    for c in &scsi_ctrls {
+        let index = c.index.unwrap_or(0);
+        // a controller without a model is libvirt's default: lsilogic on x86 (when QEMU
+        // has it, else virtio-scsi), something else on other machines
+        let (model, assumed) = match c.model.as_deref() {
+            Some(m) if EMULATED_SCSI.contains(&m) => (m, false),
+            None if x86 => ("lsilogic", true),
+            _ => continue,
+        };
+        let devs = on(index);
+        if !devs.iter().any(|d| d.device() == "disk") {
+            continue;
+        }
+        let names: Vec<String> = devs
+            .iter()
+            .map(|d| {
+                let id: Vec<&str> = ["wwn", "vendor", "product"]
+                    .into_iter()
+                    .filter(|e| cx.doc.child(d.node, e).is_some())
+                    .collect();
+                let mut n = d.label();
+                if d.device() != "disk" {
+                    n.push_str(&format!(" ({})", d.device()));
+                }
+                if !id.is_empty() {
+                    n.push_str(&format!(" (with <{}>)", id.join(">, <")));
+                }
+                n
+            })
+            .collect();
+        let mut edits = vec![Edit::set(cx.doc, c.node, "model", "virtio-scsi")];
+        let mut with = String::new();
+        if let Some((io, id)) = super::rules_sched::converted_scsi_iothread(cx, c.node) {
+            edits.extend(io);
+            with = format!(" with iothread {id}");
+        }
+        let mut msg = format!(
+            "SCSI controller {index} ({}) is emulated; its disks: {}",
+            if assumed {
+                "no model: libvirt's x86 default, lsilogic".to_string()
+            } else {
+                model.to_string()
+            },
+            names.join(", ")
+        );
+        if windows {
+            msg.push_str(" (Windows guest: install the virtio-win SCSI driver, vioscsi, first)");
+        }
+        let f = out.finding(msg, vec![cx.ev(c.node)]);
+        f.fix(
+            format!("Make SCSI controller {index} virtio-scsi{with}"),
+            edits,
+            virsh_edit(
+                &cx.shell_name(),
+                &format!("<controller type='scsi' index='{index}' model='virtio-scsi'/>"),
+            ),
+            Applies::NextBoot,
+        );
+        f.class(FixClass::GuestDriver, virtio_scsi_risk(cx.d));
+        if assumed {
+            f.assumed("the controller without a model is lsilogic (libvirt's x86 default when QEMU has it)");
+        }
+    }
+    // disks on a SCSI controller the XML does not declare: libvirt adds one of its default
+    // model; said, not fixed (the controller element is not there to change)
+    let mut implicit: Vec<(u32, Vec<String>)> = Vec::new();
+    for (d, i) in &scsi_disks {
+        let Some(i) = *i else { continue };
+        if d.device() != "disk" || scsi_ctrls.iter().any(|c| c.index.unwrap_or(0) == i) || !x86 {
+            continue;
+        }
+        match implicit.iter_mut().find(|(x, _)| *x == i) {
+            Some((_, v)) => v.push(d.label()),
+            None => implicit.push((i, vec![d.label()])),
+        }
+    }
+    for (i, names) in implicit {
+        out.finding(
+            format!(
+                "disk(s) {} on SCSI controller {i}, which the XML does not declare: libvirt adds its default model (lsilogic on x86 when QEMU has it, an emulated HBA); declare <controller type='scsi' index='{i}' model='virtio-scsi'/>",
+                names.join(", ")
+            ),
+            vec![cx.ev_absent(cx.d.devices.node.unwrap_or(cx.d.node), "controller")],
+        )
+        .assumed("libvirt's default SCSI controller model on this host is lsilogic");
+    }
+}
+
 fn disk_cache(cx: &Cx, out: &mut Out) {
     let ok = &cx.profile.domain.disk_cache;
     for disk in &cx.d.devices.disks {
@@ -546,24 +740,22 @@ fn disk_cache(cx: &Cx, out: &mut Out) {
         if disk.driver_node.is_none() {
             edits.push(Edit::set_at(cx.doc, disk.node, segs(), "name", "qemu"));
         }
+        // the io mode stays as it is: disk-io-mode owns it (native for block devices; a
+        // sparse or qcow2 file keeps threads, or io_uring, since native AIO can block on
+        // the file system's allocation)
         edits.push(Edit::set_at(cx.doc, disk.node, segs(), "cache", "none"));
-        if disk.io.is_none()
-            || disk.io.as_deref() == Some("threads") && disk.disk_type.as_deref() == Some("block")
-        {
-            edits.push(Edit::set_at(cx.doc, disk.node, segs(), "io", "native"));
-        }
         out.at(
             sev,
             format!("disk {} uses cache={cache}", disk.label()),
             vec![ev],
         )
         .fix(
-            format!("cache='none' io='native' on {}", disk.label()),
+            format!("cache='none' on {}", disk.label()),
             edits,
             virsh_edit(
                 &cx.shell_name(),
                 &format!(
-                    "<driver name='qemu' cache='none' io='native'/> on disk {}",
+                    "<driver name='qemu' cache='none'/> on disk {}",
                     disk.label()
                 ),
             ),
@@ -1013,6 +1205,36 @@ pub(super) mod table {
                 INFO,
             ),
             case(
+                "desktop console with a virtio tablet (tab-virtio.xml)",
+                "dev-tablet",
+                "desktop",
+                None,
+                vec![devices(&format!("{xhci}<input type='tablet' bus='virtio'/>{vnc}"))],
+                NONE,
+            ),
+            case(
+                "desktop s390x console without tablet",
+                "dev-tablet",
+                "desktop",
+                None,
+                vec![devices(vnc).replace(
+                    "arch='x86_64' machine='q35'",
+                    "arch='s390x' machine='s390-ccw-virtio'",
+                )],
+                NONE,
+            ),
+            case(
+                "tablet on an aarch64 virt server (no PS/2)",
+                "dev-tablet",
+                "server",
+                None,
+                vec![devices(&format!("{xhci}{tablet}")).replace(
+                    "arch='x86_64' machine='q35'",
+                    "arch='aarch64' machine='virt'",
+                )],
+                WARN,
+            ),
+            case(
                 "desktop console with tablet",
                 "dev-tablet",
                 "desktop",
@@ -1054,6 +1276,42 @@ pub(super) mod table {
                 None,
                 vec![devices(&disk(ok, "sda", "scsi"))],
                 WARN,
+            ),
+            case(
+                "scsi disk on an lsilogic controller",
+                "disk-bus",
+                "server",
+                None,
+                vec![devices(&format!(
+                    "<controller type='scsi' index='0' model='lsilogic'/>{}",
+                    disk(ok, "sda", "scsi")
+                ))],
+                WARN,
+            ),
+            case(
+                "scsi disk with <vendor> on lsilogic beside a virtio-scsi controller (vpd.xml sdb, was silent)",
+                "disk-bus",
+                "server",
+                None,
+                vec![devices(&format!(
+                    "<controller type='scsi' index='0' model='virtio-scsi'/><controller type='scsi' index='1' model='lsilogic'/>{}",
+                    disk(ok, "sdb", "scsi").replace(
+                        "</disk>",
+                        "<vendor>SEA GATE</vendor><address type='drive' controller='1' bus='0' target='0' unit='0'/></disk>"
+                    )
+                ))],
+                WARN,
+            ),
+            case(
+                "scsi disk on POWER's paravirtual ibmvscsi",
+                "disk-bus",
+                "server",
+                None,
+                vec![devices(&format!(
+                    "<controller type='scsi' index='0' model='ibmvscsi'/>{}",
+                    disk(ok, "sda", "scsi")
+                ))],
+                NONE,
             ),
             case(
                 "scsi disk on virtio-scsi",
@@ -1416,6 +1674,135 @@ pub(super) mod table {
                 NONE,
             ),
         ]
+    }
+
+    #[test]
+    fn scsi_disks_get_a_virtio_scsi_controller_not_a_move() {
+        let ok = "cache='none' io='native'";
+        let src = devices(&format!(
+            "<controller type='scsi' index='0' model='lsilogic'/><controller type='scsi' index='1' model='lsisas1078'/>{}{}{}",
+            disk(ok, "sda", "scsi"),
+            disk(ok, "sdb", "scsi").replace(
+                "</disk>",
+                "<wwn>5000c50015ea71ac</wwn><address type='drive' controller='0' bus='0' target='0' unit='1'/></disk>"
+            ),
+            disk(ok, "sdc", "scsi").replace(
+                "</disk>",
+                "<vendor>SEAGATE</vendor><address type='drive' controller='1' bus='0' target='0' unit='0'/></disk>"
+            ),
+        ));
+        let v = findings(std::slice::from_ref(&src), "server", None);
+        let f: Vec<_> = v.iter().filter(|f| f.rule == "disk-bus").collect();
+        assert_eq!(f.len(), 2, "one per controller: {f:#?}");
+        assert!(f[0].message.contains("sda") && f[0].message.contains("sdb (with <wwn>)"));
+        assert!(
+            f[1].message.contains("sdc (with <vendor>)"),
+            "{}",
+            f[1].message
+        );
+        for x in &f {
+            let fix = x.fix.as_ref().unwrap();
+            assert_eq!(fix.class, crate::audit::FixClass::GuestDriver);
+            assert!(
+                fix.summary.starts_with("Make SCSI controller"),
+                "{}",
+                fix.summary
+            );
+        }
+        let mut out = src.clone();
+        for x in &f {
+            let (mut doc, _) = kvmtune_domain::Domain::parse(&out).unwrap();
+            crate::audit::apply(&mut doc, &x.fix.as_ref().unwrap().edits);
+            out = doc.serialize();
+        }
+        // names and identity kept, no virtio-blk move, controllers now virtio-scsi
+        for s in [
+            "dev='sda' bus='scsi'",
+            "dev='sdb' bus='scsi'",
+            "<wwn>",
+            "<vendor>",
+        ] {
+            assert!(out.contains(s), "{s}: {out}");
+        }
+        assert!(!out.contains("lsi"), "{out}");
+        assert!(!out.contains("bus='virtio'"), "{out}");
+        // a wwn disk on SATA keeps the move-by-hand finding
+        let sata = devices(
+            &disk(ok, "sda", "sata").replace("</disk>", "<wwn>5000c50015ea71ac</wwn></disk>"),
+        );
+        let v = findings(&[sata], "server", None);
+        let f = v.iter().find(|f| f.rule == "disk-bus").unwrap();
+        assert!(
+            f.fix.is_none() && f.message.contains("move it by hand"),
+            "{f:#?}"
+        );
+    }
+
+    #[test]
+    fn tablet_without_ps2_becomes_virtio_instead_of_going() {
+        let src = devices(
+            "<controller type='usb' model='qemu-xhci'/><input type='tablet' bus='usb'/><graphics type='spice' autoport='yes'/>",
+        )
+        .replace("arch='x86_64' machine='q35'", "arch='aarch64' machine='virt'");
+        let v = findings(std::slice::from_ref(&src), "server", None);
+        let mut out = src.clone();
+        for r in ["dev-tablet", "dev-usb-idle"] {
+            let f = v
+                .iter()
+                .find(|f| f.rule == r)
+                .unwrap_or_else(|| panic!("{r}: {v:#?}"));
+            let x = f.fix.as_ref().unwrap();
+            let (mut doc, _) = kvmtune_domain::Domain::parse(&out).unwrap();
+            crate::audit::apply(&mut doc, &x.edits);
+            out = doc.serialize();
+            if r == "dev-tablet" {
+                assert!(x.summary.contains("virtio tablet"), "{}", x.summary);
+                assert!(x.risk.contains("absolute"), "{}", x.risk);
+            }
+        }
+        assert!(out.contains("<input type='tablet' bus='virtio'/>"), "{out}");
+        // x86: the tablet goes (PS/2 mouse remains)
+        let x86 =
+            devices("<controller type='usb' model='qemu-xhci'/><input type='tablet' bus='usb'/>");
+        let v = findings(&[x86], "server", None);
+        let f = v.iter().find(|f| f.rule == "dev-tablet").unwrap();
+        assert_eq!(f.fix.as_ref().unwrap().summary, "Remove the tablet");
+    }
+
+    #[test]
+    fn disk_cache_sets_only_the_cache_mode() {
+        // a qcow2 file without io used to get io='native' too (native AIO can block on a
+        // sparse file's allocation): now only cache='none', disk-io-mode owns io
+        let v = findings(&[devices(&disk("", "vda", "virtio"))], "server", None);
+        let f = v.iter().find(|f| f.rule == "disk-cache").unwrap();
+        let x = f.fix.as_ref().unwrap();
+        assert_eq!(x.summary, "cache='none' on vda");
+        assert!(
+            x.edits
+                .iter()
+                .all(|e| !format!("{:?}", e.op).contains("\"io\"")),
+            "{:?}",
+            x.edits
+        );
+        assert!(!x.command.contains("io="), "{}", x.command);
+        // an io mode already there stays
+        let v = findings(
+            &[devices(&disk(
+                "cache='writeback' io='threads'",
+                "vda",
+                "virtio",
+            ))],
+            "server",
+            None,
+        );
+        let x = v
+            .iter()
+            .find(|f| f.rule == "disk-cache")
+            .unwrap()
+            .fix
+            .as_ref()
+            .unwrap();
+        assert_eq!(x.edits.len(), 1, "{:?}", x.edits);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Desktop on an emulated VGA adapter",
                 severity: Severity::Warn,
                 profiles: &["desktop"],
-                why: "cirrus emulates a 1990s Cirrus Logic chip: a small framebuffer (low resolutions and colour depths), every screen update emulated; QEMU stopped making it the default in 2.2. Standard VGA (model vga) is the compatible baseline but has no acceleration and no multi-head. A desktop is better served by virtio (virtio-vga: Linux's virtio_gpu driver; Windows' viogpudo from virtio-win) or qxl with SPICE (Linux's qxl driver; Windows' qxldod). Warn for cirrus, info for vga.",
+                why: "cirrus emulates a 1990s Cirrus Logic chip: a small framebuffer (low resolutions and colour depths), every screen update emulated; QEMU stopped making it the default in 2.2. Standard VGA (model vga) is the compatible baseline but has no acceleration and no multi-head. A desktop is better served by virtio (virtio-vga: Linux's virtio_gpu driver; Windows' viogpudo from virtio-win) or qxl with SPICE (Linux's qxl driver; Windows' qxldod). Warn for cirrus, info for vga. Beside an assigned PCI device (a passed-through GPU) the emulated adapter is only a fallback and boot console: info at most, no fix.",
                 fix: "<video><model type='virtio'/></video> for Linux guests; for Windows, qxl with SPICE graphics, else virtio, after installing the virtio-win display driver.",
                 risk: "The guest sees a new display adapter: Linux has virtio_gpu and qxl in the kernel; Windows falls back to the Microsoft Basic Display Adapter (fixed resolutions) until the virtio-win display driver is installed.",
                 class: FixClass::GuestVisible,
@@ -83,6 +83,23 @@ fn video_model(cx: &Cx, out: &mut Out) {
         "vga" => Severity::Info,
         _ => return,
     };
+    // an assigned PCI device (usually the GPU the desktop is shown on): the emulated
+    // adapter is a fallback and boot console beside it; changing it only gives Windows a
+    // second adapter. Info, no fix.
+    if let Some(h) = cx.d.devices.hostdevs.iter().find(|h| {
+        h.dtype.as_deref() == Some("pci")
+            && cx.doc.attr(h.node, "mode").is_none_or(|m| m == "subsystem")
+    }) {
+        out.at(
+            Severity::Info,
+            format!(
+                "the primary emulated video adapter is {ty}, beside an assigned PCI device (a passed-through GPU?): the emulated adapter is only a fallback and boot console there; leave it, or set <model type='none'/> if the assigned GPU drives every display"
+            ),
+            vec![cx.ev(model), cx.ev(h.node)],
+        )
+        .suspect();
+        return;
+    }
     let spice =
         cx.d.devices
             .graphics
@@ -205,12 +222,25 @@ pub(super) mod table {
         ))]
     }
 
+    const GPU: &str = "<hostdev mode='subsystem' type='pci' managed='yes'><source>\
+<address domain='0x0000' bus='0x0a' slot='0x00' function='0x0'/></source></hostdev>";
+
     const VNC: &str = "<graphics type='vnc' port='-1'/>";
     const SPICE: &str = "<graphics type='spice' autoport='yes'/>";
 
     pub(crate) fn cases() -> Vec<Case> {
         vec![
             // gfx-video-model
+            case(
+                "Windows desktop on cirrus beside an assigned GPU (wild 15.xml): info, no fix",
+                "gfx-video-model",
+                "desktop",
+                None,
+                vec![dom(&format!(
+                    "{WIN}<devices>{SPICE}<video><model type='cirrus'/></video>{GPU}</devices>"
+                ))],
+                INFO,
+            ),
             case(
                 "Linux desktop on cirrus",
                 "gfx-video-model",
@@ -308,6 +338,14 @@ pub(super) mod table {
                 .find(|f| f.rule == "gfx-video-model")
                 .and_then(|f| f.fix)
         };
+        // an assigned GPU: the emulated adapter is a fallback, left alone (was a WARN with
+        // a cirrus -> qxl fix on wild-domains/15.xml)
+        assert!(
+            fix(vec![dom(&format!(
+                "{WIN}<devices>{SPICE}<video><model type='cirrus'/></video>{GPU}</devices>"
+            ))])
+            .is_none()
+        );
         let linux = fix(desk(LINUX, VNC, "type='cirrus' vram='16384'")).unwrap();
         assert_eq!(linux.summary, "Use a virtio video adapter");
         assert_eq!(linux.class, crate::audit::FixClass::GuestVisible);

@@ -1,8 +1,11 @@
 //! Rules for the I/O path: queue counts, throttles, io modes.
 
-use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Severity, human_kib, virsh_edit};
+use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, human_kib, virsh_edit};
 use kvmtune_domain::NodeId;
 use kvmtune_profile::Want;
+
+/// libvirt's virtio NIC models.
+const VIRTIO_NET: &[&str] = &["virtio", "virtio-transitional", "virtio-non-transitional"];
 
 /// libvirt's virtio-scsi controller models.
 const VIRTIO_SCSI: &[&str] = &[
@@ -17,9 +20,9 @@ pub(super) fn rules() -> Vec<Rule> {
             meta: Meta {
                 id: "queues-exceed-vcpus",
                 title: "More virtio queues than vCPUs",
-                severity: Severity::Warn,
+                severity: Severity::Info,
                 profiles: &["*"],
-                why: "Multiqueue pays off when each vCPU has a queue of its own (RHEL: best when the number of queues equals the number of vCPUs). Queues beyond the guest's vCPUs are never used: Linux's virtio-blk and virtio-scsi cap their hardware queues at the CPU count (since 5.1), virtio-net enables min(queues, online CPUs) by default. They still cost: a tap queue, a vhost worker and kernel memory per virtio-net queue pair on the host, and an MSI-X vector per queue in the guest; older guest kernels that tried to use them all ran out of vectors and fell back to one shared interrupt for every queue.",
+                why: "Multiqueue pays off when each vCPU has a queue of its own (RHEL: best when the number of queues equals the number of vCPUs). Queues beyond the guest's vCPUs are never used: Linux's virtio-blk and virtio-scsi cap their hardware queues at the CPU count (since 5.1), virtio-net enables min(queues, online CPUs) by default. They still cost: a tap queue, a vhost worker and kernel memory per virtio-net queue pair on the host, and an MSI-X vector per queue in the guest; older guest kernels that tried to use them all ran out of vectors and fell back to one shared interrupt for every queue. Info: an idle queue costs little. A NIC whose model is a QEMU device name (virtio-net-pci, ...) is left to net-model-string: libvirt ignores its queues.",
                 fix: "Set <driver queues='N'/> on the NIC, virtio-blk disk or virtio-scsi controller to the domain's vCPU count (the maximum, hot-pluggable vCPUs included).",
                 risk: "Low: the guest sees fewer queues on the device; its drivers never used more than one per vCPU. A guest that later gets more vCPUs needs the queues raised again.",
                 class: FixClass::Safe,
@@ -46,12 +49,12 @@ pub(super) fn rules() -> Vec<Rule> {
         Rule {
             meta: Meta {
                 id: "disk-io-mode",
-                title: "Raw block device with threaded AIO",
+                title: "Host block device with threaded AIO",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "With cache='none' (or directsync) QEMU opens the disk with O_DIRECT; on a raw host block device io='native' then submits requests with Linux AIO straight from QEMU, while io='threads' (QEMU's default when io is unset) hands each request to a pool of worker threads: more context switches, more host CPU and more latency per request. Block devices have no file-system allocation that could make native AIO block, so native fits them. Info; warn on profiles that dedicate CPUs (latency).",
-                fix: "<driver io='native'/> on the disk (it keeps cache='none' or directsync).",
-                risk: "Low: native AIO needs O_DIRECT, which the disk already uses. io='io_uring' is an alternative on QEMU 5.0+ and Linux 5.1+.",
+                why: "With cache='none' (or directsync) QEMU opens the disk with O_DIRECT; on a raw host block device io='native' then submits requests with Linux AIO straight from QEMU, while io='threads' (QEMU's default when io is unset) hands each request to a pool of worker threads: more context switches, more host CPU and more latency per request. Block devices (raw or qcow2 on an LV or a partition) have no file-system allocation that could make native AIO block, so native fits them. Files are left alone: on a sparse or qcow2 file native AIO can block while the file system allocates, so io='threads' (or io='io_uring' on QEMU 5.0+ and Linux 5.1+) fits them. One finding lists the domain's disks. Info; warn on profiles that dedicate CPUs (latency). This rule owns the io choice: disk-cache sets only the cache mode.",
+                fix: "<driver io='native'/> on the block device disks (they keep cache='none' or directsync; a disk whose cache disk-cache changes gets cache='none' in this fix too, since native needs O_DIRECT).",
+                risk: "Low: native AIO needs O_DIRECT, which cache='none' or directsync gives. io='io_uring' is an alternative on QEMU 5.0+ and Linux 5.1+.",
                 class: FixClass::Safe,
                 source: "libvirt domain format (disk driver io); QEMU block device options (-blockdev file/host_device aio=threads|native|io_uring, native needs cache.direct=on); RHEL 7 Virtualization Tuning and Optimization Guide, 7.3 I/O Mode (native: kernel asynchronous I/O with direct I/O, the RHV default)",
                 needs_host: false,
@@ -90,6 +93,14 @@ fn queues_exceed(cx: &Cx, out: &mut Out) {
         // any model: net-model turns an emulated NIC into virtio-net, keeping its queues
         // (which only virtio-net takes); a hostdev NIC is the host's hardware
         if nic.itype.as_deref() == Some("hostdev") {
+            continue;
+        }
+        // a QEMU device name as the model (virtio-net-pci, ...): libvirt ignores the
+        // queues there (net-model-string's case); other unknown models take none either
+        if let Some(m) = nic.model.as_deref()
+            && !VIRTIO_NET.contains(&m)
+            && !super::rules_dev::EMULATED_NICS.contains(&m)
+        {
             continue;
         }
         if let Some((drv, q)) = driver_queues(cx, nic.node)
@@ -297,55 +308,105 @@ fn throttled(cx: &Cx, out: &mut Out) {
     }
 }
 
+/// The cache mode a disk has once disk-cache's fix is in: its own when the profile accepts
+/// it, else cache='none' where disk-cache fixes it (`true`: the fix is pending).
+fn cache_after_disk_cache<'a>(
+    cx: &Cx,
+    disk: &'a kvmtune_domain::model::Disk,
+) -> Option<(&'a str, bool)> {
+    let cache = disk.cache.as_deref().unwrap_or("default");
+    if cx.profile.domain.disk_cache.iter().any(|c| c == cache) {
+        return Some((cache, false));
+    }
+    // disk-cache skips read-only disks (and the non-QEMU, network, vhost-user and nvme
+    // ones, which are not type='block')
+    (super::enabled("disk-cache", cx.profile) && !disk.readonly).then_some(("none", true))
+}
+
 fn io_mode(cx: &Cx, out: &mut Out) {
     let latency = cx.profile.domain.pinning == Want::Want;
     let sev = if latency { out.level } else { Severity::Info };
+    let mut names = Vec::new();
+    let mut evidence = Vec::new();
+    let mut edits = Vec::new();
+    let mut with_cache = false;
     for disk in &cx.d.devices.disks {
+        // any image format on a host block device: there is no file-system allocation
+        // under it that could make native AIO block (qcow2 on an LV included)
         if disk.disk_type.as_deref() != Some("block")
             || disk.device() != "disk"
             || disk.driver_name.as_deref().is_some_and(|n| n != "qemu")
-            || disk.format.as_deref().is_some_and(|f| f != "raw")
-            || !matches!(disk.cache.as_deref(), Some("none") | Some("directsync"))
             || !matches!(disk.io.as_deref(), None | Some("threads"))
         {
             continue;
         }
-        // disk-cache owns disks whose cache mode the profile rejects (its fix sets io too)
-        if !cx
-            .profile
-            .domain
-            .disk_cache
-            .iter()
-            .any(|c| Some(c.as_str()) == disk.cache.as_deref())
-        {
-            continue;
-        }
-        let Some(drv) = disk.driver_node else {
+        let Some((cache, pending)) = cache_after_disk_cache(cx, disk) else {
             continue;
         };
+        if !matches!(cache, "none" | "directsync") {
+            continue; // native needs O_DIRECT: another cache mode the profile accepts stays
+        }
+        let segs = || vec![Seg::new("driver")];
+        if pending {
+            // disk-cache's cache='none' comes along, so this fix alone gives a valid disk
+            with_cache = true;
+            if disk.driver_node.is_none() {
+                edits.push(Edit::set_at(cx.doc, disk.node, segs(), "name", "qemu"));
+            }
+            edits.push(Edit::set_at(cx.doc, disk.node, segs(), "cache", "none"));
+        }
+        edits.push(Edit::set_at(cx.doc, disk.node, segs(), "io", "native"));
         let io = match disk.io.as_deref() {
             Some(_) => "io='threads'",
-            None => "no io (QEMU's default: threads)",
+            None => "no io",
         };
-        out.at(
-            sev,
+        let cache = if pending {
             format!(
-                "raw block device {} with cache={} and {io}",
-                disk.label(),
-                disk.cache.as_deref().unwrap_or_default()
-            ),
-            vec![cx.ev_attr(drv, "io")],
-        )
-        .fix(
-            format!("io='native' on {}", disk.label()),
-            vec![Edit::set(cx.doc, drv, "io", "native")],
-            virsh_edit(
-                &cx.shell_name(),
-                &format!("<driver io='native'/> on disk {}", disk.label()),
-            ),
-            Applies::NextBoot,
-        );
+                "cache={} (disk-cache: none)",
+                disk.cache.as_deref().unwrap_or("default")
+            )
+        } else {
+            format!("cache={cache}")
+        };
+        names.push(format!(
+            "{} ({}, {cache}, {io})",
+            disk.label(),
+            disk.format.as_deref().unwrap_or("raw")
+        ));
+        evidence.push(match disk.driver_node {
+            Some(drv) => cx.ev_attr(drv, "io"),
+            None => cx.ev_absent(disk.node, "driver"),
+        });
     }
+    if names.is_empty() {
+        return;
+    }
+    let labels: Vec<&str> = names
+        .iter()
+        .map(|n| n.split(' ').next().unwrap_or(n))
+        .collect();
+    let what = if with_cache {
+        "<driver cache='none' io='native'/>"
+    } else {
+        "<driver io='native'/>"
+    };
+    out.at(
+        sev,
+        format!(
+            "host block device disk(s) on threaded AIO (QEMU's default when io is unset): {}",
+            names.join(", ")
+        ),
+        evidence,
+    )
+    .fix(
+        format!("io='native' on {}", labels.join(", ")),
+        edits,
+        virsh_edit(
+            &cx.shell_name(),
+            &format!("{what} on disk(s) {}", labels.join(", ")),
+        ),
+        Applies::NextBoot,
+    );
 }
 
 #[cfg(test)]
@@ -385,7 +446,7 @@ pub(super) mod table {
                 "server",
                 None,
                 with(v4, &nic("queues='8'")),
-                WARN,
+                INFO,
             ),
             case(
                 "virtio NIC with 4 queues on 4 vCPUs",
@@ -409,7 +470,7 @@ pub(super) mod table {
                 "server",
                 None,
                 with("", &blk("type='raw' queues='4'")),
-                WARN,
+                INFO,
             ),
             case(
                 "virtio-scsi with 8 queues on 4 vCPUs",
@@ -417,7 +478,7 @@ pub(super) mod table {
                 "dense",
                 None,
                 with(v4, &scsi(8)),
-                WARN,
+                INFO,
             ),
             case(
                 "virtio-scsi with 2 queues on 4 vCPUs",
@@ -425,6 +486,18 @@ pub(super) mod table {
                 "dense",
                 None,
                 with(v4, &scsi(2)),
+                NONE,
+            ),
+            case(
+                "virtio-net-pci model string with 8 queues (libvirt ignores them)",
+                "queues-exceed-vcpus",
+                "server",
+                None,
+                with(
+                    "<vcpu>2</vcpu>",
+                    "<interface type='bridge'><source bridge='br0'/><model type='virtio-net-pci'/>\
+<driver queues='8'/></interface>",
+                ),
                 NONE,
             ),
             // io-throttled
@@ -512,6 +585,22 @@ pub(super) mod table {
                 NONE,
             ),
             case(
+                "qcow2 on an LV, cache none, io unset",
+                "disk-io-mode",
+                "server",
+                None,
+                with("", &blk("type='qcow2' cache='none'")),
+                INFO,
+            ),
+            case(
+                "raw LV, cache writeback on server (disk-cache sets none)",
+                "disk-io-mode",
+                "server",
+                None,
+                with("", &blk("type='raw' cache='writeback'")),
+                INFO,
+            ),
+            case(
                 "raw file, cache none",
                 "disk-io-mode",
                 "server",
@@ -524,6 +613,26 @@ pub(super) mod table {
                 NONE,
             ),
         ]
+    }
+
+    #[test]
+    fn model_string_nic_queues_follow_net_model_strings_fix() {
+        let src = with(
+            "<vcpu>2</vcpu>",
+            "<interface type='bridge'><source bridge='br0'/><model type='virtio-net-pci'/>\
+<driver queues='8'/></interface>",
+        );
+        let v = findings(&src, "server", None);
+        assert!(!v.iter().any(|f| f.rule == "queues-exceed-vcpus"), "{v:#?}");
+        let x = v
+            .iter()
+            .find(|f| f.rule == "net-model-string")
+            .and_then(|f| f.fix.as_ref())
+            .unwrap();
+        let (mut doc, _) = kvmtune_domain::Domain::parse(&src[0]).unwrap();
+        crate::audit::apply(&mut doc, &x.edits);
+        let v = findings(&[doc.serialize()], "server", None);
+        assert!(!v.iter().any(|f| f.rule == "queues-exceed-vcpus"), "{v:#?}");
     }
 
     #[test]
@@ -558,6 +667,39 @@ pub(super) mod table {
                 "NIC (type network, no MAC yet) shaped: outbound average 128 KB/s (1.0 Mbit/s), peak 256 KB/s (2.0 Mbit/s), burst 32 MiB",
             ],
             "{v:#?}"
+        );
+    }
+
+    #[test]
+    fn io_mode_is_one_finding_listing_the_disks_and_brings_the_cache_it_needs() {
+        let two = format!(
+            "{}{}",
+            blk("type='raw' cache='none'"),
+            blk("type='qcow2' cache='writeback'").replace("vda", "vdb")
+        );
+        let v = findings(&with("", &two), "server", None);
+        let f: Vec<_> = v.iter().filter(|f| f.rule == "disk-io-mode").collect();
+        assert_eq!(f.len(), 1, "{v:#?}");
+        assert!(f[0].message.contains("vda") && f[0].message.contains("vdb"));
+        let x = f[0].fix.as_ref().unwrap();
+        assert_eq!(x.summary, "io='native' on vda, vdb");
+        // vdb's cache='none' (disk-cache's) comes with it: native needs O_DIRECT
+        let cache: Vec<_> = x
+            .edits
+            .iter()
+            .filter(|e| format!("{:?}", e.op).contains("cache"))
+            .collect();
+        assert_eq!(cache.len(), 1, "{:?}", x.edits);
+        // disk-cache sets only the cache mode
+        let dc = v.iter().find(|f| f.rule == "disk-cache").unwrap();
+        let dx = dc.fix.as_ref().unwrap();
+        assert_eq!(dx.summary, "cache='none' on vdb");
+        assert!(
+            !dx.edits
+                .iter()
+                .any(|e| format!("{:?}", e.op).contains("\"io\"")),
+            "{:?}",
+            dx.edits
         );
     }
 

@@ -18,7 +18,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Guest RAM on 4 KiB pages needs many more TLB entries and page-table walks (two-dimensional with EPT/NPT): memory-heavy guests lose several percent, and transparent hugepages are not guaranteed (fragmentation, khugepaged). Static hugepages are also never swapped or merged.",
-                fix: "<memoryBacking><hugepages/></memoryBacking>, with a pool of that page size reserved on the host (per node).",
+                fix: "<memoryBacking><hugepages/></memoryBacking>, with a pool of that page size reserved on the host (per node). A domain with both <hugepages/> and <allocation mode='ondemand'>, which libvirt refuses, is an error: drop the ondemand allocation.",
                 risk: "The domain will not start unless the host's hugepage pool can hold its memory; hugepage memory cannot be ballooned or overcommitted.",
                 class: FixClass::Capacity,
                 source: "\"KVM性能优化\" (KVM performance tuning), openwares.net blog, 2012; KVM 技术详解与实践 (KVM in Depth and Practice), ch. 3.8",
@@ -89,10 +89,10 @@ pub(super) fn rules() -> Vec<Rule> {
         Rule {
             meta: Meta {
                 id: "mem-balloon-vfio",
-                title: "Memory balloon beside an assigned PCI device",
+                title: "Memory balloon beside an assigned PCI or mediated device",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "A PCI device assigned with VFIO can DMA to any guest address, so QEMU maps and pins all guest memory for it, and QEMU (since 3.1) turns off the balloon's page discarding while such a device is attached. Inflating the balloon then returns nothing to the host: it only takes memory away from the guest, and host tools that count on ballooning (overcommit, virsh setmem) are misled.",
+                why: "A PCI device assigned with VFIO can DMA to any guest address, so QEMU maps and pins all guest memory for it, and QEMU (since 3.1) turns off the balloon's page discarding while such a device is attached; a mediated device on vfio-pci (type='mdev', a vGPU slice) blocks it too unless set x-balloon-allowed. Inflating the balloon then returns nothing to the host: it only takes memory away from the guest, and host tools that count on ballooning (overcommit, virsh setmem) are misled. A hostdev with <address type='unassigned'/> is not attached and does not count. Info, since an idle balloon costs nothing; warn on profiles that rely on inflating balloons (dense).",
                 fix: "<memballoon model='none'/> (its address and options go with it).",
                 risk: "Guest memory statistics (virsh dommemstat) are gone; the guest sees its balloon device disappear.",
                 class: FixClass::Safe,
@@ -107,7 +107,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Large domain on 2 MiB hugepages while 1 GiB pages are free",
                 severity: Severity::Info,
                 profiles: &["server", "latency"],
-                why: "A 1 GiB page maps 512 times the memory of a 2 MiB page: large guests (16 GiB and up) then need far fewer TLB entries for their memory, and with EPT/NPT the host side of every two-dimensional page walk gets shorter. The host has a 1 GiB pool with room for the whole guest.",
+                why: "A 1 GiB page maps 512 times the memory of a 2 MiB page: large guests (16 GiB and up) then need far fewer TLB entries for their memory, and with EPT/NPT the host side of every two-dimensional page walk gets shorter. The host has a 1 GiB pool with room for the whole guest. Any size of guest when the 2 MiB pool cannot hold it (it would not start) but the 1 GiB pool can.",
                 fix: "<memoryBacking><hugepages><page size='1' unit='G'/></hugepages></memoryBacking>.",
                 risk: "The domain will not start unless the 1 GiB pool can hold its memory (on its NUMA nodes); 1 GiB pools are best reserved at boot (hugepagesz=1G hugepages=N), as they rarely can be allocated later.",
                 class: FixClass::Capacity,
@@ -133,6 +133,34 @@ fn wants_hugepages(cx: &Cx) -> bool {
 
 fn hugepages(cx: &Cx, out: &mut Out) {
     let d = cx.d;
+    // hugepages together with on-demand allocation: libvirt refuses the domain ("hugepages
+    // are not allowed with memory allocation ondemand")
+    if let Some(m) = d.memory_backing.as_ref().filter(|m| m.hugepages)
+        && m.allocation_mode.as_deref() == Some("ondemand")
+        && let Some(a) = cx.doc.child(m.node, "allocation")
+    {
+        let edit = if cx.doc.attr(a, "threads").is_some() {
+            Edit::unset(cx.doc, a, "mode")
+        } else {
+            Edit::remove(cx.doc, a)
+        };
+        out.at(
+            Severity::Error,
+            "<hugepages/> with <allocation mode='ondemand'>: libvirt refuses this domain (hugepages are not allowed with memory allocation ondemand); hugepages are allocated up front anyway",
+            vec![cx.ev(a)],
+        )
+        .fix(
+            "Drop allocation mode='ondemand'",
+            vec![edit],
+            virsh_edit(&cx.shell_name(), "remove <allocation mode='ondemand'/> from <memoryBacking>"),
+            Applies::NextBoot,
+        )
+        .class(
+            FixClass::Safe,
+            "None: the guest's memory comes from the hugepage pool at start, as it must with hugepages.",
+        );
+        return;
+    }
     if !wants_hugepages(cx) {
         return;
     }
@@ -512,17 +540,43 @@ fn assigned_pci(cx: &Cx) -> Option<(NodeId, String)> {
             hex("function")?
         ))
     };
-    if let Some(h) = cx.d.devices.hostdevs.iter().find(|h| {
-        h.dtype.as_deref() == Some("pci")
-            && doc.attr(h.node, "mode").is_none_or(|m| m == "subsystem")
-    }) {
+    // a device with <address type='unassigned'/> is configured but not attached to the
+    // guest: QEMU does not map guest memory for it
+    let unassigned = |n: NodeId| {
+        doc.child(n, "address")
+            .is_some_and(|a| doc.attr(a, "type") == Some("unassigned"))
+    };
+    let subsystem = |n: NodeId| doc.attr(n, "mode").is_none_or(|m| m == "subsystem");
+    if let Some(h) =
+        cx.d.devices
+            .hostdevs
+            .iter()
+            .find(|h| h.dtype.as_deref() == Some("pci") && subsystem(h.node) && !unassigned(h.node))
+    {
         let name = addr(h.node).map_or_else(|| "PCI device".into(), |a| format!("PCI device {a}"));
+        return Some((h.node, name));
+    }
+    // a mediated device on vfio-pci (a vGPU slice): QEMU blocks the balloon's discards for
+    // it too, unless the device is set x-balloon-allowed
+    if let Some(h) = cx.d.devices.hostdevs.iter().find(|h| {
+        h.dtype.as_deref() == Some("mdev")
+            && subsystem(h.node)
+            && doc.attr(h.node, "model") == Some("vfio-pci")
+            && !unassigned(h.node)
+    }) {
+        let uuid = doc
+            .descend(h.node, &["source", "address"])
+            .and_then(|a| doc.attr(a, "uuid"));
+        let name = uuid.map_or_else(
+            || "mediated device (vfio-pci)".into(),
+            |u| format!("mediated device {u} (vfio-pci)"),
+        );
         return Some((h.node, name));
     }
     cx.d.devices
         .interfaces
         .iter()
-        .find(|i| i.itype.as_deref() == Some("hostdev"))
+        .find(|i| i.itype.as_deref() == Some("hostdev") && !unassigned(i.node))
         .map(|i| {
             let name = addr(i.node).map_or_else(
                 || "hostdev NIC".into(),
@@ -561,9 +615,17 @@ fn balloon_vfio(cx: &Cx, out: &mut Out) {
         None => cx.ev_absent(d.devices.node.unwrap_or(d.node), "memballoon"),
     }];
     ev.push(cx.ev(dev));
-    let f = out.finding(
+    // the balloon costs nothing until it inflates: info, warn where the profile relies on
+    // inflating balloons (dense)
+    let (sev, tail) = if cx.profile.domain.balloon == Want::Want {
+        (out.level, "; this profile relies on inflating balloons")
+    } else {
+        (Severity::Info, "")
+    };
+    let f = out.at(
+        sev,
         format!(
-            "{} memory balloon beside assigned {name}: all guest memory is pinned, the balloon cannot return any to the host",
+            "{} memory balloon beside assigned {name}: all guest memory is pinned, the balloon cannot return any to the host{tail}",
             if implicit { "implicit virtio" } else { "virtio" }
         ),
         ev,
@@ -604,13 +666,7 @@ fn hugepages_1g(cx: &Cx, out: &mut Out) {
         return;
     }
     let mem = d.memory();
-    let min = cx
-        .profile
-        .domain
-        .hugepages_min_mib
-        .saturating_mul(1024)
-        .max(16 * GIB_KIB);
-    if mem < min || !mem.is_multiple_of(GIB_KIB) {
+    if !mem.is_multiple_of(GIB_KIB) {
         return;
     }
     // every guest NUMA cell must be made of whole 1 GiB pages too
@@ -628,36 +684,58 @@ fn hugepages_1g(cx: &Cx, out: &mut Out) {
         .and_then(|n| n.memory.as_ref())
         .and_then(|m| m.nodeset.as_deref())
         .and_then(super::cpuset);
-    let per_node: Vec<u64> = h
-        .numa
-        .nodes
-        .iter()
-        .filter(|n| nodeset.as_ref().is_none_or(|s| s.contains(n.id)))
-        .flat_map(|n| n.hugepages.iter())
-        .filter(|p| p.size_kib == GIB_KIB)
-        .map(|p| p.free)
-        .collect();
-    let free = if per_node.is_empty() && nodeset.is_none() {
-        h.memory
-            .hugepages
+    // free pages of a size on those nodes (the global pool without per-node facts);
+    // `None` when the host has no pool facts of that size at all
+    let free_of = |size: u64| -> Option<u64> {
+        let per_node: Vec<u64> = h
+            .numa
+            .nodes
             .iter()
-            .filter(|p| p.size_kib == GIB_KIB)
+            .filter(|n| nodeset.as_ref().is_none_or(|s| s.contains(n.id)))
+            .flat_map(|n| n.hugepages.iter())
+            .filter(|p| p.size_kib == size)
             .map(|p| p.free)
-            .sum()
-    } else {
-        per_node.iter().sum::<u64>()
+            .collect();
+        if per_node.is_empty() && nodeset.is_none() {
+            let global: Vec<u64> = h
+                .memory
+                .hugepages
+                .iter()
+                .filter(|p| p.size_kib == size)
+                .map(|p| p.free)
+                .collect();
+            (!global.is_empty()).then(|| global.iter().sum())
+        } else {
+            (!per_node.is_empty()).then(|| per_node.iter().sum())
+        }
     };
+    let free = free_of(GIB_KIB).unwrap_or(0);
     let need = mem / GIB_KIB;
     if free < need {
         return;
     }
-    let f = out.finding(
-        format!(
+    // large guests: 1 GiB pages for the TLB; any size: when the 2 MiB pool cannot hold
+    // the domain (it would not start) and the 1 GiB pool can
+    let min = cx
+        .profile
+        .domain
+        .hugepages_min_mib
+        .saturating_mul(1024)
+        .max(16 * GIB_KIB);
+    let small_pool = free_of(2048).filter(|f| f.saturating_mul(2048) < mem);
+    let msg = match small_pool {
+        Some(f2) => format!(
+            "{} of guest memory on 2 MiB hugepages, but the 2 MiB pool has only {} free there; the host has {free} free 1 GiB pages, which hold it",
+            human_kib(mem),
+            human_kib(f2 * 2048)
+        ),
+        None if mem >= min => format!(
             "{} of guest memory on 2 MiB hugepages; the host has {free} free 1 GiB pages",
             human_kib(mem)
         ),
-        vec![cx.ev(hp)],
-    );
+        None => return,
+    };
+    let f = out.finding(msg, vec![cx.ev(hp)]);
     let mut edits = Vec::new();
     if mb.pages.is_empty() {
         for (a, v) in [("size", "1"), ("unit", "G")] {
@@ -921,11 +999,41 @@ pub(super) mod table {
                 ))],
                 NONE,
             ),
+            case(
+                "hugepages with allocation ondemand (hp-ondemand.xml: libvirt refuses it)",
+                "mem-hugepages",
+                "dense",
+                None,
+                vec![dom(
+                    "<memoryBacking><hugepages/><allocation mode='ondemand'/></memoryBacking>",
+                )],
+                ERROR,
+            ),
+            case(
+                "hugepages with allocation immediate",
+                "mem-hugepages",
+                "dense",
+                None,
+                vec![dom(
+                    "<memoryBacking><hugepages/><allocation mode='immediate'/></memoryBacking>",
+                )],
+                NONE,
+            ),
             // mem-balloon-vfio
             case(
-                "virtio balloon beside a PCI hostdev",
+                "virtio balloon beside a PCI hostdev (server: info)",
                 "mem-balloon-vfio",
                 "server",
+                None,
+                vec![dom(&format!(
+                    "<devices>{GPU}<memballoon model='virtio'/></devices>"
+                ))],
+                INFO,
+            ),
+            case(
+                "virtio balloon beside a PCI hostdev, dense (inflates balloons)",
+                "mem-balloon-vfio",
+                "dense",
                 None,
                 vec![dom(&format!(
                     "<devices>{GPU}<memballoon model='virtio'/></devices>"
@@ -940,6 +1048,28 @@ pub(super) mod table {
                 vec![dom(
                     "<devices><interface type='hostdev' managed='yes'><source>\
 <address type='pci' domain='0x0000' bus='0x02' slot='0x10' function='0x1'/></source></interface></devices>",
+                )],
+                INFO,
+            ),
+            case(
+                "virtio balloon beside an unassigned PCI hostdev (bal-unassigned.xml)",
+                "mem-balloon-vfio",
+                "dense",
+                None,
+                vec![dom(&format!(
+                    "<devices>{}<memballoon model='virtio'/></devices>",
+                    GPU.replace("</hostdev>", "<address type='unassigned'/></hostdev>")
+                ))],
+                NONE,
+            ),
+            case(
+                "virtio balloon beside a vfio-pci mdev (bal-mdev.xml)",
+                "mem-balloon-vfio",
+                "dense",
+                None,
+                vec![dom(
+                    "<devices><hostdev mode='subsystem' type='mdev' model='vfio-pci'><source>\
+<address uuid='c2177883-f1bb-47f0-914d-32a22e3a8804'/></source></hostdev><memballoon model='virtio'/></devices>",
                 )],
                 WARN,
             ),
@@ -1026,12 +1156,23 @@ pub(super) mod table {
                 NONE,
             ),
             case(
-                "8 GiB on 2 MiB pages, latency",
+                "8 GiB on 2 MiB pages, latency, the 2 MiB pool holds it",
                 "mem-hugepages-1g",
                 "latency",
-                host_1g(16),
+                host_1g(16).map(|mut h| {
+                    h.numa.nodes[0].hugepages[0] = pool(2048, 8192);
+                    h
+                }),
                 vec![dom_named("vm", 8192, huge)],
                 NONE,
+            ),
+            case(
+                "10 GiB on 2 MiB pages, empty 2 MiB pool, 12 free 1 GiB pages (hp1g-1.xml)",
+                "mem-hugepages-1g",
+                "server",
+                host_1g(12),
+                vec![dom_named("vm", 10240, huge2m)],
+                INFO,
             ),
             case(
                 "16.5 GiB on 2 MiB pages: not whole 1 GiB pages",

@@ -14,7 +14,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "QEMU arguments behind libvirt's back",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "<qemu:commandline> appends raw arguments to QEMU's command line: libvirt neither checks nor tracks them (it marks the domain tainted, custom-argv). A -cpu there replaces libvirt's whole -cpu (QEMU takes the last one): the <cpu> element, its features and every Hyper-V setting stop applying. Devices added with -device/-drive/-netdev/-object/-chardev are unknown to libvirt: virsh, kvmtune and management tools do not see them, libvirt does not reserve their PCI slots, and migration, hot-plug and snapshots do not carry them. -smp, -m, -numa and -machine contradict what the XML says. <qemu:override> changes properties of the devices libvirt creates, also unchecked.",
+                why: "<qemu:commandline> appends raw arguments to QEMU's command line: libvirt neither checks nor tracks them (it marks the domain tainted, custom-argv). A -cpu there replaces libvirt's whole -cpu (QEMU takes the last one): the <cpu> element, its features and every Hyper-V setting stop applying. Devices added with -device/-drive/-netdev/-object/-chardev are unknown to libvirt: virsh, kvmtune and management tools do not see them, libvirt does not reserve their PCI slots, and migration, hot-plug and snapshots do not carry them. -smp, -m, -numa and -machine contradict what the XML says. <qemu:override> changes properties of the devices libvirt creates, also unchecked. Warn for the options above; info when only other options (-fw_cfg, -global, ...) or a <qemu:override> are there.",
                 fix: "Express the arguments in libvirt XML (-cpu host,...: <cpu mode='host-passthrough'> with <feature> elements and <features><hyperv>; -device/-drive/-netdev: the matching element under <devices>; -smp/-m/-numa: <vcpu>/<cpu><topology>, <memory>, <cpu><numa>) and drop them from <qemu:commandline>. Environment variables (<qemu:env>) are left alone.",
                 risk: "None: kvmtune edits nothing here.",
                 class: FixClass::GuestVisible,
@@ -30,7 +30,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 severity: Severity::Warn,
                 profiles: &["*"],
                 why: "Guests look for paravirtual interfaces only when CPUID leaf 1 sets the hypervisor bit: with it disabled Windows ignores every Hyper-V enlightenment (hypervclock, synthetic timers, APIC and spinlock hints: timer and MSR exit storms at idle) and Linux loses kvmclock, steal time, PV EOI, PV TLB flush and PV spinlocks. <kvm><hidden state='on'/> hides less: only the KVM signature leaves (kvmclock, steal time, PV EOI and the other KVM features are lost to Linux; Hyper-V leaves stay visible to Windows). kvm hidden was the workaround for NVIDIA's GeForce driver refusing to run in a VM (error 43) before driver 465.",
-                fix: "Remove <feature policy='disable' name='hypervisor'/> from <cpu>; set <kvm><hidden state='off'/>. Not when a PCI device is passed through: there hiding is usually deliberate (GPU drivers, anti-cheat).",
+                fix: "Remove <feature policy='disable' name='hypervisor'/> from <cpu> (for a Windows guest, with the Hyper-V enlightenments hyperv-enlightenments advises and the hypervclock timer, in the same fix: while the bit is hidden those rules only point here); set <kvm><hidden state='off'/>. Not when a PCI device is passed through: there hiding is usually deliberate (GPU drivers, anti-cheat).",
                 risk: "The guest sees it runs in a VM: software that refuses VMs (some anti-cheat, old NVIDIA drivers) may stop working.",
                 class: FixClass::GuestVisible,
                 source: "libvirt domain format, CPU model and topology (feature policy) and Hypervisor features (kvm hidden); QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); Microsoft Hypervisor Top Level Functional Specification (hypervisor discovery: CPUID.1:ECX bit 31); Linux Documentation/virt/kvm/x86/cpuid.rst",
@@ -286,6 +286,15 @@ pub(super) fn windows_blind(cx: &Cx) -> Option<Blind> {
 }
 
 /// Whether a PCI device is passed through (often a GPU).
+/// Whether cpu-hypervisor-hidden offers to unhide the CPUID hypervisor bit: the rule is on,
+/// an XML `<feature>` hides it, and no PCI device is passed through.
+pub(super) fn unhide_offered(cx: &Cx) -> bool {
+    super::enabled("cpu-hypervisor-hidden", cx.profile)
+        && cx.d.is_hvm()
+        && !pci_passthrough(cx)
+        && hypervisor_hider(cx).is_some_and(|h| h.node.is_some())
+}
+
 fn pci_passthrough(cx: &Cx) -> bool {
     cx.d.devices
         .hostdevs
@@ -397,8 +406,24 @@ fn device_element(driver: &str) -> &'static str {
 
 /// What an option does behind libvirt's back and the libvirt element for it; `None` for an
 /// option that is only INFO (not one of the replacing or device-adding ones).
-fn judge(a: &Arg) -> Option<String> {
+fn judge(a: &Arg, kvmfr: bool) -> Option<String> {
     let v = a.val();
+    // Looking Glass's kvmfr: an ivshmem device backed by the /dev/kvmfrN char device.
+    // libvirt's <shmem> maps a POSIX shared memory file (or an ivshmem server socket),
+    // never a char device: there is nothing to move these arguments to
+    const KVMFR: &str = "; libvirt has no equivalent for an ivshmem device backed by the Looking Glass kvmfr device (/dev/kvmfrN): <shmem> maps only a file under /dev/shm or an ivshmem server, so keep these arguments";
+    if kvmfr {
+        let ivshmem = a.opt == "-device" && driver_of(v, "driver").starts_with("ivshmem");
+        let backend = a.opt == "-object" && v.contains("/dev/kvmfr");
+        if ivshmem || backend {
+            let what = if ivshmem {
+                format!("adds a device {}", driver_of(v, "driver"))
+            } else {
+                format!("adds an object {}", driver_of(v, "qom-type"))
+            };
+            return Some(format!("{what} libvirt does not know{KVMFR}"));
+        }
+    }
     Some(match a.opt.as_str() {
         "-cpu" => {
             let model = v.split(',').next().unwrap_or("");
@@ -458,9 +483,10 @@ fn qemu_commandline(cx: &Cx, out: &mut Out) {
         let mut warn = Vec::new();
         let mut other = Vec::new();
         let mut evidence = Vec::new();
+        let kvmfr = args.iter().any(|a| a.val().contains("/dev/kvmfr"));
         for a in &args {
             evidence.extend(a.evidence(cx));
-            match judge(a) {
+            match judge(a, kvmfr) {
                 Some(j) => warn.push(format!("{} ({j})", a.text())),
                 None => other.push(a.text()),
             }
@@ -547,13 +573,26 @@ fn hypervisor_hidden(cx: &Cx, out: &mut Out) {
         }
         let f = out.finding(msg, h.evidence);
         if !gpu && let Some(n) = h.node {
+            // with the bit visible, Windows wants the enlightenments and the Hyper-V clock
+            // hyperv-enlightenments and clock-windows hold back while it is hidden
+            let (extra, names) = super::rules_clock::unhide_edits(cx);
+            let mut what =
+                "remove <feature policy='disable' name='hypervisor'/> from <cpu>".to_string();
+            let summary = if names.is_empty() {
+                "Let the guest see the hypervisor bit".to_string()
+            } else {
+                what.push_str(&format!("; {}", super::edits_as_xml(&extra)));
+                format!(
+                    "Let the guest see the hypervisor bit and enable Hyper-V {}",
+                    names.join(", ")
+                )
+            };
+            let mut edits = vec![Edit::remove(cx.doc, n)];
+            edits.extend(extra);
             f.fix(
-                "Let the guest see the hypervisor bit",
-                vec![Edit::remove(cx.doc, n)],
-                virsh_edit(
-                    &cx.shell_name(),
-                    "remove <feature policy='disable' name='hypervisor'/> from <cpu>",
-                ),
+                summary,
+                edits,
+                virsh_edit(&cx.shell_name(), &what),
                 Applies::NextBoot,
             );
         }
@@ -629,6 +668,20 @@ fn net_model_string(cx: &Cx, out: &mut Out) {
                     ))
                 }
             }
+        }
+        // queues beyond the vCPUs, ignored so far, start to count once the model is
+        // libvirt's: capped here as queues-exceed-vcpus would, so one apply finishes
+        let n = cx.d.vcpu.max.max(1);
+        if let Some(drv) = cx.doc.child(nic.node, "driver")
+            && cx.doc.child(drv, "iothreads").is_none()
+            && cx
+                .doc
+                .attr(drv, "queues")
+                .and_then(|q| q.trim().parse::<u32>().ok())
+                .is_some_and(|q| q > n)
+            && super::enabled("queues-exceed-vcpus", cx.profile)
+        {
+            edits.push(Edit::set(cx.doc, drv, "queues", &n.to_string()));
         }
         let f = out.finding(
             format!(

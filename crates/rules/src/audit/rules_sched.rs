@@ -16,7 +16,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "I/O threads pinned onto the vCPUs' CPUs",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "An <iothreadpin> onto CPUs the vCPUs are pinned to (<vcpupin> or <vcpu cpuset>) makes every burst of disk I/O preempt a vCPU: the guest sees stalls exactly when it is busy with I/O. I/O threads belong on housekeeping CPUs, with the emulator threads, apart from the vCPUs.",
+                why: "An <iothreadpin> onto CPUs the vCPUs are pinned to one-to-one (<vcpupin>, one host CPU per vCPU) makes every burst of disk I/O preempt a vCPU: the guest sees stalls exactly when it is busy with I/O. I/O threads belong on housekeeping CPUs, with the emulator threads, apart from the vCPUs. vCPUs floating over a shared cpuset (<vcpu cpuset>, or a <vcpupin> of several CPUs) are left alone: an I/O thread floating over the same pool is no worse than no pin at all.",
                 fix: "Pin the I/O threads onto housekeeping CPUs no vCPU uses (the <emulatorpin> CPUs when they are apart from the vCPUs).",
                 risk: "virsh iothreadpin applies live; the pins are host-specific.",
                 class: FixClass::Migration,
@@ -46,7 +46,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "virtio-scsi controller without an I/O thread",
                 severity: Severity::Info,
                 profiles: &["*"],
-                why: "Disks on a virtio-scsi controller are served by the controller: without <driver iothread='N'/> on it, their I/O runs in QEMU's main loop with device emulation and the monitor, so busy disks add latency to everything else (a virtio-blk disk takes its own iothread instead).",
+                why: "Disks on a virtio-scsi controller are served by the controller: without <driver iothread='N'/> on it, their I/O runs in QEMU's main loop with device emulation and the monitor, so busy disks add latency to everything else (a virtio-blk disk takes its own iothread instead). Info on every profile, as disk-io's advice for virtio-blk disks.",
                 fix: "Give the controller an I/O thread: <controller type='scsi' model='virtio-scsi'><driver iothread='N'/></controller> (and <iothreads> one more when none is free).",
                 risk: "One more host thread; it needs pinning on latency hosts.",
                 class: FixClass::Safe,
@@ -61,7 +61,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Memory interleaved over host nodes although the domain fits one",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "<numatune><memory mode='interleave'> spreads every page round-robin over the nodeset: on two nodes half the guest's memory accesses are remote (30-100% more latency), although the domain fits one node and could have all its memory local. 'preferred' over several nodes does not keep the memory on one node either.",
+                why: "<numatune><memory mode='interleave'> spreads every page round-robin over the nodeset: on two nodes half the guest's memory accesses are remote (30-100% more latency), although the domain fits one node and could have all its memory local. 'preferred' over several nodes does not keep the memory on one node either. \"Fits\" means the node has the memory free now (its free hugepages of the domain's size for a hugepage-backed domain, else MemFree, which excludes the hugepage pools); when a node's free memory is unknown the finding says what it assumed and offers no binding. Domains with guest NUMA cells or per-cell <memnode> bindings are left alone: spreading is their design.",
                 fix: "Bind the memory to the node the vCPUs run on: <memory mode='strict' nodeset='N'/> (or 'restrictive'), with the vCPUs on that node's CPUs; `kvmtune plan` picks the node.",
                 risk: "The memory moves at next boot; a strict binding fails allocations when the node runs out of free memory.",
                 class: FixClass::Capacity,
@@ -91,7 +91,7 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Guest SMT topology does not match the host",
                 severity: Severity::Warn,
                 profiles: &["*"],
-                why: "<topology threads='2'> tells the guest that vCPU pairs are hyper-threads of one core: its scheduler then prefers idle cores over idle siblings and balances load as if the pair shared a core's execution units and caches. That is true only when each pair is pinned onto SMT siblings of one host core; unpinned, or pinned onto separate cores, the guest's SMT-aware decisions are made on a false picture. The reverse, vCPUs pinned onto sibling pairs while the guest sees threads='1', hides the shared cores from the guest.",
+                why: "<topology threads='2'> tells the guest that vCPU pairs are hyper-threads of one core: its scheduler then prefers idle cores over idle siblings and balances load as if the pair shared a core's execution units and caches. That is true only when each pair is pinned onto SMT siblings of one host core (a CPU per vCPU, or the pair sharing that core's sibling set); unpinned, or pinned onto separate cores, the guest's SMT-aware decisions are made on a false picture. The reverse, vCPUs pinned onto sibling pairs while the guest sees threads='1', hides the shared cores from the guest. Warn when guest cores are pinned across host cores; info when the vCPUs float, and for the reverse case.",
                 fix: "Pin each guest core's vCPUs onto the SMT siblings of one host core (kvmtune's planner), or present threads='1'.",
                 risk: "Re-pinning applies live; a topology change is guest-visible at next boot.",
                 class: FixClass::GuestVisible,
@@ -106,11 +106,11 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Named CPU model older than the host's",
                 severity: Severity::Warn,
                 profiles: &["server", "latency", "desktop", "dense"],
-                why: "A custom <model> of an older generation than the host's CPU (domain capabilities' host-model) hides the newer instructions: a SandyBridge guest on a Cascade Lake host has no AVX2, FMA or AVX-512, so vectorised code (crypto, compression, databases, media) takes slower paths. Migratable pools pick an old model on purpose (the migratable profile leaves it alone).",
+                why: "A custom <model> of an older generation than the host's CPU (domain capabilities' host-model) hides the newer instructions: a SandyBridge guest on a Cascade Lake host has no AVX2, FMA or AVX-512, so vectorised code (crypto, compression, databases, media) takes slower paths. Migratable pools pick an old model on purpose (the migratable profile leaves it alone). The host's generation comes from domain capabilities (host-model's name); without them from the host facts: the /proc/cpuinfo model name where it names the generation plainly (Xeon E5 v2, Xeon Gold 6230, Core i7-4770, EPYC 7302, ...), else only the INVPCID flag (Haswell or newer; info, with what was assumed). With neither domain capabilities nor host facts the rule says nothing.",
                 fix: "<cpu mode='host-model'/> (the host's model and features, still migratable between like hosts).",
                 risk: "The guest sees a newer CPU at next boot; it can then live-migrate only to hosts with that CPU generation or newer.",
                 class: FixClass::GuestVisible,
-                source: "libvirt domain format (CPU model and topology: host-model, custom); libvirt CPU map (cpu_map/x86_*.xml); QEMU documentation, \"Recommendations for KVM CPU model configuration on x86 hosts\"",
+                source: "libvirt domain format (CPU model and topology: host-model, custom); libvirt CPU map (cpu_map/x86_*.xml); QEMU documentation, \"Recommendations for KVM CPU model configuration on x86 hosts\"; Intel ARK and AMD product names (Xeon E5 v2 = Ivy Bridge-EP, Xeon Scalable 2nd gen = Cascade Lake, EPYC 7xx2 = Rome, ...)",
                 needs_host: false,
             },
             check: cpu_model_old,
@@ -121,8 +121,8 @@ pub(super) fn rules() -> Vec<Rule> {
                 title: "Invariant TSC not passed to a latency guest",
                 severity: Severity::Info,
                 profiles: &["latency"],
-                why: "The host's TSC is invariant (constant_tsc and nonstop_tsc), but the guest is not told (CPUID invtsc): a Linux guest (5.1 and later) switches to the TSC clocksource only when invtsc is exposed, and keeps kvm-clock otherwise; TSC reads need no pvclock page and are the cheapest clock a latency-sensitive guest can have. QEMU hides invtsc unless asked because a guest that relies on it can be live-migrated only with its TSC frequency fixed.",
-                fix: "<cpu><feature policy='require' name='invtsc'/></cpu> (host-passthrough with migratable='off' passes it already).",
+                why: "The host's TSC is invariant (constant_tsc and nonstop_tsc), but the guest is not told (CPUID invtsc): a Linux guest (5.1 and later) switches to the TSC clocksource only when invtsc is exposed, and keeps kvm-clock otherwise; TSC reads need no pvclock page and are the cheapest clock a latency-sensitive guest can have. QEMU hides invtsc unless asked because a guest that relies on it can be live-migrated only with its TSC frequency fixed. KVM domains only (TCG has no invariant TSC to give); Windows guests are left alone: they read time through the Hyper-V reference TSC page (hypervclock, see clock-windows), not through this clocksource switch. A domain without <cpu>, without a CPU model or with one cpu-mode replaces gets invtsc with cpu-mode's fix instead.",
+                fix: "<cpu><feature policy='require' name='invtsc'/></cpu>, added to the CPU mode the domain has (host-passthrough with migratable='off' passes it already); the CPU mode is never changed here.",
                 risk: "QEMU blocks live migration of a guest with invtsc unless its TSC frequency is set (<clock><timer name='tsc' frequency=...>, then only to hosts with that frequency or TSC scaling); the domain fails to start on hosts without an invariant TSC.",
                 class: FixClass::Migration,
                 source: "Linux commit 7539b174aef4 \"x86: kvmguest: use TSC clocksource if invariant TSC is exposed\" (5.1); QEMU commit d99569d9d856 \"kvm: Allow invtsc migration if tsc-khz is set explicitly\"; libvirt domain format (CPU model and topology: feature policy; timekeeping: timer tsc frequency)",
@@ -203,15 +203,14 @@ fn iothread_pins(cx: &Cx, out: &mut Out) {
     if t.iothreadpin.is_empty() {
         return;
     }
-    let Some(vcpus) = vcpu_cpus(cx) else { return };
+    // only vCPUs that each own a host CPU (1:1 <vcpupin>, as pin-emulator and the
+    // planner make them) have CPUs an I/O thread could steal: vCPUs floating over a
+    // cpuset share it with everything else anyway, and an I/O thread floating over the
+    // same pool is no worse than no pin at all
+    let Some(vcpus) = dedicated(cx.d) else { return };
     if vcpus.is_empty() {
         return;
     }
-    // vCPUs allowed on every host CPU are not pinned: nothing to keep apart
-    if cx.host_cpus().is_some_and(|all| all.is_subset(&vcpus)) {
-        return;
-    }
-    let one_to_one = dedicated(cx.d).is_some();
     // the emulator's CPUs, when they are apart from the vCPUs: where the I/O threads belong
     let housekeeping = t
         .emulatorpin
@@ -233,24 +232,16 @@ fn iothread_pins(cx: &Cx, out: &mut Out) {
         }
         let id = p.id.unwrap_or(0);
         let all_on_vcpus = io.is_subset(&vcpus);
-        let (sev, msg) = if one_to_one || all_on_vcpus {
-            (
-                out.level,
-                format!(
-                    "iothread {id} pinned onto CPU(s) {io}, of which {shared} also run{} the vCPUs ({vcpus})",
-                    if shared.len() == 1 { "s" } else { "" }
-                ),
-            )
+        let also = if all_on_vcpus {
+            String::new()
         } else {
-            (
-                Severity::Info,
-                format!(
-                    "iothread {id} may run on CPU(s) {shared} of the vCPUs ({vcpus}) as well as on {}",
-                    io.difference(&vcpus)
-                ),
-            )
+            format!(" (and on {})", io.difference(&vcpus))
         };
-        let f = out.at(sev, msg, vec![cx.ev(p.node)]);
+        let msg = format!(
+            "iothread {id} pinned onto CPU(s) {io}, of which {shared} also run{} the dedicated vCPUs ({vcpus}){also}",
+            if shared.len() == 1 { "s" } else { "" }
+        );
+        let f = out.finding(msg, vec![cx.ev(p.node)]);
         if let Some(hk) = &housekeeping {
             let hk = hk.to_string();
             f.fix(
@@ -299,7 +290,7 @@ fn iothread_unused(cx: &Cx, out: &mut Out) {
 
 /// The disks (device disk or lun) attached to SCSI controller `index`: `<address
 /// type='drive' controller='N'>`, controller 0 when the address is absent.
-fn disks_on_scsi<'a>(cx: &Cx<'a>, index: u32) -> Vec<&'a kvmtune_domain::model::Disk> {
+pub(super) fn disks_on_scsi<'a>(cx: &Cx<'a>, index: u32) -> Vec<&'a kvmtune_domain::model::Disk> {
     cx.d.devices
         .disks
         .iter()
@@ -316,26 +307,74 @@ fn disks_on_scsi<'a>(cx: &Cx<'a>, index: u32) -> Vec<&'a kvmtune_domain::model::
         .collect()
 }
 
-fn scsi_iothread(cx: &Cx, out: &mut Out) {
-    // as disk-io: I/O threads for domains with 2+ vCPUs whose QEMU has them
-    if cx.d.vcpus() < 2 || cx.caps.is_some_and(|c| c.iothreads == Some(false)) {
-        return;
-    }
+/// Whether scsi-iothread wants I/O threads on this domain (as disk-io: 2+ vCPUs, a QEMU
+/// that has them).
+fn scsi_iothreads_wanted(cx: &Cx) -> bool {
+    cx.d.vcpus() >= 2 && cx.caps.is_none_or(|c| c.iothreads != Some(false))
+}
+
+/// The I/O thread scsi-iothread gives virtio-scsi controllers (one for all of them, as one
+/// is usually enough): a declared one no device uses, else a new one, with the new
+/// `<iothreads>` count then. With none declared that is iothread 1, the one disk-io gives
+/// virtio-blk disks, so the fixes declare the same count.
+fn scsi_iothread_choice(cx: &Cx) -> (u32, Option<u32>) {
     let declared = declared_iothreads(cx);
     let used = used_iothreads(cx);
-    // the I/O thread to give (one for all the controllers, as one is usually enough): a
-    // declared one no device uses, else a new one. With none declared that is iothread 1,
-    // the one disk-io gives virtio-blk disks, so the two fixes declare the same count.
-    let free = declared.difference(&used).next().copied();
-    let (id, count) = match free {
+    match declared.difference(&used).next().copied() {
         Some(id) => (id, None),
         None => (
             declared.iter().next_back().copied().unwrap_or(0) + 1,
             Some(cx.d.iothreads.max(declared.len() as u32) + 1),
         ),
-    };
-    let has_ids = cx.doc.child(cx.d.node, "iothreadids").is_some();
-    let strong = matches!(cx.profile.name.as_str(), "server" | "latency");
+    }
+}
+
+/// The edits that give SCSI controller `ctrl` scsi-iothread's I/O thread.
+fn scsi_iothread_edits(cx: &Cx, ctrl: NodeId, id: u32, count: Option<u32>) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    if let Some(n) = count {
+        edits.push(Edit::text_at(
+            cx.doc,
+            cx.d.node,
+            vec![Seg::new("iothreads")],
+            &n.to_string(),
+        ));
+        if cx.doc.child(cx.d.node, "iothreadids").is_some() {
+            edits.push(Edit::ensure(
+                cx.doc,
+                cx.d.node,
+                vec![
+                    Seg::new("iothreadids"),
+                    Seg::keyed("iothread", "id", &id.to_string()),
+                ],
+            ));
+        }
+    }
+    edits.push(Edit::set_at(
+        cx.doc,
+        ctrl,
+        vec![Seg::new("driver")],
+        "iothread",
+        &id.to_string(),
+    ));
+    edits
+}
+
+/// For disk-bus, which turns an emulated SCSI controller into virtio-scsi: the I/O thread
+/// edits scsi-iothread would ask for next (none when it would not), so one apply finishes.
+pub(super) fn converted_scsi_iothread(cx: &Cx, ctrl: NodeId) -> Option<(Vec<Edit>, u32)> {
+    if !super::enabled("scsi-iothread", cx.profile) || !scsi_iothreads_wanted(cx) {
+        return None;
+    }
+    let (id, count) = scsi_iothread_choice(cx);
+    Some((scsi_iothread_edits(cx, ctrl, id, count), id))
+}
+
+fn scsi_iothread(cx: &Cx, out: &mut Out) {
+    if !scsi_iothreads_wanted(cx) {
+        return;
+    }
+    let (id, count) = scsi_iothread_choice(cx);
     for c in &cx.d.devices.controllers {
         if c.ctype != "scsi" || c.model.as_deref() != Some("virtio-scsi") {
             continue;
@@ -350,40 +389,11 @@ fn scsi_iothread(cx: &Cx, out: &mut Out) {
         if disks.is_empty() {
             continue;
         }
-        let mut edits = Vec::new();
-        if let Some(n) = count {
-            edits.push(Edit::text_at(
-                cx.doc,
-                cx.d.node,
-                vec![Seg::new("iothreads")],
-                &n.to_string(),
-            ));
-            if has_ids {
-                edits.push(Edit::ensure(
-                    cx.doc,
-                    cx.d.node,
-                    vec![
-                        Seg::new("iothreadids"),
-                        Seg::keyed("iothread", "id", &id.to_string()),
-                    ],
-                ));
-            }
-        }
-        edits.push(Edit::set_at(
-            cx.doc,
-            c.node,
-            vec![Seg::new("driver")],
-            "iothread",
-            &id.to_string(),
-        ));
+        let edits = scsi_iothread_edits(cx, c.node, id, count);
         let names: Vec<String> = disks.iter().map(|d| d.label()).collect();
-        let sev = if strong {
-            Severity::Warn
-        } else {
-            Severity::Info
-        };
+        // info, as disk-io's for virtio-blk disks without an iothread
         out.at(
-            sev,
+            Severity::Info,
             format!(
                 "virtio-scsi controller {} serves disk(s) {} from QEMU's main loop (no iothread)",
                 c.index.unwrap_or(0),
@@ -423,32 +433,91 @@ fn host_nodes(cx: &Cx, nodeset: &str) -> Option<BTreeSet<u32>> {
     )
 }
 
-/// The host nodes that could hold `mem_kib` and `vcpus` alone.
-fn nodes_fitting(cx: &Cx, mem_kib: u64, vcpus: u32) -> Vec<u32> {
-    cx.host
-        .map(|h| {
-            h.numa
-                .nodes
+/// Whether a host node has room for the domain's `mem_kib` now: `Some(fits)` judged on
+/// what the node has free for it (its free hugepages of the domain's page size for a
+/// hugepage-backed domain, else its free memory, which excludes the hugepage pools);
+/// `None` when that is not known.
+fn node_has_room(cx: &Cx, n: &kvmtune_host::Node, mem_kib: u64) -> Option<bool> {
+    let mb = cx.d.memory_backing.as_ref().filter(|m| m.hugepages);
+    match mb {
+        Some(mb) => {
+            let size = mb
+                .pages
                 .iter()
-                .filter(|n| {
-                    n.cpus.len() >= vcpus as usize
-                        && n.memory_total_kib.is_some_and(|m| m >= mem_kib)
-                })
-                .map(|n| n.id)
-                .collect()
-        })
-        .unwrap_or_default()
+                .find_map(|p| p.size_kib)
+                .or(cx.host?.memory.default_hugepage_kib)?;
+            let pool = n.hugepages.iter().find(|p| p.size_kib == size)?;
+            Some(pool.free.saturating_mul(size) >= mem_kib)
+        }
+        None => n.memory_free_kib.map(|f| f >= mem_kib),
+    }
+}
+
+/// Whether a node could hold the domain at all: its memory less its hugepage pools (or
+/// its hugepage pool of the domain's size, for a hugepage-backed domain), and its CPUs.
+fn node_could_hold(cx: &Cx, n: &kvmtune_host::Node, mem_kib: u64, vcpus: u32) -> bool {
+    if n.cpus.len() < vcpus as usize {
+        return false;
+    }
+    let pools: u64 = n
+        .hugepages
+        .iter()
+        .map(|p| p.total.saturating_mul(p.size_kib))
+        .sum();
+    if cx.d.memory_backing.as_ref().is_some_and(|m| m.hugepages) {
+        return pools >= mem_kib;
+    }
+    n.memory_total_kib
+        .is_some_and(|t| t.saturating_sub(pools) >= mem_kib)
 }
 
 fn numatune_mode(cx: &Cx, out: &mut Out) {
+    let Some(h) = cx.host else { return };
     if !cx.multi_node() {
         return;
     }
     let Some(nt) = &cx.d.numatune else { return };
+    // per-cell bindings or guest NUMA cells: spreading over nodes is the design
+    if !nt.memnode.is_empty() || cx.d.cpu.as_ref().is_some_and(|c| !c.cells.is_empty()) {
+        return;
+    }
     let mem = cx.d.memory();
     let n = cx.d.vcpus();
-    if mem == 0 || nodes_fitting(cx, mem, n).is_empty() {
-        return; // bigger than every node: spreading is a fair choice
+    if mem == 0 {
+        return;
+    }
+    let Some(m) = &nt.memory else { return };
+    if m.placement.as_deref() == Some("auto") {
+        return;
+    }
+    let Some(mode @ ("interleave" | "preferred")) = m.mode.as_deref() else {
+        return;
+    };
+    let Some(nodes) = m.nodeset.as_deref().and_then(|s| host_nodes(cx, s)) else {
+        return;
+    };
+    if nodes.len() < 2 {
+        return;
+    }
+    let in_set: Vec<&kvmtune_host::Node> = h
+        .numa
+        .nodes
+        .iter()
+        .filter(|x| nodes.contains(&x.id) && node_could_hold(cx, x, mem, n))
+        .collect();
+    // one node of the set with room now, else one whose free memory is unknown
+    let room: Vec<u32> = in_set
+        .iter()
+        .filter(|x| node_has_room(cx, x, mem) == Some(true))
+        .map(|x| x.id)
+        .collect();
+    let unknown: Vec<u32> = in_set
+        .iter()
+        .filter(|x| node_has_room(cx, x, mem).is_none())
+        .map(|x| x.id)
+        .collect();
+    if room.is_empty() && unknown.is_empty() {
+        return; // no node has room: spreading is a fair choice
     }
     // the one node the vCPUs run on, when they are confined to one
     let vcpu_node = vcpu_cpus(cx).and_then(|c| {
@@ -457,83 +526,63 @@ fn numatune_mode(cx: &Cx, out: &mut Out) {
             .then(|| nodes.into_iter().next())
             .flatten()
     });
-    if let Some(m) = &nt.memory
-        && m.placement.as_deref() != Some("auto")
-        && let Some(mode @ ("interleave" | "preferred")) = m.mode.as_deref()
-        && let Some(nodes) = m.nodeset.as_deref().and_then(|s| host_nodes(cx, s))
-        && nodes.len() > 1
-    {
-        let spread = id_list(&nodes);
-        let k = nodes.len();
-        let (sev, what) = if mode == "interleave" {
-            (
-                out.level,
-                format!(
-                    "mode='interleave' over nodes {spread}: pages alternate between the {k} nodes, so {} in {k} of the guest's memory accesses go to a remote node",
-                    k - 1
-                ),
-            )
-        } else {
-            (
-                Severity::Info,
-                format!(
-                    "mode='preferred' over nodes {spread}: the memory is not kept on the vCPUs' node"
-                ),
-            )
-        };
-        let f = out.at(
-            sev,
+    let spread = id_list(&nodes);
+    let k = nodes.len();
+    let (sev, what) = if mode == "interleave" {
+        (
+            out.level,
             format!(
-                "{what}, although the domain ({}, {n} vCPUs) fits one node",
-                human_kib(mem)
+                "mode='interleave' over nodes {spread}: pages alternate between the {k} nodes, so {} in {k} of the guest's memory accesses go to a remote node",
+                k - 1
             ),
-            vec![cx.ev(m.node)],
-        );
-        match vcpu_node.filter(|v| nodes.contains(v)) {
-            Some(v) if nt.memnode.is_empty() => {
-                f.fix(
-                    format!("Bind the memory strictly to node {v}, where the vCPUs run"),
-                    vec![
-                        Edit::set(cx.doc, m.node, "mode", "strict"),
-                        Edit::set(cx.doc, m.node, "nodeset", &v.to_string()),
-                    ],
-                    format!(
-                        "virsh numatune {} --mode strict --nodeset {v} --config",
-                        cx.shell_name()
-                    ),
-                    Applies::NextBoot,
-                );
-            }
-            _ => {}
-        }
+        )
+    } else {
+        (
+            Severity::Info,
+            format!(
+                "mode='preferred' over nodes {spread}: the memory is not kept on the vCPUs' node"
+            ),
+        )
+    };
+    let fits = if room.is_empty() {
+        "could fit one node".to_string()
+    } else {
+        format!(
+            "fits one node (node {} has that much free)",
+            room.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", node ")
+        )
+    };
+    let f = out.at(
+        sev,
+        format!(
+            "{what}, although the domain ({}, {n} vCPUs) {fits}",
+            human_kib(mem)
+        ),
+        vec![cx.ev(m.node)],
+    );
+    if room.is_empty() {
+        f.assumed(format!(
+            "node {}'s free memory is unknown: judged on its size less its hugepage pools, so no binding is offered",
+            unknown.iter().map(u32::to_string).collect::<Vec<_>>().join(", node ")
+        ));
+        return;
     }
-    // per guest cell: interleave over several nodes although the cell fits one
-    let cpu = cx.d.cpu.as_ref();
-    for mn in &nt.memnode {
-        if mn.mode.as_deref() != Some("interleave") {
-            continue;
-        }
-        let Some(nodes) = mn.nodeset.as_deref().and_then(|s| host_nodes(cx, s)) else {
-            continue;
-        };
-        if nodes.len() < 2 {
-            continue;
-        }
-        let cell_mem = cpu
-            .and_then(|c| c.cells.iter().find(|x| x.id == mn.cellid))
-            .and_then(|c| c.memory_kib);
-        let Some(cell_mem) = cell_mem else { continue };
-        if nodes_fitting(cx, cell_mem, 0).is_empty() {
-            continue;
-        }
-        out.finding(
+    // a strict binding only where the vCPUs run and the memory is free now
+    if let Some(v) = vcpu_node.filter(|v| room.contains(v)) {
+        f.fix(
+            format!("Bind the memory strictly to node {v}, where the vCPUs run"),
+            vec![
+                Edit::set(cx.doc, m.node, "mode", "strict"),
+                Edit::set(cx.doc, m.node, "nodeset", &v.to_string()),
+            ],
             format!(
-                "guest cell {} ({}) interleaved over nodes {}, although it fits one node",
-                mn.cellid.unwrap_or(0),
-                human_kib(cell_mem),
-                id_list(&nodes)
+                "virsh numatune {} --mode strict --nodeset {v} --config",
+                cx.shell_name()
             ),
-            vec![cx.ev(mn.node)],
+            Applies::NextBoot,
         );
     }
 }
@@ -641,11 +690,39 @@ fn cpu_smt_pins(cx: &Cx, out: &mut Out) {
         .filter(|g| !g.is_empty());
     if threads >= 2 {
         let Some(topo) = &cpu.topology else { return };
-        if !(0..n).all(|i| pins.contains_key(&i)) {
+        // each vCPU's pinned CPUs (any number of them)
+        let mut all_pins: std::collections::BTreeMap<u32, CpuSet> = Default::default();
+        if let Some(t) = &cx.d.cputune {
+            for p in &t.vcpupin {
+                if let (Some(id), Some(s)) = (p.id, cpuset(&p.cpuset)) {
+                    all_pins.insert(id, s);
+                }
+            }
+        }
+        // a guest core is confined when all its vCPUs are pinned, within as many host
+        // CPUs as a core has threads (one CPU each, or one sibling set shared)
+        let cores: Vec<(u32, Vec<u32>, Option<CpuSet>)> = (0..n.div_ceil(threads))
+            .map(|core| {
+                let ids: Vec<u32> = (core * threads..((core + 1) * threads).min(n)).collect();
+                let mut u = CpuSet::new();
+                for i in &ids {
+                    match all_pins.get(i) {
+                        Some(s) => u = u.union(s),
+                        None => return (core, ids, None),
+                    }
+                }
+                let confined = u.len() <= threads as usize;
+                (core, ids, confined.then_some(u))
+            })
+            .collect();
+        if cores
+            .iter()
+            .any(|(_, ids, u)| ids.len() >= 2 && u.is_none())
+        {
             out.at(
                 Severity::Info,
                 format!(
-                    "threads='{threads}' tells the guest its vCPUs come in SMT groups of {threads}, but the vCPUs are not each pinned onto one host CPU: the \"siblings\" run wherever the host puts them"
+                    "threads='{threads}' tells the guest its vCPUs come in SMT groups of {threads}, but the vCPUs are not each confined to one host core (a pin per vCPU, or one sibling set per guest core): the \"siblings\" run wherever the host puts them"
                 ),
                 vec![cx.ev(topo.node)],
             );
@@ -653,18 +730,13 @@ fn cpu_smt_pins(cx: &Cx, out: &mut Out) {
         }
         let Some(groups) = groups else { return };
         let mut bad = Vec::new();
-        for core in 0..n.div_ceil(threads) {
-            let ids: Vec<u32> = (core * threads..((core + 1) * threads).min(n)).collect();
+        for (core, ids, u) in cores {
+            let Some(cpus) = u else { continue };
             if ids.len() < 2 {
                 continue;
             }
-            let mut cpus = CpuSet::new();
-            for i in &ids {
-                if let Some(c) = pins.get(i) {
-                    cpus.insert(*c);
-                }
-            }
-            if cpus.len() < ids.len() {
+            let single = ids.iter().all(|i| pins.contains_key(i));
+            if single && cpus.len() < ids.len() {
                 continue; // vCPUs sharing one CPU: a different problem (cpu-exceeds-host)
             }
             let known = cpus.iter().all(|c| groups.iter().any(|g| g.contains(c)));
@@ -801,6 +873,87 @@ fn generation(model: &str) -> Option<(usize, usize)> {
         .find_map(|(v, list)| list.iter().position(|x| *x == m).map(|i| (v, i)))
 }
 
+/// The libvirt CPU model of a host CPU's generation, read from its /proc/cpuinfo model
+/// name where the name says it plainly (Xeon E3/E5/E7 v1-v4, Xeon Scalable, Core i 2nd to
+/// 9th generation, EPYC 7001-7003 and 9004); `None` for anything else.
+fn generation_of_name(name: &str) -> Option<&'static str> {
+    let words: Vec<&str> = name
+        .split(|c: char| c.is_whitespace() || c == '@')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let digits = |w: &str| -> Option<u32> {
+        let d: String = w.chars().filter(|c| c.is_ascii_digit()).collect();
+        d.parse().ok()
+    };
+    if name.contains("Intel") {
+        // Xeon E3-1230 v2, E5-2650 v2, E7-4850 v3; no version: Sandy Bridge
+        if let Some(i) = words
+            .iter()
+            .position(|w| w.starts_with("E3-") || w.starts_with("E5-") || w.starts_with("E7-"))
+        {
+            return match words.get(i + 1).copied() {
+                Some("v2") => Some("IvyBridge"),
+                Some("v3") => Some("Haswell"),
+                Some("v4") => Some("Broadwell"),
+                Some(v) if v.starts_with('v') => None,
+                _ => Some("SandyBridge"),
+            };
+        }
+        // Xeon Scalable: Bronze/Silver/Gold/Platinum NNNN, second digit = generation
+        if let Some(i) = words
+            .iter()
+            .position(|w| matches!(*w, "Bronze" | "Silver" | "Gold" | "Platinum"))
+        {
+            let n = words.get(i + 1).and_then(|w| digits(w))?;
+            if !(1000..10000).contains(&n) {
+                return None;
+            }
+            return match (n / 100) % 10 {
+                1 => Some("Skylake-Server"),
+                2 => Some("Cascadelake-Server"),
+                4 => Some("SapphireRapids"),
+                _ => None, // 3: Cooper Lake or Ice Lake; later: not mapped
+            };
+        }
+        // Core i3/i5/i7/i9-NNNN: the first digit(s) = generation (2nd to 9th)
+        if let Some(w) = words.iter().find(|w| {
+            ["i3-", "i5-", "i7-", "i9-"]
+                .iter()
+                .any(|p| w.starts_with(p))
+        }) {
+            let n = digits(&w[3..])?;
+            if !(1000..10000).contains(&n) {
+                return None;
+            }
+            return match n / 1000 {
+                2 => Some("SandyBridge"),
+                3 => Some("IvyBridge"),
+                4 => Some("Haswell"),
+                5 => Some("Broadwell"),
+                6..=9 => Some("Skylake-Client"),
+                _ => None,
+            };
+        }
+        return None;
+    }
+    if name.contains("AMD EPYC") {
+        let i = words.iter().position(|w| *w == "EPYC")?;
+        let w = words.get(i + 1)?;
+        let n = digits(w)?;
+        if !(1000..10000).contains(&n) {
+            return None;
+        }
+        return match (n / 1000, n % 10) {
+            (7, 1) => Some("EPYC"),
+            (7, 2) => Some("EPYC-Rome"),
+            (7, 3) => Some("EPYC-Milan"),
+            (9, 4) => Some("EPYC-Genoa"),
+            _ => None,
+        };
+    }
+    None
+}
+
 fn cpu_model_old(cx: &Cx, out: &mut Out) {
     // as cpu-mode: KVM domains, and TCG ones virt-type moves to KVM
     if !x86(cx) || (cx.d.virt_type != "kvm" && !tcg_on_kvm_host(cx)) {
@@ -838,8 +991,27 @@ fn cpu_model_old(cx: &Cx, out: &mut Out) {
                 None,
             )
         }
+        None if cx
+            .host
+            .and_then(|h| h.cpu.model_name.as_deref())
+            .and_then(generation_of_name)
+            .and_then(generation)
+            .is_some_and(|(hv, hi)| hv == gv && gi < hi) =>
+        {
+            // the host's generation, read from its /proc/cpuinfo model name
+            let name = cx
+                .host
+                .and_then(|h| h.cpu.model_name.as_deref())
+                .unwrap_or_default();
+            let host = generation_of_name(name).unwrap_or_default();
+            (
+                format!("the host's ({host}: /proc/cpuinfo \"{}\")", name.trim()),
+                out.level,
+                None,
+            )
+        }
         None => {
-            // without capabilities only one sure inference: an Intel host with INVPCID is
+            // else one sure inference from the flags: an Intel host with INVPCID is
             // Haswell or newer, so SandyBridge and IvyBridge models hide AVX2, FMA, BMI
             let Some(h) = cx.host else { return };
             let intel = h.cpu.vendor.as_deref() == Some("GenuineIntel");
@@ -886,53 +1058,46 @@ fn cpu_model_old(cx: &Cx, out: &mut Out) {
 // ---------------------------------------------------------------------------------------
 // invariant TSC
 
-fn cpu_invtsc(cx: &Cx, out: &mut Out) {
-    let Some(h) = cx.host else { return };
-    // as cpu-mode: KVM domains, and TCG ones virt-type moves to KVM
-    if !x86(cx) || (cx.d.virt_type != "kvm" && !tcg_on_kvm_host(cx)) {
-        return;
-    }
+/// Whether a guest on this host should be told its TSC is invariant: cpu-invtsc is on in
+/// the profile, the host's TSC is invariant, the guest is an x86 non-Windows one. cpu-mode
+/// adds invtsc to the CPU mode it writes when this holds, so one apply finishes the job.
+pub(super) fn invtsc_wanted(cx: &Cx) -> bool {
+    let Some(h) = cx.host else { return false };
     let flag = |f: &str| h.cpu.virt_flags.iter().any(|x| x == f);
-    if !flag("constant_tsc") || !flag("nonstop_tsc") {
+    x86(cx)
+        && super::enabled("cpu-invtsc", cx.profile)
+        // Windows reads time through the Hyper-V reference TSC page (hypervclock, see
+        // clock-windows and hyperv-enlightenments); the clocksource switch is Linux's
+        && !matches!(cx.d.guest_os(), kvmtune_domain::GuestOs::Windows(_))
+        && flag("constant_tsc")
+        && flag("nonstop_tsc")
+}
+
+fn cpu_invtsc(cx: &Cx, out: &mut Out) {
+    // KVM domains only: TCG cannot give an invariant TSC (virt-type moves TCG domains first)
+    if cx.d.virt_type != "kvm" || !invtsc_wanted(cx) {
         return;
     }
-    let root = cx.d.node;
-    let feature = || vec![Seg::new("cpu"), Seg::keyed("feature", "name", "invtsc")];
-    let mut edits = Vec::new();
-    let ev = match &cx.d.cpu {
-        Some(c) if c.features.iter().any(|f| f.name == "invtsc") => return,
+    // a <cpu> that can carry a feature; without one (or without a model) cpu-mode's fix
+    // comes first, and this rule follows on the next audit
+    let Some(c) = &cx.d.cpu else { return };
+    if c.features.iter().any(|f| f.name == "invtsc")
         // -cpu host,migratable=no passes invtsc already
-        Some(c) if c.mode() == "host-passthrough" && c.migratable == Some(false) => return,
-        Some(c) if c.mode() != "custom" || c.model.is_some() => cx.ev(c.node),
-        // no <cpu> or no model: features need a mode or model; cpu-mode sets the same mode
-        cpu => {
-            if !super::enabled("cpu-mode", cx.profile) {
-                return;
-            }
-            let want = match (cx.profile.domain.cpu_mode.as_str(), cx.caps) {
-                ("host-passthrough", Some(c)) if c.host_passthrough == Some(false) => "host-model",
-                (w, _) => w,
-            };
-            edits.push(Edit::set_at(
-                cx.doc,
-                root,
-                vec![Seg::new("cpu")],
-                "mode",
-                want,
-            ));
-            if let Some(c) = cpu.as_ref().filter(|c| c.match_.is_some()) {
-                edits.push(Edit::unset(cx.doc, c.node, "match"));
-            }
-            cpu.as_ref()
-                .map(|c| cx.ev(c.node))
-                .unwrap_or_else(|| cx.ev_absent(root, "cpu"))
-        }
-    };
-    edits.push(Edit::set_at(cx.doc, root, feature(), "policy", "require"));
+        || (c.mode() == "host-passthrough" && c.migratable == Some(false))
+        || (c.mode() == "custom" && c.model.is_none())
+        // cpu-mode replaces the model, and its fix brings invtsc
+        || super::rules_cpu::cpu_mode_rewrites(cx)
+    {
+        return;
+    }
+    let feature = vec![Seg::new("cpu"), Seg::keyed("feature", "name", "invtsc")];
     out.finding(
-        "the host's TSC is invariant (constant_tsc, nonstop_tsc) but the guest CPU does not expose invtsc",
+        format!(
+            "the host's TSC is invariant (constant_tsc, nonstop_tsc) but the guest CPU (mode='{}') does not expose invtsc",
+            c.mode()
+        ),
         vec![
-            ev,
+            cx.ev(c.node),
             super::Evidence {
                 path: "/proc/cpuinfo flags".into(),
                 line: None,
@@ -941,8 +1106,8 @@ fn cpu_invtsc(cx: &Cx, out: &mut Out) {
         ],
     )
     .fix(
-        "Require the invtsc CPU feature",
-        edits,
+        "Require the invtsc CPU feature (live migration is then blocked unless the TSC frequency is set)",
+        vec![Edit::set_at(cx.doc, cx.d.node, feature, "policy", "require")],
         super::virsh_edit(
             &cx.shell_name(),
             "<cpu><feature policy='require' name='invtsc'/></cpu>",
@@ -1046,13 +1211,35 @@ pub(super) mod table {
                 NONE,
             ),
             case(
-                "iothread on vCPU cpuset CPUs",
+                "iothread on vCPU cpuset CPUs (floating vCPUs, not dedicated)",
                 "iothread-pins",
                 "server",
                 Some(host16()),
                 vec![dom(&format!(
                     "<vcpu cpuset='4-7'>2</vcpu><iothreads>1</iothreads><cputune><iothreadpin iothread='1' cpuset='5'/></cputune>{VBLK_IO1}"
                 ))],
+                NONE,
+            ),
+            case(
+                "iothread over the same shared pool as the vCPUs (iot-shared.xml)",
+                "iothread-pins",
+                "dense",
+                Some(host16()),
+                vec![dom_named(
+                    "ios",
+                    4096,
+                    &format!(
+                        "<vcpu placement='static' cpuset='0-7'>2</vcpu><iothreads>1</iothreads><cputune><iothreadpin iothread='1' cpuset='0-7'/></cputune>{VBLK_IO1}"
+                    ),
+                )],
+                NONE,
+            ),
+            case(
+                "iothread partly on a dedicated vCPU's CPU",
+                "iothread-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&pins_io("0-2", Some("0-1")))],
                 WARN,
             ),
             case(
@@ -1099,12 +1286,12 @@ pub(super) mod table {
             ),
             // scsi-iothread
             case(
-                "virtio-scsi with a disk, no iothread",
+                "virtio-scsi with a disk, no iothread (server: info, as disk-io)",
                 "scsi-iothread",
                 "server",
                 None,
                 vec![dom(&scsi("", true))],
-                WARN,
+                INFO,
             ),
             case(
                 "virtio-scsi with a disk, no iothread, desktop",
@@ -1159,6 +1346,46 @@ pub(super) mod table {
                 Some(host2n()),
                 vec![dom_named("big", 40 * 1024, &interleave("0-1"))],
                 NONE,
+            ),
+            case(
+                "interleave over 2 nodes with guest cells bound per cell (numa-interleave-cells.xml)",
+                "numatune-mode",
+                "server",
+                Some(host2n()),
+                vec![dom(
+                    "<vcpu cpuset='0-3'>4</vcpu><numatune><memory mode='interleave' nodeset='0-1'/>\
+<memnode cellid='0' mode='strict' nodeset='0'/><memnode cellid='1' mode='strict' nodeset='1'/></numatune>\
+<cpu mode='host-model'><numa><cell id='0' cpus='0-1' memory='1' unit='GiB'/><cell id='1' cpus='2-3' memory='1' unit='GiB'/></numa></cpu>",
+                )],
+                NONE,
+            ),
+            case(
+                "interleave over 2 nodes, fits one by size but no node has it free",
+                "numatune-mode",
+                "server",
+                Some({
+                    let mut h = host2n();
+                    for n in &mut h.numa.nodes {
+                        n.memory_free_kib = Some(512 * 1024);
+                    }
+                    h
+                }),
+                vec![dom(&interleave("0-1"))],
+                NONE,
+            ),
+            case(
+                "interleave over 2 nodes, free memory unknown (assumed)",
+                "numatune-mode",
+                "server",
+                Some({
+                    let mut h = host2n();
+                    for n in &mut h.numa.nodes {
+                        n.memory_free_kib = None;
+                    }
+                    h
+                }),
+                vec![dom(&interleave("0-1"))],
+                WARN,
             ),
             case(
                 "preferred over 2 nodes, fits one",
@@ -1237,6 +1464,30 @@ pub(super) mod table {
                 NONE,
             ),
             case(
+                "threads=2, each guest core on one host core's sibling set (smt-pair.xml)",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(2, Some(["2-3", "2-3", "4-5", "4-5"])))],
+                NONE,
+            ),
+            case(
+                "threads=2, guest core sharing a set spanning two host cores",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(2, Some(["3-4", "3-4", "6-7", "6-7"])))],
+                WARN,
+            ),
+            case(
+                "threads=2, vCPUs floating over 4 CPUs",
+                "cpu-smt-pins",
+                "server",
+                Some(host16()),
+                vec![dom(&smt(2, Some(["2-5", "2-5", "2-5", "2-5"])))],
+                INFO,
+            ),
+            case(
                 "threads=2, pinned, siblings unknown",
                 "cpu-smt-pins",
                 "server",
@@ -1293,6 +1544,30 @@ pub(super) mod table {
                 vec![dom(&model("SandyBridge"))],
                 NONE,
             ),
+            case(
+                "SandyBridge on an Ivy Bridge host, named by /proc/cpuinfo (iot-pins.xml + b-book)",
+                "cpu-model-old",
+                "server",
+                Some({
+                    let mut h = host16();
+                    h.cpu.model_name = Some("Intel(R) Xeon(R) CPU E5-2650 v2 @ 2.60GHz".into());
+                    h
+                }),
+                vec![dom(&model("SandyBridge"))],
+                WARN,
+            ),
+            case(
+                "IvyBridge on an Ivy Bridge host, named by /proc/cpuinfo",
+                "cpu-model-old",
+                "server",
+                Some({
+                    let mut h = host16();
+                    h.cpu.model_name = Some("Intel(R) Xeon(R) CPU E5-2650 v2 @ 2.60GHz".into());
+                    h
+                }),
+                vec![dom(&model("IvyBridge"))],
+                NONE,
+            ),
             // cpu-invtsc
             case(
                 "latency, host-passthrough, invariant TSC host",
@@ -1329,6 +1604,48 @@ pub(super) mod table {
                 NONE,
             ),
             case(
+                "latency, TCG domain (type='qemu') on a KVM host",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom("<cpu mode='host-passthrough'/>").replace("type='kvm'", "type='qemu'")],
+                NONE,
+            ),
+            case(
+                "latency, no <cpu>: cpu-mode's fix comes first",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom("<vcpu>2</vcpu>")],
+                NONE,
+            ),
+            case(
+                "latency, named Haswell model",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom(&model("Haswell-noTSX"))],
+                INFO,
+            ),
+            case(
+                "latency, host-model: cpu-mode's fix brings invtsc",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom("<vcpu>2</vcpu><cpu mode='host-model'/>")],
+                NONE,
+            ),
+            case(
+                "latency, Windows guest",
+                "cpu-invtsc",
+                "latency",
+                Some(intel_flags(&["constant_tsc", "nonstop_tsc"])),
+                vec![dom(
+                    "<features><hyperv><relaxed state='on'/></hyperv></features><cpu mode='host-passthrough'/>",
+                )],
+                NONE,
+            ),
+            case(
                 "server profile",
                 "cpu-invtsc",
                 "server",
@@ -1340,7 +1657,90 @@ pub(super) mod table {
     }
 
     #[test]
+    fn host_generations_from_model_names() {
+        for (name, want) in [
+            (
+                "Intel(R) Xeon(R) CPU E5-2650 v2 @ 2.60GHz",
+                Some("IvyBridge"),
+            ),
+            (
+                "Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz",
+                Some("SandyBridge"),
+            ),
+            (
+                "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz",
+                Some("Broadwell"),
+            ),
+            (
+                "Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz",
+                Some("Cascadelake-Server"),
+            ),
+            (
+                "Intel(R) Xeon(R) Platinum 8180 CPU @ 2.50GHz",
+                Some("Skylake-Server"),
+            ),
+            ("Intel(R) Core(TM) i7-4770 CPU @ 3.40GHz", Some("Haswell")),
+            ("Intel(R) Core(TM) i7-10700K CPU @ 3.80GHz", None),
+            ("AMD EPYC 7302 16-Core Processor", Some("EPYC-Rome")),
+            ("AMD Ryzen 9 5950X 16-Core Processor", None),
+            ("QEMU Virtual CPU version 2.5+", None),
+        ] {
+            assert_eq!(super::generation_of_name(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn cpu_mode_leaves_a_named_model_alone_on_the_migratable_profile() {
+        let v = findings(&[dom(&model("Nehalem"))], "migratable", Some(&host16()));
+        assert!(!v.iter().any(|f| f.rule == "cpu-mode"), "{v:#?}");
+        assert!(!v.iter().any(|f| f.rule == "cpu-model-old"), "{v:#?}");
+        // server: Nehalem is cpu-mode's
+        let v = findings(&[dom(&model("Nehalem"))], "server", Some(&host16()));
+        assert!(v.iter().any(|f| f.rule == "cpu-mode"), "{v:#?}");
+        // no <cpu> on migratable: still qemu64, still host-model
+        let v = findings(&[dom("<vcpu>2</vcpu>")], "migratable", None);
+        assert!(v.iter().any(|f| f.rule == "cpu-mode"), "{v:#?}");
+    }
+
+    #[test]
     fn sched_rules() {
         run_cases(&cases());
+    }
+
+    #[test]
+    fn invtsc_fix_only_adds_the_feature_and_limits_migration() {
+        let h = intel_flags(&["constant_tsc", "nonstop_tsc"]);
+        let v = findings(
+            &[dom("<vcpu>2</vcpu><cpu mode='host-passthrough'/>")],
+            "latency",
+            Some(&h),
+        );
+        let f = v.iter().find(|f| f.rule == "cpu-invtsc").unwrap();
+        let x = f.fix.as_ref().unwrap();
+        assert_eq!(x.class, crate::audit::FixClass::Migration);
+        assert_eq!(x.edits.len(), 1, "{:?}", x.edits);
+        assert!(
+            x.edits[0].path.ends_with("feature[@name='invtsc']"),
+            "{:?}",
+            x.edits
+        );
+        assert!(x.summary.contains("migration"), "{}", x.summary);
+        // the domain used to get <cpu mode='host-passthrough'> from this rule: now cpu-mode
+        // writes the mode and brings invtsc in the same fix
+        let v = findings(&[dom("<vcpu>2</vcpu>")], "latency", Some(&h));
+        assert!(!v.iter().any(|f| f.rule == "cpu-invtsc"), "{v:#?}");
+        let m = v.iter().find(|f| f.rule == "cpu-mode").unwrap();
+        let x = m.fix.as_ref().unwrap();
+        assert!(x.summary.contains("invtsc"), "{}", x.summary);
+        assert!(
+            x.edits
+                .iter()
+                .any(|e| e.path.ends_with("feature[@name='invtsc']"))
+        );
+        assert_eq!(x.class, crate::audit::FixClass::Migration);
+        // server (cpu-invtsc off): cpu-mode's fix has no invtsc
+        let v = findings(&[dom("<vcpu>2</vcpu>")], "server", Some(&h));
+        let m = v.iter().find(|f| f.rule == "cpu-mode").unwrap();
+        assert!(!m.fix.as_ref().unwrap().summary.contains("invtsc"));
     }
 }
