@@ -389,7 +389,7 @@ fn fix_writes_xml_that_audits_clean_of_fixable_findings_and_diff_shows_it() {
     assert!(fixable.is_empty(), "{fixable:?}");
     let text = std::fs::read_to_string(&fixed).unwrap();
     assert!(
-        text.contains("<cpu mode='host-model'>") && text.contains("cache='none' io='native'"),
+        text.contains("<cpu mode='host-model'>") && text.contains("cache='none'"),
         "{text}"
     );
     assert!(text.starts_with("<!-- seed 000"), "comments survive");

@@ -138,7 +138,7 @@ fn the_win10_dry_run_shows_classes_and_risks_and_leaves_the_bus_change_out() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
-        out.contains("why   disk-cache: cache='none' io='native' on hda (next start; safe: "),
+        out.contains("why   disk-cache: cache='none' on hda (next start; safe: "),
         "{out}"
     );
     assert!(!out.contains("bus='virtio'"), "{out}");

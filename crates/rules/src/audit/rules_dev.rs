@@ -118,7 +118,7 @@ pub(super) fn rules() -> Vec<Rule> {
         Rule {
             meta: Meta {
                 id: "dev-legacy",
-                title: "Legacy devices on a server",
+                title: "Legacy devices the profile has no use for",
                 severity: Severity::Info,
                 profiles: &["*"],
                 why: "Sound cards, floppy drives and extra video adapters on a server are emulated hardware nobody uses: they cost PCI slots, guest driver wake-ups and attack surface (digoal's 2015 example removed them).",
