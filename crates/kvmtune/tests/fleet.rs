@@ -487,7 +487,6 @@ fn single_host_commands_refuse_several_hosts() {
         &["diagnose"],
         &["plan"],
         &["snapshot", "-o", "/nonexistent/x.tar.gz"],
-        &["apply", "--all"],
         &["rollback", "--last"],
         &["history"],
     ] {
