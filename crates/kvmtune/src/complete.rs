@@ -11,11 +11,8 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::CommandFactory;
 use clap_complete::engine::{CompletionCandidate, PathCompleter, ValueCompleter};
 use clap_complete::env::{Bash, Elvish, EnvCompleter, Fish, Powershell, Shells, Zsh};
-
-use crate::cli::Cli;
 
 /// The environment variable the completion scripts set. Not clap's default `COMPLETE`:
 /// that name is common enough that a user's environment may hold it.
@@ -28,13 +25,15 @@ const SHELLS: Shells<'static> = Shells(&[&BashJoined, &Elvish, &Fish, &Powershel
 pub const LIBVIRT_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Answer a completion request and exit, when the shell made one; otherwise return.
-pub fn handle_env() {
+/// `command` builds the command line's definition (`Cli::command`): passed in, so that
+/// cli.rs, which names this module's completers, is not also imported by it.
+pub fn handle_env(command: fn() -> clap::Command) {
     if std::env::var_os(ENV_VAR).is_none_or(|v| v.is_empty() || v == "0") {
         return;
     }
     // a completer must never print into the user's shell, not even a panic message
     std::panic::set_hook(Box::new(|_| {}));
-    let done = clap_complete::CompleteEnv::with_factory(Cli::command)
+    let done = clap_complete::CompleteEnv::with_factory(command)
         .var(ENV_VAR)
         .shells(SHELLS)
         .try_complete(std::env::args_os(), std::env::current_dir().ok().as_deref());
@@ -47,7 +46,7 @@ pub fn handle_env() {
 }
 
 /// The script `kvmtune completions SHELL` prints: what to source (or install) for SHELL.
-pub fn script(shell: clap_complete::Shell) -> std::io::Result<String> {
+pub fn script(shell: clap_complete::Shell, cmd: &clap::Command) -> std::io::Result<String> {
     let name = shell.to_string();
     let Some(completer) = SHELLS.completer(&name) else {
         return Err(std::io::Error::other(format!("no completion for {name}")));
@@ -65,7 +64,7 @@ pub fn script(shell: clap_complete::Shell) -> std::io::Result<String> {
     } else {
         argv0
     };
-    let commands: Vec<String> = Cli::command()
+    let commands: Vec<String> = cmd
         .get_subcommands()
         .filter(|c| !c.is_hide_set())
         .map(|c| c.get_name().to_string())

@@ -32,7 +32,7 @@ pub use output::{Exit, print_text};
 
 fn main() -> ExitCode {
     // a shell asking for completions (the scripts of `kvmtune completions`): answer, exit
-    complete::handle_env();
+    complete::handle_env(Cli::command);
     let cli = parse();
     match run(&cli) {
         Ok(code) => ExitCode::from(code as u8),
@@ -141,7 +141,8 @@ fn run(cli: &Cli) -> Result<Exit> {
         Command::Rules { profile } => rules_cmd::list(cli, profile.as_deref()),
         Command::Explain { rule } => rules_cmd::explain(cli, rule),
         Command::Completions { shell } => {
-            let script = complete::script(*shell).context("cannot write the completion script")?;
+            let script = complete::script(*shell, &Cli::command())
+                .context("cannot write the completion script")?;
             if cli.json {
                 output::print_doc(
                     "kvmtune.completions",

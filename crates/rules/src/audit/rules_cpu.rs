@@ -287,8 +287,7 @@ fn cpu_mode(cx: &Cx, out: &mut Out) {
             return;
         }
         Some(c) if c.mode() == "host-model" && want == "host-passthrough" => {
-            let invtsc = super::rules_sched::invtsc_wanted(cx)
-                && !c.features.iter().any(|f| f.name == "invtsc");
+            let invtsc = invtsc_wanted(cx) && !c.features.iter().any(|f| f.name == "invtsc");
             let mut edits = vec![Edit::set(cx.doc, c.node, "mode", "host-passthrough")];
             let (summary, xml, risk) = if invtsc {
                 edits.push(Edit::set_at(
@@ -328,7 +327,7 @@ fn cpu_mode(cx: &Cx, out: &mut Out) {
     };
     // cpu-invtsc stays quiet while this rule rewrites the CPU: the invtsc it would add
     // comes with this fix, so one apply finishes the job
-    let invtsc = super::rules_sched::invtsc_wanted(cx)
+    let invtsc = invtsc_wanted(cx)
         && !cx
             .d
             .cpu
@@ -581,6 +580,21 @@ fn cpu_nested(cx: &Cx, out: &mut Out) {
             );
         }
     }
+}
+
+/// Whether a guest on this host should be told its TSC is invariant: cpu-invtsc is on in
+/// the profile, the host's TSC is invariant, the guest is an x86 non-Windows one. cpu-mode
+/// adds invtsc to the CPU mode it writes when this holds, so one apply finishes the job.
+pub(super) fn invtsc_wanted(cx: &Cx) -> bool {
+    let Some(h) = cx.host else { return false };
+    let flag = |f: &str| h.cpu.virt_flags.iter().any(|x| x == f);
+    x86(cx)
+        && super::enabled("cpu-invtsc", cx.profile)
+        // Windows reads time through the Hyper-V reference TSC page (hypervclock, see
+        // clock-windows and hyperv-enlightenments); the clocksource switch is Linux's
+        && !matches!(cx.d.guest_os(), kvmtune_domain::GuestOs::Windows(_))
+        && flag("constant_tsc")
+        && flag("nonstop_tsc")
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! Rules for what libvirt does not see or the guest cannot see: qemu:commandline overrides, a hidden hypervisor CPUID bit, NIC model strings libvirt does not treat as virtio.
+//! Rules for what libvirt does not see: qemu:commandline overrides, what hides the hypervisor from the guest (read by the Hyper-V rules in rules_clock.rs), NIC model strings libvirt does not treat as virtio.
 
 use super::{Applies, Cx, Edit, Evidence, FixClass, Meta, Out, Rule, Seg, Severity, virsh_edit};
-use kvmtune_domain::{GuestOs, NodeId};
+use kvmtune_domain::NodeId;
 
 /// libvirt's QEMU namespace (`xmlns:qemu=...`).
 const QEMU_NS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
@@ -22,21 +22,6 @@ pub(super) fn rules() -> Vec<Rule> {
                 needs_host: false,
             },
             check: qemu_commandline,
-        },
-        Rule {
-            meta: Meta {
-                id: "cpu-hypervisor-hidden",
-                title: "Hypervisor hidden from the guest",
-                severity: Severity::Warn,
-                profiles: &["*"],
-                why: "Guests look for paravirtual interfaces only when CPUID leaf 1 sets the hypervisor bit: with it disabled Windows ignores every Hyper-V enlightenment (hypervclock, synthetic timers, APIC and spinlock hints: timer and MSR exit storms at idle) and Linux loses kvmclock, steal time, PV EOI, PV TLB flush and PV spinlocks. <kvm><hidden state='on'/> hides less: only the KVM signature leaves (kvmclock, steal time, PV EOI and the other KVM features are lost to Linux; Hyper-V leaves stay visible to Windows). kvm hidden was the workaround for NVIDIA's GeForce driver refusing to run in a VM (error 43) before driver 465.",
-                fix: "Remove <feature policy='disable' name='hypervisor'/> from <cpu> (for a Windows guest, with the Hyper-V enlightenments hyperv-enlightenments advises and the hypervclock timer, in the same fix: while the bit is hidden those rules only point here); set <kvm><hidden state='off'/>. Not when a PCI device is passed through: there hiding is usually deliberate (GPU drivers, anti-cheat).",
-                risk: "The guest sees it runs in a VM: software that refuses VMs (some anti-cheat, old NVIDIA drivers) may stop working.",
-                class: FixClass::GuestVisible,
-                source: "libvirt domain format, CPU model and topology (feature policy) and Hypervisor features (kvm hidden); QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); Microsoft Hypervisor Top Level Functional Specification (hypervisor discovery: CPUID.1:ECX bit 31); Linux Documentation/virt/kvm/x86/cpuid.rst",
-                needs_host: false,
-            },
-            check: hypervisor_hidden,
         },
         Rule {
             meta: Meta {
@@ -211,7 +196,7 @@ pub(super) struct Hider {
     pub what: String,
     pub evidence: Vec<Evidence>,
     /// The XML node a fix edits (none for a qemu:commandline -cpu).
-    node: Option<NodeId>,
+    pub node: Option<NodeId>,
 }
 
 /// The CPUID hypervisor bit disabled: by the last qemu:commandline -cpu when there is one
@@ -236,7 +221,7 @@ pub(super) fn hypervisor_hider(cx: &Cx) -> Option<Hider> {
 
 /// The KVM signature leaves hidden: `kvm=off` in a qemu:commandline -cpu, else
 /// `<features><kvm><hidden state='on'/>`.
-fn kvm_hider(cx: &Cx) -> Option<Hider> {
+pub(super) fn kvm_hider(cx: &Cx) -> Option<Hider> {
     if let Some(a) = cpu_override(cx) {
         return cpu_prop_off(a.val(), "kvm").then(|| Hider {
             what: format!("qemu:commandline -cpu '{}'", a.val()),
@@ -295,7 +280,7 @@ pub(super) fn unhide_offered(cx: &Cx) -> bool {
         && hypervisor_hider(cx).is_some_and(|h| h.node.is_some())
 }
 
-fn pci_passthrough(cx: &Cx) -> bool {
+pub(super) fn pci_passthrough(cx: &Cx) -> bool {
     cx.d.devices
         .hostdevs
         .iter()
@@ -545,89 +530,6 @@ fn qemu_commandline(cx: &Cx, out: &mut Out) {
 
 // ---------------------------------------------------------------------------------------
 // cpu-hypervisor-hidden
-
-fn hypervisor_hidden(cx: &Cx, out: &mut Out) {
-    if !cx.d.is_hvm() {
-        return;
-    }
-    let gpu = pci_passthrough(cx);
-    let os = cx.d.guest_os();
-    if let Some(h) = hypervisor_hider(cx) {
-        let lost = match os {
-            GuestOs::Windows(_) => {
-                "Windows ignores every Hyper-V enlightenment (hypervclock, synthetic timers, APIC and spinlock hints)"
-            }
-            GuestOs::Linux(_) => {
-                "Linux loses kvmclock, steal time, PV EOI, PV TLB flush and PV spinlocks"
-            }
-            GuestOs::Unknown => {
-                "Windows ignores every Hyper-V enlightenment, Linux loses kvmclock, steal time and the other KVM paravirtual features"
-            }
-        };
-        let mut msg = format!(
-            "CPUID hypervisor bit disabled by {}: the guest cannot see that it runs under a hypervisor, so {lost}",
-            h.what
-        );
-        if gpu {
-            msg.push_str("; a PCI device is passed through, so this is probably deliberate (GPU drivers or anti-cheat that refuse to run in a VM): no fix offered, but the paravirtual features above are the price");
-        }
-        let f = out.finding(msg, h.evidence);
-        if !gpu && let Some(n) = h.node {
-            // with the bit visible, Windows wants the enlightenments and the Hyper-V clock
-            // hyperv-enlightenments and clock-windows hold back while it is hidden
-            let (extra, names) = super::rules_clock::unhide_edits(cx);
-            let mut what =
-                "remove <feature policy='disable' name='hypervisor'/> from <cpu>".to_string();
-            let summary = if names.is_empty() {
-                "Let the guest see the hypervisor bit".to_string()
-            } else {
-                what.push_str(&format!("; {}", super::edits_as_xml(&extra)));
-                format!(
-                    "Let the guest see the hypervisor bit and enable Hyper-V {}",
-                    names.join(", ")
-                )
-            };
-            let mut edits = vec![Edit::remove(cx.doc, n)];
-            edits.extend(extra);
-            f.fix(
-                summary,
-                edits,
-                virsh_edit(&cx.shell_name(), &what),
-                Applies::NextBoot,
-            );
-        }
-    }
-    if let Some(h) = kvm_hider(cx) {
-        let windows = matches!(os, GuestOs::Windows(_));
-        let mut msg = format!(
-            "KVM signature hidden by {}: the guest does not see the KVM leaves (Linux loses kvmclock, steal time, PV EOI and the other KVM paravirtual features; Hyper-V enlightenments stay visible to Windows)",
-            h.what
-        );
-        let sev = if gpu {
-            msg.push_str("; a PCI device is passed through, so this is probably deliberate: kvm hidden is the usual workaround for NVIDIA GeForce drivers refusing to run in a VM (error 43), which drivers 465 and later no longer need");
-            Severity::Info
-        } else if windows {
-            msg.push_str(
-                "; a Windows guest uses the Hyper-V leaves, not the KVM ones, and loses little",
-            );
-            Severity::Info
-        } else {
-            Severity::Warn
-        };
-        let f = out.at(sev, msg, h.evidence);
-        if !gpu && let Some(n) = h.node {
-            f.fix(
-                "Let the guest see the KVM leaves",
-                vec![Edit::set(cx.doc, n, "state", "off")],
-                virsh_edit(&cx.shell_name(), "<features><kvm><hidden state='off'/>"),
-                Applies::NextBoot,
-            );
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// net-model-string
 
 /// QEMU device names libvirt passes through without treating them as virtio, with the
 /// libvirt model for the same device.

@@ -1058,24 +1058,9 @@ fn cpu_model_old(cx: &Cx, out: &mut Out) {
 // ---------------------------------------------------------------------------------------
 // invariant TSC
 
-/// Whether a guest on this host should be told its TSC is invariant: cpu-invtsc is on in
-/// the profile, the host's TSC is invariant, the guest is an x86 non-Windows one. cpu-mode
-/// adds invtsc to the CPU mode it writes when this holds, so one apply finishes the job.
-pub(super) fn invtsc_wanted(cx: &Cx) -> bool {
-    let Some(h) = cx.host else { return false };
-    let flag = |f: &str| h.cpu.virt_flags.iter().any(|x| x == f);
-    x86(cx)
-        && super::enabled("cpu-invtsc", cx.profile)
-        // Windows reads time through the Hyper-V reference TSC page (hypervclock, see
-        // clock-windows and hyperv-enlightenments); the clocksource switch is Linux's
-        && !matches!(cx.d.guest_os(), kvmtune_domain::GuestOs::Windows(_))
-        && flag("constant_tsc")
-        && flag("nonstop_tsc")
-}
-
 fn cpu_invtsc(cx: &Cx, out: &mut Out) {
     // KVM domains only: TCG cannot give an invariant TSC (virt-type moves TCG domains first)
-    if cx.d.virt_type != "kvm" || !invtsc_wanted(cx) {
+    if cx.d.virt_type != "kvm" || !super::rules_cpu::invtsc_wanted(cx) {
         return;
     }
     // a <cpu> that can carry a feature; without one (or without a model) cpu-mode's fix
