@@ -5,6 +5,9 @@
 //! fails when that file is stale (`KVMTUNE_BLESS=1 cargo test -p kvmtune-rules --test
 //! corpus_counts` rewrites it), so a change of a rule's reach shows up in review.
 
+mod common;
+use common::*;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,19 +16,6 @@ use kvmtune_domain::{Document, Domain};
 use kvmtune_host::Host;
 use kvmtune_rules::Profile;
 use kvmtune_rules::audit::{self, Cx, Peer};
-
-fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    dir.join("libvirt-domains").is_dir().then_some(dir)
-}
-
-fn fixture_host(name: &str) -> Host {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/hosts")
-        .join(name)
-        .join("expected-host.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
 
 /// (label, text) of every corpus domain that parses as a domain, sorted.
 fn domains(c: &Path) -> (Vec<(String, String)>, usize) {

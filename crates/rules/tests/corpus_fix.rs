@@ -2,29 +2,13 @@
 //! Fixes against libvirt's 837 test domains: every fixed file still validates when the
 //! input did, auditing it again finds nothing more to fix, and fixing twice is a no-op.
 
+mod common;
+use common::*;
+
 use kvmtune_domain::{Document, Domain};
 use kvmtune_host::Host;
 use kvmtune_rules::Profile;
 use kvmtune_rules::audit::{self, Cx, Finding, Peer};
-use std::path::{Path, PathBuf};
-
-fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    if dir.join("libvirt-domains").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: ../shared/corpus is not beside the checkout");
-        None
-    }
-}
-
-fn fixture_host(name: &str) -> Host {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/hosts")
-        .join(name)
-        .join("expected-host.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
 
 fn run(doc: &Document, profile: &Profile, host: Option<&Host>) -> Vec<Finding> {
     let d = Domain::from_doc(doc).unwrap();

@@ -2,40 +2,14 @@
 //! The I/O and memory rules of issue 12 §4 on real domains: libvirt's test domains and the
 //! wild domains of the shared corpus (skipped when the corpus is not beside the checkout).
 
+mod common;
+use common::*;
+
 use kvmtune_domain::{Document, Domain};
 use kvmtune_host::Host;
 use kvmtune_rules::Profile;
 use kvmtune_rules::audit::{self, Cx, Finding, Peer};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-const RULES: &[&str] = &[
-    "queues-exceed-vcpus",
-    "io-throttled",
-    "disk-io-mode",
-    "mem-balloon-vfio",
-    "mem-hugepages-1g",
-    "gfx-video-model",
-    "gfx-qxl-memory",
-];
-
-fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    if dir.join("libvirt-domains").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: ../shared/corpus is not beside the checkout");
-        None
-    }
-}
-
-fn fixture_host(name: &str) -> Host {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/hosts")
-        .join(name)
-        .join("expected-host.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
+use std::path::Path;
 
 /// The two-socket fixture host with `free` 1 GiB pages free on node 0 (2 MiB default size).
 fn host_with_1g(free: u64) -> Host {
@@ -178,57 +152,6 @@ fn near_misses_in_the_corpus_stay_quiet() {
     // a PCI hostdev with the balloon off already
     let v = findings(&c, "wild-domains/08.xml", "server", None);
     assert!(fires(&v, "mem-balloon-vfio").is_empty(), "{v:#?}");
-}
-
-/// How often each rule fires over the corpus domain files (printed; run with --nocapture).
-#[test]
-fn corpus_counts() {
-    let Some(c) = corpus() else { return };
-    let host = fixture_host("b-book-2socket");
-    let mut files: Vec<PathBuf> = Vec::new();
-    for dir in ["libvirt-domains", "wild-domains"] {
-        for e in std::fs::read_dir(c.join(dir)).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "xml") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    for (profile, host) in [
-        ("server", None),
-        ("latency", Some(&host)),
-        ("desktop", Some(&host)),
-    ] {
-        let mut domains: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut total: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut fixed: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut audited = 0;
-        for p in &files {
-            let src = std::fs::read_to_string(p).unwrap();
-            let Some(v) = audit_src(&src, profile, host) else {
-                continue;
-            };
-            audited += 1;
-            for r in RULES {
-                let n = v.iter().filter(|f| f.rule == *r).count();
-                *total.entry(r).or_default() += n;
-                *fixed.entry(r).or_default() +=
-                    v.iter().filter(|f| f.rule == *r && f.fix.is_some()).count();
-                if n > 0 {
-                    *domains.entry(r).or_default() += 1;
-                }
-            }
-        }
-        for r in RULES {
-            eprintln!(
-                "{profile}: {r}: {} findings ({} with a fix) in {} of {audited} domains",
-                total.get(r).unwrap_or(&0),
-                fixed.get(r).unwrap_or(&0),
-                domains.get(r).unwrap_or(&0)
-            );
-        }
-    }
 }
 
 /// disk-bus on emulated SCSI controllers: libvirt's disk-scsi.xml (lsilogic, lsisas1078,

@@ -7,30 +7,15 @@
 //! canonical form, same typed view), and must still validate against libvirt's schema
 //! where the input did.
 
+mod common;
+use common::*;
+
 use kvmtune_domain::{Document, Domain};
 use kvmtune_host::Host;
 use kvmtune_rules::Profile;
 use kvmtune_rules::audit::{self, Cx, Finding, Peer};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-
-fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    if dir.join("libvirt-domains").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping the shared corpus: ../shared/corpus is not beside the checkout");
-        None
-    }
-}
-
-fn fixture_host(name: &str) -> Host {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/hosts")
-        .join(name)
-        .join("expected-host.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
 
 /// One piece of markup or text: `(text, kind)`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

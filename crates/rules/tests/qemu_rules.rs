@@ -2,20 +2,12 @@
 //! The rules of rules_qemu.rs on real domains: the qemu:commandline ones of the corpus,
 //! and how often each rule fires over every corpus domain.
 
+mod common;
+use common::*;
+
 use kvmtune_domain::{Document, Domain};
 use kvmtune_rules::Profile;
 use kvmtune_rules::audit::{self, Cx, Finding, Peer, Severity};
-use std::path::{Path, PathBuf};
-
-fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    if dir.join("libvirt-domains").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: ../shared/corpus is not beside the checkout");
-        None
-    }
-}
 
 fn audit_src(src: &str, profile: &str) -> Vec<Finding> {
     let profile = Profile::load(profile).unwrap();
@@ -228,75 +220,4 @@ fn fixes_validate() {
         .output()
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-}
-
-/// How often each rule of rules_qemu.rs fires on the corpus domains (every *.xml under
-/// the corpus whose root is <domain>), server profile, no host:
-/// `cargo test -p kvmtune-rules --test qemu_rules -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn corpus_counts() {
-    let Some(c) = corpus() else { return };
-    let mut files = Vec::new();
-    let mut stack = vec![c.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "xml") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    let rules = [
-        "qemu-commandline",
-        "cpu-hypervisor-hidden",
-        "net-model-string",
-        "hyperv-enlightenments",
-        "clock-windows",
-    ];
-    let mut domains = 0;
-    let mut counts = vec![(0usize, 0usize, Vec::new()); rules.len()];
-    for p in &files {
-        let Ok(src) = std::fs::read_to_string(p) else {
-            continue;
-        };
-        let Ok(doc) = Document::parse(&src) else {
-            continue;
-        };
-        if doc.name(doc.root()) != "domain" || Domain::from_doc(&doc).is_err() {
-            continue;
-        }
-        domains += 1;
-        let v = audit_src(&src, "server");
-        let show = std::env::var_os("KVMTUNE_SHOW").is_some();
-        for (i, r) in rules.iter().enumerate() {
-            if show && i < 3 {
-                for f in of(&v, r) {
-                    eprintln!(
-                        "{}: {} {}: {}",
-                        p.display(),
-                        f.severity.as_str(),
-                        r,
-                        f.message
-                    );
-                }
-            }
-            let n = of(&v, r).len();
-            if n > 0 {
-                counts[i].0 += 1;
-                counts[i].1 += n;
-                counts[i]
-                    .2
-                    .push(p.strip_prefix(&c).unwrap_or(p).display().to_string());
-            }
-        }
-    }
-    eprintln!("{domains} domain files");
-    for (r, (files, findings, names)) in rules.iter().zip(&counts) {
-        let shown: Vec<&String> = names.iter().take(12).collect();
-        eprintln!("{r}: {findings} findings in {files} files {shown:?}");
-    }
 }

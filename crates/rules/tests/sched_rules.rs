@@ -3,41 +3,13 @@
 //! caps-based CPU model age, fixes that meet disk-io's, and how often each rule fires on
 //! libvirt's test domains (printed with `--nocapture`).
 
+mod common;
+use common::*;
+
 use kvmtune_domain::{Document, Domain};
 use kvmtune_host::{CpuSet, Host};
 use kvmtune_rules::Profile;
 use kvmtune_rules::audit::{self, Cx, DomainCaps, Finding, Peer};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-const RULES: &[&str] = &[
-    "iothread-pins",
-    "iothread-unused",
-    "scsi-iothread",
-    "numatune-mode",
-    "cpu-quota",
-    "cpu-smt-pins",
-    "cpu-model-old",
-    "cpu-invtsc",
-];
-
-fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    if dir.join("libvirt-domains").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: ../shared/corpus is not beside the checkout");
-        None
-    }
-}
-
-fn fixture_host(name: &str) -> Host {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/hosts")
-        .join(name)
-        .join("expected-host.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
 
 /// A one-node host with `n` online CPUs whose SMT siblings are `(c, c + n/2)`, as Linux
 /// numbers AMD Ryzen/Threadripper and most Intel parts (and `(2c, 2c+1)` when `pairs`).
@@ -390,62 +362,6 @@ fn numatune_interleave_fix_binds_the_vcpus_node() {
     let (_, again) = audit_with(&xml, "server", Some(&h), None);
     for r in ["numatune-mode", "numa-inconsistent", "numa-unbound"] {
         assert!(of(&again, r).is_empty(), "{r}: {xml}");
-    }
-}
-
-/// How often each rule fires on libvirt's 837 test domains and the wild domains, per
-/// setup (server without host, latency with the 2-socket fixture host). Informational:
-/// run with `--nocapture` (and SCHED_PEEK=1 for every finding's message).
-#[test]
-fn corpus_firing_counts() {
-    let Some(c) = corpus() else { return };
-    let host = fixture_host("b-book-2socket");
-    let mut files: Vec<PathBuf> = Vec::new();
-    for dir in ["libvirt-domains", "wild-domains"] {
-        for e in std::fs::read_dir(c.join(dir)).unwrap() {
-            files.push(e.unwrap().path());
-        }
-    }
-    files.sort();
-    for (profile, h) in [("server", None), ("latency", Some(&host))] {
-        let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-        let mut examples: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for p in &files {
-            let src = std::fs::read_to_string(p).unwrap();
-            if Domain::parse(&src).is_err() {
-                continue;
-            }
-            let (_, v) = audit_with(&src, profile, h, None);
-            for r in RULES {
-                let n = of(&v, r).len();
-                if n > 0 {
-                    let e = counts.entry(r).or_default();
-                    e.0 += 1;
-                    e.1 += n;
-                    if std::env::var_os("SCHED_PEEK").is_some() {
-                        for f in of(&v, r) {
-                            eprintln!(
-                                "  {profile} {r} {}: {:?} {}",
-                                p.file_name().unwrap().to_string_lossy(),
-                                f.severity,
-                                f.message
-                            );
-                        }
-                    }
-                    let ex = examples.entry(r).or_default();
-                    if ex.len() < 4 {
-                        ex.push(p.file_name().unwrap().to_string_lossy().into_owned());
-                    }
-                }
-            }
-        }
-        for r in RULES {
-            let (d, f) = counts.get(r).copied().unwrap_or_default();
-            eprintln!(
-                "{profile:8} {r:16} {d:4} domains {f:4} findings  e.g. {:?}",
-                examples.get(r).cloned().unwrap_or_default()
-            );
-        }
     }
 }
 
