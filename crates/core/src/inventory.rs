@@ -248,17 +248,13 @@ impl Inventory {
                 inv.caps_origin = format!("libvirt {}", origin.connect);
             }
         }
-        // host facts: for libvirt domains of this host (they run here), for files only when
-        // asked; never this machine's facts for the domains of a remote connection
-        if remote_without_facts(origin, want_libvirt) {
-            // another host: its facts as its libvirt reports them, never this machine's
+        // host facts: for libvirt domains (their host's: this machine, or a remote one as its
+        // libvirt reports it), for files only when asked; never this machine's facts when
+        // the connection names another host
+        if want_libvirt || sel.host_for_files || origin.root.is_some() {
             let (host, from) = origin.host_facts()?;
             inv.host = Some(host);
             inv.host_origin = from;
-        } else if want_libvirt || sel.host_for_files || origin.root.is_some() {
-            let src = origin.host_source()?;
-            inv.host = Some(kvmtune_host::collect(src.as_ref()));
-            inv.host_origin = src.describe();
         } else {
             inv.host_origin =
                 "none (host rules skipped; --host judges files against this host)".to_string();
@@ -296,12 +292,6 @@ impl Inventory {
     pub fn domain(&self, name: &str) -> Option<&Parsed> {
         self.domains.iter().find(|p| p.domain.name == name)
     }
-}
-
-/// Whether the domains come from another host's libvirt with no tree of that host's files
-/// (`--root`): then this machine's facts must not be used to judge them.
-fn remote_without_facts(origin: &Origin, want_libvirt: bool) -> bool {
-    want_libvirt && !kvmtune_libvirt::is_local(&origin.connect) && origin.root.is_none()
 }
 
 /// A domain's text before parsing.
@@ -546,24 +536,32 @@ mod tests {
 
     #[test]
     fn a_remote_connection_is_not_judged_with_this_machines_facts() {
-        let remote = Origin::local("qemu+ssh://root@db7/system");
-        assert!(remote_without_facts(&remote, true));
-        assert!(
-            !remote_without_facts(&remote, false),
-            "files only: --host decides"
-        );
+        // nothing listens there: the facts of the named host cannot be read, and this
+        // machine's are never used instead, for its domains or for files with --host
+        let remote = Origin::local("qemu+tcp://127.0.0.59/system");
+        assert!(remote.is_remote());
+        let e = remote.host_facts().unwrap_err().to_string();
+        assert!(e.contains("127.0.0.59"), "{e}");
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("vm.xml");
+        std::fs::write(
+            &f,
+            "<domain type='kvm'><name>vm</name><memory>1048576</memory></domain>",
+        )
+        .unwrap();
+        let sel = Select {
+            targets: vec![f.display().to_string()],
+            host_for_files: true,
+            ..Select::default()
+        };
+        assert!(Inventory::gather(&remote, &sel).is_err());
+        // its own tree is its facts; a local URI is this machine
         let with_tree = Origin {
             root: Some("/srv/db7-tree".into()),
             ..remote.clone()
         };
-        assert!(
-            !remote_without_facts(&with_tree, true),
-            "its own tree is its facts"
-        );
-        assert!(!remote_without_facts(
-            &Origin::local("qemu:///system"),
-            true
-        ));
+        assert!(!with_tree.is_remote());
+        assert!(!Origin::local("qemu:///system").is_remote());
     }
 
     #[test]

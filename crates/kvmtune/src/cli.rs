@@ -338,7 +338,8 @@ pub struct AuditArgs {
     #[arg(long, value_name = "SEVERITY", add = ArgValueCompleter::new(complete::severities))]
     pub fail_on: Option<String>,
 
-    /// Judge XML files against this host's facts (the live host, or --root).
+    /// Judge XML files against the host's facts: this machine, the --root tree, or the
+    /// host -c names (as its libvirt reports them).
     #[arg(long)]
     pub host: bool,
 

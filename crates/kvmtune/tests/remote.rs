@@ -415,3 +415,22 @@ fn every_command_honours_or_refuses_from() {
         }
     }
 }
+
+/// Files judged with `--host` while `-c` names another host: that host's facts, not this
+/// machine's.
+#[test]
+fn files_with_host_take_the_named_hosts_facts() {
+    let Some(_g) = fleet() else { return };
+    let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/domains/seed000-before.xml");
+    let v = json(&run(&[
+        "--json",
+        "-c",
+        FLEET2,
+        "audit",
+        "--host",
+        f.to_str().unwrap(),
+    ]));
+    let from = v["host"].as_str().unwrap();
+    assert!(from.starts_with(&format!("libvirt {FLEET2}")), "{from}");
+}
