@@ -276,10 +276,12 @@ fn pages_per_cell(caps: &str, size_kib: u32) -> BTreeMap<u32, u64> {
     let mut rest = caps;
     while let Some(i) = rest.find("<cell id=") {
         rest = &rest[i + "<cell id=".len()..];
-        let q = rest.chars().next().unwrap_or('\'');
-        let Some(id) = rest[1..]
+        // the quote, then the id up to the same quote (a hostile or cut-off XML: no id)
+        let Some(q) = rest.chars().next() else { break };
+        let after = &rest[q.len_utf8()..];
+        let Some(id) = after
             .find(q)
-            .and_then(|end| rest[1..1 + end].parse::<u32>().ok())
+            .and_then(|end| after[..end].parse::<u32>().ok())
         else {
             continue;
         };
@@ -414,6 +416,9 @@ mod tests {
         assert_eq!(per.get(&1), Some(&3));
         assert!(pages_per_cell(caps, 1_048_576).is_empty());
         assert!(pages_per_cell("<cell id='", 2048).is_empty());
+        // cut off, or a multi-byte quote: no panic
+        assert!(pages_per_cell("<cell id=", 2048).is_empty());
+        assert!(pages_per_cell("<cell id=é0é>", 2048).is_empty());
     }
 
     #[test]
