@@ -325,6 +325,7 @@ pub fn run_apply_many(
     let mut unchanged = Vec::new();
     let mut failed = Vec::new();
     let mut worst = Exit::Clean;
+    let mut unreached = 0;
     for h in &hosts {
         let label = h.name.clone().unwrap_or_else(|| h.uri.clone());
         if h.name.is_some() {
@@ -357,7 +358,7 @@ pub fn run_apply_many(
                     "{label} (not changed: {})",
                     output::one_line(&format!("{e:#}"))
                 ));
-                worst = worst.max(Exit::Error);
+                unreached += 1;
             }
         }
         print_text("\n")?;
@@ -390,7 +391,14 @@ pub fn run_apply_many(
         );
     }
     print_text(&text)?;
-    Ok(worst)
+    // 2 only when no host could be worked on; a host that could not is at least 1
+    Ok(if unreached == hosts.len() {
+        Exit::Error
+    } else if unreached > 0 {
+        worst.max(Exit::Findings)
+    } else {
+        worst
+    })
 }
 
 pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
@@ -687,6 +695,24 @@ fn interrupted_hint(id: &str, journal: &Path) -> String {
 }
 
 pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
+    history(cli, args, None)
+}
+
+/// `history` with several hosts: the entries of this machine's journal that were applied
+/// through one of their URIs.
+pub fn run_history_many(
+    cli: &Cli,
+    args: &HistoryArgs,
+    hosts: Vec<kvmtune_core::fleet::HostEntry>,
+) -> Result<Exit> {
+    if args.id.is_some() {
+        bail!("history ID shows one entry (with its own host); leave out -c/--hosts");
+    }
+    let uris: Vec<String> = hosts.into_iter().map(|h| h.uri).collect();
+    history(cli, args, Some(&uris))
+}
+
+fn history(cli: &Cli, args: &HistoryArgs, only: Option<&[String]>) -> Result<Exit> {
     if cli.from.is_some() {
         bail!(
             "--from reads a bundle; history reads this machine's journal (--journal), which no bundle holds"
@@ -799,7 +825,12 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
         }
         return Ok(Exit::Clean);
     }
-    let list: Vec<_> = j.entries()?.iter().map(|id| j.describe(id, busy)).collect();
+    let list: Vec<_> = j
+        .entries()?
+        .iter()
+        .map(|id| j.describe(id, busy))
+        .filter(|l| only.is_none_or(|uris| uris.contains(&l.uri)))
+        .collect();
     if cli.json {
         print_doc(
             "kvmtune.history",
@@ -811,7 +842,19 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
     } else {
         let mut out = String::new();
         if list.is_empty() {
-            let _ = writeln!(out, "no journal entries in {}", args.journal.display());
+            match only {
+                Some(uris) => {
+                    let _ = writeln!(
+                        out,
+                        "no journal entries for {} in {}",
+                        uris.join(", "),
+                        args.journal.display()
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "no journal entries in {}", args.journal.display());
+                }
+            }
         }
         for l in &list {
             let mut what: Vec<String> = l.domains.clone();
@@ -842,6 +885,35 @@ pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
 }
 
 pub fn run_rollback(cli: &Cli, args: &RollbackArgs) -> Result<Exit> {
+    rollback(cli, args, None)
+}
+
+/// `rollback --last` with several hosts: each host's last entry that is still in force,
+/// host after host (the journal is locked by one apply or rollback at a time).
+pub fn run_rollback_many(
+    cli: &Cli,
+    args: &RollbackArgs,
+    hosts: Vec<kvmtune_core::fleet::HostEntry>,
+) -> Result<Exit> {
+    if args.id.is_some() || !args.last {
+        bail!(
+            "rollback over several hosts takes --last (each host's last entry); an entry ID names its own host: leave out -c/--hosts"
+        );
+    }
+    let mut one_at_a_time = cli.clone();
+    one_at_a_time.parallel = 1;
+    let args = args.clone();
+    crate::multi::run(
+        &one_at_a_time,
+        hosts,
+        "rollback",
+        Box::new(move |cli, h| rollback(cli, &args, Some(&h.uri))),
+    )
+}
+
+/// Roll back an entry; `uri`: only an entry applied through that URI (`--last` of one host
+/// among several).
+fn rollback(cli: &Cli, args: &RollbackArgs, uri: Option<&str>) -> Result<Exit> {
     if cli.from.is_some() {
         bail!("--from reads a bundle; rollback changes a live host");
     }
@@ -853,6 +925,9 @@ pub fn run_rollback(cli: &Cli, args: &RollbackArgs) -> Result<Exit> {
             let mut pick = None;
             for id in j.entries()?.iter().rev() {
                 let l = j.describe(id, false);
+                if uri.is_some_and(|u| u != l.uri) {
+                    continue;
+                }
                 match l.status {
                     EntryStatus::RolledBack
                     | EntryStatus::Failed
@@ -868,7 +943,10 @@ pub fn run_rollback(cli: &Cli, args: &RollbackArgs) -> Result<Exit> {
                     }
                 }
             }
-            pick.with_context(|| format!("nothing to roll back in {}", args.journal.display()))?
+            pick.with_context(|| match uri {
+                Some(u) => format!("nothing to roll back for {u} in {}", args.journal.display()),
+                None => format!("nothing to roll back in {}", args.journal.display()),
+            })?
         }
         (None, false) => bail!("name the entry to roll back (see `kvmtune history`), or --last"),
     };

@@ -16,8 +16,8 @@ Exit codes:
   3  apply: a change failed and everything was rolled back
   4  apply or rollback: the rollback did not complete
 
-With several hosts (`fleet`, `audit`, `host`), 2 only when no host answered; a failed host
-among answering ones is 1. Each command's --help gives its own. A closed output (`kvmtune ... | head`) ends any command
+With several hosts (every command but `top`; docs/fleet.md), 2 only when no host answered; a
+failed host among answering ones is at least 1. Each command's --help gives its own. A closed output (`kvmtune ... | head`) ends any command
 quietly with 0.";
 
 /// `host` and `host --check`.
@@ -66,7 +66,7 @@ pub struct Cli {
 
     /// libvirt connection URI, for every command that talks to libvirt: `audit`, `plan`,
     /// `apply`, `rollback`, `stat`, `top`, `diagnose` and `snapshot`. Repeat it for several
-    /// hosts (`fleet`, `audit`, `host`; see docs/fleet.md).
+    /// hosts, read in parallel (every command but `top`; see docs/fleet.md).
     #[arg(
         long = "connect",
         short = 'c',

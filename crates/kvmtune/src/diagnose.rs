@@ -169,6 +169,29 @@ fn link(ds: Vec<Diagnosis>, findings: Option<&Vec<Finding>>) -> Vec<Judged> {
         .collect()
 }
 
+/// `diagnose` on several hosts: each host's running domains watched at the same time,
+/// grouped by host.
+pub fn run_many(
+    cli: &Cli,
+    args: &DiagnoseArgs,
+    hosts: Vec<kvmtune_core::fleet::HostEntry>,
+) -> Result<Exit> {
+    if args.perf_report.is_some() || args.log.is_some() {
+        bail!("--perf-report and --log read one recording of one host: leave out -c/--hosts");
+    }
+    let args = args.clone();
+    crate::multi::run(
+        cli,
+        hosts,
+        "diagnose",
+        Box::new(move |cli, h| {
+            let mut a = args.clone();
+            a.profile = crate::multi::host_profiles(&args.profile, h);
+            run(cli, &a)
+        }),
+    )
+}
+
 pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
     let lim = Limits::default();
     let mut subjects = Vec::new();

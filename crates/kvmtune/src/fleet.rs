@@ -52,7 +52,7 @@ pub fn hosts(cli: &Cli) -> Result<Option<Vec<HostEntry>>> {
 /// The command names that work on one host only, for the refusal.
 pub fn refuse(command: &str, n: usize) -> anyhow::Error {
     anyhow::anyhow!(
-        "{command} works on one host; {n} hosts were given (-c repeated or --hosts): several hosts are for fleet, audit and host"
+        "{command} works on one host; {n} hosts were given (-c repeated or --hosts): `kvmtune stat` shows several hosts' live figures"
     )
 }
 

@@ -12,6 +12,7 @@ mod diagnose;
 mod fleet;
 mod host_cmd;
 mod manpage;
+mod multi;
 mod output;
 mod plan_cmd;
 mod render;
@@ -108,14 +109,14 @@ fn run(cli: &Cli) -> Result<Exit> {
             Command::Host(args) => return host_cmd::run_many(cli, args, hosts),
             Command::Audit(args) => return audit::run_many(cli, args, hosts),
             Command::Fleet(args) => return fleet::run(cli, args, Some(hosts)),
-            Command::Snapshot(_) => "snapshot",
+            Command::Snapshot(args) => return snapshot::run_many(cli, args, hosts),
             Command::Apply(args) => return apply::run_apply_many(cli, args, hosts),
-            Command::Plan(_) => "plan",
-            Command::Stat(_) => "stat",
+            Command::Plan(args) => return plan_cmd::run_many(cli, args, hosts),
+            Command::Stat(args) => return stat::run_many(cli, args, hosts),
+            Command::Diagnose(args) => return diagnose::run_many(cli, args, hosts),
+            Command::History(args) => return apply::run_history_many(cli, args, hosts),
+            Command::Rollback(args) => return apply::run_rollback_many(cli, args, hosts),
             Command::Top(_) => "top",
-            Command::Diagnose(_) => "diagnose",
-            Command::History(_) => "history",
-            Command::Rollback(_) => "rollback",
             // commands that never talk to libvirt ignore the hosts
             Command::Rules { .. }
             | Command::Explain { .. }

@@ -1,6 +1,7 @@
 //! One voice for every command: the exit codes, the JSON envelope, the error and warning
 //! printer, colour, the terminal width and wrapping, and writing files and stdout.
 
+use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
@@ -298,9 +299,56 @@ pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// What a command printed while [`capture`]d: its standard output and its stderr lines
+/// (errors, warnings and notes, without the `kvmtune: ` prefix).
+#[derive(Debug, Default, Clone)]
+pub struct Captured {
+    pub stdout: String,
+    pub stderr: Vec<String>,
+}
+
+thread_local! {
+    static CAPTURE: RefCell<Option<Captured>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with everything it prints through this module (stdout, errors, warnings, notes)
+/// kept instead of printed: a multi-host command runs one host's command on a thread of its
+/// own and shows each host's output together, grouped by host.
+pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Captured) {
+    CAPTURE.with(|c| *c.borrow_mut() = Some(Captured::default()));
+    let value = f();
+    let captured = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (value, captured)
+}
+
+/// Keep `text` when this thread's output is captured; `false` when it is not.
+fn captured_stdout(text: &str) -> bool {
+    CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(cap) => {
+            cap.stdout.push_str(text);
+            true
+        }
+        None => false,
+    })
+}
+
+/// Keep a stderr line when this thread's output is captured; `false` when it is not.
+fn captured_stderr(line: &str) -> bool {
+    CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(cap) => {
+            cap.stderr.push(line.to_string());
+            true
+        }
+        None => false,
+    })
+}
+
 /// Print text to stdout, terminal-safe ([`terminal_safe`]).
 pub fn print_text(text: &str) -> Result<()> {
     let text = terminal_safe(text);
+    if captured_stdout(&text) {
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|_| out.flush())
@@ -327,17 +375,24 @@ pub fn one_line(msg: &str) -> std::borrow::Cow<'_, str> {
 
 /// `kvmtune: error: ...` on stderr, on one line.
 pub fn error(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "kvmtune: error: {}", one_line(msg));
+    to_stderr(format!("error: {}", one_line(msg)));
 }
 
 /// `kvmtune: warning: ...` on stderr, on one line.
 pub fn warning(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "kvmtune: warning: {}", one_line(msg));
+    to_stderr(format!("warning: {}", one_line(msg)));
 }
 
 /// `kvmtune: ...` (a note, e.g. what was written where) on stderr, on one line.
 pub fn note(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "kvmtune: {}", one_line(msg));
+    to_stderr(one_line(msg).into_owned());
+}
+
+fn to_stderr(line: String) {
+    if captured_stderr(&line) {
+        return;
+    }
+    let _ = writeln!(std::io::stderr(), "kvmtune: {line}");
 }
 
 /// Whether an error is a closed stdout (`kvmtune ... | head`): the reader is gone, which
@@ -359,6 +414,9 @@ pub fn is_stdout(path: &Path) -> bool {
 /// socket is refused.
 pub fn write_output(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     if is_stdout(path) {
+        if captured_stdout(&String::from_utf8_lossy(bytes)) {
+            return Ok(());
+        }
         let mut out = std::io::stdout().lock();
         return out
             .write_all(bytes)

@@ -74,6 +74,31 @@ struct Report<'a> {
     plan: &'a Plan,
 }
 
+/// `plan` on several hosts: each host's placement, in parallel, grouped by host.
+pub fn run_many(
+    cli: &Cli,
+    args: &PlanArgs,
+    hosts: Vec<kvmtune_core::fleet::HostEntry>,
+) -> Result<Exit> {
+    if args.output.is_some() || args.svg.is_some() {
+        bail!(
+            "-o/--svg write one host's plan: with several hosts, run plan -c URI -o FILE per host"
+        );
+    }
+    Profiles::from_args(&args.profile)?;
+    let args = args.clone();
+    crate::multi::run(
+        cli,
+        hosts,
+        "plan",
+        Box::new(move |cli, h| {
+            let mut a = args.clone();
+            a.profile = crate::multi::host_profiles(&args.profile, h);
+            run(cli, &a)
+        }),
+    )
+}
+
 pub fn run(cli: &Cli, args: &PlanArgs) -> Result<Exit> {
     let profiles = Profiles::from_args(&args.profile)?;
     let profile = profiles.default_profile().clone();

@@ -25,6 +25,81 @@ struct SnapshotReport<'a> {
     running: usize,
 }
 
+/// `snapshot` on several hosts: `-o DIR`, one bundle per host (`DIR/HOST.tar.gz`, HOST the
+/// inventory's name or the URI's server), captured in parallel.
+pub fn run_many(
+    cli: &Cli,
+    args: &SnapshotArgs,
+    hosts: Vec<kvmtune_core::fleet::HostEntry>,
+) -> Result<Exit> {
+    if args.no_libvirt {
+        bail!("--no-libvirt captures this machine's files: leave out -c/--hosts");
+    }
+    if output::is_stdout(&args.output) {
+        bail!("several hosts make several bundles: -o DIR, not standard output");
+    }
+    let dir = args.output.clone();
+    kvmtune_host::fsio::create_dir(&dir, 0o700).with_context(|| {
+        format!(
+            "-o {}: one bundle per host goes into this directory",
+            dir.display()
+        )
+    })?;
+    let files = bundle_names(&hosts);
+    let args = args.clone();
+    crate::multi::run(
+        cli,
+        hosts,
+        "snapshot",
+        Box::new(move |cli, h| {
+            let name = files
+                .iter()
+                .find(|(uri, _)| *uri == h.uri)
+                .map(|(_, f)| f.clone())
+                .unwrap_or_else(|| "host.tar.gz".to_string());
+            let mut a = args.clone();
+            a.output = dir.join(name);
+            run(cli, &a)
+        }),
+    )
+}
+
+/// One bundle file name per host URI: the inventory's name or the URI's server, made safe
+/// for a file name (letters, digits, `.`, `-`, `_`), numbered when two hosts share one.
+fn bundle_names(hosts: &[kvmtune_core::fleet::HostEntry]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for h in hosts {
+        if out.iter().any(|(u, _)| *u == h.uri) {
+            continue;
+        }
+        let label = h
+            .name
+            .clone()
+            .unwrap_or_else(|| kvmtune_core::fleet::uri_host(&h.uri));
+        let mut safe: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if safe.is_empty() || safe.starts_with('.') {
+            safe.insert_str(0, "host");
+        }
+        let mut name = format!("{safe}.tar.gz");
+        let mut n = 2;
+        while out.iter().any(|(_, f)| *f == name) {
+            name = format!("{safe}-{n}.tar.gz");
+            n += 1;
+        }
+        out.push((h.uri.clone(), name));
+    }
+    out
+}
+
 pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
     if cli.from.is_some() {
         bail!("snapshot captures a host; it cannot read from a bundle (--from)");
@@ -152,6 +227,27 @@ fn redact_domains(lv: &mut LibvirtCapture) {
     for d in &mut lv.domains {
         for x in [&mut d.inactive_xml, &mut d.live_xml].into_iter().flatten() {
             *x = kvmtune_domain::secrets::redact(x);
+        }
+    }
+}
+
+#[cfg(test)]
+mod many_tests {
+    use super::*;
+    use kvmtune_core::fleet::HostEntry;
+
+    #[test]
+    fn bundle_names_are_safe_and_distinct() {
+        let mut a = HostEntry::uri("qemu+ssh://root@db1.example/system");
+        a.name = Some("../etc/passwd".into());
+        let b = HostEntry::uri("qemu+tcp://db1.example/system");
+        let c = HostEntry::uri("qemu+tls://db1.example/system");
+        let names = bundle_names(&[a, b, c]);
+        assert_eq!(names[0].1, "host.._etc_passwd.tar.gz");
+        assert_eq!(names[1].1, "db1.example.tar.gz");
+        assert_eq!(names[2].1, "db1.example-2.tar.gz");
+        for (_, f) in &names {
+            assert!(!f.contains('/'), "{f}");
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use crate::cli::{Cli, StatArgs, StatFormat};
-use crate::output::{Exit, Style};
+use crate::output::{Exit, Style, print_text};
 use kvmtune_core::watch::{Watch, check_interval};
 use kvmtune_kvmstat::live::{Frame, VmFigures};
 
@@ -303,6 +303,241 @@ pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
             return Ok(Exit::Clean);
         }
     }
+}
+
+/// What one host's sampling thread sends: its index, the interval number (0: it could not
+/// start) and the frame or its error.
+type HostFrame = (usize, u64, std::result::Result<Frame, String>);
+
+/// `stat` on several hosts: one sampling thread per host on the same clock; each interval's
+/// frames are shown together, grouped by host (text), with `host` and `uri` on every line
+/// (JSON Lines) or as the first columns (CSV). A host that cannot be reached, or stops
+/// answering, is reported once and the others go on; a host late by more than
+/// `--host-timeout` misses that interval.
+pub fn run_many(
+    cli: &Cli,
+    args: &StatArgs,
+    hosts: Vec<kvmtune_core::fleet::HostEntry>,
+) -> Result<Exit> {
+    use std::sync::mpsc;
+    let interval = check_interval(args.interval)?;
+    if args.count == Some(0) {
+        bail!("--count must be at least 1");
+    }
+    let style = Style::of(cli);
+    let format = if cli.json {
+        StatFormat::Jsonl
+    } else {
+        args.format
+    };
+    let mut only = args.domains.clone();
+    only.extend(args.domain.iter().cloned());
+    let labels: Vec<String> = hosts
+        .iter()
+        .map(|h| crate::fleet::display_name(h, None))
+        .collect();
+    let (tx, rx) = mpsc::channel::<HostFrame>();
+    let start = Instant::now();
+    for (i, h) in hosts.iter().enumerate() {
+        let tx = tx.clone();
+        let origin = kvmtune_core::inventory::Origin {
+            connect: h.uri.clone(),
+            root: None,
+            from: None,
+        };
+        let only = only.clone();
+        let (numa, count) = (args.numa_interval, args.count);
+        std::thread::Builder::new()
+            .name(format!("stat-{i}"))
+            .spawn(move || sample_host(i, &origin, only, numa, count, start, interval, &tx))
+            .context("cannot start a sampling thread")?;
+    }
+    drop(tx);
+    let timeout = Duration::from_secs(cli.host_timeout.max(1));
+    let n_hosts = hosts.len();
+    let mut alive = vec![true; n_hosts];
+    let mut answered = vec![false; n_hosts];
+    let mut early: Vec<HostFrame> = Vec::new();
+    if format == StatFormat::Csv {
+        let header = if args.vcpus {
+            VCPU_CSV_HEADER
+        } else {
+            CSV_HEADER
+        };
+        if let Err(e) = print_text(&format!("host,uri,{header}\n")) {
+            return quiet_end(e);
+        }
+    }
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        let deadline = start + interval.mul_f64(n as f64) + timeout;
+        let mut got: Vec<Option<std::result::Result<Frame, String>>> =
+            (0..n_hosts).map(|_| None).collect();
+        let mut keep = Vec::new();
+        for m in early.drain(..) {
+            if m.1 == n {
+                got[m.0] = Some(m.2);
+            } else if m.1 > n {
+                keep.push(m);
+            }
+        }
+        early = keep;
+        while (0..n_hosts).any(|i| alive[i] && got[i].is_none()) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            match rx.recv_timeout(deadline - now) {
+                Ok((i, m, r)) if m == 0 || m == n => got[i] = Some(r),
+                Ok(m) if m.1 > n => early.push(m),
+                Ok(_) => {} // a late frame of an interval already shown
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let mut text = String::new();
+        for i in 0..n_hosts {
+            if !alive[i] {
+                continue;
+            }
+            let (label, uri) = (&labels[i], &hosts[i].uri);
+            let r = got[i].take().unwrap_or_else(|| {
+                Err(format!(
+                    "no figures within {} s of the interval (host timeout)",
+                    timeout.as_secs()
+                ))
+            });
+            let late = r.as_ref().is_err_and(|e| e.ends_with("(host timeout)"));
+            match &r {
+                Ok(_) => answered[i] = true,
+                Err(_) if late => {}
+                Err(_) => alive[i] = false,
+            }
+            text.push_str(&host_frame(format, args.vcpus, &style, label, uri, &r)?);
+        }
+        if let Err(e) = print_text(&text) {
+            return quiet_end(e);
+        }
+        if !alive.iter().any(|a| *a) || args.count.is_some_and(|c| n >= c) {
+            break;
+        }
+    }
+    if !answered.iter().any(|a| *a) {
+        crate::output::error(&format!("stat: no host answered ({n_hosts} tried)"));
+        return Ok(Exit::Error);
+    }
+    Ok(Exit::findings_if(alive.iter().any(|a| !a)))
+}
+
+/// `kvmtune stat | head`: the reader is gone, which ends the run normally.
+fn quiet_end(e: anyhow::Error) -> Result<Exit> {
+    if crate::output::is_broken_pipe(&e) {
+        Ok(Exit::Clean)
+    } else {
+        Err(e)
+    }
+}
+
+/// One host's sampling loop (a thread of `run_many`).
+#[allow(clippy::too_many_arguments)]
+fn sample_host(
+    i: usize,
+    origin: &kvmtune_core::inventory::Origin,
+    only: Vec<String>,
+    numa: Option<u64>,
+    count: Option<u64>,
+    start: Instant,
+    interval: Duration,
+    tx: &std::sync::mpsc::Sender<HostFrame>,
+) {
+    let one = |e: kvmtune_core::Error| crate::one_line(&anyhow::Error::from(e));
+    let mut watch = match Watch::open(origin, only, numa) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = tx.send((i, 0, Err(one(e))));
+            return;
+        }
+    };
+    let mut prev = match watch.take() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send((i, 0, Err(one(e))));
+            return;
+        }
+    };
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        sleep_until(start, n, interval);
+        let r = watch.take().map(|cur| {
+            let fr = watch.frame(&prev, &cur);
+            prev = cur;
+            fr
+        });
+        let failed = r.is_err();
+        if tx.send((i, n, r.map_err(one))).is_err() || failed {
+            return;
+        }
+        if count.is_some_and(|c| n >= c) {
+            return;
+        }
+    }
+}
+
+/// One host's part of an interval, in the output format.
+fn host_frame(
+    format: StatFormat,
+    vcpus: bool,
+    style: &Style,
+    label: &str,
+    uri: &str,
+    r: &std::result::Result<Frame, String>,
+) -> Result<String> {
+    let prefix = format!("{},{},", csv_field(label), csv_field(uri));
+    Ok(match (format, r) {
+        (StatFormat::Text, Ok(fr)) => format!(
+            "{}\n{}",
+            style.bold(&format!("== {label} ({uri}) ==")),
+            render_text(fr, vcpus, style)
+        ),
+        (StatFormat::Text, Err(e)) => format!(
+            "{}\nerror: {}\n\n",
+            style.bold(&format!("== {label} ({uri}) ==")),
+            crate::output::one_line(e)
+        ),
+        (StatFormat::Jsonl, Ok(fr)) => {
+            let mut v = serde_json::to_value(fr).context("cannot encode JSON")?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("host".into(), serde_json::json!(label));
+                o.insert("uri".into(), serde_json::json!(uri));
+            }
+            let mut line = serde_json::to_string(&v).context("cannot encode JSON")?;
+            line.push('\n');
+            line
+        }
+        (StatFormat::Jsonl, Err(e)) => {
+            let mut line = serde_json::to_string(&serde_json::json!({
+                "host": label, "uri": uri, "error": e,
+            }))
+            .context("cannot encode JSON")?;
+            line.push('\n');
+            line
+        }
+        (StatFormat::Csv, Ok(fr)) => {
+            let rows = if vcpus {
+                render_vcpu_csv(fr)
+            } else {
+                render_csv(fr)
+            };
+            rows.lines().map(|l| format!("{prefix}{l}\n")).collect()
+        }
+        // CSV has no place for an error: it goes to stderr
+        (StatFormat::Csv, Err(e)) => {
+            crate::output::error(&format!("{label}: {e}"));
+            String::new()
+        }
+    })
 }
 
 #[cfg(test)]

@@ -480,15 +480,31 @@ fn malformed_hosts_files_are_one_line_errors() {
 }
 
 #[test]
-fn single_host_commands_refuse_several_hosts() {
-    for cmd in [
-        ["stat", "-n", "1"].as_slice(),
-        &["top", "-n", "1"],
-        &["diagnose"],
-        &["plan"],
-        &["snapshot", "-o", "/nonexistent/x.tar.gz"],
-        &["rollback", "--last"],
-        &["history"],
+fn what_names_one_host_is_refused_with_several() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("x.tar.gz");
+    let file = file.to_str().unwrap();
+    for (cmd, why) in [
+        (
+            ["top", "-n", "1"].as_slice(),
+            "top works on one host; 2 hosts",
+        ),
+        (&["plan", "-o", file], "-o/--svg write one host's plan"),
+        (
+            &["diagnose", "--perf-report", file],
+            "--perf-report and --log read one recording",
+        ),
+        (&["snapshot", "-o", "-"], "-o DIR, not standard output"),
+        (&["snapshot", "-o", "/dev/null"], "/dev/null"),
+        (
+            &["snapshot", "--no-libvirt", "-o", file],
+            "--no-libvirt captures this machine's files",
+        ),
+        (
+            &["rollback", "1"],
+            "rollback over several hosts takes --last",
+        ),
+        (&["history", "1"], "history ID shows one entry"),
     ] {
         let mut a: Vec<&str> = cmd.to_vec();
         a.extend([
@@ -498,7 +514,7 @@ fn single_host_commands_refuse_several_hosts() {
             "test:///default",
         ]);
         let o = run_watched(&a);
-        refused(&o, &format!("{} works on one host; 2 hosts", cmd[0]));
+        refused(&o, why);
     }
     // --root and --from describe one host
     let o = run_watched(&[
@@ -521,4 +537,102 @@ fn single_host_commands_refuse_several_hosts() {
         "test:///default",
     ]);
     refused(&o, "takes no FILE|DOMAIN");
+}
+
+/// `plan`, `diagnose`, `snapshot` and `stat` on several hosts: each host through its own
+/// daemon, in parallel, grouped by host, `host` on every record; an unreachable host is its
+/// own failed record and the others complete (exit 1).
+#[test]
+fn read_only_commands_run_on_every_host_at_once() {
+    if !fleet_up() {
+        return;
+    }
+    let dead = "qemu+tcp://127.0.0.59/system";
+    let hosts = ["-c", TCP[0], "-c", TCP[1], "-c", TCP[2], "-c", dead];
+    let with = |cmd: &[&str]| {
+        let mut a = vec!["--json"];
+        a.extend(hosts);
+        a.extend(cmd);
+        run_watched(&a)
+    };
+    // diagnose watches each host for 2 s: at once, not one after the other
+    let started = Instant::now();
+    let o = with(&["diagnose", "--duration", "2", "--no-audit"]);
+    let took = started.elapsed();
+    let v = json(&o);
+    assert_eq!(code(&o), 1, "{v}");
+    assert_eq!(v["kind"], "kvmtune.fleet-diagnose");
+    assert!(took < Duration::from_secs(5), "3 hosts x 2 s took {took:?}");
+    let hs = hosts_of(&v);
+    for (i, h) in hs.iter().take(3).enumerate() {
+        assert_eq!(h["ok"], true, "{h}");
+        assert_eq!(h["uri"], TCP[i]);
+        assert_eq!(h["host"], format!("fleet{}", i + 1));
+        let text = h["report"].to_string();
+        assert!(text.contains(&format!("fleet{}-web", i + 1)), "{h}");
+        for other in (1..=3).filter(|n| *n != i + 1) {
+            assert!(!text.contains(&format!("fleet{other}-")), "{h}");
+        }
+    }
+    assert_eq!(hs[3]["ok"], false);
+    assert!(
+        hs[3]["error"].as_str().unwrap().contains("127.0.0.59"),
+        "{v}"
+    );
+    assert_eq!(v["summary"]["answered"], 3, "{v}");
+
+    let o = with(&["plan"]);
+    let v = json(&o);
+    assert_eq!(v["kind"], "kvmtune.fleet-plan");
+    for (i, h) in hosts_of(&v).iter().take(3).enumerate() {
+        assert_eq!(h["report"]["kind"], "kvmtune.plan-report", "{h}");
+        assert!(
+            h["report"]
+                .to_string()
+                .contains(&format!("fleet{}-web", i + 1))
+        );
+    }
+
+    // stat: JSON Lines, `host` and `uri` on every line, one frame per host per interval
+    let o = with(&["stat", "--count", "2", "--interval", "0.5"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (i, uri) in TCP.iter().enumerate() {
+        let mine: Vec<_> = lines.iter().filter(|l| l["uri"] == *uri).collect();
+        assert_eq!(mine.len(), 2, "{lines:?}");
+        for l in mine {
+            let names: Vec<&str> = l["domains"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(names, [format!("fleet{}-web", i + 1)], "{l}");
+        }
+    }
+    let dead_lines: Vec<_> = lines.iter().filter(|l| l["uri"] == dead).collect();
+    assert_eq!(dead_lines.len(), 1, "reported once: {lines:?}");
+    assert!(dead_lines[0]["error"].is_string());
+
+    // snapshot: one bundle per host in the directory
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("bundles");
+    let o = with(&["snapshot", "-o", dir.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    for addr in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        let b = dir.join(format!("{addr}.tar.gz"));
+        assert!(b.is_file(), "{b:?}");
+        // each bundle is read back as its own host
+        let o = run_watched(&["--from", b.to_str().unwrap(), "--json", "audit", "--all"]);
+        let n = addr.rsplit('.').next().unwrap().parse::<u32>().unwrap() - 1;
+        assert!(
+            stdout(&o).contains(&format!("fleet{n}-web")),
+            "{}",
+            stdout(&o)
+        );
+    }
+    assert!(!dir.join("127.0.0.59.tar.gz").exists());
 }
