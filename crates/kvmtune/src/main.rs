@@ -32,6 +32,7 @@ use kvmtune_core::inventory::Origin;
 pub use output::{Exit, print_text};
 
 fn main() -> ExitCode {
+    quiet_libvirt_log();
     // a shell asking for completions (the scripts of `kvmtune completions`): answer, exit
     complete::handle_env(Cli::command);
     let cli = parse();
@@ -43,6 +44,22 @@ fn main() -> ExitCode {
             output::error(&one_line(&err));
             ExitCode::from(Exit::Error as u8)
         }
+    }
+}
+
+/// libvirt's client library logs its warnings and errors on stderr by default (a TLS
+/// certificate that fails validation is five lines of `virNetTLSContext...`), beside the one
+/// line kvmtune prints for the same error. Unless the user asked for libvirt's log
+/// (`LIBVIRT_LOG_OUTPUTS` or `LIBVIRT_DEBUG`), it goes nowhere: every libvirt error still
+/// reaches kvmtune as the call's error.
+fn quiet_libvirt_log() {
+    if std::env::var_os("LIBVIRT_LOG_OUTPUTS").is_none()
+        && std::env::var_os("LIBVIRT_DEBUG").is_none()
+    {
+        // SAFETY: this is the first thing `main` does: no other thread exists yet that could
+        // read or write the environment at the same time (libvirt reads it later, when the
+        // first connection initialises the library).
+        unsafe { std::env::set_var("LIBVIRT_LOG_OUTPUTS", "4:file:/dev/null") };
     }
 }
 

@@ -156,6 +156,108 @@ fn audit_over_ssh_sees_fleet1_only_and_a_wrong_key_is_a_clear_error() {
     assert!(e.contains("Permission denied (publickey)"), "{e}");
 }
 
+/// openssl, or the test fails with what it ran.
+fn openssl(args: &[&str]) {
+    let o = Command::new("openssl").args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `qemu+tls://` with the lab's certificates (`pkipath=`, scripts/libvirtd-private): fleet2's
+/// own facts and domains; a client that trusts another CA, or has no certificates, is one
+/// clear line and exit 2.
+#[test]
+fn audit_over_tls_sees_fleet2_and_an_untrusted_server_is_a_clear_error() {
+    let Some(_g) = fleet() else { return };
+    let pki = "/var/tmp/kvmtune-private/fleet2/pki";
+    let uri = format!("qemu+tls://127.0.0.3/system?pkipath={pki}");
+    let v = json(&run(&["--json", "-c", &uri, "host"]));
+    assert_eq!(v["hostname"], "fleet2", "{v}");
+    assert_eq!(v["remote"], uri.as_str());
+    let o = run(&["--json", "-c", &uri, "audit", "--all"]);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        stderr(&o)
+    );
+    let v = json(&o);
+    let names: Vec<&str> = v["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert!(names.contains(&"fleet2-web"), "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("fleet2-")), "{names:?}");
+
+    // a client whose CA is another one: the server's certificate is not trusted
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().to_str().unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut a = vec!["req", "-x509", "-days", "30", "-subj", "/CN=other CA"];
+    a.extend(ec);
+    let (ck, cc) = (format!("{d}/cakey.pem"), format!("{d}/cacert.pem"));
+    a.extend(["-keyout", &ck, "-out", &cc]);
+    openssl(&a);
+    let (k, csr, crt) = (
+        format!("{d}/clientkey.pem"),
+        format!("{d}/c.csr"),
+        format!("{d}/clientcert.pem"),
+    );
+    let mut a = vec!["req", "-subj", "/CN=client"];
+    a.extend(ec);
+    a.extend(["-keyout", &k, "-out", &csr]);
+    openssl(&a);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &cc,
+        "-CAkey",
+        &ck,
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-out",
+        &crt,
+    ]);
+    let o = run(&[
+        "-c",
+        &format!("qemu+tls://127.0.0.3/system?pkipath={d}"),
+        "host",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains("qemu+tls://127.0.0.3/system") && e.contains("certificate"),
+        "{e}"
+    );
+    // no certificates at all
+    let o = run(&[
+        "-c",
+        "qemu+tls://127.0.0.3/system?pkipath=/nonexistent",
+        "host",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("/nonexistent/cacert.pem"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn a_plan_pins_a_running_remote_domain_and_rollback_restores_it_through_the_journaled_uri() {
     let Some(_g) = fleet() else { return };
