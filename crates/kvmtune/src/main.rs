@@ -9,6 +9,7 @@ mod audit;
 mod cli;
 mod complete;
 mod diagnose;
+mod exporter;
 mod fleet;
 mod host_cmd;
 mod manpage;
@@ -116,6 +117,7 @@ fn run(cli: &Cli) -> Result<Exit> {
             Command::Diagnose(_) => "diagnose",
             Command::History(_) => "history",
             Command::Rollback(_) => "rollback",
+            Command::Exporter(_) => "exporter",
             // commands that never talk to libvirt ignore the hosts
             Command::Rules { .. }
             | Command::Explain { .. }
@@ -138,6 +140,7 @@ fn run(cli: &Cli) -> Result<Exit> {
         Command::Diagnose(args) => diagnose::run(cli, args),
         Command::History(args) => apply::run_history(cli, args),
         Command::Rollback(args) => apply::run_rollback(cli, args),
+        Command::Exporter(args) => exporter::run(cli, args),
         Command::Rules { profile } => rules_cmd::list(cli, profile.as_deref()),
         Command::Explain { rule } => rules_cmd::explain(cli, rule),
         Command::Completions { shell } => {
