@@ -3,7 +3,8 @@
 //! Every scrape: one bulk statistics call and the /proc reads of each local QEMU process
 //! (the [`Watch`] `kvmtune stat` uses), the affinity of pinned domains' threads, and every
 //! 10th scrape the balloon group in one more bulk call. Every `--audit-interval`, or
-//! when the running domains change (a domain started, stopped, restarted): the inventory
+//! when the running domains change (a domain started, stopped, restarted; at most every 10 s):
+//! the inventory
 //! (every domain's XML), the audit with each domain's profile, and the host figures.
 //! Host facts of the local host (KSM, hugepages) are read again every 30 s.
 //!
@@ -32,6 +33,8 @@ pub struct Options {
 
 /// How often the local host's facts (KSM, hugepages, THP) are read again.
 const HOST_EVERY: Duration = Duration::from_secs(30);
+/// The least time between two audits that a change of the running domains triggers.
+const AUDIT_MIN_SPACING: Duration = Duration::from_secs(10);
 /// The balloon group is asked for every this many scrapes.
 const BALLOON_EVERY: u64 = 10;
 
@@ -171,7 +174,13 @@ impl Collector {
             .collect();
         let due = match &self.audit {
             None => true,
-            Some(a) => a.at.elapsed() >= self.opts.audit_interval || a.running_key != key,
+            // a change of the running domains is audited at once, but not more often than
+            // every AUDIT_MIN_SPACING (a host where domains start and stop all the time)
+            Some(a) => {
+                let age = a.at.elapsed();
+                age >= self.opts.audit_interval
+                    || (a.running_key != key && age >= AUDIT_MIN_SPACING)
+            }
         };
         if !due {
             return;
@@ -538,4 +547,30 @@ pub fn from_snapshot(s: &DomSnap, cpu_node: &BTreeMap<u32, u32>) -> DomainMetric
         }
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_libvirt_is_up_0_with_its_error_and_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("no-libvirt-sock");
+        let mut c = Collector::new(Options {
+            origin: Origin::local(&format!("qemu+unix:///system?socket={}", sock.display())),
+            audit_interval: Duration::from_secs(300),
+        });
+        for _ in 0..2 {
+            let t = Instant::now();
+            let col = c.collect_now();
+            assert!(t.elapsed() < Duration::from_secs(10));
+            assert!(!col.up);
+            assert!(col.domains.is_empty() && col.findings.is_empty());
+            let e = col.last_error.unwrap_or_default();
+            assert!(!e.is_empty() && !e.contains('\n'), "{e}");
+            // not connected: the next collection tries again
+            assert!(c.watch.is_none());
+        }
+    }
 }

@@ -93,8 +93,18 @@ impl Scraper {
             .cv
             .wait_timeout_while(st, self.timeout, |s| s.done < target)
             .unwrap_or_else(PoisonError::into_inner);
+        let timed_out = st.done < target;
         match &st.last {
-            Some(c) => Arc::clone(c),
+            Some(c) if !timed_out => Arc::clone(c),
+            // the last result, saying that it is an old one
+            Some(c) => {
+                let mut old = Collection::clone(c);
+                old.last_error = Some(format!(
+                    "the collection did not finish within {} s (libvirt not answering?): the previous result is served",
+                    self.timeout.as_secs_f64()
+                ));
+                Arc::new(old)
+            }
             None => Arc::new(Collection::down(&format!(
                 "the first collection did not finish within {} s",
                 self.timeout.as_secs_f64()
@@ -187,6 +197,13 @@ mod tests {
         let second = s.scrape();
         assert!(second.up);
         assert_eq!(second.version, "1");
+        assert!(
+            second
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("previous result")
+        );
     }
 
     struct Panics;

@@ -10,8 +10,9 @@ use kvmtune_exporter::{Collector, Format, Options, Scraper, TEXTFILE, encode};
 use crate::cli::{Cli, ExporterArgs};
 use crate::output::{self, Exit};
 
-/// How long a scrape waits for its collection before it gets the last one.
-const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a scrape waits for its collection before it gets the last one: under
+/// Prometheus' default scrape timeout (10 s), so that the scrape still gets an answer.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(8);
 
 pub fn run(cli: &Cli, args: &ExporterArgs) -> Result<Exit> {
     if cli.root.is_some() || cli.from.is_some() {
