@@ -3,9 +3,9 @@
 //! Every scrape: one bulk statistics call and the /proc reads of each local QEMU process
 //! (the [`Watch`] `kvmtune stat` uses), the affinity of pinned domains' threads, and every
 //! 10th scrape the balloon group in one more bulk call. Every `--audit-interval`, or
-//! when the running domains change (a domain started, stopped, restarted; at most every 10 s):
-//! the inventory
-//! (every domain's XML), the audit with each domain's profile, and the host figures.
+//! when the running domains change (a domain started, stopped, restarted; at most every
+//! 10 s): the inventory (every domain's XML), the audit with each domain's profile, and
+//! the host figures.
 //! Host facts of the local host (KSM, hugepages) are read again every 30 s.
 //!
 //! When libvirt cannot be reached the collection is `kvmtune_up 0` with the error, and the
