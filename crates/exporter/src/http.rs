@@ -93,7 +93,8 @@ pub fn serve(listener: TcpListener, handler: Arc<Handler>, limits: Limits) -> st
             active.fetch_sub(1, Ordering::SeqCst);
             let mut s = stream;
             let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-            let _ = write_response(&mut s, &Response::text(503, "busy\n"), false);
+            // answered from the accept loop: written (bounded by the timeout), never drained
+            let _ = send(&mut s, &Response::text(503, "busy\n"), false);
             continue;
         }
         let h = Arc::clone(&handler);
@@ -197,7 +198,23 @@ fn connection(mut stream: TcpStream, handler: &Handler, limits: Limits) {
     let _ = write_response(&mut stream, &resp, req.method == "HEAD");
 }
 
+/// Send a response, then read what the client still sends (briefly) so that closing does
+/// not reset the connection before the client has read the response.
 fn write_response(s: &mut TcpStream, r: &Response, head_only: bool) -> std::io::Result<()> {
+    send(s, r, head_only)?;
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 4096];
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(500) {
+        match s.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn send(s: &mut TcpStream, r: &Response, head_only: bool) -> std::io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         r.status,
@@ -216,15 +233,5 @@ fn write_response(s: &mut TcpStream, r: &Response, head_only: bool) -> std::io::
     }
     s.flush()?;
     let _ = s.shutdown(std::net::Shutdown::Write);
-    // drain what the client still sends (briefly) so closing does not reset the response
-    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut sink = [0u8; 4096];
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_millis(500) {
-        match s.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
     Ok(())
 }
