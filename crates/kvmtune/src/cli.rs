@@ -51,6 +51,7 @@ Exit codes:
         `diagnose` (name the causes of overhead from live data, logs or perf reports). \
         Keep: `snapshot` (a support bundle for --from). \
         Fleet: `fleet` (many hosts at once; -c repeated or --hosts FILE). \
+        Export: `exporter` (Prometheus metrics, or a node_exporter textfile). \
         Reference: `rules`, `explain`, `completions`, `manpage`. \
         Every command reads the live host unless --root or --from says otherwise.",
     after_help = EXIT_CODES
@@ -221,6 +222,17 @@ pub enum Command {
     /// every host setting and file, then verify. Works after a crash in the middle of an apply.
     #[command(after_help = ROLLBACK_EXIT_CODES)]
     Rollback(RollbackArgs),
+
+    /// Serve Prometheus metrics: per-VM CPU (host, guest, emulator), KVM exits by kind,
+    /// NUMA placement, audit findings and pin drift, host KSM and hugepages.
+    ///
+    /// Listens on 127.0.0.1:10126 unless --listen says otherwise (`/metrics`, `/`,
+    /// `/-/healthy`); each scrape is one libvirt call plus /proc reads, the audit is redone
+    /// every --audit-interval or when the running domains change. --textfile DIR writes
+    /// DIR/kvmtune.prom once for node_exporter's textfile collector and exits. Metrics,
+    /// port and security: docs/exporter.md.
+    #[command(after_help = EXPORTER_EXIT_CODES)]
+    Exporter(ExporterArgs),
 
     /// List every rule: audit rules, host checks and diagnosis rules (id, severity, title).
     #[command(after_help = PRINT_EXIT_CODES)]
@@ -677,4 +689,30 @@ pub struct DiagnoseArgs {
     /// Do not audit the domains.
     #[arg(long)]
     pub no_audit: bool,
+}
+
+/// `exporter`.
+pub const EXPORTER_EXIT_CODES: &str = "\
+Exit codes:
+  0  --textfile: the file was written (the server runs until it is stopped)
+  2  error: cannot listen on the address, --textfile cannot be written (the file is
+     written with kvmtune_up 0 when libvirt is unreachable, and the exit is 2), --root or
+     --from given, --json without --textfile";
+
+#[derive(Debug, Clone, Args)]
+pub struct ExporterArgs {
+    /// Address to listen on, HOST:PORT (port 0: any free port, printed on stderr). The
+    /// default is loopback only; give a non-loopback address to let other machines scrape.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10126")]
+    pub listen: String,
+
+    /// Write DIR/kvmtune.prom atomically (for node_exporter's textfile collector) and exit.
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub textfile: Option<PathBuf>,
+
+    /// Seconds between audits (findings, profiles, host figures); also redone when the
+    /// running domains change.
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(10..=86400))]
+    pub audit_interval: u64,
 }

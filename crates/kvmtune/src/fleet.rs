@@ -52,7 +52,12 @@ pub fn hosts(cli: &Cli) -> Result<Option<Vec<HostEntry>>> {
 /// The command names that work on one host only, for the refusal.
 pub fn refuse(command: &str, n: usize) -> anyhow::Error {
     anyhow::anyhow!(
-        "{command} works on one host; {n} hosts were given (-c repeated or --hosts): `kvmtune stat` shows several hosts' live figures"
+        "{command} works on one host; {n} hosts were given (-c repeated or --hosts): {}",
+        match command {
+            "exporter" =>
+                "run one exporter per host, next to its libvirtd (Prometheus scrapes each)",
+            _ => "`kvmtune stat` shows several hosts' live figures",
+        }
     )
 }
 

@@ -9,6 +9,7 @@ mod audit;
 mod cli;
 mod complete;
 mod diagnose;
+mod exporter;
 mod fleet;
 mod host_cmd;
 mod manpage;
@@ -134,6 +135,7 @@ fn run(cli: &Cli) -> Result<Exit> {
             Command::History(args) => return apply::run_history_many(cli, args, hosts),
             Command::Rollback(args) => return apply::run_rollback_many(cli, args, hosts),
             Command::Top(_) => "top",
+            Command::Exporter(_) => "exporter",
             // commands that never talk to libvirt ignore the hosts
             Command::Rules { .. }
             | Command::Explain { .. }
@@ -156,6 +158,7 @@ fn run(cli: &Cli) -> Result<Exit> {
         Command::Diagnose(args) => diagnose::run(cli, args),
         Command::History(args) => apply::run_history(cli, args),
         Command::Rollback(args) => apply::run_rollback(cli, args),
+        Command::Exporter(args) => exporter::run(cli, args),
         Command::Rules { profile } => rules_cmd::list(cli, profile.as_deref()),
         Command::Explain { rule } => rules_cmd::explain(cli, rule),
         Command::Completions { shell } => {

@@ -369,6 +369,16 @@ fn examples(sub: Option<&str>) -> &'static [(&'static str, &'static str)] {
                 "kvmtune rollback 7 --force",
             ),
         ],
+        Some("exporter") => &[
+            (
+                "Serve metrics on 127.0.0.1:10126 for a local Prometheus:",
+                "kvmtune exporter",
+            ),
+            (
+                "For node_exporter's textfile collector, from a timer:",
+                "kvmtune exporter --textfile /var/lib/prometheus/node-exporter",
+            ),
+        ],
         Some("fleet") => &[
             (
                 "The table of three hosts reached over TCP and ssh:",
@@ -546,6 +556,7 @@ fn see_also(cmd: &clap::Command, sub: Option<&str>) -> String {
                 "explain" => &["rules"],
                 "host" | "snapshot" => &["snapshot", "host"],
                 "fleet" => &["audit", "host"],
+                "exporter" => &["stat", "audit"],
                 _ => &[],
             };
             refs.extend(

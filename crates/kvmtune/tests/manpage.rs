@@ -25,6 +25,7 @@ const COMMANDS: &[&str] = &[
     "completions",
     "manpage",
     "fleet",
+    "exporter",
 ];
 
 fn write_pages(dir: &Path) {
