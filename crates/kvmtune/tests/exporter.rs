@@ -84,6 +84,10 @@ fn running_domains() -> Vec<String> {
 
 fn promtool_check(text: &str) {
     if !have("promtool") {
+        assert!(
+            !lab_required(),
+            "the lab is required (KVMTUNE_REQUIRE_LAB=1) but promtool is missing: scripts/install-test-tools"
+        );
         eprintln!("skipped promtool check metrics: promtool not installed (.ci/run installs it)");
         return;
     }
