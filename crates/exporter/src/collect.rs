@@ -141,6 +141,19 @@ impl Collector {
                 c.findings = a.findings.clone();
                 c.audit_timestamp_s = Some(a.unix_s);
             }
+            // the running domains changed since the audit, which is not redone yet (at most
+            // every AUDIT_MIN_SPACING): a domain that is gone altogether (a transient one
+            // destroyed, one undefined) must not linger in the info and findings until then
+            if self
+                .audit
+                .as_ref()
+                .is_some_and(|a| a.running_key != running_key(snap))
+                && let Some(present) = self.defined_names()
+            {
+                c.domains.retain(|d| d.running || present.contains(&d.name));
+                c.findings
+                    .retain(|f| f.domain.is_empty() || present.contains(&f.domain));
+            }
         }
         c.host = self.host_metrics(snap.as_ref());
         c.last_error = self.last_error.clone();
@@ -166,12 +179,16 @@ impl Collector {
         }
     }
 
+    /// The names of every domain libvirt knows now (defined or running), one call; `None`
+    /// when it fails (then nothing is filtered).
+    fn defined_names(&self) -> Option<std::collections::BTreeSet<String>> {
+        let w = self.watch.as_ref()?;
+        let all = w.sampler.source.domains().ok()?;
+        Some(all.into_iter().map(|d| d.name).collect())
+    }
+
     fn refresh_audit(&mut self, snap: &Snapshot) {
-        let key: Vec<(String, Option<u32>)> = snap
-            .domains
-            .values()
-            .map(|d| (d.raw.name.clone(), d.raw.id))
-            .collect();
+        let key = running_key(snap);
         let due = match &self.audit {
             None => true,
             // a change of the running domains is audited at once, but not more often than
@@ -314,6 +331,15 @@ impl crate::scrape::Collect for Collector {
     fn collect(&mut self) -> Collection {
         self.collect_now()
     }
+}
+
+/// Which domains run, and as which instance (name, id): a change means a domain started,
+/// stopped or was restarted.
+fn running_key(snap: &Snapshot) -> Vec<(String, Option<u32>)> {
+    snap.domains
+        .values()
+        .map(|d| (d.raw.name.clone(), d.raw.id))
+        .collect()
 }
 
 /// The hugepage pools: per NUMA node when known, else the host's (node `all`).

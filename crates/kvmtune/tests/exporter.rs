@@ -242,3 +242,126 @@ fn refusals_are_one_line() {
         }
     }
 }
+
+/// A private libvirtd of this test's own (scripts/libvirtd-private), taken down when dropped.
+struct Daemon(&'static str);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/libvirtd-private"))
+            .args(["down", self.0])
+            .output();
+        let _ =
+            std::fs::remove_dir_all(std::path::Path::new("/var/tmp/kvmtune-private").join(self.0));
+    }
+}
+
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn private(args: &[&str]) -> std::process::Output {
+    Command::new(repo().join("scripts/libvirtd-private"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The exporter on `uri`, its address read from stderr.
+fn start_on(uri: &str) -> Server {
+    let mut child = Command::new(bin())
+        .args(["-c", uri, "exporter", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Server { child, addr }
+}
+
+/// Scrape until `ok` holds for the text (or 60 s pass): the last text.
+fn scrape_until(addr: &str, ok: impl Fn(&str) -> bool) -> String {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, text) = get(addr, "/metrics", None);
+        if ok(&text) || std::time::Instant::now() > until {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Against a private libvirtd of its own: a domain destroyed between scrapes is gone from
+/// the next scrape (no error); the daemon killed under the exporter makes `kvmtune_up` 0 (the
+/// exporter keeps serving) and, started again, 1 — by itself, the same exporter process.
+#[test]
+fn a_destroyed_domain_disappears_and_a_restarted_libvirtd_is_found_again() {
+    let Some(_lab) = lab() else { return };
+    const NAME: &str = "h14-exporter";
+    const ADDR: &str = "127.0.0.62";
+    let up = private(&["up", NAME, ADDR]);
+    let daemon = Daemon(NAME);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let uri = format!("qemu+tcp://{ADDR}/system");
+    let xml = "<domain type='qemu'><name>kvmtune-exp-a</name>\
+        <memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+        <os><type arch='x86_64' machine='pc'>hvm</type>\
+        <kernel>/var/cache/kvmtune-lab/vmlinuz</kernel>\
+        <initrd>/var/cache/kvmtune-lab/initrd.gz</initrd><cmdline>console=ttyS0 quiet</cmdline></os>\
+        <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>\
+        </domain>";
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("a.xml");
+    std::fs::write(&f, xml).unwrap();
+    let o = Command::new("virsh")
+        .args(["-c", &uri, "create", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let srv = start_on(&uri);
+    let series = "kvmtune_domain_cpu_host_seconds_total{domain=\"kvmtune-exp-a\"}";
+    let text = scrape_until(&srv.addr, |t| value(t, series).is_some());
+    assert!(value(&text, series).is_some(), "{text}");
+    assert_eq!(value(&text, "kvmtune_up"), Some(1.0));
+
+    // destroyed between scrapes: gone, and still up
+    let o = Command::new("virsh")
+        .args(["-c", &uri, "destroy", "kvmtune-exp-a"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let (status, text) = get(&srv.addr, "/metrics", None);
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(!text.contains("kvmtune-exp-a"), "{text}");
+    assert_eq!(value(&text, "kvmtune_up"), Some(1.0), "{text}");
+
+    // libvirtd gone: up 0, the exporter answers
+    drop(daemon);
+    let text = scrape_until(&srv.addr, |t| value(t, "kvmtune_up") == Some(0.0));
+    assert_eq!(value(&text, "kvmtune_up"), Some(0.0), "{text}");
+    assert!(text.contains("kvmtune_last_error_info{"), "{text}");
+    // started again (a new daemon on the same address): up 1 by itself
+    let up = private(&["up", NAME, ADDR]);
+    let _daemon = Daemon(NAME);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let text = scrape_until(&srv.addr, |t| value(t, "kvmtune_up") == Some(1.0));
+    assert_eq!(value(&text, "kvmtune_up"), Some(1.0), "{text}");
+}
