@@ -29,7 +29,7 @@ pub use invariants::violations;
 pub use kvmtune_profile::{CpuPolicy, EmulatorPolicy, Fill, SmtPolicy};
 pub use output::{Cell, Outcome, Placement, PoolNeed, Score, Unplaced};
 pub use passes::{EXACT_MAX_DOMAINS, Order, Pass, nova_first_fit, plan, plan_with, run_pass};
-pub use topology::{Core, Node, Topo, host_memory_reserve, topo_from_host};
+pub use topology::{Core, Node, Topo, host_memory_reserve, topo_from_host, use_free_memory};
 
 #[cfg(test)]
 mod tests;
