@@ -195,10 +195,7 @@ fn node_memory_is_what_is_free_now_plus_what_planned_running_domains_hold() {
     let o = plan(&cap, std::slice::from_ref(&big), Fill::Spread);
     assert_eq!(o.placed[0].nodes.len(), 1);
     let o = plan(&t, std::slice::from_ref(&big), Fill::Spread);
-    assert!(
-        o.placed.first().is_none_or(|p| p.nodes.len() > 1),
-        "{o:?}"
-    );
+    assert!(o.placed.first().is_none_or(|p| p.nodes.len() > 1), "{o:?}");
     // the planned domain already runs on node 1 with 4 GiB: that memory is its to keep
     let mut held = BTreeMap::new();
     held.insert(1u32, 4u64 << 20);
