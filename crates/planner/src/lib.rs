@@ -12,7 +12,9 @@
 //!
 //! Invariants, whatever the input: dedicated vCPUs never share a host CPU (nor, under SMT
 //! `isolate`, a core); a domain that fits one node gets one node; the memory placed on a node
-//! never exceeds its capacity.
+//! never exceeds what it offers (its ordinary memory plus its free hugepages). A domain that
+//! must span takes the closest nodes by NUMA distance; shared vCPUs per CPU stay within
+//! [`Topo::shared_overcommit`].
 
 pub mod exact;
 pub mod generate;
