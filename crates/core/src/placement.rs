@@ -21,6 +21,9 @@ pub struct Request {
     pub overrides: BTreeMap<String, Policy>,
     /// `one-core-per-socket`, `none`, or a cpuset.
     pub reserve: String,
+    /// Most shared vCPUs per host CPU of a node (the profile's `vcpu_overcommit`); `None`:
+    /// no bound.
+    pub shared_overcommit: Option<f64>,
 }
 
 /// A placement and its plan.
@@ -81,7 +84,8 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placed> {
         .host
         .as_ref()
         .ok_or_else(|| Error::msg("no host facts to plan against"))?;
-    let topology = kvmtune_planner::topo_from_host(host, &req.reserve).map_err(Error::Msg)?;
+    let mut topology = kvmtune_planner::topo_from_host(host, &req.reserve).map_err(Error::Msg)?;
+    topology.shared_overcommit = req.shared_overcommit;
     // a domain whose vCPU count or memory cannot be understood is not placed as 1 vCPU or
     // 0 MiB: it is refused with the reason
     let mut refused = Vec::new();
@@ -113,14 +117,85 @@ pub fn place(inv: &Inventory, req: &Request) -> Result<Placed> {
             dom_of(&p.domain, host, pol)
         })
         .collect();
+    let (held, held_pages) = held_memory(inv, host, &doms);
+    if free_memory_applies(inv) {
+        kvmtune_planner::use_free_memory(&mut topology, host, &held, &held_pages);
+    }
     let mut outcome = kvmtune_planner::plan(&topology, &doms, req.fill);
     outcome.unplaced.extend(refused);
-    let plan = to_plan(&outcome, inv, host);
+    let plan = to_plan_with(&outcome, inv, host, &held_pages);
     Ok(Placed {
         topology,
         outcome,
         plan,
     })
+}
+
+/// Whether node memory is what is free now: when every domain planned comes from the host
+/// itself (a libvirt connection or a bundle), whose running domains are known. Domain files
+/// against a host tree may or may not run there: the nodes' capacity is used instead.
+pub fn free_memory_applies(inv: &Inventory) -> bool {
+    !inv.domains.is_empty()
+        && inv
+            .domains
+            .iter()
+            .all(|p| p.from_libvirt() || p.origin.starts_with("bundle:"))
+}
+
+/// The node a running domain's memory is on, as far as its definition tells: its
+/// `<numatune><memory>` nodeset when that is one node, else the node all its vCPU pins are
+/// on. `None` when neither tells one node (its memory is then not counted anywhere: the
+/// free memory is under- rather than over-stated).
+fn home_node(d: &Domain, dom: &Dom, host: &Host) -> Option<u32> {
+    if let Some(ns) = d
+        .numatune
+        .as_ref()
+        .and_then(|n| n.memory.as_ref())
+        .and_then(|m| m.nodeset.as_deref())
+        .and_then(|s| CpuSet::parse(s).ok())
+    {
+        let v: Vec<u32> = ns.iter().collect();
+        return (v.len() == 1).then(|| v[0]);
+    }
+    let mut nodes = dom.pins.values().flatten().map(|c| {
+        host.numa
+            .nodes
+            .iter()
+            .find(|n| n.cpus.contains(*c))
+            .map(|n| n.id)
+    });
+    let first = nodes.next()??;
+    nodes.all(|n| n == Some(first)).then_some(first)
+}
+
+/// Memory the running domains being planned hold now, by node: ordinary memory (KiB) and
+/// hugepages ((node, page KiB) → pages). Their configured memory, on their [`home_node`];
+/// on a one-node host, node 0 (or that node).
+pub fn held_memory(
+    inv: &Inventory,
+    host: &Host,
+    doms: &[Dom],
+) -> (BTreeMap<u32, u64>, BTreeMap<(u32, u64), u64>) {
+    let mut held = BTreeMap::new();
+    let mut pages = BTreeMap::new();
+    for d in doms {
+        let Some(p) = inv.domain(&d.name).filter(|p| p.active) else {
+            continue;
+        };
+        let node = if host.numa.nodes.len() == 1 {
+            Some(host.numa.nodes[0].id)
+        } else {
+            home_node(&p.domain, d, host)
+        };
+        let Some(node) = node else { continue };
+        match d.page_kib.filter(|&s| s > 4) {
+            Some(size) => {
+                *pages.entry((node, size)).or_insert(0) += d.memory_kib.div_ceil(size);
+            }
+            None => *held.entry(node).or_insert(0) += d.memory_kib,
+        }
+    }
+    (held, pages)
 }
 
 pub fn cpus(list: &[u32]) -> String {
@@ -134,6 +209,18 @@ pub fn cpus(list: &[u32]) -> String {
 /// The plan file of an outcome: pins, NUMA nodes, guest cells and topology per placed
 /// domain, and the hugepage pools each node lacks.
 pub fn to_plan(o: &Outcome, inv: &Inventory, host: &Host) -> Plan {
+    to_plan_with(o, inv, host, &BTreeMap::new())
+}
+
+/// [`to_plan`], knowing the hugepages the planned running domains hold ((node, page KiB) →
+/// pages): a node's pool grows by what the placed domains need beyond its free pages and
+/// those held ones (the pool total says nothing of what is in use).
+pub fn to_plan_with(
+    o: &Outcome,
+    inv: &Inventory,
+    host: &Host,
+    held_pages: &BTreeMap<(u32, u64), u64>,
+) -> Plan {
     let mut plan = Plan::new();
     for p in &o.placed {
         let Some(src) = inv.domain(&p.name) else {
@@ -193,18 +280,23 @@ pub fn to_plan(o: &Outcome, inv: &Inventory, host: &Host) -> Plan {
         plan.host.insert(k.clone(), v.clone());
     }
     for need in &o.pools {
-        let have = host
+        let (total, free) = host
             .numa
             .nodes
             .iter()
             .find(|n| n.id == need.node)
             .and_then(|n| n.hugepages.iter().find(|h| h.size_kib == need.page_kib))
-            .map(|h| h.total)
+            .map(|h| (h.total, h.free))
+            .unwrap_or((0, 0));
+        let held = held_pages
+            .get(&(need.node, need.page_kib))
+            .copied()
             .unwrap_or(0);
-        if need.pages > have {
+        let usable = (free + held).min(total.max(free));
+        if need.pages > usable {
             plan.host.insert(
                 format!("hugepages.node{}.{}kB", need.node, need.page_kib),
-                need.pages.to_string(),
+                (total + need.pages - usable).to_string(),
             );
         }
     }
@@ -276,6 +368,7 @@ mod tests {
             fill: Fill::Spread,
             overrides: BTreeMap::new(),
             reserve: "one-core-per-socket".into(),
+            shared_overcommit: None,
         };
         let placed = place(&inv, &req).unwrap();
         assert_eq!(placed.outcome.placed.len(), 2);
@@ -310,5 +403,90 @@ mod tests {
         bad.overrides.insert("nope".into(), POLICY);
         let e = place(&inv, &bad).unwrap_err().to_string();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn running_domains_memory_is_counted_where_it_is_and_files_plan_against_capacity() {
+        let xml = |n: &str, gib: u64, numa: &str| {
+            format!(
+                "<domain type='kvm'><name>{n}</name><memory>{}</memory><vcpu>2</vcpu>{numa}</domain>",
+                gib << 20
+            )
+        };
+        let numa1 = "<numatune><memory mode='strict' nodeset='1'/></numatune>";
+        let (_d, mut inv) = book_host_inventory(&[
+            &xml("run", 8, numa1),
+            &xml("new", 4, ""),
+            &xml("new2", 4, ""),
+        ]);
+        let req = Request {
+            policy: POLICY,
+            fill: Fill::Spread,
+            overrides: BTreeMap::new(),
+            reserve: "one-core-per-socket".into(),
+            shared_overcommit: None,
+        };
+        // files: whether they run is unknown, the nodes' capacity counts (60 GiB each)
+        assert!(!free_memory_applies(&inv));
+        let p = place(&inv, &req).unwrap();
+        assert!(!p.topology.memory_free_now);
+        assert_eq!(p.outcome.placed.len(), 3, "{:?}", p.outcome.unplaced);
+        // the same domains from libvirt, "run" running on node 1: node 0 has 689 MiB free,
+        // node 1 4829 MiB free plus the 8 GiB "run" holds there
+        for d in &mut inv.domains {
+            d.origin = format!("libvirt:{}", d.domain.name);
+            d.active = d.domain.name == "run";
+        }
+        assert!(free_memory_applies(&inv));
+        let p = place(&inv, &req).unwrap();
+        assert!(p.topology.memory_free_now);
+        assert_eq!(p.topology.nodes[0].memory_kib, 705536);
+        assert_eq!(p.topology.nodes[1].memory_kib, 4944896 + (8 << 20));
+        let placed: Vec<&str> = p.outcome.placed.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(placed, vec!["run", "new"], "{:?}", p.outcome);
+        let why = &p.outcome.unplaced[0].why;
+        assert!(why.contains("memory is the limit"), "{why}");
+    }
+
+    #[test]
+    fn a_hugepage_pool_grows_by_the_need_beyond_its_free_pages() {
+        let (_d, inv) = book_host_inventory(&[]);
+        let mut host = inv.host.clone().unwrap();
+        // node 0: 2048 pages of 2 MiB, 1024 of them free
+        let pool = host.numa.nodes[0]
+            .hugepages
+            .iter_mut()
+            .find(|h| h.size_kib == 2048)
+            .unwrap();
+        pool.total = 2048;
+        pool.free = 1024;
+        let o = Outcome {
+            placed: Vec::new(),
+            unplaced: Vec::new(),
+            pools: vec![kvmtune_planner::PoolNeed {
+                node: 0,
+                page_kib: 2048,
+                pages: 1536,
+            }],
+            score: kvmtune_planner::Score {
+                placed: 0,
+                spanning: 0,
+                moved: 0,
+            },
+            host: BTreeMap::new(),
+            isolcpus: None,
+            warnings: Vec::new(),
+        };
+        // 1536 pages needed, 1024 free: the pool total was enough, the free pages are not
+        let plan = to_plan(&o, &inv, &host);
+        assert_eq!(
+            plan.host.get("hugepages.node0.2048kB").map(String::as_str),
+            Some("2560")
+        );
+        // 512 of the needed pages are already held by a planned running domain there
+        let mut held = BTreeMap::new();
+        held.insert((0u32, 2048u64), 512u64);
+        let plan = to_plan_with(&o, &inv, &host, &held);
+        assert_eq!(plan.host.get("hugepages.node0.2048kB"), None);
     }
 }

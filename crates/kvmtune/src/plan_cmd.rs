@@ -147,9 +147,16 @@ pub fn run(cli: &Cli, args: &PlanArgs) -> Result<Exit> {
         fill,
         overrides: per_domain,
         reserve: reserve.clone(),
+        // the host's profile bounds shared vCPUs per CPU (`vcpu_overcommit`)
+        shared_overcommit: Some(profile.domain.vcpu_overcommit),
     };
     let placed = placement::place(&inv, &req)?;
-    if let Some(path) = &args.output {
+    // nothing placed: no plan file (it would change nothing), and the text says why
+    if let Some(path) = args
+        .output
+        .as_ref()
+        .filter(|_| !placed.outcome.placed.is_empty())
+    {
         let json = serde_json::to_vec_pretty(&placed.plan).context("cannot encode the plan")?;
         output::write_output(path, &json, kvmtune_host::fsio::PRIVATE_FILE)?;
     }
@@ -208,12 +215,26 @@ fn render(
         out,
         "kvmtune plan: profile {profile}, {} node(s), {threads} CPU(s) for domains, reserved for the host: {} ({reserve}), fill {:?}",
         t.nodes.len(),
-        if t.reserved.is_empty() {
-            "none".to_string()
-        } else {
-            cpus(&t.reserved)
-        },
+        reserved_text(&t.reserved),
         fill
+    );
+    if !t.isolated.is_empty() {
+        let _ = writeln!(
+            out,
+            "isolcpus: dedicated vCPUs go to the {} isolated CPU(s) {} of {} online",
+            t.isolated.len(),
+            cpus(&t.isolated),
+            t.online
+        );
+    }
+    let _ = writeln!(
+        out,
+        "node memory: {}",
+        if t.memory_free_now {
+            "what is free now, plus what the planned running domains hold (free hugepages of each size apart)"
+        } else {
+            "capacity (total less the host's share): the domains are files, whether they run is unknown"
+        }
     );
     for n in &t.nodes {
         let _ = writeln!(out);
@@ -236,13 +257,19 @@ fn render(
                 }
             })
             .sum();
+        let huge: u64 = n.hugepages_free.iter().map(|(s, p)| s * p).sum();
         let _ = writeln!(
             out,
-            "node {} (socket {}): {} of {} MiB placed",
+            "node {} (socket {}): {} of {} MiB placed{}",
             n.id,
             n.socket,
             mem / 1024,
-            n.memory_kib / 1024
+            (n.memory_kib + huge) / 1024,
+            if huge > 0 {
+                format!(" ({} MiB of it free hugepages)", huge / 1024)
+            } else {
+                String::new()
+            }
         );
         for p in here {
             let pins: Vec<String> = p
@@ -304,6 +331,9 @@ fn render(
     if let Some(i) = &o.isolcpus {
         let _ = writeln!(out, "kernel command line suggestion: {i}");
     }
+    for w in &o.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
     let _ = writeln!(
         out,
         "{} placed ({} spanning nodes, {} moved), {} not placed{}",
@@ -312,6 +342,19 @@ fn render(
         o.score.moved,
         o.unplaced.len(),
         match &args.output {
+            _ if o.placed.is_empty() => format!(
+                "; nothing was placed ({}), so there is no plan to apply{}",
+                if o.unplaced.is_empty() {
+                    "no domain to place".to_string()
+                } else {
+                    "each domain's reason is above".to_string()
+                },
+                if args.output.is_some() {
+                    " and no plan file was written"
+                } else {
+                    ""
+                }
+            ),
             Some(p) => format!(
                 "; plan written to {} (apply: kvmtune apply --plan {})",
                 p.display(),
@@ -321,4 +364,13 @@ fn render(
         }
     );
     out
+}
+
+/// The CPUs kept for the host, as words: "CPU 0", "CPUs 0,8,16,24", "none".
+fn reserved_text(list: &[u32]) -> String {
+    match list {
+        [] => "none".to_string(),
+        [one] => format!("CPU {one}"),
+        _ => format!("CPUs {}", cpus(list)),
+    }
 }

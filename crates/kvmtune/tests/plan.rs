@@ -236,6 +236,170 @@ fn bad_input_gives_a_clear_message() {
     }
 }
 
+/// Small domain files: (name, vCPUs, MiB).
+fn small_domains(dir: &Path, doms: &[(&str, u32, u64)]) -> Vec<String> {
+    doms.iter()
+        .map(|(n, v, mib)| {
+            let f = dir.join(format!("{n}.xml"));
+            std::fs::write(
+                &f,
+                format!(
+                    "<domain type='kvm'><name>{n}</name><memory unit='KiB'>{}</memory><vcpu>{v}</vcpu></domain>",
+                    mib * 1024
+                ),
+            )
+            .unwrap();
+            f.display().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn the_text_says_which_cpus_are_reserved_in_words() {
+    let t = tempfile::tempdir().unwrap();
+    let root = book_root();
+    let doms = small_domains(t.path(), &[("a", 2, 1024)]);
+    for (reserve, want) in [
+        ("0", "reserved for the host: CPU 0 (0)"),
+        ("none", "reserved for the host: none (none)"),
+        ("0,8", "reserved for the host: CPUs 0,8 (0,8)"),
+    ] {
+        let o = kvmtune(&["--root", &root, "plan", "--reserve", reserve, &doms[0]]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).contains(want), "{reserve}: {}", stdout(&o));
+        assert!(
+            stdout(&o).contains("node memory: capacity"),
+            "{}",
+            stdout(&o)
+        );
+    }
+}
+
+#[test]
+fn an_empty_plan_writes_no_file_and_gives_no_apply_hint() {
+    let t = tempfile::tempdir().unwrap();
+    let root = book_root();
+    let doms = small_domains(t.path(), &[("huge", 64, 1024)]);
+    let plan = t.path().join("p.json");
+    let o = kvmtune(&[
+        "--root",
+        &root,
+        "plan",
+        "-o",
+        plan.to_str().unwrap(),
+        &doms[0],
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!plan.exists(), "an empty plan was written");
+    assert!(!out.contains("apply --plan"), "{out}");
+    assert!(out.contains("nothing was placed"), "{out}");
+    assert!(out.contains("no plan file was written"), "{out}");
+    assert!(out.contains("CPUs are the limit"), "{out}");
+}
+
+#[test]
+fn shared_vcpus_are_bounded_by_the_profile_and_overcommit_is_warned() {
+    // two CPUs left for domains (30 and 31, node 1), four domains of 2 shared vCPUs
+    let t = tempfile::tempdir().unwrap();
+    let root = book_root();
+    let doms = small_domains(
+        t.path(),
+        &[
+            ("s1", 2, 512),
+            ("s2", 2, 512),
+            ("s3", 2, 512),
+            ("s4", 2, 512),
+        ],
+    );
+    let mut args = vec![
+        "--root",
+        &root,
+        "plan",
+        "--cpus",
+        "shared",
+        "--reserve",
+        "0-29",
+    ];
+    args.extend(doms.iter().map(String::as_str));
+    // server: 2 shared vCPUs per CPU at most
+    let o = kvmtune(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("2 placed"), "{out}");
+    assert!(out.contains("overcommit of 2:1"), "{out}");
+    // dense allows 8:1: all placed, with the overcommit said
+    let mut dense = args.clone();
+    dense.extend(["-p", "dense"]);
+    let o = kvmtune(&dense);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("warning: overcommit: node 1 runs 8 shared vCPUs of 4 domain(s) on 2 CPU(s) (30-31), 4.0:1 (the profile allows 8:1)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_isolcpus_suggestion_never_covers_cpu_0_or_the_reserved_cpus() {
+    let t = tempfile::tempdir().unwrap();
+    let root = book_root();
+    let doms = small_domains(t.path(), &[("a", 16, 1024), ("b", 16, 1024)]);
+    for reserve in ["none", "one-core-per-socket"] {
+        let mut args = vec!["--json", "--root", &root, "plan", "--reserve", reserve];
+        args.extend(doms.iter().map(String::as_str));
+        let o = kvmtune(&args);
+        let r = json(&o);
+        let s = r["outcome"]["isolcpus"].as_str().unwrap().to_string();
+        let set: BTreeSet<u32> = s
+            .trim_start_matches("isolcpus=managed_irq,domain,")
+            .split(' ')
+            .next()
+            .unwrap()
+            .split(',')
+            .flat_map(|p| match p.split_once('-') {
+                Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<u32>>(),
+                None => vec![p.parse().unwrap()],
+            })
+            .collect();
+        assert!(!set.contains(&0), "{reserve}: {s}");
+        assert!(set.len() < 32, "{reserve}: every CPU isolated: {s}");
+        if reserve == "none" {
+            let w = r["outcome"]["warnings"].to_string();
+            assert!(w.contains("--reserve none"), "{w}");
+        } else {
+            for c in [0, 8, 16, 24] {
+                assert!(!set.contains(&c), "{s}");
+            }
+        }
+    }
+}
+
+#[test]
+fn isolation_is_named_as_the_limit_with_how_to_widen_it() {
+    // the book host with 15 CPUs online and isolcpus=6,7,14
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    copy_tree(Path::new(&book_root()), &root);
+    let cpu = root.join("sys/devices/system/cpu");
+    std::fs::write(cpu.join("isolated"), "6,7,14\n").unwrap();
+    std::fs::write(cpu.join("online"), "0-14\n").unwrap();
+    for c in 15..32 {
+        std::fs::write(cpu.join(format!("cpu{c}/online")), "0\n").unwrap();
+    }
+    let doms = small_domains(t.path(), &[("db", 4, 1024)]);
+    let o = kvmtune(&["--root", root.to_str().unwrap(), "plan", &doms[0]]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("isolation is the limit"), "{out}");
+    assert!(out.contains("3 of the 15 online CPUs (6-7,14)"), "{out}");
+    assert!(
+        out.contains("isolcpus=") && out.contains("--cpus shared"),
+        "{out}"
+    );
+    assert!(!out.contains("the host has 3 CPUs"), "{out}");
+}
+
 #[test]
 fn a_lab_plan_is_applied_checked_in_proc_and_rolled_back() {
     if !libvirt_up() {
@@ -369,8 +533,11 @@ fn every_lab_domain_shared_is_planned_applied_and_rolled_back() {
         v
     };
     let before: Vec<_> = lab.iter().map(|d| (xml(d), vcpu_affinity(d))).collect();
+    // 7 shared vCPUs on the lab's 2 CPUs: over the server profile's 2:1, within dense's 8:1
     let mut args = vec![
         "plan",
+        "-p",
+        "dense",
         "--cpus",
         "shared",
         "--reserve",

@@ -28,12 +28,18 @@ pub fn host(nodes: u32, cores: u32, threads: u32, mem_gib: u64) -> Topo {
             cores: cs,
             housekeeping: Vec::new(),
             memory_kib: mem_gib * 1024 * 1024,
+            hugepages_free: Default::default(),
         });
     }
     Topo {
         nodes: out,
         threads_per_core: threads,
         reserved: Vec::new(),
+        isolated: Vec::new(),
+        online: (nodes * cores * threads) as usize,
+        distance: Vec::new(),
+        shared_overcommit: None,
+        memory_free_now: false,
     }
 }
 

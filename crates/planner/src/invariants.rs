@@ -94,7 +94,7 @@ pub fn violations(t: &Topo, doms: &[Dom], o: &Outcome) -> Vec<String> {
     }
     for (node, used) in mem {
         if let Some(n) = t.nodes.iter().find(|n| n.id == node)
-            && used > n.memory_kib
+            && used > n.memory_kib + n.hugepages_free.iter().map(|(s, p)| s * p).sum::<u64>()
         {
             v.push(format!(
                 "node {node}: {used} KiB placed, {} KiB available",

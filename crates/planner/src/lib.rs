@@ -12,7 +12,9 @@
 //!
 //! Invariants, whatever the input: dedicated vCPUs never share a host CPU (nor, under SMT
 //! `isolate`, a core); a domain that fits one node gets one node; the memory placed on a node
-//! never exceeds its capacity.
+//! never exceeds what it offers (its ordinary memory plus its free hugepages). A domain that
+//! must span takes the closest nodes by NUMA distance; shared vCPUs per CPU stay within
+//! [`Topo::shared_overcommit`].
 
 pub mod exact;
 pub mod generate;
@@ -29,7 +31,7 @@ pub use invariants::violations;
 pub use kvmtune_profile::{CpuPolicy, EmulatorPolicy, Fill, SmtPolicy};
 pub use output::{Cell, Outcome, Placement, PoolNeed, Score, Unplaced};
 pub use passes::{EXACT_MAX_DOMAINS, Order, Pass, nova_first_fit, plan, plan_with, run_pass};
-pub use topology::{Core, Node, Topo, host_memory_reserve, topo_from_host};
+pub use topology::{Core, Node, Topo, host_memory_reserve, topo_from_host, use_free_memory};
 
 #[cfg(test)]
 mod tests;

@@ -57,8 +57,11 @@ pub struct Outcome {
     pub score: Score,
     /// Host settings the placement calls for, `KEY = VALUE` as for `kvmtune apply --set`.
     pub host: BTreeMap<String, String>,
-    /// A kernel command line suggestion for the dedicated CPUs.
+    /// A kernel command line suggestion for the dedicated CPUs (never CPU 0 nor the CPUs
+    /// kept for the host: at least one CPU stays for housekeeping).
     pub isolcpus: Option<String>,
+    /// What the reader should know: shared vCPU overcommit, CPUs left out of `isolcpus`.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -150,11 +153,73 @@ pub(crate) fn finish(
         .filter(|p| p.policy.cpus == CpuPolicy::Dedicated)
         .flat_map(|p| p.vcpus.iter().flatten().copied())
         .collect();
-    let isolcpus = (!dedicated.is_empty()).then(|| {
-        let mut s = CpuSet::new();
-        for c in &dedicated {
-            s.insert(*c);
+    let mut warnings = Vec::new();
+    // shared vCPUs per node against the CPUs they float over
+    for n in &t.nodes {
+        let shared: Vec<&Placement> = placed
+            .iter()
+            .filter(|p| p.policy.cpus == CpuPolicy::Shared && p.nodes.first() == Some(&n.id))
+            .collect();
+        let vcpus: usize = shared.iter().map(|p| p.vcpus.len()).sum();
+        let pool: BTreeSet<u32> = shared
+            .iter()
+            .flat_map(|p| p.vcpus.iter().flatten().copied())
+            .collect();
+        if !pool.is_empty() && vcpus > pool.len() {
+            warnings.push(format!(
+                "overcommit: node {} runs {vcpus} shared vCPUs of {} domain(s) on {} CPU(s) ({}), {:.1}:1{}",
+                n.id,
+                shared.len(),
+                pool.len(),
+                set_of(&pool),
+                vcpus as f64 / pool.len() as f64,
+                match t.shared_overcommit {
+                    Some(r) => format!(" (the profile allows {r}:1)"),
+                    None => String::new(),
+                }
+            ));
         }
+    }
+    // isolcpus: the dedicated CPUs, never CPU 0 nor a CPU kept for the host
+    let keep: BTreeSet<u32> = t
+        .reserved
+        .iter()
+        .chain(t.nodes.iter().flat_map(|n| &n.housekeeping))
+        .copied()
+        .chain([0])
+        .collect();
+    let every: BTreeSet<u32> = t
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.cores
+                .iter()
+                .flat_map(|c| &c.threads)
+                .chain(&n.housekeeping)
+        })
+        .copied()
+        .collect();
+    let mut iso: BTreeSet<u32> = dedicated.difference(&keep).copied().collect();
+    if !every.is_empty() && every.is_subset(&iso) {
+        // CPU 0 is not among the host's CPUs: keep the lowest one
+        if let Some(first) = every.first() {
+            iso.remove(first);
+        }
+    }
+    let left_out: BTreeSet<u32> = dedicated.difference(&iso).copied().collect();
+    if !left_out.is_empty() {
+        warnings.push(format!(
+            "isolcpus: CPU(s) {} left out of the suggestion although dedicated vCPUs run there: the host keeps at least one housekeeping CPU (CPU 0 and the reserved CPUs{}) for its own threads and interrupts",
+            set_of(&left_out),
+            if t.reserved.is_empty() {
+                "; --reserve none kept none, so CPU 0 is it"
+            } else {
+                ""
+            }
+        ));
+    }
+    let isolcpus = (!iso.is_empty()).then(|| {
+        let s = set_of(&iso);
         format!("isolcpus=managed_irq,domain,{s} nohz_full={s} rcu_nocbs={s}")
     });
     Outcome {
@@ -175,5 +240,14 @@ pub(crate) fn finish(
             .collect(),
         host,
         isolcpus,
+        warnings,
     }
+}
+
+fn set_of(cpus: &BTreeSet<u32>) -> String {
+    let mut s = CpuSet::new();
+    for c in cpus {
+        s.insert(*c);
+    }
+    s.to_string()
 }

@@ -29,7 +29,7 @@ pub(super) fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
         .position(|n| n.cores.iter().any(|c| c.threads.contains(&cpus[0])))?;
     let node = &t.nodes[ni];
     let on_node = |c: &u32| node.cores.iter().any(|k| k.threads.contains(c));
-    if !cpus.iter().all(on_node) || st.free_mem(t, ni) < d.memory_kib {
+    if !cpus.iter().all(on_node) || st.free_mem(t, ni, d.page_kib) < d.memory_kib {
         return None;
     }
     let mut consumed = cpus.clone();
@@ -50,7 +50,7 @@ pub(super) fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
         }
     }
     st.taken.extend(&consumed);
-    st.mem_used[ni] += d.memory_kib;
+    st.take_mem(t, ni, d.page_kib, d.memory_kib);
     let emulator = match &d.emulator_pin {
         Some(e)
             if d.policy.emulator == EmulatorPolicy::Housekeeping

@@ -39,7 +39,12 @@ impl Taken {
 pub(super) struct State {
     /// Threads taken by dedicated vCPUs or emulators (or idled by `isolate`), by CPU id.
     pub(super) taken: Taken,
+    /// Ordinary memory placed per node, KiB.
     pub(super) mem_used: Vec<u64>,
+    /// Free hugepages taken per node: (page KiB, pages).
+    pub(super) pages_used: Vec<Vec<(u64, u64)>>,
+    /// Shared vCPUs placed per node.
+    pub(super) shared_vcpus: Vec<u64>,
 }
 
 impl State {
@@ -47,7 +52,39 @@ impl State {
         State {
             taken: Taken::new(t),
             mem_used: vec![0; t.nodes.len()],
+            pages_used: vec![Vec::new(); t.nodes.len()],
+            shared_vcpus: vec![0; t.nodes.len()],
         }
+    }
+    fn pages_taken(&self, i: usize, page: u64) -> u64 {
+        self.pages_used[i]
+            .iter()
+            .find(|(s, _)| *s == page)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+    }
+    /// Free hugepages of a size on node `i`, in KiB.
+    fn pages_free_kib(&self, t: &Topo, i: usize, page: Option<u64>) -> u64 {
+        let Some(page) = page else { return 0 };
+        let have = t.nodes[i].hugepages_free.get(&page).copied().unwrap_or(0);
+        have.saturating_sub(self.pages_taken(i, page)) * page
+    }
+    /// Take memory for a domain on node `i`: free hugepages of its size first, whole pages,
+    /// then ordinary memory (a pool grown from free memory).
+    pub(super) fn take_mem(&mut self, t: &Topo, i: usize, page: Option<u64>, kib: u64) {
+        let mut rest = kib;
+        if let Some(size) = page.filter(|&p| p > 0) {
+            let free_pages = self.pages_free_kib(t, i, page) / size;
+            let pages = (kib / size).min(free_pages);
+            if pages > 0 {
+                match self.pages_used[i].iter_mut().find(|(s, _)| *s == size) {
+                    Some(e) => e.1 += pages,
+                    None => self.pages_used[i].push((size, pages)),
+                }
+                rest -= pages * size;
+            }
+        }
+        self.mem_used[i] += rest;
     }
     pub(super) fn free_threads(&self, n: &Node) -> usize {
         n.cores
@@ -56,8 +93,9 @@ impl State {
             .filter(|t| !self.taken.contains(t))
             .count()
     }
-    pub(super) fn free_mem(&self, t: &Topo, i: usize) -> u64 {
-        t.nodes[i].memory_kib.saturating_sub(self.mem_used[i])
+    /// Memory free on node `i` for a domain with hugepages of `page` KiB (or none).
+    pub(super) fn free_mem(&self, t: &Topo, i: usize, page: Option<u64>) -> u64 {
+        t.nodes[i].memory_kib.saturating_sub(self.mem_used[i]) + self.pages_free_kib(t, i, page)
     }
 }
 
