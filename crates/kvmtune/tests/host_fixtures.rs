@@ -10,6 +10,7 @@ const FIXTURES: &[&str] = &[
     "b-book-2socket",
     "c-epyc-sparse",
     "d-1g-isolated",
+    "e-4node-asym",
 ];
 
 fn host_json(name: &str) -> serde_json::Value {
