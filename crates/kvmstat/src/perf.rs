@@ -228,7 +228,8 @@ fn is_timestamp(t: &str) -> bool {
 
 fn kind_of(header: &str) -> Option<TableKind> {
     let h = header.to_ascii_lowercase();
-    if h.contains("vm-exit") || h.contains("vmexit") {
+    // arm64's `perf kvm stat report --event=trap` heads its ESR classes `TRAP-EVENT`
+    if h.contains("vm-exit") || h.contains("vmexit") || h.contains("trap-event") {
         Some(TableKind::Vmexit)
     } else if h.contains("mmio") {
         Some(TableKind::Mmio)
