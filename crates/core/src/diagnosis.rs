@@ -24,6 +24,8 @@ pub struct AuditLink {
 pub struct DomainAudit {
     pub profile: String,
     pub findings: Vec<Finding>,
+    /// The domain's `<domain type=...>` (`kvm`, `qemu` for TCG), from the same inventory.
+    pub virt_type: Option<String>,
 }
 
 /// Audit findings by domain name, for every domain of the inventory (one audit, over the
@@ -33,11 +35,17 @@ pub fn findings_by_domain(inv: &Inventory, profiles: &Profiles) -> BTreeMap<Stri
         .domains
         .into_iter()
         .map(|d| {
+            let virt_type = inv
+                .domains
+                .iter()
+                .find(|p| p.domain.name == d.name)
+                .map(|p| p.domain.virt_type.clone());
             (
                 d.name,
                 DomainAudit {
                     profile: d.profile,
                     findings: d.findings,
+                    virt_type,
                 },
             )
         })
@@ -96,6 +104,7 @@ mod tests {
         assert_eq!(by["desk"].profile, "desktop");
         assert!(!by["desk"].findings.iter().any(|f| f.rule == "dev-tablet"));
         assert_eq!(by["vm"].profile, "server");
+        assert_eq!(by["vm"].virt_type.as_deref(), Some("kvm"));
         let all = &by.get("vm").unwrap().findings;
         assert!(all.iter().any(|f| f.rule == "dev-tablet"), "{all:?}");
         let l = links(&["dev-tablet"], Some(all));

@@ -10,7 +10,8 @@
 
 use serde::Serialize;
 
-use crate::exits::{ExitKind, ExitProfile, is_timer_port, port_hint};
+use crate::exits::{ExitKind, ExitProfile, MsrRole, is_timer_port, key_hint, mmio_hint, msr_role};
+use crate::perf::TableKind;
 
 pub use kvmtune_profile::Severity;
 
@@ -132,6 +133,149 @@ const EXIT_MMIO_EMUL: DiagnosisRule = DiagnosisRule {
     audit_rules: &["disk-bus", "net-model", "dev-legacy"],
 };
 
+const EXIT_USERSPACE: DiagnosisRule = DiagnosisRule {
+    id: "exit-userspace-storm",
+    title: "exits to QEMU (device emulation in user space)",
+    severity: Severity::Warn,
+    why: "every access of the guest to an emulated device's MMIO or I/O port leaves the \
+          kernel for QEMU and back: an emulated disk, NIC, USB controller, VGA or a device \
+          the guest polls",
+    fix: "use virtio devices (virtio-blk/virtio-scsi disks, virtio-net with vhost), remove \
+          idle USB tablets and legacy devices; the MMIO and ioport tables of `perf kvm stat \
+          report --event=mmio|ioport` name the device",
+    source: "QEMU documentation, \"Device emulation\" (docs/system/device-emulation.rst); \
+             Linux kernel documentation, Documentation/virt/kvm/api.rst (KVM_RUN exit reasons \
+             KVM_EXIT_MMIO, KVM_EXIT_IO); OASIS VIRTIO specification",
+    audit_rules: &[
+        "disk-bus",
+        "net-model",
+        "dev-legacy",
+        "dev-usb-idle",
+        "dev-tablet",
+    ],
+};
+
+const EXIT_SHADOW: DiagnosisRule = DiagnosisRule {
+    id: "exit-shadow-paging",
+    title: "shadow paging (INVLPG, CR accesses)",
+    severity: Severity::Warn,
+    why: "KVM traps the guest's TLB flushes and page-table switches because it keeps shadow \
+          page tables: EPT/NPT is off (kvm_intel ept=0, kvm_amd npt=0, or a CPU without it), \
+          the guest is nested under another hypervisor without nested EPT, or the vCPU model \
+          hides the feature",
+    fix: "check /sys/module/kvm_intel/parameters/ept (or kvm_amd/parameters/npt) is Y and \
+          the host is not itself a guest without nested EPT/NPT; give the guest host-model or \
+          host-passthrough CPU; back it with hugepages to cut the faults that remain",
+    source: "Linux kernel documentation, Documentation/virt/kvm/x86/mmu.rst (shadow paging, \
+             TDP) and Documentation/virt/kvm/x86/running-nested-guests.rst",
+    audit_rules: &[
+        "host-virt-ext",
+        "host-nested",
+        "cpu-nested",
+        "cpu-mode",
+        "mem-hugepages",
+    ],
+};
+
+const EXIT_GUEST_LOOP: DiagnosisRule = DiagnosisRule {
+    id: "exit-guest-loop",
+    title: "guest looping on a fault (no progress)",
+    severity: Severity::Warn,
+    why: "nearly every exit is an intercepted guest exception or page fault and the guest \
+          does nothing else (no HLT, no I/O): it faults on the same access again and again \
+          (a fault KVM cannot resolve under shadow paging, no unrestricted guest in real \
+          mode, a broken guest kernel) and is hung while burning its CPUs",
+    fix: "look at the guest's console and `virsh dumpxml`/`virsh qemu-monitor-command \
+          --hmp 'info registers'`; make sure EPT/NPT and unrestricted guest are on \
+          (kvm_intel ept=Y unrestricted_guest=Y); update or reinstall the guest kernel; \
+          restart the domain",
+    source: "Linux kernel documentation, Documentation/virt/kvm/x86/mmu.rst; \
+             \"qemu-kvm loops after kernel update\" (LKML, 2012: EXCEPTION_NMI and \
+             kvm_page_fault at 330k/s each)",
+    audit_rules: &["host-virt-ext", "cpu-mode"],
+};
+
+const EXIT_TIMER: DiagnosisRule = DiagnosisRule {
+    id: "exit-timer-storm",
+    title: "timer programming storm",
+    severity: Severity::Warn,
+    why: "the guest reprograms its local APIC timer (TSC deadline MSR 0x6e0, x2APIC timer \
+          0x838, xAPIC 0xfee00380) or Hyper-V synthetic timers many thousand times a \
+          second, each write an exit: a high guest HZ without nohz, a busy timer wheel, or \
+          a Windows guest without synthetic timers",
+    fix: "Linux guests: nohz (the default) and a lower HZ; keep APICv/posted interrupts on \
+          (kvm_intel enable_apicv=Y) so the timer is handled without a full exit; Windows: \
+          the Hyper-V enlightenments synic and stimer with direct mode (<stimer \
+          state='on'><direct state='on'/></stimer>)",
+    source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst: \
+             hv-stimer, hv-stimer-direct); Intel SDM Vol. 3, APIC timer and TSC-deadline \
+             mode; Linux kernel documentation, Documentation/timers/no_hz.rst",
+    audit_rules: &["hyperv-enlightenments", "clock-windows", "clock-linux"],
+};
+
+const EXIT_IPI: DiagnosisRule = DiagnosisRule {
+    id: "exit-ipi-storm",
+    title: "IPI storm",
+    severity: Severity::Warn,
+    why: "the guest sends inter-processor interrupts (writes to the x2APIC ICR MSR 0x830 or \
+          the xAPIC ICR 0xfee00300) at a high rate, each an exit: TLB shootdowns, \
+          rescheduling, a guest without paravirtual IPIs",
+    fix: "Windows: the Hyper-V enlightenments ipi and tlbflush (with vapic and vpindex); \
+          Linux: keep the KVM paravirtual features (PV IPI, PV TLB flush) visible with \
+          host-model CPU and x2APIC; keep APICv on; fewer vCPUs than host CPUs",
+    source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst: hv-ipi, \
+             hv-tlbflush); Linux kernel documentation, Documentation/virt/kvm/x86/cpuid.rst \
+             (KVM_FEATURE_PV_SEND_IPI, KVM_FEATURE_PV_TLB_FLUSH)",
+    audit_rules: &["hyperv-enlightenments", "cpu-mode", "host-overcommit"],
+};
+
+const EXIT_DATA_ABORT: DiagnosisRule = DiagnosisRule {
+    id: "exit-data-abort",
+    title: "guest aborts to the hypervisor (MMIO or stage-2 faults)",
+    severity: Severity::Warn,
+    why: "arm64 DABT_LOW/IABT_LOW (RISC-V guest page faults, powerpc H_DATA_STORAGE, \
+          LoongArch memory exceptions) are taken for two reasons: an access to an emulated \
+          device's MMIO (virtio-mmio notifications, a PL011 or GICv2 distributor emulated in \
+          QEMU), or guest memory KVM has not mapped yet at stage 2 (4 KiB pages, memory \
+          being faulted in)",
+    fix: "use virtio-pci devices with ioeventfd (virtio-blk, virtio-net with vhost) and the \
+          in-kernel GICv3; back guest memory with hugepages",
+    source: "Arm Architecture Reference Manual, ESR_EL2 exception classes (EC 0x24 Data Abort \
+             from a lower EL); Linux kernel documentation, Documentation/virt/kvm/arm/; \
+             libvirt domain format (memoryBacking)",
+    audit_rules: &["mem-hugepages", "host-thp", "disk-bus", "net-model"],
+};
+
+const EXIT_WFX: DiagnosisRule = DiagnosisRule {
+    id: "exit-wfx",
+    title: "WFI/WFE exits (arm64 idle or spinning vCPUs)",
+    severity: Severity::Warn,
+    why: "WFI traps when a vCPU idles (the arm64 HLT: many wakeups a second cost an exit \
+          and a reschedule each), WFE when it spins on a lock whose holder is not running \
+          (vCPU overcommit)",
+    fix: "reduce vCPU overcommit and pin vCPUs; on hosts with dedicated CPUs the arm64 KVM \
+          parameters kvm-arm.wfi_trap_policy=notrap and kvm-arm.wfe_trap_policy=notrap \
+          (Linux 6.x) stop the traps; lower the guest's timer rate",
+    source: "Linux kernel documentation, Documentation/admin-guide/kernel-parameters.txt \
+             (kvm-arm.wfi_trap_policy, kvm-arm.wfe_trap_policy); Arm Architecture \
+             Reference Manual, HCR_EL2.TWI/TWE",
+    audit_rules: &["host-overcommit", "host-halt-poll", "numa-unbound"],
+};
+
+const TCG_EMULATED: DiagnosisRule = DiagnosisRule {
+    id: "tcg-emulated",
+    title: "no KVM: every instruction emulated",
+    severity: Severity::Warn,
+    why: "the domain runs with type='qemu': QEMU's TCG translates and emulates every guest \
+          instruction, one to two orders of magnitude slower than KVM, and there are no \
+          KVM exits to judge",
+    fix: "run it with <domain type='kvm'> on a host with working KVM (the audit rule \
+          virt-type checks the host and makes the change)",
+    source: "libvirt domain format (domain type); QEMU documentation, \"Accelerators\" \
+             (docs/system/introduction.rst)",
+    audit_rules: &["virt-type", "host-kvm-device", "host-virt-ext"],
+};
+
 const OVERHEAD_HIGH: DiagnosisRule = DiagnosisRule {
     id: "overhead-high",
     title: "QEMU uses much more CPU than the guest",
@@ -184,8 +328,16 @@ pub const RULES: &[DiagnosisRule] = &[
     EXIT_PAUSE,
     EXIT_EXTINT,
     EXIT_MMIO_EMUL,
+    EXIT_USERSPACE,
+    EXIT_SHADOW,
+    EXIT_GUEST_LOOP,
+    EXIT_TIMER,
+    EXIT_IPI,
+    EXIT_DATA_ABORT,
+    EXIT_WFX,
     OVERHEAD_HIGH,
     NUMA_REMOTE,
+    TCG_EMULATED,
     EXIT_RATE_HIGH,
 ];
 
@@ -282,6 +434,31 @@ pub struct Limits {
     /// exit-rate-high: exits/s (or samples) with no other rule explaining them.
     pub total_rate: f64,
     pub total_count: f64,
+    /// exit-userspace-storm: exits to user space (QEMU).
+    pub userspace_share: f64,
+    pub userspace_rate: f64,
+    pub userspace_count: f64,
+    /// exit-shadow-paging: INVLPG and CR-access exits.
+    pub shadow_share: f64,
+    pub shadow_rate: f64,
+    pub shadow_count: f64,
+    /// exit-guest-loop: exception exits, with progress exits (HLT, I/O, MMIO, user space)
+    /// under `loop_progress_share` of all exits.
+    pub loop_share: f64,
+    pub loop_rate: f64,
+    pub loop_count: f64,
+    pub loop_progress_share: f64,
+    /// exit-timer-storm / exit-ipi-storm: among the accesses of an MSR/APIC storm whose
+    /// keys (or kvm_stat events) are known, the share that programs timers or sends IPIs.
+    pub role_share: f64,
+    /// exit-data-abort.
+    pub abort_share: f64,
+    pub abort_rate: f64,
+    pub abort_count: f64,
+    /// exit-wfx.
+    pub wfx_share: f64,
+    pub wfx_rate: f64,
+    pub wfx_count: f64,
 }
 
 impl Default for Limits {
@@ -314,6 +491,23 @@ impl Default for Limits {
             remote_min_kib: 512 * 1024,
             total_rate: 100_000.0,
             total_count: 1_000_000.0,
+            userspace_share: 0.20,
+            userspace_rate: 5_000.0,
+            userspace_count: 10_000.0,
+            shadow_share: 0.20,
+            shadow_rate: 5_000.0,
+            shadow_count: 10_000.0,
+            loop_share: 0.50,
+            loop_rate: 20_000.0,
+            loop_count: 100_000.0,
+            loop_progress_share: 0.05,
+            role_share: 0.50,
+            abort_share: 0.30,
+            abort_rate: 5_000.0,
+            abort_count: 10_000.0,
+            wfx_share: 0.30,
+            wfx_rate: 10_000.0,
+            wfx_count: 50_000.0,
         }
     }
 }
@@ -347,10 +541,10 @@ fn share_rule(
     (s >= share && level_ok(p, v, rate, count)).then_some((v, s))
 }
 
-fn top_keys(keys: &[(String, f64)], n: usize) -> String {
+fn top_keys(keys: &[(String, f64)], n: usize, table: TableKind) -> String {
     keys.iter()
         .take(n)
-        .map(|(k, v)| match port_hint(k) {
+        .map(|(k, v)| match key_hint(table, k) {
             Some(h) => format!("{k} {v:.0} ({h})"),
             None => format!("{k} {v:.0}"),
         })
@@ -358,10 +552,73 @@ fn top_keys(keys: &[(String, f64)], n: usize) -> String {
         .join(", ")
 }
 
+/// `kvm_exit(INVLPG)` -> `INVLPG`.
+fn reason_of(k: &str) -> &str {
+    k.strip_prefix("kvm_exit(")
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or(k)
+}
+
+/// Timer and IPI accesses among an MSR/APIC storm's `v` exits, and the basis they are a
+/// share of: the msr and mmio tables' keys when the report has them, else kvm_stat's
+/// `kvm_hv_timer_state` and `kvm_apic_ipi` events against the exits themselves.
+fn roles(p: &ExitProfile, v: f64) -> (f64, f64, f64) {
+    let mut timer = 0.0;
+    let mut ipi = 0.0;
+    let mut basis = 0.0;
+    for (k, n) in &p.msrs {
+        basis += n;
+        match msr_role(k) {
+            MsrRole::Timer => timer += n,
+            MsrRole::Ipi => ipi += n,
+            _ => {}
+        }
+    }
+    for (k, n) in &p.mmio {
+        basis += n;
+        match mmio_hint(k).map(|h| h.1) {
+            Some(MsrRole::Timer) => timer += n,
+            Some(MsrRole::Ipi) => ipi += n,
+            _ => {}
+        }
+    }
+    if basis == 0.0 {
+        let t = p.event("kvm_hv_timer_state");
+        let i = p.event("kvm_apic_ipi");
+        // kvm_stat counts events, not exits: kvm_msr and kvm_apic both count one x2APIC
+        // write, so the basis is the larger of the two
+        let events = p.kind(ExitKind::Msr).max(p.kind(ExitKind::Apic)).min(v);
+        if (t > 0.0 || i > 0.0) && events > 0.0 {
+            return (t.min(events), i.min(events), events);
+        }
+    }
+    (timer, ipi, basis)
+}
+
 /// Judge one profile.
 pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
     let mut out = Vec::new();
     let u = unit(p);
+
+    if p.virt_type.as_deref() == Some("qemu") {
+        out.push(Diagnosis {
+            message: "domain type='qemu': no KVM, QEMU's TCG emulates every instruction \
+                      (no KVM exit counters to judge)"
+                .to_string(),
+            figures: p
+                .cpu
+                .as_ref()
+                .map(|c| {
+                    vec![fig(
+                        "host CPU of the QEMU process",
+                        c.host_pct,
+                        "% of a CPU",
+                    )]
+                })
+                .unwrap_or_else(|| vec![fig("KVM exits", 0.0, "exits/s")]),
+            ..Diagnosis::of(&TCG_EMULATED)
+        });
+    }
 
     if let Some((v, s)) = share_rule(p, &[ExitKind::Io], lim.io_share, lim.io_rate, lim.io_count) {
         let mut figures = vec![
@@ -381,7 +638,10 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
             shown(p, v)
         );
         if !p.io_ports.is_empty() {
-            message.push_str(&format!("; busiest ports: {}", top_keys(&p.io_ports, 4)));
+            message.push_str(&format!(
+                "; busiest ports: {}",
+                top_keys(&p.io_ports, 4, TableKind::Ioport)
+            ));
             figures.push(fig("timer port accesses", timer_io, "samples"));
         }
         out.push(Diagnosis {
@@ -398,25 +658,60 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         lim.msr_rate,
         lim.msr_count,
     ) {
+        let (timer, ipi, basis) = roles(p, v);
+        let rule = if basis > 0.0 && timer / basis >= lim.role_share {
+            &EXIT_TIMER
+        } else if basis > 0.0 && ipi / basis >= lim.role_share {
+            &EXIT_IPI
+        } else {
+            &EXIT_MSR_STORM
+        };
         let mut message = format!(
             "MSR and APIC exits are {:.1}% of all exits ({})",
             s * 100.0,
             shown(p, v)
         );
+        if basis > 0.0 && rule.id != EXIT_MSR_STORM.id {
+            let (what, n) = if rule.id == EXIT_TIMER.id {
+                ("program a timer", timer)
+            } else {
+                ("send an IPI", ipi)
+            };
+            message.push_str(&format!(
+                "; {:.0}% of the accesses named {what}",
+                100.0 * n / basis
+            ));
+        }
         if !p.msrs.is_empty() {
-            message.push_str(&format!("; busiest MSRs: {}", top_keys(&p.msrs, 4)));
+            message.push_str(&format!(
+                "; busiest MSRs: {}",
+                top_keys(&p.msrs, 4, TableKind::Msr)
+            ));
         }
         if !p.mmio.is_empty() {
-            message.push_str(&format!("; busiest MMIO: {}", top_keys(&p.mmio, 3)));
+            message.push_str(&format!(
+                "; busiest MMIO: {}",
+                top_keys(&p.mmio, 3, TableKind::Mmio)
+            ));
+        }
+        for e in ["kvm_hv_timer_state", "kvm_apic_ipi"] {
+            if p.event(e) > 0.0 {
+                message.push_str(&format!("; {e} {}", shown(p, p.event(e))));
+            }
+        }
+        let mut figures = vec![
+            fig("msr+apic exits", v, u),
+            fig("msr+apic share of exits", s * 100.0, "%"),
+            fig("all exits", p.total, u),
+        ];
+        if basis > 0.0 {
+            figures.push(fig("timer accesses", timer, u));
+            figures.push(fig("IPI accesses", ipi, u));
         }
         out.push(Diagnosis {
             message,
-            figures: vec![
-                fig("msr+apic exits", v, u),
-                fig("msr+apic share of exits", s * 100.0, "%"),
-                fig("all exits", p.total, u),
-            ],
-            ..Diagnosis::of(&EXIT_MSR_STORM)
+            figures,
+            ..Diagnosis::of(rule)
         });
     }
 
@@ -447,13 +742,195 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         }
     }
 
+    let progress: f64 = [
+        ExitKind::Halt,
+        ExitKind::Io,
+        ExitKind::Mmio,
+        ExitKind::Userspace,
+        ExitKind::Wfx,
+    ]
+    .iter()
+    .map(|k| p.kind(*k))
+    .sum();
+    let progress_share = if p.total > 0.0 {
+        progress / p.total
+    } else {
+        0.0
+    };
+    let looping = share_rule(
+        p,
+        &[ExitKind::Exception],
+        lim.loop_share,
+        lim.loop_rate,
+        lim.loop_count,
+    )
+    .filter(|_| progress_share < lim.loop_progress_share);
+    if let Some((v, s)) = looping {
+        let pf = p.kind(ExitKind::PageFault);
+        out.push(Diagnosis {
+            message: format!(
+                "guest exceptions are {:.1}% of all exits ({}){}, and HLT, I/O and MMIO only \
+                 {:.2}%: the guest makes no progress",
+                s * 100.0,
+                shown(p, v),
+                if pf > 0.0 {
+                    format!(" with {} page faults", shown(p, pf))
+                } else {
+                    String::new()
+                },
+                progress_share * 100.0
+            ),
+            figures: vec![
+                fig("exception exits", v, u),
+                fig("share of exits", s * 100.0, "%"),
+                fig("HLT, I/O, MMIO share", progress_share * 100.0, "%"),
+            ],
+            ..Diagnosis::of(&EXIT_GUEST_LOOP)
+        });
+    }
+
+    if let Some((v, s)) = share_rule(
+        p,
+        &[ExitKind::ShadowMmu],
+        lim.shadow_share,
+        lim.shadow_rate,
+        lim.shadow_count,
+    ) {
+        let named: Vec<String> = p
+            .top
+            .iter()
+            .filter(|(k, _)| crate::exits::classify(reason_of(k)) == ExitKind::ShadowMmu)
+            .take(3)
+            .map(|(k, n)| format!("{k} {}", shown(p, *n)))
+            .collect();
+        out.push(Diagnosis {
+            message: format!(
+                "INVLPG and CR-access exits are {:.1}% of all exits ({}{})",
+                s * 100.0,
+                shown(p, v),
+                if named.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", named.join(", "))
+                }
+            ),
+            figures: vec![
+                fig("shadow-paging exits", v, u),
+                fig("share of exits", s * 100.0, "%"),
+            ],
+            ..Diagnosis::of(&EXIT_SHADOW)
+        });
+    }
+
+    if let Some((v, s)) = share_rule(
+        p,
+        &[ExitKind::Userspace],
+        lim.userspace_share,
+        lim.userspace_rate,
+        lim.userspace_count,
+    ) {
+        let mut message = format!(
+            "exits to user space (QEMU) are {:.1}% of all exits ({})",
+            s * 100.0,
+            shown(p, v)
+        );
+        let reasons: Vec<String> = p
+            .events
+            .iter()
+            .filter(|(k, n)| k.starts_with("kvm_userspace_exit(") && **n > 0.0)
+            .map(|(k, n)| {
+                let r = k
+                    .trim_start_matches("kvm_userspace_exit(")
+                    .trim_end_matches(')');
+                format!("{r} {}", shown(p, *n))
+            })
+            .collect();
+        if !reasons.is_empty() {
+            message.push_str(&format!("; by reason: {}", reasons.join(", ")));
+        }
+        if !p.mmio.is_empty() {
+            message.push_str(&format!(
+                "; busiest MMIO: {}",
+                top_keys(&p.mmio, 3, TableKind::Mmio)
+            ));
+        }
+        if !p.io_ports.is_empty() {
+            message.push_str(&format!(
+                "; busiest ports: {}",
+                top_keys(&p.io_ports, 3, TableKind::Ioport)
+            ));
+        }
+        if p.mmio.is_empty() && p.io_ports.is_empty() {
+            message.push_str(
+                "; record `perf kvm stat record` and report --event=mmio and --event=ioport \
+                 to name the device",
+            );
+        }
+        out.push(Diagnosis {
+            message,
+            figures: vec![
+                fig("exits to user space", v, u),
+                fig("share of exits", s * 100.0, "%"),
+            ],
+            ..Diagnosis::of(&EXIT_USERSPACE)
+        });
+    }
+
+    if let Some((v, s)) = share_rule(
+        p,
+        &[ExitKind::DataAbort],
+        lim.abort_share,
+        lim.abort_rate,
+        lim.abort_count,
+    ) {
+        let mut message = format!(
+            "aborts and guest page faults taken to the hypervisor are {:.1}% of all exits ({})",
+            s * 100.0,
+            shown(p, v)
+        );
+        if let Some((k, _)) = p.top.first() {
+            message.push_str(&format!("; the largest is {k}"));
+        }
+        out.push(Diagnosis {
+            message,
+            figures: vec![
+                fig("abort exits", v, u),
+                fig("share of exits", s * 100.0, "%"),
+            ],
+            ..Diagnosis::of(&EXIT_DATA_ABORT)
+        });
+    }
+
+    if let Some((v, s)) = share_rule(
+        p,
+        &[ExitKind::Wfx],
+        lim.wfx_share,
+        lim.wfx_rate,
+        lim.wfx_count,
+    ) {
+        out.push(Diagnosis {
+            message: format!(
+                "WFI/WFE exits are {:.1}% of all exits ({})",
+                s * 100.0,
+                shown(p, v)
+            ),
+            figures: vec![
+                fig("WFx exits", v, u),
+                fig("share of exits", s * 100.0, "%"),
+            ],
+            ..Diagnosis::of(&EXIT_WFX)
+        });
+    }
+
     if let Some((v, s)) = share_rule(
         p,
         &[ExitKind::PageFault],
         lim.pf_share,
         lim.pf_rate,
         lim.pf_count,
-    ) {
+    )
+    .filter(|_| looping.is_none())
+    {
         out.push(Diagnosis {
             message: format!(
                 "EPT/NPF page faults are {:.1}% of all exits ({})",
@@ -517,6 +994,8 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         lim.mmio_rate,
         lim.mmio_count,
     );
+    // MMIO exits that go on to QEMU are exit-userspace-storm's already
+    let mmio = mmio.filter(|_| !out.iter().any(|d| d.rule == EXIT_USERSPACE.id));
     let emul = p.kind(ExitKind::Emulation);
     let emul_hit = p.per_sec && emul >= lim.emulation_rate;
     if mmio.is_some() || emul_hit {
@@ -541,7 +1020,10 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
             }
         }
         if !p.mmio.is_empty() {
-            message.push_str(&format!("; busiest MMIO: {}", top_keys(&p.mmio, 3)));
+            message.push_str(&format!(
+                "; busiest MMIO: {}",
+                top_keys(&p.mmio, 3, TableKind::Mmio)
+            ));
         }
         out.push(Diagnosis {
             message,
@@ -755,6 +1237,58 @@ mod tests {
                 profile(true, 20_000.0, &[(Mmio, 5_900.0), (Emulation, 9_999.0)]),
             ),
             (
+                "exit-userspace-storm",
+                profile(true, 100_000.0, &[(Userspace, 20_000.0), (Halt, 10_000.0)]),
+                // the share, but 4,999/s
+                profile(true, 20_000.0, &[(Userspace, 4_999.0), (Halt, 10_000.0)]),
+            ),
+            (
+                "exit-shadow-paging",
+                profile(false, 27_549.0, &[(ShadowMmu, 18_940.0), (Halt, 5_000.0)]),
+                // 9,999 samples: under the level for a report
+                profile(false, 27_549.0, &[(ShadowMmu, 9_999.0), (Halt, 5_000.0)]),
+            ),
+            (
+                "exit-guest-loop",
+                profile(true, 330_708.0, &[(Exception, 330_604.0), (Halt, 100.0)]),
+                // the same exceptions, but the guest also halts 5% of the time: progress
+                profile(true, 330_708.0, &[(Exception, 300_000.0), (Halt, 16_536.0)]),
+            ),
+            (
+                "exit-timer-storm",
+                with(profile(true, 50_000.0, &[(Msr, 20_000.0)]), &|p| {
+                    p.msrs = vec![("0x6e0:W".into(), 500.0), ("0x10:R".into(), 500.0)]
+                }),
+                // timer writes just under half of the keyed accesses: an MSR storm
+                with(profile(true, 50_000.0, &[(Msr, 20_000.0)]), &|p| {
+                    p.msrs = vec![("0x6e0:W".into(), 499.0), ("0x10:R".into(), 501.0)]
+                }),
+            ),
+            (
+                "exit-ipi-storm",
+                with(profile(true, 50_000.0, &[(Apic, 20_000.0)]), &|p| {
+                    p.events.insert("kvm_apic_ipi".into(), 15_000.0);
+                }),
+                with(profile(true, 50_000.0, &[(Apic, 20_000.0)]), &|p| {
+                    p.events.insert("kvm_apic_ipi".into(), 9_999.0);
+                }),
+            ),
+            (
+                "exit-data-abort",
+                profile(false, 669_000.0, &[(DataAbort, 662_310.0)]),
+                // many aborts, but under 30% of the exits
+                profile(
+                    false,
+                    669_000.0,
+                    &[(DataAbort, 200_000.0), (Halt, 469_000.0)],
+                ),
+            ),
+            (
+                "exit-wfx",
+                profile(true, 30_000.0, &[(Wfx, 10_000.0)]),
+                profile(true, 30_000.0, &[(Wfx, 9_999.0)]),
+            ),
+            (
                 "overhead-high",
                 with(profile(true, 10.0, &[]), &|p| p.cpu = cpu(60.0, 30.0)),
                 // 30 points of overhead, but less than twice the guest
@@ -769,6 +1303,16 @@ mod tests {
                 with(profile(true, 10.0, &[]), &|p| {
                     p.remote_share = Some(0.25);
                     p.memory_kib = Some(512 * 1024 - 1);
+                }),
+            ),
+            (
+                "tcg-emulated",
+                with(profile(true, 0.0, &[]), &|p| {
+                    p.virt_type = Some("qemu".into())
+                }),
+                // a KVM domain with no exits is not emulated
+                with(profile(true, 0.0, &[]), &|p| {
+                    p.virt_type = Some("kvm".into())
                 }),
             ),
             (

@@ -1,7 +1,13 @@
 //! Exit reasons by kind, whatever named them: `perf kvm stat` (VMX names such as
-//! `IO_INSTRUCTION`, SVM names such as `io`), `kvm_stat` (`kvm_exit(IOIO)`, debugfs counters
-//! such as `io_exits`) and the kernel's binary statistics that libvirt and QMP return.
+//! `IO_INSTRUCTION`, SVM names such as `io`, arm64 exception classes such as `DABT_LOW`,
+//! RISC-V `EXC_*`/`IRQ_*` causes, s390 intercept codes, powerpc book3s interrupt vectors,
+//! LoongArch exception names), `kvm_stat` (`kvm_exit(IOIO)`, tracepoints such as
+//! `kvm_userspace_exit`, debugfs counters such as `io_exits`) and the kernel's binary
+//! statistics that libvirt and QMP return. The tables and their sources: docs/exit-kinds.md.
 //! An [`ExitProfile`] is the common input of the diagnosis rules.
+//!
+//! MSR indexes, I/O ports and MMIO addresses of perf's msr, ioport and mmio tables are named
+//! by [`msr_name`], [`port_hint`] and [`mmio_hint`].
 
 use std::collections::BTreeMap;
 
@@ -34,8 +40,24 @@ pub enum ExitKind {
     InterruptWindow,
     /// Instructions KVM emulated (`insn_emulation`).
     Emulation,
-    /// Hypercalls (`VMCALL`, `hypercall`, `VMMCALL`).
+    /// Hypercalls (`VMCALL`, `hypercall`, `VMMCALL`, arm64 `HVC64`, RISC-V SBI calls).
     Hypercall,
+    /// Exits KVM hands to the VMM in user space (`kvm_userspace_exit`): device emulation in
+    /// QEMU, each a round trip through the ioctl.
+    Userspace,
+    /// Guest exceptions intercepted (`EXCEPTION_NMI`, SVM `excp` rows, `TRIPLE_FAULT`,
+    /// `pf_guest`): with EPT/NPT they are rare; many of them mean shadow paging or a guest
+    /// faulting in a loop.
+    Exception,
+    /// Guest TLB and paging-control operations KVM must shadow (`INVLPG`, `CR_ACCESS`, SVM
+    /// `read_cr3`/`write_cr3`, `invlpg`): shadow paging (EPT/NPT off, or a nested guest).
+    ShadowMmu,
+    /// arm64 and RISC-V guest aborts and guest page faults taken to the hypervisor
+    /// (`DABT_LOW`, `IABT_LOW`, `EXC_LOAD_GUEST_PAGE_FAULT`, powerpc `H_DATA_STORAGE`,
+    /// LoongArch `Mem Read`): MMIO emulation or stage-2 faults.
+    DataAbort,
+    /// arm64 `WFx` (WFI: the vCPU idles; WFE: it spins on a lock).
+    Wfx,
     Other,
 }
 
@@ -53,14 +75,31 @@ impl ExitKind {
             ExitKind::InterruptWindow => "interrupt window",
             ExitKind::Emulation => "instruction emulation",
             ExitKind::Hypercall => "hypercall",
+            ExitKind::Userspace => "exit to user space (QEMU)",
+            ExitKind::Exception => "guest exception",
+            ExitKind::ShadowMmu => "shadow paging (INVLPG, CR access)",
+            ExitKind::DataAbort => "data/instruction abort (MMIO or stage-2 fault)",
+            ExitKind::Wfx => "WFI/WFE",
             ExitKind::Other => "other",
         }
     }
 }
 
-/// The kind of an exit reason as perf or kvm_stat names it (VMX or SVM).
+/// The kind of an exit reason as perf or kvm_stat names it, on any architecture perf kvm
+/// stat supports (docs/exit-kinds.md lists the names and where they come from).
 pub fn classify(reason: &str) -> ExitKind {
-    match reason {
+    x86(reason)
+        .or_else(|| arm64(reason))
+        .or_else(|| riscv(reason))
+        .or_else(|| s390(reason))
+        .or_else(|| powerpc(reason))
+        .or_else(|| loongarch(reason))
+        .unwrap_or(ExitKind::Other)
+}
+
+/// VMX names (perf and kvm_stat) and SVM names (perf prints `io`, kvm_stat `IOIO`).
+fn x86(reason: &str) -> Option<ExitKind> {
+    Some(match reason {
         "IO_INSTRUCTION" | "io" | "IOIO" => ExitKind::Io,
         "EPT_MISCONFIG" | "vmgexit_mmio_read" | "vmgexit_mmio_write" => ExitKind::Mmio,
         "MSR_READ" | "MSR_WRITE" | "msr" | "MSR" | "write_efer_trap" => ExitKind::Msr,
@@ -79,8 +118,98 @@ pub fn classify(reason: &str) -> ExitKind {
             ExitKind::InterruptWindow
         }
         "VMCALL" | "hypercall" | "VMMCALL" => ExitKind::Hypercall,
-        _ => ExitKind::Other,
-    }
+        "EXCEPTION_NMI" | "TRIPLE_FAULT" | "EXCP_BASE" | "shutdown" | "SHUTDOWN" => {
+            ExitKind::Exception
+        }
+        "INVLPG" | "invlpg" | "INVLPGA" | "invlpga" | "CR_ACCESS" | "INVPCID" | "invpcid"
+        | "read_cr0" | "read_cr3" | "read_cr4" | "write_cr0" | "write_cr3" | "write_cr4"
+        | "READ_CR0" | "READ_CR3" | "READ_CR4" | "WRITE_CR0" | "WRITE_CR3" | "WRITE_CR4"
+        | "cr0_sel_write" | "CR0_SEL_WRITE" | "write_cr0_trap" | "write_cr4_trap" => {
+            ExitKind::ShadowMmu
+        }
+        // perf's SVM exception rows: `DE excp`, `PF excp`, ...
+        r if r.ends_with(" excp") => ExitKind::Exception,
+        _ => return None,
+    })
+}
+
+/// arm64: the `kvm_exit` exception types (`IRQ`, `TRAP`, ...) and the ESR exception classes
+/// of perf's trap table (`DABT_LOW`, `WFx`, `HVC64`, `SYS64`, ...).
+fn arm64(reason: &str) -> Option<ExitKind> {
+    Some(match reason {
+        "DABT_LOW" | "IABT_LOW" => ExitKind::DataAbort,
+        "WFx" => ExitKind::Wfx,
+        "HVC64" | "HVC32" | "SMC64" | "SMC32" => ExitKind::Hypercall,
+        "IRQ" | "EL2_IRQ" => ExitKind::ExternalInterrupt,
+        // system-register and coprocessor traps: emulated by KVM one by one
+        "SYS64" | "CP15_32" | "CP15_64" | "CP14_MR" | "CP14_LS" | "CP14_64" | "CP10_ID" => {
+            ExitKind::Emulation
+        }
+        "SERROR" | "EL1_SERROR" | "DABT_CUR" | "IABT_CUR" | "PC_ALIGN" | "SP_ALIGN" => {
+            ExitKind::Exception
+        }
+        _ => return None,
+    })
+}
+
+/// RISC-V: `scause` names, exceptions `EXC_*` and interrupts `IRQ_*`.
+fn riscv(reason: &str) -> Option<ExitKind> {
+    Some(match reason {
+        "EXC_LOAD_GUEST_PAGE_FAULT"
+        | "EXC_STORE_GUEST_PAGE_FAULT"
+        | "EXC_INST_GUEST_PAGE_FAULT" => ExitKind::DataAbort,
+        "EXC_SUPERVISOR_SYSCALL" | "EXC_HYPERVISOR_SYSCALL" => ExitKind::Hypercall,
+        // WFI, CSR accesses and other instructions the hypervisor emulates
+        "EXC_VIRTUAL_INST_FAULT" | "EXC_INST_ILLEGAL" => ExitKind::Emulation,
+        r if r.starts_with("EXC_") => ExitKind::Exception,
+        r if r.starts_with("IRQ_") => ExitKind::ExternalInterrupt,
+        _ => return None,
+    })
+}
+
+/// s390: SIE intercept codes as perf names them.
+fn s390(reason: &str) -> Option<ExitKind> {
+    Some(match reason {
+        "Host interruption" | "External interruption" | "External request" => {
+            ExitKind::ExternalInterrupt
+        }
+        "I/O request" | "I/O interruption" => ExitKind::Io,
+        "Wait state" => ExitKind::Halt,
+        "Instruction" | "Partial-execution" | "Instruction and program interruption" => {
+            ExitKind::Emulation
+        }
+        "Program interruption" => ExitKind::Exception,
+        "DIAG" | "DIAGNOSE" => ExitKind::Hypercall,
+        _ => return None,
+    })
+}
+
+/// powerpc book3s HV: interrupt vectors as perf names them.
+fn powerpc(reason: &str) -> Option<ExitKind> {
+    Some(match reason {
+        "H_DATA_STORAGE" | "H_INST_STORAGE" | "DATA_STORAGE" | "INST_STORAGE" => {
+            ExitKind::DataAbort
+        }
+        "EXTERNAL" | "HV_DECREMENTER" | "DECREMENTER" | "H_DOORBELL" | "DOORBELL" | "H_VIRT" => {
+            ExitKind::ExternalInterrupt
+        }
+        "SYSCALL" => ExitKind::Hypercall,
+        "H_EMUL_ASSIST" | "H_FAC_UNAVAIL" => ExitKind::Emulation,
+        "H_CEDE" => ExitKind::Halt,
+        _ => return None,
+    })
+}
+
+/// LoongArch: exception names as perf names them.
+fn loongarch(reason: &str) -> Option<ExitKind> {
+    Some(match reason {
+        "Interrupt" => ExitKind::ExternalInterrupt,
+        "Mem Read" | "Mem Store" | "Inst Fetch" | "Mem Modify" => ExitKind::DataAbort,
+        "Hypercall" => ExitKind::Hypercall,
+        "Idle" => ExitKind::Halt,
+        "IOCSR" | "CSR" | "CPUCFG" => ExitKind::Emulation,
+        _ => return None,
+    })
 }
 
 /// What a kvm_stat counter or a binary statistic counts.
@@ -100,8 +229,17 @@ pub fn counter(name: &str) -> Option<Counter> {
     {
         return Some(Counter::Kind(classify(reason)));
     }
+    // `kvm_userspace_exit(MMIO)`: the reason a tracepoint row is broken down by
+    if let Some(base) = name.split_once('(').map(|(b, _)| b)
+        && base == "kvm_userspace_exit"
+    {
+        return Some(Counter::Kind(ExitKind::Userspace));
+    }
     Some(match name {
-        "kvm_exit" | "exits" => Counter::Total,
+        // every exit is followed by an entry: `kvm_entry` stands in when `kvm_exit` is
+        // filtered out
+        "kvm_exit" | "exits" | "kvm_entry" => Counter::Total,
+        "kvm_userspace_exit" => Counter::Kind(ExitKind::Userspace),
         "io_exits" | "kvm_pio" => Counter::Kind(ExitKind::Io),
         "mmio_exits" | "kvm_mmio" => Counter::Kind(ExitKind::Mmio),
         "kvm_msr" => Counter::Kind(ExitKind::Msr),
@@ -110,9 +248,13 @@ pub fn counter(name: &str) -> Option<Counter> {
         "irq_exits" => Counter::Kind(ExitKind::ExternalInterrupt),
         "irq_window_exits" | "nmi_window_exits" => Counter::Kind(ExitKind::InterruptWindow),
         "insn_emulation" | "kvm_emulate_insn" => Counter::Kind(ExitKind::Emulation),
-        "pf_fixed" => Counter::Kind(ExitKind::PageFault),
+        "pf_fixed" | "kvm_page_fault" => Counter::Kind(ExitKind::PageFault),
+        "pf_guest" => Counter::Kind(ExitKind::Exception),
+        "invlpg" | "kvm_invlpga" => Counter::Kind(ExitKind::ShadowMmu),
+        "kvm_cr" => Counter::Kind(ExitKind::ShadowMmu),
         "hypercalls" | "kvm_hypercall" | "kvm_hv_hypercall" => Counter::Kind(ExitKind::Hypercall),
         "directed_yield_attempted" => Counter::Kind(ExitKind::Pause),
+        "kvm_wfx_arm64" => Counter::Kind(ExitKind::Wfx),
         _ => return None,
     })
 }
@@ -153,11 +295,19 @@ pub struct ExitProfile {
     pub memory_kib: Option<u64>,
     /// vCPU run delay (time runnable but not running), % of one CPU summed over vCPUs.
     pub delay_pct: Option<f64>,
+    /// kvm_stat tracepoints that are not exits but tell what the exits do
+    /// (`kvm_hv_timer_state`, `kvm_apic_ipi`, `kvm_vcpu_wakeup`, `kvm_inj_virq`, ...).
+    pub events: BTreeMap<String, f64>,
+    /// The domain's virtualization type when known (`kvm`, or `qemu` for TCG), live only.
+    pub virt_type: Option<String>,
 }
 
 impl ExitProfile {
     pub fn kind(&self, k: ExitKind) -> f64 {
         self.kinds.get(&k).copied().unwrap_or(0.0)
+    }
+    pub fn event(&self, name: &str) -> f64 {
+        self.events.get(name).copied().unwrap_or(0.0)
     }
     pub fn share(&self, k: ExitKind) -> f64 {
         if self.total > 0.0 {
@@ -230,9 +380,11 @@ fn from_kvm_stat(b: &KvmStatBlock, what: &str) -> ExitProfile {
     let mut top = BTreeMap::new();
     let mut by_reason = BTreeMap::new();
     let mut events = BTreeMap::new();
+    let mut entries: f64 = 0.0;
     for r in &b.rows {
         let v = value(r);
         match counter(&r.name) {
+            Some(Counter::Total) if r.name == "kvm_entry" => entries = entries.max(v),
             Some(Counter::Total) => p.total = p.total.max(v),
             Some(Counter::Kind(k)) if r.name.starts_with("kvm_exit(") => {
                 *by_reason.entry(k).or_default() += v;
@@ -240,10 +392,22 @@ fn from_kvm_stat(b: &KvmStatBlock, what: &str) -> ExitProfile {
             }
             Some(Counter::Kind(k)) => {
                 let e: &mut f64 = events.entry(k).or_default();
-                *e = e.max(v);
+                if r.name.contains('(') {
+                    // `kvm_userspace_exit(MMIO)`: a breakdown of its parent row
+                    p.events.insert(r.name.clone(), v);
+                } else {
+                    *e = e.max(v);
+                }
             }
-            None => {}
+            None => {
+                if r.name.starts_with("kvm_") && !r.name.contains('(') {
+                    p.events.insert(r.name.clone(), v);
+                }
+            }
         }
+    }
+    if p.total == 0.0 {
+        p.total = entries;
     }
     // exit reasons (kvm_exit(X) rows) are exact; other events fill in kinds they lack
     p.kinds = by_reason;
@@ -287,21 +451,33 @@ pub fn profiles(rec: &Recorded, what: &str) -> Vec<ExitProfile> {
     out
 }
 
-/// What a port key points at (`0x70:POUT` -> the RTC).
+/// What a port key points at (`0x70:POUT` -> the RTC). ACPI PM is board-specific: only the
+/// PM blocks of QEMU's Q35 (0x600) and i440fx/PIIX4 (0xb000) defaults are named.
+// specific registers first, then the block they belong to
+#[allow(clippy::match_overlapping_arm)]
 pub fn port_hint(key: &str) -> Option<&'static str> {
     let port = key.split(':').next()?.trim_start_matches("0x");
     let port = u32::from_str_radix(port, 16).ok()?;
     Some(match port {
+        0x20 | 0x21 | 0xa0 | 0xa1 => "PIC (i8259 interrupt controller)",
         0x40..=0x43 => "PIT (i8254 timer)",
         0x61 => "PC speaker / PIT gate",
+        0x60 | 0x64 => "PS/2 keyboard controller (i8042)",
         0x70 | 0x71 => "RTC (CMOS clock)",
-        0x608 | 0xb008 => "ACPI PM timer",
+        0x80 => "POST diagnostic port (Linux io_delay)",
+        0x92 => "system control port A (A20)",
+        0x402 => "ISA debug console",
+        0x510 | 0x511 => "QEMU fw_cfg",
+        0x608 => "ACPI PM timer (board-specific: the Q35 default block 0x600)",
+        0x600..=0x67f => "ACPI PM (board-specific: the Q35 default block 0x600)",
+        0xb008 => "ACPI PM timer (board-specific: the i440fx default block 0xb000)",
+        0xb000..=0xb03f => "ACPI PM (board-specific: the i440fx default block 0xb000)",
+        0xcf9 => "reset control register",
         0xcf8..=0xcff => "PCI configuration space",
         0x1f0..=0x1f7 | 0x170..=0x177 | 0x3f6 | 0x376 => "IDE disk controller",
         0x3f8..=0x3ff | 0x2f8..=0x2ff => "serial port",
         0x1ce..=0x1d0 | 0x3c0..=0x3df => "VGA",
-        0x60 | 0x64 => "PS/2 keyboard controller",
-        0x510 | 0x511 => "QEMU fw_cfg",
+        0x5658 => "VMware backdoor (vmport)",
         _ if port >= 0xc000 => "a PCI device's I/O BAR (an emulated NIC, disk or USB controller)",
         _ => return None,
     })
@@ -309,10 +485,168 @@ pub fn port_hint(key: &str) -> Option<&'static str> {
 
 /// Whether a port belongs to a timer (the clock rules' business).
 pub fn is_timer_port(key: &str) -> bool {
-    matches!(
-        port_hint(key),
-        Some("PIT (i8254 timer)" | "RTC (CMOS clock)" | "ACPI PM timer" | "PC speaker / PIT gate")
-    )
+    port_hint(key).is_some_and(|h| {
+        h.starts_with("PIT")
+            || h.starts_with("RTC")
+            || h.starts_with("ACPI PM timer")
+            || h.starts_with("PC speaker")
+    })
+}
+
+/// What an MSR access does, for the timer and IPI rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MsrRole {
+    /// Programs a timer (TSC deadline, the x2APIC timer, Hyper-V synthetic timers).
+    Timer,
+    /// Sends an IPI (x2APIC ICR and self-IPI, Hyper-V ICR).
+    Ipi,
+    /// Ends an interrupt (x2APIC EOI, Hyper-V EOI and EOM).
+    Eoi,
+    /// Performance counters (Intel and AMD PMU).
+    Pmu,
+    Other,
+}
+
+/// The name and role of an MSR index (Intel SDM Vol. 4, AMD APM Vol. 2, Hyper-V TLFS,
+/// Linux arch/x86/include/asm/msr-index.h and uapi/asm/kvm_para.h).
+// specific registers first, then the block they belong to
+#[allow(clippy::match_overlapping_arm)]
+pub fn msr_name(index: u64) -> Option<(&'static str, MsrRole)> {
+    use MsrRole::*;
+    Some(match index {
+        0x10 => ("IA32_TIME_STAMP_COUNTER", Other),
+        0x11 => ("KVM wall clock (old)", Other),
+        0x12 => ("KVM system time (old kvmclock)", Other),
+        0x1b => ("IA32_APIC_BASE", Other),
+        0x3a => ("IA32_FEATURE_CONTROL", Other),
+        0x3b => ("IA32_TSC_ADJUST", Other),
+        0x48 => ("IA32_SPEC_CTRL", Other),
+        0x49 => ("IA32_PRED_CMD", Other),
+        0xc1..=0xc8 => ("IA32_PMCx (PMU counter)", Pmu),
+        0xe7 => ("IA32_MPERF", Other),
+        0xe8 => ("IA32_APERF", Other),
+        0x174..=0x176 => ("IA32_SYSENTER_*", Other),
+        0x186..=0x18d => ("IA32_PERFEVTSELx (PMU event select)", Pmu),
+        0x1a0 => ("IA32_MISC_ENABLE", Other),
+        0x1d9 => ("IA32_DEBUGCTL", Other),
+        0x277 => ("IA32_PAT", Other),
+        0x309..=0x30b => ("IA32_FIXED_CTRx (PMU fixed counter)", Pmu),
+        0x345 => ("IA32_PERF_CAPABILITIES", Pmu),
+        0x38d => ("IA32_FIXED_CTR_CTRL (PMU)", Pmu),
+        0x38e => ("IA32_PERF_GLOBAL_STATUS (PMU)", Pmu),
+        0x38f => ("IA32_PERF_GLOBAL_CTRL (PMU)", Pmu),
+        0x390 => ("IA32_PERF_GLOBAL_OVF_CTRL (PMU)", Pmu),
+        0x6e0 => ("IA32_TSC_DEADLINE (LAPIC timer)", Timer),
+        0x802 => ("x2APIC ID", Other),
+        0x803 => ("x2APIC version", Other),
+        0x808 => ("x2APIC TPR", Other),
+        0x80b => ("x2APIC EOI", Eoi),
+        0x80d => ("x2APIC LDR", Other),
+        0x80f => ("x2APIC SVR", Other),
+        0x828 => ("x2APIC ESR", Other),
+        0x830 => ("x2APIC ICR (sends an IPI)", Ipi),
+        0x832 => ("x2APIC LVT timer", Timer),
+        0x838 => ("x2APIC timer initial count", Timer),
+        0x839 => ("x2APIC timer current count", Timer),
+        0x83e => ("x2APIC timer divide configuration", Timer),
+        0x83f => ("x2APIC self IPI", Ipi),
+        0x800..=0x8ff => ("an x2APIC register", Other),
+        0x4000_0000 => ("Hyper-V GUEST_OS_ID", Other),
+        0x4000_0001 => ("Hyper-V HYPERCALL", Other),
+        0x4000_0002 => ("Hyper-V VP_INDEX", Other),
+        0x4000_0003 => ("Hyper-V RESET", Other),
+        0x4000_0010 => ("Hyper-V VP_RUNTIME", Other),
+        0x4000_0020 => ("Hyper-V TIME_REF_COUNT (reference counter)", Timer),
+        0x4000_0021 => ("Hyper-V REFERENCE_TSC", Other),
+        0x4000_0022 => ("Hyper-V TSC_FREQUENCY", Other),
+        0x4000_0023 => ("Hyper-V APIC_FREQUENCY", Other),
+        0x4000_0070 => ("Hyper-V EOI (vapic)", Eoi),
+        0x4000_0071 => ("Hyper-V ICR (vapic, sends an IPI)", Ipi),
+        0x4000_0072 => ("Hyper-V TPR (vapic)", Other),
+        0x4000_0073 => ("Hyper-V VP_ASSIST_PAGE", Other),
+        0x4000_0080 => ("Hyper-V SCONTROL (synic)", Other),
+        0x4000_0081 => ("Hyper-V SVERSION (synic)", Other),
+        0x4000_0082 => ("Hyper-V SIEFP (synic)", Other),
+        0x4000_0083 => ("Hyper-V SIMP (synic)", Other),
+        0x4000_0084 => ("Hyper-V EOM (synic end of message)", Eoi),
+        0x4000_0090..=0x4000_009f => ("Hyper-V SINTx (synic interrupt source)", Other),
+        0x4000_00b0 | 0x4000_00b2 | 0x4000_00b4 | 0x4000_00b6 => {
+            ("Hyper-V STIMERx_CONFIG (synthetic timer)", Timer)
+        }
+        0x4000_00b1 | 0x4000_00b3 | 0x4000_00b5 | 0x4000_00b7 => {
+            ("Hyper-V STIMERx_COUNT (synthetic timer)", Timer)
+        }
+        0x4000_0100..=0x4000_0105 => ("Hyper-V CRASH_Px/CRASH_CTL", Other),
+        0x4000_0106 => ("Hyper-V REENLIGHTENMENT_CONTROL", Other),
+        0x4000_0107 => ("Hyper-V TSC_EMULATION_CONTROL", Other),
+        0x4000_0108 => ("Hyper-V TSC_EMULATION_STATUS", Other),
+        0x4000_0000..=0x4000_0fff => ("a Hyper-V synthetic MSR", Other),
+        0x4b56_4d00 => ("KVM wall clock", Other),
+        0x4b56_4d01 => ("KVM system time (kvmclock)", Other),
+        0x4b56_4d02 => ("KVM async page fault", Other),
+        0x4b56_4d03 => ("KVM steal time", Other),
+        0x4b56_4d04 => ("KVM PV EOI", Eoi),
+        0x4b56_4d05 => ("KVM poll control", Other),
+        0x4b56_4d06 => ("KVM async PF interrupt", Other),
+        0x4b56_4d07 => ("KVM async PF ack", Other),
+        0xc000_0080 => ("EFER", Other),
+        0xc000_0081..=0xc000_0084 => ("STAR/LSTAR/CSTAR/SFMASK (syscall)", Other),
+        0xc000_0100 => ("FS_BASE", Other),
+        0xc000_0101 => ("GS_BASE", Other),
+        0xc000_0102 => ("KERNEL_GS_BASE", Other),
+        0xc000_0103 => ("TSC_AUX", Other),
+        0xc001_0000..=0xc001_0007 => ("AMD PERF_CTL/PERF_CTR (PMU)", Pmu),
+        0xc001_0200..=0xc001_020b => ("AMD PERF_CTL/PERF_CTR (PMU)", Pmu),
+        0xc001_0300..=0xc001_0302 => ("AMD PERF_CNTR_GLOBAL (PMU)", Pmu),
+        _ => return None,
+    })
+}
+
+/// The role of an msr-table key (`0x6e0:W`).
+pub fn msr_role(key: &str) -> MsrRole {
+    crate::perf::split_key(key)
+        .and_then(|(i, _)| msr_name(i))
+        .map(|(_, r)| r)
+        .unwrap_or(MsrRole::Other)
+}
+
+/// What an MMIO key points at (`0xfee00380:W` -> the xAPIC timer initial count), and its
+/// role for the timer and IPI rules.
+// specific registers first, then the block they belong to
+#[allow(clippy::match_overlapping_arm)]
+pub fn mmio_hint(key: &str) -> Option<(&'static str, MsrRole)> {
+    let (addr, _) = crate::perf::split_key(key)?;
+    use MsrRole::*;
+    Some(match addr {
+        0xfee0_0080 => ("xAPIC TPR", Other),
+        0xfee0_00b0 => ("xAPIC EOI", Eoi),
+        0xfee0_0300 | 0xfee0_0310 => ("xAPIC ICR (sends an IPI)", Ipi),
+        0xfee0_0320 => ("xAPIC LVT timer", Timer),
+        0xfee0_0380 => ("xAPIC timer initial count", Timer),
+        0xfee0_0390 => ("xAPIC timer current count", Timer),
+        0xfee0_03e0 => ("xAPIC timer divide configuration", Timer),
+        0xfee0_0000..=0xfee0_0fff => ("the local APIC (xAPIC)", Other),
+        0xfec0_0000..=0xfec0_0fff => ("the IOAPIC", Other),
+        0xfed0_0000..=0xfed0_03ff => ("the HPET", Timer),
+        0xa_0000..=0xb_ffff => ("the VGA window", Other),
+        _ => (
+            "an emulated device's MMIO region (a PCI BAR or a platform device)",
+            Other,
+        ),
+    })
+}
+
+/// The name of a key of perf's ioport, mmio or msr table.
+pub fn key_hint(table: TableKind, key: &str) -> Option<String> {
+    match table {
+        TableKind::Ioport => port_hint(key).map(str::to_string),
+        TableKind::Mmio => mmio_hint(key).map(|(n, _)| n.to_string()),
+        TableKind::Msr => crate::perf::split_key(key)
+            .and_then(|(i, _)| msr_name(i))
+            .map(|(n, _)| n.to_string()),
+        TableKind::Vmexit => None,
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Recorded exit statistics as people post them: `perf kvm stat report` and `perf kvm stat
-//! live` tables (vmexit, mmio, ioport and msr events; the table with Min/Max columns and the
-//! older one without; VMX and SVM names), and `kvm_stat` output (the `-1`/`--once` batch
-//! lines, the curses summary with %Total and CurAvg/s, and the old "kvm statistics" screen).
+//! live` tables (vmexit, mmio, ioport and msr events; the table with Min/Max columns, the
+//! older one without, and perf 6.x's compact `Event name  Samples  Sample%  Time(ns) ...`
+//! table; exit names of every architecture perf supports), and `kvm_stat` output (the
+//! `-1`/`--once` batch lines, the curses summary with %Total and CurAvg/s, with or without
+//! blank lines between rows, the old "kvm statistics" screen, and the `-l` log in its plain
+//! and CSV forms).
 //!
 //! The parser is tolerant of what mail and forums do to such text: quote prefixes (`> >>`),
 //! rows wrapped after any column, collapsed whitespace, shell prompts and diagnostic lines
@@ -33,6 +36,8 @@ pub struct PerfRow {
     pub avg_us: f64,
     /// The `( +- N% )` spread of the average, when printed.
     pub stddev_pct: Option<f64>,
+    /// perf 6.x's compact table: the row's total handling time in ns (its `Time(ns)`).
+    pub time_ns: Option<u64>,
 }
 
 /// One `perf kvm stat` table.
@@ -47,6 +52,9 @@ pub struct PerfTable {
     pub timestamp: Option<String>,
     /// Whether the table has the Min Time and Max Time columns (perf 3.14 and later).
     pub min_max: bool,
+    /// perf 6.x's compact table (`Event name  Samples  Sample%  Time(ns)  Time%  Max
+    /// Time(ns)  Min Time(ns)  Mean Time(ns)`): times in ns, the kind read from the keys.
+    pub compact: bool,
     pub rows: Vec<PerfRow>,
     pub total_samples: Option<u64>,
     pub total_time_us: Option<f64>,
@@ -66,6 +74,10 @@ pub enum KvmStatLayout {
     Summary,
     /// The old python screen headed `kvm statistics`: `NAME TOTAL RATE`.
     Classic,
+    /// `kvm_stat -l` (log mode, like vmstat): a line of counter names, then one line of
+    /// deltas per interval (newer versions start it with a date and time); `-l -c` writes
+    /// the same as CSV with a `timestamp` column.
+    Log,
 }
 
 /// One `kvm_stat` counter.
@@ -89,6 +101,24 @@ pub struct KvmStatBlock {
     pub total: Option<u64>,
     pub total_per_sec: Option<f64>,
     pub line: usize,
+    /// The log layout: how many intervals were summed into `total`, and their length in
+    /// seconds (from the time stamps, or kvm_stat's 1 s when the lines carry none).
+    pub intervals: Option<usize>,
+    pub interval_s: Option<f64>,
+}
+
+impl KvmStatBlock {
+    fn new(layout: KvmStatLayout, line: usize) -> KvmStatBlock {
+        KvmStatBlock {
+            layout,
+            rows: Vec::new(),
+            total: None,
+            total_per_sec: None,
+            line,
+            intervals: None,
+            interval_s: None,
+        }
+    }
 }
 
 /// Everything found in a recorded report.
@@ -117,8 +147,12 @@ fn excerpt(s: &str) -> String {
 pub enum ParseError {
     #[error("line {line}: {message}")]
     At { line: usize, message: String },
-    #[error("no perf kvm stat table and no kvm_stat output found")]
-    Nothing,
+    #[error(
+        "line {line}: no perf kvm stat table and no kvm_stat output found (the first line reads '{text}')"
+    )]
+    Nothing { line: usize, text: String },
+    #[error("the input is empty: no perf kvm stat table and no kvm_stat output found")]
+    Empty,
 }
 
 /// Remove mail quote prefixes (`> `, `>>>> `, `> >> `) and trailing blanks.
@@ -194,7 +228,8 @@ fn is_timestamp(t: &str) -> bool {
 
 fn kind_of(header: &str) -> Option<TableKind> {
     let h = header.to_ascii_lowercase();
-    if h.contains("vm-exit") || h.contains("vmexit") {
+    // arm64's `perf kvm stat report --event=trap` heads its ESR classes `TRAP-EVENT`
+    if h.contains("vm-exit") || h.contains("vmexit") || h.contains("trap-event") {
         Some(TableKind::Vmexit)
     } else if h.contains("mmio") {
         Some(TableKind::Mmio)
@@ -298,6 +333,7 @@ fn parse_rows(tokens: &[(String, usize)], min_max: bool) -> Result<Vec<PerfRow>,
             max_us,
             avg_us,
             stddev_pct,
+            time_ns: None,
         });
         i = k;
     }
@@ -333,6 +369,7 @@ impl Open {
             scope: self.scope,
             timestamp: self.timestamp,
             min_max: self.min_max,
+            compact: false,
             rows,
             total_samples: total.map(|t| t.0),
             total_time_us: total.and_then(|t| t.1),
@@ -362,23 +399,361 @@ fn is_counter_name(t: &str) -> bool {
         })
 }
 
-/// Parse a recorded report. Fails on a table row that cannot be read, or when the text
-/// holds neither a perf table nor kvm_stat output.
+/// A number perf 6.x prints as a percentage, with or without its `%`.
+fn pct_or_num(t: &str) -> Option<f64> {
+    parse_pct(t).or_else(|| finite(t))
+}
+
+/// One row of perf 6.x's compact table from a line's tokens: `KEY.. SAMPLES SAMPLE% TIME_NS
+/// TIME% MAX_NS MIN_NS MEAN_NS`. `None` when the tokens are not (yet) a whole row.
+fn compact_row(tokens: &[(String, usize)]) -> Option<PerfRow> {
+    let n = tokens.len();
+    if n < 8 {
+        return None;
+    }
+    let j = n - 7;
+    let t = |i: usize| tokens[j + i].0.as_str();
+    let samples = t(0).parse::<u64>().ok()?;
+    let samples_pct = pct_or_num(t(1))?;
+    let time_ns = t(2).parse::<u64>().ok()?;
+    let time_pct = pct_or_num(t(3))?;
+    let max = t(4).parse::<u64>().ok()?;
+    let min = t(5).parse::<u64>().ok()?;
+    let mean = finite(t(6))?;
+    let key = tokens[..j]
+        .iter()
+        .map(|t| t.0.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(PerfRow {
+        key,
+        samples,
+        samples_pct,
+        time_pct,
+        min_us: Some(min as f64 / 1000.0),
+        max_us: Some(max as f64 / 1000.0),
+        avg_us: mean / 1000.0,
+        stddev_pct: None,
+        time_ns: Some(time_ns),
+    })
+}
+
+/// `0x6e0:W` -> (0x6e0, "W").
+pub fn split_key(key: &str) -> Option<(u64, &str)> {
+    let (addr, access) = key.split_once(':')?;
+    let hex = addr.strip_prefix("0x")?;
+    Some((u64::from_str_radix(hex, 16).ok()?, access))
+}
+
+/// Whether an index is in a range the x86 MSR space uses (architectural and model-specific
+/// MSRs, Hyper-V's synthetic MSRs, KVM's paravirtual MSRs, AMD's 0xc000_0000 and
+/// 0xc001_0000 blocks).
+pub fn msr_like(index: u64) -> bool {
+    index < 0x2000
+        || (0x4000_0000..=0x4000_0fff).contains(&index)
+        || (0x4b56_4d00..=0x4b56_4dff).contains(&index)
+        || (0xc000_0000..=0xc000_3fff).contains(&index)
+        || (0xc001_0000..=0xc001_ffff).contains(&index)
+}
+
+/// The kind of a compact table: perf 6.x prints `Event name` over every table, so the keys
+/// tell (`0x70:POUT` ports, `0x6e0:W` MSRs, `0xfee00380:W` MMIO, names for exits).
+fn compact_kind(rows: &[PerfRow]) -> TableKind {
+    let keys: Vec<Option<(u64, &str)>> = rows.iter().map(|r| split_key(&r.key)).collect();
+    if keys
+        .iter()
+        .all(|k| k.is_some_and(|(_, a)| a == "POUT" || a == "PIN"))
+    {
+        TableKind::Ioport
+    } else if keys
+        .iter()
+        .all(|k| k.is_some_and(|(_, a)| a == "R" || a == "W"))
+    {
+        if keys.iter().flatten().all(|(i, _)| msr_like(*i)) {
+            TableKind::Msr
+        } else {
+            TableKind::Mmio
+        }
+    } else {
+        TableKind::Vmexit
+    }
+}
+
+struct Compact {
+    scope: Option<String>,
+    timestamp: Option<String>,
+    line: usize,
+    rows: Vec<PerfRow>,
+    pending: Vec<(String, usize)>,
+}
+
+impl Compact {
+    fn close(self, total: Option<(u64, Option<f64>)>) -> Result<PerfTable, ParseError> {
+        if let Some((_, l)) = self.pending.first() {
+            return Err(ParseError::At {
+                line: *l,
+                message: format!(
+                    "cannot read a table row starting '{}'",
+                    excerpt(&self.pending[0].0)
+                ),
+            });
+        }
+        if self.rows.is_empty() {
+            return Err(ParseError::At {
+                line: self.line,
+                message: "the Event name table has a header and no rows".to_string(),
+            });
+        }
+        Ok(PerfTable {
+            kind: compact_kind(&self.rows),
+            key_header: "Event name".to_string(),
+            scope: self.scope,
+            timestamp: self.timestamp,
+            min_max: true,
+            compact: true,
+            rows: self.rows,
+            total_samples: total.map(|t| t.0),
+            total_time_us: total.and_then(|t| t.1),
+            line: self.line,
+            notes: Vec::new(),
+        })
+    }
+}
+
+/// Debugfs counter names of kvm_stat (and of `/sys/kernel/debug/kvm`) that are not
+/// `kvm_*` tracepoints: enough of them marks a line as a `kvm_stat -l` banner.
+const DEBUGFS_NAMES: &[&str] = &[
+    "exits",
+    "fpu_reload",
+    "halt_exits",
+    "halt_successful_poll",
+    "halt_attempted_poll",
+    "halt_poll_invalid",
+    "halt_wakeup",
+    "host_state_reload",
+    "hypercalls",
+    "insn_emulation",
+    "insn_emulation_fail",
+    "io_exits",
+    "irq_exits",
+    "irq_injections",
+    "irq_window_exits",
+    "mmio_exits",
+    "mmu_cache_miss",
+    "mmu_flooded",
+    "mmu_pde_zapped",
+    "mmu_pte_write",
+    "mmu_recycled",
+    "mmu_shadow_zapped",
+    "mmu_unsync",
+    "nmi_injections",
+    "nmi_window_exits",
+    "pf_fixed",
+    "pf_guest",
+    "remote_tlb_flush",
+    "request_irq_exits",
+    "signal_exits",
+    "tlb_flush",
+    "invlpg",
+    "efer_reload",
+    "largepages",
+];
+
+/// A `kvm_stat -l` banner: counter names only (space- or comma-separated, CSV with a
+/// leading `timestamp`), at least two, most of them KVM's.
+fn log_banner(t: &str) -> Option<(Vec<String>, bool)> {
+    let csv = t.contains(',');
+    let mut names: Vec<&str> = if csv {
+        t.split(',').map(str::trim).collect()
+    } else {
+        t.split_whitespace().collect()
+    };
+    if csv && names.first() == Some(&"timestamp") {
+        names.remove(0);
+    }
+    if names.len() < 2 || !names.iter().all(|n| is_counter_name(n)) {
+        return None;
+    }
+    let kvm = names
+        .iter()
+        .filter(|n| {
+            n.starts_with("kvm_") || DEBUGFS_NAMES.contains(&n.split('(').next().unwrap_or(""))
+        })
+        .count();
+    (kvm * 2 > names.len()).then(|| (names.iter().map(|n| n.to_string()).collect(), csv))
+}
+
+/// Seconds of a `YYYY-MM-DD HH:MM:SS` time stamp (since 1970, UTC taken as local: only
+/// differences matter).
+fn log_stamp(date: &str, time: &str) -> Option<i64> {
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let t: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let ([y, m, dd], [h, mi, s]) = (d.as_slice(), t.as_slice()) else {
+        return None;
+    };
+    if !(1..=12).contains(m) || !(1..=31).contains(dd) || *h > 23 || *mi > 59 || *s > 60 {
+        return None;
+    }
+    // days from civil (Howard Hinnant's algorithm)
+    let y = if *m <= 2 { y - 1 } else { *y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + s)
+}
+
+struct Log {
+    names: Vec<String>,
+    csv: bool,
+    line: usize,
+    sums: Vec<u64>,
+    n: usize,
+    stamps: Vec<i64>,
+}
+
+impl Log {
+    /// One line of deltas: `Some(Ok)` when taken, `None` when the line is no statline.
+    fn take(&mut self, t: &str, lineno: usize) -> Option<Result<(), ParseError>> {
+        let fields: Vec<&str> = if self.csv {
+            t.split(',').map(str::trim).collect()
+        } else {
+            t.split_whitespace().collect()
+        };
+        let (stamp, values) = match fields.as_slice() {
+            [ts, rest @ ..] if self.csv && ts.contains(':') => {
+                let mut dt = ts.split_whitespace();
+                (
+                    dt.next().zip(dt.next()).and_then(|(d, t)| log_stamp(d, t)),
+                    rest,
+                )
+            }
+            [d, tm, rest @ ..] if !self.csv && d.contains('-') && tm.contains(':') => {
+                (log_stamp(d, tm), rest)
+            }
+            all => (None, all),
+        };
+        if values.is_empty() || !values.iter().all(|v| v.bytes().all(|b| b.is_ascii_digit())) {
+            return None;
+        }
+        if let Err(e) = check_overflow(
+            &values
+                .iter()
+                .map(|v| (v.to_string(), lineno))
+                .collect::<Vec<_>>(),
+        ) {
+            return Some(Err(e));
+        }
+        if values.len() != self.names.len() {
+            return Some(Err(ParseError::At {
+                line: lineno,
+                message: format!(
+                    "a kvm_stat log line with {} values under a header of {} counters",
+                    values.len(),
+                    self.names.len()
+                ),
+            }));
+        }
+        for (sum, v) in self.sums.iter_mut().zip(values) {
+            let v: u64 = v.parse().unwrap_or(0);
+            match sum.checked_add(v) {
+                Some(s) => *sum = s,
+                None => {
+                    return Some(Err(ParseError::At {
+                        line: lineno,
+                        message: "the kvm_stat log's counts add up beyond 2^64".to_string(),
+                    }));
+                }
+            }
+        }
+        self.n += 1;
+        self.stamps.extend(stamp);
+        Some(Ok(()))
+    }
+
+    fn close(self) -> Result<KvmStatBlock, ParseError> {
+        if self.n == 0 {
+            return Err(ParseError::At {
+                line: self.line,
+                message: "a kvm_stat log header with no rows".to_string(),
+            });
+        }
+        let interval = if self.stamps.is_empty() {
+            // kvm_stat -l before time stamps were added sleeps one second per line
+            Some(1.0)
+        } else if self.stamps.len() == self.n && self.n >= 2 {
+            let span = self.stamps[self.n - 1] - self.stamps[0];
+            (span > 0).then(|| span as f64 / (self.n - 1) as f64)
+        } else {
+            None
+        };
+        let mut b = KvmStatBlock::new(KvmStatLayout::Log, self.line);
+        b.intervals = Some(self.n);
+        b.interval_s = interval;
+        b.rows = self
+            .names
+            .into_iter()
+            .zip(self.sums)
+            .map(|(name, total)| KvmStatRow {
+                name,
+                total,
+                per_sec: interval.map(|i| total as f64 / (self.n as f64 * i)),
+                pct: None,
+            })
+            .collect();
+        Ok(b)
+    }
+}
+
+/// The first line that is not blank or a comment, for an error about the whole input.
+fn nothing(text: &str) -> ParseError {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, unquote(l).trim()))
+        .find(|(_, t)| !t.is_empty() && !t.starts_with('#'))
+        .map(|(line, t)| ParseError::Nothing {
+            line,
+            text: excerpt(t),
+        })
+        .unwrap_or(ParseError::Empty)
+}
+
+fn flush_kvm(kvm: &mut Option<KvmStatBlock>, out: &mut Recorded) -> Result<(), ParseError> {
+    if let Some(b) = kvm.take() {
+        match b.layout {
+            // a lone `name 1 2` line is not a batch
+            KvmStatLayout::Batch if b.rows.len() < 2 => {}
+            KvmStatLayout::Summary | KvmStatLayout::Classic if b.rows.is_empty() => {
+                return Err(ParseError::At {
+                    line: b.line,
+                    message: "a kvm_stat header with no rows".to_string(),
+                });
+            }
+            _ => out.kvm_stat.push(b),
+        }
+    }
+    Ok(())
+}
+
+/// Parse a recorded report. Fails on a table row that cannot be read, a table header with
+/// no rows, a number that overflows, or when the text holds neither a perf table nor
+/// kvm_stat output; every error names its line.
 pub fn parse(text: &str) -> Result<Recorded, ParseError> {
     let mut out = Recorded::default();
     let mut open: Option<Open> = None;
+    let mut compact: Option<Compact> = None;
+    let mut log: Option<Log> = None;
     let mut scope: Option<String> = None;
     let mut timestamp: Option<String> = None;
     let mut kvm: Option<KvmStatBlock> = None;
-
-    let flush_kvm = |kvm: &mut Option<KvmStatBlock>, out: &mut Recorded| {
-        if let Some(b) = kvm.take() {
-            // a lone `name 1 2` line is not a batch
-            if !b.rows.is_empty() && (b.layout != KvmStatLayout::Batch || b.rows.len() >= 2) {
-                out.kvm_stat.push(b);
-            }
-        }
-    };
 
     for (idx, raw) in text.lines().enumerate() {
         let lineno = idx + 1;
@@ -386,6 +761,49 @@ pub fn parse(text: &str) -> Result<Recorded, ParseError> {
         let t = line.trim();
         if t.starts_with('#') || t.starts_with('$') {
             continue;
+        }
+        if let Some(c) = compact.as_mut() {
+            if t.starts_with("Total Samples:") {
+                check_overflow(
+                    &t.split([':', ',', ' '])
+                        .map(|w| (w.trim_end_matches('.').to_string(), lineno))
+                        .collect::<Vec<_>>(),
+                )?;
+                if let Some(c) = compact.take() {
+                    out.perf.push(c.close(parse_total(t))?);
+                }
+                continue;
+            }
+            if t.is_empty() {
+                continue;
+            }
+            let words: Vec<(String, usize)> = t
+                .split_whitespace()
+                .map(|w| (w.to_string(), lineno))
+                .collect();
+            let numeric = words.iter().any(|w| pct_or_num(&w.0).is_some());
+            let new_table = t.starts_with("Analyze events")
+                || t.contains("Samples%")
+                || t.contains("Sample%")
+                || is_timestamp(t);
+            if !new_table && (numeric || !c.pending.is_empty()) {
+                check_overflow(&words)?;
+                c.pending.extend(words);
+                if let Some(row) = compact_row(&c.pending) {
+                    c.rows.push(row);
+                    c.pending.clear();
+                } else if c.pending.len() > 24 {
+                    let (w, l) = &c.pending[0];
+                    return Err(ParseError::At {
+                        line: *l,
+                        message: format!("cannot read a table row starting '{}'", excerpt(w)),
+                    });
+                }
+                continue;
+            }
+            if let Some(c) = compact.take() {
+                out.perf.push(c.close(None)?);
+            }
         }
         if let Some(o) = open.as_mut() {
             if o.header_open {
@@ -411,8 +829,10 @@ pub fn parse(text: &str) -> Result<Recorded, ParseError> {
                 o.notes.push(t.to_string());
                 continue;
             }
-            let starts_new =
-                t.starts_with("Analyze events") || t.contains("Samples%") || is_timestamp(t);
+            let starts_new = t.starts_with("Analyze events")
+                || t.contains("Samples%")
+                || t.contains("Sample%")
+                || is_timestamp(t);
             if !starts_new && !t.starts_with('=') {
                 o.tokens
                     .extend(t.split_whitespace().map(|w| (w.to_string(), lineno)));
@@ -423,27 +843,54 @@ pub fn parse(text: &str) -> Result<Recorded, ParseError> {
                 out.perf.push(o.close(None)?);
             }
         }
-        if t.is_empty() {
-            if kvm
-                .as_ref()
-                .is_some_and(|b| b.layout == KvmStatLayout::Batch)
-            {
-                flush_kvm(&mut kvm, &mut out);
+        if let Some(l) = log.as_mut() {
+            if t.is_empty() {
+                continue;
             }
+            match l.take(t, lineno) {
+                Some(r) => {
+                    r?;
+                    continue;
+                }
+                None => {
+                    // the banner repeats every 20 lines
+                    if log_banner(t).is_some_and(|(names, _)| names == l.names) {
+                        continue;
+                    }
+                    if let Some(l) = log.take() {
+                        out.kvm_stat.push(l.close()?);
+                    }
+                }
+            }
+        }
+        if t.is_empty() {
+            // blank lines between rows are kept by mail and by copying a curses screen:
+            // they end no kvm_stat block
             continue;
         }
         if is_timestamp(t) {
-            flush_kvm(&mut kvm, &mut out);
+            flush_kvm(&mut kvm, &mut out)?;
             timestamp = Some(t.to_string());
             continue;
         }
         if let Some(s) = t.strip_prefix("Analyze events for ") {
-            flush_kvm(&mut kvm, &mut out);
+            flush_kvm(&mut kvm, &mut out)?;
             scope = Some(s.trim_end_matches(':').to_string());
             continue;
         }
+        if t.starts_with("Event name") && t.contains("Sample") {
+            flush_kvm(&mut kvm, &mut out)?;
+            compact = Some(Compact {
+                scope: scope.take(),
+                timestamp: timestamp.take(),
+                line: lineno,
+                rows: Vec::new(),
+                pending: Vec::new(),
+            });
+            continue;
+        }
         if t.contains("Samples%") || (t.contains("Samples") && t.contains("Time%")) {
-            flush_kvm(&mut kvm, &mut out);
+            flush_kvm(&mut kvm, &mut out)?;
             let key_header = t.split("Samples").next().unwrap_or("").trim().to_string();
             let kind = kind_of(&key_header).ok_or_else(|| ParseError::At {
                 line: lineno,
@@ -475,24 +922,24 @@ pub fn parse(text: &str) -> Result<Recorded, ParseError> {
             )?;
         }
         if t == "kvm statistics" {
-            flush_kvm(&mut kvm, &mut out);
-            kvm = Some(KvmStatBlock {
-                layout: KvmStatLayout::Classic,
-                rows: Vec::new(),
-                total: None,
-                total_per_sec: None,
-                line: lineno,
-            });
+            flush_kvm(&mut kvm, &mut out)?;
+            kvm = Some(KvmStatBlock::new(KvmStatLayout::Classic, lineno));
             continue;
         }
         if words.first() == Some(&"Event") && words.contains(&"Total") {
-            flush_kvm(&mut kvm, &mut out);
-            kvm = Some(KvmStatBlock {
-                layout: KvmStatLayout::Summary,
-                rows: Vec::new(),
-                total: None,
-                total_per_sec: None,
+            flush_kvm(&mut kvm, &mut out)?;
+            kvm = Some(KvmStatBlock::new(KvmStatLayout::Summary, lineno));
+            continue;
+        }
+        if let Some((names, csv)) = log_banner(t) {
+            flush_kvm(&mut kvm, &mut out)?;
+            log = Some(Log {
+                sums: vec![0; names.len()],
+                names,
+                csv,
                 line: lineno,
+                n: 0,
+                stamps: Vec::new(),
             });
             continue;
         }
@@ -502,7 +949,7 @@ pub fn parse(text: &str) -> Result<Recorded, ParseError> {
             if words.first() == Some(&"Total") {
                 b.total = words.get(1).and_then(|w| w.parse().ok());
                 b.total_per_sec = words.last().and_then(|w| w.parse().ok());
-                flush_kvm(&mut kvm, &mut out);
+                flush_kvm(&mut kvm, &mut out)?;
                 continue;
             }
             if let [name, total, rest @ ..] = words.as_slice()
@@ -522,20 +969,21 @@ pub fn parse(text: &str) -> Result<Recorded, ParseError> {
                 });
                 continue;
             }
-            flush_kvm(&mut kvm, &mut out);
+            flush_kvm(&mut kvm, &mut out)?;
             continue;
         }
         if let [name, total, rate] = words.as_slice()
             && is_counter_name(name)
             && let (Ok(total), Ok(rate)) = (total.parse::<u64>(), rate.parse::<f64>())
         {
-            let b = kvm.get_or_insert_with(|| KvmStatBlock {
-                layout: KvmStatLayout::Batch,
-                rows: Vec::new(),
-                total: None,
-                total_per_sec: None,
-                line: lineno,
-            });
+            // a name seen again starts the next `kvm_stat -1` run
+            if kvm
+                .as_ref()
+                .is_some_and(|b| b.rows.iter().any(|r| r.name == *name))
+            {
+                flush_kvm(&mut kvm, &mut out)?;
+            }
+            let b = kvm.get_or_insert_with(|| KvmStatBlock::new(KvmStatLayout::Batch, lineno));
             b.rows.push(KvmStatRow {
                 name: name.to_string(),
                 total,
@@ -545,14 +993,20 @@ pub fn parse(text: &str) -> Result<Recorded, ParseError> {
             continue;
         }
         // anything else ends a kvm_stat block
-        flush_kvm(&mut kvm, &mut out);
+        flush_kvm(&mut kvm, &mut out)?;
     }
     if let Some(o) = open.take() {
         out.perf.push(o.close(None)?);
     }
-    flush_kvm(&mut kvm, &mut out);
+    if let Some(c) = compact.take() {
+        out.perf.push(c.close(None)?);
+    }
+    if let Some(l) = log.take() {
+        out.kvm_stat.push(l.close()?);
+    }
+    flush_kvm(&mut kvm, &mut out)?;
     if out.perf.is_empty() && out.kvm_stat.is_empty() {
-        return Err(ParseError::Nothing);
+        return Err(nothing(text));
     }
     Ok(out)
 }
@@ -615,7 +1069,14 @@ Total Samples:62768, Total events handled time:1789115.74us.
         let text = "VM-EXIT Samples Samples% Time% Min Time Max Time Avg time\nHLT 12 x% 1% 1us 2us 3us\nTotal Samples:12, Total events handled time:1.00us.\n";
         let e = parse(text).unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
-        assert_eq!(parse("hello\nworld\n").unwrap_err(), ParseError::Nothing);
+        assert_eq!(
+            parse("hello\nworld\n").unwrap_err().to_string(),
+            "line 1: no perf kvm stat table and no kvm_stat output found (the first line reads 'hello')"
+        );
+        assert_eq!(
+            parse("\n# only a comment\n").unwrap_err(),
+            ParseError::Empty
+        );
         let e = parse(
             "VM-EXIT Samples Samples% Time% Min Time Max Time Avg time\nHLT 12 50.00% 1.00% 1us\n",
         )

@@ -134,6 +134,33 @@ fn render(r: &Report, st: &Style) -> String {
     s
 }
 
+/// Sleep `secs` while watching; on a terminal (and never with --json) a progress line on
+/// stderr counts down, then is erased.
+fn wait_with_progress(secs: f64, domains: usize, json: bool) {
+    use std::io::{IsTerminal as _, Write as _};
+    let mut err = std::io::stderr();
+    if json || !err.is_terminal() {
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        return;
+    }
+    let t0 = Instant::now();
+    loop {
+        let left = secs - t0.elapsed().as_secs_f64();
+        if left <= 0.0 {
+            break;
+        }
+        let _ = write!(
+            err,
+            "\r\x1b[Kwatching {domains} domain{} for {secs:.0} s: {left:.0} s left",
+            if domains == 1 { "" } else { "s" }
+        );
+        let _ = err.flush();
+        std::thread::sleep(Duration::from_secs_f64(left.min(1.0)));
+    }
+    let _ = write!(err, "\r\x1b[K");
+    let _ = err.flush();
+}
+
 /// Each domain's audit (its profile and findings) by domain name.
 type Audits = BTreeMap<String, kvmtune_core::diagnosis::DomainAudit>;
 
@@ -266,7 +293,7 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
                 let mut watch = Watch::open(&crate::origin(cli), args.targets.clone(), None)?;
                 let first = watch.take()?;
                 let t0 = Instant::now();
-                std::thread::sleep(Duration::from_secs_f64(args.duration));
+                wait_with_progress(args.duration, first.domains.len(), cli.json);
                 let last = watch.take()?;
                 let fr = watch.frame(&first, &last);
                 let secs = t0.elapsed().as_secs_f64();
@@ -294,7 +321,9 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
         };
         audit_errors.extend(errs);
         for (f, src) in figs {
-            let p = profile(&f, &src);
+            let mut p = profile(&f, &src);
+            // the domain type from the audit's inventory: a TCG domain has no KVM exits
+            p.virt_type = found.get(&f.name).and_then(|a| a.virt_type.clone());
             let ds = diagnose(&p, &lim);
             let mut notes = f.notes.clone();
             if f.exits.is_none() {
