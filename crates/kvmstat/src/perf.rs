@@ -597,7 +597,14 @@ fn log_stamp(date: &str, time: &str) -> Option<i64> {
     let ([y, m, dd], [h, mi, s]) = (d.as_slice(), t.as_slice()) else {
         return None;
     };
-    if !(1..=12).contains(m) || !(1..=31).contains(dd) || *h > 23 || *mi > 59 || *s > 60 {
+    // a year outside 1..=9999 is no time stamp (and would overflow the arithmetic below)
+    if !(1..=9999).contains(y)
+        || !(1..=12).contains(m)
+        || !(1..=31).contains(dd)
+        || !(0..=23).contains(h)
+        || !(0..=59).contains(mi)
+        || !(0..=60).contains(s)
+    {
         return None;
     }
     // days from civil (Howard Hinnant's algorithm)
@@ -1014,6 +1021,22 @@ pub fn parse(text: &str) -> Result<Recorded, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_time_stamps_are_no_time_stamps_not_an_overflow() {
+        assert_eq!(log_stamp("1970-01-01", "00:00:01"), Some(1));
+        assert!(log_stamp("2024-02-29", "23:59:60").is_some());
+        for (d, t) in [
+            ("9223372036854775807-01-01", "00:00:00"),
+            ("-9223372036854775807-01-01", "00:00:00"),
+            ("2024-01-01", "9223372036854775807:00:00"),
+            ("2024-01-01", "-1:00:00"),
+            ("2024-13-01", "00:00:00"),
+            ("0-01-01", "00:00:00"),
+        ] {
+            assert_eq!(log_stamp(d, t), None, "{d} {t}");
+        }
+    }
 
     const SEED_BEFORE: &str = "15:52:35.709821
 Analyze events for all VMs, all VCPUs:
