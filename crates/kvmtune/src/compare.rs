@@ -32,7 +32,7 @@ pub fn bundle_frames(path: &Path) -> Result<Vec<Frame>> {
             .map(|e| format!(" ({e})"))
             .unwrap_or_default();
         bail!(
-            "bundle {} holds no stat window{why}: make it with `kvmtune snapshot --stat-seconds N`",
+            "bundle {} holds no stat window{why}: live statistics need a running libvirt, or a bundle made with `kvmtune snapshot --stat-seconds N`",
             path.display()
         );
     };
@@ -200,8 +200,8 @@ pub fn render(c: &Comparison, st: &Style) -> String {
         }
         let _ = writeln!(
             s,
-            "  {:<26} {:>15} {:>15} {:>9}  {}",
-            "METRIC", "BEFORE", "AFTER", "CHANGE", "VERDICT"
+            "  {:<26} {:>15} {:>15} {:>9}  VERDICT",
+            "METRIC", "BEFORE", "AFTER", "CHANGE"
         );
         for m in &d.metrics {
             let unit = if m.unit == "%" { " %" } else { "" };
