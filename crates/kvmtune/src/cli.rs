@@ -189,8 +189,10 @@ pub enum Command {
 
     /// Full-screen live view of every running domain, like top and kvm_stat together.
     ///
-    /// Keys: up/down (or j/k) select, Enter shows a domain's vCPUs and exits, Esc goes back,
-    /// s/S choose the sort column, r reverses it, / filters by name, q quits.
+    /// Keys: up/down (or j/k) select (the selection follows the domain when rows re-sort),
+    /// Enter shows a domain's vCPUs and exits, Esc goes back, s/S choose the sort column, r
+    /// reverses it, / filters by name, q quits. Columns include memory (RSS, balloon) and the
+    /// host node of the vCPUs; the header shows host CPU, memory and KSM saving.
     #[command(after_help = STAT_EXIT_CODES)]
     Top(TopArgs),
 
@@ -662,9 +664,11 @@ pub struct TopArgs {
     #[arg(long, short = 'i', default_value_t = 1.0, value_name = "SECS")]
     pub interval: f64,
 
-    /// Start sorted by this column: name, host, guest, overhead, emulator, exits, io, delay.
+    /// Start sorted by this column: name, host, guest, overhead, emulator, exits, io, delay,
+    /// rss, balloon, node.
     #[arg(long, default_value = "host", value_name = "COLUMN",
-          value_parser = ["name", "host", "guest", "overhead", "emulator", "exits", "io", "delay"])]
+          value_parser = ["name", "host", "guest", "overhead", "emulator", "exits", "io", "delay",
+                          "rss", "balloon", "node"])]
     pub sort: String,
 
     /// Quit after this many refreshes (for scripts and tests; default: until q).
