@@ -268,4 +268,60 @@ mod tests {
         assert!(t.contains("IO exits -99.9%, improved"), "{t}");
         assert!(t.contains("sample counts"), "{t}");
     }
+
+    fn args(before: Option<&str>, after: Option<&str>) -> CompareArgs {
+        CompareArgs {
+            files: Vec::new(),
+            before_window: before.map(str::to_string),
+            after_window: after.map(str::to_string),
+            domains: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn windows_of_one_log_and_what_is_refused() {
+        let frame = |t: &str, host: f64| {
+            let mut f = Frame {
+                kind: kvmtune_kvmstat::live::STAT_SCHEMA.into(),
+                time: t.into(),
+                interval_s: 1.0,
+                ..Frame::default()
+            };
+            f.domains.push(kvmtune_kvmstat::live::VmFigures {
+                name: "vm".into(),
+                host_cpu_pct: Some(host),
+                ..Default::default()
+            });
+            f
+        };
+        let frames = vec![
+            frame("2026-11-30T10:00:01Z", 90.0),
+            frame("2026-11-30T10:00:02Z", 91.0),
+            frame("2026-11-30T10:00:03Z", 10.0),
+            frame("2026-11-30T10:00:04Z", 11.0),
+        ];
+        let (b, a) = two_windows(&frames, "log", &args(Some("1..2"), Some("3..4"))).unwrap();
+        assert_eq!((b.subjects["vm"].len(), a.subjects["vm"].len()), (2, 2));
+        assert!(b.label.ends_with("[1..2]"));
+        let e = two_windows(&frames, "log", &args(Some("1..2"), Some("9..10")))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "log: no interval in the window 9..10");
+        let e = two_windows(&frames, "log", &args(Some("x"), Some("3..4")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--before x: not a range"), "{e}");
+        // a log file is told from a report by its first byte
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.jsonl");
+        let text: String = frames
+            .iter()
+            .map(|f| serde_json::to_string(f).unwrap() + "\n")
+            .collect();
+        std::fs::write(&p, text).unwrap();
+        assert!(matches!(read_input(&p, "x").unwrap(), Input::Frames(f) if f.len() == 4));
+        std::fs::write(&p, "hello\n").unwrap();
+        let e = read_input(&p, "x").err().unwrap().to_string();
+        assert!(e.contains("not a kvmtune stat log, bundle"), "{e}");
+    }
 }
