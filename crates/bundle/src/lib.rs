@@ -12,6 +12,8 @@
 //! libvirt/domcapabilities-<type>.xml one per virtualization type (kvm, qemu)
 //! libvirt/domains/<uuid>.inactive.xml
 //! libvirt/domains/<uuid>.live.xml    running domains only
+//! stat.jsonl                         `snapshot --stat-seconds N`: a `kvmtune stat --json`
+//!                                    window (bundle version 2; absent in version 1)
 //! ```
 
 use std::collections::BTreeMap;
@@ -26,8 +28,12 @@ use serde::{Deserialize, Serialize};
 
 use kvmtune_host::{Capture, ReadErrorKind, Replay};
 
-/// The bundle format version written by this kvmtune.
-pub const BUNDLE_VERSION: u32 = 1;
+/// The bundle format version written by this kvmtune: 1, or 2 when the bundle holds a
+/// stat window (`stat.jsonl`), which a version-1 reader would refuse as an unexpected entry:
+/// an older kvmtune then says the version is too new instead.
+pub const BUNDLE_VERSION: u32 = 2;
+/// The entry holding a recorded stat window.
+pub const STAT_ENTRY: &str = "stat.jsonl";
 /// Entries larger than this are refused on reading, and not written (a bundle is made of
 /// small text files): the same cap as `--root` and input files by default
 /// ([`kvmtune_host::fsio::DEFAULT_MAX_INPUT`], 64 MiB). Fixed, not `KVMTUNE_MAX_INPUT`:
@@ -100,6 +106,23 @@ pub struct Manifest {
     pub host_files: Vec<String>,
     pub capture: Capture,
     pub libvirt: LibvirtCapture,
+    /// A stat window recorded with the bundle (`snapshot --stat-seconds`), in `stat.jsonl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stat: Option<StatWindow>,
+}
+
+/// What `stat.jsonl` holds: `kvmtune stat --json` lines over a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatWindow {
+    /// The entry's name ([`STAT_ENTRY`]).
+    pub file: String,
+    /// The window asked for, in seconds.
+    pub seconds: u64,
+    /// Lines (intervals) written.
+    pub frames: u64,
+    /// Why the window is shorter than asked or empty (a domain stopped, libvirt failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A whole bundle in memory.
@@ -107,6 +130,8 @@ pub struct Manifest {
 pub struct Bundle {
     pub manifest: Manifest,
     pub host_json: Option<String>,
+    /// The stat window's JSON Lines (see [`Bundle::with_stat`]).
+    pub stat_jsonl: Option<String>,
     /// Where it was read from, for messages.
     pub path: Option<PathBuf>,
 }
@@ -183,17 +208,51 @@ impl Bundle {
         Bundle {
             manifest: Manifest {
                 kind: "kvmtune.bundle".into(),
-                version: BUNDLE_VERSION,
+                // 2 only with a stat window (see [`BUNDLE_VERSION`])
+                version: 1,
                 kvmtune_version: env!("CARGO_PKG_VERSION").into(),
                 created_unix,
                 origin,
                 host_files: capture.files.keys().cloned().collect(),
                 capture,
                 libvirt,
+                stat: None,
             },
             host_json,
+            stat_jsonl: None,
             path: None,
         }
+    }
+
+    /// Add a recorded stat window (`kvmtune stat --json` lines). Over [`MAX_ENTRY`] bytes it
+    /// is left out with the reason in the manifest. The bundle becomes version 2.
+    pub fn with_stat(
+        mut self,
+        seconds: u64,
+        jsonl: String,
+        frames: u64,
+        error: Option<String>,
+    ) -> Bundle {
+        let (jsonl, frames, error) = if jsonl.len() as u64 > MAX_ENTRY {
+            (
+                None,
+                0,
+                Some(format!(
+                    "stat window larger than {MAX_ENTRY} bytes; not put in the bundle"
+                )),
+            )
+        } else {
+            (Some(jsonl), frames, error)
+        };
+        self.manifest.stat = Some(StatWindow {
+            file: STAT_ENTRY.into(),
+            seconds,
+            frames,
+            error,
+        });
+        self.stat_jsonl = jsonl;
+        self.manifest.version = 2;
+        self
     }
 
     /// A host-file source replaying the capture.
@@ -205,7 +264,7 @@ impl Bundle {
         Replay::new(self.manifest.capture.clone(), label)
     }
 
-    /// The bundle as .tar.gz bytes.
+    /// The bundle as .tar.gz bytes (version 1 unless it holds a stat window).
     pub fn to_bytes(&self) -> io::Result<Vec<u8>> {
         (|| -> io::Result<Vec<u8>> {
             let gz = GzEncoder::new(Vec::new(), Compression::default());
@@ -267,6 +326,14 @@ impl Bundle {
                     let p = format!("libvirt/domains/{}.live.xml", d.uuid);
                     append(&mut tar, &p, x.as_bytes(), self.manifest.created_unix)?;
                 }
+            }
+            if let Some(s) = &self.stat_jsonl {
+                append(
+                    &mut tar,
+                    STAT_ENTRY,
+                    s.as_bytes(),
+                    self.manifest.created_unix,
+                )?;
             }
             let gz = tar.into_inner()?;
             gz.finish()
@@ -378,8 +445,11 @@ impl Bundle {
         };
         let mut files = BTreeMap::new();
         let mut host_json = None;
+        let mut stat_jsonl = None;
         for (name, bytes) in entries {
-            if let Some(p) = name.strip_prefix("host/") {
+            if name == STAT_ENTRY && manifest.version >= 2 && manifest.stat.is_some() {
+                stat_jsonl = Some(text(bytes, &name)?);
+            } else if let Some(p) = name.strip_prefix("host/") {
                 files.insert(format!("/{p}"), bytes);
             } else if name == "host.json" {
                 host_json = Some(text(bytes, &name)?);
@@ -418,6 +488,11 @@ impl Bundle {
                 return Err(ferr(format!("unexpected entry {name}")));
             }
         }
+        if manifest.stat.as_ref().is_some_and(|s| s.frames > 0) && stat_jsonl.is_none() {
+            return Err(ferr(format!(
+                "manifest lists a stat window but the archive lacks {STAT_ENTRY}"
+            )));
+        }
         for f in &manifest.host_files {
             if !files.contains_key(f) {
                 return Err(ferr(format!("manifest lists {f} but the archive lacks it")));
@@ -430,6 +505,7 @@ impl Bundle {
         Ok(Bundle {
             manifest,
             host_json,
+            stat_jsonl,
             path: Some(path.to_path_buf()),
         })
     }
@@ -510,6 +586,14 @@ fn validate(m: &Manifest) -> Result<(), String> {
             return Err(format!("listing of {d} holds \"{}\"", shown(n)));
         }
     }
+    if let Some(s) = &m.stat
+        && s.file != STAT_ENTRY
+    {
+        return Err(format!(
+            "stat window file \"{}\" is not {STAT_ENTRY}",
+            shown(&s.file)
+        ));
+    }
     let mut uuids = std::collections::BTreeSet::new();
     for d in &m.libvirt.domains {
         if d.uuid.is_empty()
@@ -573,6 +657,58 @@ mod tests {
             errors: vec![],
         };
         Bundle::new("test".into(), rec.capture(), lv, Some("{}".into()), 1)
+    }
+
+    #[test]
+    fn a_stat_window_round_trips_and_makes_version_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.tar.gz");
+        let plain = sample();
+        assert_eq!(plain.manifest.version, 1);
+        plain.write(&path).unwrap();
+        let back = Bundle::read(&path).unwrap();
+        assert_eq!(
+            (back.manifest.version, back.stat_jsonl, back.manifest.stat),
+            (1, None, None)
+        );
+        let b = sample().with_stat(5, "{\"kind\":\"kvmtune.stat\"}\n".into(), 1, None);
+        assert_eq!(b.manifest.version, 2);
+        b.write(&path).unwrap();
+        let back = Bundle::read(&path).unwrap();
+        assert_eq!(back.manifest.version, 2);
+        assert_eq!(
+            back.stat_jsonl.as_deref(),
+            Some("{\"kind\":\"kvmtune.stat\"}\n")
+        );
+        let s = back.manifest.stat.unwrap();
+        assert_eq!((s.file.as_str(), s.seconds, s.frames), (STAT_ENTRY, 5, 1));
+        // an old manifest (no `stat`) reads; a stat.jsonl the manifest does not list does not
+        let m = manifest_json(|_| {});
+        assert!(!String::from_utf8_lossy(&m).contains("\"stat\""));
+        let e = read_bytes(&raw_bundle(&[
+            (b"manifest.json", &m),
+            (b"stat.jsonl", b"{}"),
+        ]));
+        assert!(e.contains("unexpected entry stat.jsonl"), "{e}");
+        // a manifest naming a window the archive lacks
+        let m = manifest_json(|v| {
+            v["version"] = 2.into();
+            v["stat"] = serde_json::json!({"file": "stat.jsonl", "seconds": 5, "frames": 3});
+        });
+        let e = read_bytes(&raw_bundle(&[(b"manifest.json", &m)]));
+        assert!(e.contains("lacks stat.jsonl"), "{e}");
+        let m = manifest_json(|v| {
+            v["version"] = 2.into();
+            v["stat"] = serde_json::json!({"file": "../x", "seconds": 5, "frames": 0});
+        });
+        assert!(read_bytes(&raw_bundle(&[(b"manifest.json", &m)])).contains("is not stat.jsonl"));
+        // too big: left out with the reason
+        let big = "x".repeat(MAX_ENTRY as usize + 1);
+        let b = sample().with_stat(5, big, 9, None);
+        assert!(b.stat_jsonl.is_none());
+        let s = b.manifest.stat.unwrap();
+        assert_eq!(s.frames, 0);
+        assert!(s.error.unwrap().contains("not put in the bundle"));
     }
 
     #[test]

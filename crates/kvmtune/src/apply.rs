@@ -16,7 +16,9 @@ use std::sync::atomic::AtomicBool;
 use kvmtune_apply::check::HostLimits;
 use kvmtune_apply::engine::{self, Env, Request};
 use kvmtune_apply::hostset;
-use kvmtune_apply::journal::{EntryStatus, Journal, Status, StepMark, lock_host, parse_step_marks};
+use kvmtune_apply::journal::{
+    EntryStatus, Journal, MeasureWindow, Measurement, Status, StepMark, lock_host, parse_step_marks,
+};
 use kvmtune_apply::plan::{self, Plan};
 use kvmtune_core::fixes;
 use kvmtune_core::inventory::{Inventory, Select};
@@ -532,6 +534,9 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     if let Some(path) = &args.save_plan {
         save_plan(path, &req, &prep)?;
     }
+    // --measure: the domains being changed (every running domain for host settings only)
+    let measured: Vec<String> = req.domains.iter().map(|d| d.name.clone()).collect();
+    let mut measure_before = None;
     let result = match (&journal, &lock) {
         (Some(j), Some(l)) if !prep.is_empty() => {
             let check = |name: &str, xml: &str| -> Vec<String> {
@@ -551,8 +556,25 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
                     None => Vec::new(),
                 }
             };
+            if let Some(secs) = args.measure {
+                measure_before = Some(measure_window(cli, &cli.connect, &measured, secs, "before"));
+            }
             let stop = stop_on_signals()?;
             Some(engine::execute_until(&env, j, l, &prep, &check, &stop)?)
+        }
+        _ => None,
+    };
+    // --measure: the after window, both stored in the entry
+    let measurement = match (&result, measure_before, &journal, args.measure) {
+        (Some(r), Some(before), Some(j), Some(secs)) if r.status == Status::Applied => {
+            let after = measure_window(cli, &cli.connect, &measured, secs, "after");
+            let m = Measurement {
+                windows: vec![before, after],
+            };
+            if let Err(e) = j.record_measurement(&r.id, &m) {
+                output::warning(&format!("--measure: not stored: {e}"));
+            }
+            Some(m)
         }
         _ => None,
     };
@@ -586,6 +608,9 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         .context("cannot encode the report")?;
         if !args.secrets {
             output::redact_json(&mut report);
+        }
+        if let Some(m) = &measurement {
+            report["measure"] = measurement_json(m);
         }
         print_doc("kvmtune.apply", 1, &report)?;
     } else {
@@ -647,6 +672,28 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
                 }
             }
         }
+        if let Some(m) = &measurement {
+            text.push('\n');
+            text.push_str(&render_measurement(m, &output::Style::of(cli)));
+            if result.as_ref().is_some_and(|r| !r.notes.is_empty()) {
+                let num = result
+                    .as_ref()
+                    .map(|r| {
+                        r.id.split('-')
+                            .next()
+                            .unwrap_or(&r.id)
+                            .trim_start_matches('0')
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    text,
+                    "changes wait for the next start: restart the domain, then `kvmtune history {num}{} --measure {}`",
+                    journal_opt(&journal_dir),
+                    args.measure.unwrap_or(10)
+                );
+            }
+        }
         print_text(&text)?;
     }
     if let Some(r) = &result {
@@ -692,6 +739,137 @@ fn interrupted_hint(id: &str, journal: &Path) -> String {
          to restore the state before it",
         journal_opt(journal)
     )
+}
+
+/// `--measure`: a window of live figures of `domains` (those running; every running domain
+/// when none is named) on `uri`, one frame a second for `secs` seconds. A failure is kept
+/// in the window, not raised: the apply itself must not fail because of a measurement.
+fn measure_window(
+    cli: &Cli,
+    uri: &str,
+    domains: &[String],
+    secs: u64,
+    label: &str,
+) -> MeasureWindow {
+    let started = kvmtune_apply::journal::now();
+    let mut w = MeasureWindow {
+        label: label.to_string(),
+        started,
+        seconds: secs,
+        domains: Vec::new(),
+        frames: Vec::new(),
+        error: None,
+    };
+    let r = (|| -> Result<()> {
+        let origin = kvmtune_core::inventory::Origin {
+            connect: uri.to_string(),
+            root: cli.root.clone(),
+            from: None,
+        };
+        let lv = Libvirt::open(uri, true)?;
+        let running: Vec<String> = domains
+            .iter()
+            .filter(|d| lv.is_active(d).unwrap_or(false))
+            .cloned()
+            .collect();
+        if !domains.is_empty() && running.is_empty() {
+            bail!("none of {} is running", domains.join(", "));
+        }
+        drop(lv);
+        let mut watch = kvmtune_core::watch::Watch::open(&origin, running, None)?;
+        let interval = std::time::Duration::from_secs(1);
+        let start = std::time::Instant::now();
+        let mut prev = watch.take()?;
+        for n in 1..=secs.max(1) {
+            crate::stat::sleep_until(start, n, interval);
+            let cur = watch.take()?;
+            let fr = watch.frame(&prev, &cur);
+            for d in &fr.domains {
+                if !w.domains.contains(&d.name) {
+                    w.domains.push(d.name.clone());
+                }
+            }
+            w.frames
+                .push(serde_json::to_value(&fr).context("cannot encode a frame")?);
+            prev = cur;
+        }
+        Ok(())
+    })();
+    if let Err(e) = r {
+        w.error = Some(crate::one_line(&e));
+    }
+    w
+}
+
+fn window_frames(w: &MeasureWindow) -> Vec<kvmtune_kvmstat::live::Frame> {
+    w.frames
+        .iter()
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .collect()
+}
+
+/// The comparison of an entry's before window with its latest after window (after a
+/// restart if measured, else right after the apply).
+fn measured_comparison(m: &Measurement) -> Option<kvmtune_kvmstat::compare::Comparison> {
+    use kvmtune_kvmstat::compare::{Window, compare};
+    let b = m.window("before")?;
+    let a = m.window("after-restart").or_else(|| m.window("after"))?;
+    let (fb, fa) = (window_frames(b), window_frames(a));
+    if fb.is_empty() || fa.is_empty() {
+        return None;
+    }
+    compare(
+        &Window::from_frames(
+            &format!("before the apply ({} s from {})", b.seconds, b.started),
+            &fb,
+        ),
+        &Window::from_frames(
+            &format!("{} ({} s from {})", a.label, a.seconds, a.started),
+            &fa,
+        ),
+    )
+    .ok()
+}
+
+/// The measurement as text: each window's size or error, then the comparison.
+fn render_measurement(m: &Measurement, st: &output::Style) -> String {
+    let mut out = String::new();
+    for w in &m.windows {
+        let _ = writeln!(
+            out,
+            "measured {}: {} interval(s) of {} from {}{}",
+            w.label,
+            w.frames.len(),
+            if w.domains.is_empty() {
+                "no domain".to_string()
+            } else {
+                w.domains.join(", ")
+            },
+            w.started,
+            w.error
+                .as_ref()
+                .map(|e| format!(" (error: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    match measured_comparison(m) {
+        Some(c) => out.push_str(&crate::compare::render(&c, st)),
+        None => {
+            let _ = writeln!(
+                out,
+                "no comparison: a before and an after window with figures are both needed"
+            );
+        }
+    }
+    out
+}
+
+/// `measure` in JSON: the windows (with their frames) and the comparison.
+fn measurement_json(m: &Measurement) -> serde_json::Value {
+    serde_json::json!({
+        "windows": m.windows,
+        "comparison": measured_comparison(m),
+    })
 }
 
 pub fn run_history(cli: &Cli, args: &HistoryArgs) -> Result<Exit> {
@@ -748,6 +926,25 @@ fn history(cli: &Cli, args: &HistoryArgs, only: Option<&[String]>) -> Result<Exi
         let log = j.steps_log(&id);
         let outcome = j.outcome(&id).ok().flatten();
         let rb = j.rollback_record(&id).ok().flatten();
+        if let Some(secs) = args.measure {
+            // after a restart: the entry's domains (every running one for host settings)
+            let _lock = j.lock()?;
+            let mut m = j.measurement(&id)?.unwrap_or_default();
+            let uri = if l.uri.is_empty() {
+                cli.connect.clone()
+            } else {
+                l.uri.clone()
+            };
+            let w = measure_window(cli, &uri, &l.domains, secs, "after-restart");
+            if let Some(e) = &w.error
+                && w.frames.is_empty()
+            {
+                bail!("history {} --measure: {e}", l.id);
+            }
+            m.put(w);
+            j.record_measurement(&id, &m)?;
+        }
+        let measurement = j.measurement(&id)?;
         if cli.json {
             print_doc(
                 "kvmtune.history-entry",
@@ -755,6 +952,7 @@ fn history(cli: &Cli, args: &HistoryArgs, only: Option<&[String]>) -> Result<Exi
                 &serde_json::json!({
                     "entry": l, "steps": entry.as_ref().map(|e| e.steps.iter().map(engine::describe_step).collect::<Vec<_>>()),
                     "log": log.lines().collect::<Vec<_>>(), "outcome": outcome, "rollback": rb,
+                    "measure": measurement.as_ref().map(measurement_json),
                 }),
             )?;
         } else {
@@ -820,6 +1018,10 @@ fn history(cli: &Cli, args: &HistoryArgs, only: Option<&[String]>) -> Result<Exi
                 for e in &r.errors {
                     let _ = writeln!(out, "  error: {e}");
                 }
+            }
+            if let Some(m) = &measurement {
+                out.push('\n');
+                out.push_str(&render_measurement(m, &output::Style::of(cli)));
             }
             print_text(&out)?;
         }

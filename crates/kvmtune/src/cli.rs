@@ -190,8 +190,10 @@ pub enum Command {
 
     /// Full-screen live view of every running domain, like top and kvm_stat together.
     ///
-    /// Keys: up/down (or j/k) select, Enter shows a domain's vCPUs and exits, Esc goes back,
-    /// s/S choose the sort column, r reverses it, / filters by name, q quits.
+    /// Keys: up/down (or j/k) select (the selection follows the domain when rows re-sort),
+    /// Enter shows a domain's vCPUs and exits, Esc goes back, s/S choose the sort column, r
+    /// reverses it, / filters by name, q quits. Columns include memory (RSS, balloon) and the
+    /// host node of the vCPUs; the header shows host CPU, memory and KSM saving.
     #[command(after_help = STAT_EXIT_CODES)]
     Top(TopArgs),
 
@@ -203,6 +205,17 @@ pub enum Command {
     /// (--perf-report). Rules: docs/diagnose.md.
     #[command(after_help = DIAGNOSE_EXIT_CODES)]
     Diagnose(DiagnoseArgs),
+
+    /// Did a change help? Compare two windows per domain: host CPU, overhead and exits/s by
+    /// kind, before and after, with the change and whether it is significant.
+    ///
+    /// Inputs: two `kvmtune stat --json` logs, two bundles with a stat window (`snapshot
+    /// --stat-seconds`), two recorded `perf kvm stat`/`kvm_stat` reports, or one log (or the
+    /// --from bundle's window) with --before and --after. Significance: Welch's t-test on the
+    /// per-interval values; verdicts improved, worse, no significant change (CPU: lower or
+    /// higher). Rules: docs/compare.md.
+    #[command(after_help = COMPARE_EXIT_CODES)]
+    Compare(CompareArgs),
 
     /// Many hosts at a glance: one row per host (reached or not), its domains, vCPU and
     /// memory commitment, audit findings, KSM saving and hugepages.
@@ -473,6 +486,13 @@ pub struct ApplyArgs {
     /// --save-plan keeps them (files 0600).
     #[arg(long)]
     pub secrets: bool,
+
+    /// Prove the effect: record SECS seconds of `stat` figures of the running domains being
+    /// changed before the apply and again after it, store both in the journal entry, and show
+    /// the comparison (also later with `kvmtune history ID`). Changes that wait for the next
+    /// start: restart the domain, then `kvmtune history ID --measure SECS`.
+    #[arg(long, value_name = "SECS", requires = "yes")]
+    pub measure: Option<u64>,
 }
 
 pub const PLAN_EXIT_CODES: &str = "\
@@ -534,6 +554,12 @@ pub struct HistoryArgs {
     #[arg(value_name = "ID", add = ArgValueCompleter::new(complete::journal_entries))]
     pub id: Option<String>,
 
+    /// With ID: record SECS seconds of `stat` figures of the entry's running domains now
+    /// (after a restart that brought next-start changes into effect), store them in the entry
+    /// and compare them with its before window.
+    #[arg(long, value_name = "SECS", requires = "id")]
+    pub measure: Option<u64>,
+
     /// Journal directory.
     #[arg(
         long,
@@ -584,6 +610,11 @@ pub struct SnapshotArgs {
     /// they are replaced with *** so a bundle can be shared.
     #[arg(long)]
     pub secrets: bool,
+
+    /// Also record N seconds of `kvmtune stat --json` figures of the running domains into
+    /// the bundle (stat.jsonl), for `--from BUNDLE diagnose` and `compare` elsewhere.
+    #[arg(long, value_name = "N", conflicts_with = "no_libvirt")]
+    pub stat_seconds: Option<u64>,
 }
 
 pub const STAT_EXIT_CODES: &str = "\
@@ -645,9 +676,11 @@ pub struct TopArgs {
     #[arg(long, short = 'i', default_value_t = 1.0, value_name = "SECS")]
     pub interval: f64,
 
-    /// Start sorted by this column: name, host, guest, overhead, emulator, exits, io, delay.
+    /// Start sorted by this column: name, host, guest, overhead, emulator, exits, io, delay,
+    /// rss, balloon, node.
     #[arg(long, default_value = "host", value_name = "COLUMN",
-          value_parser = ["name", "host", "guest", "overhead", "emulator", "exits", "io", "delay"])]
+          value_parser = ["name", "host", "guest", "overhead", "emulator", "exits", "io", "delay",
+                          "rss", "balloon", "node"])]
     pub sort: String,
 
     /// Quit after this many refreshes (for scripts and tests; default: until q).
@@ -660,6 +693,33 @@ Exit codes:
   0  nothing alarming
   1  at least one WARN diagnosis (a cause with its fix; INFO diagnoses alone exit 0)
   2  error: unreadable or unparsable report or log, libvirt unreachable, a domain not running";
+
+pub const COMPARE_EXIT_CODES: &str = "\
+Exit codes:
+  0  compared; no domain got worse
+  1  some domain got worse
+  2  error: an unreadable or unparsable input, an empty window, a domain in neither window";
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// BEFORE and AFTER: stat logs (JSON Lines), bundles, or perf/kvm_stat reports; or one
+    /// log (or bundle) with --before and --after; none with --from BUNDLE and the windows.
+    #[arg(value_name = "FILE", num_args = 0..=2, value_hint = ValueHint::FilePath)]
+    pub files: Vec<std::path::PathBuf>,
+
+    /// The before window of one log: START..END as RFC 3339 times (a frame's time is the end
+    /// of its interval) or frame numbers counted from 1 (`1..30`).
+    #[arg(long = "before", value_name = "START..END")]
+    pub before_window: Option<String>,
+
+    /// The after window of one log (see --before).
+    #[arg(long = "after", value_name = "START..END")]
+    pub after_window: Option<String>,
+
+    /// Only this domain (repeatable).
+    #[arg(long = "domain", short = 'd', value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct DiagnoseArgs {

@@ -265,9 +265,19 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
         }
         ("perf-report", label)
     } else {
+        let from_bundle = if args.log.is_none() {
+            cli.from.clone()
+        } else {
+            None
+        };
         let (figs, input, mode): (Vec<(VmFigures, String)>, String, &'static str) =
-            if let Some(path) = &args.log {
-                let frames = read_log(path)?;
+            if let Some(path) = args.log.as_ref().or(from_bundle.as_ref()) {
+                // --from BUNDLE without --log: the bundle's stat window (snapshot --stat-seconds)
+                let frames = if from_bundle.is_some() {
+                    crate::compare::bundle_frames(path)?
+                } else {
+                    read_log(path)?
+                };
                 let merged = merge_frames(&frames);
                 for t in &args.targets {
                     if !merged.iter().any(|(f, _)| &f.name == t) {
@@ -314,7 +324,7 @@ pub fn run(cli: &Cli, args: &DiagnoseArgs) -> Result<Exit> {
             (BTreeMap::new(), Vec::new())
         } else if mode == "log" && !args.targets.is_empty() {
             audits(cli, &args.targets, &args.profile)?
-        } else if mode == "live" {
+        } else if mode == "live" || from_bundle.is_some() {
             audits(cli, &names, &args.profile)?
         } else {
             (BTreeMap::new(), Vec::new())

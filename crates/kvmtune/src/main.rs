@@ -7,6 +7,7 @@
 mod apply;
 mod audit;
 mod cli;
+mod compare;
 mod complete;
 mod diagnose;
 mod exporter;
@@ -138,6 +139,7 @@ fn run(cli: &Cli) -> Result<Exit> {
             Command::Exporter(_) => "exporter",
             // commands that never talk to libvirt ignore the hosts
             Command::Rules { .. }
+            | Command::Compare(_)
             | Command::Explain { .. }
             | Command::Completions { .. }
             | Command::Manpage { .. } => "",
@@ -156,6 +158,7 @@ fn run(cli: &Cli) -> Result<Exit> {
         Command::Stat(args) => stat::run(cli, args),
         Command::Top(args) => top::run(cli, args),
         Command::Diagnose(args) => diagnose::run(cli, args),
+        Command::Compare(args) => compare::run(cli, args),
         Command::History(args) => apply::run_history(cli, args),
         Command::Rollback(args) => apply::run_rollback(cli, args),
         Command::Exporter(args) => exporter::run(cli, args),

@@ -344,6 +344,21 @@ fn examples(sub: Option<&str>) -> &'static [(&'static str, &'static str)] {
             "The full-screen view, sorted by KVM exits:",
             "kvmtune top --sort exits",
         )],
+        Some("compare") => &[
+            (
+                "Record a minute before and after a change, then see whether it helped:",
+                "kvmtune stat --json -n 60 > before.jsonl",
+            ),
+            ("", "kvmtune compare before.jsonl after.jsonl"),
+            (
+                "Two windows of one log (frame numbers or RFC 3339 times):",
+                "kvmtune compare day.jsonl --before 1..60 --after 121..180",
+            ),
+            (
+                "Two recorded perf kvm stat reports:",
+                "kvmtune compare perf-before.txt perf-after.txt",
+            ),
+        ],
         Some("diagnose") => &[
             (
                 "Watch the running domains for 10 seconds:",
@@ -552,6 +567,7 @@ fn see_also(cmd: &clap::Command, sub: Option<&str>) -> String {
                 "stat" => &["top", "diagnose"],
                 "top" => &["stat", "diagnose"],
                 "diagnose" => &["stat", "audit"],
+                "compare" => &["stat", "diagnose"],
                 "rules" => &["explain"],
                 "explain" => &["rules"],
                 "host" | "snapshot" => &["snapshot", "host"],

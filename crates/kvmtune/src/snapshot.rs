@@ -23,6 +23,9 @@ struct SnapshotReport<'a> {
     libvirt_errors: &'a [String],
     domains: Vec<&'a str>,
     running: usize,
+    /// The stat window recorded with --stat-seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stat: Option<&'a kvmtune_bundle::StatWindow>,
 }
 
 /// `snapshot` on several hosts: `-o DIR`, one bundle per host (`DIR/HOST.tar.gz`, HOST the
@@ -104,6 +107,9 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
     if cli.from.is_some() {
         bail!("snapshot captures a host; it cannot read from a bundle (--from)");
     }
+    if args.stat_seconds.is_some_and(|n| !(1..=3600).contains(&n)) {
+        bail!("--stat-seconds must be between 1 and 3600");
+    }
     // a remote host: its facts as its libvirt reports them, no host file (this machine's
     // files must never be bundled with another host's domains)
     let remote = !args.no_libvirt && !kvmtune_libvirt::is_local(&cli.connect) && cli.root.is_none();
@@ -149,13 +155,20 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let bundle = Bundle::new(
+    let mut bundle = Bundle::new(
         origin.clone(),
         rec.capture(),
         libvirt,
         Some(host_json),
         created,
     );
+    if let Some(n) = args.stat_seconds {
+        let (jsonl, frames, error) = stat_window(cli, n);
+        if let Some(e) = &error {
+            output::warning(&format!("--stat-seconds: {e}"));
+        }
+        bundle = bundle.with_stat(n, jsonl, frames, error);
+    }
     // `-o -` (or /dev/stdout): the bundle goes to standard output, the summary to stderr
     let to_stdout = output::is_stdout(&args.output);
     if to_stdout {
@@ -184,6 +197,7 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
         libvirt_errors: &lv.errors,
         domains: lv.domains.iter().map(|d| d.name.as_str()).collect(),
         running: lv.domains.iter().filter(|d| d.active).count(),
+        stat: bundle.manifest.stat.as_ref(),
     };
     if to_stdout {
         // stdout holds the bundle: the summary is a note on stderr
@@ -196,12 +210,16 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
         output::print_doc("kvmtune.snapshot", 1, &report)?;
     } else {
         let t = format!(
-            "wrote {}: {} host files from {}, {} domains ({} running)\n",
+            "wrote {}: {} host files from {}, {} domains ({} running){}\n",
             report.path,
             report.host_files,
             origin,
             report.domains.len(),
-            report.running
+            report.running,
+            report
+                .stat
+                .map(|w| format!(", a stat window of {} interval(s)", w.frames))
+                .unwrap_or_default()
         );
         // Warnings go to stderr, so stdout stays the one-line summary.
         for p in &left_out {
@@ -219,6 +237,30 @@ pub fn run(cli: &Cli, args: &SnapshotArgs) -> Result<Exit> {
         print_text(&t)?;
     }
     Ok(Exit::Clean)
+}
+
+/// `--stat-seconds N`: N one-second intervals of every running domain, as `kvmtune stat
+/// --json` lines; what was recorded before a failure is kept, with the failure.
+fn stat_window(cli: &Cli, secs: u64) -> (String, u64, Option<String>) {
+    let mut jsonl = String::new();
+    let mut frames = 0u64;
+    let r = (|| -> Result<()> {
+        let mut watch = kvmtune_core::watch::Watch::open(&crate::origin(cli), Vec::new(), None)?;
+        let interval = std::time::Duration::from_secs(1);
+        let start = std::time::Instant::now();
+        let mut prev = watch.take()?;
+        for n in 1..=secs {
+            crate::stat::sleep_until(start, n, interval);
+            let cur = watch.take()?;
+            let fr = watch.frame(&prev, &cur);
+            jsonl.push_str(&serde_json::to_string(&fr).context("cannot encode a frame")?);
+            jsonl.push('\n');
+            frames += 1;
+            prev = cur;
+        }
+        Ok(())
+    })();
+    (jsonl, frames, r.err().map(|e| crate::one_line(&e)))
 }
 
 /// Replace the secrets of every captured domain XML with `***` (see

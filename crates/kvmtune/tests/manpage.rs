@@ -16,6 +16,7 @@ const COMMANDS: &[&str] = &[
     "apply",
     "plan",
     "stat",
+    "compare",
     "top",
     "diagnose",
     "history",

@@ -11,6 +11,8 @@
 //!     steps.log      "begin N" before step N, "ok N" or "fail N: why" after, fsynced
 //!     outcome.json   how the apply ended (absent after a crash)
 //!     rollback.json  written by `kvmtune rollback`
+//!     measure.json   `apply --measure` / `history ID --measure`: stat windows before and
+//!                    after (absent in entries made without; an entry without it loads)
 //! ```
 //!
 //! Rollback only needs entry.json: it restores every recorded old value, whether or not
@@ -178,6 +180,42 @@ pub struct RollbackRecord {
     pub ok: bool,
     pub errors: Vec<String>,
     pub notes: Vec<String>,
+}
+
+/// A window of live figures recorded around an apply: `kvmtune stat --json` frames of the
+/// domains changed (every running domain when only host settings changed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasureWindow {
+    /// `before` (the apply's), `after` (right after it), or `after-restart` (`history ID
+    /// --measure`, once next-start changes are in effect).
+    pub label: String,
+    /// When the window began (RFC 3339).
+    pub started: String,
+    pub seconds: u64,
+    pub domains: Vec<String>,
+    /// The frames (`kvmtune.stat` lines), as `stat --json` writes them.
+    pub frames: Vec<serde_json::Value>,
+    /// Why the window is short or empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `measure.json`: the windows of an entry, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub windows: Vec<MeasureWindow>,
+}
+
+impl Measurement {
+    pub fn window(&self, label: &str) -> Option<&MeasureWindow> {
+        self.windows.iter().rev().find(|w| w.label == label)
+    }
+
+    /// Add a window, replacing an earlier one of the same label.
+    pub fn put(&mut self, w: MeasureWindow) {
+        self.windows.retain(|x| x.label != w.label);
+        self.windows.push(w);
+    }
 }
 
 pub fn now() -> String {
@@ -482,6 +520,21 @@ impl Journal {
         self.read_json(id, "outcome.json")
     }
 
+    /// The entry's measured windows (`None`: measured never, as in entries made before
+    /// `--measure` existed).
+    pub fn measurement(&self, id: &str) -> Result<Option<Measurement>, JournalError> {
+        self.read_json(id, "measure.json")
+    }
+
+    pub fn record_measurement(&self, id: &str, m: &Measurement) -> Result<(), JournalError> {
+        let path = self.dir.join(id).join("measure.json");
+        let json = serde_json::to_vec_pretty(m).map_err(|e| JournalError::Corrupt {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        write_private(&path, &json)
+    }
+
     pub fn rollback_record(&self, id: &str) -> Result<Option<RollbackRecord>, JournalError> {
         self.read_json(id, "rollback.json")
     }
@@ -547,6 +600,37 @@ mod tests {
             files: vec![],
             steps: vec![],
         }
+    }
+
+    #[test]
+    fn measurements_are_optional_and_replace_by_label() {
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path()).unwrap();
+        let h = j.begin(entry()).unwrap();
+        // an entry made without --measure (or by an older kvmtune) loads, with none
+        assert!(j.load(&h.entry.id).is_ok());
+        assert_eq!(j.measurement(&h.entry.id).unwrap(), None);
+        let w = |label: &str, n: u64| MeasureWindow {
+            label: label.into(),
+            started: "2026-11-30T21:00:00Z".into(),
+            seconds: n,
+            domains: vec!["vm".into()],
+            frames: vec![serde_json::json!({"kind": "kvmtune.stat"})],
+            error: None,
+        };
+        let mut m = Measurement::default();
+        m.put(w("before", 5));
+        m.put(w("after", 5));
+        m.put(w("after", 7));
+        assert_eq!(m.windows.len(), 2);
+        assert_eq!(m.window("after").unwrap().seconds, 7);
+        j.record_measurement(&h.entry.id, &m).unwrap();
+        assert_eq!(j.measurement(&h.entry.id).unwrap(), Some(m));
+        std::fs::write(j.entry_dir(&h.entry.id).join("measure.json"), "{").unwrap();
+        assert!(matches!(
+            j.measurement(&h.entry.id),
+            Err(JournalError::Corrupt { .. })
+        ));
     }
 
     #[test]
