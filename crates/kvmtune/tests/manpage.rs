@@ -25,6 +25,7 @@ const COMMANDS: &[&str] = &[
     "completions",
     "manpage",
     "fleet",
+    "report",
 ];
 
 fn write_pages(dir: &Path) {

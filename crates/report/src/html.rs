@@ -19,7 +19,7 @@ pub const SECTIONS: [&str; 6] = ["host", "checks", "audit", "plan", "stats", "di
 
 const CSS: &str = r#"
 *{box-sizing:border-box}
-body{font:14px/1.45 "DejaVu Sans",system-ui,sans-serif;color:#111;background:#fff;margin:0 auto;max-width:1000px;padding:8px 12px}
+body{font:13px/1.35 "DejaVu Sans",system-ui,sans-serif;color:#111;background:#fff;margin:0 auto;max-width:1000px;padding:8px 12px}
 h1{font-size:22px;margin:8px 0}h2{font-size:19px;border-bottom:2px solid #333;margin-top:28px}
 h3{font-size:16px;margin:18px 0 6px}h4{font-size:14px;margin:12px 0 4px}
 table{border-collapse:collapse;width:100%;margin:6px 0}
@@ -43,6 +43,8 @@ figure{margin:8px 0}figcaption{font-size:12px;color:#333}
 .kv dt{font-weight:bold}.kv dd{margin:0}
 nav ul{columns:3;margin:4px 0}
 article.finding{border-left:4px solid #999;padding:2px 8px;margin:6px 0}
+article.finding p{margin:3px 0}
+p{margin:6px 0}
 article.finding.error{border-left:4px double #8b0000}
 article.finding.warn{border-left:4px dashed #6b4800}
 article.finding.info{border-left:4px dotted #0b3d7a}
@@ -853,6 +855,7 @@ fn stats(b: &mut String, id: &str, h: &HostSection) {
             }
         }
         let total: f64 = kinds.values().sum();
+        let counted = all.iter().any(|d| !d.exits.is_empty());
         let mut kv: Vec<(&str, f64)> = kinds.into_iter().filter(|x| x.1 > 0.0).collect();
         kv.sort_by(|a, b| b.1.total_cmp(&a.1));
         let topk: Vec<String> = kv
@@ -867,8 +870,16 @@ fn stats(b: &mut String, id: &str, h: &HostSection) {
             mean(&|d| d.host_pct),
             mean(&|d| d.guest_pct),
             mean(&|d| d.overhead_pct),
-            svg::num(total),
-            esc(&topk.join(", "))
+            if counted {
+                svg::num(total)
+            } else {
+                "n/a".to_string()
+            },
+            if counted {
+                esc(&topk.join(", "))
+            } else {
+                "no KVM exit counters (a TCG domain, or too old a libvirt/QEMU)".to_string()
+            }
         );
     }
     b.push_str("</tbody></table></section>\n");

@@ -68,6 +68,8 @@ fn nice_max(v: f64) -> f64 {
 
 /// A number for an axis or a text alternative: short, no exponent.
 pub fn num(v: f64) -> String {
+    // -0 (an empty sum) reads as 0
+    let v = if v == 0.0 { 0.0 } else { v };
     let a = v.abs();
     if a >= 1e9 {
         format!("{:.1}G", v / 1e9)
@@ -96,8 +98,8 @@ fn c(v: f64) -> String {
 /// legend naming each under the plot, and a text alternative giving each series' mean and
 /// maximum.
 pub fn line_chart(id: &str, title: &str, unit: &str, series: &[Series]) -> String {
-    let (w, plot_h, left, top) = (480u32, 150u32, 52f64, 8f64);
-    let right = 10f64;
+    let (w, plot_h, left, top) = (480u32, 150u32, 52f64, 24f64);
+    let right = 22f64;
     let legend_rows = series.len() as u32;
     let h = top as u32 + plot_h + 26 + legend_rows * 15 + 4;
     let tmax = series
@@ -157,11 +159,11 @@ pub fn line_chart(id: &str, title: &str, unit: &str, series: &[Series]) -> Strin
             esc(&num(v))
         );
     }
+    let mid = c(top + ph / 2.0);
     let _ = write!(
         out,
-        "<text x=\"4\" y=\"{}\" font-size=\"10\" transform=\"rotate(-90 10 {})\">{}</text>",
-        c(top + ph / 2.0 + 20.0),
-        c(top + ph / 2.0),
+        "<text x=\"6\" y=\"15\" font-size=\"12\" font-weight=\"bold\">{}</text><text x=\"12\" y=\"{mid}\" font-size=\"10\" text-anchor=\"middle\" transform=\"rotate(-90 12 {mid})\">{}</text>",
+        esc(&truncate(title, 72)),
         esc(unit)
     );
     for i in 0..=4 {
