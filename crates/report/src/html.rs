@@ -556,7 +556,7 @@ fn plan(b: &mut String, id: &str, h: &HostSection) {
     let _ = write!(
         b,
         "<p>The planner's placement of every domain (profile {}): {} placed, {} spanning nodes, \
-         {} moved, {} not placed. Left: where the domains are pinned now; right: the plan. {}</p>",
+         {} moved, {} not placed. Above: where the domains are pinned now; below: the plan. {}</p>",
         esc(&p.profile),
         p.after.score.placed,
         p.after.score.spanning,
@@ -597,8 +597,8 @@ fn plan(b: &mut String, id: &str, h: &HostSection) {
     };
     let _ = write!(
         b,
-        "<div class=\"charts\"><figure>{}<figcaption>Before: the domains' current pins{}.</figcaption></figure>\
-         <figure>{}<figcaption>After: the plan.</figcaption></figure></div>",
+        "<figure>{}<figcaption>Before: the domains' current pins{}.</figcaption></figure>\
+         <figure>{}<figcaption>After: the plan.</figcaption></figure>",
         svg::wrap_plan(
             &format!("{id}-plan-before"),
             "Placement now",

@@ -41,7 +41,7 @@ fn open(id: &str, w: u32, h: u32, title: &str, desc: &str) -> String {
 fn defs(id: &str) -> String {
     let id = esc(id);
     format!(
-        "<defs><pattern id=\"{id}-hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#dbe9ff\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#3a6db5\" stroke-width=\"2\"/></pattern><pattern id=\"{id}-dots\" width=\"5\" height=\"5\" patternUnits=\"userSpaceOnUse\"><rect width=\"5\" height=\"5\" fill=\"#e4e4e4\"/><circle cx=\"2.5\" cy=\"2.5\" r=\"1.2\" fill=\"#444\"/></pattern></defs>"
+        "<defs><pattern id=\"{id}-hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#dbe9ff\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#3a6db5\" stroke-width=\"2\"/></pattern><pattern id=\"{id}-dots\" width=\"5\" height=\"5\" patternUnits=\"userSpaceOnUse\"><rect width=\"5\" height=\"5\" fill=\"#eeeeee\"/><circle cx=\"2.5\" cy=\"2.5\" r=\"0.9\" fill=\"#777\"/></pattern></defs>"
     )
 }
 
@@ -325,7 +325,7 @@ pub fn topology(id: &str, host: &Host, domains: &[DomainCpus], reserved: &[u32])
             .or_default()
             .push(cpu.id);
     }
-    let (w, cell_w, cell_h, band) = (960u32, 44u32, 40u32, 15u32);
+    let (w, cell_w, cell_h, band) = (960u32, 50u32, 40u32, 15u32);
     let tpc = tree
         .values()
         .flat_map(|n| n.values())
@@ -544,7 +544,7 @@ fn thread_cell(
         }
     );
     let mut s = format!(
-        "<g><title>{}</title><rect data-cpu=\"{cpu}\" x=\"{x}\" y=\"{y}\" width=\"{cw}\" height=\"{band}\" fill=\"{fill}\" stroke=\"#333\"/><text x=\"{}\" y=\"{}\" font-size=\"10\" font-weight=\"bold\" fill=\"#000\">{cpu}{mark}</text>",
+        "<g><title>{}</title><rect data-cpu=\"{cpu}\" x=\"{x}\" y=\"{y}\" width=\"{cw}\" height=\"{band}\" fill=\"{fill}\" stroke=\"#333\"/><text x=\"{}\" y=\"{}\" font-size=\"9.5\" font-weight=\"bold\" fill=\"#000\">{cpu}{mark}</text>",
         esc(&tip),
         x + 3,
         y + 11
