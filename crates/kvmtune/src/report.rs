@@ -51,8 +51,17 @@ struct HostDoc<'a> {
     notes: &'a [String],
 }
 
-pub fn run(cli: &Cli, args: &ReportArgs) -> Result<Exit> {
+/// `--json` describes the page written; with `-o -` the page is stdout.
+fn check_args(cli: &Cli, args: &ReportArgs) -> Result<()> {
+    if cli.json && output::is_stdout(&args.output) {
+        bail!("--json describes the page written to -o FILE: with -o - the page is stdout");
+    }
     Profiles::from_args(&args.profile)?;
+    Ok(())
+}
+
+pub fn run(cli: &Cli, args: &ReportArgs) -> Result<Exit> {
+    check_args(cli, args)?;
     let origin = crate::origin(cli);
     let section = gather(&origin, None, args, &args.profile)?;
     let title = format!("kvmtune report: {}", section.name);
@@ -62,7 +71,7 @@ pub fn run(cli: &Cli, args: &ReportArgs) -> Result<Exit> {
 /// The report of several hosts: each gathered on its own thread (at most --parallel at a
 /// time), a fleet overview first.
 pub fn run_many(cli: &Cli, args: &ReportArgs, hosts: Vec<HostEntry>) -> Result<Exit> {
-    Profiles::from_args(&args.profile)?;
+    check_args(cli, args)?;
     if !args.targets.is_empty() {
         bail!("domain names or files describe one host: leave them out with several hosts");
     }
@@ -192,14 +201,7 @@ fn write(
             overview: !report.fleet.is_empty(),
             stat_seconds: args.stat_seconds,
         };
-        if output::is_stdout(&args.output) {
-            // the page went to stdout: the document goes to stderr
-            output::note(&serde_json::to_string(&serde_json::json!({
-                "kind": KIND, "version": VERSION, "report": doc,
-            }))?);
-        } else {
-            output::print_doc(KIND, VERSION, &doc)?;
-        }
+        output::print_doc(KIND, VERSION, &doc)?;
     } else if !output::is_stdout(&args.output) {
         output::note(&format!(
             "report written to {} ({} bytes)",

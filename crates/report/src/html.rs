@@ -572,7 +572,7 @@ fn plan(b: &mut String, id: &str, h: &HostSection) {
             .iter()
             .map(|x| {
                 format!(
-                    "{} on node {} (vCPUs on {}, emulator on {})",
+                    "{} on node {} (vCPUs on {}, emulator {})",
                     x.name,
                     x.nodes
                         .iter()
@@ -580,7 +580,11 @@ fn plan(b: &mut String, id: &str, h: &HostSection) {
                         .collect::<Vec<_>>()
                         .join("+"),
                     svg::cpus(&x.vcpus.iter().flatten().copied().collect::<Vec<_>>()),
-                    svg::cpus(&x.emulator)
+                    if x.emulator.is_empty() {
+                        "unpinned".to_string()
+                    } else {
+                        format!("on {}", svg::cpus(&x.emulator))
+                    }
                 )
             })
             .collect();
