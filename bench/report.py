@@ -87,7 +87,10 @@ def main():
     renders, walls, empties = [], [], []
     for i in range(a.runs):
         prof = os.path.join(work, f"profile-{i}")
-        _, log = chromium(a.chromium, probe_page, ["--enable-logging=stderr", "--v=0", "--dump-dom"], prof)
+        # a screenshot waits for painted frames (--dump-dom may end before the probe logs)
+        _, log = chromium(a.chromium, probe_page, ["--enable-logging=stderr", "--v=0",
+                                                   "--screenshot=" + os.path.join(work, "probe.png"),
+                                                   "--window-size=1024,768"], prof)
         m = re.search(r"KVMTUNE_RENDER_MS ([0-9.]+)", log)
         if m:
             renders.append(float(m.group(1)))
