@@ -127,6 +127,11 @@ impl Metric {
                 ExitKind::InterruptWindow => "interrupt-window exits",
                 ExitKind::Emulation => "emulated instructions",
                 ExitKind::Hypercall => "hypercalls",
+                ExitKind::Userspace => "exits to user space",
+                ExitKind::Exception => "guest exceptions",
+                ExitKind::ShadowMmu => "shadow-paging exits",
+                ExitKind::DataAbort => "data aborts",
+                ExitKind::Wfx => "WFx exits",
                 ExitKind::Other => "other exits",
             },
         }

@@ -227,6 +227,17 @@ pub enum Command {
     #[command(after_help = FLEET_EXIT_CODES)]
     Fleet(FleetArgs),
 
+    /// Write one self-contained HTML page of the host: topology with the domains on it,
+    /// memory per node, host checks, audit findings with fixes as diffs, the placement plan
+    /// before and after, live statistics as charts, diagnoses.
+    ///
+    /// From the live host (-c), a --root tree or a --from bundle (no statistics then); with
+    /// several hosts (-c repeated, --hosts) a fleet overview first, then one section per
+    /// host, read in parallel. The page fetches nothing (a Content-Security-Policy forbids
+    /// it), needs no JavaScript and prints. See docs/report.md.
+    #[command(after_help = REPORT_EXIT_CODES)]
+    Report(ReportArgs),
+
     /// List the journal's entries (when, what, result), or show one with its steps.
     #[command(after_help = PRINT_EXIT_CODES)]
     History(HistoryArgs),
@@ -775,4 +786,34 @@ pub struct ExporterArgs {
     #[arg(long, value_name = "SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(10..=86400))]
     pub audit_interval: u64,
+}
+
+pub const REPORT_EXIT_CODES: &str = "\
+Exit codes:
+  0  the page was written
+  2  error: bad arguments, no host facts, libvirt unreachable, an unwritable -o
+
+With several hosts (-c repeated, or --hosts): 1 when some host failed while others answered
+(its section says why); 2 only when no host answered.";
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Domains to include (names or XML files); default: every domain.
+    #[arg(value_name = "DOMAIN|FILE", add = ArgValueCompleter::new(complete::domains_or_files))]
+    pub targets: Vec<String>,
+
+    /// The HTML file to write (`-`: stdout). Refuses symlinks, devices and FIFOs.
+    #[arg(short = 'o', long = "output", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub output: PathBuf,
+
+    /// Seconds of live statistics to sample (one interval a second) for the charts and the
+    /// diagnoses; 0: none. A bundle has none.
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub stat_seconds: u64,
+
+    /// Profile for the checks, the audit and the plan: NAME, or NAME=DOMAIN (repeatable)
+    /// for one domain. A domain's own metadata comes before NAME, NAME=DOMAIN before both.
+    #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE", add = ArgValueCompleter::new(complete::profiles))]
+    pub profile: Vec<String>,
 }

@@ -18,6 +18,7 @@ mod multi;
 mod output;
 mod plan_cmd;
 mod render;
+mod report;
 mod rules_cmd;
 mod sarif;
 mod snapshot;
@@ -133,6 +134,7 @@ fn run(cli: &Cli) -> Result<Exit> {
             Command::Plan(args) => return plan_cmd::run_many(cli, args, hosts),
             Command::Stat(args) => return stat::run_many(cli, args, hosts),
             Command::Diagnose(args) => return diagnose::run_many(cli, args, hosts),
+            Command::Report(args) => return report::run_many(cli, args, hosts),
             Command::History(args) => return apply::run_history_many(cli, args, hosts),
             Command::Rollback(args) => return apply::run_rollback_many(cli, args, hosts),
             Command::Top(_) => "top",
@@ -159,6 +161,7 @@ fn run(cli: &Cli) -> Result<Exit> {
         Command::Top(args) => top::run(cli, args),
         Command::Diagnose(args) => diagnose::run(cli, args),
         Command::Compare(args) => compare::run(cli, args),
+        Command::Report(args) => report::run(cli, args),
         Command::History(args) => apply::run_history(cli, args),
         Command::Rollback(args) => apply::run_rollback(cli, args),
         Command::Exporter(args) => exporter::run(cli, args),

@@ -373,6 +373,20 @@ fn examples(sub: Option<&str>) -> &'static [(&'static str, &'static str)] {
                 "kvmtune diagnose --log stat.jsonl",
             ),
         ],
+        Some("report") => &[
+            (
+                "One page of this host with 10 seconds of live statistics:",
+                "kvmtune report -o report.html --stat-seconds 10",
+            ),
+            (
+                "The page of a support bundle (no live statistics):",
+                "kvmtune --from bundle.tar.gz report -o report.html",
+            ),
+            (
+                "A fleet overview and one section per host:",
+                "kvmtune --hosts hosts.toml report -o fleet.html",
+            ),
+        ],
         Some("history") => &[
             ("List the journal's entries:", "kvmtune history"),
             ("Show entry 7 with its steps:", "kvmtune history 7"),

@@ -27,6 +27,7 @@ const COMMANDS: &[&str] = &[
     "manpage",
     "fleet",
     "exporter",
+    "report",
 ];
 
 fn write_pages(dir: &Path) {
