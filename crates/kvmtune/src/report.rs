@@ -427,14 +427,24 @@ fn domain_cpus(
 /// bundle (it records no statistics) or with 0 seconds; a failure to watch is a note, not
 /// an error of the report.
 fn window(origin: &Origin, seconds: u64, notes: &mut Vec<String>) -> (Stats, Vec<Frame>) {
-    if origin.from.is_some() {
-        return (
-            Stats {
-                samples: Vec::new(),
-                note: "No live statistics in this bundle (a bundle records no statistics).".into(),
-            },
-            Vec::new(),
-        );
+    if let Some(path) = &origin.from {
+        // the bundle's recorded window (`snapshot --stat-seconds N`), if it has one
+        return match crate::compare::bundle_frames(path) {
+            Ok(frames) => {
+                let note = format!(
+                    "Recorded in the bundle ({} interval(s), `kvmtune snapshot --stat-seconds`).",
+                    frames.len()
+                );
+                (stats_of(&frames, note), frames)
+            }
+            Err(_) => (
+                Stats {
+                    samples: Vec::new(),
+                    note: "No live statistics in this bundle (made without `kvmtune snapshot --stat-seconds N`).".into(),
+                },
+                Vec::new(),
+            ),
+        };
     }
     if seconds == 0 {
         return (
@@ -474,6 +484,16 @@ fn window(origin: &Origin, seconds: u64, notes: &mut Vec<String>) -> (Stats, Vec
             );
         }
     };
+    let note = if frames.iter().all(|f| f.domains.is_empty()) {
+        format!("No running domain on {} during the window.", origin.connect)
+    } else {
+        format!("Sampled live on {}, one interval a second.", origin.connect)
+    };
+    (stats_of(&frames, note), frames)
+}
+
+/// The charts' samples of a window of frames.
+fn stats_of(frames: &[Frame], note: String) -> Stats {
     let mut t = 0.0;
     let samples: Vec<Sample> = frames
         .iter()
@@ -485,12 +505,7 @@ fn window(origin: &Origin, seconds: u64, notes: &mut Vec<String>) -> (Stats, Vec
             }
         })
         .collect();
-    let note = if samples.iter().all(|s| s.domains.is_empty()) {
-        format!("No running domain on {} during the window.", origin.connect)
-    } else {
-        format!("Sampled live on {}, one interval a second.", origin.connect)
-    };
-    (Stats { samples, note }, frames)
+    Stats { samples, note }
 }
 
 fn dom_sample(f: &VmFigures) -> DomSample {

@@ -518,3 +518,40 @@ fn the_lab_report_loads_clean_in_chromium_with_its_charts() {
     assert!(j["bytes"].as_u64().unwrap() > 10_000);
     assert_eq!(j["hosts"][0]["sections"][0], "host");
 }
+
+/// A bundle made with `snapshot --stat-seconds` carries its window into the report's charts
+/// on another machine (`--from`); one made without says it has none.
+#[test]
+fn a_bundles_recorded_window_is_charted_and_its_absence_said() {
+    let Some(_lab) = lab() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let with = t.path().join("with.tar.gz");
+    let without = t.path().join("without.tar.gz");
+    let o = run(&[
+        "snapshot",
+        "-o",
+        with.to_str().unwrap(),
+        "--stat-seconds",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["snapshot", "-o", without.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = t.path().join("r.html");
+    let p = page.to_str().unwrap();
+    let o = run(&["--from", with.to_str().unwrap(), "report", "-o", p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("Recorded in the bundle (2 interval(s)"),
+        "no recorded window"
+    );
+    assert!(html.contains("lab-db-pinned"));
+    let o = run(&["--from", without.to_str().unwrap(), "report", "-o", p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("No live statistics in this bundle"),
+        "absence not said"
+    );
+}
