@@ -35,6 +35,9 @@ pub struct Options {
 const HOST_EVERY: Duration = Duration::from_secs(30);
 /// The least time between two audits that a change of the running domains triggers.
 const AUDIT_MIN_SPACING: Duration = Duration::from_secs(10);
+/// How often the domains' stored XML is compared with what was audited (a `virsh edit`,
+/// `define` or `undefine` is audited again at the next check, not at the next interval).
+const XML_CHECK_EVERY: Duration = Duration::from_secs(15);
 /// The balloon group is asked for every this many scrapes.
 const BALLOON_EVERY: u64 = 10;
 
@@ -59,6 +62,8 @@ struct Audit {
     vcpu_ratio: Option<f64>,
     committed_bytes: u64,
     host: Option<Host>,
+    /// A fingerprint of every domain's name and stored XML when it was audited.
+    xml_key: Option<u64>,
 }
 
 /// The collector: owns the libvirt connection (through the [`Watch`]) and what is kept
@@ -72,6 +77,14 @@ pub struct Collector {
     balloon: BTreeMap<(String, Option<u32>), u64>,
     scrapes: u64,
     last_error: Option<String>,
+    /// (domain, id) -> the CPU counters last served (host, guest, emulator, delay): a counter
+    /// of one domain instance never goes down, whatever the rounding of two /proc reads.
+    served: BTreeMap<(String, Option<u32>), [Option<f64>; 4]>,
+    /// When the audit was last tried, successful or not (a failing audit is retried every
+    /// AUDIT_MIN_SPACING, not at every scrape).
+    audit_tried: Option<Instant>,
+    /// When the stored XML was last compared with the audited one.
+    xml_checked: Option<Instant>,
 }
 
 fn unix_now() -> f64 {
@@ -92,6 +105,9 @@ impl Collector {
             balloon: BTreeMap::new(),
             scrapes: 0,
             last_error: None,
+            served: BTreeMap::new(),
+            audit_tried: None,
+            xml_checked: None,
         }
     }
 
@@ -102,6 +118,8 @@ impl Collector {
     /// One collection.
     pub fn collect_now(&mut self) -> Collection {
         let t0 = Instant::now();
+        // the last error is this collection's: one that has passed does not stay served
+        self.last_error = None;
         let mut c = Collection {
             version: crate::VERSION.to_string(),
             ..Collection::default()
@@ -137,6 +155,7 @@ impl Collector {
             self.refresh_audit(snap);
             self.refresh_balloon(snap);
             c.domains = self.domains(snap);
+            self.monotonic(&mut c.domains, snap);
             if let Some(a) = &self.audit {
                 c.findings = a.findings.clone();
                 c.audit_timestamp_s = Some(a.unix_s);
@@ -179,6 +198,70 @@ impl Collector {
         }
     }
 
+    /// Serve each CPU counter of a domain instance (name, id) at least as high as the last
+    /// time: the emulator's time is the process's minus its vCPU threads', two /proc reads
+    /// rounded to ticks each, and may come out a tick lower than before; a counter that goes
+    /// down is a reset to Prometheus, and `increase()` would count the whole value again.
+    /// A restarted domain (a new id) starts afresh.
+    fn monotonic(&mut self, domains: &mut [DomainMetrics], snap: &Snapshot) {
+        let mut next = BTreeMap::new();
+        for d in domains.iter_mut().filter(|d| d.running) {
+            let id = snap.domains.get(&d.name).and_then(|s| s.raw.id);
+            let key = (d.name.clone(), id);
+            let prev = self.served.get(&key).copied().unwrap_or([None; 4]);
+            let mut now = [
+                d.cpu_host_s,
+                d.cpu_guest_s,
+                d.cpu_emulator_s,
+                d.vcpu_delay_s,
+            ];
+            for (v, p) in now.iter_mut().zip(prev) {
+                if let (Some(x), Some(p)) = (v.as_mut(), p) {
+                    *x = x.max(p);
+                }
+            }
+            [
+                d.cpu_host_s,
+                d.cpu_guest_s,
+                d.cpu_emulator_s,
+                d.vcpu_delay_s,
+            ] = now;
+            next.insert(key, now);
+        }
+        self.served = next;
+    }
+
+    /// Every domain's name and stored XML, hashed (one list call and one XML call per
+    /// domain); `None` when libvirt does not answer.
+    fn xml_fingerprint(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let lv = &self.watch.as_ref()?.sampler.source;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for d in lv.domains().ok()? {
+            d.name.hash(&mut h);
+            // a domain undefined between the list and its XML: part of the fingerprint too
+            lv.domain_xml(&d.name, true).ok().hash(&mut h);
+        }
+        Some(h.finish())
+    }
+
+    /// Whether a stored definition changed since the audit (checked every XML_CHECK_EVERY).
+    fn xml_changed(&mut self) -> bool {
+        if self.audit.is_none()
+            || self
+                .xml_checked
+                .is_some_and(|t| t.elapsed() < XML_CHECK_EVERY)
+        {
+            return false;
+        }
+        self.xml_checked = Some(Instant::now());
+        let now = self.xml_fingerprint();
+        match (self.audit.as_ref().and_then(|a| a.xml_key), now) {
+            (Some(before), Some(now)) => before != now,
+            _ => false,
+        }
+    }
+
     /// The names of every domain libvirt knows now (defined or running), one call; `None`
     /// when it fails (then nothing is filtered).
     fn defined_names(&self) -> Option<std::collections::BTreeSet<String>> {
@@ -189,22 +272,33 @@ impl Collector {
 
     fn refresh_audit(&mut self, snap: &Snapshot) {
         let key = running_key(snap);
+        if self
+            .audit_tried
+            .is_some_and(|t| t.elapsed() < AUDIT_MIN_SPACING)
+        {
+            return;
+        }
+        let xml_changed = self.xml_changed();
         let due = match &self.audit {
             None => true,
-            // a change of the running domains is audited at once, but not more often than
-            // every AUDIT_MIN_SPACING (a host where domains start and stop all the time)
+            // a change of the running domains or of a stored definition is audited at once,
+            // but not more often than every AUDIT_MIN_SPACING (a host where domains start and
+            // stop all the time)
             Some(a) => {
                 let age = a.at.elapsed();
                 age >= self.opts.audit_interval
-                    || (a.running_key != key && age >= AUDIT_MIN_SPACING)
+                    || ((a.running_key != key || xml_changed) && age >= AUDIT_MIN_SPACING)
             }
         };
         if !due {
             return;
         }
+        self.audit_tried = Some(Instant::now());
         match audit(&self.opts.origin) {
             Ok(mut a) => {
                 a.running_key = key;
+                a.xml_key = self.xml_fingerprint();
+                self.xml_checked = Some(Instant::now());
                 self.audit = Some(a);
             }
             Err(e) => {
@@ -399,7 +493,15 @@ fn audit(origin: &Origin) -> Result<Audit, String> {
                 uuid: p.domain.uuid.clone().unwrap_or_default(),
                 profile,
                 current_memory_kib: p.domain.current_memory_kib.or(p.domain.memory_kib),
-                settings: Some(kvmtune_apply::settings::read(&p.doc, &p.domain)),
+                settings: Some({
+                    let mut set = kvmtune_apply::settings::read(&p.doc, &p.domain);
+                    // <vcpu placement='auto' cpuset=...>: libvirt ignores the cpuset and
+                    // numad places the domain; the cpuset is no pin to drift from
+                    if p.domain.vcpu.placement.as_deref() == Some("auto") {
+                        set.vcpu_cpuset = None;
+                    }
+                    set
+                }),
             },
         );
     }
@@ -432,6 +534,7 @@ fn audit(origin: &Origin) -> Result<Audit, String> {
         vcpu_ratio: figures.vcpu_ratio,
         committed_bytes: figures.memory_running_kib * 1024,
         host: inv.host,
+        xml_key: None,
     })
 }
 
@@ -507,15 +610,16 @@ pub fn from_snapshot(s: &DomSnap, cpu_node: &BTreeMap<u32, u32>) -> DomainMetric
     // host and vCPU-thread time from one source, so that their difference means something
     let (host, vcpu_threads) = match &s.proc {
         Some(p) => {
-            let threads: f64 = p
+            // whole ticks summed first, divided once
+            let threads: u64 = p
                 .threads
                 .iter()
                 .filter(|t| t.vcpu.is_some())
-                .map(|t| ticks(t.times.utime + t.times.stime))
-                .sum();
+                .map(|t| t.times.utime.saturating_add(t.times.stime))
+                .fold(0u64, u64::saturating_add);
             (
-                Some(ticks(p.process.utime + p.process.stime)),
-                (!p.threads.is_empty()).then_some(threads),
+                Some(ticks(p.process.utime.saturating_add(p.process.stime))),
+                (!p.threads.is_empty()).then_some(ticks(threads)),
             )
         }
         None => {

@@ -96,9 +96,12 @@ impl Scraper {
         let timed_out = st.done < target;
         match &st.last {
             Some(c) if !timed_out => Arc::clone(c),
-            // the last result, saying that it is an old one
+            // the last result, saying that it is an old one; `kvmtune_up` 0: libvirt did not
+            // answer this scrape (an alert on it must fire while libvirt or a QEMU monitor
+            // hangs, not see the frozen figures as fresh)
             Some(c) => {
                 let mut old = Collection::clone(c);
+                old.up = false;
                 old.last_error = Some(format!(
                     "the collection did not finish within {} s (libvirt not answering?): the previous result is served",
                     self.timeout.as_secs_f64()
@@ -195,7 +198,7 @@ mod tests {
         // the first collection finished meanwhile; this scrape starts the next and times
         // out to the first's result
         let second = s.scrape();
-        assert!(second.up);
+        assert!(!second.up, "a timed-out scrape is up 0");
         assert_eq!(second.version, "1");
         assert!(
             second

@@ -467,3 +467,90 @@ fn load_and_hostile_requests_keep_it_serving_in_bounded_memory() {
         "RSS grew from {before} to {after} KiB"
     );
 }
+
+/// A stored definition changed behind the exporter's back (`virsh define` with a new
+/// profile in its metadata, then `undefine`) is audited again within the XML check (15 s),
+/// without any domain starting or stopping; a CPU counter never goes down between scrapes.
+#[test]
+fn an_edited_or_undefined_definition_is_audited_again_and_counters_never_go_down() {
+    let Some(_lab) = lab() else { return };
+    const NAME: &str = "h14-exporter-xml";
+    const ADDR: &str = "127.0.0.63";
+    let up = private(&["up", NAME, ADDR]);
+    let _daemon = Daemon(NAME);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let uri = format!("qemu+tcp://{ADDR}/system");
+    let xml = |profile: &str| {
+        format!(
+            "<domain type='qemu'><name>kvmtune-exp-b</name><uuid>6d0c2f5e-93a1-4c1e-8f3e-1a2b3c4d5e6f</uuid>\
+             <metadata><kvmtune:profile xmlns:kvmtune=\"https://kvmtune.invalid/xmlns/profile/1\">{profile}</kvmtune:profile></metadata>\
+             <memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type>\
+             <kernel>/var/cache/kvmtune-lab/vmlinuz</kernel>\
+             <initrd>/var/cache/kvmtune-lab/initrd.gz</initrd><cmdline>console=ttyS0 quiet</cmdline></os>\
+             <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>\
+             </domain>"
+        )
+    };
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("b.xml");
+    let virsh = |args: &[&str]| {
+        let o = Command::new("virsh")
+            .arg("-c")
+            .arg(&uri)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "virsh {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    std::fs::write(&f, xml("desktop")).unwrap();
+    virsh(&["define", f.to_str().unwrap()]);
+    // a running one too, for the counters
+    let a = t.path().join("a.xml");
+    std::fs::write(
+        &a,
+        xml("server")
+            .replace("kvmtune-exp-b", "kvmtune-exp-c")
+            .replace("6d0c2f5e", "7d0c2f5e"),
+    )
+    .unwrap();
+    virsh(&["create", a.to_str().unwrap()]);
+    let srv = start_on(&uri);
+    let info = "kvmtune_domain_info{domain=\"kvmtune-exp-b\",uuid=\"";
+    let has_profile = |t: &str, p: &str| {
+        t.lines()
+            .any(|l| l.starts_with(info) && l.contains(&format!("profile=\"{p}\"")))
+    };
+    let text = scrape_until(&srv.addr, |t| has_profile(t, "desktop"));
+    assert!(has_profile(&text, "desktop"), "{text}");
+    // edited: the profile in its metadata is now latency
+    std::fs::write(&f, xml("latency")).unwrap();
+    virsh(&["define", f.to_str().unwrap()]);
+    let last: std::cell::Cell<Option<f64>> = std::cell::Cell::new(None);
+    let series = "kvmtune_domain_cpu_emulator_seconds_total{domain=\"kvmtune-exp-c\"}";
+    let text = scrape_until(&srv.addr, |t| {
+        // meanwhile: the emulator's CPU time never goes down
+        if let Some(v) = value(t, series) {
+            let l = last.get();
+            assert!(l.is_none_or(|l| v >= l), "{series} went down: {l:?} -> {v}");
+            last.set(Some(v));
+        }
+        has_profile(t, "latency")
+    });
+    assert!(
+        has_profile(&text, "latency"),
+        "the edit was not audited again:\n{text}"
+    );
+    // undefined: gone from the next audit
+    virsh(&["undefine", "kvmtune-exp-b"]);
+    let text = scrape_until(&srv.addr, |t| !t.contains("domain=\"kvmtune-exp-b\""));
+    assert!(!text.contains("domain=\"kvmtune-exp-b\""), "{text}");
+}

@@ -259,7 +259,10 @@ impl Libvirt {
                 self.conn.as_ptr(),
                 groups,
                 &mut list,
-                sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE,
+                // NOWAIT: a domain whose job is busy (a migration, a wedged monitor) gives
+                // the statistics that need no job instead of blocking the call for all
+                sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+                    | sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT,
             )
         };
         if n < 0 {
