@@ -502,6 +502,30 @@ fn check(label: &str, model: bool, known: &[&str]) {
     assert_eq!(gaps, known, "the gaps to the optimum changed");
 }
 
+/// The oracle without spanning agrees with the planner's own single-node exact search
+/// (crates/planner/src/exact.rs, written separately) on the instances both model: every domain
+/// dedicated, SMT `prefer`, housekeeping emulators, no pins, no free hugepages. A check of the
+/// oracle, not of the planner.
+#[test]
+fn the_oracle_without_spanning_agrees_with_the_planners_single_node_search() {
+    let mut checked = 0;
+    for seed in 0..INSTANCES {
+        let mut i = instance(seed, true);
+        for d in &mut i.doms {
+            d.pins.clear();
+        }
+        if i.topo.nodes.iter().any(|n| !n.hugepages_free.is_empty()) {
+            continue;
+        }
+        let (theirs, _) = kvmtune_planner::exact::best_single_node(&i.topo, &i.doms);
+        let ours = oracle::optimum_with(&i.topo, &i.doms, false);
+        assert_eq!(ours.placed, theirs, "seed {seed}");
+        checked += 1;
+    }
+    eprintln!("oracle without spanning = the planner's single-node search on {checked} instances");
+    assert!(checked > INSTANCES as usize / 2);
+}
+
 /// `ORACLE_SEED=N [ORACLE_MODEL=1] cargo test --release -p kvmtune-planner --test independent show -- --ignored
 /// --nocapture`: one instance, the plan and the optimum.
 #[test]

@@ -187,10 +187,18 @@ struct Ctx<'a> {
     seen: HashMap<(usize, Vec<NodeState>, Vec<Footprint>), Value>,
     /// The spanning domains on the current branch.
     spans: Vec<Footprint>,
+    /// Whether domains may span nodes.
+    span: bool,
 }
 
 /// The optimum of the objective over every placement the rules allow.
 pub fn optimum(t: &Topo, doms: &[Dom]) -> Value {
+    optimum_with(t, doms, true)
+}
+
+/// [`optimum`], with or without spanning (without: to cross-check the oracle against other
+/// single-node searches).
+pub fn optimum_with(t: &Topo, doms: &[Dom], span: bool) -> Value {
     let tpc = t
         .nodes
         .iter()
@@ -257,6 +265,7 @@ pub fn optimum(t: &Topo, doms: &[Dom]) -> Value {
             best,
             seen: HashMap::new(),
             spans: Vec::new(),
+            span,
         };
         let acc = Value {
             placed: kept.len(),
@@ -408,7 +417,7 @@ impl Ctx<'_> {
         let (mut must_span, mut pinned) = (0, 0);
         for d in &self.doms[k..] {
             let fits_one = st.iter().any(|s| self.single(d, s).is_some());
-            if !fits_one && (d.policy.cpus == CpuPolicy::Shared || st.len() < 2) {
+            if !fits_one && (d.policy.cpus == CpuPolicy::Shared || st.len() < 2 || !self.span) {
                 continue; // can never be placed
             }
             must_span += usize::from(!fits_one);
@@ -516,7 +525,7 @@ impl Ctx<'_> {
         for s in nexts {
             self.go(k + 1, s, acc.add(one(0)));
         }
-        if d.policy.cpus == CpuPolicy::Dedicated && st.len() >= 2 {
+        if self.span && d.policy.cpus == CpuPolicy::Dedicated && st.len() >= 2 {
             let mut spans: Vec<(usize, Vec<NodeState>, Footprint)> = Vec::new();
             for set in 1u32..(1 << st.len()) {
                 if set.count_ones() < 2 {
