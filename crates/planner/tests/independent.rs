@@ -583,3 +583,66 @@ fn show() {
     eprintln!("plan {}", value_of(&i.doms, &o));
     eprintln!("optimum {}", oracle::optimum(t, &i.doms));
 }
+
+/// A planner bug the oracle led to (not fixed here: the planner's solving code is not this
+/// test's to change): when a kept domain's dedicated emulator finds no free thread, the keep
+/// fails after its CPUs and memory were already taken (passes/keep.rs `try_keep`), so every
+/// pass that keeps pins loses them. Here domain `a` (4 vCPUs + a dedicated emulator, pinned to
+/// node 0's 4 CPUs) cannot be kept, yet node 0 stays taken: `c` does not fit, and only the
+/// passes that drop all pins place it, moving `b` although its pins are valid. Optimum:
+/// `b` kept on node 1, `c` on node 0: (2, 0, 0); the plan: (2, 0, 1).
+#[test]
+#[ignore = "planner bug: a failed keep leaks its CPUs and memory (see the doc comment)"]
+fn a_failed_keep_does_not_hold_its_cpus() {
+    let node = |id: u32, cpus: [u32; 4]| Node {
+        id,
+        socket: id as i64,
+        cores: cpus
+            .iter()
+            .map(|&c| Core {
+                socket: id as i64,
+                id: c as i64,
+                threads: vec![c],
+            })
+            .collect(),
+        housekeeping: Vec::new(),
+        memory_kib: 16 << 20,
+        hugepages_free: BTreeMap::new(),
+    };
+    let topo = Topo {
+        nodes: vec![node(0, [0, 1, 2, 3]), node(1, [4, 5, 6, 7])],
+        threads_per_core: 1,
+        reserved: Vec::new(),
+        isolated: Vec::new(),
+        online: 8,
+        distance: Vec::new(),
+        shared_overcommit: None,
+        memory_free_now: false,
+    };
+    let dom = |name: &str, vcpus: u32, pins: &[u32], emulator| Dom {
+        name: name.into(),
+        vcpus,
+        memory_kib: 2 << 20,
+        page_kib: None,
+        pins: pins
+            .iter()
+            .enumerate()
+            .map(|(v, c)| (v as u32, vec![*c]))
+            .collect(),
+        emulator_pin: None,
+        policy: Policy {
+            cpus: CpuPolicy::Dedicated,
+            smt: SmtPolicy::Prefer,
+            emulator,
+        },
+    };
+    let doms = vec![
+        dom("a", 4, &[0, 1, 2, 3], EmulatorPolicy::Dedicated),
+        dom("b", 2, &[4, 5], EmulatorPolicy::Housekeeping),
+        dom("c", 3, &[], EmulatorPolicy::Housekeeping),
+    ];
+    let best = oracle::optimum(&topo, &doms);
+    assert_eq!(triple(&best), "(2, 0, 0)");
+    let got = value_of(&doms, &plan(&topo, &doms, Fill::Spread));
+    assert_eq!(triple(&got), triple(&best));
+}
