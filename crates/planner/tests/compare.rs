@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The planner against (a) an exact search and (b) OpenStack Nova-style first fit, on seeded
-//! generated instances (crates/planner/src/generate.rs). Prints the counts.
+//! generated instances (crates/planner/src/generate.rs). Prints the counts. The exact search
+//! is the planner's own (single-node placements only): the independent check is
+//! tests/independent.rs.
 
 use kvmtune_planner::{Fill, exact, generate, nova_first_fit, plan, plan_with, violations};
 
