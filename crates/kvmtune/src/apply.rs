@@ -306,72 +306,87 @@ fn render(
     out
 }
 
-/// `apply` over several hosts (`-c` repeated, `--hosts`): one host after the other, each its
+/// `apply` over several hosts (`-c` repeated, `--hosts`): the hosts in parallel, each its
 /// own transaction and journal entry (a failure rolls back that host only, the others go on),
-/// then which hosts changed. Not in parallel: each apply takes the host-wide lock of this
-/// machine, and an admin reads the hosts' dry runs in order.
+/// then which hosts changed. This machine's apply lock and the journal's lock are taken once
+/// for all hosts; journal entries are numbered in the order the hosts begin; the output is
+/// grouped by host in the order given.
 pub fn run_apply_many(
     cli: &Cli,
     args: &ApplyArgs,
     hosts: Vec<kvmtune_core::fleet::HostEntry>,
 ) -> Result<Exit> {
-    if cli.json {
-        bail!(
-            "apply over several hosts prints one report per host: without --json (or run apply -c URI --json per host)"
-        );
-    }
     if args.plan.is_some() {
         bail!("--plan names one host's domains: apply it with -c that host's URI");
     }
+    // --yes: this machine's apply lock and the journal's, taken once for every host, before
+    // any host is contacted; then the hosts in parallel, one journal entry each
+    let shared = if args.yes {
+        let journal_dir = &args.journal;
+        if std::fs::symlink_metadata(journal_dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(kvmtune_apply::journal::JournalError::NotADirectory(
+                journal_dir.display().to_string(),
+            )
+            .into());
+        }
+        let host_lock = lock_host()?;
+        let journal = Journal::open(journal_dir)?;
+        let lock = journal.lock()?;
+        Some(Arc::new(Shared {
+            journal,
+            lock,
+            stop: stop_on_signals()?,
+            _host_lock: host_lock,
+        }))
+    } else {
+        None
+    };
+    let labels: Vec<String> = hosts
+        .iter()
+        .map(|h| h.name.clone().unwrap_or_else(|| h.uri.clone()))
+        .collect();
+    let n = hosts.len();
+    let base = args.clone();
+    let job_shared = shared.clone();
+    // a transaction is not abandoned at --host-timeout (its thread would go on without the
+    // locks): each host gets at least 10 minutes; a host that does not answer at all still
+    // fails at its connection
+    let mut patient = cli.clone();
+    patient.host_timeout = cli.host_timeout.max(600);
+    let (code, outcomes) = crate::multi::run_outcomes(
+        &patient,
+        hosts,
+        "apply",
+        Box::new(move |one, h| {
+            let mut a = base.clone();
+            if let Some(p) = &h.profile
+                && !a.profile.iter().any(|x| !x.contains('='))
+            {
+                a.profile.push(p.clone());
+            }
+            apply_with(one, &a, job_shared.as_deref())
+        }),
+    )?;
+    drop(shared);
+    if cli.json {
+        return Ok(code);
+    }
     let mut changed = Vec::new();
-    let mut unchanged = Vec::new();
     let mut failed = Vec::new();
-    let mut worst = Exit::Clean;
-    let mut unreached = 0;
-    for h in &hosts {
-        let label = h.name.clone().unwrap_or_else(|| h.uri.clone());
-        if h.name.is_some() {
-            print_text(&format!("== {label} ({}) ==\n", h.uri))?;
-        } else {
-            print_text(&format!("== {label} ==\n"))?;
+    for (label, o) in labels.iter().zip(&outcomes) {
+        match o {
+            Ok(Exit::Clean) if args.yes => changed.push(label.clone()),
+            Ok(Exit::Clean) => {}
+            Ok(e) => failed.push(format!("{label} (exit {})", *e as i32)),
+            Err(e) => failed.push(format!("{label} (not changed: {})", output::one_line(e))),
         }
-        let mut one = cli.clone();
-        one.connect = h.uri.clone();
-        one.connects = vec![h.uri.clone()];
-        one.hosts = None;
-        let mut a = args.clone();
-        if let Some(p) = &h.profile
-            && !a.profile.iter().any(|x| !x.contains('='))
-        {
-            a.profile.push(p.clone());
-        }
-        match run_apply(&one, &a) {
-            Ok(code) => {
-                match code {
-                    Exit::Clean if args.yes => changed.push(label),
-                    Exit::Clean => unchanged.push(label),
-                    _ => failed.push(format!("{label} (exit {})", code as i32)),
-                }
-                worst = worst.max(code);
-            }
-            Err(e) => {
-                output::error(&format!("{label}: {e:#}"));
-                failed.push(format!(
-                    "{label} (not changed: {})",
-                    output::one_line(&format!("{e:#}"))
-                ));
-                unreached += 1;
-            }
-        }
-        print_text("\n")?;
     }
     let mut text = String::new();
     if args.yes {
         let _ = writeln!(
             text,
-            "applied on {} of {} host(s): {}",
+            "applied on {} of {n} host(s): {}",
             changed.len(),
-            hosts.len(),
             if changed.is_empty() {
                 "none".to_string()
             } else {
@@ -381,8 +396,7 @@ pub fn run_apply_many(
     } else {
         let _ = writeln!(
             text,
-            "dry run on {} host(s); --yes applies, one journal entry per host",
-            hosts.len()
+            "dry run on {n} host(s); --yes applies, one journal entry per host"
         );
     }
     if !failed.is_empty() {
@@ -393,17 +407,23 @@ pub fn run_apply_many(
         );
     }
     print_text(&text)?;
-    // 2 only when no host could be worked on; a host that could not is at least 1
-    Ok(if unreached == hosts.len() {
-        Exit::Error
-    } else if unreached > 0 {
-        worst.max(Exit::Findings)
-    } else {
-        worst
-    })
+    Ok(code)
 }
 
 pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
+    apply_with(cli, args, None)
+}
+
+/// What the hosts of one `apply --yes` over several hosts share: this machine's apply lock,
+/// the journal and its lock (taken once, before any host), and the signal flag.
+pub struct Shared {
+    journal: Journal,
+    lock: kvmtune_apply::journal::Lock,
+    stop: Arc<AtomicBool>,
+    _host_lock: kvmtune_apply::journal::HostLock,
+}
+
+fn apply_with(cli: &Cli, args: &ApplyArgs, shared: Option<&Shared>) -> Result<Exit> {
     let has_domains = args.all || !args.domains.is_empty();
     if args.plan.is_some() && has_domains {
         bail!("--plan and DOMAIN/--all are exclusive: a plan names its own domains");
@@ -501,15 +521,28 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     }
     // the locks are taken before reading the state, so no other kvmtune changes it in
     // between: the host-wide lock (whatever the journal directory), then the journal's
-    let host_lock = if args.yes { Some(lock_host()?) } else { None };
-    let journal = if args.yes {
+    // (with several hosts, the run took both once for all of them)
+    let host_lock = if args.yes && shared.is_none() {
+        Some(lock_host()?)
+    } else {
+        None
+    };
+    let own_journal = if args.yes && shared.is_none() {
         Some(Journal::open(&journal_dir)?)
     } else {
         None
     };
-    let lock = match &journal {
+    let own_lock = match &own_journal {
         Some(j) => Some(j.lock()?),
         None => None,
+    };
+    let journal: Option<&Journal> = match shared {
+        Some(s) if args.yes => Some(&s.journal),
+        _ => own_journal.as_ref(),
+    };
+    let lock: Option<&kvmtune_apply::journal::Lock> = match shared {
+        Some(s) if args.yes => Some(&s.lock),
+        _ => own_lock.as_ref(),
     };
     let prep = engine::prepare(&env, &req)?;
     let mut diffs = BTreeMap::new();
@@ -537,7 +570,7 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     // --measure: the domains being changed (every running domain for host settings only)
     let measured: Vec<String> = req.domains.iter().map(|d| d.name.clone()).collect();
     let mut measure_before = None;
-    let result = match (&journal, &lock) {
+    let result = match (journal, lock) {
         (Some(j), Some(l)) if !prep.is_empty() => {
             let check = |name: &str, xml: &str| -> Vec<String> {
                 if let Some(p) = set_profile.get(name) {
@@ -559,13 +592,16 @@ pub fn run_apply(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
             if let Some(secs) = args.measure {
                 measure_before = Some(measure_window(cli, &cli.connect, &measured, secs, "before"));
             }
-            let stop = stop_on_signals()?;
+            let stop = match shared {
+                Some(s) => Arc::clone(&s.stop),
+                None => stop_on_signals()?,
+            };
             Some(engine::execute_until(&env, j, l, &prep, &check, &stop)?)
         }
         _ => None,
     };
     // --measure: the after window, both stored in the entry
-    let measurement = match (&result, measure_before, &journal, args.measure) {
+    let measurement = match (&result, measure_before, journal, args.measure) {
         (Some(r), Some(before), Some(j), Some(secs)) if r.status == Status::Applied => {
             let after = measure_window(cli, &cli.connect, &measured, secs, "after");
             let m = Measurement {
@@ -1087,11 +1123,11 @@ fn history(cli: &Cli, args: &HistoryArgs, only: Option<&[String]>) -> Result<Exi
 }
 
 pub fn run_rollback(cli: &Cli, args: &RollbackArgs) -> Result<Exit> {
-    rollback(cli, args, None)
+    rollback(cli, args, None, None)
 }
 
-/// `rollback --last` with several hosts: each host's last entry that is still in force,
-/// host after host (the journal is locked by one apply or rollback at a time).
+/// `rollback --last` with several hosts: each host's last entry that is still in force, the
+/// hosts in parallel under one journal lock (taken once, before any host).
 pub fn run_rollback_many(
     cli: &Cli,
     args: &RollbackArgs,
@@ -1102,25 +1138,53 @@ pub fn run_rollback_many(
             "rollback over several hosts takes --last (each host's last entry); an entry ID names its own host: leave out -c/--hosts"
         );
     }
-    let mut one_at_a_time = cli.clone();
-    one_at_a_time.parallel = 1;
+    if cli.from.is_some() {
+        bail!("--from reads a bundle; rollback changes a live host");
+    }
+    let journal = Journal::existing(&args.journal)?;
+    let host_lock = lock_host()?;
+    let lock = journal.lock()?;
+    let shared = Arc::new(Shared {
+        journal,
+        lock,
+        stop: Arc::new(AtomicBool::new(false)),
+        _host_lock: host_lock,
+    });
+    let mut patient = cli.clone();
+    patient.host_timeout = cli.host_timeout.max(600);
     let args = args.clone();
     crate::multi::run(
-        &one_at_a_time,
+        &patient,
         hosts,
         "rollback",
-        Box::new(move |cli, h| rollback(cli, &args, Some(&h.uri))),
+        Box::new(move |cli, h| rollback(cli, &args, Some(&h.uri), Some(&shared))),
     )
 }
 
 /// Roll back an entry; `uri`: only an entry applied through that URI (`--last` of one host
 /// among several).
-fn rollback(cli: &Cli, args: &RollbackArgs, uri: Option<&str>) -> Result<Exit> {
+fn rollback(
+    cli: &Cli,
+    args: &RollbackArgs,
+    uri: Option<&str>,
+    shared: Option<&Shared>,
+) -> Result<Exit> {
     if cli.from.is_some() {
         bail!("--from reads a bundle; rollback changes a live host");
     }
-    let j = Journal::existing(&args.journal)?;
-    let lock = j.lock()?;
+    let own = match shared {
+        Some(_) => None,
+        None => {
+            let j = Journal::existing(&args.journal)?;
+            let lock = j.lock()?;
+            Some((j, lock))
+        }
+    };
+    let (j, lock) = match (shared, &own) {
+        (Some(s), _) => (&s.journal, &s.lock),
+        (None, Some((j, l))) => (j, l),
+        (None, None) => bail!("internal error: no journal"),
+    };
     let id = match (&args.id, args.last) {
         (Some(id), _) => j.resolve(id)?,
         (None, true) => {
@@ -1165,8 +1229,11 @@ fn rollback(cli: &Cli, args: &RollbackArgs, uri: Option<&str>) -> Result<Exit> {
     if cli.root.is_none() {
         env.root = PathBuf::from(&entry.root);
     }
-    let _host_lock = lock_host()?;
-    let r = engine::rollback(&env, &j, &lock, &id, args.force)?;
+    let _host_lock = match shared {
+        Some(_) => None,
+        None => Some(lock_host()?),
+    };
+    let r = engine::rollback(&env, j, lock, &id, args.force)?;
     if cli.json {
         print_doc("kvmtune.rollback", 1, &serde_json::json!({ "result": r}))?;
     } else {

@@ -3,7 +3,8 @@
 //! its own (at most `--parallel` at a time, each within `--host-timeout`), its output is kept
 //! ([`output::capture`]) and shown grouped by host after a fleet table of the hosts; with
 //! `--json` one document whose `hosts[]` carry each host's own document. `stat` streams and has
-//! its own loop (`stat::run_many`); `apply` runs host after host (`apply::run_apply_many`).
+//! its own loop (`stat::run_many`); `apply` and `rollback` share one journal lock taken before
+//! their hosts run (`apply::run_apply_many`, `apply::run_rollback_many`).
 
 use std::time::Duration;
 
@@ -130,6 +131,16 @@ struct HostDoc<'a> {
 /// Run a one-host command on several hosts and print the result; `command` names it in the
 /// JSON kind (`kvmtune.fleet-<command>`).
 pub fn run(cli: &Cli, hosts: Vec<HostEntry>, command: &str, job: Box<Job>) -> Result<Exit> {
+    Ok(run_outcomes(cli, hosts, command, job)?.0)
+}
+
+/// [`run`], also giving each host's exit (or error) in the order of `hosts`.
+pub fn run_outcomes(
+    cli: &Cli,
+    hosts: Vec<HostEntry>,
+    command: &str,
+    job: Box<Job>,
+) -> Result<(Exit, Vec<std::result::Result<Exit, String>>)> {
     let outcomes = gather(cli, &hosts, job);
     let (rows, runs) = rows(&hosts, outcomes);
     let code = exit(&runs);
@@ -191,7 +202,7 @@ pub fn run(cli: &Cli, hosts: Vec<HostEntry>, command: &str, job: Box<Job>) -> Re
             hosts.len()
         ));
     }
-    Ok(code)
+    Ok((code, runs.into_iter().map(|r| r.exit).collect()))
 }
 
 /// The profiles for one host of several: the inventory's profile for the host (TOML

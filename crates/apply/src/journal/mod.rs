@@ -405,6 +405,12 @@ impl Journal {
     /// Record the state before an apply, durably; the steps may start once this returns.
     /// On failure nothing is left behind.
     pub fn begin(&self, mut entry: Entry) -> Result<Handle, JournalError> {
+        // one entry at a time within this process (an apply over several hosts runs them on
+        // threads under one journal lock): the next number is read and taken together
+        static BEGIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = BEGIN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let seq = self
             .ids()?
             .last()
