@@ -846,7 +846,7 @@ fn window_frames(w: &MeasureWindow) -> Vec<kvmtune_kvmstat::live::Frame> {
 
 /// The comparison of an entry's before window with its latest after window (after a
 /// restart if measured, else right after the apply).
-fn measured_comparison(m: &Measurement) -> Option<kvmtune_kvmstat::compare::Comparison> {
+pub(crate) fn measured_comparison(m: &Measurement) -> Option<kvmtune_kvmstat::compare::Comparison> {
     use kvmtune_kvmstat::compare::{Window, compare};
     let b = m.window("before")?;
     let a = m.window("after-restart").or_else(|| m.window("after"))?;

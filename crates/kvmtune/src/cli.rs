@@ -816,4 +816,15 @@ pub struct ReportArgs {
     /// for one domain. A domain's own metadata comes before NAME, NAME=DOMAIN before both.
     #[arg(long, short = 'p', default_value = "server", value_name = "PROFILE", add = ArgValueCompleter::new(complete::profiles))]
     pub profile: Vec<String>,
+
+    /// Journal directory: the latest entry of this host measured with `apply --measure` is
+    /// shown with its before/after comparison (none when the journal has no such entry).
+    #[arg(
+        long,
+        value_name = "DIR",
+        value_hint = ValueHint::DirPath,
+        default_value = kvmtune_apply::journal::DEFAULT_DIR,
+        env = "KVMTUNE_JOURNAL"
+    )]
+    pub journal: PathBuf,
 }

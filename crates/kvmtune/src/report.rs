@@ -350,9 +350,49 @@ fn gather(
         plan_note,
         stats,
         diagnoses,
-        effect: None,
+        effect: if origin.from.is_some() {
+            None
+        } else {
+            effect(&args.journal, &origin.connect)
+        },
         notes,
     })
+}
+
+/// The latest entry of this host's journal measured with `apply --measure`: its
+/// before/after figures per domain (a reader: nothing is created or locked).
+fn effect(journal: &std::path::Path, uri: &str) -> Option<kvmtune_report::Effect> {
+    let j = kvmtune_apply::journal::Journal::existing(journal).ok()?;
+    for id in j.entries().ok()?.iter().rev() {
+        let l = j.describe(id, false);
+        if !l.uri.is_empty() && l.uri != uri {
+            continue;
+        }
+        let Some(m) = j.measurement(id).ok().flatten() else {
+            continue;
+        };
+        let Some(c) = crate::apply::measured_comparison(&m) else {
+            continue;
+        };
+        let mut rows = Vec::new();
+        for d in &c.domains {
+            for mc in &d.metrics {
+                if let (Some(b), Some(a)) = (&mc.before, &mc.after) {
+                    rows.push((
+                        format!("{}: {} ({})", d.domain, mc.label, mc.verdict.word()),
+                        b.mean,
+                        a.mean,
+                        mc.unit.to_string(),
+                    ));
+                }
+            }
+        }
+        return Some(kvmtune_report::Effect {
+            entry: format!("{id} ({} against {})", c.after, c.before),
+            rows,
+        });
+    }
+    None
 }
 
 fn cpu_list(s: &str) -> Option<Vec<u32>> {

@@ -305,6 +305,29 @@ fn apply_measure_stores_both_windows_and_history_compares_them() {
             .starts_with("after-restart"),
         "{j}"
     );
+    // the HTML report of the host shows the entry's before/after figures
+    let page = jdir.path().join("report.html");
+    let o = run(&[
+        "-c",
+        URI,
+        "report",
+        "-o",
+        page.to_str().unwrap(),
+        "--stat-seconds",
+        "0",
+        "--journal",
+        journal,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("Effect of a journaled change"),
+        "no effect section"
+    );
+    assert!(
+        html.contains(&format!("{}: host CPU (", dom.0)),
+        "no host CPU row"
+    );
 }
 
 #[test]
