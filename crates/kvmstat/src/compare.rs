@@ -193,7 +193,7 @@ impl Sample {
     }
 }
 
-const ALL_KINDS: [ExitKind; 12] = [
+const ALL_KINDS: [ExitKind; 17] = [
     ExitKind::Io,
     ExitKind::Mmio,
     ExitKind::Msr,
@@ -205,8 +205,45 @@ const ALL_KINDS: [ExitKind; 12] = [
     ExitKind::InterruptWindow,
     ExitKind::Emulation,
     ExitKind::Hypercall,
+    ExitKind::Userspace,
+    ExitKind::Exception,
+    ExitKind::ShadowMmu,
+    ExitKind::DataAbort,
+    ExitKind::Wfx,
     ExitKind::Other,
 ];
+
+/// Every kind is compared: a kind added to [`ExitKind`] must be added here too.
+#[cfg(test)]
+#[test]
+fn all_kinds_lists_every_exit_kind() {
+    for k in ALL_KINDS {
+        // an exhaustive match: a new kind fails to compile here until it is listed above
+        match k {
+            ExitKind::Io
+            | ExitKind::Mmio
+            | ExitKind::Msr
+            | ExitKind::Apic
+            | ExitKind::Halt
+            | ExitKind::PageFault
+            | ExitKind::Pause
+            | ExitKind::ExternalInterrupt
+            | ExitKind::InterruptWindow
+            | ExitKind::Emulation
+            | ExitKind::Hypercall
+            | ExitKind::Userspace
+            | ExitKind::Exception
+            | ExitKind::ShadowMmu
+            | ExitKind::DataAbort
+            | ExitKind::Wfx
+            | ExitKind::Other => {}
+        }
+    }
+    let mut v = ALL_KINDS.to_vec();
+    v.sort_by_key(|k| format!("{k:?}"));
+    v.dedup();
+    assert_eq!(v.len(), ALL_KINDS.len());
+}
 
 /// A window: each subject's samples, and whether exits are sample counts over an unknown
 /// time (perf reports) rather than rates.
