@@ -49,8 +49,10 @@ pub(super) fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
             }
         }
     }
-    st.taken.extend(&consumed);
-    st.take_mem(t, ni, d.page_kib, d.memory_kib);
+    // on a trial copy: a keep that fails at its emulator must not hold its CPUs and memory
+    let mut trial = st.clone();
+    trial.taken.extend(&consumed);
+    trial.take_mem(t, ni, d.page_kib, d.memory_kib);
     let emulator = match &d.emulator_pin {
         Some(e)
             if d.policy.emulator == EmulatorPolicy::Housekeeping
@@ -59,8 +61,9 @@ pub(super) fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
         {
             e.clone()
         }
-        _ => emulator_for(t, st, ni, &d.policy, &cpus)?,
+        _ => emulator_for(t, &mut trial, ni, &d.policy, &cpus)?,
     };
+    *st = trial;
     Some(Placement {
         kept: true,
         ..Placement::new(d, vec![node.id], one_each(&cpus), emulator)
