@@ -25,31 +25,7 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
-    let mut child = Command::new(bin())
-        .args([
-            "-c",
-            "qemu:///system",
-            "exporter",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Server { child, addr }
+    start_on("qemu:///system")
 }
 
 /// GET a path: (status line, body).
@@ -280,10 +256,11 @@ fn private(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// The exporter on `uri`, its address read from stderr.
+/// The exporter on `uri`, its address read from stderr; killed when dropped.
 fn start_on(uri: &str) -> Server {
     let mut child = Command::new(bin())
         .args(["-c", uri, "exporter", "--listen", "127.0.0.1:0"])
+        .env_remove("LIBVIRT_DEFAULT_URI")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
