@@ -251,7 +251,7 @@ fn host_facts(b: &mut String, id: &str, h: &HostSection) {
     for (k, d) in h.domains.iter().enumerate() {
         let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for (v, set) in &d.vcpu_cpus {
-            let s = if svg::floats(set, &online) {
+            let s = if floats(set, &online) {
                 "any".to_string()
             } else {
                 svg::cpus(set)
@@ -268,7 +268,7 @@ fn host_facts(b: &mut String, id: &str, h: &HostSection) {
                 .join("; ")
         };
         let emu = match &d.emulator_cpus {
-            Some(e) if !svg::floats(e, &online) => svg::cpus(e),
+            Some(e) if !floats(e, &online) => svg::cpus(e),
             _ => "any".into(),
         };
         let _ = write!(

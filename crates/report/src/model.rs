@@ -2,7 +2,7 @@
 //! audit findings with their fix diffs, the plan before and after, a window of statistics,
 //! diagnoses). Nothing here reads a host.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kvmtune_host::Host;
 use kvmtune_planner::{Outcome, Topo};
@@ -260,7 +260,7 @@ impl Default for PlanView {
 /// to its NUMA node.
 pub fn current_placement(
     domains: &[DomainCpus],
-    online: &std::collections::BTreeSet<u32>,
+    online: &BTreeSet<u32>,
     node_of: &dyn Fn(u32) -> u32,
 ) -> (Outcome, Vec<String>) {
     use kvmtune_planner::{CpuPolicy, EmulatorPolicy, Placement, Policy, SmtPolicy};
@@ -270,7 +270,7 @@ pub fn current_placement(
         let pinned: Vec<(u32, &Vec<u32>)> = d
             .vcpu_cpus
             .iter()
-            .filter(|(_, s)| !crate::svg::floats(s, online))
+            .filter(|(_, s)| !floats(s, online))
             .map(|(v, s)| (*v, s))
             .collect();
         if pinned.is_empty() {
@@ -281,7 +281,7 @@ pub fn current_placement(
             .map(|v| {
                 d.vcpu_cpus
                     .get(&v)
-                    .filter(|s| !crate::svg::floats(s, online))
+                    .filter(|s| !floats(s, online))
                     .cloned()
                     .unwrap_or_default()
             })
@@ -297,7 +297,7 @@ pub fn current_placement(
             emulator: d
                 .emulator_cpus
                 .clone()
-                .filter(|e| !crate::svg::floats(e, online))
+                .filter(|e| !floats(e, online))
                 .unwrap_or_default(),
             cells: Vec::new(),
             kept: true,
@@ -331,4 +331,10 @@ pub fn current_placement(
         },
         floating,
     )
+}
+
+/// Whether a set of CPUs is every online CPU, or empty: the domain floats (no pin worth
+/// drawing).
+pub fn floats(set: &[u32], online: &BTreeSet<u32>) -> bool {
+    set.is_empty() || online.iter().all(|c| set.contains(c))
 }

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use kvmtune_host::Host;
 
 use crate::esc;
-use crate::model::DomainCpus;
+use crate::model::{DomainCpus, floats};
 
 /// Colours dark enough for white text, in the order domains and series take them.
 pub const PALETTE: [&str; 10] = [
@@ -285,11 +285,6 @@ pub fn occupants(domains: &[DomainCpus], online: &BTreeSet<u32>) -> Occupants {
         }
     }
     occ
-}
-
-/// Whether a set of CPUs is every online CPU (no pin worth drawing).
-pub fn floats(set: &[u32], online: &BTreeSet<u32>) -> bool {
-    set.is_empty() || online.iter().all(|c| set.contains(c))
 }
 
 /// The host's CPUs as sockets, NUMA nodes, cores and threads; on each thread the domains
