@@ -6,7 +6,7 @@ use crate::{CpuPolicy, Dom, EmulatorPolicy, Fill, SmtPolicy, Topo};
 
 use super::Pass;
 use super::span::span;
-use super::state::{State, emulator_for, pick};
+use super::state::{State, emulator_for, fits, pick};
 
 fn shared_pool(t: &Topo, st: &State, ni: usize) -> Vec<u32> {
     t.nodes[ni]
@@ -47,7 +47,7 @@ pub(super) fn place_one(
         let mut over = None;
         for i in 0..t.nodes.len() {
             let free = st.free_mem(t, i, d.page_kib);
-            let pool = shared_pool(t, st, i).len();
+            let pool = st.free_threads(&t.nodes[i]); // shared_pool(..).len(), not built
             if free < d.memory_kib || pool == 0 {
                 continue;
             }
@@ -103,25 +103,34 @@ pub(super) fn place_one(
         ));
     }
     let extra = usize::from(d.policy.emulator == EmulatorPolicy::Dedicated);
-    // one node
+    // one node; each node's free threads counted once (the state does not change here)
+    let free: Vec<usize> = t.nodes.iter().map(|x| st.free_threads(x)).collect();
     let mut best: Option<(usize, usize)> = None;
-    for i in 0..t.nodes.len() {
+    for (i, &free_i) in free.iter().enumerate() {
         if st.free_mem(t, i, d.page_kib) < d.memory_kib {
             continue;
         }
-        if pick(st, &t.nodes[i], n + extra, d.policy.smt).is_none()
-            && !(extra == 1
+        let whole = match d.policy.smt {
+            SmtPolicy::Prefer => free_i >= n + extra,
+            smt => fits(st, &t.nodes[i], n + extra, smt),
+        };
+        let fit = whole
+            || (extra == 1
                 && pick(st, &t.nodes[i], n, d.policy.smt).is_some_and(|(_, c)| {
                     let mut s2 = st.clone();
                     s2.taken.extend(&c);
                     pick(&s2, &t.nodes[i], 1, SmtPolicy::Prefer).is_some()
-                }))
-        {
+                }));
+        if !fit {
             continue;
         }
-        let free = st.free_threads(&t.nodes[i]);
-        if better_node(best.map(|b| b.1 as u64), free as u64, fill, pass.first_fit) {
-            best = Some((i, free));
+        if better_node(
+            best.map(|b| b.1 as u64),
+            free_i as u64,
+            fill,
+            pass.first_fit,
+        ) {
+            best = Some((i, free_i));
         }
     }
     if let Some((i, _)) = best {
@@ -139,7 +148,7 @@ pub(super) fn place_one(
             emulator,
         ));
     }
-    let total_threads: usize = t.nodes.iter().map(|x| st.free_threads(x)).sum();
+    let total_threads: usize = free.iter().sum();
     let total_mem: u64 = (0..t.nodes.len())
         .map(|i| st.free_mem(t, i, d.page_kib))
         .sum();
@@ -159,12 +168,7 @@ pub(super) fn place_one(
     }
     if !pass.span || t.nodes.len() < 2 {
         // enough in all, not on one node: say which resource no node has
-        let most_t = t
-            .nodes
-            .iter()
-            .map(|x| st.free_threads(x))
-            .max()
-            .unwrap_or(0);
+        let most_t = free.iter().copied().max().unwrap_or(0);
         let most_m = (0..t.nodes.len())
             .map(|i| st.free_mem(t, i, d.page_kib))
             .max()

@@ -10,47 +10,114 @@ fn pair(t: &Topo, a: usize, b: usize) -> u64 {
     u64::from(t.dist(a, b)) + u64::from(t.dist(b, a))
 }
 
-/// Sets of `k` nodes to try, closest first: from each start node (freest first), grow by
-/// the node nearest to those taken (by the sum of NUMA distances; ties to the freest); the
-/// sets in order of their total pairwise distance (ties keep the freest start first). Each
-/// set lists its nodes freest first.
-fn candidates(t: &Topo, st: &State, k: usize) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..t.nodes.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(st.free_threads(&t.nodes[i])), i));
-    let rank = |i: usize| order.iter().position(|&x| x == i).unwrap_or(usize::MAX);
-    let mut out: Vec<(u64, Vec<usize>)> = Vec::new();
-    for &start in &order {
-        let mut set = vec![start];
-        while set.len() < k {
-            let next = order
-                .iter()
-                .copied()
-                .filter(|i| !set.contains(i))
-                .min_by_key(|&i| (set.iter().map(|&j| pair(t, i, j)).sum::<u64>(), rank(i)));
-            match next {
-                Some(i) => set.push(i),
-                None => break,
-            }
+/// The spanning sets' ingredients for one state: each node's rank (freest first), the pair
+/// distances, and from each start node (freest first) the order in which it grows by the node
+/// nearest to those taken (by the sum of NUMA distances; ties to the freest). A set of `k`
+/// nodes grown from a start is the first `k` of its growth, so one growth serves every `k`.
+struct Growth {
+    rank: Vec<usize>,
+    pairs: Vec<Vec<u64>>,
+    grown: Vec<Vec<usize>>,
+}
+
+impl Growth {
+    fn new(t: &Topo, order: &[usize]) -> Growth {
+        let m = t.nodes.len();
+        let mut rank = vec![usize::MAX; m];
+        for (r, &i) in order.iter().enumerate() {
+            rank[i] = r;
         }
-        set.sort_by_key(|&i| rank(i));
-        if set.len() == k && !out.iter().any(|(_, s)| *s == set) {
-            let mut total = 0u64;
-            for (a, &x) in set.iter().enumerate() {
-                for &y in &set[a + 1..] {
-                    total += pair(t, x, y);
+        let pairs: Vec<Vec<u64>> = (0..m)
+            .map(|a| (0..m).map(|b| pair(t, a, b)).collect())
+            .collect();
+        let grown = order
+            .iter()
+            .map(|&start| {
+                let mut set = vec![start];
+                // the sum of distances from each node to the set
+                let mut to_set = pairs[start].clone();
+                while set.len() < m {
+                    let next = order
+                        .iter()
+                        .copied()
+                        .filter(|i| !set.contains(i))
+                        .min_by_key(|&i| (to_set[i], rank[i]));
+                    match next {
+                        Some(x) => {
+                            set.push(x);
+                            for (i, d) in to_set.iter_mut().enumerate() {
+                                *d += pairs[i][x];
+                            }
+                        }
+                        None => break,
+                    }
                 }
-            }
-            out.push((total, set));
-        }
+                set
+            })
+            .collect();
+        Growth { rank, pairs, grown }
     }
-    out.sort_by_key(|(total, _)| *total);
-    out.into_iter().map(|(_, s)| s).collect()
+
+    /// Sets of `k` nodes to try, closest first: the first `k` of each start's growth; the
+    /// sets in order of their total pairwise distance (ties keep the freest start first).
+    /// Each set lists its nodes freest first.
+    fn candidates(&self, k: usize) -> Vec<Vec<usize>> {
+        let mut out: Vec<(u64, Vec<usize>)> = Vec::new();
+        for g in &self.grown {
+            if g.len() < k {
+                continue;
+            }
+            let mut set = g[..k].to_vec();
+            set.sort_by_key(|&i| self.rank[i]);
+            if !out.iter().any(|(_, s)| *s == set) {
+                let mut total = 0u64;
+                for (a, &x) in set.iter().enumerate() {
+                    for &y in &set[a + 1..] {
+                        total += self.pairs[x][y];
+                    }
+                }
+                out.push((total, set));
+            }
+        }
+        out.sort_by_key(|(total, _)| *total);
+        out.into_iter().map(|(_, s)| s).collect()
+    }
 }
 
 /// Place a domain over the fewest nodes, the closest by NUMA distance, as guest NUMA cells.
 pub(super) fn span(t: &Topo, st: &mut State, d: &Dom, n: usize) -> Result<Placement, String> {
+    // the nodes freest first; `st` does not change until a set fits, so once for every k
+    // (each node's free threads counted once, not at every comparison of the sort)
+    let free: Vec<usize> = t.nodes.iter().map(|x| st.free_threads(x)).collect();
+    let mut order: Vec<usize> = (0..t.nodes.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(free[i]), i));
+    let growth = Growth::new(t, &order);
+    // what each node could give at most, whatever the split: its vCPUs' threads (those `pick`
+    // can take under the SMT policy) and its free memory; a set short of either cannot fit
+    let most: Vec<(usize, u64)> = (0..t.nodes.len())
+        .map(|i| {
+            let node = &t.nodes[i];
+            let free_core = |c: &&crate::Core| c.threads.iter().all(|x| !st.taken.contains(x));
+            let cpus = match d.policy.smt {
+                SmtPolicy::Prefer => free[i],
+                SmtPolicy::Isolate => node.cores.iter().filter(free_core).count(),
+                SmtPolicy::Require => node
+                    .cores
+                    .iter()
+                    .filter(free_core)
+                    .map(|c| c.threads.len())
+                    .sum(),
+            };
+            (cpus, st.free_mem(t, i, d.page_kib))
+        })
+        .collect();
     for k in 2..=t.nodes.len() {
-        for chosen in candidates(t, st, k) {
+        for chosen in growth.candidates(k) {
+            let cpus: usize = chosen.iter().map(|&i| most[i].0).sum();
+            let mem: u64 = chosen.iter().map(|&i| most[i].1).sum();
+            if cpus < n || mem < d.memory_kib {
+                continue; // the trial below would fail
+            }
             let k = chosen.len();
             let mut trial = st.clone();
             let mut cells = Vec::new();

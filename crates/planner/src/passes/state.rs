@@ -148,6 +148,17 @@ pub(super) fn pick(
     (got.len() == n).then_some((got, consumed))
 }
 
+/// Whether [`pick`] finds `n` threads on the node, without building the lists (the count for
+/// `prefer` and `isolate`; `require` asks `pick` itself).
+pub(super) fn fits(st: &State, node: &Node, n: usize, smt: SmtPolicy) -> bool {
+    let free_core = |c: &&Core| c.threads.iter().all(|t| !st.taken.contains(t));
+    match smt {
+        SmtPolicy::Prefer => st.free_threads(node) >= n,
+        SmtPolicy::Isolate => node.cores.iter().filter(free_core).count() >= n,
+        SmtPolicy::Require => pick(st, node, n, smt).is_some(),
+    }
+}
+
 /// The emulator threads' CPUs of a domain placed on node `ni` with its vCPUs on `own`.
 pub(super) fn emulator_for(
     t: &Topo,
