@@ -38,22 +38,52 @@ const EXIT_IO_STORM: DiagnosisRule = DiagnosisRule {
     title: "I/O exit storm",
     severity: Severity::Warn,
     why: "the guest programs a legacy timer (PIT, RTC, ACPI PM timer) or polls a \
-          legacy device through port I/O, each access a full exit to QEMU",
-    fix: "give the guest a paravirtual clock: for Windows, <timer name='hypervclock' \
-          present='yes'/> with the synic and stimer enlightenments, rtc \
-          tickpolicy='catchup', pit tickpolicy='delay' (in one field report hpet present='yes' \
-          cut a 130% idle CPU to 7% on an old QEMU); remove idle USB tablets and legacy \
-          devices; `kvmtune apply DOMAIN --rule clock-windows` makes the change",
+          legacy or emulated device through port I/O, each access a full exit to QEMU",
+    fix: "without the ioport table the cause is one of two: a legacy timer (for Windows, \
+          <timer name='hypervclock' present='yes'/> with the synic and stimer \
+          enlightenments, rtc tickpolicy='catchup', pit tickpolicy='delay'; in one field \
+          report hpet present='yes' cut a 130% idle CPU to 7% on an old QEMU) or an emulated \
+          device with an I/O BAR (virtio disks and NICs instead, remove idle USB tablets and \
+          legacy devices); record `perf kvm stat record` and report --event=ioport to tell \
+          them apart before changing the domain",
     source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); \
              virt-manager#205; OpenNebula addon-storpool#79 (30-40% idle CPU to 1-3%); kcli#489 \
-             (13% to 1%)",
+             (13% to 1%); libvirt domain format (disk target bus, interface model)",
     audit_rules: &[
         "clock-windows",
         "hyperv-enlightenments",
+        "disk-bus",
+        "net-model",
         "dev-usb-idle",
         "dev-legacy",
     ],
 };
+
+/// exit-io-storm when timer ports are most of the named port exits.
+const IO_CLOCK_FIX: &str = "give the guest a paravirtual clock: for Windows, <timer \
+     name='hypervclock' present='yes'/> with the synic and stimer enlightenments, rtc \
+     tickpolicy='catchup', pit tickpolicy='delay' (in one field report hpet present='yes' cut \
+     a 130% idle CPU to 7% on an old QEMU); remove idle USB tablets and legacy devices; \
+     `kvmtune apply DOMAIN --rule clock-windows` makes the change";
+const IO_CLOCK_RULES: &[&str] = &[
+    "clock-windows",
+    "hyperv-enlightenments",
+    "dev-usb-idle",
+    "dev-legacy",
+];
+/// exit-io-storm when devices (PCI I/O BARs, IDE, serial, ...) take most named port exits.
+const IO_DEVICE_FIX: &str = "the busiest ports belong to an emulated device, not a clock: \
+     use virtio devices (virtio-blk or virtio-scsi disks, virtio-net; modern virtio-pci, \
+     which notifies through MMIO with ioeventfd instead of an I/O BAR), remove idle USB \
+     controllers and tablets and legacy devices; the audit rules disk-bus and net-model name \
+     the emulated disks and NICs";
+const IO_DEVICE_RULES: &[&str] = &[
+    "disk-bus",
+    "net-model",
+    "dev-usb-idle",
+    "dev-legacy",
+    "dev-tablet",
+];
 
 const EXIT_MSR_STORM: DiagnosisRule = DiagnosisRule {
     id: "exit-msr-storm",
@@ -637,17 +667,39 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
             s * 100.0,
             shown(p, v)
         );
+        let mut d = Diagnosis::of(&EXIT_IO_STORM);
         if !p.io_ports.is_empty() {
+            let named: f64 = p.io_ports.iter().map(|(_, v)| v).sum();
             message.push_str(&format!(
                 "; busiest ports: {}",
                 top_keys(&p.io_ports, 4, TableKind::Ioport)
             ));
             figures.push(fig("timer port accesses", timer_io, "samples"));
+            if named > 0.0 && timer_io * 2.0 > named {
+                message.push_str(&format!(
+                    "; timer ports take {:.0}% of the named port exits",
+                    100.0 * timer_io / named
+                ));
+                d.fix = IO_CLOCK_FIX.to_string();
+                d.audit_rules = IO_CLOCK_RULES.to_vec();
+            } else {
+                message.push_str(&format!(
+                    "; timer ports take only {:.0}% of the named port exits: a device, not \
+                     the clock",
+                    if named > 0.0 {
+                        100.0 * timer_io / named
+                    } else {
+                        0.0
+                    }
+                ));
+                d.fix = IO_DEVICE_FIX.to_string();
+                d.audit_rules = IO_DEVICE_RULES.to_vec();
+            }
         }
         out.push(Diagnosis {
             message,
             figures,
-            ..Diagnosis::of(&EXIT_IO_STORM)
+            ..d
         });
     }
 
@@ -1129,6 +1181,45 @@ mod tests {
         assert!(rules(&profile(true, 1_000.0, &[(ExitKind::Io, 800.0)])).is_empty());
         // many I/O exits among many more others is no storm either
         assert!(rules(&profile(true, 90_000.0, &[(ExitKind::Io, 5_000.0)])).is_empty());
+    }
+
+    #[test]
+    fn io_storm_fix_follows_the_timer_share_of_the_ports() {
+        let storm = |ports: &[(&str, f64)]| {
+            let mut p = profile(false, 100_000.0, &[(ExitKind::Io, 60_000.0)]);
+            p.io_ports = ports.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            diagnose(&p, &Limits::default()).remove(0)
+        };
+        // fires: the RTC takes most of the named port exits
+        let d = storm(&[
+            ("0x70:POUT", 40_000.0),
+            ("0x71:PIN", 10_000.0),
+            ("0xc050:POUT", 9_000.0),
+        ]);
+        assert_eq!(d.rule, "exit-io-storm");
+        assert!(d.fix.contains("--rule clock-windows"), "{}", d.fix);
+        assert!(d.audit_rules.contains(&"clock-windows"));
+        // near miss: a PCI I/O BAR takes 98%: the device fix, no clock change
+        let d = storm(&[("0xc050:POUT", 59_000.0), ("0x70:POUT", 1_000.0)]);
+        assert!(
+            !d.fix.contains("hypervclock") && !d.fix.contains("kvmtune apply"),
+            "{}",
+            d.fix
+        );
+        assert!(d.fix.contains("virtio"), "{}", d.fix);
+        assert!(!d.audit_rules.contains(&"clock-windows"));
+        assert!(d.audit_rules.contains(&"disk-bus") && d.audit_rules.contains(&"net-model"));
+        // exactly half is no majority
+        let d = storm(&[("0xc050:POUT", 500.0), ("0x70:POUT", 500.0)]);
+        assert!(!d.fix.contains("hypervclock"), "{}", d.fix);
+        // no port table: both causes named, no apply recommended
+        let d = storm(&[]);
+        assert!(
+            d.fix.contains("hypervclock") && d.fix.contains("virtio"),
+            "{}",
+            d.fix
+        );
+        assert!(!d.fix.contains("kvmtune apply"), "{}", d.fix);
     }
 
     #[test]
