@@ -874,13 +874,24 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         });
     }
 
-    if let Some((v, s)) = share_rule(
+    let userspace = share_rule(
         p,
         &[ExitKind::Userspace],
         lim.userspace_share,
         lim.userspace_rate,
         lim.userspace_count,
-    ) {
+    );
+    // port I/O exits that go on to QEMU are exit-io-storm's already: judge only the rest
+    let userspace = userspace.filter(|(v, _)| {
+        let io = p.event("kvm_userspace_exit(IO)");
+        if io <= 0.0 || !out.iter().any(|d| d.rule == EXIT_IO_STORM.id) {
+            return true;
+        }
+        let rest = (v - io).max(0.0);
+        let s = if p.total > 0.0 { rest / p.total } else { 0.0 };
+        s >= lim.userspace_share && level_ok(p, rest, lim.userspace_rate, lim.userspace_count)
+    });
+    if let Some((v, s)) = userspace {
         let mut message = format!(
             "exits to user space (QEMU) are {:.1}% of all exits ({})",
             s * 100.0,
@@ -1220,6 +1231,27 @@ mod tests {
             d.fix
         );
         assert!(!d.fix.contains("kvmtune apply"), "{}", d.fix);
+    }
+
+    #[test]
+    fn port_io_going_on_to_qemu_is_one_diagnosis() {
+        let with_io = |io: f64, mmio: f64| {
+            let mut p = profile(
+                true,
+                50_000.0,
+                &[(ExitKind::Io, 40_000.0), (ExitKind::Userspace, io + mmio)],
+            );
+            p.events.insert("kvm_userspace_exit(IO)".into(), io);
+            p.events.insert("kvm_userspace_exit(MMIO)".into(), mmio);
+            rules(&p)
+        };
+        // fires once: all exits to QEMU are the port I/O of the storm
+        assert_eq!(with_io(40_000.0, 0.0), ["exit-io-storm"]);
+        // near miss: 15,000 MMIO exits/s to QEMU on top are a second cause
+        assert_eq!(
+            with_io(40_000.0, 15_000.0),
+            ["exit-io-storm", "exit-userspace-storm"]
+        );
     }
 
     #[test]
