@@ -625,8 +625,53 @@ fn roles(p: &ExitProfile, v: f64) -> (f64, f64, f64) {
     (timer, ipi, basis)
 }
 
+/// SVM's `npf` exits (`kvm_exit(NPF)`): nested page faults, which on AMD are both the
+/// guest's page faults and its MMIO (there is no separate EPT_MISCONFIG exit).
+fn svm_npf(p: &ExitProfile) -> f64 {
+    p.top
+        .iter()
+        .filter(|(k, _)| matches!(reason_of(k), "npf" | "NPF"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// MMIO known from other sources than the exit reasons: the mmio table, kvm_stat's
+/// `kvm_mmio` and `kvm_userspace_exit(MMIO)`.
+fn mmio_seen(p: &ExitProfile) -> f64 {
+    let table: f64 = p.mmio.iter().map(|(_, v)| v).sum();
+    table
+        .max(p.event("kvm_mmio"))
+        .max(p.event("kvm_userspace_exit(MMIO)"))
+        .max(p.kind(ExitKind::Mmio))
+}
+
+/// When MMIO accounts for most of the SVM `npf` exits, those exits are MMIO, not page
+/// faults: a profile with them moved.
+fn npf_as_mmio(p: &ExitProfile) -> Option<ExitProfile> {
+    let npf = svm_npf(p);
+    let mmio = mmio_seen(p);
+    if npf <= 0.0 || mmio * 2.0 <= npf {
+        return None;
+    }
+    let moved = mmio.min(npf).min(p.kind(ExitKind::PageFault));
+    let mut q = p.clone();
+    q.kinds
+        .insert(ExitKind::PageFault, p.kind(ExitKind::PageFault) - moved);
+    q.kinds
+        .insert(ExitKind::Mmio, p.kind(ExitKind::Mmio).max(moved));
+    Some(q)
+}
+
 /// Judge one profile.
 pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
+    let adjusted;
+    let p = match npf_as_mmio(p) {
+        Some(q) => {
+            adjusted = q;
+            &adjusted
+        }
+        None => p,
+    };
     let mut out = Vec::new();
     let u = unit(p);
 
@@ -994,17 +1039,41 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
     )
     .filter(|_| looping.is_none())
     {
+        let mut d = Diagnosis::of(&EXIT_EPT);
+        let mut message = format!(
+            "EPT/NPF page faults are {:.1}% of all exits ({})",
+            s * 100.0,
+            shown(p, v)
+        );
+        if svm_npf(p) * 2.0 > v {
+            message.push_str(
+                "; on AMD an npf exit is a nested page fault OR an MMIO access of an emulated \
+                 device, and nothing here tells them apart",
+            );
+            d.cause = "SVM npf exits are taken both for guest memory KVM has not mapped yet \
+                       (4 KiB pages, memory being faulted in) and for every MMIO access of an \
+                       emulated device (AMD has no separate MMIO exit)";
+            d.fix = format!(
+                "record `perf kvm stat record` and report --event=mmio (or kvm_stat's kvm_mmio \
+                 and kvm_userspace_exit(MMIO)) first: if MMIO takes most of the npf exits, use \
+                 virtio disks and NICs; if not, {}",
+                EXIT_EPT.fix
+            );
+            d.audit_rules = vec![
+                "mem-hugepages",
+                "host-thp",
+                "host-hugepages-pool",
+                "disk-bus",
+                "net-model",
+            ];
+        }
         out.push(Diagnosis {
-            message: format!(
-                "EPT/NPF page faults are {:.1}% of all exits ({})",
-                s * 100.0,
-                shown(p, v)
-            ),
+            message,
             figures: vec![
                 fig("page-fault exits", v, u),
                 fig("share of exits", s * 100.0, "%"),
             ],
-            ..Diagnosis::of(&EXIT_EPT)
+            ..d
         });
     }
 
@@ -1252,6 +1321,41 @@ mod tests {
             with_io(40_000.0, 15_000.0),
             ["exit-io-storm", "exit-userspace-storm"]
         );
+    }
+
+    #[test]
+    fn svm_npf_is_mmio_when_the_mmio_table_says_so() {
+        let npf = |mmio: f64| {
+            let mut p = profile(
+                false,
+                100_000.0,
+                &[(ExitKind::PageFault, 80_000.0), (ExitKind::Halt, 20_000.0)],
+            );
+            p.top = vec![("npf".into(), 80_000.0), ("hlt".into(), 20_000.0)];
+            if mmio > 0.0 {
+                p.mmio = vec![("0xfebd1000:W".into(), mmio)];
+            }
+            diagnose(&p, &Limits::default())
+        };
+        // fires: the mmio table accounts for most npf exits: MMIO, no hugepages
+        let d = npf(79_000.0);
+        assert_eq!(
+            d.iter().map(|d| d.rule).collect::<Vec<_>>(),
+            ["exit-mmio-emul"]
+        );
+        // near miss: MMIO is under half of the npf exits: still page faults, but the fix
+        // names both causes and asks for the mmio table first
+        let d = npf(30_000.0);
+        assert_eq!(d.iter().map(|d| d.rule).collect::<Vec<_>>(), ["exit-ept"]);
+        assert!(d[0].fix.contains("--event=mmio") && d[0].fix.contains("virtio"));
+        let d = npf(0.0);
+        assert_eq!(d[0].rule, "exit-ept");
+        assert!(d[0].message.contains("OR an MMIO"), "{}", d[0].message);
+        // VMX EPT violations are page faults only: the plain hugepage advice
+        let mut p = profile(false, 100_000.0, &[(ExitKind::PageFault, 80_000.0)]);
+        p.top = vec![("EPT_VIOLATION".into(), 80_000.0)];
+        let d = diagnose(&p, &Limits::default());
+        assert_eq!(d[0].fix, EXIT_EPT.fix);
     }
 
     #[test]
