@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use crate::exits::{ExitKind, ExitProfile, MsrRole, is_timer_port, key_hint, mmio_hint, msr_role};
+use crate::exits::{ExitKind, ExitProfile, MsrRole, is_timer_port, key_hint, mmio_role, msr_role};
 use crate::perf::TableKind;
 
 pub use kvmtune_profile::Severity;
@@ -259,6 +259,26 @@ const EXIT_IPI: DiagnosisRule = DiagnosisRule {
     audit_rules: &["hyperv-enlightenments", "cpu-mode", "host-overcommit"],
 };
 
+const EXIT_CLOCK_READ: DiagnosisRule = DiagnosisRule {
+    id: "exit-clock-read",
+    title: "clock read storm",
+    severity: Severity::Warn,
+    why: "the guest reads a clock that traps on every read: the Hyper-V reference counter \
+          (MSR 0x40000020, a Windows guest without the reference TSC page, or a host whose \
+          clocksource is not tsc so KVM cannot offer a valid page), the APIC timer's current \
+          count (x2APIC 0x839, xAPIC 0xfee00390) or the HPET main counter (a guest clocksource \
+          that is not kvmclock or the TSC)",
+    fix: "Windows: give the guest the reference TSC page, <timer name='hypervclock' \
+          present='yes'/> (QEMU hv-time) with an invariant TSC and the host on the tsc \
+          clocksource, so it reads the clock without an exit (the audit rule clock-windows \
+          checks it); Linux: keep kvmclock or tsc as the guest clocksource, not hpet or \
+          acpi_pm",
+    source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst: hv-time); \
+             Microsoft Hypervisor Top Level Functional Specification (reference TSC page); \
+             Linux kernel documentation, Documentation/virt/kvm/x86/msr.rst (kvmclock)",
+    audit_rules: &["clock-windows", "hyperv-enlightenments", "clock-linux"],
+};
+
 const EXIT_DATA_ABORT: DiagnosisRule = DiagnosisRule {
     id: "exit-data-abort",
     title: "guest aborts to the hypervisor (MMIO or stage-2 faults)",
@@ -363,6 +383,7 @@ pub const RULES: &[DiagnosisRule] = &[
     EXIT_GUEST_LOOP,
     EXIT_TIMER,
     EXIT_IPI,
+    EXIT_CLOCK_READ,
     EXIT_DATA_ABORT,
     EXIT_WFX,
     OVERHEAD_HIGH,
@@ -589,26 +610,25 @@ fn reason_of(k: &str) -> &str {
         .unwrap_or(k)
 }
 
-/// Timer and IPI accesses among an MSR/APIC storm's `v` exits, and the basis they are a
-/// share of: the msr and mmio tables' keys when the report has them, else kvm_stat's
-/// `kvm_hv_timer_state` and `kvm_apic_ipi` events against the exits themselves.
-fn roles(p: &ExitProfile, v: f64) -> (f64, f64, f64) {
+/// Timer, IPI and clock-read accesses among an MSR/APIC storm's `v` exits, and the basis
+/// they are a share of: the msr and mmio tables' keys when the report has them, else
+/// kvm_stat's `kvm_hv_timer_state` and `kvm_apic_ipi` events against the exits themselves.
+fn roles(p: &ExitProfile, v: f64) -> (f64, f64, f64, f64) {
     let mut timer = 0.0;
     let mut ipi = 0.0;
+    let mut clock = 0.0;
     let mut basis = 0.0;
-    for (k, n) in &p.msrs {
+    let keyed = p
+        .msrs
+        .iter()
+        .map(|(k, n)| (msr_role(k), n))
+        .chain(p.mmio.iter().map(|(k, n)| (mmio_role(k), n)));
+    for (role, n) in keyed {
         basis += n;
-        match msr_role(k) {
+        match role {
             MsrRole::Timer => timer += n,
             MsrRole::Ipi => ipi += n,
-            _ => {}
-        }
-    }
-    for (k, n) in &p.mmio {
-        basis += n;
-        match mmio_hint(k).map(|h| h.1) {
-            Some(MsrRole::Timer) => timer += n,
-            Some(MsrRole::Ipi) => ipi += n,
+            MsrRole::ClockRead => clock += n,
             _ => {}
         }
     }
@@ -619,10 +639,10 @@ fn roles(p: &ExitProfile, v: f64) -> (f64, f64, f64) {
         // write, so the basis is the larger of the two
         let events = p.kind(ExitKind::Msr).max(p.kind(ExitKind::Apic)).min(v);
         if (t > 0.0 || i > 0.0) && events > 0.0 {
-            return (t.min(events), i.min(events), events);
+            return (t.min(events), i.min(events), 0.0, events);
         }
     }
-    (timer, ipi, basis)
+    (timer, ipi, clock, basis)
 }
 
 /// SVM's `npf` exits (`kvm_exit(NPF)`): nested page faults, which on AMD are both the
@@ -755,11 +775,13 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         lim.msr_rate,
         lim.msr_count,
     ) {
-        let (timer, ipi, basis) = roles(p, v);
+        let (timer, ipi, clock, basis) = roles(p, v);
         let rule = if basis > 0.0 && timer / basis >= lim.role_share {
             &EXIT_TIMER
         } else if basis > 0.0 && ipi / basis >= lim.role_share {
             &EXIT_IPI
+        } else if basis > 0.0 && clock / basis >= lim.role_share {
+            &EXIT_CLOCK_READ
         } else {
             &EXIT_MSR_STORM
         };
@@ -771,8 +793,10 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         if basis > 0.0 && rule.id != EXIT_MSR_STORM.id {
             let (what, n) = if rule.id == EXIT_TIMER.id {
                 ("program a timer", timer)
-            } else {
+            } else if rule.id == EXIT_IPI.id {
                 ("send an IPI", ipi)
+            } else {
+                ("read a clock", clock)
             };
             message.push_str(&format!(
                 "; {:.0}% of the accesses named {what}",
@@ -804,6 +828,7 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         if basis > 0.0 {
             figures.push(fig("timer accesses", timer, u));
             figures.push(fig("IPI accesses", ipi, u));
+            figures.push(fig("clock reads", clock, u));
         }
         out.push(Diagnosis {
             message,
@@ -1498,6 +1523,16 @@ mod tests {
                 }),
                 with(profile(true, 50_000.0, &[(Apic, 20_000.0)]), &|p| {
                     p.events.insert("kvm_apic_ipi".into(), 9_999.0);
+                }),
+            ),
+            (
+                "exit-clock-read",
+                with(profile(false, 400_000.0, &[(Msr, 300_000.0)]), &|p| {
+                    p.msrs = vec![("0x40000020:R".into(), 500.0), ("0x10:R".into(), 500.0)]
+                }),
+                // clock reads just under half of the keyed accesses: an MSR storm
+                with(profile(false, 400_000.0, &[(Msr, 300_000.0)]), &|p| {
+                    p.msrs = vec![("0x40000020:R".into(), 499.0), ("0x10:R".into(), 501.0)]
                 }),
             ),
             (

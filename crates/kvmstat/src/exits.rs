@@ -499,6 +499,9 @@ pub fn is_timer_port(key: &str) -> bool {
 pub enum MsrRole {
     /// Programs a timer (TSC deadline, the x2APIC timer, Hyper-V synthetic timers).
     Timer,
+    /// Reads a clock (Hyper-V TIME_REF_COUNT, the APIC timer's current count, the HPET main
+    /// counter): not timer programming.
+    ClockRead,
     /// Sends an IPI (x2APIC ICR and self-IPI, Hyper-V ICR).
     Ipi,
     /// Ends an interrupt (x2APIC EOI, Hyper-V EOI and EOM).
@@ -548,7 +551,7 @@ pub fn msr_name(index: u64) -> Option<(&'static str, MsrRole)> {
         0x830 => ("x2APIC ICR (sends an IPI)", Ipi),
         0x832 => ("x2APIC LVT timer", Timer),
         0x838 => ("x2APIC timer initial count", Timer),
-        0x839 => ("x2APIC timer current count", Timer),
+        0x839 => ("x2APIC timer current count", ClockRead),
         0x83e => ("x2APIC timer divide configuration", Timer),
         0x83f => ("x2APIC self IPI", Ipi),
         0x800..=0x8ff => ("an x2APIC register", Other),
@@ -557,7 +560,7 @@ pub fn msr_name(index: u64) -> Option<(&'static str, MsrRole)> {
         0x4000_0002 => ("Hyper-V VP_INDEX", Other),
         0x4000_0003 => ("Hyper-V RESET", Other),
         0x4000_0010 => ("Hyper-V VP_RUNTIME", Other),
-        0x4000_0020 => ("Hyper-V TIME_REF_COUNT (reference counter)", Timer),
+        0x4000_0020 => ("Hyper-V TIME_REF_COUNT (reference counter)", ClockRead),
         0x4000_0021 => ("Hyper-V REFERENCE_TSC", Other),
         0x4000_0022 => ("Hyper-V TSC_FREQUENCY", Other),
         0x4000_0023 => ("Hyper-V APIC_FREQUENCY", Other),
@@ -606,9 +609,28 @@ pub fn msr_name(index: u64) -> Option<(&'static str, MsrRole)> {
 /// The role of an msr-table key (`0x6e0:W`).
 pub fn msr_role(key: &str) -> MsrRole {
     crate::perf::split_key(key)
-        .and_then(|(i, _)| msr_name(i))
-        .map(|(_, r)| r)
+        .and_then(|(i, a)| msr_name(i).map(|(_, r)| access_role(r, a)))
         .unwrap_or(MsrRole::Other)
+}
+
+/// A register's role for one access: only writes program a timer, only reads read a clock
+/// (`R`/`W` as perf's msr and mmio tables print them; other access names keep the role).
+pub fn access_role(role: MsrRole, access: &str) -> MsrRole {
+    let read = access.eq_ignore_ascii_case("r") || access.eq_ignore_ascii_case("rd");
+    let write = access.eq_ignore_ascii_case("w") || access.eq_ignore_ascii_case("wr");
+    match role {
+        MsrRole::Timer if read => MsrRole::Other,
+        MsrRole::ClockRead if write => MsrRole::Other,
+        r => r,
+    }
+}
+
+/// The role of an mmio-table key (`0xfee00380:W`).
+pub fn mmio_role(key: &str) -> MsrRole {
+    match (mmio_hint(key), crate::perf::split_key(key)) {
+        (Some((_, r)), Some((_, a))) => access_role(r, a),
+        _ => MsrRole::Other,
+    }
 }
 
 /// What an MMIO key points at (`0xfee00380:W` -> the xAPIC timer initial count), and its
@@ -624,10 +646,11 @@ pub fn mmio_hint(key: &str) -> Option<(&'static str, MsrRole)> {
         0xfee0_0300 | 0xfee0_0310 => ("xAPIC ICR (sends an IPI)", Ipi),
         0xfee0_0320 => ("xAPIC LVT timer", Timer),
         0xfee0_0380 => ("xAPIC timer initial count", Timer),
-        0xfee0_0390 => ("xAPIC timer current count", Timer),
+        0xfee0_0390 => ("xAPIC timer current count", ClockRead),
         0xfee0_03e0 => ("xAPIC timer divide configuration", Timer),
         0xfee0_0000..=0xfee0_0fff => ("the local APIC (xAPIC)", Other),
         0xfec0_0000..=0xfec0_0fff => ("the IOAPIC", Other),
+        0xfed0_00f0..=0xfed0_00f7 => ("the HPET main counter", ClockRead),
         0xfed0_0000..=0xfed0_03ff => ("the HPET", Timer),
         0xa_0000..=0xb_ffff => ("the VGA window", Other),
         _ => (
@@ -670,6 +693,19 @@ mod tests {
         assert_eq!(counter("kvm_exit(IOIO)"), Some(Counter::Kind(ExitKind::Io)));
         assert_eq!(counter("exits"), Some(Counter::Total));
         assert_eq!(counter("halt_poll_fail_ns"), None);
+    }
+
+    #[test]
+    fn only_writes_program_timers_and_reads_of_clocks_are_clock_reads() {
+        assert_eq!(msr_role("0x6e0:W"), MsrRole::Timer);
+        assert_eq!(msr_role("0x6e0:R"), MsrRole::Other);
+        assert_eq!(msr_role("0x40000020:R"), MsrRole::ClockRead);
+        assert_eq!(msr_role("0x839:R"), MsrRole::ClockRead);
+        assert_eq!(mmio_role("0xfee00390:R"), MsrRole::ClockRead);
+        assert_eq!(mmio_role("0xfee00380:W"), MsrRole::Timer);
+        assert_eq!(mmio_role("0xfee00380:R"), MsrRole::Other);
+        assert_eq!(mmio_role("0xfed000f0:R"), MsrRole::ClockRead);
+        assert_eq!(mmio_role("0xfed00100:W"), MsrRole::Timer);
     }
 
     #[test]
