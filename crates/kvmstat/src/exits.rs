@@ -137,31 +137,39 @@ fn x86(reason: &str) -> Option<ExitKind> {
 /// of perf's trap table (`DABT_LOW`, `WFx`, `HVC64`, `SYS64`, ...).
 fn arm64(reason: &str) -> Option<ExitKind> {
     Some(match reason {
-        "DABT_LOW" | "IABT_LOW" => ExitKind::DataAbort,
-        "WFx" => ExitKind::Wfx,
-        "HVC64" | "HVC32" | "SMC64" | "SMC32" => ExitKind::Hypercall,
+        // old kvm_stat spellings of the same classes: `DABT`, `IABT`, `WFI`, `HVC`, `SYS`
+        "DABT_LOW" | "IABT_LOW" | "DABT" | "IABT" => ExitKind::DataAbort,
+        "WFx" | "WFI" | "WFE" => ExitKind::Wfx,
+        "HVC64" | "HVC32" | "SMC64" | "SMC32" | "HVC" | "SMC" => ExitKind::Hypercall,
         "IRQ" | "EL2_IRQ" => ExitKind::ExternalInterrupt,
         // system-register and coprocessor traps: emulated by KVM one by one
-        "SYS64" | "CP15_32" | "CP15_64" | "CP14_MR" | "CP14_LS" | "CP14_64" | "CP10_ID" => {
+        "SYS64" | "SYS" | "CP15_32" | "CP15_64" | "CP14_MR" | "CP14_LS" | "CP14_64" | "CP10_ID" => {
             ExitKind::Emulation
         }
-        "SERROR" | "EL1_SERROR" | "DABT_CUR" | "IABT_CUR" | "PC_ALIGN" | "SP_ALIGN" => {
-            ExitKind::Exception
-        }
+        "SERROR" | "EL1_SERROR" | "DABT_CUR" | "IABT_CUR" | "DABT_HYP" | "IABT_HYP" | "ILL_ISS"
+        | "PC_ALIGN" | "SP_ALIGN" => ExitKind::Exception,
         _ => return None,
     })
 }
 
-/// RISC-V: `scause` names, exceptions `EXC_*` and interrupts `IRQ_*`.
+/// RISC-V: `scause` names, exceptions `EXC_*` and interrupts `IRQ_*`; perf prints the
+/// exceptions without the `EXC_` prefix (`STORE_GUEST_PAGE_FAULT`).
 fn riscv(reason: &str) -> Option<ExitKind> {
-    Some(match reason {
-        "EXC_LOAD_GUEST_PAGE_FAULT"
-        | "EXC_STORE_GUEST_PAGE_FAULT"
-        | "EXC_INST_GUEST_PAGE_FAULT" => ExitKind::DataAbort,
-        "EXC_SUPERVISOR_SYSCALL" | "EXC_HYPERVISOR_SYSCALL" => ExitKind::Hypercall,
+    let prefixed = reason.starts_with("EXC_");
+    let name = reason.strip_prefix("EXC_").unwrap_or(reason);
+    Some(match name {
+        "LOAD_GUEST_PAGE_FAULT" | "STORE_GUEST_PAGE_FAULT" | "INST_GUEST_PAGE_FAULT" => {
+            ExitKind::DataAbort
+        }
+        "SUPERVISOR_SYSCALL" | "VIRTUAL_SUPERVISOR_SYSCALL" | "HYPERVISOR_SYSCALL" => {
+            ExitKind::Hypercall
+        }
         // WFI, CSR accesses and other instructions the hypervisor emulates
-        "EXC_VIRTUAL_INST_FAULT" | "EXC_INST_ILLEGAL" => ExitKind::Emulation,
-        r if r.starts_with("EXC_") => ExitKind::Exception,
+        "VIRTUAL_INST_FAULT" | "INST_ILLEGAL" => ExitKind::Emulation,
+        "INST_MISALIGNED" | "INST_ACCESS" | "BREAKPOINT" | "LOAD_MISALIGNED" | "LOAD_ACCESS"
+        | "STORE_MISALIGNED" | "STORE_ACCESS" | "USER_ECALL" | "INST_PAGE_FAULT"
+        | "LOAD_PAGE_FAULT" | "STORE_PAGE_FAULT" => ExitKind::Exception,
+        _ if prefixed => ExitKind::Exception,
         r if r.starts_with("IRQ_") => ExitKind::ExternalInterrupt,
         _ => return None,
     })
@@ -706,6 +714,32 @@ mod tests {
         assert_eq!(mmio_role("0xfee00380:R"), MsrRole::Other);
         assert_eq!(mmio_role("0xfed000f0:R"), MsrRole::ClockRead);
         assert_eq!(mmio_role("0xfed00100:W"), MsrRole::Timer);
+    }
+
+    #[test]
+    fn riscv_names_without_prefix_and_old_arm64_spellings_have_kinds() {
+        for (name, kind) in [
+            ("STORE_GUEST_PAGE_FAULT", ExitKind::DataAbort),
+            ("LOAD_GUEST_PAGE_FAULT", ExitKind::DataAbort),
+            ("INST_GUEST_PAGE_FAULT", ExitKind::DataAbort),
+            ("VIRTUAL_INST_FAULT", ExitKind::Emulation),
+            ("SUPERVISOR_SYSCALL", ExitKind::Hypercall),
+            ("HYPERVISOR_SYSCALL", ExitKind::Hypercall),
+            ("LOAD_ACCESS", ExitKind::Exception),
+            ("EXC_STORE_GUEST_PAGE_FAULT", ExitKind::DataAbort),
+            ("WFI", ExitKind::Wfx),
+            ("IABT", ExitKind::DataAbort),
+            ("DABT", ExitKind::DataAbort),
+            ("DABT_HYP", ExitKind::Exception),
+            ("ILL_ISS", ExitKind::Exception),
+            ("HVC", ExitKind::Hypercall),
+            ("SYS", ExitKind::Emulation),
+        ] {
+            assert_eq!(classify(name), kind, "{name}");
+        }
+        // near misses: unknown names stay Other, not guessed
+        assert_eq!(classify("GUEST_PAGE_FAULT"), ExitKind::Other);
+        assert_eq!(classify("DABTX"), ExitKind::Other);
     }
 
     #[test]
