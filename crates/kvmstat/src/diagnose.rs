@@ -299,7 +299,9 @@ const EXIT_DATA_ABORT: DiagnosisRule = DiagnosisRule {
 const EXIT_WFX: DiagnosisRule = DiagnosisRule {
     id: "exit-wfx",
     title: "WFI/WFE exits (arm64 idle or spinning vCPUs)",
-    severity: Severity::Warn,
+    // like HLT on x86, many WFI exits are what an idle guest does: WARN only with the CPU
+    // they cost (halt polling or overhead), as exit-hlt-poll judges HLT
+    severity: Severity::Info,
     why: "WFI traps when a vCPU idles (the arm64 HLT: many wakeups a second cost an exit \
           and a reschedule each), WFE when it spins on a lock whose holder is not running \
           (vCPU overcommit)",
@@ -1041,17 +1043,39 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         lim.wfx_rate,
         lim.wfx_count,
     ) {
+        let polling = p.halt_poll_pct.unwrap_or(0.0);
+        let overhead = p.cpu.as_ref().map(|c| c.host_pct - c.guest_pct);
+        let costly = p.per_sec
+            && (polling >= lim.halt_poll_pct || overhead.is_some_and(|o| o >= lim.overhead_pct));
+        let mut d = Diagnosis::of(&EXIT_WFX);
+        let mut message = format!(
+            "WFI/WFE exits are {:.1}% of all exits ({})",
+            s * 100.0,
+            shown(p, v)
+        );
+        let mut figures = vec![
+            fig("WFx exits", v, u),
+            fig("share of exits", s * 100.0, "%"),
+        ];
+        if costly {
+            d.severity = Severity::Warn;
+            message.push_str(&format!(
+                " with {polling:.1}% of a CPU spent polling{}",
+                overhead
+                    .map(|o| format!(" and {o:.0}% of a CPU of overhead"))
+                    .unwrap_or_default()
+            ));
+            figures.push(fig("CPU spent halt polling", polling, "% of a CPU"));
+        } else {
+            message.push_str(
+                "; an idle guest's WFI exits look like this (the arm64 HLT): nothing shows \
+                 they cost host CPU",
+            );
+        }
         out.push(Diagnosis {
-            message: format!(
-                "WFI/WFE exits are {:.1}% of all exits ({})",
-                s * 100.0,
-                shown(p, v)
-            ),
-            figures: vec![
-                fig("WFx exits", v, u),
-                fig("share of exits", s * 100.0, "%"),
-            ],
-            ..Diagnosis::of(&EXIT_WFX)
+            message,
+            figures,
+            ..d
         });
     }
 
@@ -1381,6 +1405,30 @@ mod tests {
         p.top = vec![("EPT_VIOLATION".into(), 80_000.0)];
         let d = diagnose(&p, &Limits::default());
         assert_eq!(d[0].fix, EXIT_EPT.fix);
+    }
+
+    #[test]
+    fn idle_wfx_is_info_and_warns_only_with_its_cpu_cost() {
+        let wfx = |poll: Option<f64>| {
+            let mut p = profile(
+                true,
+                15_000.0,
+                &[
+                    (ExitKind::Wfx, 12_000.0),
+                    (ExitKind::ExternalInterrupt, 2_500.0),
+                ],
+            );
+            p.halt_poll_pct = poll;
+            diagnose(&p, &Limits::default())
+        };
+        // fires as a WARN: the wakeups cost host CPU in halt polling
+        let d = wfx(Some(10.0));
+        assert_eq!((d[0].rule, d[0].severity), ("exit-wfx", Severity::Warn));
+        // near miss: the idle shape alone (as an idle x86 guest's HLT) is no warning
+        let d = wfx(Some(9.9));
+        assert_eq!((d[0].rule, d[0].severity), ("exit-wfx", Severity::Info));
+        let d = wfx(None);
+        assert!(d.iter().all(|d| d.severity < Severity::Warn), "{d:?}");
     }
 
     #[test]
