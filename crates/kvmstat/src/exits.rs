@@ -308,6 +308,10 @@ pub struct ExitProfile {
     pub events: BTreeMap<String, f64>,
     /// The domain's virtualization type when known (`kvm`, or `qemu` for TCG), live only.
     pub virt_type: Option<String>,
+    /// Kinds counted from kvm_stat tracepoints other than `kvm_exit(X)` (`kvm_msr`,
+    /// `kvm_apic`, `kvm_mmio`, `kvm_userspace_exit`): they may count one exit twice.
+    #[serde(skip)]
+    pub event_kinds: std::collections::BTreeSet<ExitKind>,
 }
 
 impl ExitProfile {
@@ -316,6 +320,37 @@ impl ExitProfile {
     }
     pub fn event(&self, name: &str) -> f64 {
         self.events.get(name).copied().unwrap_or(0.0)
+    }
+    /// Exits of several kinds together. Where kvm_stat events count one exit twice
+    /// (`kvm_msr` and `kvm_apic` both trace an x2APIC write; `kvm_mmio` or `kvm_pio` and
+    /// `kvm_userspace_exit` one access that goes on to QEMU), the larger of the overlapping
+    /// counts stands for them, not their sum.
+    pub fn kinds_sum(&self, kinds: &[ExitKind]) -> f64 {
+        use ExitKind::*;
+        let has = |k: ExitKind| kinds.contains(&k);
+        let ev = |k: ExitKind| has(k) && self.event_kinds.contains(&k);
+        let mut done: Vec<ExitKind> = Vec::new();
+        let mut total = 0.0;
+        if has(Msr) && has(Apic) && (ev(Msr) || ev(Apic)) {
+            total += self.kind(Msr).max(self.kind(Apic));
+            done.extend([Msr, Apic]);
+        }
+        if ev(Userspace) && ((ev(Io) && has(Io)) || (ev(Mmio) && has(Mmio))) {
+            let inner: f64 = [Io, Mmio]
+                .into_iter()
+                .filter(|k| ev(*k))
+                .map(|k| self.kind(k))
+                .sum();
+            total += inner.max(self.kind(Userspace));
+            done.push(Userspace);
+            done.extend([Io, Mmio].into_iter().filter(|k| ev(*k)));
+        }
+        total
+            + kinds
+                .iter()
+                .filter(|k| !done.contains(k))
+                .map(|k| self.kind(*k))
+                .sum::<f64>()
     }
     pub fn share(&self, k: ExitKind) -> f64 {
         if self.total > 0.0 {
@@ -420,7 +455,10 @@ fn from_kvm_stat(b: &KvmStatBlock, what: &str) -> ExitProfile {
     // exit reasons (kvm_exit(X) rows) are exact; other events fill in kinds they lack
     p.kinds = by_reason;
     for (k, v) in events {
-        p.kinds.entry(k).or_insert(v);
+        if let std::collections::btree_map::Entry::Vacant(e) = p.kinds.entry(k) {
+            e.insert(v);
+            p.event_kinds.insert(k);
+        }
     }
     if top.is_empty() {
         for (k, v) in &p.kinds {
