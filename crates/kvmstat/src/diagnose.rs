@@ -473,6 +473,9 @@ pub struct Limits {
     pub extint_share: f64,
     pub extint_rate: f64,
     pub extint_count: f64,
+    /// exit-extint, live with the vCPU count known: exits/s per vCPU (twice a 1000 Hz host
+    /// tick), instead of `extint_rate` for the whole VM.
+    pub extint_rate_per_vcpu: f64,
     /// exit-mmio-emul: MMIO share and level, or instructions emulated per second.
     pub mmio_share: f64,
     pub mmio_rate: f64,
@@ -534,6 +537,7 @@ impl Default for Limits {
             extint_share: 0.30,
             extint_rate: 5_000.0,
             extint_count: 20_000.0,
+            extint_rate_per_vcpu: 2_000.0,
             mmio_share: 0.30,
             mmio_rate: 5_000.0,
             mmio_count: 10_000.0,
@@ -1144,24 +1148,55 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         });
     }
 
+    // every vCPU takes its host CPU's timer tick (up to 1000/s): judge the rate per vCPU
+    let vcpus = p.cpu.as_ref().map(|c| c.vcpus).filter(|n| *n > 0);
+    let extint_rate = match vcpus {
+        Some(n) if p.per_sec => lim.extint_rate_per_vcpu * f64::from(n),
+        _ => lim.extint_rate,
+    };
     if let Some((v, s)) = share_rule(
         p,
         &[ExitKind::ExternalInterrupt],
         lim.extint_share,
-        lim.extint_rate,
+        extint_rate,
         lim.extint_count,
     ) {
+        let mut d = Diagnosis::of(&EXIT_EXTINT);
+        let mut message = format!(
+            "external-interrupt exits are {:.1}% of all exits ({})",
+            s * 100.0,
+            shown(p, v)
+        );
+        let mut figures = vec![
+            fig("external-interrupt exits", v, u),
+            fig("share of exits", s * 100.0, "%"),
+        ];
+        match vcpus {
+            Some(n) if p.per_sec => {
+                message.push_str(&format!(
+                    ", {:.0}/s per vCPU for {n} vCPUs",
+                    v / f64::from(n)
+                ));
+                figures.push(fig("per vCPU", v / f64::from(n), "exits/s"));
+            }
+            _ if p.per_sec => {
+                // a VM of many busy vCPUs takes a host tick on each: without the vCPU
+                // count this may be normal
+                d.severity = Severity::Info;
+                message.push_str(&format!(
+                    "; the vCPU count is not known: up to {:.0}/s per vCPU is normal (each \
+                     vCPU's host CPU ticks), so this is a storm only for a VM of at most {:.0} \
+                     vCPUs",
+                    lim.extint_rate_per_vcpu,
+                    (v / lim.extint_rate_per_vcpu).floor()
+                ));
+            }
+            _ => {}
+        }
         out.push(Diagnosis {
-            message: format!(
-                "external-interrupt exits are {:.1}% of all exits ({})",
-                s * 100.0,
-                shown(p, v)
-            ),
-            figures: vec![
-                fig("external-interrupt exits", v, u),
-                fig("share of exits", s * 100.0, "%"),
-            ],
-            ..Diagnosis::of(&EXIT_EXTINT)
+            message,
+            figures,
+            ..d
         });
     }
 
@@ -1457,6 +1492,38 @@ mod tests {
         );
         p.event_kinds = [ExitKind::Mmio, ExitKind::Userspace].into_iter().collect();
         assert_eq!(p.kinds_sum(&[ExitKind::Mmio, ExitKind::Userspace]), 40.0);
+    }
+
+    #[test]
+    fn external_interrupts_are_judged_per_vcpu() {
+        let extint = |vcpus: Option<u32>, rate: f64| {
+            let mut p = profile(
+                true,
+                20_000.0,
+                &[
+                    (ExitKind::ExternalInterrupt, rate),
+                    (ExitKind::Halt, 1_000.0),
+                ],
+            );
+            if let Some(n) = vcpus {
+                p.cpu = Some(CpuFigures {
+                    host_pct: 100.0,
+                    guest_pct: 95.0,
+                    emulator_pct: None,
+                    vcpus: n,
+                });
+            }
+            diagnose(&p, &Limits::default())
+        };
+        // fires: 2 vCPUs, 4,000/s each
+        let d = extint(Some(2), 8_000.0);
+        assert_eq!((d[0].rule, d[0].severity), ("exit-extint", Severity::Warn));
+        // near miss: 8 busy vCPUs, 1,000/s each: a host tick, nothing alarming
+        assert!(extint(Some(8), 8_000.0).is_empty());
+        // the vCPU count unknown (kvm_stat): INFO, not a warning
+        let d = extint(None, 8_000.0);
+        assert_eq!((d[0].rule, d[0].severity), ("exit-extint", Severity::Info));
+        assert!(d[0].message.contains("at most 4 vCPUs"), "{}", d[0].message);
     }
 
     #[test]
