@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use crate::exits::{ExitKind, ExitProfile, MsrRole, is_timer_port, key_hint, mmio_hint, msr_role};
+use crate::exits::{ExitKind, ExitProfile, MsrRole, is_timer_port, key_hint, mmio_role, msr_role};
 use crate::perf::TableKind;
 
 pub use kvmtune_profile::Severity;
@@ -38,22 +38,52 @@ const EXIT_IO_STORM: DiagnosisRule = DiagnosisRule {
     title: "I/O exit storm",
     severity: Severity::Warn,
     why: "the guest programs a legacy timer (PIT, RTC, ACPI PM timer) or polls a \
-          legacy device through port I/O, each access a full exit to QEMU",
-    fix: "give the guest a paravirtual clock: for Windows, <timer name='hypervclock' \
-          present='yes'/> with the synic and stimer enlightenments, rtc \
-          tickpolicy='catchup', pit tickpolicy='delay' (in one field report hpet present='yes' \
-          cut a 130% idle CPU to 7% on an old QEMU); remove idle USB tablets and legacy \
-          devices; `kvmtune apply DOMAIN --rule clock-windows` makes the change",
+          legacy or emulated device through port I/O, each access a full exit to QEMU",
+    fix: "without the ioport table the cause is one of two: a legacy timer (for Windows, \
+          <timer name='hypervclock' present='yes'/> with the synic and stimer \
+          enlightenments, rtc tickpolicy='catchup', pit tickpolicy='delay'; in one field \
+          report hpet present='yes' cut a 130% idle CPU to 7% on an old QEMU) or an emulated \
+          device with an I/O BAR (virtio disks and NICs instead, remove idle USB tablets and \
+          legacy devices); record `perf kvm stat record` and report --event=ioport to tell \
+          them apart before changing the domain",
     source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst); \
              virt-manager#205; OpenNebula addon-storpool#79 (30-40% idle CPU to 1-3%); kcli#489 \
-             (13% to 1%)",
+             (13% to 1%); libvirt domain format (disk target bus, interface model)",
     audit_rules: &[
         "clock-windows",
         "hyperv-enlightenments",
+        "disk-bus",
+        "net-model",
         "dev-usb-idle",
         "dev-legacy",
     ],
 };
+
+/// exit-io-storm when timer ports are most of the named port exits.
+const IO_CLOCK_FIX: &str = "give the guest a paravirtual clock: for Windows, <timer \
+     name='hypervclock' present='yes'/> with the synic and stimer enlightenments, rtc \
+     tickpolicy='catchup', pit tickpolicy='delay' (in one field report hpet present='yes' cut \
+     a 130% idle CPU to 7% on an old QEMU); remove idle USB tablets and legacy devices; \
+     `kvmtune apply DOMAIN --rule clock-windows` makes the change";
+const IO_CLOCK_RULES: &[&str] = &[
+    "clock-windows",
+    "hyperv-enlightenments",
+    "dev-usb-idle",
+    "dev-legacy",
+];
+/// exit-io-storm when devices (PCI I/O BARs, IDE, serial, ...) take most named port exits.
+const IO_DEVICE_FIX: &str = "the busiest ports belong to an emulated device, not a clock: \
+     use virtio devices (virtio-blk or virtio-scsi disks, virtio-net; modern virtio-pci, \
+     which notifies through MMIO with ioeventfd instead of an I/O BAR), remove idle USB \
+     controllers and tablets and legacy devices; the audit rules disk-bus and net-model name \
+     the emulated disks and NICs";
+const IO_DEVICE_RULES: &[&str] = &[
+    "disk-bus",
+    "net-model",
+    "dev-usb-idle",
+    "dev-legacy",
+    "dev-tablet",
+];
 
 const EXIT_MSR_STORM: DiagnosisRule = DiagnosisRule {
     id: "exit-msr-storm",
@@ -229,6 +259,26 @@ const EXIT_IPI: DiagnosisRule = DiagnosisRule {
     audit_rules: &["hyperv-enlightenments", "cpu-mode", "host-overcommit"],
 };
 
+const EXIT_CLOCK_READ: DiagnosisRule = DiagnosisRule {
+    id: "exit-clock-read",
+    title: "clock read storm",
+    severity: Severity::Warn,
+    why: "the guest reads a clock that traps on every read: the Hyper-V reference counter \
+          (MSR 0x40000020, a Windows guest without the reference TSC page, or a host whose \
+          clocksource is not tsc so KVM cannot offer a valid page), the APIC timer's current \
+          count (x2APIC 0x839, xAPIC 0xfee00390) or the HPET main counter (a guest clocksource \
+          that is not kvmclock or the TSC)",
+    fix: "Windows: give the guest the reference TSC page, <timer name='hypervclock' \
+          present='yes'/> (QEMU hv-time) with an invariant TSC and the host on the tsc \
+          clocksource, so it reads the clock without an exit (the audit rule clock-windows \
+          checks it); Linux: keep kvmclock or tsc as the guest clocksource, not hpet or \
+          acpi_pm",
+    source: "QEMU documentation, Hyper-V Enlightenments (docs/system/i386/hyperv.rst: hv-time); \
+             Microsoft Hypervisor Top Level Functional Specification (reference TSC page); \
+             Linux kernel documentation, Documentation/virt/kvm/x86/msr.rst (kvmclock)",
+    audit_rules: &["clock-windows", "hyperv-enlightenments", "clock-linux"],
+};
+
 const EXIT_DATA_ABORT: DiagnosisRule = DiagnosisRule {
     id: "exit-data-abort",
     title: "guest aborts to the hypervisor (MMIO or stage-2 faults)",
@@ -249,7 +299,9 @@ const EXIT_DATA_ABORT: DiagnosisRule = DiagnosisRule {
 const EXIT_WFX: DiagnosisRule = DiagnosisRule {
     id: "exit-wfx",
     title: "WFI/WFE exits (arm64 idle or spinning vCPUs)",
-    severity: Severity::Warn,
+    // like HLT on x86, many WFI exits are what an idle guest does: WARN only with the CPU
+    // they cost (halt polling or overhead), as exit-hlt-poll judges HLT
+    severity: Severity::Info,
     why: "WFI traps when a vCPU idles (the arm64 HLT: many wakeups a second cost an exit \
           and a reschedule each), WFE when it spins on a lock whose holder is not running \
           (vCPU overcommit)",
@@ -333,6 +385,7 @@ pub const RULES: &[DiagnosisRule] = &[
     EXIT_GUEST_LOOP,
     EXIT_TIMER,
     EXIT_IPI,
+    EXIT_CLOCK_READ,
     EXIT_DATA_ABORT,
     EXIT_WFX,
     OVERHEAD_HIGH,
@@ -420,6 +473,9 @@ pub struct Limits {
     pub extint_share: f64,
     pub extint_rate: f64,
     pub extint_count: f64,
+    /// exit-extint, live with the vCPU count known: exits/s per vCPU (twice a 1000 Hz host
+    /// tick), instead of `extint_rate` for the whole VM.
+    pub extint_rate_per_vcpu: f64,
     /// exit-mmio-emul: MMIO share and level, or instructions emulated per second.
     pub mmio_share: f64,
     pub mmio_rate: f64,
@@ -481,6 +537,7 @@ impl Default for Limits {
             extint_share: 0.30,
             extint_rate: 5_000.0,
             extint_count: 20_000.0,
+            extint_rate_per_vcpu: 2_000.0,
             mmio_share: 0.30,
             mmio_rate: 5_000.0,
             mmio_count: 10_000.0,
@@ -536,7 +593,7 @@ fn share_rule(
     rate: f64,
     count: f64,
 ) -> Option<(f64, f64)> {
-    let v: f64 = kinds.iter().map(|k| p.kind(*k)).sum();
+    let v = p.kinds_sum(kinds);
     let s = if p.total > 0.0 { v / p.total } else { 0.0 };
     (s >= share && level_ok(p, v, rate, count)).then_some((v, s))
 }
@@ -559,26 +616,25 @@ fn reason_of(k: &str) -> &str {
         .unwrap_or(k)
 }
 
-/// Timer and IPI accesses among an MSR/APIC storm's `v` exits, and the basis they are a
-/// share of: the msr and mmio tables' keys when the report has them, else kvm_stat's
-/// `kvm_hv_timer_state` and `kvm_apic_ipi` events against the exits themselves.
-fn roles(p: &ExitProfile, v: f64) -> (f64, f64, f64) {
+/// Timer, IPI and clock-read accesses among an MSR/APIC storm's `v` exits, and the basis
+/// they are a share of: the msr and mmio tables' keys when the report has them, else
+/// kvm_stat's `kvm_hv_timer_state` and `kvm_apic_ipi` events against the exits themselves.
+fn roles(p: &ExitProfile, v: f64) -> (f64, f64, f64, f64) {
     let mut timer = 0.0;
     let mut ipi = 0.0;
+    let mut clock = 0.0;
     let mut basis = 0.0;
-    for (k, n) in &p.msrs {
+    let keyed = p
+        .msrs
+        .iter()
+        .map(|(k, n)| (msr_role(k), n))
+        .chain(p.mmio.iter().map(|(k, n)| (mmio_role(k), n)));
+    for (role, n) in keyed {
         basis += n;
-        match msr_role(k) {
+        match role {
             MsrRole::Timer => timer += n,
             MsrRole::Ipi => ipi += n,
-            _ => {}
-        }
-    }
-    for (k, n) in &p.mmio {
-        basis += n;
-        match mmio_hint(k).map(|h| h.1) {
-            Some(MsrRole::Timer) => timer += n,
-            Some(MsrRole::Ipi) => ipi += n,
+            MsrRole::ClockRead => clock += n,
             _ => {}
         }
     }
@@ -589,14 +645,59 @@ fn roles(p: &ExitProfile, v: f64) -> (f64, f64, f64) {
         // write, so the basis is the larger of the two
         let events = p.kind(ExitKind::Msr).max(p.kind(ExitKind::Apic)).min(v);
         if (t > 0.0 || i > 0.0) && events > 0.0 {
-            return (t.min(events), i.min(events), events);
+            return (t.min(events), i.min(events), 0.0, events);
         }
     }
-    (timer, ipi, basis)
+    (timer, ipi, clock, basis)
+}
+
+/// SVM's `npf` exits (`kvm_exit(NPF)`): nested page faults, which on AMD are both the
+/// guest's page faults and its MMIO (there is no separate EPT_MISCONFIG exit).
+fn svm_npf(p: &ExitProfile) -> f64 {
+    p.top
+        .iter()
+        .filter(|(k, _)| matches!(reason_of(k), "npf" | "NPF"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// MMIO known from other sources than the exit reasons: the mmio table, kvm_stat's
+/// `kvm_mmio` and `kvm_userspace_exit(MMIO)`.
+fn mmio_seen(p: &ExitProfile) -> f64 {
+    let table: f64 = p.mmio.iter().map(|(_, v)| v).sum();
+    table
+        .max(p.event("kvm_mmio"))
+        .max(p.event("kvm_userspace_exit(MMIO)"))
+        .max(p.kind(ExitKind::Mmio))
+}
+
+/// When MMIO accounts for most of the SVM `npf` exits, those exits are MMIO, not page
+/// faults: a profile with them moved.
+fn npf_as_mmio(p: &ExitProfile) -> Option<ExitProfile> {
+    let npf = svm_npf(p);
+    let mmio = mmio_seen(p);
+    if npf <= 0.0 || mmio * 2.0 <= npf {
+        return None;
+    }
+    let moved = mmio.min(npf).min(p.kind(ExitKind::PageFault));
+    let mut q = p.clone();
+    q.kinds
+        .insert(ExitKind::PageFault, p.kind(ExitKind::PageFault) - moved);
+    q.kinds
+        .insert(ExitKind::Mmio, p.kind(ExitKind::Mmio).max(moved));
+    Some(q)
 }
 
 /// Judge one profile.
 pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
+    let adjusted;
+    let p = match npf_as_mmio(p) {
+        Some(q) => {
+            adjusted = q;
+            &adjusted
+        }
+        None => p,
+    };
     let mut out = Vec::new();
     let u = unit(p);
 
@@ -637,17 +738,39 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
             s * 100.0,
             shown(p, v)
         );
+        let mut d = Diagnosis::of(&EXIT_IO_STORM);
         if !p.io_ports.is_empty() {
+            let named: f64 = p.io_ports.iter().map(|(_, v)| v).sum();
             message.push_str(&format!(
                 "; busiest ports: {}",
                 top_keys(&p.io_ports, 4, TableKind::Ioport)
             ));
             figures.push(fig("timer port accesses", timer_io, "samples"));
+            if named > 0.0 && timer_io * 2.0 > named {
+                message.push_str(&format!(
+                    "; timer ports take {:.0}% of the named port exits",
+                    100.0 * timer_io / named
+                ));
+                d.fix = IO_CLOCK_FIX.to_string();
+                d.audit_rules = IO_CLOCK_RULES.to_vec();
+            } else {
+                message.push_str(&format!(
+                    "; timer ports take only {:.0}% of the named port exits: a device, not \
+                     the clock",
+                    if named > 0.0 {
+                        100.0 * timer_io / named
+                    } else {
+                        0.0
+                    }
+                ));
+                d.fix = IO_DEVICE_FIX.to_string();
+                d.audit_rules = IO_DEVICE_RULES.to_vec();
+            }
         }
         out.push(Diagnosis {
             message,
             figures,
-            ..Diagnosis::of(&EXIT_IO_STORM)
+            ..d
         });
     }
 
@@ -658,11 +781,13 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         lim.msr_rate,
         lim.msr_count,
     ) {
-        let (timer, ipi, basis) = roles(p, v);
+        let (timer, ipi, clock, basis) = roles(p, v);
         let rule = if basis > 0.0 && timer / basis >= lim.role_share {
             &EXIT_TIMER
         } else if basis > 0.0 && ipi / basis >= lim.role_share {
             &EXIT_IPI
+        } else if basis > 0.0 && clock / basis >= lim.role_share {
+            &EXIT_CLOCK_READ
         } else {
             &EXIT_MSR_STORM
         };
@@ -674,8 +799,10 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         if basis > 0.0 && rule.id != EXIT_MSR_STORM.id {
             let (what, n) = if rule.id == EXIT_TIMER.id {
                 ("program a timer", timer)
-            } else {
+            } else if rule.id == EXIT_IPI.id {
                 ("send an IPI", ipi)
+            } else {
+                ("read a clock", clock)
             };
             message.push_str(&format!(
                 "; {:.0}% of the accesses named {what}",
@@ -707,6 +834,7 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         if basis > 0.0 {
             figures.push(fig("timer accesses", timer, u));
             figures.push(fig("IPI accesses", ipi, u));
+            figures.push(fig("clock reads", clock, u));
         }
         out.push(Diagnosis {
             message,
@@ -742,16 +870,13 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         }
     }
 
-    let progress: f64 = [
+    let progress = p.kinds_sum(&[
         ExitKind::Halt,
         ExitKind::Io,
         ExitKind::Mmio,
         ExitKind::Userspace,
         ExitKind::Wfx,
-    ]
-    .iter()
-    .map(|k| p.kind(*k))
-    .sum();
+    ]);
     let progress_share = if p.total > 0.0 {
         progress / p.total
     } else {
@@ -822,13 +947,24 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         });
     }
 
-    if let Some((v, s)) = share_rule(
+    let userspace = share_rule(
         p,
         &[ExitKind::Userspace],
         lim.userspace_share,
         lim.userspace_rate,
         lim.userspace_count,
-    ) {
+    );
+    // port I/O exits that go on to QEMU are exit-io-storm's already: judge only the rest
+    let userspace = userspace.filter(|(v, _)| {
+        let io = p.event("kvm_userspace_exit(IO)");
+        if io <= 0.0 || !out.iter().any(|d| d.rule == EXIT_IO_STORM.id) {
+            return true;
+        }
+        let rest = (v - io).max(0.0);
+        let s = if p.total > 0.0 { rest / p.total } else { 0.0 };
+        s >= lim.userspace_share && level_ok(p, rest, lim.userspace_rate, lim.userspace_count)
+    });
+    if let Some((v, s)) = userspace {
         let mut message = format!(
             "exits to user space (QEMU) are {:.1}% of all exits ({})",
             s * 100.0,
@@ -908,17 +1044,39 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         lim.wfx_rate,
         lim.wfx_count,
     ) {
+        let polling = p.halt_poll_pct.unwrap_or(0.0);
+        let overhead = p.cpu.as_ref().map(|c| c.host_pct - c.guest_pct);
+        let costly = p.per_sec
+            && (polling >= lim.halt_poll_pct || overhead.is_some_and(|o| o >= lim.overhead_pct));
+        let mut d = Diagnosis::of(&EXIT_WFX);
+        let mut message = format!(
+            "WFI/WFE exits are {:.1}% of all exits ({})",
+            s * 100.0,
+            shown(p, v)
+        );
+        let mut figures = vec![
+            fig("WFx exits", v, u),
+            fig("share of exits", s * 100.0, "%"),
+        ];
+        if costly {
+            d.severity = Severity::Warn;
+            message.push_str(&format!(
+                " with {polling:.1}% of a CPU spent polling{}",
+                overhead
+                    .map(|o| format!(" and {o:.0}% of a CPU of overhead"))
+                    .unwrap_or_default()
+            ));
+            figures.push(fig("CPU spent halt polling", polling, "% of a CPU"));
+        } else {
+            message.push_str(
+                "; an idle guest's WFI exits look like this (the arm64 HLT): nothing shows \
+                 they cost host CPU",
+            );
+        }
         out.push(Diagnosis {
-            message: format!(
-                "WFI/WFE exits are {:.1}% of all exits ({})",
-                s * 100.0,
-                shown(p, v)
-            ),
-            figures: vec![
-                fig("WFx exits", v, u),
-                fig("share of exits", s * 100.0, "%"),
-            ],
-            ..Diagnosis::of(&EXIT_WFX)
+            message,
+            figures,
+            ..d
         });
     }
 
@@ -931,17 +1089,41 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
     )
     .filter(|_| looping.is_none())
     {
+        let mut d = Diagnosis::of(&EXIT_EPT);
+        let mut message = format!(
+            "EPT/NPF page faults are {:.1}% of all exits ({})",
+            s * 100.0,
+            shown(p, v)
+        );
+        if svm_npf(p) * 2.0 > v {
+            message.push_str(
+                "; on AMD an npf exit is a nested page fault OR an MMIO access of an emulated \
+                 device, and nothing here tells them apart",
+            );
+            d.cause = "SVM npf exits are taken both for guest memory KVM has not mapped yet \
+                       (4 KiB pages, memory being faulted in) and for every MMIO access of an \
+                       emulated device (AMD has no separate MMIO exit)";
+            d.fix = format!(
+                "record `perf kvm stat record` and report --event=mmio (or kvm_stat's kvm_mmio \
+                 and kvm_userspace_exit(MMIO)) first: if MMIO takes most of the npf exits, use \
+                 virtio disks and NICs; if not, {}",
+                EXIT_EPT.fix
+            );
+            d.audit_rules = vec![
+                "mem-hugepages",
+                "host-thp",
+                "host-hugepages-pool",
+                "disk-bus",
+                "net-model",
+            ];
+        }
         out.push(Diagnosis {
-            message: format!(
-                "EPT/NPF page faults are {:.1}% of all exits ({})",
-                s * 100.0,
-                shown(p, v)
-            ),
+            message,
             figures: vec![
                 fig("page-fault exits", v, u),
                 fig("share of exits", s * 100.0, "%"),
             ],
-            ..Diagnosis::of(&EXIT_EPT)
+            ..d
         });
     }
 
@@ -966,24 +1148,55 @@ pub fn diagnose(p: &ExitProfile, lim: &Limits) -> Vec<Diagnosis> {
         });
     }
 
+    // every vCPU takes its host CPU's timer tick (up to 1000/s): judge the rate per vCPU
+    let vcpus = p.cpu.as_ref().map(|c| c.vcpus).filter(|n| *n > 0);
+    let extint_rate = match vcpus {
+        Some(n) if p.per_sec => lim.extint_rate_per_vcpu * f64::from(n),
+        _ => lim.extint_rate,
+    };
     if let Some((v, s)) = share_rule(
         p,
         &[ExitKind::ExternalInterrupt],
         lim.extint_share,
-        lim.extint_rate,
+        extint_rate,
         lim.extint_count,
     ) {
+        let mut d = Diagnosis::of(&EXIT_EXTINT);
+        let mut message = format!(
+            "external-interrupt exits are {:.1}% of all exits ({})",
+            s * 100.0,
+            shown(p, v)
+        );
+        let mut figures = vec![
+            fig("external-interrupt exits", v, u),
+            fig("share of exits", s * 100.0, "%"),
+        ];
+        match vcpus {
+            Some(n) if p.per_sec => {
+                message.push_str(&format!(
+                    ", {:.0}/s per vCPU for {n} vCPUs",
+                    v / f64::from(n)
+                ));
+                figures.push(fig("per vCPU", v / f64::from(n), "exits/s"));
+            }
+            _ if p.per_sec => {
+                // a VM of many busy vCPUs takes a host tick on each: without the vCPU
+                // count this may be normal
+                d.severity = Severity::Info;
+                message.push_str(&format!(
+                    "; the vCPU count is not known: up to {:.0}/s per vCPU is normal (each \
+                     vCPU's host CPU ticks), so this is a storm only for a VM of at most {:.0} \
+                     vCPUs",
+                    lim.extint_rate_per_vcpu,
+                    (v / lim.extint_rate_per_vcpu).floor()
+                ));
+            }
+            _ => {}
+        }
         out.push(Diagnosis {
-            message: format!(
-                "external-interrupt exits are {:.1}% of all exits ({})",
-                s * 100.0,
-                shown(p, v)
-            ),
-            figures: vec![
-                fig("external-interrupt exits", v, u),
-                fig("share of exits", s * 100.0, "%"),
-            ],
-            ..Diagnosis::of(&EXIT_EXTINT)
+            message,
+            figures,
+            ..d
         });
     }
 
@@ -1132,6 +1345,188 @@ mod tests {
     }
 
     #[test]
+    fn io_storm_fix_follows_the_timer_share_of_the_ports() {
+        let storm = |ports: &[(&str, f64)]| {
+            let mut p = profile(false, 100_000.0, &[(ExitKind::Io, 60_000.0)]);
+            p.io_ports = ports.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            diagnose(&p, &Limits::default()).remove(0)
+        };
+        // fires: the RTC takes most of the named port exits
+        let d = storm(&[
+            ("0x70:POUT", 40_000.0),
+            ("0x71:PIN", 10_000.0),
+            ("0xc050:POUT", 9_000.0),
+        ]);
+        assert_eq!(d.rule, "exit-io-storm");
+        assert!(d.fix.contains("--rule clock-windows"), "{}", d.fix);
+        assert!(d.audit_rules.contains(&"clock-windows"));
+        // near miss: a PCI I/O BAR takes 98%: the device fix, no clock change
+        let d = storm(&[("0xc050:POUT", 59_000.0), ("0x70:POUT", 1_000.0)]);
+        assert!(
+            !d.fix.contains("hypervclock") && !d.fix.contains("kvmtune apply"),
+            "{}",
+            d.fix
+        );
+        assert!(d.fix.contains("virtio"), "{}", d.fix);
+        assert!(!d.audit_rules.contains(&"clock-windows"));
+        assert!(d.audit_rules.contains(&"disk-bus") && d.audit_rules.contains(&"net-model"));
+        // exactly half is no majority
+        let d = storm(&[("0xc050:POUT", 500.0), ("0x70:POUT", 500.0)]);
+        assert!(!d.fix.contains("hypervclock"), "{}", d.fix);
+        // no port table: both causes named, no apply recommended
+        let d = storm(&[]);
+        assert!(
+            d.fix.contains("hypervclock") && d.fix.contains("virtio"),
+            "{}",
+            d.fix
+        );
+        assert!(!d.fix.contains("kvmtune apply"), "{}", d.fix);
+    }
+
+    #[test]
+    fn port_io_going_on_to_qemu_is_one_diagnosis() {
+        let with_io = |io: f64, mmio: f64| {
+            let mut p = profile(
+                true,
+                50_000.0,
+                &[(ExitKind::Io, 40_000.0), (ExitKind::Userspace, io + mmio)],
+            );
+            p.events.insert("kvm_userspace_exit(IO)".into(), io);
+            p.events.insert("kvm_userspace_exit(MMIO)".into(), mmio);
+            rules(&p)
+        };
+        // fires once: all exits to QEMU are the port I/O of the storm
+        assert_eq!(with_io(40_000.0, 0.0), ["exit-io-storm"]);
+        // near miss: 15,000 MMIO exits/s to QEMU on top are a second cause
+        assert_eq!(
+            with_io(40_000.0, 15_000.0),
+            ["exit-io-storm", "exit-userspace-storm"]
+        );
+    }
+
+    #[test]
+    fn svm_npf_is_mmio_when_the_mmio_table_says_so() {
+        let npf = |mmio: f64| {
+            let mut p = profile(
+                false,
+                100_000.0,
+                &[(ExitKind::PageFault, 80_000.0), (ExitKind::Halt, 20_000.0)],
+            );
+            p.top = vec![("npf".into(), 80_000.0), ("hlt".into(), 20_000.0)];
+            if mmio > 0.0 {
+                p.mmio = vec![("0xfebd1000:W".into(), mmio)];
+            }
+            diagnose(&p, &Limits::default())
+        };
+        // fires: the mmio table accounts for most npf exits: MMIO, no hugepages
+        let d = npf(79_000.0);
+        assert_eq!(
+            d.iter().map(|d| d.rule).collect::<Vec<_>>(),
+            ["exit-mmio-emul"]
+        );
+        // near miss: MMIO is under half of the npf exits: still page faults, but the fix
+        // names both causes and asks for the mmio table first
+        let d = npf(30_000.0);
+        assert_eq!(d.iter().map(|d| d.rule).collect::<Vec<_>>(), ["exit-ept"]);
+        assert!(d[0].fix.contains("--event=mmio") && d[0].fix.contains("virtio"));
+        let d = npf(0.0);
+        assert_eq!(d[0].rule, "exit-ept");
+        assert!(d[0].message.contains("OR an MMIO"), "{}", d[0].message);
+        // VMX EPT violations are page faults only: the plain hugepage advice
+        let mut p = profile(false, 100_000.0, &[(ExitKind::PageFault, 80_000.0)]);
+        p.top = vec![("EPT_VIOLATION".into(), 80_000.0)];
+        let d = diagnose(&p, &Limits::default());
+        assert_eq!(d[0].fix, EXIT_EPT.fix);
+    }
+
+    #[test]
+    fn idle_wfx_is_info_and_warns_only_with_its_cpu_cost() {
+        let wfx = |poll: Option<f64>| {
+            let mut p = profile(
+                true,
+                15_000.0,
+                &[
+                    (ExitKind::Wfx, 12_000.0),
+                    (ExitKind::ExternalInterrupt, 2_500.0),
+                ],
+            );
+            p.halt_poll_pct = poll;
+            diagnose(&p, &Limits::default())
+        };
+        // fires as a WARN: the wakeups cost host CPU in halt polling
+        let d = wfx(Some(10.0));
+        assert_eq!((d[0].rule, d[0].severity), ("exit-wfx", Severity::Warn));
+        // near miss: the idle shape alone (as an idle x86 guest's HLT) is no warning
+        let d = wfx(Some(9.9));
+        assert_eq!((d[0].rule, d[0].severity), ("exit-wfx", Severity::Info));
+        let d = wfx(None);
+        assert!(d.iter().all(|d| d.severity < Severity::Warn), "{d:?}");
+    }
+
+    #[test]
+    fn kvm_stat_events_counting_one_exit_twice_are_not_added() {
+        let msr_apic = |msr: f64, apic: f64| {
+            let mut p = profile(
+                true,
+                90_000.0,
+                &[(ExitKind::Msr, msr), (ExitKind::Apic, apic)],
+            );
+            p.event_kinds = [ExitKind::Msr, ExitKind::Apic].into_iter().collect();
+            rules(&p)
+        };
+        // fires: 30k of 90k is over 30% on its own
+        assert_eq!(msr_apic(30_000.0, 30_000.0), ["exit-msr-storm"]);
+        // near miss: 25k kvm_msr and 25k kvm_apic are the same 25k writes, 28%, not 56%
+        assert!(msr_apic(25_000.0, 25_000.0).is_empty());
+        // exit reasons are exact and add up
+        let p = profile(
+            true,
+            90_000.0,
+            &[(ExitKind::Msr, 25_000.0), (ExitKind::Apic, 25_000.0)],
+        );
+        assert_eq!(rules(&p), ["exit-msr-storm"]);
+        let mut p = profile(
+            true,
+            100.0,
+            &[(ExitKind::Mmio, 40.0), (ExitKind::Userspace, 30.0)],
+        );
+        p.event_kinds = [ExitKind::Mmio, ExitKind::Userspace].into_iter().collect();
+        assert_eq!(p.kinds_sum(&[ExitKind::Mmio, ExitKind::Userspace]), 40.0);
+    }
+
+    #[test]
+    fn external_interrupts_are_judged_per_vcpu() {
+        let extint = |vcpus: Option<u32>, rate: f64| {
+            let mut p = profile(
+                true,
+                20_000.0,
+                &[
+                    (ExitKind::ExternalInterrupt, rate),
+                    (ExitKind::Halt, 1_000.0),
+                ],
+            );
+            if let Some(n) = vcpus {
+                p.cpu = Some(CpuFigures {
+                    host_pct: 100.0,
+                    guest_pct: 95.0,
+                    emulator_pct: None,
+                    vcpus: n,
+                });
+            }
+            diagnose(&p, &Limits::default())
+        };
+        // fires: 2 vCPUs, 4,000/s each
+        let d = extint(Some(2), 8_000.0);
+        assert_eq!((d[0].rule, d[0].severity), ("exit-extint", Severity::Warn));
+        // near miss: 8 busy vCPUs, 1,000/s each: a host tick, nothing alarming
+        assert!(extint(Some(8), 8_000.0).is_empty());
+        // the vCPU count unknown (kvm_stat): INFO, not a warning
+        let d = extint(None, 8_000.0);
+        assert_eq!((d[0].rule, d[0].severity), ("exit-extint", Severity::Info));
+        assert!(d[0].message.contains("at most 4 vCPUs"), "{}", d[0].message);
+    }
+
+    #[test]
     fn halt_polling_needs_cpu_figures() {
         let mut p = profile(true, 5_000.0, &[(ExitKind::Halt, 4_000.0)]);
         assert!(rules(&p).is_empty());
@@ -1271,6 +1666,16 @@ mod tests {
                 }),
                 with(profile(true, 50_000.0, &[(Apic, 20_000.0)]), &|p| {
                     p.events.insert("kvm_apic_ipi".into(), 9_999.0);
+                }),
+            ),
+            (
+                "exit-clock-read",
+                with(profile(false, 400_000.0, &[(Msr, 300_000.0)]), &|p| {
+                    p.msrs = vec![("0x40000020:R".into(), 500.0), ("0x10:R".into(), 500.0)]
+                }),
+                // clock reads just under half of the keyed accesses: an MSR storm
+                with(profile(false, 400_000.0, &[(Msr, 300_000.0)]), &|p| {
+                    p.msrs = vec![("0x40000020:R".into(), 499.0), ("0x10:R".into(), 501.0)]
                 }),
             ),
             (

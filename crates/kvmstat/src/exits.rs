@@ -137,31 +137,39 @@ fn x86(reason: &str) -> Option<ExitKind> {
 /// of perf's trap table (`DABT_LOW`, `WFx`, `HVC64`, `SYS64`, ...).
 fn arm64(reason: &str) -> Option<ExitKind> {
     Some(match reason {
-        "DABT_LOW" | "IABT_LOW" => ExitKind::DataAbort,
-        "WFx" => ExitKind::Wfx,
-        "HVC64" | "HVC32" | "SMC64" | "SMC32" => ExitKind::Hypercall,
+        // old kvm_stat spellings of the same classes: `DABT`, `IABT`, `WFI`, `HVC`, `SYS`
+        "DABT_LOW" | "IABT_LOW" | "DABT" | "IABT" => ExitKind::DataAbort,
+        "WFx" | "WFI" | "WFE" => ExitKind::Wfx,
+        "HVC64" | "HVC32" | "SMC64" | "SMC32" | "HVC" | "SMC" => ExitKind::Hypercall,
         "IRQ" | "EL2_IRQ" => ExitKind::ExternalInterrupt,
         // system-register and coprocessor traps: emulated by KVM one by one
-        "SYS64" | "CP15_32" | "CP15_64" | "CP14_MR" | "CP14_LS" | "CP14_64" | "CP10_ID" => {
+        "SYS64" | "SYS" | "CP15_32" | "CP15_64" | "CP14_MR" | "CP14_LS" | "CP14_64" | "CP10_ID" => {
             ExitKind::Emulation
         }
-        "SERROR" | "EL1_SERROR" | "DABT_CUR" | "IABT_CUR" | "PC_ALIGN" | "SP_ALIGN" => {
-            ExitKind::Exception
-        }
+        "SERROR" | "EL1_SERROR" | "DABT_CUR" | "IABT_CUR" | "DABT_HYP" | "IABT_HYP" | "ILL_ISS"
+        | "PC_ALIGN" | "SP_ALIGN" => ExitKind::Exception,
         _ => return None,
     })
 }
 
-/// RISC-V: `scause` names, exceptions `EXC_*` and interrupts `IRQ_*`.
+/// RISC-V: `scause` names, exceptions `EXC_*` and interrupts `IRQ_*`; perf prints the
+/// exceptions without the `EXC_` prefix (`STORE_GUEST_PAGE_FAULT`).
 fn riscv(reason: &str) -> Option<ExitKind> {
-    Some(match reason {
-        "EXC_LOAD_GUEST_PAGE_FAULT"
-        | "EXC_STORE_GUEST_PAGE_FAULT"
-        | "EXC_INST_GUEST_PAGE_FAULT" => ExitKind::DataAbort,
-        "EXC_SUPERVISOR_SYSCALL" | "EXC_HYPERVISOR_SYSCALL" => ExitKind::Hypercall,
+    let prefixed = reason.starts_with("EXC_");
+    let name = reason.strip_prefix("EXC_").unwrap_or(reason);
+    Some(match name {
+        "LOAD_GUEST_PAGE_FAULT" | "STORE_GUEST_PAGE_FAULT" | "INST_GUEST_PAGE_FAULT" => {
+            ExitKind::DataAbort
+        }
+        "SUPERVISOR_SYSCALL" | "VIRTUAL_SUPERVISOR_SYSCALL" | "HYPERVISOR_SYSCALL" => {
+            ExitKind::Hypercall
+        }
         // WFI, CSR accesses and other instructions the hypervisor emulates
-        "EXC_VIRTUAL_INST_FAULT" | "EXC_INST_ILLEGAL" => ExitKind::Emulation,
-        r if r.starts_with("EXC_") => ExitKind::Exception,
+        "VIRTUAL_INST_FAULT" | "INST_ILLEGAL" => ExitKind::Emulation,
+        "INST_MISALIGNED" | "INST_ACCESS" | "BREAKPOINT" | "LOAD_MISALIGNED" | "LOAD_ACCESS"
+        | "STORE_MISALIGNED" | "STORE_ACCESS" | "USER_ECALL" | "INST_PAGE_FAULT"
+        | "LOAD_PAGE_FAULT" | "STORE_PAGE_FAULT" => ExitKind::Exception,
+        _ if prefixed => ExitKind::Exception,
         r if r.starts_with("IRQ_") => ExitKind::ExternalInterrupt,
         _ => return None,
     })
@@ -300,6 +308,10 @@ pub struct ExitProfile {
     pub events: BTreeMap<String, f64>,
     /// The domain's virtualization type when known (`kvm`, or `qemu` for TCG), live only.
     pub virt_type: Option<String>,
+    /// Kinds counted from kvm_stat tracepoints other than `kvm_exit(X)` (`kvm_msr`,
+    /// `kvm_apic`, `kvm_mmio`, `kvm_userspace_exit`): they may count one exit twice.
+    #[serde(skip)]
+    pub event_kinds: std::collections::BTreeSet<ExitKind>,
 }
 
 impl ExitProfile {
@@ -308,6 +320,37 @@ impl ExitProfile {
     }
     pub fn event(&self, name: &str) -> f64 {
         self.events.get(name).copied().unwrap_or(0.0)
+    }
+    /// Exits of several kinds together. Where kvm_stat events count one exit twice
+    /// (`kvm_msr` and `kvm_apic` both trace an x2APIC write; `kvm_mmio` or `kvm_pio` and
+    /// `kvm_userspace_exit` one access that goes on to QEMU), the larger of the overlapping
+    /// counts stands for them, not their sum.
+    pub fn kinds_sum(&self, kinds: &[ExitKind]) -> f64 {
+        use ExitKind::*;
+        let has = |k: ExitKind| kinds.contains(&k);
+        let ev = |k: ExitKind| has(k) && self.event_kinds.contains(&k);
+        let mut done: Vec<ExitKind> = Vec::new();
+        let mut total = 0.0;
+        if has(Msr) && has(Apic) && (ev(Msr) || ev(Apic)) {
+            total += self.kind(Msr).max(self.kind(Apic));
+            done.extend([Msr, Apic]);
+        }
+        if ev(Userspace) && ((ev(Io) && has(Io)) || (ev(Mmio) && has(Mmio))) {
+            let inner: f64 = [Io, Mmio]
+                .into_iter()
+                .filter(|k| ev(*k))
+                .map(|k| self.kind(k))
+                .sum();
+            total += inner.max(self.kind(Userspace));
+            done.push(Userspace);
+            done.extend([Io, Mmio].into_iter().filter(|k| ev(*k)));
+        }
+        total
+            + kinds
+                .iter()
+                .filter(|k| !done.contains(k))
+                .map(|k| self.kind(*k))
+                .sum::<f64>()
     }
     pub fn share(&self, k: ExitKind) -> f64 {
         if self.total > 0.0 {
@@ -412,7 +455,10 @@ fn from_kvm_stat(b: &KvmStatBlock, what: &str) -> ExitProfile {
     // exit reasons (kvm_exit(X) rows) are exact; other events fill in kinds they lack
     p.kinds = by_reason;
     for (k, v) in events {
-        p.kinds.entry(k).or_insert(v);
+        if let std::collections::btree_map::Entry::Vacant(e) = p.kinds.entry(k) {
+            e.insert(v);
+            p.event_kinds.insert(k);
+        }
     }
     if top.is_empty() {
         for (k, v) in &p.kinds {
@@ -499,6 +545,9 @@ pub fn is_timer_port(key: &str) -> bool {
 pub enum MsrRole {
     /// Programs a timer (TSC deadline, the x2APIC timer, Hyper-V synthetic timers).
     Timer,
+    /// Reads a clock (Hyper-V TIME_REF_COUNT, the APIC timer's current count, the HPET main
+    /// counter): not timer programming.
+    ClockRead,
     /// Sends an IPI (x2APIC ICR and self-IPI, Hyper-V ICR).
     Ipi,
     /// Ends an interrupt (x2APIC EOI, Hyper-V EOI and EOM).
@@ -548,7 +597,7 @@ pub fn msr_name(index: u64) -> Option<(&'static str, MsrRole)> {
         0x830 => ("x2APIC ICR (sends an IPI)", Ipi),
         0x832 => ("x2APIC LVT timer", Timer),
         0x838 => ("x2APIC timer initial count", Timer),
-        0x839 => ("x2APIC timer current count", Timer),
+        0x839 => ("x2APIC timer current count", ClockRead),
         0x83e => ("x2APIC timer divide configuration", Timer),
         0x83f => ("x2APIC self IPI", Ipi),
         0x800..=0x8ff => ("an x2APIC register", Other),
@@ -557,7 +606,7 @@ pub fn msr_name(index: u64) -> Option<(&'static str, MsrRole)> {
         0x4000_0002 => ("Hyper-V VP_INDEX", Other),
         0x4000_0003 => ("Hyper-V RESET", Other),
         0x4000_0010 => ("Hyper-V VP_RUNTIME", Other),
-        0x4000_0020 => ("Hyper-V TIME_REF_COUNT (reference counter)", Timer),
+        0x4000_0020 => ("Hyper-V TIME_REF_COUNT (reference counter)", ClockRead),
         0x4000_0021 => ("Hyper-V REFERENCE_TSC", Other),
         0x4000_0022 => ("Hyper-V TSC_FREQUENCY", Other),
         0x4000_0023 => ("Hyper-V APIC_FREQUENCY", Other),
@@ -606,9 +655,28 @@ pub fn msr_name(index: u64) -> Option<(&'static str, MsrRole)> {
 /// The role of an msr-table key (`0x6e0:W`).
 pub fn msr_role(key: &str) -> MsrRole {
     crate::perf::split_key(key)
-        .and_then(|(i, _)| msr_name(i))
-        .map(|(_, r)| r)
+        .and_then(|(i, a)| msr_name(i).map(|(_, r)| access_role(r, a)))
         .unwrap_or(MsrRole::Other)
+}
+
+/// A register's role for one access: only writes program a timer, only reads read a clock
+/// (`R`/`W` as perf's msr and mmio tables print them; other access names keep the role).
+pub fn access_role(role: MsrRole, access: &str) -> MsrRole {
+    let read = access.eq_ignore_ascii_case("r") || access.eq_ignore_ascii_case("rd");
+    let write = access.eq_ignore_ascii_case("w") || access.eq_ignore_ascii_case("wr");
+    match role {
+        MsrRole::Timer if read => MsrRole::Other,
+        MsrRole::ClockRead if write => MsrRole::Other,
+        r => r,
+    }
+}
+
+/// The role of an mmio-table key (`0xfee00380:W`).
+pub fn mmio_role(key: &str) -> MsrRole {
+    match (mmio_hint(key), crate::perf::split_key(key)) {
+        (Some((_, r)), Some((_, a))) => access_role(r, a),
+        _ => MsrRole::Other,
+    }
 }
 
 /// What an MMIO key points at (`0xfee00380:W` -> the xAPIC timer initial count), and its
@@ -624,10 +692,11 @@ pub fn mmio_hint(key: &str) -> Option<(&'static str, MsrRole)> {
         0xfee0_0300 | 0xfee0_0310 => ("xAPIC ICR (sends an IPI)", Ipi),
         0xfee0_0320 => ("xAPIC LVT timer", Timer),
         0xfee0_0380 => ("xAPIC timer initial count", Timer),
-        0xfee0_0390 => ("xAPIC timer current count", Timer),
+        0xfee0_0390 => ("xAPIC timer current count", ClockRead),
         0xfee0_03e0 => ("xAPIC timer divide configuration", Timer),
         0xfee0_0000..=0xfee0_0fff => ("the local APIC (xAPIC)", Other),
         0xfec0_0000..=0xfec0_0fff => ("the IOAPIC", Other),
+        0xfed0_00f0..=0xfed0_00f7 => ("the HPET main counter", ClockRead),
         0xfed0_0000..=0xfed0_03ff => ("the HPET", Timer),
         0xa_0000..=0xb_ffff => ("the VGA window", Other),
         _ => (
@@ -670,6 +739,45 @@ mod tests {
         assert_eq!(counter("kvm_exit(IOIO)"), Some(Counter::Kind(ExitKind::Io)));
         assert_eq!(counter("exits"), Some(Counter::Total));
         assert_eq!(counter("halt_poll_fail_ns"), None);
+    }
+
+    #[test]
+    fn only_writes_program_timers_and_reads_of_clocks_are_clock_reads() {
+        assert_eq!(msr_role("0x6e0:W"), MsrRole::Timer);
+        assert_eq!(msr_role("0x6e0:R"), MsrRole::Other);
+        assert_eq!(msr_role("0x40000020:R"), MsrRole::ClockRead);
+        assert_eq!(msr_role("0x839:R"), MsrRole::ClockRead);
+        assert_eq!(mmio_role("0xfee00390:R"), MsrRole::ClockRead);
+        assert_eq!(mmio_role("0xfee00380:W"), MsrRole::Timer);
+        assert_eq!(mmio_role("0xfee00380:R"), MsrRole::Other);
+        assert_eq!(mmio_role("0xfed000f0:R"), MsrRole::ClockRead);
+        assert_eq!(mmio_role("0xfed00100:W"), MsrRole::Timer);
+    }
+
+    #[test]
+    fn riscv_names_without_prefix_and_old_arm64_spellings_have_kinds() {
+        for (name, kind) in [
+            ("STORE_GUEST_PAGE_FAULT", ExitKind::DataAbort),
+            ("LOAD_GUEST_PAGE_FAULT", ExitKind::DataAbort),
+            ("INST_GUEST_PAGE_FAULT", ExitKind::DataAbort),
+            ("VIRTUAL_INST_FAULT", ExitKind::Emulation),
+            ("SUPERVISOR_SYSCALL", ExitKind::Hypercall),
+            ("HYPERVISOR_SYSCALL", ExitKind::Hypercall),
+            ("LOAD_ACCESS", ExitKind::Exception),
+            ("EXC_STORE_GUEST_PAGE_FAULT", ExitKind::DataAbort),
+            ("WFI", ExitKind::Wfx),
+            ("IABT", ExitKind::DataAbort),
+            ("DABT", ExitKind::DataAbort),
+            ("DABT_HYP", ExitKind::Exception),
+            ("ILL_ISS", ExitKind::Exception),
+            ("HVC", ExitKind::Hypercall),
+            ("SYS", ExitKind::Emulation),
+        ] {
+            assert_eq!(classify(name), kind, "{name}");
+        }
+        // near misses: unknown names stay Other, not guessed
+        assert_eq!(classify("GUEST_PAGE_FAULT"), ExitKind::Other);
+        assert_eq!(classify("DABTX"), ExitKind::Other);
     }
 
     #[test]
