@@ -447,7 +447,11 @@ fn load_and_hostile_requests_keep_it_serving_in_bounded_memory() {
     }
     for t in slow {
         let out = t.join().unwrap();
-        assert!(out.is_empty() || out.starts_with("HTTP/1.1 4"), "{out}");
+        // cut off (408), or turned away at the connection cap (503) when it came in late
+        assert!(
+            out.is_empty() || out.starts_with("HTTP/1.1 4") || out.starts_with("HTTP/1.1 503"),
+            "{out}"
+        );
     }
     let (status, body) = get(&srv.addr, "/metrics", None);
     assert!(
