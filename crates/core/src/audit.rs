@@ -9,7 +9,10 @@ use serde::Serialize;
 use kvmtune_profile::{Counts, Profile};
 use kvmtune_rules::audit::{self, Applies, Cx, Finding, Fix, Peer, Severity};
 
-use crate::inventory::{Inventory, Parsed};
+use kvmtune_domain::{Document, Domain};
+use kvmtune_host::Host;
+
+use crate::inventory::{Inventory, NO_CAPS, Parsed};
 use crate::profiles::Profiles;
 
 /// The `kind` and `version` of the audit document (docs/json.md).
@@ -130,18 +133,193 @@ pub fn audit_with(inv: &Inventory, profiles: &Profiles) -> AuditReport {
     };
     let mut host_findings = host_findings;
     if !inv.whole_host {
-        // a judgement of the host from some of its domains: say so
-        let n = inv.domains.len();
-        for f in &mut host_findings {
-            let partial = format!(
-                "judged on the {n} given domain(s) only, not on every domain of the host (audit --all for that)"
-            );
-            f.assumed = Some(match f.assumed.take() {
-                Some(a) => format!("{a}; {partial}"),
-                None => partial,
+        partial_host(&mut host_findings, inv.domains.len());
+    }
+    finish(
+        profile.name.clone(),
+        inv.host_origin.clone(),
+        inv.caps_origin.clone(),
+        domains,
+        host_findings,
+        errors,
+    )
+}
+
+/// What the rules that compare domains read of a peer: the domain without its devices,
+/// features, OS and clock (host totals read vCPUs, memory, memory backing and NUMA tuning;
+/// `pin-overlap` reads the pins). A few hundred bytes instead of the whole view.
+fn peer_view(d: &Domain) -> Domain {
+    let mut v = d.clone();
+    v.devices = Default::default();
+    v.features = Default::default();
+    v.os = Default::default();
+    v.clock = None;
+    v.invalid = Vec::new();
+    v
+}
+
+/// Audit XML files one at a time, as `kvmtune audit FILE...` does: each file is read,
+/// parsed, audited and dropped before the next, so memory grows with the number of files
+/// only by each domain's findings and a small view of it for the host totals. A domain
+/// whose findings can depend on the others ([`audit::reads_peers`]: every vCPU pinned to one
+/// host CPU) is kept and audited once all files are read.
+///
+/// The report is the one [`audit_with`] gives for an [`Inventory`] of the same files
+/// (`Inventory::gather` with these files and `host`): the same domains, findings, order
+/// and error lines.
+pub fn audit_files(
+    paths: &[String],
+    host: Option<&Host>,
+    host_origin: String,
+    mut profiles: Profiles,
+) -> AuditReport {
+    use kvmtune_host::fsio::{ReadError, read_input_text};
+    let mut read_errors = Vec::new();
+    let mut parse_errors = Vec::new();
+    let mut profile_errors = Vec::new();
+    let mut views: Vec<(Domain, String)> = Vec::new();
+    // in input order (the sort keeps it among equals), a hole for each deferred domain
+    let mut domains: Vec<Option<DomainReport>> = Vec::new();
+    // (index in `views`, document, view) of the domains audited at the end
+    let mut deferred: Vec<(usize, Document, Domain)> = Vec::new();
+    // the first domain, for the host-level rules' context (they read only the peers)
+    let mut first: Option<(Document, Domain)> = None;
+    for path in paths {
+        let text = match read_input_text(std::path::Path::new(path)) {
+            Ok(text) => text,
+            Err(ReadError::NotText { .. }) => {
+                read_errors.push(format!("{path}: not UTF-8 text"));
+                continue;
+            }
+            Err(ReadError::Io { source, .. }) => {
+                read_errors.push(format!("cannot read {path}: {source}"));
+                continue;
+            }
+            Err(e) => {
+                read_errors.push(e.to_string());
+                continue;
+            }
+        };
+        let origin = format!("file:{path}");
+        let (doc, domain) = match Domain::parse(&text) {
+            Ok(p) => p,
+            Err(e) => {
+                parse_errors.push(format!("{origin}: {e}"));
+                continue;
+            }
+        };
+        drop(text);
+        profiles.learn_metadata(&domain);
+        let (profile, error) = profiles.resolve_domain(&domain, &origin);
+        profile_errors.extend(error);
+        let index = views.len();
+        views.push((peer_view(&domain), origin.clone()));
+        if audit::reads_peers(&domain) {
+            deferred.push((index, doc.clone(), domain.clone()));
+            domains.push(None);
+        } else {
+            let peers = [Peer {
+                domain: &domain,
+                active: false,
+            }];
+            let findings = audit::audit(&Cx {
+                doc: &doc,
+                d: &domain,
+                profile,
+                host,
+                caps: None,
+                peers: &peers,
+            });
+            domains.push(Some(DomainReport {
+                name: domain.name.clone(),
+                origin,
+                profile: profile.name.clone(),
+                worst: findings.iter().map(|f| f.severity).max(),
+                findings,
+            }));
+        }
+        if first.is_none() {
+            first = Some((doc, domain));
+        }
+    }
+    let peers: Vec<Peer> = views
+        .iter()
+        .map(|(d, _)| Peer {
+            domain: d,
+            active: false,
+        })
+        .collect();
+    for (index, doc, domain) in &deferred {
+        let origin = views.get(*index).map(|v| v.1.clone()).unwrap_or_default();
+        let (profile, _) = profiles.resolve_domain(domain, &origin);
+        let findings = audit::audit(&Cx {
+            doc,
+            d: domain,
+            profile,
+            host,
+            caps: None,
+            peers: &peers,
+        });
+        if let Some(slot) = domains.get_mut(*index) {
+            *slot = Some(DomainReport {
+                name: domain.name.clone(),
+                origin,
+                profile: profile.name.clone(),
+                worst: findings.iter().map(|f| f.severity).max(),
+                findings,
             });
         }
     }
+    let domains: Vec<DomainReport> = domains.into_iter().flatten().collect();
+    let mut errors = read_errors;
+    errors.extend(parse_errors);
+    errors.extend(profiles.unmatched_among(|n| views.iter().any(|(d, _)| d.name == n)));
+    errors.extend(profile_errors);
+    let profile = profiles.default_profile();
+    let mut host_findings = match &first {
+        Some((doc, d)) => audit::audit_host(&Cx {
+            doc,
+            d,
+            profile,
+            host,
+            caps: None,
+            peers: &peers,
+        }),
+        None => Vec::new(),
+    };
+    partial_host(&mut host_findings, views.len());
+    finish(
+        profile.name.clone(),
+        host_origin,
+        NO_CAPS.to_string(),
+        domains,
+        host_findings,
+        errors,
+    )
+}
+
+/// A judgement of the host from some of its domains says so.
+fn partial_host(host_findings: &mut [Finding], n: usize) {
+    for f in host_findings {
+        let partial = format!(
+            "judged on the {n} given domain(s) only, not on every domain of the host (audit --all for that)"
+        );
+        f.assumed = Some(match f.assumed.take() {
+            Some(a) => format!("{a}; {partial}"),
+            None => partial,
+        });
+    }
+}
+
+/// The report: domains worst first, the summary counted.
+fn finish(
+    profile: String,
+    host: String,
+    domain_capabilities: String,
+    mut domains: Vec<DomainReport>,
+    host_findings: Vec<Finding>,
+    errors: Vec<String>,
+) -> AuditReport {
     domains.sort_by(|a, b| {
         b.worst
             .cmp(&a.worst)
@@ -149,9 +327,9 @@ pub fn audit_with(inv: &Inventory, profiles: &Profiles) -> AuditReport {
             .then(a.name.cmp(&b.name))
     });
     let mut report = AuditReport {
-        profile: profile.name.clone(),
-        host: inv.host_origin.clone(),
-        domain_capabilities: inv.caps_origin.clone(),
+        profile,
+        host,
+        domain_capabilities,
         summary: Counts::default(),
         domains,
         host_findings,

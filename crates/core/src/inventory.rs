@@ -160,7 +160,12 @@ pub struct Inventory {
     pub whole_host: bool,
 }
 
-const NO_CAPS: &str = "none (assumptions are stated)";
+/// The host origin of files audited without `--host`.
+pub const NO_HOST_FOR_FILES: &str =
+    "none (host rules skipped; --host judges files against this host)";
+
+/// The domain capabilities origin when there are none.
+pub const NO_CAPS: &str = "none (assumptions are stated)";
 
 /// Is this argument a file rather than a domain name?
 pub fn is_file_arg(arg: &str) -> bool {
@@ -256,8 +261,7 @@ impl Inventory {
             inv.host = Some(host);
             inv.host_origin = from;
         } else {
-            inv.host_origin =
-                "none (host rules skipped; --host judges files against this host)".to_string();
+            inv.host_origin = NO_HOST_FOR_FILES.to_string();
         }
         inv.parse(raw);
         Ok(inv)

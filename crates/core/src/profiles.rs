@@ -93,31 +93,36 @@ impl Profiles {
 
     /// Load the profiles the inventory's domains name in their metadata.
     pub fn with_metadata(mut self, inv: &Inventory) -> Profiles {
-        let Profiles { loaded, bad, .. } = &mut self;
         for p in &inv.domains {
-            let Some(name) = &p.domain.profile else {
-                continue;
-            };
-            if loaded.contains_key(name) || bad.contains_key(name) {
-                continue;
-            }
-            if name.contains('/') || name.ends_with(".toml") {
-                bad.insert(
-                    name.clone(),
-                    "metadata may only name a built-in profile, not a file".to_string(),
-                );
-                continue;
-            }
-            match kvmtune_rules::load_profile(name) {
-                Ok(profile) => {
-                    loaded.insert(name.clone(), profile);
-                }
-                Err(e) => {
-                    bad.insert(name.clone(), e.to_string());
-                }
-            }
+            self.learn_metadata(&p.domain);
         }
         self
+    }
+
+    /// Load the profile `d`'s metadata names, once (what [`Profiles::with_metadata`] does
+    /// for every domain of an inventory; the streaming file audit calls it per file).
+    pub fn learn_metadata(&mut self, d: &kvmtune_domain::Domain) {
+        let Some(name) = &d.profile else {
+            return;
+        };
+        if self.loaded.contains_key(name) || self.bad.contains_key(name) {
+            return;
+        }
+        if name.contains('/') || name.ends_with(".toml") {
+            self.bad.insert(
+                name.clone(),
+                "metadata may only name a built-in profile, not a file".to_string(),
+            );
+            return;
+        }
+        match kvmtune_rules::load_profile(name) {
+            Ok(profile) => {
+                self.loaded.insert(name.clone(), profile);
+            }
+            Err(e) => {
+                self.bad.insert(name.clone(), e.to_string());
+            }
+        }
     }
 
     /// The profile for hosts and for domains nothing else names a profile for.
@@ -133,11 +138,20 @@ impl Profiles {
     /// The profile a domain is judged with, and an error line when its metadata names a
     /// profile that cannot be used.
     pub fn resolve(&self, p: &Parsed) -> (&Profile, Option<String>) {
-        let name = &p.domain.name;
+        self.resolve_domain(&p.domain, &p.origin)
+    }
+
+    /// [`Profiles::resolve`] for a domain read from `origin`.
+    pub fn resolve_domain(
+        &self,
+        d: &kvmtune_domain::Domain,
+        origin: &str,
+    ) -> (&Profile, Option<String>) {
+        let name = &d.name;
         if let Some(profile) = self.overrides.get(name).and_then(|n| self.loaded.get(n)) {
             return (profile, None);
         }
-        if let Some(meta) = &p.domain.profile {
+        if let Some(meta) = &d.profile {
             if let Some(profile) = self.loaded.get(meta) {
                 return (profile, None);
             }
@@ -145,8 +159,8 @@ impl Profiles {
                 return (
                     &self.default,
                     Some(format!(
-                        "{}: profile {meta:?} from its metadata: {why}; audited with {} instead",
-                        p.origin, self.default.name
+                        "{origin}: profile {meta:?} from its metadata: {why}; audited with {} instead",
+                        self.default.name
                     )),
                 );
             }
@@ -156,9 +170,14 @@ impl Profiles {
 
     /// `--profile NAME=DOMAIN` for domains that are not in the inventory.
     pub fn unmatched(&self, inv: &Inventory) -> Vec<String> {
+        self.unmatched_among(|d| inv.domains.iter().any(|p| p.domain.name == d))
+    }
+
+    /// The `--profile NAME=DOMAIN` arguments whose domain `audited` does not know.
+    pub fn unmatched_among(&self, audited: impl Fn(&str) -> bool) -> Vec<String> {
         self.overrides
             .iter()
-            .filter(|(d, _)| !inv.domains.iter().any(|p| &p.domain.name == *d))
+            .filter(|(d, _)| !audited(d))
             .map(|(d, n)| format!("--profile {n}={d}: no domain {d} among those audited"))
             .collect()
     }

@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::cli::{AuditArgs, Cli, OutputFormat};
 use crate::output::{self, Exit, Style, print_text};
 use kvmtune_core::audit::{self as core_audit, AuditReport, KIND, VERSION};
-use kvmtune_core::inventory::{Inventory, Select};
+use kvmtune_core::inventory::{Inventory, Select, is_file_arg};
 use kvmtune_core::profiles::Profiles;
 use kvmtune_rules::audit::{Applies, Finding, Severity};
 
@@ -28,21 +28,40 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
         all: args.all,
         host_for_files: args.host,
     };
-    let inv = Inventory::gather(&crate::origin(cli), &sel)?;
-    // --all over a connection or bundle without domains: an empty report, not an error
-    if inv.domains.is_empty() && inv.errors.is_empty() && !args.all {
-        bail!("nothing to audit: give XML files, domain names or --all");
-    }
-    let profiles = profiles.with_metadata(&inv);
-    let mut report = core_audit::audit_with(&inv, &profiles);
+    let origin = crate::origin(cli);
+    // XML files only, nothing to fix: one file at a time (memory flat in the number of
+    // files); anything else gathers the inventory first
+    let streaming = origin.from.is_none()
+        && !args.all
+        && !args.fix
+        && !args.diff
+        && !args.targets.is_empty()
+        && args.targets.iter().all(|t| is_file_arg(t));
+    let (mut report, inv) = if streaming {
+        let (host, host_origin) = if args.host || origin.root.is_some() {
+            let (host, from) = origin.host_facts()?;
+            (Some(host), from)
+        } else {
+            (None, kvmtune_core::inventory::NO_HOST_FOR_FILES.to_string())
+        };
+        let report = core_audit::audit_files(&args.targets, host.as_ref(), host_origin, profiles);
+        (report, None)
+    } else {
+        let inv = Inventory::gather(&origin, &sel)?;
+        // --all over a connection or bundle without domains: an empty report, not an error
+        if inv.domains.is_empty() && inv.errors.is_empty() && !args.all {
+            bail!("nothing to audit: give XML files, domain names or --all");
+        }
+        let profiles = profiles.with_metadata(&inv);
+        (core_audit::audit_with(&inv, &profiles), Some(inv))
+    };
     if !args.secrets {
         report.redact();
     }
 
-    let fixed = if args.fix {
-        core_audit::fixed(&inv, &report, &[])
-    } else {
-        Vec::new()
+    let fixed = match (&inv, args.fix) {
+        (Some(inv), true) => core_audit::fixed(inv, &report, &[]),
+        _ => Vec::new(),
     };
     if let Some(dir) = &args.output {
         kvmtune_host::fsio::create_dir(dir, kvmtune_host::fsio::PRIVATE_DIR)?;

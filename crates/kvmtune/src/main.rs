@@ -27,6 +27,10 @@ mod top;
 
 use std::process::ExitCode;
 
+// libvirt's C functions, loaded from libvirt.so.0 on the first connection instead of at
+// start-up (`kvmtune_libvirt::dynload`)
+kvmtune_libvirt::lazy_bindings!();
+
 use anyhow::{Context, Result};
 use clap::{CommandFactory, FromArgMatches};
 

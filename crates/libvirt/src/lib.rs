@@ -19,6 +19,7 @@ pub fn is_local(uri: &str) -> bool {
     }
 }
 
+pub mod dynload;
 pub mod node;
 pub use node::NodeFacts;
 
@@ -96,6 +97,8 @@ pub struct Libvirt {
 impl Libvirt {
     /// Open `uri` (e.g. `qemu:///system`, `qemu+ssh://host/system`).
     pub fn open(uri: &str, read_only: bool) -> Result<Libvirt, LibvirtError> {
+        // the kvmtune binary loads libvirt now, on its first connection (see `dynload`)
+        dynload::ensure_loaded()?;
         // libvirt's default handler prints every error to stderr; kvmtune reports its own.
         virt::error::clear_error_callback();
         let conn = if read_only {

@@ -400,6 +400,15 @@ pub fn audit(cx: &Cx) -> Vec<Finding> {
     out
 }
 
+/// Whether [`audit`] of `d` can depend on the other domains in `cx.peers`. Only
+/// `pin-overlap` compares a domain with the others, and only one whose every vCPU is pinned
+/// to a single host CPU; for any other domain the findings are the same whatever the peers.
+/// A streaming audit (one file at a time) audits the others as they come and waits for all
+/// domains only for these.
+pub fn reads_peers(d: &Domain) -> bool {
+    rules_numa::dedicated(d).is_some()
+}
+
 /// Host-level rules over all domains (overcommit, hugepage pools, KSM). `cx.d` is any one
 /// of the domains; the rules read `cx.peers`.
 pub fn audit_host(cx: &Cx) -> Vec<Finding> {

@@ -1,0 +1,124 @@
+//! `audit_files` (one file at a time) gives the report of the whole inventory: over
+//! libvirt's 837 test domains, the wild domains and the book fixtures, with and without host
+//! facts, with per-domain profiles, and with inputs that cannot be read or parsed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use kvmtune_core::audit::{audit_files, audit_with};
+use kvmtune_core::inventory::{Inventory, Origin, Select};
+use kvmtune_core::profiles::Profiles;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".xml"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The two reports as JSON, after auditing `targets` with `--profile` arguments `profile`,
+/// host facts from `root` when given.
+fn both(targets: &[String], root: Option<&Path>, profile: &[&str]) -> (String, String) {
+    let args: Vec<String> = profile.iter().map(|s| s.to_string()).collect();
+    let origin = Origin {
+        connect: "qemu:///system".into(),
+        root: root.map(Path::to_path_buf),
+        from: None,
+    };
+    let sel = Select {
+        targets: targets.to_vec(),
+        all: false,
+        host_for_files: root.is_some(),
+    };
+    let inv = Inventory::gather(&origin, &sel).unwrap();
+    let batch = audit_with(
+        &inv,
+        &Profiles::from_args(&args).unwrap().with_metadata(&inv),
+    );
+    let (host, from) = match root {
+        Some(_) => {
+            let (h, f) = origin.host_facts().unwrap();
+            (Some(h), f)
+        }
+        None => (None, inv.host_origin.clone()),
+    };
+    let stream = audit_files(
+        targets,
+        host.as_ref(),
+        from,
+        Profiles::from_args(&args).unwrap(),
+    );
+    (
+        serde_json::to_string_pretty(&batch).unwrap(),
+        serde_json::to_string_pretty(&stream).unwrap(),
+    )
+}
+
+#[test]
+fn the_corpus_streamed_equals_the_corpus_gathered() {
+    let corpus = repo().join("../shared/corpus/libvirt-domains");
+    if !corpus.is_dir() {
+        assert!(
+            std::env::var_os("KVMTUNE_REQUIRE_LAB").is_none(),
+            "the corpus is missing: {}",
+            corpus.display()
+        );
+        return;
+    }
+    let mut targets = files(&corpus);
+    targets.extend(files(&repo().join("../shared/corpus/wild-domains")));
+    targets.extend(files(&repo().join("tests/fixtures/domains")));
+    // inputs that fail, between the others
+    targets.insert(3, "/nonexistent/missing.xml".into());
+    targets.insert(10, repo().join("Cargo.toml").display().to_string());
+    let root = repo().join("tests/fixtures/hosts/b-book-2socket/root");
+    for (root, profile) in [
+        (None, vec![]),
+        (Some(root.as_path()), vec![]),
+        (
+            Some(root.as_path()),
+            vec!["latency", "desktop=book-hugepages"],
+        ),
+    ] {
+        let (batch, stream) = both(&targets, root, &profile);
+        assert!(
+            batch.len() > 100_000,
+            "a real report: {} bytes",
+            batch.len()
+        );
+        if batch != stream {
+            let d = similar::TextDiff::from_lines(&batch, &stream);
+            panic!(
+                "root {root:?} profile {profile:?}:\n{}",
+                d.unified_diff().context_radius(3)
+            );
+        }
+    }
+}
+
+#[test]
+fn pinned_domains_overlapping_are_found_streamed_too() {
+    // two book fixtures pinned to the same CPUs, in both orders: pin-overlap needs the
+    // later one when auditing the earlier
+    let d = repo().join("tests/fixtures/domains");
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::fs::read_to_string(d.join("book-cacti-230.xml")).unwrap();
+    let a = dir.path().join("a.xml");
+    let b = dir.path().join("b.xml");
+    std::fs::write(&a, &src).unwrap();
+    std::fs::write(&b, src.replacen("<name>", "<name>other-", 1)).unwrap();
+    let targets = vec![a.display().to_string(), b.display().to_string()];
+    for targets in [targets.clone(), targets.into_iter().rev().collect()] {
+        let (batch, stream) = both(&targets, None, &[]);
+        assert_eq!(batch, stream);
+        let overlaps = stream.matches("\"rule\": \"pin-overlap\"").count();
+        assert_eq!(overlaps, 2, "each domain overlaps the other:\n{stream}");
+    }
+}
