@@ -119,11 +119,17 @@ pub(crate) fn finish(
         .enumerate()
         .map(|(i, d)| (d.name.as_str(), i))
         .collect();
-    placed.sort_by_key(|p| order.get(p.name.as_str()).copied());
+    // each name's key looked up once (the sort is stable, as `sort_by_key`)
+    placed.sort_by_cached_key(|p| order.get(p.name.as_str()).copied());
+    // the first domain of each name (as a search from the start finds it)
+    let mut first: BTreeMap<&str, &Dom> = BTreeMap::new();
+    for d in doms {
+        first.entry(d.name.as_str()).or_insert(d);
+    }
     let moved = placed
         .iter()
         .filter(|p| {
-            let d = doms.iter().find(|d| d.name == p.name);
+            let d = first.get(p.name.as_str());
             d.is_some_and(|d| !d.pins.is_empty() && !p.kept)
         })
         .count();
