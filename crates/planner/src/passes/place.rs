@@ -47,7 +47,7 @@ pub(super) fn place_one(
         let mut over = None;
         for i in 0..t.nodes.len() {
             let free = st.free_mem(t, i, d.page_kib);
-            let pool = st.free_threads(&t.nodes[i]); // shared_pool(..).len(), not built
+            let pool = st.free_threads(t, i); // shared_pool(..).len(), not built
             if free < d.memory_kib || pool == 0 {
                 continue;
             }
@@ -104,7 +104,7 @@ pub(super) fn place_one(
     }
     let extra = usize::from(d.policy.emulator == EmulatorPolicy::Dedicated);
     // one node; each node's free threads counted once (the state does not change here)
-    let free: Vec<usize> = t.nodes.iter().map(|x| st.free_threads(x)).collect();
+    let free: Vec<usize> = (0..t.nodes.len()).map(|i| st.free_threads(t, i)).collect();
     let mut best: Option<(usize, usize)> = None;
     for (i, &free_i) in free.iter().enumerate() {
         if st.free_mem(t, i, d.page_kib) < d.memory_kib {
@@ -112,7 +112,7 @@ pub(super) fn place_one(
         }
         let whole = match d.policy.smt {
             SmtPolicy::Prefer => free_i >= n + extra,
-            smt => fits(st, &t.nodes[i], n + extra, smt),
+            smt => fits(t, st, i, n + extra, smt),
         };
         let fit = whole
             || (extra == 1

@@ -84,11 +84,44 @@ impl Growth {
     }
 }
 
+/// Whether the trial of `span` on the nodes `chosen` would fail, told from each node's
+/// capacity and free memory (`most`) alone. Sound only when each CPU is on one node and the
+/// policy is SMT `prefer` or `isolate`: then a node's capacity and free memory in the trial
+/// are its own before the trial (the trial takes only from the other nodes), the capacity is
+/// its free threads (`prefer`) or free cores (`isolate`), and `pick` finds `take` threads on
+/// it exactly when `take` is at most that.
+fn fails_on_numbers(d: &Dom, n: usize, chosen: &[usize], most: &[(usize, u64)]) -> bool {
+    let k = chosen.len();
+    let mut left = n;
+    let mut mem_left = d.memory_kib;
+    for (ci, &i) in chosen.iter().enumerate() {
+        let (cap, free_mem) = most[i];
+        let take = if ci + 1 == k { left } else { cap.min(left) };
+        if take == 0 || take > cap {
+            return true;
+        }
+        let mem = if ci + 1 == k {
+            mem_left
+        } else {
+            ((d.memory_kib as u128 * take as u128 / n as u128) as u64 / 1024 * 1024).min(mem_left)
+        };
+        if free_mem < mem {
+            return true;
+        }
+        left -= take;
+        mem_left -= mem;
+        if left == 0 && ci + 1 < k {
+            return true;
+        }
+    }
+    left != 0
+}
+
 /// Place a domain over the fewest nodes, the closest by NUMA distance, as guest NUMA cells.
 pub(super) fn span(t: &Topo, st: &mut State, d: &Dom, n: usize) -> Result<Placement, String> {
     // the nodes freest first; `st` does not change until a set fits, so once for every k
     // (each node's free threads counted once, not at every comparison of the sort)
-    let free: Vec<usize> = t.nodes.iter().map(|x| st.free_threads(x)).collect();
+    let free: Vec<usize> = (0..t.nodes.len()).map(|i| st.free_threads(t, i)).collect();
     let mut order: Vec<usize> = (0..t.nodes.len()).collect();
     order.sort_by_key(|&i| (std::cmp::Reverse(free[i]), i));
     let growth = Growth::new(t, &order);
@@ -111,11 +144,16 @@ pub(super) fn span(t: &Topo, st: &mut State, d: &Dom, n: usize) -> Result<Placem
             (cpus, st.free_mem(t, i, d.page_kib))
         })
         .collect();
+    let numbers_tell =
+        st.one_node_per_cpu() && matches!(d.policy.smt, SmtPolicy::Prefer | SmtPolicy::Isolate);
     for k in 2..=t.nodes.len() {
         for chosen in growth.candidates(k) {
             let cpus: usize = chosen.iter().map(|&i| most[i].0).sum();
             let mem: u64 = chosen.iter().map(|&i| most[i].1).sum();
             if cpus < n || mem < d.memory_kib {
+                continue; // the trial below would fail
+            }
+            if numbers_tell && fails_on_numbers(d, n, &chosen, &most) {
                 continue; // the trial below would fail
             }
             let k = chosen.len();
@@ -126,7 +164,7 @@ pub(super) fn span(t: &Topo, st: &mut State, d: &Dom, n: usize) -> Result<Placem
             let mut ok = true;
             for (ci, &i) in chosen.iter().enumerate() {
                 let cap = match d.policy.smt {
-                    SmtPolicy::Prefer => trial.free_threads(&t.nodes[i]),
+                    SmtPolicy::Prefer => trial.free_threads(t, i),
                     _ => {
                         t.nodes[i]
                             .cores
