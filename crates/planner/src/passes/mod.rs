@@ -13,6 +13,7 @@ use crate::{CpuPolicy, Dom, EmulatorPolicy, Fill, Outcome, SmtPolicy, Topo, Unpl
 
 use keep::try_keep;
 use place::{place_on, place_one};
+use span::Sets;
 use state::State;
 
 /// How a pass chooses.
@@ -41,6 +42,11 @@ pub struct Pass {
 
 /// One pass over the domains.
 pub fn run_pass(t: &Topo, doms: &[Dom], pass: &Pass, fill: Fill) -> Outcome {
+    run_pass_with(t, doms, pass, fill, &mut Sets::default())
+}
+
+/// [`run_pass`] with the spanning sets worked out so far on `t`.
+fn run_pass_with(t: &Topo, doms: &[Dom], pass: &Pass, fill: Fill, sets: &mut Sets) -> Outcome {
     let mut st = State::new(t);
     let mut placed = Vec::new();
     let mut unplaced = Vec::new();
@@ -109,7 +115,7 @@ pub fn run_pass(t: &Topo, doms: &[Dom], pass: &Pass, fill: Fill) -> Outcome {
         ded = later;
     }
     for d in ded.into_iter().chain(shared) {
-        match place_one(t, &mut st, d, pass, fill) {
+        match place_one(t, &mut st, sets, d, pass, fill) {
             Ok(p) => placed.push(p),
             Err(why) => unplaced.push(Unplaced {
                 name: d.name.clone(),
@@ -141,7 +147,15 @@ pub fn plan_with(t: &Topo, doms: &[Dom], fill: Fill, use_exact: bool) -> Outcome
         span,
         keep,
     };
-    let stable = run_pass(t, doms, &pass(Order::Decreasing, false, true, true), fill);
+    // the spanning sets, shared by every pass (they depend on the topology only)
+    let mut sets = Sets::default();
+    let stable = run_pass_with(
+        t,
+        doms,
+        &pass(Order::Decreasing, false, true, true),
+        fill,
+        &mut sets,
+    );
     if stable.unplaced.is_empty() {
         return stable;
     }
@@ -164,7 +178,13 @@ pub fn plan_with(t: &Topo, doms: &[Dom], fill: Fill, use_exact: bool) -> Outcome
                 (Order::Input, false),
             ] {
                 consider(
-                    run_pass(t, doms, &pass(order, first_fit, span, keep), fill),
+                    run_pass_with(
+                        t,
+                        doms,
+                        &pass(order, first_fit, span, keep),
+                        fill,
+                        &mut sets,
+                    ),
                     &mut best,
                 );
                 let mut other = pass(order, first_fit, span, keep);
@@ -174,7 +194,7 @@ pub fn plan_with(t: &Topo, doms: &[Dom], fill: Fill, use_exact: bool) -> Outcome
                 } else {
                     Fill::Spread
                 };
-                consider(run_pass(t, doms, &other, f), &mut best);
+                consider(run_pass_with(t, doms, &other, f, &mut sets), &mut best);
             }
         }
     }
@@ -193,7 +213,7 @@ pub fn plan_with(t: &Topo, doms: &[Dom], fill: Fill, use_exact: bool) -> Outcome
         for span in [true, false] {
             let mut p = pass(Order::Decreasing, false, span, false);
             p.assign = Some(map.clone());
-            consider(run_pass(t, doms, &p, fill), &mut best);
+            consider(run_pass_with(t, doms, &p, fill, &mut sets), &mut best);
         }
     }
     best

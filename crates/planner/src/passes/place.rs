@@ -5,7 +5,7 @@ use crate::output::Placement;
 use crate::{CpuPolicy, Dom, EmulatorPolicy, Fill, SmtPolicy, Topo};
 
 use super::Pass;
-use super::span::span;
+use super::span::{Sets, span};
 use super::state::{State, emulator_for, fits, pick};
 
 fn shared_pool(t: &Topo, st: &State, ni: usize) -> Vec<u32> {
@@ -35,6 +35,7 @@ fn better_node(best: Option<u64>, free: u64, fill: Fill, first_fit: bool) -> boo
 pub(super) fn place_one(
     t: &Topo,
     st: &mut State,
+    sets: &mut Sets,
     d: &Dom,
     pass: &Pass,
     fill: Fill,
@@ -196,7 +197,7 @@ pub(super) fn place_one(
             }
         ));
     }
-    span(t, st, d, n)
+    span(t, st, sets, d, n)
 }
 
 /// Place a dedicated domain on a given node.
