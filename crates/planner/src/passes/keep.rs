@@ -49,21 +49,23 @@ pub(super) fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
             }
         }
     }
-    // on a trial copy: a keep that fails at its emulator must not hold its CPUs and memory
-    let mut trial = st.clone();
-    trial.taken.extend(&consumed);
-    trial.take_mem(t, ni, d.page_kib, d.memory_kib);
-    let emulator = match &d.emulator_pin {
-        Some(e)
-            if d.policy.emulator == EmulatorPolicy::Housekeeping
-                && !e.is_empty()
-                && e.iter().all(|x| !cpus.contains(x)) =>
-        {
-            e.clone()
+    let emulator = if d.policy.emulator == EmulatorPolicy::Housekeeping {
+        // housekeeping emulators take nothing and always find CPUs: no trial copy needed
+        st.taken.extend(&consumed);
+        st.take_mem(t, ni, d.page_kib, d.memory_kib);
+        match &d.emulator_pin {
+            Some(e) if !e.is_empty() && e.iter().all(|x| !cpus.contains(x)) => e.clone(),
+            _ => emulator_for(t, st, ni, &d.policy, &cpus)?,
         }
-        _ => emulator_for(t, &mut trial, ni, &d.policy, &cpus)?,
+    } else {
+        // on a trial copy: a keep that fails at its emulator must not hold its CPUs and memory
+        let mut trial = st.clone();
+        trial.taken.extend(&consumed);
+        trial.take_mem(t, ni, d.page_kib, d.memory_kib);
+        let emulator = emulator_for(t, &mut trial, ni, &d.policy, &cpus)?;
+        *st = trial;
+        emulator
     };
-    *st = trial;
     Some(Placement {
         kept: true,
         ..Placement::new(d, vec![node.id], one_each(&cpus), emulator)
