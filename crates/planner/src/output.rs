@@ -181,9 +181,19 @@ pub(crate) fn finish(
             .filter(|p| p.policy.cpus == CpuPolicy::Shared && p.nodes.first() == Some(&n.id))
             .collect();
         let vcpus: usize = shared.iter().map(|p| p.vcpus.len()).sum();
-        let pool: BTreeSet<u32> = shared
-            .iter()
-            .flat_map(|p| p.vcpus.iter().flatten().copied())
+        // the CPUs they float over: every vCPU lists its node's whole pool, so the same few
+        // CPUs come up many times; marked in a bitmap, not inserted one by one into a set
+        let mut in_pool: Vec<bool> = Vec::new();
+        for &c in shared.iter().flat_map(|p| p.vcpus.iter().flatten()) {
+            let c = c as usize;
+            if c >= in_pool.len() {
+                in_pool.resize(c + 1, false);
+            }
+            in_pool[c] = true;
+        }
+        let pool: BTreeSet<u32> = (0..in_pool.len())
+            .filter(|&c| in_pool[c])
+            .map(|c| c as u32)
             .collect();
         if !pool.is_empty() && vcpus > pool.len() {
             warnings.push(format!(
