@@ -23,12 +23,24 @@ pub(super) fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
     if distinct.len() != cpus.len() || cpus.iter().any(|c| st.taken.contains(c)) {
         return None;
     }
-    let ni = t
-        .nodes
-        .iter()
-        .position(|n| n.cores.iter().any(|c| c.threads.contains(&cpus[0])))?;
+    // the node of the first CPU, and whether every CPU is on it: from the state's map of CPUs
+    // to nodes when each CPU is on one node, else by searching the nodes' cores
+    let one = st.one_node_per_cpu();
+    let ni = if one {
+        st.node_of(cpus[0])?
+    } else {
+        t.nodes
+            .iter()
+            .position(|n| n.cores.iter().any(|c| c.threads.contains(&cpus[0])))?
+    };
     let node = &t.nodes[ni];
-    let on_node = |c: &u32| node.cores.iter().any(|k| k.threads.contains(c));
+    let on_node = |c: &u32| {
+        if one {
+            st.node_of(*c) == Some(ni)
+        } else {
+            node.cores.iter().any(|k| k.threads.contains(c))
+        }
+    };
     if !cpus.iter().all(on_node) || st.free_mem(t, ni, d.page_kib) < d.memory_kib {
         return None;
     }

@@ -9,7 +9,7 @@ use crate::{Core, EmulatorPolicy, Node, Policy, SmtPolicy, Topo};
 #[derive(Debug, Clone)]
 pub(super) struct Taken {
     bits: Vec<bool>,
-    /// For each CPU, the index of the node whose cores hold it ([`NO_NODE`]: none), shared
+    /// For each CPU, the index of the (first) node whose cores hold it ([`NO_NODE`]: none), shared
     /// by every copy.
     owner: Rc<[u32]>,
     /// Free threads per node; `None` when a CPU appears more than once among the cores (an
@@ -128,6 +128,13 @@ impl State {
     /// one node changes no other node.
     pub(super) fn one_node_per_cpu(&self) -> bool {
         self.taken.free.is_some()
+    }
+    /// The index of the node whose cores hold CPU `c` (the first such node), if any.
+    pub(super) fn node_of(&self, c: u32) -> Option<usize> {
+        match self.taken.owner.get(c as usize) {
+            Some(&o) if o != NO_NODE => Some(o as usize),
+            _ => None,
+        }
     }
     /// Free threads of node `i` (of `t`, the topology the state was made for).
     pub(super) fn free_threads(&self, t: &Topo, i: usize) -> usize {
