@@ -72,7 +72,8 @@ fn main() {
         let med = median(times.clone());
         let pinned = doms.iter().filter(|d| !d.pins.is_empty()).count();
         println!(
-            "plan 1000 {label} domains on 8 nodes / {threads} threads: median {med:.1} ms (min {:.1}, max {:.1}); placed {}, not placed {}{}",
+            "plan 1000 {label} domains on 8 nodes / {threads} threads: median {med:.1} ms (target < {TARGET_MS:.0} ms: {}; min {:.1}, max {:.1}); placed {}, not placed {}{}",
+            if med < TARGET_MS { "met" } else { "NOT met" },
             times.iter().cloned().fold(f64::MAX, f64::min),
             times.iter().cloned().fold(0.0, f64::max),
             o.score.placed,

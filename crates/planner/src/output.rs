@@ -1,7 +1,7 @@
 //! What a plan gives: a placement per domain, the domains left out and why, hugepage pools,
 //! the objective's score and the host settings the placement calls for.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kvmtune_host::CpuSet;
 use serde::Serialize;
@@ -106,27 +106,47 @@ impl Placement {
     }
 }
 
+/// What [`finish`] needs of the domains' names, worked out once per plan: for the domain at
+/// each index, the position that orders its placement (that of the last domain of its name, as
+/// a map from names to positions holds) and the index of the first domain of its name (as a
+/// search from the start finds it), whose pins tell whether it moved.
+pub(crate) struct Names {
+    key: Vec<usize>,
+    first: Vec<usize>,
+}
+
+impl Names {
+    pub(crate) fn new(doms: &[Dom]) -> Names {
+        let mut by_name: HashMap<&str, (usize, usize)> = HashMap::new();
+        for (i, d) in doms.iter().enumerate() {
+            by_name
+                .entry(d.name.as_str())
+                .and_modify(|e| e.1 = i)
+                .or_insert((i, i));
+        }
+        let (first, key) = doms
+            .iter()
+            .map(|d| by_name.get(d.name.as_str()).copied().unwrap_or_default())
+            .unzip();
+        Names { key, first }
+    }
+}
+
 /// Sum up a pass: domains in input order, the score, hugepage pools, host settings and the
-/// `isolcpus` suggestion.
+/// `isolcpus` suggestion. `placed` pairs each placement with its domain's index in `doms`.
 pub(crate) fn finish(
     t: &Topo,
     doms: &[Dom],
-    mut placed: Vec<Placement>,
+    names: &Names,
+    mut placed: Vec<(usize, Placement)>,
     unplaced: Vec<Unplaced>,
 ) -> Outcome {
-    let order: BTreeMap<&str, usize> = doms
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.name.as_str(), i))
-        .collect();
-    placed.sort_by_key(|p| order.get(p.name.as_str()).copied());
+    placed.sort_by_key(|(i, _)| names.key[*i]);
     let moved = placed
         .iter()
-        .filter(|p| {
-            let d = doms.iter().find(|d| d.name == p.name);
-            d.is_some_and(|d| !d.pins.is_empty() && !p.kept)
-        })
+        .filter(|(i, p)| !doms[names.first[*i]].pins.is_empty() && !p.kept)
         .count();
+    let placed: Vec<Placement> = placed.into_iter().map(|(_, p)| p).collect();
     let spanning = placed.iter().map(|p| p.nodes.len().saturating_sub(1)).sum();
     let mut pools: BTreeMap<(u32, u64), u64> = BTreeMap::new();
     for p in &placed {
@@ -161,9 +181,19 @@ pub(crate) fn finish(
             .filter(|p| p.policy.cpus == CpuPolicy::Shared && p.nodes.first() == Some(&n.id))
             .collect();
         let vcpus: usize = shared.iter().map(|p| p.vcpus.len()).sum();
-        let pool: BTreeSet<u32> = shared
-            .iter()
-            .flat_map(|p| p.vcpus.iter().flatten().copied())
+        // the CPUs they float over: every vCPU lists its node's whole pool, so the same few
+        // CPUs come up many times; marked in a bitmap, not inserted one by one into a set
+        let mut in_pool: Vec<bool> = Vec::new();
+        for &c in shared.iter().flat_map(|p| p.vcpus.iter().flatten()) {
+            let c = c as usize;
+            if c >= in_pool.len() {
+                in_pool.resize(c + 1, false);
+            }
+            in_pool[c] = true;
+        }
+        let pool: BTreeSet<u32> = (0..in_pool.len())
+            .filter(|&c| in_pool[c])
+            .map(|c| c as u32)
             .collect();
         if !pool.is_empty() && vcpus > pool.len() {
             warnings.push(format!(

@@ -23,12 +23,24 @@ pub(super) fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
     if distinct.len() != cpus.len() || cpus.iter().any(|c| st.taken.contains(c)) {
         return None;
     }
-    let ni = t
-        .nodes
-        .iter()
-        .position(|n| n.cores.iter().any(|c| c.threads.contains(&cpus[0])))?;
+    // the node of the first CPU, and whether every CPU is on it: from the state's map of CPUs
+    // to nodes when each CPU is on one node, else by searching the nodes' cores
+    let one = st.one_node_per_cpu();
+    let ni = if one {
+        st.node_of(cpus[0])?
+    } else {
+        t.nodes
+            .iter()
+            .position(|n| n.cores.iter().any(|c| c.threads.contains(&cpus[0])))?
+    };
     let node = &t.nodes[ni];
-    let on_node = |c: &u32| node.cores.iter().any(|k| k.threads.contains(c));
+    let on_node = |c: &u32| {
+        if one {
+            st.node_of(*c) == Some(ni)
+        } else {
+            node.cores.iter().any(|k| k.threads.contains(c))
+        }
+    };
     if !cpus.iter().all(on_node) || st.free_mem(t, ni, d.page_kib) < d.memory_kib {
         return None;
     }
@@ -49,21 +61,23 @@ pub(super) fn try_keep(t: &Topo, st: &mut State, d: &Dom) -> Option<Placement> {
             }
         }
     }
-    // on a trial copy: a keep that fails at its emulator must not hold its CPUs and memory
-    let mut trial = st.clone();
-    trial.taken.extend(&consumed);
-    trial.take_mem(t, ni, d.page_kib, d.memory_kib);
-    let emulator = match &d.emulator_pin {
-        Some(e)
-            if d.policy.emulator == EmulatorPolicy::Housekeeping
-                && !e.is_empty()
-                && e.iter().all(|x| !cpus.contains(x)) =>
-        {
-            e.clone()
+    let emulator = if d.policy.emulator == EmulatorPolicy::Housekeeping {
+        // housekeeping emulators take nothing and always find CPUs: no trial copy needed
+        st.taken.extend(&consumed);
+        st.take_mem(t, ni, d.page_kib, d.memory_kib);
+        match &d.emulator_pin {
+            Some(e) if !e.is_empty() && e.iter().all(|x| !cpus.contains(x)) => e.clone(),
+            _ => emulator_for(t, st, ni, &d.policy, &cpus)?,
         }
-        _ => emulator_for(t, &mut trial, ni, &d.policy, &cpus)?,
+    } else {
+        // on a trial copy: a keep that fails at its emulator must not hold its CPUs and memory
+        let mut trial = st.clone();
+        trial.taken.extend(&consumed);
+        trial.take_mem(t, ni, d.page_kib, d.memory_kib);
+        let emulator = emulator_for(t, &mut trial, ni, &d.policy, &cpus)?;
+        *st = trial;
+        emulator
     };
-    *st = trial;
     Some(Placement {
         kept: true,
         ..Placement::new(d, vec![node.id], one_each(&cpus), emulator)

@@ -8,11 +8,12 @@ mod state;
 
 use std::collections::BTreeMap;
 
-use crate::output::finish;
+use crate::output::{Names, finish};
 use crate::{CpuPolicy, Dom, EmulatorPolicy, Fill, Outcome, SmtPolicy, Topo, Unplaced, exact};
 
 use keep::try_keep;
 use place::{place_on, place_one};
+use span::Sets;
 use state::State;
 
 /// How a pass chooses.
@@ -41,11 +42,24 @@ pub struct Pass {
 
 /// One pass over the domains.
 pub fn run_pass(t: &Topo, doms: &[Dom], pass: &Pass, fill: Fill) -> Outcome {
+    run_pass_with(t, doms, pass, fill, &mut Sets::default(), &Names::new(doms))
+}
+
+/// [`run_pass`] with the spanning sets worked out so far on `t` and the names of `doms`.
+fn run_pass_with(
+    t: &Topo,
+    doms: &[Dom],
+    pass: &Pass,
+    fill: Fill,
+    sets: &mut Sets,
+    names: &Names,
+) -> Outcome {
     let mut st = State::new(t);
     let mut placed = Vec::new();
     let mut unplaced = Vec::new();
-    let mut rest: Vec<&Dom> = Vec::new();
-    for d in doms {
+    // each domain with its index in `doms`
+    let mut rest: Vec<(usize, &Dom)> = Vec::new();
+    for (i, d) in doms.iter().enumerate() {
         if d.vcpus == 0 {
             unplaced.push(Unplaced {
                 name: d.name.clone(),
@@ -56,30 +70,30 @@ pub fn run_pass(t: &Topo, doms: &[Dom], pass: &Pass, fill: Fill) -> Outcome {
         if pass.keep
             && let Some(p) = try_keep(t, &mut st, d)
         {
-            placed.push(p);
+            placed.push((i, p));
             continue;
         }
-        rest.push(d);
+        rest.push((i, d));
     }
     // dedicated first (they need CPUs of their own), then shared
-    let mut ded: Vec<&Dom> = rest
+    let mut ded: Vec<(usize, &Dom)> = rest
         .iter()
         .copied()
-        .filter(|d| d.policy.cpus == CpuPolicy::Dedicated)
+        .filter(|(_, d)| d.policy.cpus == CpuPolicy::Dedicated)
         .collect();
-    let shared: Vec<&Dom> = rest
+    let shared: Vec<(usize, &Dom)> = rest
         .iter()
         .copied()
-        .filter(|d| d.policy.cpus == CpuPolicy::Shared)
+        .filter(|(_, d)| d.policy.cpus == CpuPolicy::Shared)
         .collect();
     match pass.order {
-        Order::Decreasing => ded.sort_by(|a, b| {
+        Order::Decreasing => ded.sort_by(|(_, a), (_, b)| {
             b.vcpus
                 .cmp(&a.vcpus)
                 .then(b.memory_kib.cmp(&a.memory_kib))
                 .then(a.name.cmp(&b.name))
         }),
-        Order::Increasing => ded.sort_by(|a, b| {
+        Order::Increasing => ded.sort_by(|(_, a), (_, b)| {
             a.vcpus
                 .cmp(&b.vcpus)
                 .then(a.memory_kib.cmp(&b.memory_kib))
@@ -91,15 +105,15 @@ pub fn run_pass(t: &Topo, doms: &[Dom], pass: &Pass, fill: Fill) -> Outcome {
         // an exact assignment: those domains go to their nodes first, in its order
         let mut first = Vec::new();
         let mut later = Vec::new();
-        for d in ded {
+        for (i, d) in ded {
             match assign.get(&d.name) {
-                Some(ni) => first.push((d, *ni)),
-                None => later.push(d),
+                Some(ni) => first.push((i, d, *ni)),
+                None => later.push((i, d)),
             }
         }
-        for (d, ni) in first {
+        for (i, d, ni) in first {
             match place_on(t, &mut st, d, ni) {
-                Ok(p) => placed.push(p),
+                Ok(p) => placed.push((i, p)),
                 Err(why) => unplaced.push(Unplaced {
                     name: d.name.clone(),
                     why,
@@ -108,16 +122,16 @@ pub fn run_pass(t: &Topo, doms: &[Dom], pass: &Pass, fill: Fill) -> Outcome {
         }
         ded = later;
     }
-    for d in ded.into_iter().chain(shared) {
-        match place_one(t, &mut st, d, pass, fill) {
-            Ok(p) => placed.push(p),
+    for (i, d) in ded.into_iter().chain(shared) {
+        match place_one(t, &mut st, sets, d, pass, fill) {
+            Ok(p) => placed.push((i, p)),
             Err(why) => unplaced.push(Unplaced {
                 name: d.name.clone(),
                 why,
             }),
         }
     }
-    finish(t, doms, placed, unplaced)
+    finish(t, doms, names, placed, unplaced)
 }
 
 /// Instances up to this many domains get the exact search (when every domain is
@@ -141,7 +155,17 @@ pub fn plan_with(t: &Topo, doms: &[Dom], fill: Fill, use_exact: bool) -> Outcome
         span,
         keep,
     };
-    let stable = run_pass(t, doms, &pass(Order::Decreasing, false, true, true), fill);
+    // the spanning sets, shared by every pass (they depend on the topology only)
+    let mut sets = Sets::default();
+    let names = Names::new(doms);
+    let stable = run_pass_with(
+        t,
+        doms,
+        &pass(Order::Decreasing, false, true, true),
+        fill,
+        &mut sets,
+        &names,
+    );
     if stable.unplaced.is_empty() {
         return stable;
     }
@@ -164,7 +188,14 @@ pub fn plan_with(t: &Topo, doms: &[Dom], fill: Fill, use_exact: bool) -> Outcome
                 (Order::Input, false),
             ] {
                 consider(
-                    run_pass(t, doms, &pass(order, first_fit, span, keep), fill),
+                    run_pass_with(
+                        t,
+                        doms,
+                        &pass(order, first_fit, span, keep),
+                        fill,
+                        &mut sets,
+                        &names,
+                    ),
                     &mut best,
                 );
                 let mut other = pass(order, first_fit, span, keep);
@@ -174,7 +205,10 @@ pub fn plan_with(t: &Topo, doms: &[Dom], fill: Fill, use_exact: bool) -> Outcome
                 } else {
                     Fill::Spread
                 };
-                consider(run_pass(t, doms, &other, f), &mut best);
+                consider(
+                    run_pass_with(t, doms, &other, f, &mut sets, &names),
+                    &mut best,
+                );
             }
         }
     }
@@ -193,7 +227,10 @@ pub fn plan_with(t: &Topo, doms: &[Dom], fill: Fill, use_exact: bool) -> Outcome
         for span in [true, false] {
             let mut p = pass(Order::Decreasing, false, span, false);
             p.assign = Some(map.clone());
-            consider(run_pass(t, doms, &p, fill), &mut best);
+            consider(
+                run_pass_with(t, doms, &p, fill, &mut sets, &names),
+                &mut best,
+            );
         }
     }
     best

@@ -5,7 +5,7 @@ use crate::output::Placement;
 use crate::{CpuPolicy, Dom, EmulatorPolicy, Fill, SmtPolicy, Topo};
 
 use super::Pass;
-use super::span::span;
+use super::span::{Sets, span};
 use super::state::{State, emulator_for, fits, pick};
 
 fn shared_pool(t: &Topo, st: &State, ni: usize) -> Vec<u32> {
@@ -35,6 +35,7 @@ fn better_node(best: Option<u64>, free: u64, fill: Fill, first_fit: bool) -> boo
 pub(super) fn place_one(
     t: &Topo,
     st: &mut State,
+    sets: &mut Sets,
     d: &Dom,
     pass: &Pass,
     fill: Fill,
@@ -47,7 +48,7 @@ pub(super) fn place_one(
         let mut over = None;
         for i in 0..t.nodes.len() {
             let free = st.free_mem(t, i, d.page_kib);
-            let pool = st.free_threads(&t.nodes[i]); // shared_pool(..).len(), not built
+            let pool = st.free_threads(t, i); // shared_pool(..).len(), not built
             if free < d.memory_kib || pool == 0 {
                 continue;
             }
@@ -104,7 +105,7 @@ pub(super) fn place_one(
     }
     let extra = usize::from(d.policy.emulator == EmulatorPolicy::Dedicated);
     // one node; each node's free threads counted once (the state does not change here)
-    let free: Vec<usize> = t.nodes.iter().map(|x| st.free_threads(x)).collect();
+    let free: Vec<usize> = (0..t.nodes.len()).map(|i| st.free_threads(t, i)).collect();
     let mut best: Option<(usize, usize)> = None;
     for (i, &free_i) in free.iter().enumerate() {
         if st.free_mem(t, i, d.page_kib) < d.memory_kib {
@@ -112,7 +113,7 @@ pub(super) fn place_one(
         }
         let whole = match d.policy.smt {
             SmtPolicy::Prefer => free_i >= n + extra,
-            smt => fits(st, &t.nodes[i], n + extra, smt),
+            smt => fits(t, st, i, n + extra, smt),
         };
         let fit = whole
             || (extra == 1
@@ -196,7 +197,7 @@ pub(super) fn place_one(
             }
         ));
     }
-    span(t, st, d, n)
+    span(t, st, sets, d, n)
 }
 
 /// Place a dedicated domain on a given node.

@@ -1,10 +1,23 @@
 //! Free resources while a pass places domains, and the SMT-aware choice of threads.
 
+use std::rc::Rc;
+
 use crate::{Core, EmulatorPolicy, Node, Policy, SmtPolicy, Topo};
 
-/// A bitmap of CPUs (cheap to copy when a pass tries a placement).
+/// A bitmap of CPUs (cheap to copy when a pass tries a placement), with each node's count of
+/// free threads kept up to date as CPUs are taken.
 #[derive(Debug, Clone)]
-pub(super) struct Taken(Vec<bool>);
+pub(super) struct Taken {
+    bits: Vec<bool>,
+    /// For each CPU, the index of the (first) node whose cores hold it ([`NO_NODE`]: none), shared
+    /// by every copy.
+    owner: Rc<[u32]>,
+    /// Free threads per node; `None` when a CPU appears more than once among the cores (an
+    /// odd topology: the count is then taken from the bitmap each time).
+    free: Option<Vec<usize>>,
+}
+
+const NO_NODE: u32 = u32::MAX;
 
 impl Taken {
     pub(super) fn new(t: &Topo) -> Taken {
@@ -20,15 +33,40 @@ impl Taken {
             .copied()
             .max()
             .unwrap_or(0);
-        Taken(vec![false; max as usize + 1])
+        let mut owner = vec![NO_NODE; max as usize + 1];
+        let mut free = Some(vec![0; t.nodes.len()]);
+        for (i, n) in t.nodes.iter().enumerate() {
+            for &c in n.cores.iter().flat_map(|c| &c.threads) {
+                match owner.get_mut(c as usize) {
+                    Some(o) if *o == NO_NODE => *o = i as u32,
+                    _ => free = None,
+                }
+                if let Some(f) = free.as_mut() {
+                    f[i] += 1;
+                }
+            }
+        }
+        Taken {
+            bits: vec![false; max as usize + 1],
+            owner: owner.into(),
+            free,
+        }
     }
     pub(super) fn contains(&self, c: &u32) -> bool {
-        self.0.get(*c as usize).copied().unwrap_or(false)
+        self.bits.get(*c as usize).copied().unwrap_or(false)
     }
     pub(super) fn extend<'a>(&mut self, cs: impl IntoIterator<Item = &'a u32>) {
         for c in cs {
-            if let Some(x) = self.0.get_mut(*c as usize) {
+            if let Some(x) = self.bits.get_mut(*c as usize)
+                && !*x
+            {
                 *x = true;
+                if let Some(f) = self.free.as_mut()
+                    && let Some(&o) = self.owner.get(*c as usize)
+                    && o != NO_NODE
+                {
+                    f[o as usize] -= 1;
+                }
             }
         }
     }
@@ -86,12 +124,29 @@ impl State {
         }
         self.mem_used[i] += rest;
     }
-    pub(super) fn free_threads(&self, n: &Node) -> usize {
-        n.cores
-            .iter()
-            .flat_map(|c| &c.threads)
-            .filter(|t| !self.taken.contains(t))
-            .count()
+    /// Whether each CPU is on one node only (as on any real host): then taking threads on
+    /// one node changes no other node.
+    pub(super) fn one_node_per_cpu(&self) -> bool {
+        self.taken.free.is_some()
+    }
+    /// The index of the node whose cores hold CPU `c` (the first such node), if any.
+    pub(super) fn node_of(&self, c: u32) -> Option<usize> {
+        match self.taken.owner.get(c as usize) {
+            Some(&o) if o != NO_NODE => Some(o as usize),
+            _ => None,
+        }
+    }
+    /// Free threads of node `i` (of `t`, the topology the state was made for).
+    pub(super) fn free_threads(&self, t: &Topo, i: usize) -> usize {
+        match &self.taken.free {
+            Some(f) => f[i],
+            None => t.nodes[i]
+                .cores
+                .iter()
+                .flat_map(|c| &c.threads)
+                .filter(|x| !self.taken.contains(x))
+                .count(),
+        }
     }
     /// Memory free on node `i` for a domain with hugepages of `page` KiB (or none).
     pub(super) fn free_mem(&self, t: &Topo, i: usize, page: Option<u64>) -> u64 {
@@ -150,10 +205,11 @@ pub(super) fn pick(
 
 /// Whether [`pick`] finds `n` threads on the node, without building the lists (the count for
 /// `prefer` and `isolate`; `require` asks `pick` itself).
-pub(super) fn fits(st: &State, node: &Node, n: usize, smt: SmtPolicy) -> bool {
+pub(super) fn fits(t: &Topo, st: &State, i: usize, n: usize, smt: SmtPolicy) -> bool {
+    let node = &t.nodes[i];
     let free_core = |c: &&Core| c.threads.iter().all(|t| !st.taken.contains(t));
     match smt {
-        SmtPolicy::Prefer => st.free_threads(node) >= n,
+        SmtPolicy::Prefer => st.free_threads(t, i) >= n,
         SmtPolicy::Isolate => node.cores.iter().filter(free_core).count() >= n,
         SmtPolicy::Require => pick(st, node, n, smt).is_some(),
     }
