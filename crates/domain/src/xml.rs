@@ -145,12 +145,8 @@ fn line_col(line_starts: &[usize], src: &str, pos: usize) -> (usize, usize) {
 fn line_starts(src: &str) -> Vec<usize> {
     let mut v = Vec::with_capacity(src.len() / 32 + 1);
     v.push(0);
-    v.extend(
-        src.bytes()
-            .enumerate()
-            .filter(|&(_, b)| b == b'\n')
-            .map(|(i, _)| i + 1),
-    );
+    // a `char` pattern searches with memchr
+    v.extend(src.match_indices('\n').map(|(i, _)| i + 1));
     v
 }
 
@@ -209,9 +205,12 @@ impl Document {
         let mut reader = Reader::from_str(src);
         reader.config_mut().trim_text(false);
         reader.config_mut().check_end_names = true;
-        let mut nodes: Vec<Node> = Vec::with_capacity(src.len() / 24);
-        let mut attr_arena: Vec<Attr> = Vec::with_capacity(src.len() / 48);
-        let mut kid_arena: Vec<NodeId> = Vec::with_capacity(src.len() / 24);
+        // every node but a text one starts with `<`, and text nodes sit between them: room
+        // for all, so the arenas are not moved while they grow
+        let tags = src.matches('<').count();
+        let mut nodes: Vec<Node> = Vec::with_capacity(tags.saturating_mul(2).saturating_add(1));
+        let mut attr_arena: Vec<Attr> = Vec::with_capacity(tags);
+        let mut kid_arena: Vec<NodeId> = Vec::with_capacity(tags.saturating_mul(2));
         let mut top = Vec::new();
         if bom > 0 {
             nodes.push(Node {
@@ -541,19 +540,23 @@ impl Document {
     /// sibling positions are computed once per edited state of the document).
     pub fn path(&self, id: NodeId) -> String {
         let ranks = self.ranks.get_or_init(|| self.sibling_ranks());
-        let mut parts = Vec::new();
+        let mut chain = Vec::with_capacity(8);
         let mut at = Some(id);
         while let Some(n) = at {
-            let name = self.name(n);
-            let part = match (self.parent(n), ranks.get(n)) {
-                (Some(_), Some(&(i, of))) if of > 1 => format!("{name}[{i}]"),
-                _ => name.to_string(),
-            };
-            parts.push(part);
+            chain.push(n);
             at = self.parent(n);
         }
-        parts.reverse();
-        format!("/{}", parts.join("/"))
+        let mut out = String::with_capacity(chain.len() * 12);
+        for &n in chain.iter().rev() {
+            out.push('/');
+            out.push_str(self.name(n));
+            if let (Some(_), Some(&(i, of))) = (self.parent(n), ranks.get(n))
+                && of > 1
+            {
+                let _ = write!(out, "[{i}]");
+            }
+        }
+        out
     }
 
     /// For every node: its 1-based position among its parent's element children of the
