@@ -6,10 +6,17 @@
 //! instructions, CDATA, entity references and the prolog are kept verbatim always. Unknown
 //! elements, namespaced elements (`qemu:commandline`) and element order survive because
 //! nothing is ever re-derived from a schema.
+//!
+//! The document keeps its source text; names, verbatim tags, text and attribute values that
+//! need no unescaping are byte ranges of it, so parsing allocates nothing per node. Only
+//! edited or new content and unescaped attribute values own their text. Attributes and the
+//! child lists of unedited elements live in two shared arenas; an edit gives the element it
+//! touches a list of its own.
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// The deepest element nesting [`Document::parse`] accepts (libvirt's deepest documents
 /// nest about 8 levels). Deeper input is refused with an error naming the limit, so no
@@ -29,22 +36,53 @@ pub struct XmlError {
     pub what: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attr {
-    pub name: String,
+/// A piece of text: a byte range of the document's source, or text of its own.
+#[derive(Debug, Clone)]
+enum Str {
+    /// Bytes `start..end` of the source.
+    Src(usize, usize),
+    /// Text not in the source as it stands (edited, new or unescaped).
+    Own(Box<str>),
+}
+
+impl Str {
+    fn own(s: &str) -> Str {
+        Str::Own(s.into())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attr {
+    name: Str,
     /// The unescaped value.
-    pub value: String,
+    value: Str,
+}
+
+/// A list owned by an element once edited; before that a range of a shared arena.
+#[derive(Debug, Clone)]
+enum List<T> {
+    Shared(usize, usize),
+    Own(Vec<T>),
+}
+
+impl<T> List<T> {
+    fn get<'a>(&'a self, arena: &'a [T]) -> &'a [T] {
+        match self {
+            List::Shared(a, b) => arena.get(*a..*b).unwrap_or(&[]),
+            List::Own(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Element {
-    name: String,
-    attrs: Vec<Attr>,
-    children: Vec<NodeId>,
+    name: Str,
+    attrs: List<Attr>,
+    children: List<NodeId>,
     /// Verbatim start tag (`<disk type='file'>` or `<boot dev='hd'/>`); `None` once edited.
-    start_raw: Option<String>,
+    start_raw: Option<Str>,
     /// Verbatim end tag; `None` when the element was written `<x/>` or is new.
-    end_raw: Option<String>,
+    end_raw: Option<Str>,
     /// The quote character new or edited attributes are written with.
     quote: char,
 }
@@ -53,13 +91,13 @@ struct Element {
 enum Kind {
     Element(Element),
     /// Character data, verbatim (escaped as in the source).
-    Text(String),
+    Text(Str),
     /// An entity or character reference inside text, verbatim (`&amp;`).
-    Ref(String),
+    Ref(Str),
     /// `<![CDATA[...]]>`, verbatim.
-    CData(String),
+    CData(Str),
     /// Comment, processing instruction, XML declaration or DOCTYPE, verbatim.
-    Other(String),
+    Other(Str),
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +111,13 @@ struct Node {
 /// A parsed XML document.
 #[derive(Debug, Clone)]
 pub struct Document {
+    /// The parsed input (without a byte-order mark); [`Str::Src`] ranges point into it.
+    src: Arc<str>,
     nodes: Vec<Node>,
+    /// The attributes of unedited elements, each element's a contiguous range.
+    attr_arena: Vec<Attr>,
+    /// The children of unedited elements, each element's a contiguous range.
+    kid_arena: Vec<NodeId>,
     /// Top-level nodes in order (prolog, the root element, trailing comments and space).
     top: Vec<NodeId>,
     root: NodeId,
@@ -101,17 +145,29 @@ fn line_col(line_starts: &[usize], src: &str, pos: usize) -> (usize, usize) {
 fn line_starts(src: &str) -> Vec<usize> {
     let mut v = Vec::with_capacity(src.len() / 32 + 1);
     v.push(0);
-    v.extend(
-        src.bytes()
-            .enumerate()
-            .filter(|&(_, b)| b == b'\n')
-            .map(|(i, _)| i + 1),
-    );
+    // a `char` pattern searches with memchr
+    v.extend(src.match_indices('\n').map(|(i, _)| i + 1));
     v
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|_| "name is not UTF-8".to_string())
+}
+
+/// `part` as a range of `src`, when it is a slice of `src` on character boundaries.
+fn span_in(src: &str, part: &[u8]) -> Option<Str> {
+    let start = part.as_ptr().addr().checked_sub(src.as_ptr().addr())?;
+    let end = start.checked_add(part.len())?;
+    (end <= src.len() && src.is_char_boundary(start) && src.is_char_boundary(end))
+        .then_some(Str::Src(start, end))
+}
+
+/// A name (of an element or attribute) from the source, as a range when it is one.
+fn name_str(src: &str, bytes: &[u8]) -> Result<Str, String> {
+    match span_in(src, bytes) {
+        Some(s) => Ok(s),
+        None => utf8(bytes).map(Str::own),
+    }
 }
 
 fn valid_reference(r: &str) -> bool {
@@ -149,17 +205,25 @@ impl Document {
         let mut reader = Reader::from_str(src);
         reader.config_mut().trim_text(false);
         reader.config_mut().check_end_names = true;
-        let mut nodes: Vec<Node> = Vec::with_capacity(src.len() / 24);
+        // every node but a text one starts with `<`, and text nodes sit between them: room
+        // for all, so the arenas are not moved while they grow
+        let tags = src.matches('<').count();
+        let mut nodes: Vec<Node> = Vec::with_capacity(tags.saturating_mul(2).saturating_add(1));
+        let mut attr_arena: Vec<Attr> = Vec::with_capacity(tags);
+        let mut kid_arena: Vec<NodeId> = Vec::with_capacity(tags.saturating_mul(2));
         let mut top = Vec::new();
         if bom > 0 {
             nodes.push(Node {
-                kind: Kind::Other('\u{feff}'.to_string()),
+                kind: Kind::Other(Str::own("\u{feff}")),
                 parent: None,
                 pos: 0,
             });
             top.push(0);
         }
         let mut stack: Vec<NodeId> = Vec::new();
+        // per open element (by depth): its children so far; they move to `kid_arena` when
+        // it closes, so the vectors are reused from element to element
+        let mut pending: Vec<Vec<NodeId>> = Vec::new();
         // per open element: its indentation (bytes of blanks between a line start and the
         // tag) when the tag starts a line
         let mut indents: Vec<Option<usize>> = Vec::new();
@@ -176,6 +240,11 @@ impl Document {
             };
             let after = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
             let raw = src.get(before..after).unwrap_or_default();
+            let span = if src.get(before..after).is_some() {
+                Str::Src(before, after)
+            } else {
+                Str::Src(0, 0)
+            };
             if matches!(event, Event::Start(_) | Event::Empty(_)) && stack.len() >= MAX_DEPTH {
                 return Err(fail(
                     before,
@@ -193,15 +262,26 @@ impl Document {
                 }
             }
             let (kind, opens) = match event {
-                Event::Start(e) => (element(&e, raw).map_err(|w| fail(before, w))?, true),
-                Event::Empty(e) => (element(&e, raw).map_err(|w| fail(before, w))?, false),
+                Event::Start(e) => (
+                    element(src, &e, raw, span, &mut attr_arena).map_err(|w| fail(before, w))?,
+                    true,
+                ),
+                Event::Empty(e) => (
+                    element(src, &e, raw, span, &mut attr_arena).map_err(|w| fail(before, w))?,
+                    false,
+                ),
                 Event::End(_) => {
                     indents.pop();
                     let Some(id) = stack.pop() else {
                         return Err(fail(before, format!("end tag {raw} without a start tag")));
                     };
+                    let start = kid_arena.len();
+                    if let Some(kids) = pending.get_mut(stack.len()) {
+                        kid_arena.append(kids);
+                    }
                     if let Kind::Element(el) = &mut nodes[id].kind {
-                        el.end_raw = Some(raw.to_string());
+                        el.end_raw = Some(span);
+                        el.children = List::Shared(start, kid_arena.len());
                     }
                     continue;
                 }
@@ -209,7 +289,7 @@ impl Document {
                     if stack.is_empty() && !raw.trim().is_empty() {
                         return Err(fail(before, "text outside the root element".into()));
                     }
-                    (Kind::Text(raw.to_string()), false)
+                    (Kind::Text(span), false)
                 }
                 Event::GeneralRef(r) => {
                     let name = utf8(&r).map_err(|w| fail(before, w))?;
@@ -219,16 +299,16 @@ impl Document {
                     if stack.is_empty() {
                         return Err(fail(before, "text outside the root element".into()));
                     }
-                    (Kind::Ref(raw.to_string()), false)
+                    (Kind::Ref(span), false)
                 }
                 Event::CData(_) => {
                     if stack.is_empty() {
                         return Err(fail(before, "CDATA outside the root element".into()));
                     }
-                    (Kind::CData(raw.to_string()), false)
+                    (Kind::CData(span), false)
                 }
                 Event::Comment(_) | Event::PI(_) | Event::Decl(_) | Event::DocType(_) => {
-                    (Kind::Other(raw.to_string()), false)
+                    (Kind::Other(span), false)
                 }
                 Event::Eof => break,
             };
@@ -239,10 +319,10 @@ impl Document {
                 parent: stack.last().copied(),
                 pos: before,
             });
-            match stack.last() {
-                Some(&p) => {
-                    if let Kind::Element(el) = &mut nodes[p].kind {
-                        el.children.push(id);
+            match stack.len().checked_sub(1) {
+                Some(depth) => {
+                    if let Some(kids) = pending.get_mut(depth) {
+                        kids.push(id);
                     }
                 }
                 None => {
@@ -258,11 +338,14 @@ impl Document {
             if opens {
                 stack.push(id);
                 indents.push(own_indent);
+                if pending.len() < stack.len() {
+                    pending.push(Vec::new());
+                }
             }
         }
         if let Some(&open) = stack.last() {
             let name = match &nodes[open].kind {
-                Kind::Element(e) => e.name.clone(),
+                Kind::Element(e) => str_of(src, &e.name).to_string(),
                 _ => String::new(),
             };
             let (line, _) = line_col(&line_starts, src, nodes[open].pos);
@@ -279,7 +362,10 @@ impl Document {
             _ => "\n",
         };
         Ok(Document {
+            src: Arc::from(src),
             nodes,
+            attr_arena,
+            kid_arena,
             top,
             root,
             line_starts,
@@ -287,6 +373,11 @@ impl Document {
             newline,
             ranks: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The text of a [`Str`] of this document.
+    fn s<'a>(&'a self, s: &'a Str) -> &'a str {
+        str_of(&self.src, s)
     }
 
     fn el(&self, id: NodeId) -> Option<&Element> {
@@ -300,6 +391,26 @@ impl Document {
         match &mut self.nodes.get_mut(id)?.kind {
             Kind::Element(e) => Some(e),
             _ => None,
+        }
+    }
+
+    fn kids_of<'a>(&'a self, e: &'a Element) -> &'a [NodeId] {
+        e.children.get(&self.kid_arena)
+    }
+
+    fn attrs_of<'a>(&'a self, e: &'a Element) -> &'a [Attr] {
+        e.attrs.get(&self.attr_arena)
+    }
+
+    /// The raw children (elements, text and the rest) of a node; none for non-elements.
+    fn kids(&self, id: NodeId) -> &[NodeId] {
+        self.el(id).map(|e| self.kids_of(e)).unwrap_or(&[])
+    }
+
+    /// Give the element a child list of its own.
+    fn set_kids(&mut self, id: NodeId, kids: Vec<NodeId>) {
+        if let Some(e) = self.el_mut(id) {
+            e.children = List::Own(kids);
         }
     }
 
@@ -319,20 +430,25 @@ impl Document {
 
     /// The element's qualified name (`disk`, `qemu:commandline`); "" for other nodes.
     pub fn name(&self, id: NodeId) -> &str {
-        self.el(id).map(|e| e.name.as_str()).unwrap_or("")
+        self.el(id).map(|e| self.s(&e.name)).unwrap_or("")
     }
 
     /// The unescaped value of an attribute.
     pub fn attr(&self, id: NodeId, name: &str) -> Option<&str> {
-        self.el(id)?
-            .attrs
+        let e = self.el(id)?;
+        self.attrs_of(e)
             .iter()
-            .find(|a| a.name == name)
-            .map(|a| a.value.as_str())
+            .find(|a| self.s(&a.name) == name)
+            .map(|a| self.s(&a.value))
     }
 
-    pub fn attrs(&self, id: NodeId) -> &[Attr] {
-        self.el(id).map(|e| e.attrs.as_slice()).unwrap_or(&[])
+    /// The element's attributes in order, as (name, unescaped value).
+    pub fn attrs(&self, id: NodeId) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.el(id)
+            .map(|e| self.attrs_of(e))
+            .unwrap_or(&[])
+            .iter()
+            .map(|a| (self.s(&a.name), self.s(&a.value)))
     }
 
     pub fn parent(&self, id: NodeId) -> Option<NodeId> {
@@ -341,9 +457,7 @@ impl Document {
 
     /// Element children in document order.
     pub fn elements(&self, id: NodeId) -> impl Iterator<Item = NodeId> + '_ {
-        self.el(id)
-            .map(|e| e.children.as_slice())
-            .unwrap_or(&[])
+        self.kids(id)
             .iter()
             .copied()
             .filter(|&c| matches!(self.nodes[c].kind, Kind::Element(_)))
@@ -367,13 +481,14 @@ impl Document {
     /// The unescaped character data directly inside the element, untrimmed.
     pub fn text(&self, id: NodeId) -> String {
         let mut out = String::new();
-        for &c in self.el(id).map(|e| e.children.as_slice()).unwrap_or(&[]) {
+        for &c in self.kids(id) {
             match &self.nodes[c].kind {
-                Kind::Text(t) => out.push_str(&unescape_lossy(t)),
-                Kind::Ref(r) => out.push_str(&unescape_lossy(r)),
-                Kind::CData(c) => {
-                    out.push_str(c.trim_start_matches("<![CDATA[").trim_end_matches("]]>"))
-                }
+                Kind::Text(t) | Kind::Ref(t) => push_unescaped(&mut out, self.s(t)),
+                Kind::CData(c) => out.push_str(
+                    self.s(c)
+                        .trim_start_matches("<![CDATA[")
+                        .trim_end_matches("]]>"),
+                ),
                 _ => {}
             }
         }
@@ -393,10 +508,10 @@ impl Document {
     fn canonical_into(&self, id: NodeId, out: &mut String) {
         out.push('<');
         out.push_str(self.name(id));
-        let mut attrs: Vec<&Attr> = self.attrs(id).iter().collect();
-        attrs.sort_by(|a, b| a.name.cmp(&b.name));
-        for a in attrs {
-            let _ = write!(out, " {}={:?}", a.name, a.value);
+        let mut attrs: Vec<(&str, &str)> = self.attrs(id).collect();
+        attrs.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, value) in attrs {
+            let _ = write!(out, " {name}={value:?}");
         }
         out.push('>');
         let text = self.text(id);
@@ -425,19 +540,23 @@ impl Document {
     /// sibling positions are computed once per edited state of the document).
     pub fn path(&self, id: NodeId) -> String {
         let ranks = self.ranks.get_or_init(|| self.sibling_ranks());
-        let mut parts = Vec::new();
+        let mut chain = Vec::with_capacity(8);
         let mut at = Some(id);
         while let Some(n) = at {
-            let name = self.name(n);
-            let part = match (self.parent(n), ranks.get(n)) {
-                (Some(_), Some(&(i, of))) if of > 1 => format!("{name}[{i}]"),
-                _ => name.to_string(),
-            };
-            parts.push(part);
+            chain.push(n);
             at = self.parent(n);
         }
-        parts.reverse();
-        format!("/{}", parts.join("/"))
+        let mut out = String::with_capacity(chain.len() * 12);
+        for &n in chain.iter().rev() {
+            out.push('/');
+            out.push_str(self.name(n));
+            if let (Some(_), Some(&(i, of))) = (self.parent(n), ranks.get(n))
+                && of > 1
+            {
+                let _ = write!(out, "[{i}]");
+            }
+        }
+        out
     }
 
     /// For every node: its 1-based position among its parent's element children of the
@@ -450,16 +569,16 @@ impl Document {
                 continue;
             };
             count.clear();
-            for &c in &e.children {
+            for &c in self.kids_of(e) {
                 if let Some(ce) = self.el(c) {
-                    let k = count.entry(ce.name.as_str()).or_insert(0);
+                    let k = count.entry(self.s(&ce.name)).or_insert(0);
                     *k += 1;
                     ranks[c].0 = *k;
                 }
             }
-            for &c in &e.children {
+            for &c in self.kids_of(e) {
                 if let Some(ce) = self.el(c) {
-                    ranks[c].1 = count.get(ce.name.as_str()).copied().unwrap_or(0);
+                    ranks[c].1 = count.get(self.s(&ce.name)).copied().unwrap_or(0);
                 }
             }
         }
@@ -470,39 +589,76 @@ impl Document {
     pub fn start_tag(&self, id: NodeId) -> String {
         let mut s = String::new();
         if let Some(e) = self.el(id) {
-            write_start_tag(&mut s, e);
+            self.write_start_tag(&mut s, e);
         }
         s
     }
 
     /// The document as text. An unedited document gives back its input byte for byte.
     pub fn serialize(&self) -> String {
-        let mut out = String::with_capacity(self.nodes.len() * 24);
+        let mut out = String::with_capacity(self.src.len() + 64);
         // an explicit stack, not recursion: `(node, true)` closes an element
         let mut todo: Vec<(NodeId, bool)> = self.top.iter().rev().map(|&t| (t, false)).collect();
         while let Some((id, close)) = todo.pop() {
             match &self.nodes[id].kind {
-                Kind::Text(s) | Kind::Ref(s) | Kind::CData(s) | Kind::Other(s) => out.push_str(s),
+                Kind::Text(s) | Kind::Ref(s) | Kind::CData(s) | Kind::Other(s) => {
+                    out.push_str(self.s(s))
+                }
                 Kind::Element(e) if close => {
-                    if !e.self_closed() {
+                    if !self.self_closed(e) {
                         match &e.end_raw {
-                            Some(end) => out.push_str(end),
+                            Some(end) => out.push_str(self.s(end)),
                             None => {
                                 out.push_str("</");
-                                out.push_str(&e.name);
+                                out.push_str(self.s(&e.name));
                                 out.push('>');
                             }
                         }
                     }
                 }
                 Kind::Element(e) => {
-                    write_start_tag(&mut out, e);
+                    self.write_start_tag(&mut out, e);
                     todo.push((id, true));
-                    todo.extend(e.children.iter().rev().map(|&c| (c, false)));
+                    todo.extend(self.kids_of(e).iter().rev().map(|&c| (c, false)));
                 }
             }
         }
         out
+    }
+
+    /// Whether the element is written `<x/>` now: it has no children, and its start tag was
+    /// written so or has been edited (an edited start tag of a childless element is written
+    /// in the self-closing form; its old end tag is then dropped).
+    fn self_closed(&self, e: &Element) -> bool {
+        self.kids_of(e).is_empty()
+            && e.start_raw
+                .as_ref()
+                .is_none_or(|r| self.s(r).ends_with("/>"))
+    }
+
+    /// The start tag as it is to be written: verbatim when unedited and its form (`<x/>` or
+    /// `<x>`) still fits the element's content, else built from the attributes.
+    fn write_start_tag(&self, out: &mut String, e: &Element) {
+        let self_closed = self.self_closed(e);
+        match &e.start_raw {
+            Some(raw) if self.s(raw).ends_with("/>") == self_closed => out.push_str(self.s(raw)),
+            _ => self.write_start(out, e, self_closed),
+        }
+    }
+
+    fn write_start(&self, out: &mut String, e: &Element, empty: bool) {
+        out.push('<');
+        out.push_str(self.s(&e.name));
+        for a in self.attrs_of(e) {
+            let _ = write!(
+                out,
+                " {}={q}{}{q}",
+                self.s(&a.name),
+                escape_attr(self.s(&a.value), e.quote),
+                q = e.quote
+            );
+        }
+        out.push_str(if empty { "/>" } else { ">" });
     }
 
     // ---- edits -------------------------------------------------------------------------
@@ -510,31 +666,47 @@ impl Document {
     /// Set an attribute. Setting the value it already has changes nothing. Returns whether
     /// the document changed.
     pub fn set_attr(&mut self, id: NodeId, name: &str, value: &str) -> bool {
+        let Some(e) = self.el(id) else {
+            return false;
+        };
+        let mut attrs = self.attrs_of(e).to_vec();
+        match attrs
+            .iter_mut()
+            .find(|a| str_of(&self.src, &a.name) == name)
+        {
+            Some(a) if str_of(&self.src, &a.value) == value => return false,
+            Some(a) => a.value = Str::own(value),
+            None => attrs.push(Attr {
+                name: Str::own(name),
+                value: Str::own(value),
+            }),
+        }
         let Some(e) = self.el_mut(id) else {
             return false;
         };
-        match e.attrs.iter_mut().find(|a| a.name == name) {
-            Some(a) if a.value == value => return false,
-            Some(a) => a.value = value.to_string(),
-            None => e.attrs.push(Attr {
-                name: name.to_string(),
-                value: value.to_string(),
-            }),
-        }
+        e.attrs = List::Own(attrs);
         e.start_raw = None;
         true
     }
 
     /// Remove an attribute; returns whether it was there.
     pub fn remove_attr(&mut self, id: NodeId, name: &str) -> bool {
+        let Some(e) = self.el(id) else {
+            return false;
+        };
+        let old = self.attrs_of(e);
+        let attrs: Vec<Attr> = old
+            .iter()
+            .filter(|a| self.s(&a.name) != name)
+            .cloned()
+            .collect();
+        if attrs.len() == old.len() {
+            return false;
+        }
         let Some(e) = self.el_mut(id) else {
             return false;
         };
-        let before = e.attrs.len();
-        e.attrs.retain(|a| a.name != name);
-        if e.attrs.len() == before {
-            return false;
-        }
+        e.attrs = List::Own(attrs);
         e.start_raw = None;
         true
     }
@@ -544,11 +716,9 @@ impl Document {
         if !self.is_element(id) || (self.text(id) == text && self.elements(id).next().is_none()) {
             return false;
         }
-        let t = self.push_node(Kind::Text(escape_text(text)), Some(id));
-        let old = match self.el_mut(id) {
-            Some(e) => std::mem::replace(&mut e.children, vec![t]),
-            None => return false,
-        };
+        let t = self.push_node(Kind::Text(Str::Own(escape_text(text).into())), Some(id));
+        let old = self.kids(id).to_vec();
+        self.set_kids(id, vec![t]);
         for c in old {
             self.nodes[c].parent = None;
         }
@@ -566,14 +736,14 @@ impl Document {
     }
 
     fn is_blank(&self, id: NodeId) -> bool {
-        matches!(&self.nodes[id].kind, Kind::Text(t) if t.trim().is_empty())
+        matches!(&self.nodes[id].kind, Kind::Text(t) if self.s(t).trim().is_empty())
     }
 
     /// The whitespace that indents `id` on its line; `None` when something else precedes it
     /// on that line.
     fn indent_of(&self, id: NodeId) -> Option<String> {
         let siblings = match self.parent(id) {
-            Some(p) => &self.el(p)?.children,
+            Some(p) => self.kids_of(self.el(p)?),
             None => &self.top,
         };
         let i = siblings.iter().position(|&s| s == id)?;
@@ -586,6 +756,7 @@ impl Document {
         }
         match &self.nodes[siblings[i - 1]].kind {
             Kind::Text(t) => {
+                let t = self.s(t);
                 let ind = &t[t.rfind('\n')? + 1..];
                 ind.bytes()
                     .all(|b| b == b' ' || b == b'\t')
@@ -608,20 +779,22 @@ impl Document {
     ) -> Option<NodeId> {
         let quote = self.el(parent)?.quote;
         let element = Element {
-            name: name.to_string(),
-            attrs: attrs
-                .iter()
-                .map(|(n, v)| Attr {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            children: Vec::new(),
+            name: Str::own(name),
+            attrs: List::Own(
+                attrs
+                    .iter()
+                    .map(|(n, v)| Attr {
+                        name: Str::own(n),
+                        value: Str::own(v),
+                    })
+                    .collect(),
+            ),
+            children: List::Own(Vec::new()),
             start_raw: None,
             end_raw: None,
             quote,
         };
-        let kids = self.el(parent)?.children.clone();
+        let mut kids = self.kids(parent).to_vec();
         let elems: Vec<NodeId> = kids
             .iter()
             .copied()
@@ -658,22 +831,27 @@ impl Document {
         };
         let new = self.push_node(Kind::Element(element), Some(parent));
         let nl = self.newline;
-        let ws_node =
-            child_indent.map(|i| self.push_node(Kind::Text(format!("{nl}{i}")), Some(parent)));
+        let ws_node = child_indent.map(|i| {
+            self.push_node(
+                Kind::Text(Str::Own(format!("{nl}{i}").into())),
+                Some(parent),
+            )
+        });
         // the parent's end tag goes back on a line of its own, unless blanks already end
         // the content (they are kept after the new element)
         let closing_ws = match closing_indent {
-            Some(p) if !trailing_ws => {
-                Some(self.push_node(Kind::Text(format!("{nl}{p}")), Some(parent)))
-            }
+            Some(p) if !trailing_ws => Some(self.push_node(
+                Kind::Text(Str::Own(format!("{nl}{p}").into())),
+                Some(parent),
+            )),
             _ => None,
         };
-        let e = self.el_mut(parent)?;
         let mut ins = Vec::new();
         ins.extend(ws_node);
         ins.push(new);
         ins.extend(closing_ws);
-        e.children.splice(pos..pos, ins);
+        kids.splice(pos..pos, ins);
+        self.set_kids(parent, kids);
         Some(new)
     }
 
@@ -687,12 +865,13 @@ impl Document {
         let Some(e) = self.el(parent) else {
             return false;
         };
-        let Some(i) = e.children.iter().position(|&c| c == id) else {
+        let children = self.kids_of(e);
+        let Some(i) = children.iter().position(|&c| c == id) else {
             return false;
         };
-        let before = i.checked_sub(1).map(|b| e.children[b]);
-        let after = e.children.get(i + 1).copied();
-        let has_newline = |d: &Document, n: NodeId| matches!(&d.nodes[n].kind, Kind::Text(t) if t.trim().is_empty() && t.contains('\n'));
+        let before = i.checked_sub(1).map(|b| children[b]);
+        let after = children.get(i + 1).copied();
+        let has_newline = |d: &Document, n: NodeId| matches!(&d.nodes[n].kind, Kind::Text(t) if { let t = d.s(t); t.trim().is_empty() && t.contains('\n') });
         // Its line: the line break and indentation before it, when what follows it starts
         // a new line or is the parent's end tag. Blanks between it and a neighbour on the
         // same line go with it; blanks that are the whole content stay.
@@ -704,10 +883,12 @@ impl Document {
             (Some(b), Some(_)) if self.is_blank(b) && !has_newline(self, b) => Some(b),
             _ => None,
         };
-        let Some(e) = self.el_mut(parent) else {
-            return false;
-        };
-        e.children.retain(|&c| c != id && Some(c) != extra);
+        let kids: Vec<NodeId> = children
+            .iter()
+            .copied()
+            .filter(|&c| c != id && Some(c) != extra)
+            .collect();
+        self.set_kids(parent, kids);
         self.ranks = std::sync::OnceLock::new();
         self.nodes[id].parent = None;
         if let Some(x) = extra {
@@ -717,17 +898,39 @@ impl Document {
     }
 }
 
-fn element(e: &BytesStart<'_>, raw: &str) -> Result<Kind, String> {
-    let name = utf8(e.name().as_ref())?.to_string();
-    let mut attrs = Vec::new();
+fn str_of<'a>(src: &'a str, s: &'a Str) -> &'a str {
+    match s {
+        Str::Src(a, b) => src.get(*a..*b).unwrap_or(""),
+        Str::Own(s) => s,
+    }
+}
+
+/// An element from its start tag; its attributes go to the end of `arena`.
+fn element(
+    src: &str,
+    e: &BytesStart<'_>,
+    raw: &str,
+    span: Str,
+    arena: &mut Vec<Attr>,
+) -> Result<Kind, String> {
+    let name_bytes = e.name();
+    let name = name_str(src, name_bytes.as_ref())?;
+    let first = arena.len();
     for a in e.attributes() {
-        let a = a.map_err(|err| format!("in <{name}>: {err}"))?;
-        let key = utf8(a.key.as_ref())?.to_string();
-        let value = a
-            .unescape_value()
-            .map_err(|err| format!("in <{name}> attribute {key}: {err}"))?
-            .into_owned();
-        attrs.push(Attr { name: key, value });
+        let a = a.map_err(|err| format!("in <{}>: {err}", str_of(src, &name)))?;
+        let key = name_str(src, a.key.as_ref())?;
+        // a value with no reference in it is its own unescaped form
+        let value = match span_in(src, &a.value) {
+            Some(s) if !a.value.contains(&b'&') => s,
+            _ => Str::own(&a.unescape_value().map_err(|err| {
+                format!(
+                    "in <{}> attribute {}: {err}",
+                    str_of(src, &name),
+                    str_of(src, &key)
+                )
+            })?),
+        };
+        arena.push(Attr { name: key, value });
     }
     let quote = raw
         .find(['\'', '"'])
@@ -735,31 +938,12 @@ fn element(e: &BytesStart<'_>, raw: &str) -> Result<Kind, String> {
         .unwrap_or('\'');
     Ok(Kind::Element(Element {
         name,
-        attrs,
-        children: Vec::new(),
-        start_raw: Some(raw.to_string()),
+        attrs: List::Shared(first, arena.len()),
+        children: List::Shared(0, 0),
+        start_raw: Some(span),
         end_raw: None,
         quote,
     }))
-}
-
-impl Element {
-    /// Whether the element is written `<x/>` now: it has no children, and its start tag was
-    /// written so or has been edited (an edited start tag of a childless element is written
-    /// in the self-closing form; its old end tag is then dropped).
-    fn self_closed(&self) -> bool {
-        self.children.is_empty() && self.start_raw.as_deref().is_none_or(|r| r.ends_with("/>"))
-    }
-}
-
-/// The start tag as it is to be written: verbatim when unedited and its form (`<x/>` or
-/// `<x>`) still fits the element's content, else built from the attributes.
-fn write_start_tag(out: &mut String, e: &Element) {
-    let self_closed = e.self_closed();
-    match &e.start_raw {
-        Some(raw) if raw.ends_with("/>") == self_closed => out.push_str(raw),
-        _ => write_start(out, e, self_closed),
-    }
 }
 
 /// The blanks (spaces and tabs) between the start of the line and byte `pos`, counted in
@@ -775,21 +959,6 @@ fn indent_at(src: &str, pos: usize) -> Option<usize> {
         None | Some(b'\n') => Some(blanks),
         Some(_) => None,
     }
-}
-
-fn write_start(out: &mut String, e: &Element, empty: bool) {
-    out.push('<');
-    out.push_str(&e.name);
-    for a in &e.attrs {
-        let _ = write!(
-            out,
-            " {}={q}{}{q}",
-            a.name,
-            escape_attr(&a.value, e.quote),
-            q = e.quote
-        );
-    }
-    out.push_str(if empty { "/>" } else { ">" });
 }
 
 fn escape_attr(v: &str, quote: char) -> String {
@@ -814,6 +983,15 @@ fn escape_text(v: &str) -> String {
     v.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// Append the unescaped form of verbatim text (text with no reference is its own).
+fn push_unescaped(out: &mut String, raw: &str) {
+    if raw.contains('&') {
+        out.push_str(&unescape_lossy(raw));
+    } else {
+        out.push_str(raw);
+    }
 }
 
 fn unescape_lossy(raw: &str) -> String {

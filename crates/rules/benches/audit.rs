@@ -22,6 +22,14 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Nanoseconds this thread has run on a CPU (/proc/thread-self/schedstat), 0 if unknown.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let corpus = root.join("../shared/corpus/libvirt-domains");
@@ -129,6 +137,45 @@ fn main() {
             wb as f64 / wild.len() as f64 / 1024.0
         );
     }
+
+    // where the time goes: parse alone, parse + typed view, and the whole audit
+    let split = |label: &str, set: &[String]| {
+        if set.is_empty() {
+            return;
+        }
+        let budget = Duration::from_millis((secs * 1000 / 6).max(300));
+        // CPU time of this thread, not wall time: other builds share the machine
+        let rate = |f: &dyn Fn(&str)| {
+            let start = Instant::now();
+            let cpu0 = thread_cpu_ns();
+            let mut n = 0u64;
+            while start.elapsed() < budget {
+                for t in set {
+                    f(t);
+                    n += 1;
+                }
+            }
+            (thread_cpu_ns() - cpu0) as f64 / 1e3 / n as f64
+        };
+        let p = rate(&|t| {
+            std::hint::black_box(Document::parse(t).unwrap());
+        });
+        let v = rate(&|t| {
+            let doc = Document::parse(t).unwrap();
+            std::hint::black_box(Domain::from_doc(&doc).unwrap());
+        });
+        let a = rate(&|t| {
+            std::hint::black_box(audit_one(t));
+        });
+        println!(
+            "split ({label}, CPU time): parse {p:.1} µs, typed view {:.1} µs, rules {:.1} µs; total {a:.1} µs/domain = {:.0} domains/CPU-s",
+            v - p,
+            a - v,
+            1e6 / a
+        );
+    };
+    split("corpus", &texts);
+    split("wild", &wild);
 
     // for scale: the validators an admin would run on the same files
     let sample: Vec<&std::path::PathBuf> = files.iter().step_by(8).collect();

@@ -83,9 +83,8 @@ fn flag(doc: &Document, f: NodeId) -> Flag {
         state: yes(doc.attr(f, "state")),
         attrs: doc
             .attrs(f)
-            .iter()
-            .filter(|a| a.name != "state")
-            .map(|a| (a.name.clone(), a.value.clone()))
+            .filter(|(name, _)| *name != "state")
+            .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect(),
     }
 }

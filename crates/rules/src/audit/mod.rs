@@ -247,7 +247,7 @@ pub struct Rule {
 pub struct Out<'m> {
     meta: &'m Meta,
     level: Severity,
-    subject: String,
+    subject: &'m str,
     pub findings: Vec<Finding>,
 }
 
@@ -272,7 +272,7 @@ impl Out<'_> {
         self.findings.push(Finding {
             rule: self.meta.id,
             severity: sev,
-            subject: self.subject.clone(),
+            subject: self.subject.to_string(),
             title: self.meta.title,
             message: message.into(),
             evidence,
@@ -394,7 +394,7 @@ pub fn audit(cx: &Cx) -> Vec<Finding> {
         if rules_host::HOST_LEVEL.contains(&rule.meta.id) {
             continue;
         }
-        run(rule, cx, cx.d.name.clone(), &mut out);
+        run(rule, cx, &cx.d.name, &mut out);
     }
     sort(&mut out);
     out
@@ -417,13 +417,13 @@ pub fn audit_host(cx: &Cx) -> Vec<Finding> {
         if !rules_host::HOST_LEVEL.contains(&rule.meta.id) || cx.host.is_none() {
             continue;
         }
-        run(rule, cx, "host".into(), &mut out);
+        run(rule, cx, "host", &mut out);
     }
     sort(&mut out);
     out
 }
 
-fn run(rule: &Rule, cx: &Cx, subject: String, out: &mut Vec<Finding>) {
+fn run(rule: &Rule, cx: &Cx, subject: &str, out: &mut Vec<Finding>) {
     let Some(level) = level(&rule.meta, cx.profile).severity() else {
         return;
     };

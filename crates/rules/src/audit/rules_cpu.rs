@@ -498,7 +498,9 @@ pub(super) fn vcpu_cpus(cx: &Cx) -> Option<kvmtune_host::CpuSet> {
         Some(p) if !p.is_empty() => {
             let mut all = kvmtune_host::CpuSet::new();
             for pin in p {
-                all = all.union(&super::cpuset(&pin.cpuset)?);
+                super::cpuset(&pin.cpuset)?
+                    .iter()
+                    .for_each(|c| all.insert(c));
             }
             Some(all)
         }

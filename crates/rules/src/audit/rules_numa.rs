@@ -419,7 +419,7 @@ pub(super) fn dedicated(d: &kvmtune_domain::Domain) -> Option<CpuSet> {
         if s.len() != 1 {
             return None;
         }
-        all = all.union(&s);
+        s.iter().for_each(|c| all.insert(c));
     }
     Some(all)
 }

@@ -707,7 +707,7 @@ fn cpu_smt_pins(cx: &Cx, out: &mut Out) {
                 let mut u = CpuSet::new();
                 for i in &ids {
                     match all_pins.get(i) {
-                        Some(s) => u = u.union(s),
+                        Some(s) => s.iter().for_each(|c| u.insert(c)),
                         None => return (core, ids, None),
                     }
                 }
