@@ -145,17 +145,35 @@ pub fn audit_with(inv: &Inventory, profiles: &Profiles) -> AuditReport {
     )
 }
 
-/// What the rules that compare domains read of a peer: the domain without its devices,
-/// features, OS and clock (host totals read vCPUs, memory, memory backing and NUMA tuning;
-/// `pin-overlap` reads the pins). A few hundred bytes instead of the whole view.
+/// What the rules that compare domains read of a peer: its name, vCPUs, memory (as
+/// [`Domain::memory`] gives it), memory backing, NUMA tuning and pins; nothing else (host
+/// totals and `pin-overlap` read no more). A few hundred bytes instead of the whole view;
+/// `tests/streaming_audit.rs` proves the reports equal.
 fn peer_view(d: &Domain) -> Domain {
-    let mut v = d.clone();
-    v.devices = Default::default();
-    v.features = Default::default();
-    v.os = Default::default();
-    v.clock = None;
-    v.invalid = Vec::new();
-    v
+    Domain {
+        node: d.node,
+        virt_type: d.virt_type.clone(),
+        name: d.name.clone(),
+        uuid: None,
+        os_id: None,
+        profile: None,
+        os: Default::default(),
+        memory_kib: Some(d.memory()),
+        current_memory_kib: None,
+        max_memory_kib: d.max_memory_kib,
+        max_memory_slots: d.max_memory_slots,
+        vcpu: d.vcpu.clone(),
+        iothreads: d.iothreads,
+        cputune: d.cputune.clone(),
+        numatune: d.numatune.clone(),
+        cpu: None,
+        memory_backing: d.memory_backing.clone(),
+        memtune: None,
+        features: Default::default(),
+        clock: None,
+        devices: Default::default(),
+        invalid: Vec::new(),
+    }
 }
 
 /// Audit XML files one at a time, as `kvmtune audit FILE...` does: each file is read,

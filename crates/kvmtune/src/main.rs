@@ -123,8 +123,7 @@ pub fn use_color(cli: &Cli) -> bool {
 /// A JSON document whose body carries its own `kind` and `version` (older commands; new
 /// code uses [`output::print_doc`]).
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
-    print_text(&format!("{text}\n"))
+    output::print_json(value)
 }
 
 fn run(cli: &Cli) -> Result<Exit> {

@@ -253,11 +253,50 @@ pub fn print_doc<T: Serialize + ?Sized>(kind: &str, version: u32, body: &T) -> R
     })
 }
 
-fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    // encoded first, so a closed stdout is an io::Error (a quiet end), not a serde error
-    let mut text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
-    text.push('\n');
-    print_text(&text)
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    if CAPTURE.with(|c| c.borrow().is_some()) {
+        let mut text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
+        text.push('\n');
+        return print_text(&text);
+    }
+    // encoded straight into a buffered stdout: no copy of a large document in memory, one
+    // write(2) per 64 KiB
+    let stdout = std::io::stdout().lock();
+    let mut out = SafeWriter(std::io::BufWriter::with_capacity(64 * 1024, stdout));
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    // a closed stdout stays an io::Error (a quiet end); an encoding error says so
+    written.context("cannot write JSON to stdout")
+}
+
+/// Applies [`terminal_safe`] to what serde_json writes. serde_json escapes every control
+/// character below U+0020 itself and writes each string in pieces cut at character
+/// boundaries, so a piece holding DEL or a C1 control (raw in JSON) is whole UTF-8.
+struct SafeWriter<W: Write>(W);
+
+impl<W: Write> Write for SafeWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let risky = buf.iter().enumerate().any(|(i, &b)| {
+            (b < 0x20 && !matches!(b, b'\n' | b'\t' | b'\r'))
+                || b == 0x7f
+                || (b == 0xc2 && buf.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+        });
+        match std::str::from_utf8(buf) {
+            Ok(text) if risky => self.0.write_all(terminal_safe(text).as_bytes()),
+            _ => self.0.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Text made safe for a terminal: every control character is escaped (`\u{1b}`) except
@@ -430,6 +469,20 @@ pub fn write_output(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_written_in_pieces_is_made_terminal_safe_as_a_whole_would_be() {
+        let value = serde_json::json!({
+            "name": "a\u{1b}]0;title\u{7}b\u{9b}c\u{7f}d",
+            "plain": "caf\u{e9} \u{2014} ok",
+            "list": [1, 2, "\u{85}"],
+        });
+        let mut w = SafeWriter(Vec::new());
+        serde_json::to_writer_pretty(&mut w, &value).unwrap();
+        let whole = serde_json::to_string_pretty(&value).unwrap();
+        assert_eq!(String::from_utf8(w.0).unwrap(), terminal_safe(&whole));
+        assert!(!terminal_safe(&whole).contains('\u{9b}'));
+    }
 
     #[test]
     fn wrapping_hangs_and_never_breaks_words() {

@@ -426,8 +426,14 @@ pub(super) fn dedicated(d: &kvmtune_domain::Domain) -> Option<CpuSet> {
 
 fn pin_overlap(cx: &Cx, out: &mut Out) {
     let Some(mine) = dedicated(cx.d) else { return };
+    // one finding per other domain: the same domain given twice (two copies of its XML
+    // among the files) is still one domain
+    let mut seen = std::collections::BTreeSet::new();
     for p in cx.peers {
         if std::ptr::eq(p.domain, cx.d) || p.domain.name == cx.d.name {
+            continue;
+        }
+        if !seen.insert(p.domain.name.as_str()) {
             continue;
         }
         let Some(theirs) = dedicated(p.domain) else {
@@ -926,5 +932,20 @@ pub(super) mod table {
     #[test]
     fn numa_and_pin_rules() {
         run_cases(&cases());
+    }
+
+    #[test]
+    fn an_overlapping_domain_given_twice_is_one_finding() {
+        let b = dom_named("b", 1024, &pins("5", "6"));
+        let c = dom_named("c", 1024, &pins("4", "9"));
+        let doms = vec![dom(&pins("4", "5")), b.clone(), b, c];
+        let overlaps: Vec<String> = findings(&doms, "server", Some(&host16()))
+            .into_iter()
+            .filter(|f| f.rule == "pin-overlap")
+            .map(|f| f.message)
+            .collect();
+        assert_eq!(overlaps.len(), 2, "{overlaps:?}");
+        assert!(overlaps[0].contains("which b is"), "{overlaps:?}");
+        assert!(overlaps[1].contains("which c is"), "{overlaps:?}");
     }
 }
