@@ -246,6 +246,11 @@ pub const STATS_BASE: u32 =
 pub const STATS_VM: u32 = sys::VIR_DOMAIN_STATS_VM;
 /// Balloon size and the process's resident memory.
 pub const STATS_BALLOON: u32 = sys::VIR_DOMAIN_STATS_BALLOON;
+/// State and CPU total only: [`STATS_BASE`] without the vCPU group.
+pub const STATS_STATE_CPU: u32 = sys::VIR_DOMAIN_STATS_STATE | sys::VIR_DOMAIN_STATS_CPU_TOTAL;
+/// The vCPU group alone (per-vCPU time, wait, delay and KVM counters, which libvirt reads
+/// with QMP `query-stats`: a round trip to each QEMU).
+pub const STATS_VCPU: u32 = sys::VIR_DOMAIN_STATS_VCPU;
 
 impl Libvirt {
     /// Statistics of every running domain in one call (virConnectGetAllDomainStats).
@@ -272,60 +277,45 @@ impl Libvirt {
             let err = virt::error::Error::last_error();
             return Err(LibvirtError::new("domain statistics", &err));
         }
-        if list.is_null() {
-            // no running domain: some drivers return no list at all
+        // SAFETY: `list` and `n` are what virConnectGetAllDomainStats just returned.
+        Ok(unsafe { take_records(list, n) })
+    }
+
+    /// Statistics of these running domains in one call (virDomainListGetStats), e.g. one
+    /// group asked only for some domains. A domain that is not found (it stopped) is left
+    /// out (each name costs libvirtd a lookup).
+    pub fn domain_stats(
+        &self,
+        names: &[String],
+        groups: u32,
+    ) -> Result<Vec<StatsRecord>, LibvirtError> {
+        let doms: Vec<virt::domain::Domain> = names
+            .iter()
+            .filter_map(|n| self.conn.lookup_domain_by_name(n).ok())
+            .collect();
+        if doms.is_empty() {
             return Ok(Vec::new());
         }
-        let mut out = Vec::with_capacity(n as usize);
-        for i in 0..n as usize {
-            // SAFETY: i < n, and the array holds n valid record pointers.
-            let rec = unsafe { *list.add(i) };
-            if rec.is_null() {
-                continue;
-            }
-            // SAFETY: `rec` points to a record of the list, alive until the list is freed;
-            // its domain pointer and `nparams` parameters are valid for that long too.
-            let (name, id, params) = unsafe {
-                let r = &*rec;
-                let name_ptr = sys::virDomainGetName(r.dom);
-                let name = if name_ptr.is_null() {
-                    String::new()
-                } else {
-                    std::ffi::CStr::from_ptr(name_ptr)
-                        .to_string_lossy()
-                        .into_owned()
-                };
-                let id = sys::virDomainGetID(r.dom);
-                let mut params = Vec::with_capacity(r.nparams.max(0) as usize);
-                for j in 0..r.nparams.max(0) as usize {
-                    let p = &*r.params.add(j);
-                    let field = std::ffi::CStr::from_ptr(p.field.as_ptr())
-                        .to_string_lossy()
-                        .into_owned();
-                    let value = match p.type_ as u32 {
-                        sys::VIR_TYPED_PARAM_INT => StatValue::Int(i64::from(p.value.i)),
-                        sys::VIR_TYPED_PARAM_UINT => StatValue::UInt(u64::from(p.value.ui)),
-                        sys::VIR_TYPED_PARAM_LLONG => StatValue::Int(p.value.l),
-                        sys::VIR_TYPED_PARAM_ULLONG => StatValue::UInt(p.value.ul),
-                        sys::VIR_TYPED_PARAM_DOUBLE => StatValue::Float(p.value.d),
-                        sys::VIR_TYPED_PARAM_BOOLEAN => StatValue::Bool(p.value.b != 0),
-                        sys::VIR_TYPED_PARAM_STRING if !p.value.s.is_null() => StatValue::Text(
-                            std::ffi::CStr::from_ptr(p.value.s)
-                                .to_string_lossy()
-                                .into_owned(),
-                        ),
-                        _ => continue,
-                    };
-                    params.push((field, value));
-                }
-                (name, (id != u32::MAX).then_some(id), params)
-            };
-            out.push(StatsRecord { name, id, params });
+        let mut list: *mut sys::virDomainStatsRecordPtr = std::ptr::null_mut();
+        // SAFETY: the domain pointers stay valid while `doms` lives (past the call); `ptrs`
+        // is the NULL-terminated array libvirt expects; libvirt fills `list` with `n`
+        // records that we own until freed.
+        let n = unsafe {
+            let mut ptrs: Vec<sys::virDomainPtr> = doms.iter().map(|d| d.as_ptr()).collect();
+            ptrs.push(std::ptr::null_mut());
+            sys::virDomainListGetStats(
+                ptrs.as_mut_ptr(),
+                groups,
+                &mut list,
+                sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT,
+            )
+        };
+        if n < 0 {
+            let err = virt::error::Error::last_error();
+            return Err(LibvirtError::new("domain statistics", &err));
         }
-        // SAFETY: `list` came from virConnectGetAllDomainStats and is freed exactly once;
-        // nothing borrowed from it outlives this point (all values were copied).
-        unsafe { sys::virDomainStatsRecordListFree(list) };
-        Ok(out)
+        // SAFETY: `list` and `n` are what virDomainListGetStats just returned.
+        Ok(unsafe { take_records(list, n) })
     }
 
     /// A QMP command's reply on a running domain's monitor (`virsh qemu-monitor-command`).
@@ -337,6 +327,68 @@ impl Libvirt {
         dom.qemu_monitor_command(command, 0)
             .map_err(|e| LibvirtError::new(format!("QMP on {name}"), &e))
     }
+}
+
+/// Copies the records of a list libvirt returned (`n` records, NULL-terminated) and frees it.
+///
+/// # Safety
+/// `list` must be null or a list from virConnectGetAllDomainStats / virDomainListGetStats
+/// holding `n` records, not freed yet; it is freed here.
+unsafe fn take_records(list: *mut sys::virDomainStatsRecordPtr, n: i32) -> Vec<StatsRecord> {
+    if list.is_null() {
+        // no running domain: some drivers return no list at all
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        // SAFETY: i < n, and the array holds n valid record pointers.
+        let rec = unsafe { *list.add(i) };
+        if rec.is_null() {
+            continue;
+        }
+        // SAFETY: `rec` points to a record of the list, alive until the list is freed;
+        // its domain pointer and `nparams` parameters are valid for that long too.
+        let (name, id, params) = unsafe {
+            let r = &*rec;
+            let name_ptr = sys::virDomainGetName(r.dom);
+            let name = if name_ptr.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(name_ptr)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            let id = sys::virDomainGetID(r.dom);
+            let mut params = Vec::with_capacity(r.nparams.max(0) as usize);
+            for j in 0..r.nparams.max(0) as usize {
+                let p = &*r.params.add(j);
+                let field = std::ffi::CStr::from_ptr(p.field.as_ptr())
+                    .to_string_lossy()
+                    .into_owned();
+                let value = match p.type_ as u32 {
+                    sys::VIR_TYPED_PARAM_INT => StatValue::Int(i64::from(p.value.i)),
+                    sys::VIR_TYPED_PARAM_UINT => StatValue::UInt(u64::from(p.value.ui)),
+                    sys::VIR_TYPED_PARAM_LLONG => StatValue::Int(p.value.l),
+                    sys::VIR_TYPED_PARAM_ULLONG => StatValue::UInt(p.value.ul),
+                    sys::VIR_TYPED_PARAM_DOUBLE => StatValue::Float(p.value.d),
+                    sys::VIR_TYPED_PARAM_BOOLEAN => StatValue::Bool(p.value.b != 0),
+                    sys::VIR_TYPED_PARAM_STRING if !p.value.s.is_null() => StatValue::Text(
+                        std::ffi::CStr::from_ptr(p.value.s)
+                            .to_string_lossy()
+                            .into_owned(),
+                    ),
+                    _ => continue,
+                };
+                params.push((field, value));
+            }
+            (name, (id != u32::MAX).then_some(id), params)
+        };
+        out.push(StatsRecord { name, id, params });
+    }
+    // SAFETY: `list` came from libvirt's statistics call and is freed exactly once;
+    // nothing borrowed from it outlives this point (all values were copied).
+    unsafe { sys::virDomainStatsRecordListFree(list) };
+    out
 }
 
 /// `memtune` value meaning "no limit" (libvirt's VIR_DOMAIN_MEMORY_PARAM_UNLIMITED, in KiB).

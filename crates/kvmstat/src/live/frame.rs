@@ -166,18 +166,26 @@ pub fn figures(a: &DomSnap, b: &DomSnap, dt: f64, cpu_node: &BTreeMap<u32, u32>)
         f.host_cpu_source = f.host_cpu_pct.map(|_| "libvirt".into());
     }
 
-    // per vCPU
+    // per vCPU; libvirt's vCPU group may be an older reading for an idle domain (the
+    // sampler's idle-domain rule): its figures are then over the time between the two
+    // readings, and none when `b` has no new reading
+    let vcpu_fresh = b.raw.vcpu_age_s == 0.0;
+    let dt_v = if vcpu_fresh {
+        dt + a.raw.vcpu_age_s
+    } else {
+        0.0
+    };
     let mut vcpu_threads_pct: Option<f64> = None;
     let mut guest_ticks_pct: Option<f64> = None;
     for (&id, vb) in &b.raw.vcpus {
         let va = a.raw.vcpus.get(&id);
         let mut v = VcpuFigures {
             id,
-            delay_pct: pct_ns(va.and_then(|x| x.delay_ns), vb.delay_ns, dt),
+            delay_pct: pct_ns(va.and_then(|x| x.delay_ns), vb.delay_ns, dt_v),
             exits_per_s: per_s(
                 va.and_then(|x| x.counters.get("exits").copied()),
                 vb.counters.get("exits").copied(),
-                dt,
+                dt_v,
             ),
             ..VcpuFigures::default()
         };
@@ -195,7 +203,7 @@ pub fn figures(a: &DomSnap, b: &DomSnap, dt: f64, cpu_node: &BTreeMap<u32, u32>)
             v.guest_pct = pct_ticks(tp.times.guest, tq.times.guest, dt);
             v.last_cpu = Some(tq.times.processor);
         } else {
-            v.cpu_pct = pct_ns(va.and_then(|x| x.time_ns), vb.time_ns, dt);
+            v.cpu_pct = pct_ns(va.and_then(|x| x.time_ns), vb.time_ns, dt_v);
         }
         if let Some(c) = v.cpu_pct {
             *vcpu_threads_pct.get_or_insert(0.0) += c;
@@ -228,15 +236,15 @@ pub fn figures(a: &DomSnap, b: &DomSnap, dt: f64, cpu_node: &BTreeMap<u32, u32>)
         f.emulator_cpu_pct = Some((h - v).max(0.0));
     }
 
-    // KVM counters
-    if kvm {
+    // KVM counters (none when the vCPU group was not read again: never zeros)
+    if kvm && vcpu_fresh {
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         for (id, vb) in &b.raw.vcpus {
             let Some(va) = a.raw.vcpus.get(id) else {
                 continue;
             };
             for (k, &cur) in &vb.counters {
-                if let Some(r) = per_s(va.counters.get(k).copied(), Some(cur), dt) {
+                if let Some(r) = per_s(va.counters.get(k).copied(), Some(cur), dt_v) {
                     *sums.entry(k.clone()).or_default() += r;
                 }
             }

@@ -1,6 +1,7 @@
 //! Live statistics: one libvirt call per interval for every domain (CPU, vCPU, balloon and
-//! the kernel's binary KVM statistics), plus each local QEMU process's /proc accounting;
-//! two snapshots make a [`Frame`] of per-VM figures.
+//! the kernel's binary KVM statistics; with [`Sampler::vcpu_idle_every`], a second one for
+//! the busy domains' vCPUs), plus each local QEMU process's /proc accounting; two snapshots
+//! make a [`Frame`] of per-VM figures.
 //!
 //! - [`sampler`]: collection (libvirt, the QMP fallback, /proc) into [`Snapshot`]s;
 //! - [`frame`](mod@frame): figures of each VM between two snapshots.

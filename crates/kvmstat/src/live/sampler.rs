@@ -31,6 +31,15 @@ pub struct RawDomain {
     pub vcpus: BTreeMap<u32, RawVcpu>,
     /// The VM's KVM statistics (`vm.NAME.sum|cur|max`), by NAME.
     pub vm: BTreeMap<String, u64>,
+    /// How many seconds before this snapshot `vcpus` were read: 0 when read with it; more
+    /// when the vCPU group was not asked for this domain (an idle domain, see
+    /// [`Sampler::vcpu_idle_every`]) and `vcpus` is the last reading, kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub vcpu_age_s: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl RawDomain {
@@ -143,6 +152,12 @@ pub trait StatsSource {
     fn fetch(&mut self, groups: u32) -> Result<Vec<StatsRecord>, String>;
     /// A QMP command on a domain's monitor.
     fn qmp(&mut self, domain: &str, command: &str) -> Result<String, String>;
+    /// These domains' records, with these groups (by default: every record, filtered).
+    fn fetch_some(&mut self, names: &[String], groups: u32) -> Result<Vec<StatsRecord>, String> {
+        let mut all = self.fetch(groups)?;
+        all.retain(|r| names.contains(&r.name));
+        Ok(all)
+    }
 }
 
 impl StatsSource for kvmtune_libvirt::Libvirt {
@@ -152,10 +167,16 @@ impl StatsSource for kvmtune_libvirt::Libvirt {
     fn qmp(&mut self, domain: &str, command: &str) -> Result<String, String> {
         kvmtune_libvirt::Libvirt::qmp(self, domain, command).map_err(|e| e.to_string())
     }
+    fn fetch_some(&mut self, names: &[String], groups: u32) -> Result<Vec<StatsRecord>, String> {
+        self.domain_stats(names, groups).map_err(|e| e.to_string())
+    }
 }
 
 /// A process's vCPU threads.
 type VcpuThreads = Vec<VcpuThread>;
+
+/// A domain's vCPU group, by vCPU.
+type VcpuReading = BTreeMap<u32, RawVcpu>;
 
 /// Where the QEMU processes are, when they run on this host.
 pub type Local = QemuProcs;
@@ -184,7 +205,26 @@ pub struct Sampler<S: StatsSource> {
     snapshots: u64,
     /// (domain, id) -> the last VM group read.
     vm: HashMap<(String, Option<u32>), BTreeMap<String, u64>>,
+    /// The idle-domain rule (`None`: the vCPU group for every domain at every snapshot).
+    /// `Some(n)`: every snapshot asks all domains for state and CPU total, then the vCPU
+    /// group (per-vCPU times and KVM counters: libvirt's QMP `query-stats`, a round trip to
+    /// each QEMU) only for the domains whose CPU time moved by more than
+    /// [`Self::vcpu_busy_pct`] of one host CPU since the previous snapshot, for new
+    /// domains, and for all domains at the first two snapshots and every `n`th after. An idle domain's `vcpus` are
+    /// then its last reading, with [`RawDomain::vcpu_age_s`] saying how old.
+    pub vcpu_idle_every: Option<u64>,
+    /// The CPU time a domain must use (in % of one host CPU over the interval) to be asked
+    /// for its vCPU group at every snapshot under [`Self::vcpu_idle_every`].
+    pub vcpu_busy_pct: f64,
+    /// (domain, id) -> (snapshot time, libvirt cpu.time) of the previous snapshot.
+    cpu_seen: HashMap<(String, Option<u32>), (f64, u64)>,
+    /// (domain, id) -> (when read, the vCPU group) of the last vCPU reading.
+    vcpus_read: HashMap<(String, Option<u32>), (f64, VcpuReading)>,
 }
+
+/// The default of [`Sampler::vcpu_busy_pct`]: above what an idle guest's timers and
+/// interrupts use (0.3-1.5% in the lab), below any real work.
+pub const VCPU_BUSY_PCT: f64 = 2.0;
 
 impl<S: StatsSource> Sampler<S> {
     pub fn new(source: S, local: Option<Local>, only: Vec<String>) -> Self {
@@ -202,13 +242,25 @@ impl<S: StatsSource> Sampler<S> {
             vm_every: 10,
             snapshots: 0,
             vm: HashMap::new(),
+            vcpu_idle_every: None,
+            vcpu_busy_pct: VCPU_BUSY_PCT,
+            cpu_seen: HashMap::new(),
+            vcpus_read: HashMap::new(),
         }
     }
 
     pub fn snapshot(&mut self) -> Result<Snapshot, String> {
         // one call; the costlier groups only when needed: the VM group every vm_every
         // snapshots, the balloon group only without /proc (remote hosts)
-        let mut groups = kvmtune_libvirt::STATS_BASE;
+        // the first two snapshots ask all (the first figures are complete), then every nth
+        let full = self
+            .vcpu_idle_every
+            .is_none_or(|n| self.snapshots < 2 || (self.snapshots - 1).is_multiple_of(n.max(1)));
+        let mut groups = if full {
+            kvmtune_libvirt::STATS_BASE
+        } else {
+            kvmtune_libvirt::STATS_STATE_CPU
+        };
         if self.snapshots.is_multiple_of(self.vm_every.max(1)) {
             groups |= kvmtune_libvirt::STATS_VM;
         }
@@ -216,8 +268,11 @@ impl<S: StatsSource> Sampler<S> {
             groups |= kvmtune_libvirt::STATS_BALLOON;
         }
         self.snapshots += 1;
-        let records = self.source.fetch(groups)?;
+        let mut records = self.source.fetch(groups)?;
         let mono_s = self.start.elapsed().as_secs_f64();
+        if !full {
+            self.ask_busy_vcpus(&mut records, mono_s)?;
+        }
         let unix_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -229,6 +284,18 @@ impl<S: StatsSource> Sampler<S> {
             }
             let mut raw = RawDomain::from_record(rec);
             let key = (raw.name.clone(), raw.id);
+            if let Some(cpu) = raw.cpu_time_ns {
+                self.cpu_seen.insert(key.clone(), (mono_s, cpu));
+            }
+            if self.vcpu_idle_every.is_some() {
+                if !raw.vcpus.is_empty() {
+                    self.vcpus_read
+                        .insert(key.clone(), (mono_s, raw.vcpus.clone()));
+                } else if let Some((at, v)) = self.vcpus_read.get(&key) {
+                    raw.vcpus = v.clone();
+                    raw.vcpu_age_s = (mono_s - at).max(0.0);
+                }
+            }
             if raw.vm.is_empty() {
                 if let Some(vm) = self.vm.get(&key) {
                     raw.vm = vm.clone();
@@ -254,11 +321,56 @@ impl<S: StatsSource> Sampler<S> {
         self.vm.retain(|(n, _), _| domains.contains_key(n));
         self.numa.retain(|(n, _), _| domains.contains_key(n));
         self.threads.retain(|(n, _), _| domains.contains_key(n));
+        self.cpu_seen.retain(|(n, _), _| domains.contains_key(n));
+        self.vcpus_read.retain(|(n, _), _| domains.contains_key(n));
         Ok(Snapshot {
             mono_s,
             unix_ms,
             domains,
         })
+    }
+
+    /// The idle-domain rule: the vCPU group for the domains whose CPU time moved by more
+    /// than `vcpu_busy_pct` since the previous snapshot (and those not seen before), in one
+    /// more call, merged into their records.
+    fn ask_busy_vcpus(&mut self, records: &mut [StatsRecord], now: f64) -> Result<(), String> {
+        let busy: Vec<String> = records
+            .iter()
+            .filter(|r| self.only.is_empty() || self.only.contains(&r.name))
+            .filter(|r| {
+                let cpu = r
+                    .params
+                    .iter()
+                    .find(|(k, _)| k == "cpu.time")
+                    .and_then(|(_, v)| v.as_u64());
+                let key = (r.name.clone(), r.id);
+                match (
+                    cpu,
+                    self.cpu_seen.get(&key),
+                    self.vcpus_read.contains_key(&key),
+                ) {
+                    (Some(c), Some(&(at, prev)), true) if now > at => {
+                        let pct = c.saturating_sub(prev) as f64 / 1e9 / (now - at) * 100.0;
+                        c < prev || pct > self.vcpu_busy_pct
+                    }
+                    _ => true,
+                }
+            })
+            .map(|r| r.name.clone())
+            .collect();
+        if busy.is_empty() {
+            return Ok(());
+        }
+        for v in self.source.fetch_some(&busy, kvmtune_libvirt::STATS_VCPU)? {
+            if let Some(r) = records
+                .iter_mut()
+                .find(|r| r.name == v.name && r.id == v.id)
+            {
+                r.params
+                    .extend(v.params.into_iter().filter(|(k, _)| k.starts_with("vcpu.")));
+            }
+        }
+        Ok(())
     }
 
     /// libvirt before 8.x gives no per-vCPU KVM counters: ask QEMU (query-stats, QEMU 7.1+)
@@ -459,5 +571,143 @@ mod tests {
         assert_ne!(g[0] & kvmtune_libvirt::STATS_VM, 0);
         assert!(g[1..].iter().all(|x| x & kvmtune_libvirt::STATS_VM == 0));
         assert!(g.iter().all(|x| x & kvmtune_libvirt::STATS_BALLOON != 0));
+    }
+
+    /// Two KVM domains: `busy` uses a second of CPU per snapshot, `idle` none.
+    struct TwoDomains {
+        n: u64,
+        calls: Vec<(u32, Vec<String>)>,
+    }
+    impl TwoDomains {
+        fn records(&self, groups: u32) -> Vec<StatsRecord> {
+            ["busy", "idle"]
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let cpu = if *name == "busy" {
+                        self.n * 1_000_000_000
+                    } else {
+                        5
+                    };
+                    let mut params = vec![("cpu.time".to_string(), StatValue::UInt(cpu))];
+                    if groups & kvmtune_libvirt::STATS_VCPU != 0 {
+                        params.push(("vcpu.0.time".into(), StatValue::UInt(cpu)));
+                        params.push(("vcpu.0.delay".into(), StatValue::UInt(self.n)));
+                        params.push(("vcpu.0.exits.sum".into(), StatValue::UInt(100 * self.n)));
+                    }
+                    StatsRecord {
+                        name: name.to_string(),
+                        id: Some(i as u32 + 1),
+                        params,
+                    }
+                })
+                .collect()
+        }
+    }
+    impl StatsSource for TwoDomains {
+        fn fetch(&mut self, groups: u32) -> Result<Vec<StatsRecord>, String> {
+            self.n += 1;
+            self.calls.push((groups, vec![]));
+            Ok(self.records(groups))
+        }
+        fn qmp(&mut self, _: &str, _: &str) -> Result<String, String> {
+            Err("no QMP".into())
+        }
+        fn fetch_some(
+            &mut self,
+            names: &[String],
+            groups: u32,
+        ) -> Result<Vec<StatsRecord>, String> {
+            self.calls.push((groups, names.to_vec()));
+            let mut r = self.records(groups);
+            r.retain(|r| names.contains(&r.name));
+            Ok(r)
+        }
+    }
+
+    #[test]
+    fn idle_domains_are_asked_for_their_vcpus_every_nth_snapshot() {
+        let mut s = Sampler::new(
+            TwoDomains {
+                n: 0,
+                calls: vec![],
+            },
+            None,
+            vec![],
+        );
+        s.vcpu_idle_every = Some(3);
+        let snaps: Vec<Snapshot> = (0..5)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(5));
+                s.snapshot().unwrap()
+            })
+            .collect();
+        let base = kvmtune_libvirt::STATS_BASE | kvmtune_libvirt::STATS_BALLOON;
+        let cheap = kvmtune_libvirt::STATS_STATE_CPU | kvmtune_libvirt::STATS_BALLOON;
+        let c = &s.source.calls;
+        // all domains' vCPUs on the 1st, 2nd and 5th snapshots; in between only the busy one's
+        let vcpu_busy = (kvmtune_libvirt::STATS_VCPU, vec!["busy".to_string()]);
+        assert_eq!(c[0].0 & !kvmtune_libvirt::STATS_VM, base);
+        assert_eq!(c[1].0, base);
+        assert_eq!(c[2], (cheap, vec![]));
+        assert_eq!(c[3], vcpu_busy);
+        assert_eq!(c[4], (cheap, vec![]));
+        assert_eq!(c[5], vcpu_busy);
+        assert_eq!(c[6].0, base);
+        assert_eq!(c.len(), 7);
+        // the idle domain keeps its last reading, marked with its age; the busy one is fresh
+        let idle = &snaps[2].domains["idle"].raw;
+        assert_eq!(idle.vcpus[&0].counters["exits"], 200);
+        assert!(idle.vcpu_age_s > 0.0);
+        assert_eq!(snaps[2].domains["busy"].raw.vcpu_age_s, 0.0);
+        assert_eq!(
+            snaps[2].domains["busy"].raw.vcpus[&0].counters["exits"],
+            300
+        );
+        assert_eq!(snaps[4].domains["idle"].raw.vcpu_age_s, 0.0);
+        assert_eq!(
+            snaps[4].domains["idle"].raw.vcpus[&0].counters["exits"],
+            500
+        );
+        // figures: no vCPU rates for the idle domain while its reading is old (never zeros
+        // or the old rates), then rates over the whole time since its last reading
+        let cpu_node = BTreeMap::new();
+        let f = crate::live::frame(&snaps[0], &snaps[1], &cpu_node);
+        assert!(
+            f.domains.iter().all(|d| d.exits.is_some()),
+            "the first figures are whole"
+        );
+        let f = crate::live::frame(&snaps[1], &snaps[2], &cpu_node);
+        let idle = f.domains.iter().find(|d| d.name == "idle").unwrap();
+        let busy = f.domains.iter().find(|d| d.name == "busy").unwrap();
+        assert!(idle.exits.is_none() && idle.delay_pct.is_none());
+        assert!(idle.vcpu[0].exits_per_s.is_none());
+        assert_eq!(idle.vcpus, 1);
+        assert!(busy.exits.as_ref().unwrap().total > 0.0);
+        let f = crate::live::frame(&snaps[3], &snaps[4], &cpu_node);
+        let idle = f.domains.iter().find(|d| d.name == "idle").unwrap();
+        let span = snaps[4].mono_s - snaps[1].mono_s;
+        let rate = idle.exits.as_ref().unwrap().total;
+        assert!(
+            (rate - 300.0 / span).abs() < 1e-6 * rate,
+            "{rate} over {span}"
+        );
+        // without the rule: the vCPU group for all, every time
+        let mut s = Sampler::new(
+            TwoDomains {
+                n: 0,
+                calls: vec![],
+            },
+            None,
+            vec![],
+        );
+        s.snapshot().unwrap();
+        s.snapshot().unwrap();
+        assert!(
+            s.source
+                .calls
+                .iter()
+                .all(|(g, n)| g & kvmtune_libvirt::STATS_VCPU != 0 && n.is_empty())
+        );
     }
 }
