@@ -31,6 +31,20 @@ pub struct DomainReport {
     pub findings: Vec<Finding>,
 }
 
+impl DomainReport {
+    /// [`AuditReport::redact`] for one domain.
+    pub fn redact(&mut self) {
+        self.findings.iter_mut().for_each(redact_finding);
+    }
+}
+
+fn redact_finding(f: &mut Finding) {
+    for e in &mut f.evidence {
+        e.value = kvmtune_domain::secrets::redact(&e.value);
+    }
+    f.message = kvmtune_domain::secrets::redact(&f.message);
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditReport {
     pub profile: String,
@@ -59,16 +73,10 @@ impl AuditReport {
 
     /// Replace secrets (graphics passwords, cookies) in every evidence value and message.
     pub fn redact(&mut self) {
-        let fix = |f: &mut Finding| {
-            for e in &mut f.evidence {
-                e.value = kvmtune_domain::secrets::redact(&e.value);
-            }
-            f.message = kvmtune_domain::secrets::redact(&f.message);
-        };
         for d in &mut self.domains {
-            d.findings.iter_mut().for_each(fix);
+            d.redact();
         }
-        self.host_findings.iter_mut().for_each(fix);
+        self.host_findings.iter_mut().for_each(redact_finding);
     }
 
     pub fn domain(&self, origin: &str) -> Option<&DomainReport> {
@@ -189,15 +197,37 @@ pub fn audit_files(
     paths: &[String],
     host: Option<&Host>,
     host_origin: String,
-    mut profiles: Profiles,
+    profiles: Profiles,
 ) -> AuditReport {
+    let mut domains = Vec::new();
+    let mut report = audit_files_with(paths, host, host_origin, profiles, &mut |i, d| {
+        domains.push((i, d));
+        Ok(())
+    })
+    .unwrap_or_else(|never: std::convert::Infallible| match never {});
+    // the order of `finish`: worst first, input order among equals
+    domains.sort_by(|(i, a), (j, b)| sort_key(a).cmp(&sort_key(b)).then(i.cmp(j)));
+    report.domains = domains.into_iter().map(|(_, d)| d).collect();
+    report
+}
+
+/// [`audit_files`] handing each domain's report to `sink` (with its index in input order)
+/// as soon as it is audited, instead of keeping it: the returned report has no `domains`
+/// (its `summary` counts them all). A caller that wants the report's order sorts by
+/// [`sort_key`] and the index. A sink error ends the audit with that error.
+pub fn audit_files_with<E>(
+    paths: &[String],
+    host: Option<&Host>,
+    host_origin: String,
+    mut profiles: Profiles,
+    sink: &mut dyn FnMut(usize, DomainReport) -> Result<(), E>,
+) -> Result<AuditReport, E> {
     use kvmtune_host::fsio::{ReadError, read_input_text};
     let mut read_errors = Vec::new();
     let mut parse_errors = Vec::new();
     let mut profile_errors = Vec::new();
     let mut views: Vec<(Domain, String)> = Vec::new();
-    // in input order (the sort keeps it among equals), a hole for each deferred domain
-    let mut domains: Vec<Option<DomainReport>> = Vec::new();
+    let mut counts = Counts::default();
     // (index in `views`, document, view) of the domains audited at the end
     let mut deferred: Vec<(usize, Document, Domain)> = Vec::new();
     // the first domain, for the host-level rules' context (they read only the peers)
@@ -234,7 +264,6 @@ pub fn audit_files(
         views.push((peer_view(&domain), origin.clone()));
         if audit::reads_peers(&domain) {
             deferred.push((index, doc.clone(), domain.clone()));
-            domains.push(None);
         } else {
             let peers = [Peer {
                 domain: &domain,
@@ -248,13 +277,17 @@ pub fn audit_files(
                 caps: None,
                 peers: &peers,
             });
-            domains.push(Some(DomainReport {
-                name: domain.name.clone(),
-                origin,
-                profile: profile.name.clone(),
-                worst: findings.iter().map(|f| f.severity).max(),
-                findings,
-            }));
+            findings.iter().for_each(|f| counts.add(f.severity));
+            sink(
+                index,
+                DomainReport {
+                    name: domain.name.clone(),
+                    origin,
+                    profile: profile.name.clone(),
+                    worst: findings.iter().map(|f| f.severity).max(),
+                    findings,
+                },
+            )?;
         }
         if first.is_none() {
             first = Some((doc, domain));
@@ -278,17 +311,18 @@ pub fn audit_files(
             caps: None,
             peers: &peers,
         });
-        if let Some(slot) = domains.get_mut(*index) {
-            *slot = Some(DomainReport {
+        findings.iter().for_each(|f| counts.add(f.severity));
+        sink(
+            *index,
+            DomainReport {
                 name: domain.name.clone(),
                 origin,
                 profile: profile.name.clone(),
                 worst: findings.iter().map(|f| f.severity).max(),
                 findings,
-            });
-        }
+            },
+        )?;
     }
-    let domains: Vec<DomainReport> = domains.into_iter().flatten().collect();
     let mut errors = read_errors;
     errors.extend(parse_errors);
     errors.extend(profiles.unmatched_among(|n| views.iter().any(|(d, _)| d.name == n)));
@@ -306,14 +340,37 @@ pub fn audit_files(
         None => Vec::new(),
     };
     partial_host(&mut host_findings, views.len());
-    finish(
-        profile.name.clone(),
-        host_origin,
-        NO_CAPS.to_string(),
-        domains,
+    host_findings.iter().for_each(|f| counts.add(f.severity));
+    Ok(AuditReport {
+        profile: profile.name.clone(),
+        host: host_origin,
+        domain_capabilities: NO_CAPS.to_string(),
+        summary: counts,
+        domains: Vec::new(),
         host_findings,
         errors,
+    })
+}
+
+/// How the report orders domains: worst first, then most findings, then by name (the
+/// input order decides among equals).
+pub fn sort_key(
+    d: &DomainReport,
+) -> (
+    std::cmp::Reverse<Option<Severity>>,
+    std::cmp::Reverse<usize>,
+    &str,
+) {
+    (
+        std::cmp::Reverse(d.worst),
+        std::cmp::Reverse(d.findings.len()),
+        d.name.as_str(),
     )
+}
+
+/// Domains in the report's order (a stable sort by [`sort_key`]).
+fn sort_domains(domains: &mut [DomainReport]) {
+    domains.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
 }
 
 /// A judgement of the host from some of its domains says so.
@@ -338,12 +395,7 @@ fn finish(
     host_findings: Vec<Finding>,
     errors: Vec<String>,
 ) -> AuditReport {
-    domains.sort_by(|a, b| {
-        b.worst
-            .cmp(&a.worst)
-            .then(b.findings.len().cmp(&a.findings.len()))
-            .then(a.name.cmp(&b.name))
-    });
+    sort_domains(&mut domains);
     let mut report = AuditReport {
         profile,
         host,

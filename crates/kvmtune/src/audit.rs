@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::cli::{AuditArgs, Cli, OutputFormat};
 use crate::output::{self, Exit, Style, print_text};
-use kvmtune_core::audit::{self as core_audit, AuditReport, KIND, VERSION};
+use kvmtune_core::audit::{self as core_audit, AuditReport, DomainReport, KIND, VERSION};
 use kvmtune_core::inventory::{Inventory, Select, is_file_arg};
 use kvmtune_core::profiles::Profiles;
 use kvmtune_rules::audit::{Applies, Finding, Severity};
@@ -44,6 +44,33 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
         } else {
             (None, kvmtune_core::inventory::NO_HOST_FOR_FILES.to_string())
         };
+        let format = if cli.json {
+            OutputFormat::Json
+        } else {
+            args.format
+        };
+        if format != OutputFormat::Sarif && !output::capturing() {
+            // printed as it goes; what is left is the exit code
+            let json = format == OutputFormat::Json;
+            let report = audit_files_spilled(
+                cli,
+                args,
+                host.as_ref(),
+                host_origin,
+                profiles,
+                json,
+                &mut output::stdout_writer(),
+            )?;
+            for e in &report.errors {
+                output::error(e);
+            }
+            if !report.errors.is_empty() {
+                return Ok(Exit::Error);
+            }
+            return Ok(Exit::findings_if(
+                report.summary.worst().is_some_and(|w| w >= fail_on),
+            ));
+        }
         let report = core_audit::audit_files(&args.targets, host.as_ref(), host_origin, profiles);
         (report, None)
     } else {
@@ -367,36 +394,52 @@ fn render_finding(out: &mut String, f: &Finding, st: &Style) {
 
 /// The audit as text, wrapped at the style's width.
 pub fn render(r: &AuditReport, st: &Style) -> String {
-    let mut out = String::new();
-    out.push_str(&st.wrap(
+    let mut out = render_head(r, st);
+    for d in &r.domains {
+        render_domain(&mut out, d, st);
+    }
+    out.push_str(&render_tail(r, r.domains.len(), st));
+    out
+}
+
+/// The first line of the text report.
+fn render_head(r: &AuditReport, st: &Style) -> String {
+    st.wrap(
         "",
         2,
         &format!(
             "kvmtune audit: profile {}, host facts: {}, domain capabilities: {}",
             r.profile, r.host, r.domain_capabilities
         ),
+    )
+}
+
+/// One domain's part of the text report.
+fn render_domain(out: &mut String, d: &DomainReport, st: &Style) {
+    out.push('\n');
+    let counts = if d.findings.is_empty() {
+        "clean".to_string()
+    } else {
+        format!("{} finding(s)", d.findings.len())
+    };
+    out.push_str(&st.wrap(
+        "",
+        2,
+        &format!(
+            "{} ({}) - profile {} - {counts}",
+            st.bold(&output::safe(&d.name)),
+            output::safe(&d.origin),
+            output::safe(&d.profile)
+        ),
     ));
-    for d in &r.domains {
-        out.push('\n');
-        let counts = if d.findings.is_empty() {
-            "clean".to_string()
-        } else {
-            format!("{} finding(s)", d.findings.len())
-        };
-        out.push_str(&st.wrap(
-            "",
-            2,
-            &format!(
-                "{} ({}) - profile {} - {counts}",
-                st.bold(&output::safe(&d.name)),
-                output::safe(&d.origin),
-                output::safe(&d.profile)
-            ),
-        ));
-        for f in &d.findings {
-            render_finding(&mut out, f, st);
-        }
+    for f in &d.findings {
+        render_finding(out, f, st);
     }
+}
+
+/// The host's findings and the summary line, after `domains` domains.
+fn render_tail(r: &AuditReport, domains: usize, st: &Style) -> String {
+    let mut out = String::new();
     if !r.host_findings.is_empty() {
         out.push('\n');
         out.push_str(&st.bold("host"));
@@ -408,7 +451,7 @@ pub fn render(r: &AuditReport, st: &Style) -> String {
     out.push('\n');
     out.push_str(&format!(
         "{} domain(s): {} error, {} warn, {} info{}\n",
-        r.domains.len(),
+        domains,
         r.summary.error,
         r.summary.warn,
         r.summary.info,
@@ -421,10 +464,228 @@ pub fn render(r: &AuditReport, st: &Style) -> String {
     out
 }
 
+/// The text or JSON of each domain, written to an unnamed temporary file as the domain is
+/// audited (memory stays flat in the number of files), then copied to standard output in
+/// the report's order: the same bytes as printing the whole report.
+struct Spill {
+    file: std::io::BufWriter<std::fs::File>,
+    written: u64,
+    /// (sort key, input index, offset, length) of each domain's part
+    parts: Vec<(SpillKey, usize, u64, u64)>,
+}
+
+type SpillKey = (
+    std::cmp::Reverse<Option<Severity>>,
+    std::cmp::Reverse<usize>,
+    String,
+);
+
+impl Spill {
+    fn new() -> Result<Spill> {
+        let file = tempfile::tempfile()
+            .context("cannot create a temporary file for the audit's output (TMPDIR)")?;
+        Ok(Spill {
+            file: std::io::BufWriter::with_capacity(64 * 1024, file),
+            written: 0,
+            parts: Vec::new(),
+        })
+    }
+
+    fn push(&mut self, index: usize, d: &DomainReport, bytes: &[u8]) -> Result<()> {
+        use std::io::Write as _;
+        self.file
+            .write_all(bytes)
+            .context("cannot write the audit's output to its temporary file (TMPDIR)")?;
+        let (worst, n, name) = core_audit::sort_key(d);
+        self.parts.push((
+            (worst, n, name.to_string()),
+            index,
+            self.written,
+            bytes.len() as u64,
+        ));
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Copy the parts to `out` in the report's order, `sep` between two.
+    fn copy_sorted(mut self, out: &mut dyn std::io::Write, first: &[u8], sep: &[u8]) -> Result<()> {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let mut file = self
+            .file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("cannot write the audit's output to its temporary file (TMPDIR)")?;
+        self.parts.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut buf = Vec::new();
+        for (i, (_, _, offset, len)) in self.parts.iter().enumerate() {
+            buf.resize(*len as usize, 0);
+            file.seek(SeekFrom::Start(*offset))
+                .and_then(|_| file.read_exact(&mut buf))
+                .context("cannot read back the audit's temporary file")?;
+            out.write_all(if i == 0 { first } else { sep })?;
+            out.write_all(&buf)?;
+        }
+        Ok(())
+    }
+}
+
+/// `audit FILE...` printing each domain as it goes into a [`Spill`]: JSON or text.
+fn audit_files_spilled(
+    cli: &Cli,
+    args: &AuditArgs,
+    host: Option<&kvmtune_host::Host>,
+    host_origin: String,
+    profiles: Profiles,
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<AuditReport> {
+    let st = Style::of(cli);
+    let mut spill = Spill::new()?;
+    let mut report = core_audit::audit_files_with(
+        &args.targets,
+        host,
+        host_origin,
+        profiles,
+        &mut |i, mut d: DomainReport| -> Result<()> {
+            if !args.secrets {
+                d.redact();
+            }
+            let bytes = if json {
+                let pretty = serde_json::to_vec_pretty(&d).context("cannot encode JSON")?;
+                // at its depth in the document: inside the envelope's `domains` array
+                let mut v = Vec::with_capacity(pretty.len() + pretty.len() / 8);
+                for &b in &pretty {
+                    v.push(b);
+                    if b == b'\n' {
+                        v.extend_from_slice(b"    ");
+                    }
+                }
+                v
+            } else {
+                let mut s = String::new();
+                render_domain(&mut s, &d, &st);
+                s.into_bytes()
+            };
+            spill.push(i, &d, &bytes)
+        },
+    )?;
+    if !args.secrets {
+        report.redact();
+    }
+    let n = spill.parts.len();
+    if json {
+        let mut head = Vec::new();
+        serde_json::to_writer_pretty(
+            &mut head,
+            &output::Envelope {
+                kind: KIND,
+                version: VERSION,
+                body: &report,
+            },
+        )
+        .context("cannot encode JSON")?;
+        let marker: &[u8] = b"\n  \"domains\": []";
+        let at = head
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .context("the audit document has no domains array")?;
+        // `head` up to the array, the domains, the rest of `head`
+        let (before, rest) = head.split_at(at + marker.len());
+        out.write_all(&before[..before.len() - 2])?;
+        if n == 0 {
+            out.write_all(b"[]")?;
+        } else {
+            spill.copy_sorted(out, b"[\n    ", b",\n    ")?;
+            out.write_all(b"\n  ]")?;
+        }
+        out.write_all(rest)?;
+        out.write_all(b"\n")?;
+    } else {
+        out.write_all(render_head(&report, &st).as_bytes())?;
+        spill.copy_sorted(out, b"", b"")?;
+        out.write_all(render_tail(&report, n, &st).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser as _;
     use kvmtune_core::inventory::Origin;
+
+    #[test]
+    fn the_spilled_output_is_the_printed_report_byte_for_byte() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut targets = Vec::new();
+        for dir in [
+            "../shared/corpus/libvirt-domains",
+            "../shared/corpus/wild-domains",
+            "tests/fixtures/domains",
+        ] {
+            let mut files: Vec<String> = std::fs::read_dir(repo.join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().path().display().to_string())
+                .filter(|p| p.ends_with(".xml"))
+                .collect();
+            files.sort();
+            targets.extend(files);
+        }
+        // the same files twice (pinned ones overlap their copies), and inputs that fail
+        let again = targets.clone();
+        targets.extend(again);
+        targets.insert(5, "/nonexistent/gone.xml".into());
+        targets.insert(9, repo.join("Cargo.toml").display().to_string());
+        for (extra, json) in [
+            (vec![], true),
+            (vec![], false),
+            (vec!["--color", "always"], false),
+        ] {
+            let mut argv = vec!["kvmtune".to_string()];
+            argv.extend(extra.iter().map(|s| s.to_string()));
+            argv.push("audit".into());
+            argv.extend(targets.iter().cloned());
+            let cli = Cli::try_parse_from(&argv).unwrap();
+            let crate::cli::Command::Audit(args) = &cli.command else {
+                panic!("audit")
+            };
+            let mut spilled = Vec::new();
+            let report = audit_files_spilled(
+                &cli,
+                args,
+                None,
+                "none".into(),
+                Profiles::from_args(&[]).unwrap(),
+                json,
+                &mut spilled,
+            )
+            .unwrap();
+            let mut whole = core_audit::audit_files(
+                &targets,
+                None,
+                "none".into(),
+                Profiles::from_args(&[]).unwrap(),
+            );
+            whole.redact();
+            assert_eq!(report.summary.error, whole.summary.error);
+            assert!(whole.domains.len() > 1000);
+            let expected = if json {
+                let mut t = serde_json::to_string_pretty(&output::Envelope {
+                    kind: KIND,
+                    version: VERSION,
+                    body: &whole,
+                })
+                .unwrap();
+                t.push('\n');
+                t
+            } else {
+                render(&whole, &Style::of(&cli))
+            };
+            let got = String::from_utf8(spilled).unwrap();
+            assert!(got == expected, "json {json} {extra:?}: the outputs differ");
+        }
+    }
 
     #[test]
     fn the_corpus_audit_reads_cleanly_at_80_columns() {

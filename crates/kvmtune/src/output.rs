@@ -254,21 +254,35 @@ pub fn print_doc<T: Serialize + ?Sized>(kind: &str, version: u32, body: &T) -> R
 }
 
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    if CAPTURE.with(|c| c.borrow().is_some()) {
+    if capturing() {
         let mut text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
         text.push('\n');
         return print_text(&text);
     }
     // encoded straight into a buffered stdout: no copy of a large document in memory, one
     // write(2) per 64 KiB
-    let stdout = std::io::stdout().lock();
-    let mut out = SafeWriter(std::io::BufWriter::with_capacity(64 * 1024, stdout));
+    let mut out = stdout_writer();
     let written = serde_json::to_writer_pretty(&mut out, value)
         .map_err(std::io::Error::from)
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.flush());
     // a closed stdout stays an io::Error (a quiet end); an encoding error says so
     written.context("cannot write JSON to stdout")
+}
+
+/// Whether this thread's output is being kept (a host of several), not printed.
+pub fn capturing() -> bool {
+    CAPTURE.with(|c| c.borrow().is_some())
+}
+
+/// Standard output, buffered (one write(2) per 64 KiB) and made [`terminal_safe`] piece by
+/// piece: for output written in parts, each part whole UTF-8 text. Not for a thread whose
+/// output is captured ([`capturing`]).
+pub fn stdout_writer() -> impl Write {
+    SafeWriter(std::io::BufWriter::with_capacity(
+        64 * 1024,
+        std::io::stdout().lock(),
+    ))
 }
 
 /// Applies [`terminal_safe`] to what serde_json writes. serde_json escapes every control
