@@ -228,8 +228,9 @@ pub fn audit_files_with<E>(
     let mut profile_errors = Vec::new();
     let mut views: Vec<(Domain, String)> = Vec::new();
     let mut counts = Counts::default();
-    // (index in `views`, document, view) of the domains audited at the end
-    let mut deferred: Vec<(usize, Document, Domain)> = Vec::new();
+    // (index in `views`, text) of the domains audited at the end, parsed again then (a
+    // document is several times its text)
+    let mut deferred: Vec<(usize, String)> = Vec::new();
     // the first domain, for the host-level rules' context (they read only the peers)
     let mut first: Option<(Document, Domain)> = None;
     for path in paths {
@@ -256,14 +257,13 @@ pub fn audit_files_with<E>(
                 continue;
             }
         };
-        drop(text);
         profiles.learn_metadata(&domain);
         let (profile, error) = profiles.resolve_domain(&domain, &origin);
         profile_errors.extend(error);
         let index = views.len();
         views.push((peer_view(&domain), origin.clone()));
         if audit::reads_peers(&domain) {
-            deferred.push((index, doc.clone(), domain.clone()));
+            deferred.push((index, text));
         } else {
             let peers = [Peer {
                 domain: &domain,
@@ -300,12 +300,16 @@ pub fn audit_files_with<E>(
             active: false,
         })
         .collect();
-    for (index, doc, domain) in &deferred {
-        let origin = views.get(*index).map(|v| v.1.clone()).unwrap_or_default();
-        let (profile, _) = profiles.resolve_domain(domain, &origin);
+    for (index, text) in deferred {
+        let origin = views.get(index).map(|v| v.1.clone()).unwrap_or_default();
+        // the same text parsed the same way a second time
+        let Ok((doc, domain)) = Domain::parse(&text) else {
+            continue;
+        };
+        let (profile, _) = profiles.resolve_domain(&domain, &origin);
         let findings = audit::audit(&Cx {
-            doc,
-            d: domain,
+            doc: &doc,
+            d: &domain,
             profile,
             host,
             caps: None,
@@ -313,7 +317,7 @@ pub fn audit_files_with<E>(
         });
         findings.iter().for_each(|f| counts.add(f.severity));
         sink(
-            *index,
+            index,
             DomainReport {
                 name: domain.name.clone(),
                 origin,

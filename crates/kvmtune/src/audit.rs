@@ -554,11 +554,11 @@ fn audit_files_spilled(
                 let pretty = serde_json::to_vec_pretty(&d).context("cannot encode JSON")?;
                 // at its depth in the document: inside the envelope's `domains` array
                 let mut v = Vec::with_capacity(pretty.len() + pretty.len() / 8);
-                for &b in &pretty {
-                    v.push(b);
-                    if b == b'\n' {
-                        v.extend_from_slice(b"    ");
+                for (i, line) in pretty.split(|&b| b == b'\n').enumerate() {
+                    if i > 0 {
+                        v.extend_from_slice(b"\n    ");
                     }
+                    v.extend_from_slice(line);
                 }
                 v
             } else {

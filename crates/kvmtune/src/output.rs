@@ -297,11 +297,14 @@ impl<W: Write> Write for SafeWriter<W> {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let risky = buf.iter().enumerate().any(|(i, &b)| {
-            (b < 0x20 && !matches!(b, b'\n' | b'\t' | b'\r'))
-                || b == 0x7f
-                || (b == 0xc2 && buf.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
-        });
+        // most output has none of the bytes that can start a control character
+        let maybe = buf.iter().any(|&b| b < 0x20 || b == 0x7f || b == 0xc2);
+        let risky = maybe
+            && buf.iter().enumerate().any(|(i, &b)| {
+                (b < 0x20 && !matches!(b, b'\n' | b'\t' | b'\r'))
+                    || b == 0x7f
+                    || (b == 0xc2 && buf.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+            });
         match std::str::from_utf8(buf) {
             Ok(text) if risky => self.0.write_all(terminal_safe(text).as_bytes()),
             _ => self.0.write_all(buf),
