@@ -248,13 +248,16 @@ pub fn read_input(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(ioe)?;
-    if !f.metadata().map_err(ioe)?.file_type().is_file() {
+    let opened = f.metadata().map_err(ioe)?;
+    if !opened.file_type().is_file() {
         return Err(ReadError::NotRegular {
             path: path.to_path_buf(),
             what: "not a regular file",
         });
     }
-    let mut buf = Vec::new();
+    // room for the whole file and the byte that tells it grew: one read(2) and the one at
+    // its end, instead of a buffer grown in steps
+    let mut buf = Vec::with_capacity(opened.len().min(cap) as usize + 1);
     // one byte more than the cap tells a file that grew past it
     f.take(cap + 1).read_to_end(&mut buf).map_err(ioe)?;
     if buf.len() as u64 > cap {

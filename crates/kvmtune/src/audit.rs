@@ -491,19 +491,21 @@ impl Spill {
         })
     }
 
-    fn push(&mut self, index: usize, d: &DomainReport, bytes: &[u8]) -> Result<()> {
-        use std::io::Write as _;
-        self.file
-            .write_all(bytes)
+    /// Add `d`'s part, which `write` writes.
+    fn push_with(
+        &mut self,
+        index: usize,
+        d: &DomainReport,
+        write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let mut counted = Counted(&mut self.file, 0);
+        write(&mut counted)
             .context("cannot write the audit's output to its temporary file (TMPDIR)")?;
+        let len = counted.1;
         let (worst, n, name) = core_audit::sort_key(d);
-        self.parts.push((
-            (worst, n, name.to_string()),
-            index,
-            self.written,
-            bytes.len() as u64,
-        ));
-        self.written += bytes.len() as u64;
+        self.parts
+            .push(((worst, n, name.to_string()), index, self.written, len));
+        self.written += len;
         Ok(())
     }
 
@@ -529,6 +531,27 @@ impl Spill {
     }
 }
 
+/// A writer that counts what passes through it.
+struct Counted<'a, W: std::io::Write>(&'a mut W, u64);
+
+impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(buf)?;
+        self.1 += buf.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// `audit FILE...` printing each domain as it goes into a [`Spill`]: JSON or text.
 fn audit_files_spilled(
     cli: &Cli,
@@ -541,6 +564,8 @@ fn audit_files_spilled(
 ) -> Result<AuditReport> {
     let st = Style::of(cli);
     let mut spill = Spill::new()?;
+    // one domain's JSON, and the same indented: reused from domain to domain
+    let (mut pretty, mut indented) = (Vec::new(), Vec::new());
     let mut report = core_audit::audit_files_with(
         &args.targets,
         host,
@@ -550,23 +575,25 @@ fn audit_files_spilled(
             if !args.secrets {
                 d.redact();
             }
-            let bytes = if json {
-                let pretty = serde_json::to_vec_pretty(&d).context("cannot encode JSON")?;
-                // at its depth in the document: inside the envelope's `domains` array
-                let mut v = Vec::with_capacity(pretty.len() + pretty.len() / 8);
-                for (i, line) in pretty.split(|&b| b == b'\n').enumerate() {
-                    if i > 0 {
-                        v.extend_from_slice(b"\n    ");
-                    }
-                    v.extend_from_slice(line);
+            if json {
+                // at its depth in the document: inside the envelope's `domains` array;
+                // JSON strings hold no raw newline, so every newline is the printer's
+                pretty.clear();
+                serde_json::to_writer_pretty(&mut pretty, &d).context("cannot encode JSON")?;
+                indented.clear();
+                let mut from = 0;
+                for at in memchr::memchr_iter(b'\n', &pretty) {
+                    indented.extend_from_slice(&pretty[from..at]);
+                    indented.extend_from_slice(b"\n    ");
+                    from = at + 1;
                 }
-                v
+                indented.extend_from_slice(&pretty[from..]);
+                spill.push_with(i, &d, &mut |w| w.write_all(&indented))
             } else {
                 let mut s = String::new();
                 render_domain(&mut s, &d, &st);
-                s.into_bytes()
-            };
-            spill.push(i, &d, &bytes)
+                spill.push_with(i, &d, &mut |w| w.write_all(s.as_bytes()))
+            }
         },
     )?;
     if !args.secrets {
