@@ -118,14 +118,8 @@ pub fn audit_with(inv: &Inventory, profiles: &Profiles) -> AuditReport {
             caps: inv.caps.get(&p.domain.virt_type),
             peers: &peers,
         };
-        let findings = audit::audit(&cx);
-        domains.push(DomainReport {
-            name: p.domain.name.clone(),
-            origin: p.origin.clone(),
-            profile: profile.name.clone(),
-            worst: findings.iter().map(|f| f.severity).max(),
-            findings,
-        });
+        // `finish` counts the summary
+        domains.push(report_of(&cx, p.origin.clone(), &mut Counts::default()));
     }
     let profile = profiles.default_profile();
     let host_findings = match inv.domains.first() {
@@ -269,25 +263,15 @@ pub fn audit_files_with<E>(
                 domain: &domain,
                 active: false,
             }];
-            let findings = audit::audit(&Cx {
+            let cx = Cx {
                 doc: &doc,
                 d: &domain,
                 profile,
                 host,
                 caps: None,
                 peers: &peers,
-            });
-            findings.iter().for_each(|f| counts.add(f.severity));
-            sink(
-                index,
-                DomainReport {
-                    name: domain.name.clone(),
-                    origin,
-                    profile: profile.name.clone(),
-                    worst: findings.iter().map(|f| f.severity).max(),
-                    findings,
-                },
-            )?;
+            };
+            sink(index, report_of(&cx, origin, &mut counts))?;
         }
         if first.is_none() {
             first = Some((doc, domain));
@@ -307,25 +291,15 @@ pub fn audit_files_with<E>(
             continue;
         };
         let (profile, _) = profiles.resolve_domain(&domain, &origin);
-        let findings = audit::audit(&Cx {
+        let cx = Cx {
             doc: &doc,
             d: &domain,
             profile,
             host,
             caps: None,
             peers: &peers,
-        });
-        findings.iter().for_each(|f| counts.add(f.severity));
-        sink(
-            index,
-            DomainReport {
-                name: domain.name.clone(),
-                origin,
-                profile: profile.name.clone(),
-                worst: findings.iter().map(|f| f.severity).max(),
-                findings,
-            },
-        )?;
+        };
+        sink(index, report_of(&cx, origin, &mut counts))?;
     }
     let mut errors = read_errors;
     errors.extend(parse_errors);
@@ -375,6 +349,19 @@ pub fn sort_key(
 /// Domains in the report's order (a stable sort by [`sort_key`]).
 fn sort_domains(domains: &mut [DomainReport]) {
     domains.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+}
+
+/// The audit of `cx.d`, its findings counted into `counts`.
+fn report_of(cx: &Cx, origin: String, counts: &mut Counts) -> DomainReport {
+    let findings = audit::audit(cx);
+    findings.iter().for_each(|f| counts.add(f.severity));
+    DomainReport {
+        name: cx.d.name.clone(),
+        origin,
+        profile: cx.profile.name.clone(),
+        worst: findings.iter().map(|f| f.severity).max(),
+        findings,
+    }
 }
 
 /// A judgement of the host from some of its domains says so.
