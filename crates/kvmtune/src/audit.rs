@@ -49,16 +49,19 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
         } else {
             args.format
         };
-        if format != OutputFormat::Sarif && !output::capturing() {
-            // printed as it goes; what is left is the exit code
-            let json = format == OutputFormat::Json;
+        // printed as it goes; what is left is the exit code. Without a temporary file
+        // (no writable $TMPDIR), the whole report in memory as for other inputs.
+        let spill = (format != OutputFormat::Sarif && !output::capturing())
+            .then(|| Spill::new(format == OutputFormat::Json))
+            .and_then(Result::ok);
+        if let Some(spill) = spill {
             let report = audit_files_spilled(
                 cli,
                 args,
                 host.as_ref(),
                 host_origin,
                 profiles,
-                json,
+                spill,
                 &mut output::stdout_writer(),
             )?;
             for e in &report.errors {
@@ -468,6 +471,8 @@ fn render_tail(r: &AuditReport, domains: usize, st: &Style) -> String {
 /// audited (memory stays flat in the number of files), then copied to standard output in
 /// the report's order: the same bytes as printing the whole report.
 struct Spill {
+    /// JSON parts (else text)
+    json: bool,
     file: std::io::BufWriter<std::fs::File>,
     written: u64,
     /// (sort key, input index, offset, length) of each domain's part
@@ -481,10 +486,11 @@ type SpillKey = (
 );
 
 impl Spill {
-    fn new() -> Result<Spill> {
+    fn new(json: bool) -> Result<Spill> {
         let file = tempfile::tempfile()
             .context("cannot create a temporary file for the audit's output (TMPDIR)")?;
         Ok(Spill {
+            json,
             file: std::io::BufWriter::with_capacity(64 * 1024, file),
             written: 0,
             parts: Vec::new(),
@@ -559,11 +565,11 @@ fn audit_files_spilled(
     host: Option<&kvmtune_host::Host>,
     host_origin: String,
     profiles: Profiles,
-    json: bool,
+    mut spill: Spill,
     out: &mut dyn std::io::Write,
 ) -> Result<AuditReport> {
     let st = Style::of(cli);
-    let mut spill = Spill::new()?;
+    let json = spill.json;
     // one domain's JSON, and the same indented: reused from domain to domain
     let (mut pretty, mut indented) = (Vec::new(), Vec::new());
     let mut report = core_audit::audit_files_with(
@@ -684,7 +690,7 @@ mod tests {
                 None,
                 "none".into(),
                 Profiles::from_args(&[]).unwrap(),
-                json,
+                Spill::new(json).unwrap(),
                 &mut spilled,
             )
             .unwrap();
