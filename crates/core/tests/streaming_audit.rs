@@ -122,3 +122,38 @@ fn pinned_domains_overlapping_are_found_streamed_too() {
         assert_eq!(overlaps, 2, "each domain overlaps the other:\n{stream}");
     }
 }
+
+#[test]
+fn many_pinned_domains_parsed_again_give_the_same_report() {
+    // the wild domains that pin every vCPU to one CPU, 400 copies each: the streaming audit
+    // keeps their text and parses them again at the end; with every domain pinned, the
+    // host rules' context is still judged
+    let wild = repo().join("../shared/corpus/wild-domains");
+    if !wild.is_dir() {
+        assert!(std::env::var_os("KVMTUNE_REQUIRE_LAB").is_none());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut targets = Vec::new();
+    for i in 0..400 {
+        for f in files(&wild) {
+            let text = std::fs::read_to_string(&f).unwrap();
+            if !text.contains("vcpupin") {
+                continue;
+            }
+            let to = dir.path().join(format!(
+                "{i:03}-{}",
+                Path::new(&f).file_name().unwrap().to_string_lossy()
+            ));
+            std::fs::write(&to, text).unwrap();
+            targets.push(to.display().to_string());
+        }
+    }
+    let root = repo().join("tests/fixtures/hosts/b-book-2socket/root");
+    let (batch, stream) = both(&targets, Some(root.as_path()), &[]);
+    assert!(batch == stream, "the reports differ");
+    assert!(
+        stream.contains("\"host_findings\": [\n    {"),
+        "host findings are judged"
+    );
+}

@@ -20,7 +20,10 @@ fn corpus_files() -> Vec<PathBuf> {
 
 fn audit(args: &[&str], files: &[PathBuf], tmpdir: Option<&str>) -> (Option<i32>, Vec<u8>) {
     let mut c = Command::new(common::bin());
-    c.arg("audit").args(args).args(files).env_remove("LIBVIRT_DEFAULT_URI");
+    c.arg("audit")
+        .args(args)
+        .args(files)
+        .env_remove("LIBVIRT_DEFAULT_URI");
     if let Some(t) = tmpdir {
         c.env("TMPDIR", t);
     }
@@ -33,7 +36,10 @@ fn children_max_rss_kib() -> i64 {
     // SAFETY: getrusage writes into the zeroed struct it is given and nothing else.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: RUSAGE_CHILDREN with a valid pointer.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) }, 0);
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) },
+        0
+    );
     ru.ru_maxrss
 }
 
@@ -51,9 +57,10 @@ fn memory_is_flat_in_the_number_of_files() {
     let mut many = Vec::new();
     for round in 0..4 {
         for f in &files {
-            let to = dir
-                .path()
-                .join(format!("{round}-{}", f.file_name().unwrap().to_string_lossy()));
+            let to = dir.path().join(format!(
+                "{round}-{}",
+                f.file_name().unwrap().to_string_lossy()
+            ));
             std::fs::copy(f, &to).unwrap();
             many.push(to);
         }
@@ -67,7 +74,11 @@ fn memory_is_flat_in_the_number_of_files() {
         files.len(),
         many.len()
     );
-    assert!(four < 30 * 1024, "peak RSS {four} KiB for {} files", many.len());
+    assert!(
+        four < 30 * 1024,
+        "peak RSS {four} KiB for {} files",
+        many.len()
+    );
 }
 
 #[test]
