@@ -446,19 +446,21 @@ fn pin_overlap(cx: &Cx, out: &mut Out) {
                     s.insert(c);
                     s
                 });
-        let ev =
+        // the evidence only for a finding: a domain is compared with every other
+        let ev = || -> Vec<_> {
             cx.d.cputune
                 .as_ref()
                 .map(|t| cx.ev(t.node))
                 .into_iter()
-                .collect();
+                .collect()
+        };
         if !shared.is_empty() {
             out.finding(
                 format!(
                     "pinned one-to-one onto CPU(s) {shared}, which {} is pinned onto too",
                     p.domain.name
                 ),
-                ev,
+                ev(),
             );
         } else if let Some(h) = cx.host {
             let sib: CpuSet = mine
@@ -483,7 +485,7 @@ fn pin_overlap(cx: &Cx, out: &mut Out) {
                         "{}'s dedicated CPU(s) {sib} are SMT siblings of this domain's",
                         p.domain.name
                     ),
-                    ev,
+                    ev(),
                 );
             }
         }
