@@ -530,8 +530,9 @@ impl Spill {
             file.seek(SeekFrom::Start(*offset))
                 .and_then(|_| file.read_exact(&mut buf))
                 .context("cannot read back the audit's temporary file")?;
-            out.write_all(if i == 0 { first } else { sep })?;
-            out.write_all(&buf)?;
+            out.write_all(if i == 0 { first } else { sep })
+                .context("cannot write to stdout")?;
+            out.write_all(&buf).context("cannot write to stdout")?;
         }
         Ok(())
     }
@@ -624,21 +625,24 @@ fn audit_files_spilled(
             .context("the audit document has no domains array")?;
         // `head` up to the array, the domains, the rest of `head`
         let (before, rest) = head.split_at(at + marker.len());
-        out.write_all(&before[..before.len() - 2])?;
+        out.write_all(&before[..before.len() - 2])
+            .context("cannot write to stdout")?;
         if n == 0 {
-            out.write_all(b"[]")?;
+            out.write_all(b"[]").context("cannot write to stdout")?;
         } else {
             spill.copy_sorted(out, b"[\n    ", b",\n    ")?;
-            out.write_all(b"\n  ]")?;
+            out.write_all(b"\n  ]").context("cannot write to stdout")?;
         }
-        out.write_all(rest)?;
-        out.write_all(b"\n")?;
+        out.write_all(rest).context("cannot write to stdout")?;
+        out.write_all(b"\n").context("cannot write to stdout")?;
     } else {
-        out.write_all(render_head(&report, &st).as_bytes())?;
+        out.write_all(render_head(&report, &st).as_bytes())
+            .context("cannot write to stdout")?;
         spill.copy_sorted(out, b"", b"")?;
-        out.write_all(render_tail(&report, n, &st).as_bytes())?;
+        out.write_all(render_tail(&report, n, &st).as_bytes())
+            .context("cannot write to stdout")?;
     }
-    out.flush()?;
+    out.flush().context("cannot write to stdout")?;
     Ok(report)
 }
 

@@ -94,3 +94,26 @@ fn without_a_temporary_file_the_output_is_the_same() {
         assert!(spilled == whole, "{args:?}: the outputs differ");
     }
 }
+
+#[test]
+fn a_full_stdout_is_one_line_naming_it() {
+    let files: Vec<PathBuf> = corpus_files().into_iter().take(300).collect();
+    for args in [vec!["--json"], vec![]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Command::new(common::bin())
+            .arg("audit")
+            .args(&args)
+            .args(&files)
+            .env_remove("LIBVIRT_DEFAULT_URI")
+            .stdout(full)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("cannot write to stdout"), "{err}");
+    }
+}
