@@ -80,11 +80,6 @@ pub fn ensure_loaded() -> Result<(), LibvirtError> {
         })
 }
 
-/// Whether this process has loaded libvirt through [`ensure_loaded`] or a binding.
-pub fn is_loaded() -> bool {
-    matches!(Lib::Libvirt.cell().get(), Some(Ok(_)))
-}
-
 /// The address of `name` (NUL-terminated) in `lib`, loading `lib` on first use; `None` when
 /// the library or the symbol is missing.
 ///
