@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kvmtune_host::Host;
 use kvmtune_host::process::QemuProcs;
-use kvmtune_kvmstat::live::{Frame, Sampler, Snapshot};
+use kvmtune_kvmstat::live::{Frame, Sampler, Snapshot, VCPU_IDLE_EVERY};
 use kvmtune_libvirt::Libvirt;
 
 use crate::inventory::Origin;
@@ -80,6 +80,18 @@ impl Watch {
             }
         }
         Ok(w)
+    }
+
+    /// The idle-domain rule (docs/stat.md, "Idle domains"), on a local host only (where
+    /// /proc gives the vCPU threads' CPU time every interval; over a remote URI libvirt's
+    /// vCPU times are the only per-vCPU figures): an idle domain's vCPU group is asked for
+    /// at every [`VCPU_IDLE_EVERY`]th snapshot, and also once its last reading is
+    /// `max_age_s` old when given.
+    pub fn idle_rule(&mut self, max_age_s: Option<f64>) {
+        if self.sampler.local.is_some() {
+            self.sampler.vcpu_idle_every = Some(VCPU_IDLE_EVERY);
+            self.sampler.vcpu_idle_max_age_s = max_age_s;
+        }
     }
 
     pub fn take(&mut self) -> Result<Snapshot> {

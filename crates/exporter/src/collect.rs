@@ -1,7 +1,9 @@
 //! The collector on a live libvirt.
 //!
 //! Every scrape: one bulk statistics call and the /proc reads of each local QEMU process
-//! (the [`Watch`] `kvmtune stat` uses), the affinity of pinned domains' threads, and every
+//! (the [`Watch`] `kvmtune stat` uses, with its idle-domain rule on a local host: the vCPU
+//! group only for the domains whose CPU time moved, and for all at every 10th scrape or
+//! when a domain's reading is 60 s old), the affinity of pinned domains' threads, and every
 //! 10th scrape the balloon group in one more bulk call. Every `--audit-interval`, or
 //! when the running domains change (a domain started, stopped, restarted; at most every
 //! 10 s): the inventory (every domain's XML), the audit with each domain's profile, and
@@ -38,6 +40,9 @@ const AUDIT_MIN_SPACING: Duration = Duration::from_secs(10);
 /// How often the domains' stored XML is compared with what was audited (a `virsh edit`,
 /// `define` or `undefine` is audited again at the next check, not at the next interval).
 const XML_CHECK_EVERY: Duration = Duration::from_secs(15);
+/// An idle local domain's vCPU group is read at every 10th scrape
+/// ([`Watch::idle_rule`]), and at the latest when its last reading is this old.
+const VCPU_IDLE_MAX_AGE: Duration = Duration::from_secs(60);
 /// The balloon group is asked for every this many scrapes.
 const BALLOON_EVERY: u64 = 10;
 
@@ -126,7 +131,10 @@ impl Collector {
         };
         if self.watch.is_none() {
             match Watch::open(&self.opts.origin, Vec::new(), None) {
-                Ok(w) => self.watch = Some(w),
+                Ok(mut w) => {
+                    w.idle_rule(Some(VCPU_IDLE_MAX_AGE.as_secs_f64()));
+                    self.watch = Some(w);
+                }
                 Err(e) => {
                     self.last_error = Some(one_line(&e.to_string()));
                 }
@@ -602,6 +610,7 @@ pub fn from_snapshot(s: &DomSnap, cpu_node: &BTreeMap<u32, u32>) -> DomainMetric
         name: raw.name.clone(),
         running: true,
         vcpus: Some(raw.vcpus.len() as u32),
+        vcpu_stats_age_s: (!raw.vcpus.is_empty()).then_some(raw.vcpu_age_s),
         balloon_current_bytes: raw.balloon_current_kib.map(|k| k * 1024),
         ..DomainMetrics::default()
     };

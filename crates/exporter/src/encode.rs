@@ -90,6 +90,11 @@ pub fn samples(c: &Collection) -> Vec<Sample> {
             opt(d.vcpu_delay_s),
         );
         s("kvmtune_domain_vcpus", &[n], opt(d.vcpus.map(f64::from)));
+        s(
+            "kvmtune_domain_vcpu_stats_age_seconds",
+            &[n],
+            opt(d.vcpu_stats_age_s),
+        );
         for (node, b) in &d.memory_node_bytes {
             s(
                 "kvmtune_domain_memory_node_bytes",

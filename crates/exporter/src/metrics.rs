@@ -84,6 +84,12 @@ pub const METRICS: &[Meta] = &[
         "vCPUs of the running domain, as libvirt's statistics list them.",
     ),
     m(
+        "kvmtune_domain_vcpu_stats_age_seconds",
+        G,
+        D,
+        "Age in seconds of the running domain's vCPU statistics (delay, exits, halt polling, vCPU KVM statistics): 0 when read at this scrape; an idle local domain's are read at every 10th scrape or when 60 s old.",
+    ),
+    m(
         "kvmtune_domain_memory_node_bytes",
         G,
         &["domain", "node"],

@@ -17,6 +17,10 @@ pub struct DomainMetrics {
     pub cpu_emulator_s: Option<f64>,
     pub vcpu_delay_s: Option<f64>,
     pub vcpus: Option<u32>,
+    /// How old the vCPU group's figures (delay, exits, halt polling, the vCPU KVM
+    /// statistics) are, in seconds: 0 when read at this scrape; more for an idle domain,
+    /// whose vCPU group is read less often (docs/exporter.md, "Idle domains").
+    pub vcpu_stats_age_s: Option<f64>,
     pub memory_node_bytes: BTreeMap<u32, u64>,
     pub memory_remote_ratio: Option<f64>,
     pub balloon_current_bytes: Option<u64>,

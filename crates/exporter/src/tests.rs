@@ -29,6 +29,7 @@ fn fixed() -> Collection {
             cpu_emulator_s: Some(2.5),
             vcpu_delay_s: Some(0.25),
             vcpus: Some(2),
+            vcpu_stats_age_s: Some(4.5),
             memory_node_bytes: BTreeMap::from([(0, 1024), (1, 3072)]),
             memory_remote_ratio: Some(0.75),
             balloon_current_bytes: Some(1 << 30),
@@ -82,6 +83,7 @@ fn a_fixed_collection_in_the_prometheus_text_format() {
         "kvmtune_domain_kvm_stat{domain=\"db\",stat=\"pages_4k\"} 9",
         "kvmtune_domain_memory_node_bytes{domain=\"db\",node=\"1\"} 3072",
         "kvmtune_domain_memory_remote_ratio{domain=\"db\"} 0.75",
+        "kvmtune_domain_vcpu_stats_age_seconds{domain=\"db\"} 4.5",
         "kvmtune_audit_findings{domain=\"db\",rule=\"cpu.host-passthrough\",severity=\"warn\"} 1",
         "kvmtune_pin_drift{domain=\"db\"} 0",
         "kvmtune_host_hugepages_free{node=\"0\",size_bytes=\"2097152\"} 2",
@@ -247,6 +249,18 @@ fn a_snapshot_becomes_cumulative_series() {
     assert_eq!(d.kvm_gauges["pages_2m"], 5);
     assert_eq!(d.halt_poll_fail_s, Some(4.0));
     assert_eq!(d.halt_poll_success_s, None);
+    assert_eq!(d.vcpu_stats_age_s, Some(0.0), "read with this snapshot");
+    // an idle domain's kept reading: the same counters, with their age
+    let mut old = s.clone();
+    old.raw.vcpu_age_s = 7.0;
+    let o = crate::collect::from_snapshot(&old, &BTreeMap::new());
+    assert_eq!(o.vcpu_stats_age_s, Some(7.0));
+    assert_eq!(o.exits, d.exits);
+    // no vCPU group at all (never read): no age either
+    let mut none = s.clone();
+    none.raw.vcpus.clear();
+    let n = crate::collect::from_snapshot(&none, &BTreeMap::new());
+    assert_eq!(n.vcpu_stats_age_s, None);
 }
 
 // ---- HTTP ----

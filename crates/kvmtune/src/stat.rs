@@ -165,17 +165,6 @@ pub fn render_text(fr: &Frame, vcpus: bool, st: &Style) -> String {
     s
 }
 
-/// How often an idle domain's vCPU group is asked for (docs/stat.md, "Idle domains").
-pub const VCPU_IDLE_EVERY: u64 = 10;
-
-/// The idle-domain rule, on a local host (where /proc gives the vCPU threads' CPU time
-/// every interval; over a remote URI libvirt's vCPU times are the only per-vCPU figures).
-fn idle_rule(watch: &mut Watch) {
-    if watch.sampler.local.is_some() {
-        watch.sampler.vcpu_idle_every = Some(VCPU_IDLE_EVERY);
-    }
-}
-
 pub const CSV_HEADER: &str = "time,interval_s,domain,id,pid,vcpus,host_cpu_pct,guest_cpu_pct,\
 overhead_pct,emulator_cpu_pct,delay_pct,exits_per_s,io_exits_per_s,mmio_exits_per_s,\
 halt_exits_per_s,irq_exits_per_s,insn_emulation_per_s,halt_poll_pct,remote_share,balloon_kib,rss_kib";
@@ -273,7 +262,7 @@ pub fn run(cli: &Cli, args: &StatArgs) -> Result<Exit> {
     let mut only = args.domains.clone();
     only.extend(args.domain.iter().cloned());
     let mut watch = Watch::open(&crate::origin(cli), only, args.numa_interval)?;
-    idle_rule(&mut watch);
+    watch.idle_rule(None);
     let start = Instant::now();
     let mut prev = watch.take()?;
     let mut out = std::io::stdout().lock();
@@ -471,7 +460,7 @@ fn sample_host(
             return;
         }
     };
-    idle_rule(&mut watch);
+    watch.idle_rule(None);
     let mut prev = match watch.take() {
         Ok(s) => s,
         Err(e) => {

@@ -554,3 +554,94 @@ fn an_edited_or_undefined_definition_is_audited_again_and_counters_never_go_down
     let text = scrape_until(&srv.addr, |t| !t.contains("domain=\"kvmtune-exp-b\""));
     assert!(!text.contains("domain=\"kvmtune-exp-b\""), "{text}");
 }
+
+/// A transient domain on qemu:///system, destroyed when dropped.
+struct Transient(&'static str);
+
+impl Drop for Transient {
+    fn drop(&mut self) {
+        let _ = Command::new("virsh")
+            .args(["-c", "qemu:///system", "destroy", self.0])
+            .output();
+    }
+}
+
+/// The idle-domain rule (docs/exporter.md, "Idle domains") on the real libvirtd: an idle
+/// KVM guest (no boot device: SeaBIOS waits in HLT) has its vCPU group read at the first
+/// two scrapes, then not at every scrape (its figures' age grows and its counters stay),
+/// then again (age 0); its KVM counters never go down.
+#[test]
+fn an_idle_domains_vcpu_figures_are_read_less_often_and_never_go_down() {
+    let Some(_lab) = lab() else { return };
+    if !std::path::Path::new("/dev/kvm").exists() {
+        assert!(
+            !lab_required(),
+            "no /dev/kvm: the idle KVM guest cannot run"
+        );
+        eprintln!("skipped: no /dev/kvm");
+        return;
+    }
+    const NAME: &str = "kvmtune-t-exp-idle";
+    let _ = Command::new("virsh")
+        .args(["-c", "qemu:///system", "destroy", NAME])
+        .output();
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("idle.xml");
+    std::fs::write(
+        &f,
+        format!(
+            "<domain type='kvm'><name>{NAME}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>\
+             <cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model>\
+             <feature policy='disable' name='svm'/></cpu>\
+             <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>\
+             </domain>"
+        ),
+    )
+    .unwrap();
+    virsh_on("qemu:///system", &["create", f.to_str().unwrap()]);
+    let _guest = Transient(NAME);
+    // the firmware's start is busy (about 10 s here); then it halts
+    std::thread::sleep(Duration::from_secs(8));
+    let srv = start();
+    let age_series = format!("kvmtune_domain_vcpu_stats_age_seconds{{domain=\"{NAME}\"}}");
+    let exits_series = format!("kvmtune_domain_kvm_stat_total{{domain=\"{NAME}\",stat=\"exits\"}}");
+    let mut ages = Vec::new();
+    let mut exits = Vec::new();
+    for _ in 0..36 {
+        let (_, text) = get(&srv.addr, "/metrics", None);
+        let (Some(age), Some(n)) = (value(&text, &age_series), value(&text, &exits_series)) else {
+            panic!("{age_series} or {exits_series} missing:\n{text}");
+        };
+        ages.push(age);
+        exits.push(n);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    eprintln!("ages {ages:?}\nexits {exits:?}");
+    assert_eq!(
+        &ages[..2],
+        &[0.0, 0.0],
+        "the first two scrapes read every domain"
+    );
+    let stale = ages
+        .iter()
+        .position(|a| *a > 0.0)
+        .expect("the idle guest's vCPU group was read at every scrape");
+    let again = ages[stale..]
+        .iter()
+        .position(|a| *a == 0.0)
+        .expect("the idle guest's vCPU group was never read again");
+    assert!(again <= 10, "read again after {again} scrapes: {ages:?}");
+    assert!(ages.iter().all(|a| *a < 60.0), "{ages:?}");
+    // kept figures are the last reading: flat while old, never lower
+    for (i, w) in exits.windows(2).enumerate() {
+        assert!(
+            w[1] >= w[0],
+            "exits went down at scrape {}: {exits:?}",
+            i + 1
+        );
+        if ages[i + 1] > 0.0 {
+            assert_eq!(w[1], w[0], "an old reading changed at scrape {}", i + 1);
+        }
+    }
+}

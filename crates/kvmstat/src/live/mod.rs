@@ -14,7 +14,8 @@ pub use frame::{
     frame, profile, rfc3339,
 };
 pub use sampler::{
-    DomSnap, Local, RawDomain, RawVcpu, Sampler, Snapshot, StatsSource, parse_query_stats,
+    DomSnap, Local, RawDomain, RawVcpu, Sampler, Snapshot, StatsSource, VCPU_BUSY_PCT,
+    VCPU_IDLE_EVERY, parse_query_stats,
 };
 
 #[cfg(test)]

@@ -216,6 +216,10 @@ pub struct Sampler<S: StatsSource> {
     /// The CPU time a domain must use (in % of one host CPU over the interval) to be asked
     /// for its vCPU group at every snapshot under [`Self::vcpu_idle_every`].
     pub vcpu_busy_pct: f64,
+    /// Under [`Self::vcpu_idle_every`]: an idle domain whose last vCPU reading is this many
+    /// seconds old (or older) is asked again even between the `n`th snapshots, so that a
+    /// slow caller (a Prometheus scrape every 15-60 s) does not keep figures for minutes.
+    pub vcpu_idle_max_age_s: Option<f64>,
     /// (domain, id) -> (snapshot time, libvirt cpu.time) of the previous snapshot.
     cpu_seen: HashMap<(String, Option<u32>), (f64, u64)>,
     /// (domain, id) -> (when read, the vCPU group) of the last vCPU reading.
@@ -225,6 +229,10 @@ pub struct Sampler<S: StatsSource> {
 /// The default of [`Sampler::vcpu_busy_pct`]: above what an idle guest's timers and
 /// interrupts use (0.3-1.5% in the lab), below any real work.
 pub const VCPU_BUSY_PCT: f64 = 2.0;
+
+/// The usual `n` of [`Sampler::vcpu_idle_every`]: an idle domain's vCPU group is asked for
+/// at every 10th snapshot.
+pub const VCPU_IDLE_EVERY: u64 = 10;
 
 impl<S: StatsSource> Sampler<S> {
     pub fn new(source: S, local: Option<Local>, only: Vec<String>) -> Self {
@@ -244,6 +252,7 @@ impl<S: StatsSource> Sampler<S> {
             vm: HashMap::new(),
             vcpu_idle_every: None,
             vcpu_busy_pct: VCPU_BUSY_PCT,
+            vcpu_idle_max_age_s: None,
             cpu_seen: HashMap::new(),
             vcpus_read: HashMap::new(),
         }
@@ -344,14 +353,13 @@ impl<S: StatsSource> Sampler<S> {
                     .find(|(k, _)| k == "cpu.time")
                     .and_then(|(_, v)| v.as_u64());
                 let key = (r.name.clone(), r.id);
-                match (
-                    cpu,
-                    self.cpu_seen.get(&key),
-                    self.vcpus_read.contains_key(&key),
-                ) {
-                    (Some(c), Some(&(at, prev)), true) if now > at => {
+                match (cpu, self.cpu_seen.get(&key), self.vcpus_read.get(&key)) {
+                    (Some(c), Some(&(at, prev)), Some((read_at, _))) if now > at => {
                         let pct = c.saturating_sub(prev) as f64 / 1e9 / (now - at) * 100.0;
-                        c < prev || pct > self.vcpu_busy_pct
+                        let too_old = self
+                            .vcpu_idle_max_age_s
+                            .is_some_and(|max| now - read_at >= max);
+                        c < prev || pct > self.vcpu_busy_pct || too_old
                     }
                     _ => true,
                 }
@@ -709,5 +717,34 @@ mod tests {
                 .iter()
                 .all(|(g, n)| g & kvmtune_libvirt::STATS_VCPU != 0 && n.is_empty())
         );
+    }
+
+    #[test]
+    fn an_idle_domain_whose_reading_is_too_old_is_asked_between_the_nth_snapshots() {
+        let mut s = Sampler::new(
+            TwoDomains {
+                n: 0,
+                calls: vec![],
+            },
+            None,
+            vec![],
+        );
+        s.vcpu_idle_every = Some(100);
+        // a close case first: a bound far away changes nothing
+        s.vcpu_idle_max_age_s = Some(3600.0);
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(5));
+            s.snapshot().unwrap();
+        }
+        let vcpu_busy = (kvmtune_libvirt::STATS_VCPU, vec!["busy".to_string()]);
+        assert_eq!(s.source.calls[3], vcpu_busy);
+        // a bound already passed: the idle domain is asked again with the busy one
+        s.vcpu_idle_max_age_s = Some(0.001);
+        std::thread::sleep(Duration::from_millis(5));
+        let snap = s.snapshot().unwrap();
+        let last = s.source.calls.last().unwrap();
+        assert_eq!(last.0, kvmtune_libvirt::STATS_VCPU);
+        assert_eq!(last.1, vec!["busy".to_string(), "idle".to_string()]);
+        assert_eq!(snap.domains["idle"].raw.vcpu_age_s, 0.0);
     }
 }
