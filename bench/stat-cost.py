@@ -31,6 +31,7 @@ Run as root with the lab up (`scripts/lab up`):
 
     python3 bench/stat-cost.py            # DURATION=60 MIN_DOMAINS=8 ROUNDS=5
     DURATION=20 ROUNDS=3 GUEST_TYPE=kvm-idle MIN_DOMAINS=12 python3 bench/stat-cost.py
+    TOOLS=prom-exporter,kvmtune-exp python3 bench/stat-cost.py   # only these two (and idle)
 """
 
 import json
@@ -55,7 +56,12 @@ KVMTUNE_ADDR = os.environ.get("KVMTUNE_ADDR", "127.0.0.1:10126")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 HZ = os.sysconf("SC_CLK_TCK")
-TOOLS = ["idle", "kvmtune", "virsh", "prom-exporter", "kvmtune-exp"]
+ALL_TOOLS = ["idle", "kvmtune", "virsh", "prom-exporter", "kvmtune-exp"]
+# TOOLS=prom-exporter,kvmtune-exp measures only those (the idle window is always measured)
+TOOLS = ["idle"] + [
+    t for t in ALL_TOOLS[1:]
+    if t in os.environ.get("TOOLS", ",".join(ALL_TOOLS)).split(",")
+]
 
 GUEST = """<domain type='qemu'>
   <name>{name}</name>
