@@ -121,8 +121,9 @@ pub struct Document {
     /// Top-level nodes in order (prolog, the root element, trailing comments and space).
     top: Vec<NodeId>,
     root: NodeId,
-    /// Byte offsets where lines start, for line numbers of elements.
-    line_starts: Vec<usize>,
+    /// Byte offsets where lines start, for line numbers of elements; computed on the first
+    /// [`Document::line`].
+    line_starts: std::sync::OnceLock<Vec<usize>>,
     /// One level of indentation as used by the document (`"  "`, `"\t"`); `None` when no
     /// element sits on a line of its own under a parent on a line of its own (a document
     /// written on one line): new elements then get no line breaks either.
@@ -134,10 +135,12 @@ pub struct Document {
     ranks: std::sync::OnceLock<Vec<(usize, usize)>>,
 }
 
-fn line_col(line_starts: &[usize], src: &str, pos: usize) -> (usize, usize) {
+/// The 1-based line and column (in characters) of byte `pos` of `src`.
+fn line_col(src: &str, pos: usize) -> (usize, usize) {
     let pos = pos.min(src.len());
-    let line = line_starts.partition_point(|&s| s <= pos).max(1);
-    let start = line_starts.get(line - 1).copied().unwrap_or(0);
+    let head = &src.as_bytes()[..pos];
+    let line = memchr::memchr_iter(b'\n', head).count() + 1;
+    let start = memchr::memrchr(b'\n', head).map_or(0, |i| i + 1);
     let column = src.get(start..pos).map(|s| s.chars().count()).unwrap_or(0) + 1;
     (line, column)
 }
@@ -145,8 +148,7 @@ fn line_col(line_starts: &[usize], src: &str, pos: usize) -> (usize, usize) {
 fn line_starts(src: &str) -> Vec<usize> {
     let mut v = Vec::with_capacity(src.len() / 32 + 1);
     v.push(0);
-    // a `char` pattern searches with memchr
-    v.extend(src.match_indices('\n').map(|(i, _)| i + 1));
+    v.extend(memchr::memchr_iter(b'\n', src.as_bytes()).map(|i| i + 1));
     v
 }
 
@@ -197,9 +199,8 @@ impl Document {
             0
         };
         let src = &full[bom..];
-        let line_starts = line_starts(src);
         let fail = |pos: usize, what: String| {
-            let (line, column) = line_col(&line_starts, src, pos);
+            let (line, column) = line_col(src, pos);
             XmlError { line, column, what }
         };
         let mut reader = Reader::from_str(src);
@@ -207,7 +208,7 @@ impl Document {
         reader.config_mut().check_end_names = true;
         // every node but a text one starts with `<`, and text nodes sit between them: room
         // for all, so the arenas are not moved while they grow
-        let tags = src.matches('<').count();
+        let tags = src.bytes().filter(|&b| b == b'<').count();
         let mut nodes: Vec<Node> = Vec::with_capacity(tags.saturating_mul(2).saturating_add(1));
         let mut attr_arena: Vec<Attr> = Vec::with_capacity(tags);
         let mut kid_arena: Vec<NodeId> = Vec::with_capacity(tags.saturating_mul(2));
@@ -348,7 +349,7 @@ impl Document {
                 Kind::Element(e) => str_of(src, &e.name).to_string(),
                 _ => String::new(),
             };
-            let (line, _) = line_col(&line_starts, src, nodes[open].pos);
+            let (line, _) = line_col(src, nodes[open].pos);
             return Err(fail(
                 src.len(),
                 format!("end of input inside <{name}> opened at line {line}"),
@@ -357,7 +358,7 @@ impl Document {
         let Some(root) = root else {
             return Err(fail(src.len(), "no root element".into()));
         };
-        let newline = match src.find('\n') {
+        let newline = match memchr::memchr(b'\n', src.as_bytes()) {
             Some(i) if i > 0 && src.as_bytes()[i - 1] == b'\r' => "\r\n",
             _ => "\n",
         };
@@ -368,7 +369,7 @@ impl Document {
             kid_arena,
             top,
             root,
-            line_starts,
+            line_starts: std::sync::OnceLock::new(),
             indent_unit,
             newline,
             ranks: std::sync::OnceLock::new(),
@@ -532,7 +533,8 @@ impl Document {
         if pos == usize::MAX {
             return None;
         }
-        Some(self.line_starts.partition_point(|&s| s <= pos).max(1))
+        let starts = self.line_starts.get_or_init(|| line_starts(&self.src));
+        Some(starts.partition_point(|&s| s <= pos).max(1))
     }
 
     /// A path naming the element: `/domain/devices/disk[2]/driver`. An index appears only
@@ -916,21 +918,11 @@ fn element(
     let name_bytes = e.name();
     let name = name_str(src, name_bytes.as_ref())?;
     let first = arena.len();
-    for a in e.attributes() {
-        let a = a.map_err(|err| format!("in <{}>: {err}", str_of(src, &name)))?;
-        let key = name_str(src, a.key.as_ref())?;
-        // a value with no reference in it is its own unescaped form
-        let value = match span_in(src, &a.value) {
-            Some(s) if !a.value.contains(&b'&') => s,
-            _ => Str::own(&a.unescape_value().map_err(|err| {
-                format!(
-                    "in <{}> attribute {}: {err}",
-                    str_of(src, &name),
-                    str_of(src, &key)
-                )
-            })?),
-        };
-        arena.push(Attr { name: key, value });
+    if !attrs_unchecked(src, e, arena) {
+        // a duplicate or malformed attribute: parse again with quick-xml's checks, for
+        // exactly its error
+        arena.truncate(first);
+        attrs_checked(src, e, &name, arena)?;
     }
     let quote = raw
         .find(['\'', '"'])
@@ -944,6 +936,64 @@ fn element(
         end_raw: None,
         quote,
     }))
+}
+
+/// The attributes of a start tag pushed to `arena` without quick-xml's duplicate check
+/// (it allocates per tag); `false`, with `arena` partly filled, when an attribute repeats
+/// a name or anything is amiss.
+fn attrs_unchecked(src: &str, e: &BytesStart<'_>, arena: &mut Vec<Attr>) -> bool {
+    let first = arena.len();
+    let mut attrs = e.attributes();
+    attrs.with_checks(false);
+    for a in attrs {
+        let Ok(a) = a else {
+            return false;
+        };
+        let key_bytes = a.key.as_ref();
+        let Some(key) = span_in(src, key_bytes) else {
+            return false;
+        };
+        if arena[first..]
+            .iter()
+            .any(|p| str_of(src, &p.name).as_bytes() == key_bytes)
+        {
+            return false;
+        }
+        // a value with no reference in it is its own unescaped form
+        let value = match span_in(src, &a.value) {
+            Some(s) if memchr::memchr(b'&', &a.value).is_none() => s,
+            _ => match a.unescape_value() {
+                Ok(v) => Str::own(&v),
+                Err(_) => return false,
+            },
+        };
+        arena.push(Attr { name: key, value });
+    }
+    true
+}
+
+/// The attributes of a start tag pushed to `arena`, with quick-xml's checks.
+fn attrs_checked(
+    src: &str,
+    e: &BytesStart<'_>,
+    name: &Str,
+    arena: &mut Vec<Attr>,
+) -> Result<(), String> {
+    let name = str_of(src, name);
+    for a in e.attributes() {
+        let a = a.map_err(|err| format!("in <{name}>: {err}"))?;
+        let key = name_str(src, a.key.as_ref())?;
+        // a value with no reference in it is its own unescaped form
+        let value = match span_in(src, &a.value) {
+            Some(s) if !a.value.contains(&b'&') => s,
+            _ => Str::own(
+                &a.unescape_value()
+                    .map_err(|err| format!("in <{name}> attribute {}: {err}", str_of(src, &key)))?,
+            ),
+        };
+        arena.push(Attr { name: key, value });
+    }
+    Ok(())
 }
 
 /// The blanks (spaces and tabs) between the start of the line and byte `pos`, counted in
