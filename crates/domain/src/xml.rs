@@ -538,10 +538,10 @@ impl Document {
     }
 
     /// A path naming the element: `/domain/devices/disk[2]/driver`. An index appears only
-    /// where the parent has several children of that name. Costs the element's depth (the
-    /// sibling positions are computed once per edited state of the document).
+    /// where the parent has several children of that name. Costs the element's depth times
+    /// its ancestors' child counts (for parents of many children, the sibling positions are
+    /// computed once per edited state of the document).
     pub fn path(&self, id: NodeId) -> String {
-        let ranks = self.ranks.get_or_init(|| self.sibling_ranks());
         let mut chain = Vec::with_capacity(8);
         let mut at = Some(id);
         while let Some(n) = at {
@@ -552,13 +552,43 @@ impl Document {
         for &n in chain.iter().rev() {
             out.push('/');
             out.push_str(self.name(n));
-            if let (Some(_), Some(&(i, of))) = (self.parent(n), ranks.get(n))
-                && of > 1
-            {
-                let _ = write!(out, "[{i}]");
+            if let Some(p) = self.parent(n) {
+                let (i, of) = self.rank(p, n);
+                if of > 1 {
+                    let _ = write!(out, "[{i}]");
+                }
             }
         }
         out
+    }
+
+    /// The 1-based position of `n` among the element children of `parent` with its name,
+    /// and how many there are; `(0, 0)` when `n` is not an element child of `parent`.
+    /// Counts the siblings directly when they are few, else looks them up in
+    /// [`Document::sibling_ranks`].
+    fn rank(&self, parent: NodeId, n: NodeId) -> (usize, usize) {
+        const DIRECT: usize = 128;
+        let kids = self.kids(parent);
+        if kids.len() > DIRECT {
+            let ranks = self.ranks.get_or_init(|| self.sibling_ranks());
+            return ranks.get(n).copied().unwrap_or((0, 0));
+        }
+        let Some(e) = self.el(n) else {
+            return (0, 0);
+        };
+        let name = self.s(&e.name);
+        let (mut i, mut of) = (0, 0);
+        for &c in kids {
+            if let Some(ce) = self.el(c)
+                && self.s(&ce.name) == name
+            {
+                of += 1;
+                if c == n {
+                    i = of;
+                }
+            }
+        }
+        if i == 0 { (0, 0) } else { (i, of) }
     }
 
     /// For every node: its 1-based position among its parent's element children of the
@@ -1341,6 +1371,54 @@ mod layout_tests {
         assert_eq!(d.path(xs[1]), "/d/x");
         d.set_text(d.root(), "t");
         assert_eq!(d.path(d.root()), "/d");
+    }
+
+    #[test]
+    fn paths_under_many_siblings_match_the_few_sibling_paths() {
+        for n in [3, 300] {
+            let src = format!("<d>{}<z><w/><w/></z></d>", "<x/><y><v/></y>".repeat(n));
+            let mut d = Document::parse(&src).unwrap();
+            let ys: Vec<NodeId> = d.children(d.root(), "y").collect();
+            assert_eq!(d.path(ys[1]), "/d/y[2]");
+            let v = d.child(ys[n - 1], "v").unwrap();
+            assert_eq!(d.path(v), format!("/d/y[{n}]/v"));
+            let z = d.child(d.root(), "z").unwrap();
+            assert_eq!(d.path(z), "/d/z");
+            let ws: Vec<NodeId> = d.children(z, "w").collect();
+            assert_eq!(d.path(ws[1]), "/d/z/w[2]");
+            d.remove(ws[0]);
+            assert_eq!(d.path(ws[1]), "/d/z/w");
+            for &y in &ys[1..] {
+                d.remove(y);
+            }
+            assert_eq!(d.path(ys[0]), "/d/y");
+            assert_eq!(d.path(ys[1]), "/y");
+        }
+    }
+
+    #[test]
+    fn duplicate_and_malformed_attributes_give_quick_xmls_errors() {
+        for (bad, what) in [
+            (
+                "<a b='1' b='2'/>",
+                "in <a>: position 8: duplicated attribute, previous declaration at position 2",
+            ),
+            (
+                "<a b='1' b=2/>",
+                "in <a>: position 8: duplicated attribute, previous declaration at position 2",
+            ),
+            (
+                "<a b='1' c=2/>",
+                "in <a>: position 10: attribute value must be enclosed in `\"` or `'`",
+            ),
+            ("<a b='&bogus;'/>", "in <a> attribute b: "),
+        ] {
+            let e = Document::parse(bad).unwrap_err();
+            assert!(e.what.starts_with(what), "{bad:?}: {e}");
+        }
+        let d = Document::parse("<a b='1' c='&amp;' d=\"x\"/>").unwrap();
+        let attrs: Vec<(&str, &str)> = d.attrs(d.root()).collect();
+        assert_eq!(attrs, [("b", "1"), ("c", "&"), ("d", "x")]);
     }
 
     #[test]
