@@ -39,8 +39,8 @@ pub struct XmlError {
 /// A piece of text: a byte range of the document's source, or text of its own.
 #[derive(Debug, Clone)]
 enum Str {
-    /// Bytes `start..end` of the source.
-    Src(usize, usize),
+    /// Bytes `start..end` of the source (which is shorter than 4 GiB).
+    Src(u32, u32),
     /// Text not in the source as it stands (edited, new or unescaped).
     Own(Box<str>),
 }
@@ -50,6 +50,22 @@ impl Str {
         Str::Own(s.into())
     }
 }
+
+/// Bytes `start..end` of the source: a verbatim tag.
+#[derive(Debug, Clone, Copy)]
+struct Span(u32, u32);
+
+impl From<Span> for Str {
+    fn from(s: Span) -> Str {
+        Str::Src(s.0, s.1)
+    }
+}
+
+/// No byte offset: a node added by an edit.
+const NO_POS: u32 = u32::MAX;
+
+/// No parent: a top-level or detached node.
+const NO_PARENT: usize = usize::MAX;
 
 #[derive(Debug, Clone)]
 struct Attr {
@@ -80,9 +96,9 @@ struct Element {
     attrs: List<Attr>,
     children: List<NodeId>,
     /// Verbatim start tag (`<disk type='file'>` or `<boot dev='hd'/>`); `None` once edited.
-    start_raw: Option<Str>,
+    start_raw: Option<Span>,
     /// Verbatim end tag; `None` when the element was written `<x/>` or is new.
-    end_raw: Option<Str>,
+    end_raw: Option<Span>,
     /// The quote character new or edited attributes are written with.
     quote: char,
 }
@@ -103,9 +119,10 @@ enum Kind {
 #[derive(Debug, Clone)]
 struct Node {
     kind: Kind,
-    parent: Option<NodeId>,
-    /// Byte offset in the parsed input; `usize::MAX` for nodes added by edits.
-    pos: usize,
+    /// The parent's id, or [`NO_PARENT`].
+    parent: usize,
+    /// Byte offset in the parsed input; [`NO_POS`] for nodes added by edits.
+    pos: u32,
 }
 
 /// A parsed XML document.
@@ -160,8 +177,14 @@ fn utf8(bytes: &[u8]) -> Result<&str, String> {
 fn span_in(src: &str, part: &[u8]) -> Option<Str> {
     let start = part.as_ptr().addr().checked_sub(src.as_ptr().addr())?;
     let end = start.checked_add(part.len())?;
-    (end <= src.len() && src.is_char_boundary(start) && src.is_char_boundary(end))
-        .then_some(Str::Src(start, end))
+    if end <= src.len() && src.is_char_boundary(start) && src.is_char_boundary(end) {
+        Some(Str::Src(
+            u32::try_from(start).ok()?,
+            u32::try_from(end).ok()?,
+        ))
+    } else {
+        None
+    }
 }
 
 /// A name (of an element or attribute) from the source, as a range when it is one.
@@ -199,6 +222,14 @@ impl Document {
             0
         };
         let src = &full[bom..];
+        // byte offsets are kept in 32 bits, with `u32::MAX` free for "none"
+        if src.len() >= u32::MAX as usize {
+            return Err(XmlError {
+                line: 1,
+                column: 1,
+                what: "input of 4 GiB or more".into(),
+            });
+        }
         let fail = |pos: usize, what: String| {
             let (line, column) = line_col(src, pos);
             XmlError { line, column, what }
@@ -216,7 +247,7 @@ impl Document {
         if bom > 0 {
             nodes.push(Node {
                 kind: Kind::Other(Str::own("\u{feff}")),
-                parent: None,
+                parent: NO_PARENT,
                 pos: 0,
             });
             top.push(0);
@@ -241,10 +272,9 @@ impl Document {
             };
             let after = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
             let raw = src.get(before..after).unwrap_or_default();
-            let span = if src.get(before..after).is_some() {
-                Str::Src(before, after)
-            } else {
-                Str::Src(0, 0)
+            let span = match (u32::try_from(before), u32::try_from(after)) {
+                (Ok(a), Ok(b)) if src.get(before..after).is_some() => Span(a, b),
+                _ => Span(0, 0),
             };
             if matches!(event, Event::Start(_) | Event::Empty(_)) && stack.len() >= MAX_DEPTH {
                 return Err(fail(
@@ -290,7 +320,7 @@ impl Document {
                     if stack.is_empty() && !raw.trim().is_empty() {
                         return Err(fail(before, "text outside the root element".into()));
                     }
-                    (Kind::Text(span), false)
+                    (Kind::Text(span.into()), false)
                 }
                 Event::GeneralRef(r) => {
                     let name = utf8(&r).map_err(|w| fail(before, w))?;
@@ -300,16 +330,16 @@ impl Document {
                     if stack.is_empty() {
                         return Err(fail(before, "text outside the root element".into()));
                     }
-                    (Kind::Ref(span), false)
+                    (Kind::Ref(span.into()), false)
                 }
                 Event::CData(_) => {
                     if stack.is_empty() {
                         return Err(fail(before, "CDATA outside the root element".into()));
                     }
-                    (Kind::CData(span), false)
+                    (Kind::CData(span.into()), false)
                 }
                 Event::Comment(_) | Event::PI(_) | Event::Decl(_) | Event::DocType(_) => {
-                    (Kind::Other(span), false)
+                    (Kind::Other(span.into()), false)
                 }
                 Event::Eof => break,
             };
@@ -317,8 +347,8 @@ impl Document {
             let is_element = matches!(kind, Kind::Element(_));
             nodes.push(Node {
                 kind,
-                parent: stack.last().copied(),
-                pos: before,
+                parent: stack.last().copied().unwrap_or(NO_PARENT),
+                pos: u32::try_from(before).unwrap_or(NO_POS),
             });
             match stack.len().checked_sub(1) {
                 Some(depth) => {
@@ -349,7 +379,7 @@ impl Document {
                 Kind::Element(e) => str_of(src, &e.name).to_string(),
                 _ => String::new(),
             };
-            let (line, _) = line_col(src, nodes[open].pos);
+            let (line, _) = line_col(src, nodes[open].pos as usize);
             return Err(fail(
                 src.len(),
                 format!("end of input inside <{name}> opened at line {line}"),
@@ -379,6 +409,11 @@ impl Document {
     /// The text of a [`Str`] of this document.
     fn s<'a>(&'a self, s: &'a Str) -> &'a str {
         str_of(&self.src, s)
+    }
+
+    /// The text of a [`Span`] of this document.
+    fn sp(&self, s: Span) -> &str {
+        self.src.get(s.0 as usize..s.1 as usize).unwrap_or("")
     }
 
     fn el(&self, id: NodeId) -> Option<&Element> {
@@ -453,7 +488,10 @@ impl Document {
     }
 
     pub fn parent(&self, id: NodeId) -> Option<NodeId> {
-        self.nodes.get(id)?.parent
+        self.nodes
+            .get(id)
+            .map(|n| n.parent)
+            .filter(|&p| p != NO_PARENT)
     }
 
     /// Element children in document order.
@@ -530,9 +568,10 @@ impl Document {
     /// The 1-based line the node starts on in the parsed input; `None` for added nodes.
     pub fn line(&self, id: NodeId) -> Option<usize> {
         let pos = self.nodes.get(id)?.pos;
-        if pos == usize::MAX {
+        if pos == NO_POS {
             return None;
         }
+        let pos = pos as usize;
         let starts = self.line_starts.get_or_init(|| line_starts(&self.src));
         Some(starts.partition_point(|&s| s <= pos).max(1))
     }
@@ -639,7 +678,7 @@ impl Document {
                 Kind::Element(e) if close => {
                     if !self.self_closed(e) {
                         match &e.end_raw {
-                            Some(end) => out.push_str(self.s(end)),
+                            Some(end) => out.push_str(self.sp(*end)),
                             None => {
                                 out.push_str("</");
                                 out.push_str(self.s(&e.name));
@@ -665,7 +704,7 @@ impl Document {
         self.kids_of(e).is_empty()
             && e.start_raw
                 .as_ref()
-                .is_none_or(|r| self.s(r).ends_with("/>"))
+                .is_none_or(|&r| self.sp(r).ends_with("/>"))
     }
 
     /// The start tag as it is to be written: verbatim when unedited and its form (`<x/>` or
@@ -673,7 +712,9 @@ impl Document {
     fn write_start_tag(&self, out: &mut String, e: &Element) {
         let self_closed = self.self_closed(e);
         match &e.start_raw {
-            Some(raw) if self.s(raw).ends_with("/>") == self_closed => out.push_str(self.s(raw)),
+            Some(raw) if self.sp(*raw).ends_with("/>") == self_closed => {
+                out.push_str(self.sp(*raw))
+            }
             _ => self.write_start(out, e, self_closed),
         }
     }
@@ -752,7 +793,7 @@ impl Document {
         let old = self.kids(id).to_vec();
         self.set_kids(id, vec![t]);
         for c in old {
-            self.nodes[c].parent = None;
+            self.nodes[c].parent = NO_PARENT;
         }
         true
     }
@@ -761,8 +802,8 @@ impl Document {
         self.ranks = std::sync::OnceLock::new();
         self.nodes.push(Node {
             kind,
-            parent,
-            pos: usize::MAX,
+            parent: parent.unwrap_or(NO_PARENT),
+            pos: NO_POS,
         });
         self.nodes.len() - 1
     }
@@ -922,9 +963,9 @@ impl Document {
             .collect();
         self.set_kids(parent, kids);
         self.ranks = std::sync::OnceLock::new();
-        self.nodes[id].parent = None;
+        self.nodes[id].parent = NO_PARENT;
         if let Some(x) = extra {
-            self.nodes[x].parent = None;
+            self.nodes[x].parent = NO_PARENT;
         }
         true
     }
@@ -932,7 +973,7 @@ impl Document {
 
 fn str_of<'a>(src: &'a str, s: &'a Str) -> &'a str {
     match s {
-        Str::Src(a, b) => src.get(*a..*b).unwrap_or(""),
+        Str::Src(a, b) => src.get(*a as usize..*b as usize).unwrap_or(""),
         Str::Own(s) => s,
     }
 }
@@ -942,7 +983,7 @@ fn element(
     src: &str,
     e: &BytesStart<'_>,
     raw: &str,
-    span: Str,
+    span: Span,
     arena: &mut Vec<Attr>,
 ) -> Result<Kind, String> {
     let name_bytes = e.name();
