@@ -39,8 +39,8 @@ pub struct XmlError {
 /// A piece of text: a byte range of the document's source, or text of its own.
 #[derive(Debug, Clone)]
 enum Str {
-    /// Bytes `start..end` of the source.
-    Src(usize, usize),
+    /// Bytes `start..end` of the source (which is shorter than 4 GiB).
+    Src(u32, u32),
     /// Text not in the source as it stands (edited, new or unescaped).
     Own(Box<str>),
 }
@@ -50,6 +50,22 @@ impl Str {
         Str::Own(s.into())
     }
 }
+
+/// Bytes `start..end` of the source: a verbatim tag.
+#[derive(Debug, Clone, Copy)]
+struct Span(u32, u32);
+
+impl From<Span> for Str {
+    fn from(s: Span) -> Str {
+        Str::Src(s.0, s.1)
+    }
+}
+
+/// No byte offset: a node added by an edit.
+const NO_POS: u32 = u32::MAX;
+
+/// No parent: a top-level or detached node.
+const NO_PARENT: usize = usize::MAX;
 
 #[derive(Debug, Clone)]
 struct Attr {
@@ -80,9 +96,9 @@ struct Element {
     attrs: List<Attr>,
     children: List<NodeId>,
     /// Verbatim start tag (`<disk type='file'>` or `<boot dev='hd'/>`); `None` once edited.
-    start_raw: Option<Str>,
+    start_raw: Option<Span>,
     /// Verbatim end tag; `None` when the element was written `<x/>` or is new.
-    end_raw: Option<Str>,
+    end_raw: Option<Span>,
     /// The quote character new or edited attributes are written with.
     quote: char,
 }
@@ -103,9 +119,10 @@ enum Kind {
 #[derive(Debug, Clone)]
 struct Node {
     kind: Kind,
-    parent: Option<NodeId>,
-    /// Byte offset in the parsed input; `usize::MAX` for nodes added by edits.
-    pos: usize,
+    /// The parent's id, or [`NO_PARENT`].
+    parent: usize,
+    /// Byte offset in the parsed input; [`NO_POS`] for nodes added by edits.
+    pos: u32,
 }
 
 /// A parsed XML document.
@@ -121,8 +138,9 @@ pub struct Document {
     /// Top-level nodes in order (prolog, the root element, trailing comments and space).
     top: Vec<NodeId>,
     root: NodeId,
-    /// Byte offsets where lines start, for line numbers of elements.
-    line_starts: Vec<usize>,
+    /// Byte offsets where lines start, for line numbers of elements; computed on the first
+    /// [`Document::line`].
+    line_starts: std::sync::OnceLock<Vec<usize>>,
     /// One level of indentation as used by the document (`"  "`, `"\t"`); `None` when no
     /// element sits on a line of its own under a parent on a line of its own (a document
     /// written on one line): new elements then get no line breaks either.
@@ -134,10 +152,12 @@ pub struct Document {
     ranks: std::sync::OnceLock<Vec<(usize, usize)>>,
 }
 
-fn line_col(line_starts: &[usize], src: &str, pos: usize) -> (usize, usize) {
+/// The 1-based line and column (in characters) of byte `pos` of `src`.
+fn line_col(src: &str, pos: usize) -> (usize, usize) {
     let pos = pos.min(src.len());
-    let line = line_starts.partition_point(|&s| s <= pos).max(1);
-    let start = line_starts.get(line - 1).copied().unwrap_or(0);
+    let head = &src.as_bytes()[..pos];
+    let line = memchr::memchr_iter(b'\n', head).count() + 1;
+    let start = memchr::memrchr(b'\n', head).map_or(0, |i| i + 1);
     let column = src.get(start..pos).map(|s| s.chars().count()).unwrap_or(0) + 1;
     (line, column)
 }
@@ -145,8 +165,7 @@ fn line_col(line_starts: &[usize], src: &str, pos: usize) -> (usize, usize) {
 fn line_starts(src: &str) -> Vec<usize> {
     let mut v = Vec::with_capacity(src.len() / 32 + 1);
     v.push(0);
-    // a `char` pattern searches with memchr
-    v.extend(src.match_indices('\n').map(|(i, _)| i + 1));
+    v.extend(memchr::memchr_iter(b'\n', src.as_bytes()).map(|i| i + 1));
     v
 }
 
@@ -158,8 +177,14 @@ fn utf8(bytes: &[u8]) -> Result<&str, String> {
 fn span_in(src: &str, part: &[u8]) -> Option<Str> {
     let start = part.as_ptr().addr().checked_sub(src.as_ptr().addr())?;
     let end = start.checked_add(part.len())?;
-    (end <= src.len() && src.is_char_boundary(start) && src.is_char_boundary(end))
-        .then_some(Str::Src(start, end))
+    if end <= src.len() && src.is_char_boundary(start) && src.is_char_boundary(end) {
+        Some(Str::Src(
+            u32::try_from(start).ok()?,
+            u32::try_from(end).ok()?,
+        ))
+    } else {
+        None
+    }
 }
 
 /// A name (of an element or attribute) from the source, as a range when it is one.
@@ -197,9 +222,16 @@ impl Document {
             0
         };
         let src = &full[bom..];
-        let line_starts = line_starts(src);
+        // byte offsets are kept in 32 bits, with `u32::MAX` free for "none"
+        if src.len() >= u32::MAX as usize {
+            return Err(XmlError {
+                line: 1,
+                column: 1,
+                what: "input of 4 GiB or more".into(),
+            });
+        }
         let fail = |pos: usize, what: String| {
-            let (line, column) = line_col(&line_starts, src, pos);
+            let (line, column) = line_col(src, pos);
             XmlError { line, column, what }
         };
         let mut reader = Reader::from_str(src);
@@ -207,7 +239,7 @@ impl Document {
         reader.config_mut().check_end_names = true;
         // every node but a text one starts with `<`, and text nodes sit between them: room
         // for all, so the arenas are not moved while they grow
-        let tags = src.matches('<').count();
+        let tags = src.bytes().filter(|&b| b == b'<').count();
         let mut nodes: Vec<Node> = Vec::with_capacity(tags.saturating_mul(2).saturating_add(1));
         let mut attr_arena: Vec<Attr> = Vec::with_capacity(tags);
         let mut kid_arena: Vec<NodeId> = Vec::with_capacity(tags.saturating_mul(2));
@@ -215,7 +247,7 @@ impl Document {
         if bom > 0 {
             nodes.push(Node {
                 kind: Kind::Other(Str::own("\u{feff}")),
-                parent: None,
+                parent: NO_PARENT,
                 pos: 0,
             });
             top.push(0);
@@ -240,10 +272,9 @@ impl Document {
             };
             let after = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
             let raw = src.get(before..after).unwrap_or_default();
-            let span = if src.get(before..after).is_some() {
-                Str::Src(before, after)
-            } else {
-                Str::Src(0, 0)
+            let span = match (u32::try_from(before), u32::try_from(after)) {
+                (Ok(a), Ok(b)) if src.get(before..after).is_some() => Span(a, b),
+                _ => Span(0, 0),
             };
             if matches!(event, Event::Start(_) | Event::Empty(_)) && stack.len() >= MAX_DEPTH {
                 return Err(fail(
@@ -289,7 +320,7 @@ impl Document {
                     if stack.is_empty() && !raw.trim().is_empty() {
                         return Err(fail(before, "text outside the root element".into()));
                     }
-                    (Kind::Text(span), false)
+                    (Kind::Text(span.into()), false)
                 }
                 Event::GeneralRef(r) => {
                     let name = utf8(&r).map_err(|w| fail(before, w))?;
@@ -299,16 +330,16 @@ impl Document {
                     if stack.is_empty() {
                         return Err(fail(before, "text outside the root element".into()));
                     }
-                    (Kind::Ref(span), false)
+                    (Kind::Ref(span.into()), false)
                 }
                 Event::CData(_) => {
                     if stack.is_empty() {
                         return Err(fail(before, "CDATA outside the root element".into()));
                     }
-                    (Kind::CData(span), false)
+                    (Kind::CData(span.into()), false)
                 }
                 Event::Comment(_) | Event::PI(_) | Event::Decl(_) | Event::DocType(_) => {
-                    (Kind::Other(span), false)
+                    (Kind::Other(span.into()), false)
                 }
                 Event::Eof => break,
             };
@@ -316,8 +347,8 @@ impl Document {
             let is_element = matches!(kind, Kind::Element(_));
             nodes.push(Node {
                 kind,
-                parent: stack.last().copied(),
-                pos: before,
+                parent: stack.last().copied().unwrap_or(NO_PARENT),
+                pos: u32::try_from(before).unwrap_or(NO_POS),
             });
             match stack.len().checked_sub(1) {
                 Some(depth) => {
@@ -348,7 +379,7 @@ impl Document {
                 Kind::Element(e) => str_of(src, &e.name).to_string(),
                 _ => String::new(),
             };
-            let (line, _) = line_col(&line_starts, src, nodes[open].pos);
+            let (line, _) = line_col(src, nodes[open].pos as usize);
             return Err(fail(
                 src.len(),
                 format!("end of input inside <{name}> opened at line {line}"),
@@ -357,7 +388,7 @@ impl Document {
         let Some(root) = root else {
             return Err(fail(src.len(), "no root element".into()));
         };
-        let newline = match src.find('\n') {
+        let newline = match memchr::memchr(b'\n', src.as_bytes()) {
             Some(i) if i > 0 && src.as_bytes()[i - 1] == b'\r' => "\r\n",
             _ => "\n",
         };
@@ -368,7 +399,7 @@ impl Document {
             kid_arena,
             top,
             root,
-            line_starts,
+            line_starts: std::sync::OnceLock::new(),
             indent_unit,
             newline,
             ranks: std::sync::OnceLock::new(),
@@ -378,6 +409,11 @@ impl Document {
     /// The text of a [`Str`] of this document.
     fn s<'a>(&'a self, s: &'a Str) -> &'a str {
         str_of(&self.src, s)
+    }
+
+    /// The text of a [`Span`] of this document.
+    fn sp(&self, s: Span) -> &str {
+        self.src.get(s.0 as usize..s.1 as usize).unwrap_or("")
     }
 
     fn el(&self, id: NodeId) -> Option<&Element> {
@@ -452,7 +488,10 @@ impl Document {
     }
 
     pub fn parent(&self, id: NodeId) -> Option<NodeId> {
-        self.nodes.get(id)?.parent
+        self.nodes
+            .get(id)
+            .map(|n| n.parent)
+            .filter(|&p| p != NO_PARENT)
     }
 
     /// Element children in document order.
@@ -529,17 +568,19 @@ impl Document {
     /// The 1-based line the node starts on in the parsed input; `None` for added nodes.
     pub fn line(&self, id: NodeId) -> Option<usize> {
         let pos = self.nodes.get(id)?.pos;
-        if pos == usize::MAX {
+        if pos == NO_POS {
             return None;
         }
-        Some(self.line_starts.partition_point(|&s| s <= pos).max(1))
+        let pos = pos as usize;
+        let starts = self.line_starts.get_or_init(|| line_starts(&self.src));
+        Some(starts.partition_point(|&s| s <= pos).max(1))
     }
 
     /// A path naming the element: `/domain/devices/disk[2]/driver`. An index appears only
-    /// where the parent has several children of that name. Costs the element's depth (the
-    /// sibling positions are computed once per edited state of the document).
+    /// where the parent has several children of that name. Costs the element's depth times
+    /// its ancestors' child counts (for parents of many children, the sibling positions are
+    /// computed once per edited state of the document).
     pub fn path(&self, id: NodeId) -> String {
-        let ranks = self.ranks.get_or_init(|| self.sibling_ranks());
         let mut chain = Vec::with_capacity(8);
         let mut at = Some(id);
         while let Some(n) = at {
@@ -550,13 +591,43 @@ impl Document {
         for &n in chain.iter().rev() {
             out.push('/');
             out.push_str(self.name(n));
-            if let (Some(_), Some(&(i, of))) = (self.parent(n), ranks.get(n))
-                && of > 1
-            {
-                let _ = write!(out, "[{i}]");
+            if let Some(p) = self.parent(n) {
+                let (i, of) = self.rank(p, n);
+                if of > 1 {
+                    let _ = write!(out, "[{i}]");
+                }
             }
         }
         out
+    }
+
+    /// The 1-based position of `n` among the element children of `parent` with its name,
+    /// and how many there are; `(0, 0)` when `n` is not an element child of `parent`.
+    /// Counts the siblings directly when they are few, else looks them up in
+    /// [`Document::sibling_ranks`].
+    fn rank(&self, parent: NodeId, n: NodeId) -> (usize, usize) {
+        const DIRECT: usize = 128;
+        let kids = self.kids(parent);
+        if kids.len() > DIRECT {
+            let ranks = self.ranks.get_or_init(|| self.sibling_ranks());
+            return ranks.get(n).copied().unwrap_or((0, 0));
+        }
+        let Some(e) = self.el(n) else {
+            return (0, 0);
+        };
+        let name = self.s(&e.name);
+        let (mut i, mut of) = (0, 0);
+        for &c in kids {
+            if let Some(ce) = self.el(c)
+                && self.s(&ce.name) == name
+            {
+                of += 1;
+                if c == n {
+                    i = of;
+                }
+            }
+        }
+        if i == 0 { (0, 0) } else { (i, of) }
     }
 
     /// For every node: its 1-based position among its parent's element children of the
@@ -607,7 +678,7 @@ impl Document {
                 Kind::Element(e) if close => {
                     if !self.self_closed(e) {
                         match &e.end_raw {
-                            Some(end) => out.push_str(self.s(end)),
+                            Some(end) => out.push_str(self.sp(*end)),
                             None => {
                                 out.push_str("</");
                                 out.push_str(self.s(&e.name));
@@ -633,7 +704,7 @@ impl Document {
         self.kids_of(e).is_empty()
             && e.start_raw
                 .as_ref()
-                .is_none_or(|r| self.s(r).ends_with("/>"))
+                .is_none_or(|&r| self.sp(r).ends_with("/>"))
     }
 
     /// The start tag as it is to be written: verbatim when unedited and its form (`<x/>` or
@@ -641,7 +712,9 @@ impl Document {
     fn write_start_tag(&self, out: &mut String, e: &Element) {
         let self_closed = self.self_closed(e);
         match &e.start_raw {
-            Some(raw) if self.s(raw).ends_with("/>") == self_closed => out.push_str(self.s(raw)),
+            Some(raw) if self.sp(*raw).ends_with("/>") == self_closed => {
+                out.push_str(self.sp(*raw))
+            }
             _ => self.write_start(out, e, self_closed),
         }
     }
@@ -720,7 +793,7 @@ impl Document {
         let old = self.kids(id).to_vec();
         self.set_kids(id, vec![t]);
         for c in old {
-            self.nodes[c].parent = None;
+            self.nodes[c].parent = NO_PARENT;
         }
         true
     }
@@ -729,8 +802,8 @@ impl Document {
         self.ranks = std::sync::OnceLock::new();
         self.nodes.push(Node {
             kind,
-            parent,
-            pos: usize::MAX,
+            parent: parent.unwrap_or(NO_PARENT),
+            pos: NO_POS,
         });
         self.nodes.len() - 1
     }
@@ -890,9 +963,9 @@ impl Document {
             .collect();
         self.set_kids(parent, kids);
         self.ranks = std::sync::OnceLock::new();
-        self.nodes[id].parent = None;
+        self.nodes[id].parent = NO_PARENT;
         if let Some(x) = extra {
-            self.nodes[x].parent = None;
+            self.nodes[x].parent = NO_PARENT;
         }
         true
     }
@@ -900,7 +973,7 @@ impl Document {
 
 fn str_of<'a>(src: &'a str, s: &'a Str) -> &'a str {
     match s {
-        Str::Src(a, b) => src.get(*a..*b).unwrap_or(""),
+        Str::Src(a, b) => src.get(*a as usize..*b as usize).unwrap_or(""),
         Str::Own(s) => s,
     }
 }
@@ -910,27 +983,17 @@ fn element(
     src: &str,
     e: &BytesStart<'_>,
     raw: &str,
-    span: Str,
+    span: Span,
     arena: &mut Vec<Attr>,
 ) -> Result<Kind, String> {
     let name_bytes = e.name();
     let name = name_str(src, name_bytes.as_ref())?;
     let first = arena.len();
-    for a in e.attributes() {
-        let a = a.map_err(|err| format!("in <{}>: {err}", str_of(src, &name)))?;
-        let key = name_str(src, a.key.as_ref())?;
-        // a value with no reference in it is its own unescaped form
-        let value = match span_in(src, &a.value) {
-            Some(s) if !a.value.contains(&b'&') => s,
-            _ => Str::own(&a.unescape_value().map_err(|err| {
-                format!(
-                    "in <{}> attribute {}: {err}",
-                    str_of(src, &name),
-                    str_of(src, &key)
-                )
-            })?),
-        };
-        arena.push(Attr { name: key, value });
+    if !attrs_unchecked(src, e, arena) {
+        // a duplicate or malformed attribute: parse again with quick-xml's checks, for
+        // exactly its error
+        arena.truncate(first);
+        attrs_checked(src, e, &name, arena)?;
     }
     let quote = raw
         .find(['\'', '"'])
@@ -944,6 +1007,64 @@ fn element(
         end_raw: None,
         quote,
     }))
+}
+
+/// The attributes of a start tag pushed to `arena` without quick-xml's duplicate check
+/// (it allocates per tag); `false`, with `arena` partly filled, when an attribute repeats
+/// a name or anything is amiss.
+fn attrs_unchecked(src: &str, e: &BytesStart<'_>, arena: &mut Vec<Attr>) -> bool {
+    let first = arena.len();
+    let mut attrs = e.attributes();
+    attrs.with_checks(false);
+    for a in attrs {
+        let Ok(a) = a else {
+            return false;
+        };
+        let key_bytes = a.key.as_ref();
+        let Some(key) = span_in(src, key_bytes) else {
+            return false;
+        };
+        if arena[first..]
+            .iter()
+            .any(|p| str_of(src, &p.name).as_bytes() == key_bytes)
+        {
+            return false;
+        }
+        // a value with no reference in it is its own unescaped form
+        let value = match span_in(src, &a.value) {
+            Some(s) if memchr::memchr(b'&', &a.value).is_none() => s,
+            _ => match a.unescape_value() {
+                Ok(v) => Str::own(&v),
+                Err(_) => return false,
+            },
+        };
+        arena.push(Attr { name: key, value });
+    }
+    true
+}
+
+/// The attributes of a start tag pushed to `arena`, with quick-xml's checks.
+fn attrs_checked(
+    src: &str,
+    e: &BytesStart<'_>,
+    name: &Str,
+    arena: &mut Vec<Attr>,
+) -> Result<(), String> {
+    let name = str_of(src, name);
+    for a in e.attributes() {
+        let a = a.map_err(|err| format!("in <{name}>: {err}"))?;
+        let key = name_str(src, a.key.as_ref())?;
+        // a value with no reference in it is its own unescaped form
+        let value = match span_in(src, &a.value) {
+            Some(s) if !a.value.contains(&b'&') => s,
+            _ => Str::own(
+                &a.unescape_value()
+                    .map_err(|err| format!("in <{name}> attribute {}: {err}", str_of(src, &key)))?,
+            ),
+        };
+        arena.push(Attr { name: key, value });
+    }
+    Ok(())
 }
 
 /// The blanks (spaces and tabs) between the start of the line and byte `pos`, counted in
@@ -1291,6 +1412,54 @@ mod layout_tests {
         assert_eq!(d.path(xs[1]), "/d/x");
         d.set_text(d.root(), "t");
         assert_eq!(d.path(d.root()), "/d");
+    }
+
+    #[test]
+    fn paths_under_many_siblings_match_the_few_sibling_paths() {
+        for n in [3, 300] {
+            let src = format!("<d>{}<z><w/><w/></z></d>", "<x/><y><v/></y>".repeat(n));
+            let mut d = Document::parse(&src).unwrap();
+            let ys: Vec<NodeId> = d.children(d.root(), "y").collect();
+            assert_eq!(d.path(ys[1]), "/d/y[2]");
+            let v = d.child(ys[n - 1], "v").unwrap();
+            assert_eq!(d.path(v), format!("/d/y[{n}]/v"));
+            let z = d.child(d.root(), "z").unwrap();
+            assert_eq!(d.path(z), "/d/z");
+            let ws: Vec<NodeId> = d.children(z, "w").collect();
+            assert_eq!(d.path(ws[1]), "/d/z/w[2]");
+            d.remove(ws[0]);
+            assert_eq!(d.path(ws[1]), "/d/z/w");
+            for &y in &ys[1..] {
+                d.remove(y);
+            }
+            assert_eq!(d.path(ys[0]), "/d/y");
+            assert_eq!(d.path(ys[1]), "/y");
+        }
+    }
+
+    #[test]
+    fn duplicate_and_malformed_attributes_give_quick_xmls_errors() {
+        for (bad, what) in [
+            (
+                "<a b='1' b='2'/>",
+                "in <a>: position 8: duplicated attribute, previous declaration at position 2",
+            ),
+            (
+                "<a b='1' b=2/>",
+                "in <a>: position 8: duplicated attribute, previous declaration at position 2",
+            ),
+            (
+                "<a b='1' c=2/>",
+                "in <a>: position 10: attribute value must be enclosed in `\"` or `'`",
+            ),
+            ("<a b='&bogus;'/>", "in <a> attribute b: "),
+        ] {
+            let e = Document::parse(bad).unwrap_err();
+            assert!(e.what.starts_with(what), "{bad:?}: {e}");
+        }
+        let d = Document::parse("<a b='1' c='&amp;' d=\"x\"/>").unwrap();
+        let attrs: Vec<(&str, &str)> = d.attrs(d.root()).collect();
+        assert_eq!(attrs, [("b", "1"), ("c", "&"), ("d", "x")]);
     }
 
     #[test]
