@@ -182,7 +182,8 @@ fn peer_view(d: &Domain) -> Domain {
 /// parsed, audited and dropped before the next, so memory grows with the number of files
 /// only by each domain's findings and a small view of it for the host totals. A domain
 /// whose findings can depend on the others ([`audit::reads_peers`]: every vCPU pinned to one
-/// host CPU) is kept and audited once all files are read.
+/// host CPU) gets the rules that compare domains once all files are read, from what its
+/// first pass kept ([`audit::audit_deferring_peers`]); each file is parsed once.
 ///
 /// The report is the one [`audit_with`] gives for an [`Inventory`] of the same files
 /// (`Inventory::gather` with these files and `host`): the same domains, findings, order
@@ -222,9 +223,9 @@ pub fn audit_files_with<E>(
     let mut profile_errors = Vec::new();
     let mut views: Vec<(Domain, String)> = Vec::new();
     let mut counts = Counts::default();
-    // (index in `views`, text) of the domains audited at the end, parsed again then (a
-    // document is several times its text)
-    let mut deferred: Vec<(usize, String)> = Vec::new();
+    // the domains whose findings wait for all the others: the report of every other rule
+    // and what the rules that compare domains need (no document, no text)
+    let mut deferred: Vec<(usize, DomainReport, audit::Deferred)> = Vec::new();
     // the first domain, for the host-level rules' context (they read only the peers)
     let mut first: Option<(Document, Domain)> = None;
     for path in paths {
@@ -251,27 +252,37 @@ pub fn audit_files_with<E>(
                 continue;
             }
         };
+        drop(text);
         profiles.learn_metadata(&domain);
         let (profile, error) = profiles.resolve_domain(&domain, &origin);
         profile_errors.extend(error);
         let index = views.len();
         views.push((peer_view(&domain), origin.clone()));
-        if audit::reads_peers(&domain) {
-            deferred.push((index, text));
-        } else {
-            let peers = [Peer {
-                domain: &domain,
-                active: false,
-            }];
-            let cx = Cx {
-                doc: &doc,
-                d: &domain,
-                profile,
-                host,
-                caps: None,
-                peers: &peers,
-            };
-            sink(index, report_of(&cx, origin, &mut counts))?;
+        let peers = [Peer {
+            domain: &domain,
+            active: false,
+        }];
+        let cx = Cx {
+            doc: &doc,
+            d: &domain,
+            profile,
+            host,
+            caps: None,
+            peers: &peers,
+        };
+        // a domain's profile is known once its own metadata is read: later files change
+        // nothing of it
+        let (findings, wait) = audit::audit_deferring_peers(&cx);
+        let report = DomainReport {
+            name: domain.name.clone(),
+            origin,
+            profile: profile.name.clone(),
+            worst: None,
+            findings,
+        };
+        match wait {
+            Some(wait) => deferred.push((index, report, wait)),
+            None => sink(index, counted(report, &mut counts))?,
         }
         if first.is_none() {
             first = Some((doc, domain));
@@ -284,22 +295,10 @@ pub fn audit_files_with<E>(
             active: false,
         })
         .collect();
-    for (index, text) in deferred {
-        let origin = views.get(index).map(|v| v.1.clone()).unwrap_or_default();
-        // the same text parsed the same way a second time
-        let Ok((doc, domain)) = Domain::parse(&text) else {
-            continue;
-        };
-        let (profile, _) = profiles.resolve_domain(&domain, &origin);
-        let cx = Cx {
-            doc: &doc,
-            d: &domain,
-            profile,
-            host,
-            caps: None,
-            peers: &peers,
-        };
-        sink(index, report_of(&cx, origin, &mut counts))?;
+    let index = audit::PeerIndex::new(&peers);
+    for (i, mut report, wait) in deferred {
+        wait.finish(&index, host, &mut report.findings);
+        sink(i, counted(report, &mut counts))?;
     }
     let mut errors = read_errors;
     errors.extend(parse_errors);
@@ -353,15 +352,23 @@ fn sort_domains(domains: &mut [DomainReport]) {
 
 /// The audit of `cx.d`, its findings counted into `counts`.
 fn report_of(cx: &Cx, origin: String, counts: &mut Counts) -> DomainReport {
-    let findings = audit::audit(cx);
-    findings.iter().for_each(|f| counts.add(f.severity));
-    DomainReport {
-        name: cx.d.name.clone(),
-        origin,
-        profile: cx.profile.name.clone(),
-        worst: findings.iter().map(|f| f.severity).max(),
-        findings,
-    }
+    counted(
+        DomainReport {
+            name: cx.d.name.clone(),
+            origin,
+            profile: cx.profile.name.clone(),
+            worst: None,
+            findings: audit::audit(cx),
+        },
+        counts,
+    )
+}
+
+/// A report with all its findings: its `worst` set, its findings counted into `counts`.
+fn counted(mut report: DomainReport, counts: &mut Counts) -> DomainReport {
+    report.findings.iter().for_each(|f| counts.add(f.severity));
+    report.worst = report.findings.iter().map(|f| f.severity).max();
+    report
 }
 
 /// A judgement of the host from some of its domains says so.
