@@ -281,7 +281,12 @@ pub fn audit_files_with<E>(
             findings,
         };
         match wait {
-            Some(wait) => deferred.push((index, report, wait)),
+            Some(wait) => {
+                let mut report = report;
+                // kept to the end: no spare capacity
+                report.findings.shrink_to_fit();
+                deferred.push((index, report, wait))
+            }
             None => sink(index, counted(report, &mut counts))?,
         }
         if first.is_none() {
