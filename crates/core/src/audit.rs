@@ -40,9 +40,17 @@ impl DomainReport {
 
 fn redact_finding(f: &mut Finding) {
     for e in &mut f.evidence {
-        e.value = kvmtune_domain::secrets::redact(&e.value);
+        redact_text(&mut e.value);
     }
-    f.message = kvmtune_domain::secrets::redact(&f.message);
+    redact_text(&mut f.message);
+}
+
+/// [`kvmtune_domain::secrets::redact`] in place. Secrets are attribute values and element
+/// texts, found from their tags: a text without `<` has none and stays as it is.
+fn redact_text(s: &mut String) {
+    if s.contains('<') {
+        *s = kvmtune_domain::secrets::redact(s);
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -593,6 +601,21 @@ mod tests {
         let only = fixed(&inv, &r, &["no-such-rule".to_string()]);
         assert!(!only[0].changed());
         assert!(only[0].rules.is_empty());
+    }
+
+    #[test]
+    fn redacting_in_place_is_redacting() {
+        for t in [
+            "<graphics type='vnc' passwd='s3cret'/>",
+            "cookie x passwd='s3cret' graphics",
+            "<cookie name='a'>tok</cookie>",
+            "",
+            "plain text, no tag",
+        ] {
+            let mut s = t.to_string();
+            redact_text(&mut s);
+            assert_eq!(s, kvmtune_domain::secrets::redact(t), "{t}");
+        }
     }
 
     #[test]
