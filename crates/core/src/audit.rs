@@ -229,7 +229,7 @@ pub fn audit_files_with<E>(
     let mut read_errors = Vec::new();
     let mut parse_errors = Vec::new();
     let mut profile_errors = Vec::new();
-    let mut views: Vec<(Domain, String)> = Vec::new();
+    let mut views: Vec<Domain> = Vec::new();
     let mut counts = Counts::default();
     // the domains whose findings wait for all the others: the report of every other rule
     // and what the rules that compare domains need (no document, no text)
@@ -265,7 +265,7 @@ pub fn audit_files_with<E>(
         let (profile, error) = profiles.resolve_domain(&domain, &origin);
         profile_errors.extend(error);
         let index = views.len();
-        views.push((peer_view(&domain), origin.clone()));
+        views.push(peer_view(&domain));
         let peers = [Peer {
             domain: &domain,
             active: false,
@@ -303,7 +303,7 @@ pub fn audit_files_with<E>(
     }
     let peers: Vec<Peer> = views
         .iter()
-        .map(|(d, _)| Peer {
+        .map(|d| Peer {
             domain: d,
             active: false,
         })
@@ -315,7 +315,7 @@ pub fn audit_files_with<E>(
     }
     let mut errors = read_errors;
     errors.extend(parse_errors);
-    errors.extend(profiles.unmatched_among(|n| views.iter().any(|(d, _)| d.name == n)));
+    errors.extend(profiles.unmatched_among(|n| views.iter().any(|d| d.name == n)));
     errors.extend(profile_errors);
     let profile = profiles.default_profile();
     let mut host_findings = match &first {
