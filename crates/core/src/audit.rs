@@ -112,6 +112,9 @@ pub fn audit(inv: &Inventory, profile: &Profile) -> AuditReport {
 /// with the default profile.
 pub fn audit_with(inv: &Inventory, profiles: &Profiles) -> AuditReport {
     let peers = peers(inv);
+    // pin-overlap compares a domain with the peers through this index: not every pinned
+    // domain with every other
+    let index = audit::PeerIndex::new(&peers);
     let mut domains = Vec::new();
     let mut errors = inv.errors.clone();
     errors.extend(profiles.unmatched(inv));
@@ -126,8 +129,21 @@ pub fn audit_with(inv: &Inventory, profiles: &Profiles) -> AuditReport {
             caps: inv.caps.get(&p.domain.virt_type),
             peers: &peers,
         };
+        let (mut findings, wait) = audit::audit_deferring_peers(&cx);
+        if let Some(wait) = wait {
+            wait.finish(&index, cx.host, &mut findings);
+        }
         // `finish` counts the summary
-        domains.push(report_of(&cx, p.origin.clone(), &mut Counts::default()));
+        domains.push(counted(
+            DomainReport {
+                name: p.domain.name.clone(),
+                origin: p.origin.clone(),
+                profile: profile.name.clone(),
+                worst: None,
+                findings,
+            },
+            &mut Counts::default(),
+        ));
     }
     let profile = profiles.default_profile();
     let host_findings = match inv.domains.first() {
@@ -361,20 +377,6 @@ pub fn sort_key(
 /// Domains in the report's order (a stable sort by [`sort_key`]).
 fn sort_domains(domains: &mut [DomainReport]) {
     domains.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-}
-
-/// The audit of `cx.d`, its findings counted into `counts`.
-fn report_of(cx: &Cx, origin: String, counts: &mut Counts) -> DomainReport {
-    counted(
-        DomainReport {
-            name: cx.d.name.clone(),
-            origin,
-            profile: cx.profile.name.clone(),
-            worst: None,
-            findings: audit::audit(cx),
-        },
-        counts,
-    )
 }
 
 /// A report with all its findings: its `worst` set, its findings counted into `counts`.

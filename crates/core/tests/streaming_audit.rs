@@ -193,9 +193,54 @@ fn pinned_domains_sharing_cpus_and_siblings_streamed_equal_gathered() {
     for root in [None, Some(root.as_path())] {
         let (batch, stream) = both(&targets, root, &[]);
         assert!(batch == stream, "root {root:?}: the reports differ");
+        one_pass_equals_batch(&targets, root);
         assert!(stream.contains("which vm-"), "overlaps found");
         if root.is_some() {
             assert!(stream.contains("are SMT siblings of"), "siblings found");
         }
+    }
+}
+
+/// Each domain's findings in [`audit_with`] (pin-overlap through the peer index) are those
+/// of the rules' one-pass `audit` with every domain as a peer.
+fn one_pass_equals_batch(targets: &[String], root: Option<&Path>) {
+    use kvmtune_rules::audit::{Cx, Peer, audit};
+    let origin = Origin {
+        connect: "qemu:///system".into(),
+        root: root.map(Path::to_path_buf),
+        from: None,
+    };
+    let sel = Select {
+        targets: targets.to_vec(),
+        all: false,
+        host_for_files: root.is_some(),
+    };
+    let inv = Inventory::gather(&origin, &sel).unwrap();
+    let profiles = Profiles::from_args(&[]).unwrap().with_metadata(&inv);
+    let report = audit_with(&inv, &profiles);
+    let peers: Vec<Peer> = inv
+        .domains
+        .iter()
+        .map(|p| Peer {
+            domain: &p.domain,
+            active: p.active,
+        })
+        .collect();
+    for p in &inv.domains {
+        let cx = Cx {
+            doc: &p.doc,
+            d: &p.domain,
+            profile: profiles.for_domain(p),
+            host: inv.host.as_ref(),
+            caps: inv.caps.get(&p.domain.virt_type),
+            peers: &peers,
+        };
+        let got = &report.domain(&p.origin).unwrap().findings;
+        assert_eq!(
+            format!("{:?}", audit(&cx)),
+            format!("{got:?}"),
+            "{}",
+            p.origin
+        );
     }
 }
