@@ -40,9 +40,17 @@ impl DomainReport {
 
 fn redact_finding(f: &mut Finding) {
     for e in &mut f.evidence {
-        e.value = kvmtune_domain::secrets::redact(&e.value);
+        redact_text(&mut e.value);
     }
-    f.message = kvmtune_domain::secrets::redact(&f.message);
+    redact_text(&mut f.message);
+}
+
+/// [`kvmtune_domain::secrets::redact`] in place. Secrets are attribute values and element
+/// texts, found from their tags: a text without `<` has none and stays as it is.
+fn redact_text(s: &mut String) {
+    if s.contains('<') {
+        *s = kvmtune_domain::secrets::redact(s);
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +112,9 @@ pub fn audit(inv: &Inventory, profile: &Profile) -> AuditReport {
 /// with the default profile.
 pub fn audit_with(inv: &Inventory, profiles: &Profiles) -> AuditReport {
     let peers = peers(inv);
+    // pin-overlap compares a domain with the peers through this index: not every pinned
+    // domain with every other
+    let index = audit::PeerIndex::new(&peers);
     let mut domains = Vec::new();
     let mut errors = inv.errors.clone();
     errors.extend(profiles.unmatched(inv));
@@ -118,8 +129,21 @@ pub fn audit_with(inv: &Inventory, profiles: &Profiles) -> AuditReport {
             caps: inv.caps.get(&p.domain.virt_type),
             peers: &peers,
         };
+        let (mut findings, wait) = audit::audit_deferring_peers(&cx);
+        if let Some(wait) = wait {
+            wait.finish(&index, cx.host, &mut findings);
+        }
         // `finish` counts the summary
-        domains.push(report_of(&cx, p.origin.clone(), &mut Counts::default()));
+        domains.push(counted(
+            DomainReport {
+                name: p.domain.name.clone(),
+                origin: p.origin.clone(),
+                profile: profile.name.clone(),
+                worst: None,
+                findings,
+            },
+            &mut Counts::default(),
+        ));
     }
     let profile = profiles.default_profile();
     let host_findings = match inv.domains.first() {
@@ -182,7 +206,8 @@ fn peer_view(d: &Domain) -> Domain {
 /// parsed, audited and dropped before the next, so memory grows with the number of files
 /// only by each domain's findings and a small view of it for the host totals. A domain
 /// whose findings can depend on the others ([`audit::reads_peers`]: every vCPU pinned to one
-/// host CPU) is kept and audited once all files are read.
+/// host CPU) gets the rules that compare domains once all files are read, from what its
+/// first pass kept ([`audit::audit_deferring_peers`]); each file is parsed once.
 ///
 /// The report is the one [`audit_with`] gives for an [`Inventory`] of the same files
 /// (`Inventory::gather` with these files and `host`): the same domains, findings, order
@@ -220,11 +245,11 @@ pub fn audit_files_with<E>(
     let mut read_errors = Vec::new();
     let mut parse_errors = Vec::new();
     let mut profile_errors = Vec::new();
-    let mut views: Vec<(Domain, String)> = Vec::new();
+    let mut views: Vec<Domain> = Vec::new();
     let mut counts = Counts::default();
-    // (index in `views`, text) of the domains audited at the end, parsed again then (a
-    // document is several times its text)
-    let mut deferred: Vec<(usize, String)> = Vec::new();
+    // the domains whose findings wait for all the others: the report of every other rule
+    // and what the rules that compare domains need (no document, no text)
+    let mut deferred: Vec<(usize, DomainReport, audit::Deferred)> = Vec::new();
     // the first domain, for the host-level rules' context (they read only the peers)
     let mut first: Option<(Document, Domain)> = None;
     for path in paths {
@@ -251,46 +276,16 @@ pub fn audit_files_with<E>(
                 continue;
             }
         };
+        drop(text);
         profiles.learn_metadata(&domain);
         let (profile, error) = profiles.resolve_domain(&domain, &origin);
         profile_errors.extend(error);
         let index = views.len();
-        views.push((peer_view(&domain), origin.clone()));
-        if audit::reads_peers(&domain) {
-            deferred.push((index, text));
-        } else {
-            let peers = [Peer {
-                domain: &domain,
-                active: false,
-            }];
-            let cx = Cx {
-                doc: &doc,
-                d: &domain,
-                profile,
-                host,
-                caps: None,
-                peers: &peers,
-            };
-            sink(index, report_of(&cx, origin, &mut counts))?;
-        }
-        if first.is_none() {
-            first = Some((doc, domain));
-        }
-    }
-    let peers: Vec<Peer> = views
-        .iter()
-        .map(|(d, _)| Peer {
-            domain: d,
+        views.push(peer_view(&domain));
+        let peers = [Peer {
+            domain: &domain,
             active: false,
-        })
-        .collect();
-    for (index, text) in deferred {
-        let origin = views.get(index).map(|v| v.1.clone()).unwrap_or_default();
-        // the same text parsed the same way a second time
-        let Ok((doc, domain)) = Domain::parse(&text) else {
-            continue;
-        };
-        let (profile, _) = profiles.resolve_domain(&domain, &origin);
+        }];
         let cx = Cx {
             doc: &doc,
             d: &domain,
@@ -299,11 +294,44 @@ pub fn audit_files_with<E>(
             caps: None,
             peers: &peers,
         };
-        sink(index, report_of(&cx, origin, &mut counts))?;
+        // a domain's profile is known once its own metadata is read: later files change
+        // nothing of it
+        let (findings, wait) = audit::audit_deferring_peers(&cx);
+        let report = DomainReport {
+            name: domain.name.clone(),
+            origin,
+            profile: profile.name.clone(),
+            worst: None,
+            findings,
+        };
+        match wait {
+            Some(wait) => {
+                let mut report = report;
+                // kept to the end: no spare capacity
+                report.findings.shrink_to_fit();
+                deferred.push((index, report, wait))
+            }
+            None => sink(index, counted(report, &mut counts))?,
+        }
+        if first.is_none() {
+            first = Some((doc, domain));
+        }
+    }
+    let peers: Vec<Peer> = views
+        .iter()
+        .map(|d| Peer {
+            domain: d,
+            active: false,
+        })
+        .collect();
+    let index = audit::PeerIndex::new(&peers);
+    for (i, mut report, wait) in deferred {
+        wait.finish(&index, host, &mut report.findings);
+        sink(i, counted(report, &mut counts))?;
     }
     let mut errors = read_errors;
     errors.extend(parse_errors);
-    errors.extend(profiles.unmatched_among(|n| views.iter().any(|(d, _)| d.name == n)));
+    errors.extend(profiles.unmatched_among(|n| views.iter().any(|d| d.name == n)));
     errors.extend(profile_errors);
     let profile = profiles.default_profile();
     let mut host_findings = match &first {
@@ -351,17 +379,11 @@ fn sort_domains(domains: &mut [DomainReport]) {
     domains.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
 }
 
-/// The audit of `cx.d`, its findings counted into `counts`.
-fn report_of(cx: &Cx, origin: String, counts: &mut Counts) -> DomainReport {
-    let findings = audit::audit(cx);
-    findings.iter().for_each(|f| counts.add(f.severity));
-    DomainReport {
-        name: cx.d.name.clone(),
-        origin,
-        profile: cx.profile.name.clone(),
-        worst: findings.iter().map(|f| f.severity).max(),
-        findings,
-    }
+/// A report with all its findings: its `worst` set, its findings counted into `counts`.
+fn counted(mut report: DomainReport, counts: &mut Counts) -> DomainReport {
+    report.findings.iter().for_each(|f| counts.add(f.severity));
+    report.worst = report.findings.iter().map(|f| f.severity).max();
+    report
 }
 
 /// A judgement of the host from some of its domains says so.
@@ -581,6 +603,21 @@ mod tests {
         let only = fixed(&inv, &r, &["no-such-rule".to_string()]);
         assert!(!only[0].changed());
         assert!(only[0].rules.is_empty());
+    }
+
+    #[test]
+    fn redacting_in_place_is_redacting() {
+        for t in [
+            "<graphics type='vnc' passwd='s3cret'/>",
+            "cookie x passwd='s3cret' graphics",
+            "<cookie name='a'>tok</cookie>",
+            "",
+            "plain text, no tag",
+        ] {
+            let mut s = t.to_string();
+            redact_text(&mut s);
+            assert_eq!(s, kvmtune_domain::secrets::redact(t), "{t}");
+        }
     }
 
     #[test]

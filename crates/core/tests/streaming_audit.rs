@@ -124,10 +124,10 @@ fn pinned_domains_overlapping_are_found_streamed_too() {
 }
 
 #[test]
-fn many_pinned_domains_parsed_again_give_the_same_report() {
+fn many_pinned_domains_finished_at_the_end_give_the_same_report() {
     // the wild domains that pin every vCPU to one CPU, 400 copies each: the streaming audit
-    // keeps their text and parses them again at the end; with every domain pinned, the
-    // host rules' context is still judged
+    // finishes their pin-overlap at the end from what their first pass kept; with every
+    // domain pinned, the host rules' context is still judged
     let wild = repo().join("../shared/corpus/wild-domains");
     if !wild.is_dir() {
         assert!(std::env::var_os("KVMTUNE_REQUIRE_LAB").is_none());
@@ -156,4 +156,91 @@ fn many_pinned_domains_parsed_again_give_the_same_report() {
         stream.contains("\"host_findings\": [\n    {"),
         "host findings are judged"
     );
+}
+
+#[test]
+fn pinned_domains_sharing_cpus_and_siblings_streamed_equal_gathered() {
+    // one vCPU pinned onto one CPU, 120 names for 300 files: the same name with other pins
+    // (only the first counts), a first copy not pinned one-to-one, CPUs shared and SMT
+    // siblings of each other on a host with sibling facts
+    let wild = repo().join("../shared/corpus/wild-domains/04.xml");
+    if !wild.is_file() {
+        assert!(std::env::var_os("KVMTUNE_REQUIRE_LAB").is_none());
+        return;
+    }
+    let src = std::fs::read_to_string(&wild).unwrap();
+    assert!(src.contains("<name>instance-00005022</name>") && src.contains("cpuset='27'"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut targets = Vec::new();
+    for i in 0..300 {
+        let cpus = if i % 17 == 0 {
+            "0-3".to_string()
+        } else {
+            ((i * 7) % 48).to_string()
+        };
+        let text = src
+            .replacen(
+                "<name>instance-00005022</name>",
+                &format!("<name>vm-{}</name>", i % 120),
+                1,
+            )
+            .replacen("cpuset='27'", &format!("cpuset='{cpus}'"), 1);
+        let to = dir.path().join(format!("{i:03}.xml"));
+        std::fs::write(&to, text).unwrap();
+        targets.push(to.display().to_string());
+    }
+    let root = repo().join("tests/fixtures/hosts/b-book-2socket/root");
+    for root in [None, Some(root.as_path())] {
+        let (batch, stream) = both(&targets, root, &[]);
+        assert!(batch == stream, "root {root:?}: the reports differ");
+        one_pass_equals_batch(&targets, root);
+        assert!(stream.contains("which vm-"), "overlaps found");
+        if root.is_some() {
+            assert!(stream.contains("are SMT siblings of"), "siblings found");
+        }
+    }
+}
+
+/// Each domain's findings in [`audit_with`] (pin-overlap through the peer index) are those
+/// of the rules' one-pass `audit` with every domain as a peer.
+fn one_pass_equals_batch(targets: &[String], root: Option<&Path>) {
+    use kvmtune_rules::audit::{Cx, Peer, audit};
+    let origin = Origin {
+        connect: "qemu:///system".into(),
+        root: root.map(Path::to_path_buf),
+        from: None,
+    };
+    let sel = Select {
+        targets: targets.to_vec(),
+        all: false,
+        host_for_files: root.is_some(),
+    };
+    let inv = Inventory::gather(&origin, &sel).unwrap();
+    let profiles = Profiles::from_args(&[]).unwrap().with_metadata(&inv);
+    let report = audit_with(&inv, &profiles);
+    let peers: Vec<Peer> = inv
+        .domains
+        .iter()
+        .map(|p| Peer {
+            domain: &p.domain,
+            active: p.active,
+        })
+        .collect();
+    for p in &inv.domains {
+        let cx = Cx {
+            doc: &p.doc,
+            d: &p.domain,
+            profile: profiles.for_domain(p),
+            host: inv.host.as_ref(),
+            caps: inv.caps.get(&p.domain.virt_type),
+            peers: &peers,
+        };
+        let got = &report.domain(&p.origin).unwrap().findings;
+        assert_eq!(
+            format!("{:?}", audit(&cx)),
+            format!("{got:?}"),
+            "{}",
+            p.origin
+        );
+    }
 }

@@ -400,6 +400,80 @@ pub fn audit(cx: &Cx) -> Vec<Finding> {
     out
 }
 
+/// The rules that read `cx.peers` in [`audit`] (host-level rules aside).
+const PEER_RULES: &[&str] = &["pin-overlap"];
+
+/// [`audit`] in two steps, for an audit that reads one domain at a time: the findings of
+/// every rule that does not read the peers now, and what the rules that do need of the
+/// domain (a few hundred bytes, no document) to finish once every peer is known
+/// ([`Deferred::finish`]). `None` when no such rule applies: the findings are complete.
+pub fn audit_deferring_peers(cx: &Cx) -> (Vec<Finding>, Option<Deferred>) {
+    let mut out = Vec::new();
+    let mut deferred = None;
+    for rule in rules() {
+        if rule.meta.needs_host && cx.host.is_none() {
+            continue;
+        }
+        if rules_host::HOST_LEVEL.contains(&rule.meta.id) {
+            continue;
+        }
+        if PEER_RULES.contains(&rule.meta.id) {
+            if let Some(level) = level(&rule.meta, cx.profile).severity()
+                && let Some(pinned) = rules_numa::pinned(cx)
+            {
+                deferred = Some(Deferred {
+                    meta: &rule.meta,
+                    level,
+                    pinned,
+                });
+            }
+            continue;
+        }
+        run(rule, cx, &cx.d.name, &mut out);
+    }
+    sort(&mut out);
+    (out, deferred)
+}
+
+/// The peers as the rules that compare domains read them, indexed once for many
+/// [`Deferred::finish`] calls.
+pub struct PeerIndex<'a>(rules_numa::PinIndex<'a>);
+
+impl<'a> PeerIndex<'a> {
+    /// All domains of the host (as [`Cx::peers`]).
+    pub fn new(peers: &[Peer<'a>]) -> PeerIndex<'a> {
+        PeerIndex(rules_numa::PinIndex::new(peers))
+    }
+}
+
+/// The part of a domain's audit that waits for its peers ([`audit_deferring_peers`]).
+pub struct Deferred {
+    meta: &'static Meta,
+    level: Severity,
+    pinned: rules_numa::Pinned,
+}
+
+impl Deferred {
+    /// Add the findings of the rules that compare the domain with `peers` to `findings` (its
+    /// other findings): the same findings, in the same order, as [`audit`] with these peers.
+    pub fn finish(&self, peers: &PeerIndex, host: Option<&Host>, findings: &mut Vec<Finding>) {
+        let mut o = Out {
+            meta: self.meta,
+            level: self.level,
+            subject: self.pinned.name(),
+            findings: Vec::new(),
+        };
+        rules_numa::pin_overlap_indexed(&self.pinned, &peers.0, host, &mut o);
+        if o.findings.is_empty() {
+            return;
+        }
+        findings.append(&mut o.findings);
+        // stable: the other rules' findings keep their order, and these follow their rule's
+        // place among equals as in `audit`
+        sort(findings);
+    }
+}
+
 /// Whether [`audit`] of `d` can depend on the other domains in `cx.peers`. Only
 /// `pin-overlap` compares a domain with the others, and only one whose every vCPU is pinned
 /// to a single host CPU; for any other domain the findings are the same whatever the peers.

@@ -426,6 +426,14 @@ pub(super) fn dedicated(d: &kvmtune_domain::Domain) -> Option<CpuSet> {
 
 fn pin_overlap(cx: &Cx, out: &mut Out) {
     let Some(mine) = dedicated(cx.d) else { return };
+    // the evidence only for a finding: a domain is compared with every other
+    let ev = || -> Vec<_> {
+        cx.d.cputune
+            .as_ref()
+            .map(|t| cx.ev(t.node))
+            .into_iter()
+            .collect()
+    };
     // one finding per other domain: the same domain given twice (two copies of its XML
     // among the files) is still one domain
     let mut seen = std::collections::BTreeSet::new();
@@ -439,56 +447,149 @@ fn pin_overlap(cx: &Cx, out: &mut Out) {
         let Some(theirs) = dedicated(p.domain) else {
             continue;
         };
-        let shared: CpuSet =
-            mine.iter()
-                .filter(|c| theirs.contains(*c))
-                .fold(CpuSet::new(), |mut s, c| {
-                    s.insert(c);
-                    s
-                });
-        // the evidence only for a finding: a domain is compared with every other
-        let ev = || -> Vec<_> {
-            cx.d.cputune
-                .as_ref()
-                .map(|t| cx.ev(t.node))
-                .into_iter()
-                .collect()
-        };
-        if !shared.is_empty() {
-            out.finding(
-                format!(
-                    "pinned one-to-one onto CPU(s) {shared}, which {} is pinned onto too",
-                    p.domain.name
-                ),
+        overlap_one(&mine, &p.domain.name, &theirs, cx.host, &ev, out);
+    }
+}
+
+/// `pin-overlap` of a domain pinned one-to-one onto `mine` against one other domain,
+/// `name`, pinned one-to-one onto `theirs`.
+fn overlap_one(
+    mine: &CpuSet,
+    name: &str,
+    theirs: &CpuSet,
+    host: Option<&kvmtune_host::Host>,
+    ev: &dyn Fn() -> Vec<Evidence>,
+    out: &mut Out,
+) {
+    let shared: CpuSet =
+        mine.iter()
+            .filter(|c| theirs.contains(*c))
+            .fold(CpuSet::new(), |mut s, c| {
+                s.insert(c);
+                s
+            });
+    if !shared.is_empty() {
+        out.finding(
+            format!("pinned one-to-one onto CPU(s) {shared}, which {name} is pinned onto too"),
+            ev(),
+        );
+    } else if let Some(h) = host {
+        let sib: CpuSet = mine
+            .iter()
+            .flat_map(|c| {
+                h.cpu
+                    .sibling_groups
+                    .iter()
+                    .filter(move |g| g.contains(c))
+                    .flat_map(|g| g.iter())
+                    .filter(move |s| *s != c)
+            })
+            .filter(|s| theirs.contains(*s))
+            .fold(CpuSet::new(), |mut s, c| {
+                s.insert(c);
+                s
+            });
+        if !sib.is_empty() {
+            out.at(
+                Severity::Warn,
+                format!("{name}'s dedicated CPU(s) {sib} are SMT siblings of this domain's"),
                 ev(),
             );
-        } else if let Some(h) = cx.host {
-            let sib: CpuSet = mine
-                .iter()
-                .flat_map(|c| {
-                    h.cpu
-                        .sibling_groups
-                        .iter()
-                        .filter(move |g| g.contains(c))
-                        .flat_map(|g| g.iter())
-                        .filter(move |s| *s != c)
-                })
-                .filter(|s| theirs.contains(*s))
-                .fold(CpuSet::new(), |mut s, c| {
-                    s.insert(c);
-                    s
-                });
-            if !sib.is_empty() {
-                out.at(
-                    Severity::Warn,
-                    format!(
-                        "{}'s dedicated CPU(s) {sib} are SMT siblings of this domain's",
-                        p.domain.name
-                    ),
-                    ev(),
-                );
+        }
+    }
+}
+
+/// What `pin-overlap` reads of a domain pinned one-to-one, kept without its document: its
+/// name, its dedicated CPUs and the evidence a finding cites.
+pub(super) struct Pinned {
+    name: String,
+    mine: CpuSet,
+    evidence: Vec<Evidence>,
+}
+
+impl Pinned {
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The domain's [`Pinned`], when it is pinned one-to-one.
+pub(super) fn pinned(cx: &Cx) -> Option<Pinned> {
+    let mine = dedicated(cx.d)?;
+    Some(Pinned {
+        name: cx.d.name.clone(),
+        mine,
+        evidence: cx
+            .d
+            .cputune
+            .as_ref()
+            .map(|t| cx.ev(t.node))
+            .into_iter()
+            .collect(),
+    })
+}
+
+/// The peers as `pin-overlap` compares them: the first peer of each name (in peer order)
+/// that is pinned one-to-one, with its CPUs, and which of them hold each CPU.
+pub struct PinIndex<'a> {
+    first: Vec<(&'a str, CpuSet)>,
+    by_cpu: std::collections::HashMap<u32, Vec<usize>>,
+}
+
+impl<'a> PinIndex<'a> {
+    pub(super) fn new(peers: &[super::Peer<'a>]) -> PinIndex<'a> {
+        let mut seen = std::collections::HashSet::new();
+        let mut first = Vec::new();
+        let mut by_cpu: std::collections::HashMap<u32, Vec<usize>> = Default::default();
+        for p in peers {
+            let d: &'a kvmtune_domain::Domain = p.domain;
+            if !seen.insert(d.name.as_str()) {
+                continue;
+            }
+            let Some(theirs) = dedicated(d) else { continue };
+            for c in theirs.iter() {
+                by_cpu.entry(c).or_default().push(first.len());
+            }
+            first.push((d.name.as_str(), theirs));
+        }
+        PinIndex { first, by_cpu }
+    }
+}
+
+/// `pin-overlap` of a [`Pinned`] domain against the indexed peers: the findings
+/// [`pin_overlap`] gives with the same peers, looking only at the peers that hold one of
+/// its CPUs or (with a host) one of their SMT siblings.
+pub(super) fn pin_overlap_indexed(
+    p: &Pinned,
+    index: &PinIndex,
+    host: Option<&kvmtune_host::Host>,
+    out: &mut Out,
+) {
+    let mut near = p.mine.clone();
+    if let Some(h) = host {
+        for c in p.mine.iter() {
+            for g in h.cpu.sibling_groups.iter().filter(|g| g.contains(c)) {
+                g.iter().for_each(|s| near.insert(s));
             }
         }
+    }
+    let mut candidates: Vec<usize> = near
+        .iter()
+        .filter_map(|c| index.by_cpu.get(&c))
+        .flatten()
+        .copied()
+        .collect();
+    candidates.sort_unstable();
+    candidates.dedup();
+    let ev = || p.evidence.clone();
+    for i in candidates {
+        let Some((name, theirs)) = index.first.get(i) else {
+            continue;
+        };
+        if *name == p.name {
+            continue;
+        }
+        overlap_one(&p.mine, name, theirs, host, &ev, out);
     }
 }
 
@@ -949,5 +1050,35 @@ pub(super) mod table {
         assert_eq!(overlaps.len(), 2, "{overlaps:?}");
         assert!(overlaps[0].contains("which b is"), "{overlaps:?}");
         assert!(overlaps[1].contains("which c is"), "{overlaps:?}");
+    }
+
+    #[test]
+    fn pin_overlap_in_two_steps_finds_what_it_finds_in_one() {
+        // `findings` checks the two-step audit against `audit` for the first domain: many
+        // domains with repeated names, one-to-one pins, ranges, with and without SMT facts
+        let mut rng = fastrand::Rng::with_seed(7);
+        let cpu = |rng: &mut fastrand::Rng| match rng.u32(0..10) {
+            0 => "0-3".to_string(),
+            _ => rng.u32(0..20).to_string(),
+        };
+        let doms: Vec<String> = (0..40)
+            .map(|_| {
+                let name = format!("d{}", rng.u32(0..25));
+                let (a, b) = (cpu(&mut rng), cpu(&mut rng));
+                dom_named(&name, 1024, &pins(&a, &b))
+            })
+            .collect();
+        let mut fired = 0;
+        for host in [None, Some(host16())] {
+            for i in 0..doms.len() {
+                let mut v = doms[i..].to_vec();
+                v.extend_from_slice(&doms[..i]);
+                fired += findings(&v, "server", host.as_ref())
+                    .iter()
+                    .filter(|f| f.rule == "pin-overlap")
+                    .count();
+            }
+        }
+        assert!(fired > 40, "{fired}");
     }
 }

@@ -107,30 +107,40 @@ impl Arg {
 /// The options of every `<qemu:commandline>` of the domain, in order. A value that does
 /// not start with a dash belongs to the option before it.
 pub(super) fn qemu_args(cx: &Cx) -> Vec<Arg> {
-    let mut out: Vec<Arg> = Vec::new();
+    qemu_args_in(cx).into_iter().map(owned).collect()
+}
+
+/// An [`Arg`] borrowed from the document: (option, node, value and its node).
+type BorrowedArg<'a> = (&'a str, NodeId, Option<(&'a str, NodeId)>);
+
+/// A [`BorrowedArg`] copied out of the document.
+fn owned(a: BorrowedArg) -> Arg {
+    Arg {
+        opt: a.0.to_string(),
+        node: a.1,
+        value: a.2.map(|(v, n)| (v.to_string(), n)),
+    }
+}
+
+/// [`qemu_args`] without copying them out of the document (several rules look for one).
+fn qemu_args_in<'a>(cx: &Cx<'a>) -> Vec<BorrowedArg<'a>> {
+    let doc = cx.doc;
+    let mut out: Vec<BorrowedArg<'a>> = Vec::new();
     for cl in qemu_children(cx, cx.d.node, "commandline") {
         let mut open = false;
         for a in qemu_children(cx, cl, "arg") {
-            let v = cx.doc.attr(a, "value").unwrap_or("").to_string();
+            let v = doc.attr(a, "value").unwrap_or("");
             if v.starts_with('-') && v.len() > 1 {
                 // QEMU accepts --opt as -opt
-                let opt = if v.starts_with("--") { &v[1..] } else { &v };
-                out.push(Arg {
-                    opt: opt.to_string(),
-                    node: a,
-                    value: None,
-                });
+                let opt = if v.starts_with("--") { &v[1..] } else { v };
+                out.push((opt, a, None));
                 open = true;
             } else if open && let Some(last) = out.last_mut() {
-                last.value = Some((v, a));
+                last.2 = Some((v, a));
                 open = false;
             } else {
                 // a bare argument QEMU would take as a disk image (or refuse)
-                out.push(Arg {
-                    opt: v,
-                    node: a,
-                    value: None,
-                });
+                out.push((v, a, None));
             }
         }
     }
@@ -140,7 +150,11 @@ pub(super) fn qemu_args(cx: &Cx) -> Vec<Arg> {
 /// The `-cpu` that replaces libvirt's (QEMU takes the last one; libvirt puts the
 /// passthrough arguments after its own).
 pub(super) fn cpu_override(cx: &Cx) -> Option<Arg> {
-    qemu_args(cx).into_iter().rev().find(|a| a.opt == "-cpu")
+    qemu_args_in(cx)
+        .into_iter()
+        .rev()
+        .find(|a| a.0 == "-cpu")
+        .map(owned)
 }
 
 /// The comma-separated properties of a -cpu value after the model, as (name, on).

@@ -179,6 +179,12 @@ pub(crate) fn findings(doms: &[String], profile: &str, host: Option<&Host>) -> V
         peers: &peers,
     };
     let mut v = audit(&cx);
+    // the audit in two steps (one file at a time) finds the same
+    let (mut split, wait) = super::audit_deferring_peers(&cx);
+    if let Some(wait) = wait {
+        wait.finish(&super::PeerIndex::new(&peers), host, &mut split);
+    }
+    assert_eq!(format!("{split:?}"), format!("{v:?}"), "audit in two steps");
     v.extend(audit_host(&cx));
     v
 }
