@@ -585,7 +585,7 @@ fn audit_files_spilled(
             if json {
                 // at its depth in the document: inside the envelope's `domains` array
                 indented.clear();
-                domain_json(&mut indented, &d);
+                domain_json(&mut indented, &d)?;
                 spill.push_with(i, &d, &mut |w| w.write_all(&indented))
             } else {
                 let mut s = String::new();
@@ -638,206 +638,103 @@ fn audit_files_spilled(
 }
 
 /// One domain's report as JSON at its place in the audit document (inside the envelope's
-/// `domains` array: four spaces more after each newline): the bytes serde_json's pretty
-/// printer gives for [`DomainReport`], written directly (no generic serializer, static
-/// texts copied when they need no escape). `domain_json_is_serde_json_s` and
-/// `the_spilled_output_is_the_printed_report_byte_for_byte` hold it to serde_json.
-fn domain_json(out: &mut Vec<u8>, d: &DomainReport) {
-    out.push(b'{');
-    json_key(out, 1, true, "name");
-    json_str(out, &d.name);
-    json_key(out, 1, false, "origin");
-    json_str(out, &d.origin);
-    json_key(out, 1, false, "profile");
-    json_str(out, &d.profile);
-    json_key(out, 1, false, "worst");
-    match d.worst {
-        Some(w) => json_str(out, w.as_str()),
-        None => out.extend_from_slice(b"null"),
-    }
-    json_key(out, 1, false, "findings");
-    json_array(out, 1, &d.findings, finding_json);
-    json_close(out, 0, b'}');
+/// `domains` array: two levels deep), as serde_json's pretty printer lays out the whole
+/// document, written in one pass.
+fn domain_json(out: &mut Vec<u8>, d: &DomainReport) -> Result<()> {
+    use serde::Serialize as _;
+    let mut ser = serde_json::Serializer::with_formatter(out, Nested::at(2));
+    d.serialize(&mut ser).context("cannot encode JSON")
 }
 
-fn finding_json(out: &mut Vec<u8>, depth: usize, f: &Finding) {
-    let inner = depth + 1;
-    out.push(b'{');
-    json_key(out, inner, true, "rule");
-    json_str(out, f.rule);
-    json_key(out, inner, false, "severity");
-    json_str(out, f.severity.as_str());
-    json_key(out, inner, false, "subject");
-    json_str(out, &f.subject);
-    json_key(out, inner, false, "title");
-    json_str(out, f.title);
-    json_key(out, inner, false, "message");
-    json_str(out, &f.message);
-    json_key(out, inner, false, "evidence");
-    json_array(out, inner, &f.evidence, |out, depth, e| {
-        out.push(b'{');
-        json_key(out, depth + 1, true, "path");
-        json_str(out, &e.path);
-        json_key(out, depth + 1, false, "line");
-        match e.line {
-            Some(l) => out.extend_from_slice(l.to_string().as_bytes()),
-            None => out.extend_from_slice(b"null"),
-        }
-        json_key(out, depth + 1, false, "value");
-        json_str(out, &e.value);
-        json_close(out, depth, b'}');
-    });
-    json_key(out, inner, false, "why");
-    json_str(out, f.why);
-    json_key(out, inner, false, "fix");
-    match &f.fix {
-        Some(x) => {
-            out.push(b'{');
-            let at = inner + 1;
-            json_key(out, at, true, "summary");
-            json_str(out, &x.summary);
-            json_key(out, at, false, "edits");
-            json_array(out, at, &x.edits, edit_json);
-            json_key(out, at, false, "command");
-            json_str(out, &x.command);
-            json_key(out, at, false, "applies");
-            json_str(
-                out,
-                match x.applies {
-                    Applies::Live => "live",
-                    Applies::NextBoot => "next-boot",
-                },
-            );
-            json_key(out, at, false, "class");
-            json_str(out, x.class.as_str());
-            json_key(out, at, false, "risk");
-            json_str(out, &x.risk);
-            json_close(out, inner, b'}');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
-    json_key(out, inner, false, "risk");
-    json_str(out, f.risk);
-    json_key(out, inner, false, "suspect");
-    out.extend_from_slice(if f.suspect { b"true" } else { b"false" });
-    json_key(out, inner, false, "assumed");
-    match &f.assumed {
-        Some(a) => json_str(out, a),
-        None => out.extend_from_slice(b"null"),
-    }
-    json_close(out, depth, b'}');
-}
-
-fn edit_json(out: &mut Vec<u8>, depth: usize, e: &kvmtune_rules::audit::Edit) {
-    use kvmtune_rules::audit::Op;
-    let inner = depth + 1;
-    out.push(b'{');
-    json_key(out, inner, true, "path");
-    json_str(out, &e.path);
-    json_key(out, inner, false, "op");
-    match &e.op {
-        Op::Ensure => json_str(out, "ensure"),
-        Op::SetAttr { attr, value } => {
-            json_str(out, "set-attr");
-            json_key(out, inner, false, "attr");
-            json_str(out, attr);
-            json_key(out, inner, false, "value");
-            json_str(out, value);
-        }
-        Op::RemoveAttr { attr } => {
-            json_str(out, "remove-attr");
-            json_key(out, inner, false, "attr");
-            json_str(out, attr);
-        }
-        Op::SetText { text } => {
-            json_str(out, "set-text");
-            json_key(out, inner, false, "text");
-            json_str(out, text);
-        }
-        Op::Remove => json_str(out, "remove"),
-    }
-    json_close(out, depth, b'}');
-}
-
-/// A newline and the indent of `depth` inside the `domains` array.
-fn json_indent(out: &mut Vec<u8>, depth: usize) {
-    out.push(b'\n');
-    out.resize(out.len() + 4 + 2 * depth, b' ');
-}
-
-/// An object's key at `depth`, after a comma unless it is the first.
-fn json_key(out: &mut Vec<u8>, depth: usize, first: bool, key: &str) {
-    if !first {
-        out.push(b',');
-    }
-    json_indent(out, depth);
-    json_str(out, key);
-    out.extend_from_slice(b": ");
-}
-
-/// The end of a non-empty object or array whose opening is at `depth`.
-fn json_close(out: &mut Vec<u8>, depth: usize, close: u8) {
-    json_indent(out, depth);
-    out.push(close);
-}
-
-/// An array at `depth` (its elements one deeper), `[]` when empty.
-fn json_array<T>(
-    out: &mut Vec<u8>,
+/// serde_json's `PrettyFormatter` layout (two spaces a level) for a value that starts
+/// `depth` levels deep in a document: the same bytes as the value's lines in the whole
+/// document printed pretty.
+struct Nested {
     depth: usize,
-    items: &[T],
-    mut item: impl FnMut(&mut Vec<u8>, usize, &T),
-) {
-    if items.is_empty() {
-        out.extend_from_slice(b"[]");
-        return;
-    }
-    out.push(b'[');
-    for (i, x) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        json_indent(out, depth + 1);
-        item(out, depth + 1, x);
-    }
-    json_close(out, depth, b']');
+    has_value: bool,
 }
 
-/// A JSON string as serde_json writes it: `"` and `\\` escaped, control characters below
-/// U+0020 as `\b \t \n \f \r` or `\u00xx`, everything else as it is.
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
-    out.push(b'"');
-    // most strings need no escape: one pass without early exit, vector code
-    let escape = b.iter().fold(false, |acc, &c| {
-        acc | (c < 0x20) | (c == b'"') | (c == b'\\')
-    });
-    if !escape {
-        out.extend_from_slice(b);
-    } else {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for &c in b {
-            match c {
-                b'"' => out.extend_from_slice(b"\\\""),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                0x08 => out.extend_from_slice(b"\\b"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                0x0c => out.extend_from_slice(b"\\f"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                c if c < 0x20 => out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(c >> 4)],
-                    HEX[usize::from(c & 0xf)],
-                ]),
-                c => out.push(c),
-            }
+impl Nested {
+    fn at(depth: usize) -> Nested {
+        Nested {
+            depth,
+            has_value: false,
         }
     }
-    out.push(b'"');
+
+    fn newline<W: ?Sized + std::io::Write>(&self, w: &mut W, first: bool) -> std::io::Result<()> {
+        const SPACES: &[u8] = &[b' '; 64];
+        w.write_all(if first { b"\n" } else { b",\n" })?;
+        let mut n = 2 * self.depth;
+        while n > 0 {
+            let k = n.min(SPACES.len());
+            w.write_all(&SPACES[..k])?;
+            n -= k;
+        }
+        Ok(())
+    }
+
+    fn open<W: ?Sized + std::io::Write>(&mut self, w: &mut W, c: &[u8]) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(c)
+    }
+
+    fn close<W: ?Sized + std::io::Write>(&mut self, w: &mut W, c: &[u8]) -> std::io::Result<()> {
+        self.depth = self.depth.saturating_sub(1);
+        if self.has_value {
+            self.newline(w, true)?;
+        }
+        w.write_all(c)
+    }
+}
+
+impl serde_json::ser::Formatter for Nested {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.newline(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.newline(w, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -926,7 +823,7 @@ mod tests {
     }
 
     #[test]
-    fn domain_json_is_serde_json_s() {
+    fn domain_json_is_serde_json_s_pretty_layout() {
         use kvmtune_rules::audit::{Edit, Fix, FixClass, Op, Target};
         let wild = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/corpus/wild-domains/12.xml");
@@ -980,7 +877,7 @@ mod tests {
             d.worst = worst;
             d.findings = findings;
             let mut got = Vec::new();
-            domain_json(&mut got, &d);
+            domain_json(&mut got, &d).unwrap();
             assert_eq!(String::from_utf8(got).unwrap(), serde_domain(&d));
         }
     }
