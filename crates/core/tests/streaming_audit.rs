@@ -23,28 +23,38 @@ fn files(dir: &Path) -> Vec<String> {
     v
 }
 
-/// The two reports as JSON, after auditing `targets` with `--profile` arguments `profile`,
-/// host facts from `root` when given.
-fn both(targets: &[String], root: Option<&Path>, profile: &[&str]) -> (String, String) {
-    let args: Vec<String> = profile.iter().map(|s| s.to_string()).collect();
-    let origin = Origin {
+/// Files with host facts from `root` when given.
+fn origin_of(root: Option<&Path>) -> Origin {
+    Origin {
         connect: "qemu:///system".into(),
         root: root.map(Path::to_path_buf),
         from: None,
-    };
+    }
+}
+
+/// The files as an inventory, with host facts from `root` when given.
+fn gather(targets: &[String], root: Option<&Path>) -> Inventory {
+    let origin = origin_of(root);
     let sel = Select {
         targets: targets.to_vec(),
         all: false,
         host_for_files: root.is_some(),
     };
-    let inv = Inventory::gather(&origin, &sel).unwrap();
+    Inventory::gather(&origin, &sel).unwrap()
+}
+
+/// The two reports as JSON, after auditing `targets` with `--profile` arguments `profile`,
+/// host facts from `root` when given.
+fn both(targets: &[String], root: Option<&Path>, profile: &[&str]) -> (String, String) {
+    let args: Vec<String> = profile.iter().map(|s| s.to_string()).collect();
+    let inv = gather(targets, root);
     let batch = audit_with(
         &inv,
         &Profiles::from_args(&args).unwrap().with_metadata(&inv),
     );
     let (host, from) = match root {
         Some(_) => {
-            let (h, f) = origin.host_facts().unwrap();
+            let (h, f) = origin_of(root).host_facts().unwrap();
             (Some(h), f)
         }
         None => (None, inv.host_origin.clone()),
@@ -205,17 +215,7 @@ fn pinned_domains_sharing_cpus_and_siblings_streamed_equal_gathered() {
 /// of the rules' one-pass `audit` with every domain as a peer.
 fn one_pass_equals_batch(targets: &[String], root: Option<&Path>) {
     use kvmtune_rules::audit::{Cx, Peer, audit};
-    let origin = Origin {
-        connect: "qemu:///system".into(),
-        root: root.map(Path::to_path_buf),
-        from: None,
-    };
-    let sel = Select {
-        targets: targets.to_vec(),
-        all: false,
-        host_for_files: root.is_some(),
-    };
-    let inv = Inventory::gather(&origin, &sel).unwrap();
+    let inv = gather(targets, root);
     let profiles = Profiles::from_args(&[]).unwrap().with_metadata(&inv);
     let report = audit_with(&inv, &profiles);
     let peers: Vec<Peer> = inv

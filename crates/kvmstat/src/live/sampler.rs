@@ -633,16 +633,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn idle_domains_are_asked_for_their_vcpus_every_nth_snapshot() {
-        let mut s = Sampler::new(
+    fn two_domains() -> Sampler<TwoDomains> {
+        Sampler::new(
             TwoDomains {
                 n: 0,
                 calls: vec![],
             },
             None,
             vec![],
-        );
+        )
+    }
+
+    #[test]
+    fn idle_domains_are_asked_for_their_vcpus_every_nth_snapshot() {
+        let mut s = two_domains();
         s.vcpu_idle_every = Some(3);
         let snaps: Vec<Snapshot> = (0..5)
             .map(|_| {
@@ -701,14 +705,7 @@ mod tests {
             "{rate} over {span}"
         );
         // without the rule: the vCPU group for all, every time
-        let mut s = Sampler::new(
-            TwoDomains {
-                n: 0,
-                calls: vec![],
-            },
-            None,
-            vec![],
-        );
+        let mut s = two_domains();
         s.snapshot().unwrap();
         s.snapshot().unwrap();
         assert!(
@@ -721,14 +718,7 @@ mod tests {
 
     #[test]
     fn an_idle_domain_whose_reading_is_too_old_is_asked_between_the_nth_snapshots() {
-        let mut s = Sampler::new(
-            TwoDomains {
-                n: 0,
-                calls: vec![],
-            },
-            None,
-            vec![],
-        );
+        let mut s = two_domains();
         s.vcpu_idle_every = Some(100);
         // a close case first: a bound far away changes nothing
         s.vcpu_idle_max_age_s = Some(3600.0);
