@@ -72,9 +72,17 @@ fn qemu_children(cx: &Cx, parent: NodeId, local: &str) -> Vec<NodeId> {
     let mut inherited: Option<(&str, bool)> = None;
     let mut out = Vec::new();
     for e in cx.doc.elements(parent) {
-        let Some((p, l)) = cx.doc.name(e).split_once(':') else {
+        let name = cx.doc.name(e);
+        // most children are not `prefix:local`: tell them apart without a string search
+        let Some(head) = name.strip_suffix(local).and_then(|h| h.strip_suffix(':')) else {
             continue;
         };
+        let Some((p, l)) = name.split_once(':') else {
+            continue;
+        };
+        if p.len() != head.len() {
+            continue;
+        }
         if l != local {
             continue;
         }
