@@ -60,6 +60,12 @@ impl CpuSet {
 
     /// Parse a list such as `0-7,16-23`, `0-10,^5` or the empty string.
     pub fn parse(input: &str) -> Result<CpuSet, CpuSetError> {
+        // one CPU (a vcpupin's usual cpuset): the same set as below, without the splitting
+        if let Some(n) = parse_num(input)
+            && n < MAX_CPU
+        {
+            return Ok(CpuSet(BTreeSet::from([n])));
+        }
         let err = |why| CpuSetError {
             input: input.to_string(),
             why,

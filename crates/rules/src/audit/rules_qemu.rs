@@ -44,13 +44,21 @@ pub(super) fn rules() -> Vec<Rule> {
 // ---------------------------------------------------------------------------------------
 // qemu namespace
 
+/// Whether `node` itself declares `xmlns:prefix`: `Some(bound to the QEMU namespace)`, or
+/// `None` when it does not declare it.
+fn declares_qemu(cx: &Cx, node: NodeId, prefix: &str) -> Option<bool> {
+    cx.doc
+        .attrs(node)
+        .find(|(n, _)| n.strip_prefix("xmlns:") == Some(prefix))
+        .map(|(_, v)| v == QEMU_NS)
+}
+
 /// Whether `prefix` is bound to the QEMU namespace on `node` or one of its ancestors.
 fn qemu_prefix(cx: &Cx, node: NodeId, prefix: &str) -> bool {
-    let decl = format!("xmlns:{prefix}");
     let mut at = Some(node);
     while let Some(n) = at {
-        if let Some(v) = cx.doc.attr(n, &decl) {
-            return v == QEMU_NS;
+        if let Some(q) = declares_qemu(cx, n, prefix) {
+            return q;
         }
         at = cx.doc.parent(n);
     }
@@ -60,15 +68,40 @@ fn qemu_prefix(cx: &Cx, node: NodeId, prefix: &str) -> bool {
 
 /// The children of `parent` named `local` in the QEMU namespace.
 fn qemu_children(cx: &Cx, parent: NodeId, local: &str) -> Vec<NodeId> {
-    cx.doc
-        .elements(parent)
-        .filter(|&e| {
-            cx.doc
-                .name(e)
-                .split_once(':')
-                .is_some_and(|(p, l)| l == local && qemu_prefix(cx, e, p))
-        })
-        .collect()
+    // the binding of the last prefix seen on `parent` (the children's usually share one)
+    let mut inherited: Option<(&str, bool)> = None;
+    let mut out = Vec::new();
+    for e in cx.doc.elements(parent) {
+        let name = cx.doc.name(e);
+        // most children are not `prefix:local`: tell them apart without a string search
+        let Some(head) = name.strip_suffix(local).and_then(|h| h.strip_suffix(':')) else {
+            continue;
+        };
+        let Some((p, l)) = name.split_once(':') else {
+            continue;
+        };
+        if p.len() != head.len() {
+            continue;
+        }
+        if l != local {
+            continue;
+        }
+        let q = match declares_qemu(cx, e, p) {
+            Some(q) => q,
+            None => match inherited {
+                Some((ip, q)) if ip == p => q,
+                _ => {
+                    let q = qemu_prefix(cx, parent, p);
+                    inherited = Some((p, q));
+                    q
+                }
+            },
+        };
+        if q {
+            out.push(e);
+        }
+    }
+    out
 }
 
 /// One QEMU option of `<qemu:commandline>`: the option (`-cpu`, single dash) and its
@@ -101,6 +134,87 @@ impl Arg {
             v.push(cx.ev_attr(*n, "value"));
         }
         v
+    }
+}
+
+/// Element children with their position among the children of their name and how many
+/// there are.
+type Ranks = Vec<(NodeId, usize, usize)>;
+
+/// [`Cx::ev_attr`] of `value` for the `<qemu:arg>`s of one `<qemu:commandline>` after
+/// another: the same evidence, with the commandline's path and its children's positions
+/// computed once rather than once per argument.
+struct ArgEvidence<'a> {
+    /// The commandline, its path, and for each element child: (id, position among the
+    /// children of its name, how many there are).
+    parent: Option<(NodeId, String, Ranks)>,
+    cx: &'a Cx<'a>,
+}
+
+impl<'a> ArgEvidence<'a> {
+    fn new(cx: &'a Cx<'a>) -> Self {
+        ArgEvidence { parent: None, cx }
+    }
+
+    fn of(&mut self, node: NodeId) -> Evidence {
+        let doc = self.cx.doc;
+        let Some(p) = doc.parent(node) else {
+            return self.cx.ev_attr(node, "value");
+        };
+        if self.parent.as_ref().is_none_or(|(q, _, _)| *q != p) {
+            let kids: Vec<NodeId> = doc.elements(p).collect();
+            let mut counts: Vec<(&str, usize)> = Vec::new();
+            for &k in &kids {
+                let n = doc.name(k);
+                match counts.iter_mut().find(|(c, _)| *c == n) {
+                    Some((_, c)) => *c += 1,
+                    None => counts.push((n, 1)),
+                }
+            }
+            let mut seen: Vec<(&str, usize)> = Vec::new();
+            let mut ranks = Vec::with_capacity(kids.len());
+            for &k in &kids {
+                let n = doc.name(k);
+                let i = match seen.iter_mut().find(|(c, _)| *c == n) {
+                    Some((_, c)) => {
+                        *c += 1;
+                        *c
+                    }
+                    None => {
+                        seen.push((n, 1));
+                        1
+                    }
+                };
+                let of = counts.iter().find(|(c, _)| *c == n).map_or(0, |(_, c)| *c);
+                ranks.push((k, i, of));
+            }
+            self.parent = Some((p, doc.path(p), ranks));
+        }
+        let Some((_, ppath, ranks)) = &self.parent else {
+            return self.cx.ev_attr(node, "value");
+        };
+        let Some(&(_, i, of)) = ranks.iter().find(|(k, _, _)| *k == node) else {
+            return self.cx.ev_attr(node, "value");
+        };
+        let name = doc.name(node);
+        let path = if of > 1 {
+            format!("{ppath}/{name}[{i}]/@value")
+        } else {
+            format!("{ppath}/{name}/@value")
+        };
+        Evidence {
+            path,
+            line: doc.line(node),
+            value: doc.attr(node, "value").unwrap_or("(absent)").to_string(),
+        }
+    }
+
+    /// [`Arg::evidence`].
+    fn arg(&mut self, a: &Arg) -> [Option<Evidence>; 2] {
+        [
+            Some(self.of(a.node)),
+            a.value.as_ref().map(|(_, n)| self.of(*n)),
+        ]
     }
 }
 
@@ -483,8 +597,9 @@ fn qemu_commandline(cx: &Cx, out: &mut Out) {
         let mut other = Vec::new();
         let mut evidence = Vec::new();
         let kvmfr = args.iter().any(|a| a.val().contains("/dev/kvmfr"));
+        let mut ev = ArgEvidence::new(cx);
         for a in &args {
-            evidence.extend(a.evidence(cx));
+            evidence.extend(ev.arg(a).into_iter().flatten());
             match judge(a, kvmfr) {
                 Some(j) => warn.push(format!("{} ({j})", a.text())),
                 None => other.push(a.text()),
