@@ -989,7 +989,10 @@ fn element(
     let name_bytes = e.name();
     let name = name_str(src, name_bytes.as_ref())?;
     let first = arena.len();
-    if !attrs_unchecked(src, e, arena) {
+    if !attrs_fast(src, e.attributes_raw(), arena) && {
+        arena.truncate(first);
+        !attrs_unchecked(src, e, arena)
+    } {
         // a duplicate or malformed attribute: parse again with quick-xml's checks, for
         // exactly its error
         arena.truncate(first);
@@ -1007,6 +1010,94 @@ fn element(
         end_raw: None,
         quote,
     }))
+}
+
+/// Whether `b` is XML whitespace as quick-xml reads it.
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\r' | b'\n' | b'\t')
+}
+
+/// The attributes of a start tag (`raw`: the bytes after its name, a slice of `src`) pushed
+/// to `arena` by a direct scan that takes only what quick-xml reads the same way: every
+/// attribute `key = 'value'` or `key = "value"` (blanks around `=` allowed, none needed
+/// between attributes), no `&` in a value, no key repeated. `false`, with `arena` partly
+/// filled, for anything else (the caller then asks quick-xml).
+fn attrs_fast(src: &str, raw: &[u8], arena: &mut Vec<Attr>) -> bool {
+    let Some(base) = raw.as_ptr().addr().checked_sub(src.as_ptr().addr()) else {
+        return false;
+    };
+    if base
+        .checked_add(raw.len())
+        .is_none_or(|end| end > src.len())
+    {
+        return false;
+    }
+    let first = arena.len();
+    let mut i = 0;
+    let n = raw.len();
+    loop {
+        while i < n && is_ws(raw[i]) {
+            i += 1;
+        }
+        if i == n {
+            return true;
+        }
+        let key_start = i;
+        while i < n && raw[i] != b'=' && !is_ws(raw[i]) {
+            i += 1;
+        }
+        let key_end = i;
+        if key_end == key_start {
+            // quick-xml reads `='v'` as a key starting with `=`
+            return false;
+        }
+        while i < n && is_ws(raw[i]) {
+            i += 1;
+        }
+        if i == n || raw[i] != b'=' {
+            return false;
+        }
+        i += 1;
+        while i < n && is_ws(raw[i]) {
+            i += 1;
+        }
+        if i == n || (raw[i] != b'\'' && raw[i] != b'"') {
+            return false;
+        }
+        let quote = raw[i];
+        let value_start = i + 1;
+        let Some(len) = raw
+            .get(value_start..)
+            .and_then(|rest| memchr::memchr2(quote, b'&', rest))
+        else {
+            return false;
+        };
+        let value_end = value_start + len;
+        if raw[value_end] != quote {
+            return false;
+        }
+        i = value_end + 1;
+        let key = &raw[key_start..key_end];
+        if arena[first..].iter().any(|p| match p.name {
+            Str::Src(a, b) => src.as_bytes().get(a as usize..b as usize) == Some(key),
+            Str::Own(_) => true,
+        }) {
+            return false;
+        }
+        // every boundary is next to an ASCII byte, so on a character boundary of `src`
+        let (Ok(ks), Ok(ke), Ok(vs), Ok(ve)) = (
+            u32::try_from(base + key_start),
+            u32::try_from(base + key_end),
+            u32::try_from(base + value_start),
+            u32::try_from(base + value_end),
+        ) else {
+            return false;
+        };
+        arena.push(Attr {
+            name: Str::Src(ks, ke),
+            value: Str::Src(vs, ve),
+        });
+    }
 }
 
 /// The attributes of a start tag pushed to `arena` without quick-xml's duplicate check
@@ -1460,6 +1551,60 @@ mod layout_tests {
         let d = Document::parse("<a b='1' c='&amp;' d=\"x\"/>").unwrap();
         let attrs: Vec<(&str, &str)> = d.attrs(d.root()).collect();
         assert_eq!(attrs, [("b", "1"), ("c", "&"), ("d", "x")]);
+    }
+
+    #[test]
+    fn the_direct_attribute_scan_reads_what_quick_xml_reads() {
+        let attrs = |src: &str, arena: &[Attr]| -> Vec<(String, String)> {
+            arena
+                .iter()
+                .map(|a| (str_of(src, &a.name).into(), str_of(src, &a.value).into()))
+                .collect()
+        };
+        let mut scanned = 0;
+        for tag in [
+            "<a>",
+            "<a/>",
+            "<a b='1'>",
+            "<a b='1'/>",
+            "<a  b = \"1\"\tc\n=\r\n'2'  />",
+            "<a b='1'c='2'>",
+            "<a b='x\"y' c=\"x'y\">",
+            "<a b=''>",
+            "<a b='1' b='2'>",
+            "<a b='1' c=2>",
+            "<a b>",
+            "<a b='1' c>",
+            "<a b=>",
+            "<a ='1'>",
+            "<a =='1'>",
+            "<a b'c='1'>",
+            "<a b/c='1'>",
+            "<a b='1'/c='2'/>",
+            "<a b='&amp;'>",
+            "<a b='é' é='ü'>",
+            "<a\tb='1'>",
+            "<a b='1' x:c='2' xmlns:x='u'>",
+            "<a b='1' b >",
+        ] {
+            let mut reader = Reader::from_str(tag);
+            let Ok(Event::Start(e) | Event::Empty(e)) = reader.read_event() else {
+                continue;
+            };
+            let mut fast = Vec::new();
+            if !attrs_fast(tag, e.attributes_raw(), &mut fast) {
+                continue;
+            }
+            scanned += 1;
+            let mut slow = Vec::new();
+            assert!(attrs_unchecked(tag, &e, &mut slow), "{tag}");
+            assert_eq!(attrs(tag, &fast), attrs(tag, &slow), "{tag}");
+            let mut checked = Vec::new();
+            let name = name_str(tag, e.name().as_ref()).unwrap();
+            attrs_checked(tag, &e, &name, &mut checked).unwrap();
+            assert_eq!(attrs(tag, &fast), attrs(tag, &checked), "{tag}");
+        }
+        assert!(scanned >= 10, "{scanned}");
     }
 
     #[test]
