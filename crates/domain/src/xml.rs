@@ -162,6 +162,15 @@ fn line_col(src: &str, pos: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// How many times `byte` occurs in `bytes` (counted in chunks small enough for byte-wide
+/// counters, which the compiler vectorizes).
+fn count_byte(bytes: &[u8], byte: u8) -> usize {
+    bytes
+        .chunks(255)
+        .map(|c| usize::from(c.iter().map(|&b| u8::from(b == byte)).sum::<u8>()))
+        .sum()
+}
+
 fn line_starts(src: &str) -> Vec<usize> {
     let mut v = Vec::with_capacity(src.len() / 32 + 1);
     v.push(0);
@@ -239,7 +248,7 @@ impl Document {
         reader.config_mut().check_end_names = true;
         // every node but a text one starts with `<`, and text nodes sit between them: room
         // for all, so the arenas are not moved while they grow
-        let tags = src.bytes().filter(|&b| b == b'<').count();
+        let tags = count_byte(src.as_bytes(), b'<');
         let mut nodes: Vec<Node> = Vec::with_capacity(tags.saturating_mul(2).saturating_add(1));
         let mut attr_arena: Vec<Attr> = Vec::with_capacity(tags);
         let mut kid_arena: Vec<NodeId> = Vec::with_capacity(tags.saturating_mul(2));
@@ -411,6 +420,25 @@ impl Document {
         str_of(&self.src, s)
     }
 
+    /// Whether a [`Str`] of this document is `text` (compared as bytes, short ones inline).
+    fn is(&self, s: &Str, text: &str) -> bool {
+        let t = text.as_bytes();
+        let b = match s {
+            Str::Src(a, b) => match self.src.as_bytes().get(*a as usize..*b as usize) {
+                Some(b) => b,
+                None => return t.is_empty(),
+            },
+            Str::Own(o) => o.as_bytes(),
+        };
+        if b.len() != t.len() {
+            false
+        } else if b.len() > 16 {
+            b == t
+        } else {
+            b.iter().zip(t).all(|(x, y)| x == y)
+        }
+    }
+
     /// The text of a [`Span`] of this document.
     fn sp(&self, s: Span) -> &str {
         self.src.get(s.0 as usize..s.1 as usize).unwrap_or("")
@@ -474,7 +502,7 @@ impl Document {
         let e = self.el(id)?;
         self.attrs_of(e)
             .iter()
-            .find(|a| self.s(&a.name) == name)
+            .find(|a| self.is(&a.name, name))
             .map(|a| self.s(&a.value))
     }
 
@@ -504,12 +532,18 @@ impl Document {
 
     /// Element children with this name.
     pub fn children<'a>(&'a self, id: NodeId, name: &'a str) -> impl Iterator<Item = NodeId> + 'a {
-        self.elements(id).filter(move |&c| self.name(c) == name)
+        self.kids(id)
+            .iter()
+            .copied()
+            .filter(move |&c| self.el(c).is_some_and(|e| self.is(&e.name, name)))
     }
 
     /// The first element child with this name.
     pub fn child(&self, id: NodeId, name: &str) -> Option<NodeId> {
-        self.elements(id).find(|&c| self.name(c) == name)
+        self.kids(id)
+            .iter()
+            .copied()
+            .find(|&c| self.el(c).is_some_and(|e| self.is(&e.name, name)))
     }
 
     /// Follow a chain of child names (`["devices", "memballoon"]`).
@@ -619,7 +653,7 @@ impl Document {
         let (mut i, mut of) = (0, 0);
         for &c in kids {
             if let Some(ce) = self.el(c)
-                && self.s(&ce.name) == name
+                && self.is(&ce.name, name)
             {
                 of += 1;
                 if c == n {
@@ -998,10 +1032,8 @@ fn element(
         arena.truncate(first);
         attrs_checked(src, e, &name, arena)?;
     }
-    let quote = raw
-        .find(['\'', '"'])
-        .and_then(|i| raw[i..].chars().next())
-        .unwrap_or('\'');
+    let quote = memchr::memchr2(b'\'', b'"', raw.as_bytes())
+        .map_or('\'', |i| char::from(raw.as_bytes()[i]));
     Ok(Kind::Element(Element {
         name,
         attrs: List::Shared(first, arena.len()),
