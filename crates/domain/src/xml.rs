@@ -162,6 +162,15 @@ fn line_col(src: &str, pos: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// How many times `byte` occurs in `bytes` (counted in chunks small enough for byte-wide
+/// counters, which the compiler vectorizes).
+fn count_byte(bytes: &[u8], byte: u8) -> usize {
+    bytes
+        .chunks(255)
+        .map(|c| usize::from(c.iter().map(|&b| u8::from(b == byte)).sum::<u8>()))
+        .sum()
+}
+
 fn line_starts(src: &str) -> Vec<usize> {
     let mut v = Vec::with_capacity(src.len() / 32 + 1);
     v.push(0);
@@ -239,7 +248,7 @@ impl Document {
         reader.config_mut().check_end_names = true;
         // every node but a text one starts with `<`, and text nodes sit between them: room
         // for all, so the arenas are not moved while they grow
-        let tags = src.bytes().filter(|&b| b == b'<').count();
+        let tags = count_byte(src.as_bytes(), b'<');
         let mut nodes: Vec<Node> = Vec::with_capacity(tags.saturating_mul(2).saturating_add(1));
         let mut attr_arena: Vec<Attr> = Vec::with_capacity(tags);
         let mut kid_arena: Vec<NodeId> = Vec::with_capacity(tags.saturating_mul(2));
@@ -411,6 +420,25 @@ impl Document {
         str_of(&self.src, s)
     }
 
+    /// Whether a [`Str`] of this document is `text` (compared as bytes, short ones inline).
+    fn is(&self, s: &Str, text: &str) -> bool {
+        let t = text.as_bytes();
+        let b = match s {
+            Str::Src(a, b) => match self.src.as_bytes().get(*a as usize..*b as usize) {
+                Some(b) => b,
+                None => return t.is_empty(),
+            },
+            Str::Own(o) => o.as_bytes(),
+        };
+        if b.len() != t.len() {
+            false
+        } else if b.len() > 16 {
+            b == t
+        } else {
+            b.iter().zip(t).all(|(x, y)| x == y)
+        }
+    }
+
     /// The text of a [`Span`] of this document.
     fn sp(&self, s: Span) -> &str {
         self.src.get(s.0 as usize..s.1 as usize).unwrap_or("")
@@ -474,7 +502,7 @@ impl Document {
         let e = self.el(id)?;
         self.attrs_of(e)
             .iter()
-            .find(|a| self.s(&a.name) == name)
+            .find(|a| self.is(&a.name, name))
             .map(|a| self.s(&a.value))
     }
 
@@ -504,12 +532,18 @@ impl Document {
 
     /// Element children with this name.
     pub fn children<'a>(&'a self, id: NodeId, name: &'a str) -> impl Iterator<Item = NodeId> + 'a {
-        self.elements(id).filter(move |&c| self.name(c) == name)
+        self.kids(id)
+            .iter()
+            .copied()
+            .filter(move |&c| self.el(c).is_some_and(|e| self.is(&e.name, name)))
     }
 
     /// The first element child with this name.
     pub fn child(&self, id: NodeId, name: &str) -> Option<NodeId> {
-        self.elements(id).find(|&c| self.name(c) == name)
+        self.kids(id)
+            .iter()
+            .copied()
+            .find(|&c| self.el(c).is_some_and(|e| self.is(&e.name, name)))
     }
 
     /// Follow a chain of child names (`["devices", "memballoon"]`).
@@ -619,7 +653,7 @@ impl Document {
         let (mut i, mut of) = (0, 0);
         for &c in kids {
             if let Some(ce) = self.el(c)
-                && self.s(&ce.name) == name
+                && self.is(&ce.name, name)
             {
                 of += 1;
                 if c == n {
@@ -989,16 +1023,17 @@ fn element(
     let name_bytes = e.name();
     let name = name_str(src, name_bytes.as_ref())?;
     let first = arena.len();
-    if !attrs_unchecked(src, e, arena) {
+    if !attrs_fast(src, e.attributes_raw(), arena) && {
+        arena.truncate(first);
+        !attrs_unchecked(src, e, arena)
+    } {
         // a duplicate or malformed attribute: parse again with quick-xml's checks, for
         // exactly its error
         arena.truncate(first);
         attrs_checked(src, e, &name, arena)?;
     }
-    let quote = raw
-        .find(['\'', '"'])
-        .and_then(|i| raw[i..].chars().next())
-        .unwrap_or('\'');
+    let quote = memchr::memchr2(b'\'', b'"', raw.as_bytes())
+        .map_or('\'', |i| char::from(raw.as_bytes()[i]));
     Ok(Kind::Element(Element {
         name,
         attrs: List::Shared(first, arena.len()),
@@ -1007,6 +1042,94 @@ fn element(
         end_raw: None,
         quote,
     }))
+}
+
+/// Whether `b` is XML whitespace as quick-xml reads it.
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\r' | b'\n' | b'\t')
+}
+
+/// The attributes of a start tag (`raw`: the bytes after its name, a slice of `src`) pushed
+/// to `arena` by a direct scan that takes only what quick-xml reads the same way: every
+/// attribute `key = 'value'` or `key = "value"` (blanks around `=` allowed, none needed
+/// between attributes), no `&` in a value, no key repeated. `false`, with `arena` partly
+/// filled, for anything else (the caller then asks quick-xml).
+fn attrs_fast(src: &str, raw: &[u8], arena: &mut Vec<Attr>) -> bool {
+    let Some(base) = raw.as_ptr().addr().checked_sub(src.as_ptr().addr()) else {
+        return false;
+    };
+    if base
+        .checked_add(raw.len())
+        .is_none_or(|end| end > src.len())
+    {
+        return false;
+    }
+    let first = arena.len();
+    let mut i = 0;
+    let n = raw.len();
+    loop {
+        while i < n && is_ws(raw[i]) {
+            i += 1;
+        }
+        if i == n {
+            return true;
+        }
+        let key_start = i;
+        while i < n && raw[i] != b'=' && !is_ws(raw[i]) {
+            i += 1;
+        }
+        let key_end = i;
+        if key_end == key_start {
+            // quick-xml reads `='v'` as a key starting with `=`
+            return false;
+        }
+        while i < n && is_ws(raw[i]) {
+            i += 1;
+        }
+        if i == n || raw[i] != b'=' {
+            return false;
+        }
+        i += 1;
+        while i < n && is_ws(raw[i]) {
+            i += 1;
+        }
+        if i == n || (raw[i] != b'\'' && raw[i] != b'"') {
+            return false;
+        }
+        let quote = raw[i];
+        let value_start = i + 1;
+        let Some(len) = raw
+            .get(value_start..)
+            .and_then(|rest| memchr::memchr2(quote, b'&', rest))
+        else {
+            return false;
+        };
+        let value_end = value_start + len;
+        if raw[value_end] != quote {
+            return false;
+        }
+        i = value_end + 1;
+        let key = &raw[key_start..key_end];
+        if arena[first..].iter().any(|p| match p.name {
+            Str::Src(a, b) => src.as_bytes().get(a as usize..b as usize) == Some(key),
+            Str::Own(_) => true,
+        }) {
+            return false;
+        }
+        // every boundary is next to an ASCII byte, so on a character boundary of `src`
+        let (Ok(ks), Ok(ke), Ok(vs), Ok(ve)) = (
+            u32::try_from(base + key_start),
+            u32::try_from(base + key_end),
+            u32::try_from(base + value_start),
+            u32::try_from(base + value_end),
+        ) else {
+            return false;
+        };
+        arena.push(Attr {
+            name: Str::Src(ks, ke),
+            value: Str::Src(vs, ve),
+        });
+    }
 }
 
 /// The attributes of a start tag pushed to `arena` without quick-xml's duplicate check
@@ -1460,6 +1583,60 @@ mod layout_tests {
         let d = Document::parse("<a b='1' c='&amp;' d=\"x\"/>").unwrap();
         let attrs: Vec<(&str, &str)> = d.attrs(d.root()).collect();
         assert_eq!(attrs, [("b", "1"), ("c", "&"), ("d", "x")]);
+    }
+
+    #[test]
+    fn the_direct_attribute_scan_reads_what_quick_xml_reads() {
+        let attrs = |src: &str, arena: &[Attr]| -> Vec<(String, String)> {
+            arena
+                .iter()
+                .map(|a| (str_of(src, &a.name).into(), str_of(src, &a.value).into()))
+                .collect()
+        };
+        let mut scanned = 0;
+        for tag in [
+            "<a>",
+            "<a/>",
+            "<a b='1'>",
+            "<a b='1'/>",
+            "<a  b = \"1\"\tc\n=\r\n'2'  />",
+            "<a b='1'c='2'>",
+            "<a b='x\"y' c=\"x'y\">",
+            "<a b=''>",
+            "<a b='1' b='2'>",
+            "<a b='1' c=2>",
+            "<a b>",
+            "<a b='1' c>",
+            "<a b=>",
+            "<a ='1'>",
+            "<a =='1'>",
+            "<a b'c='1'>",
+            "<a b/c='1'>",
+            "<a b='1'/c='2'/>",
+            "<a b='&amp;'>",
+            "<a b='é' é='ü'>",
+            "<a\tb='1'>",
+            "<a b='1' x:c='2' xmlns:x='u'>",
+            "<a b='1' b >",
+        ] {
+            let mut reader = Reader::from_str(tag);
+            let Ok(Event::Start(e) | Event::Empty(e)) = reader.read_event() else {
+                continue;
+            };
+            let mut fast = Vec::new();
+            if !attrs_fast(tag, e.attributes_raw(), &mut fast) {
+                continue;
+            }
+            scanned += 1;
+            let mut slow = Vec::new();
+            assert!(attrs_unchecked(tag, &e, &mut slow), "{tag}");
+            assert_eq!(attrs(tag, &fast), attrs(tag, &slow), "{tag}");
+            let mut checked = Vec::new();
+            let name = name_str(tag, e.name().as_ref()).unwrap();
+            attrs_checked(tag, &e, &name, &mut checked).unwrap();
+            assert_eq!(attrs(tag, &fast), attrs(tag, &checked), "{tag}");
+        }
+        assert!(scanned >= 10, "{scanned}");
     }
 
     #[test]

@@ -45,7 +45,8 @@ impl Disk {
 pub(super) fn disk(doc: &Document, e: NodeId) -> Disk {
     let drv = doc.child(e, "driver");
     let target = doc.child(e, "target");
-    let a = |n: &str| drv.and_then(|x| owned(doc.attr(x, n)));
+    let r = |n: &str| drv.and_then(|x| doc.attr(x, n));
+    let a = |n: &str| owned(r(n));
     Disk {
         node: e,
         disk_type: owned(doc.attr(e, "type")),
@@ -55,9 +56,9 @@ pub(super) fn disk(doc: &Document, e: NodeId) -> Disk {
         format: a("type"),
         cache: a("cache"),
         io: a("io"),
-        iothread: num(a("iothread").as_deref()),
+        iothread: num(r("iothread")),
         discard: a("discard"),
-        queues: num(a("queues").as_deref()),
+        queues: num(r("queues")),
         target_node: target,
         target_dev: target.and_then(|t| owned(doc.attr(t, "dev"))),
         bus: target.and_then(|t| owned(doc.attr(t, "bus"))),
