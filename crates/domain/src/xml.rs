@@ -22,6 +22,10 @@ use std::sync::Arc;
 /// nest about 8 levels). Deeper input is refused with an error naming the limit, so no
 /// walk over a document can be driven deeper than this (plus what edits add).
 pub const MAX_DEPTH: usize = 256;
+/// The most attributes one element may have (libvirt's have a handful): looking for a
+/// repeated name is quadratic in them, so a hostile tag with 100,000 attributes would take
+/// many seconds; it is refused instead.
+pub const MAX_ATTRS: usize = 256;
 
 /// Index of a node in its [`Document`]. Ids stay valid across edits (removed nodes are only
 /// detached).
@@ -1022,6 +1026,17 @@ fn element(
 ) -> Result<Kind, String> {
     let name_bytes = e.name();
     let name = name_str(src, name_bytes.as_ref())?;
+    // every attribute takes at least 4 bytes (` a=''`): only a long tag can have too many
+    if e.attributes_raw().len() > 4 * MAX_ATTRS {
+        let mut all = e.attributes();
+        all.with_checks(false);
+        if all.count() > MAX_ATTRS {
+            return Err(format!(
+                "more than {MAX_ATTRS} attributes in <{}>",
+                String::from_utf8_lossy(name_bytes.as_ref())
+            ));
+        }
+    }
     let first = arena.len();
     if !attrs_fast(src, e.attributes_raw(), arena) && {
         arena.truncate(first);
@@ -1558,6 +1573,31 @@ mod layout_tests {
             assert_eq!(d.path(ys[0]), "/d/y");
             assert_eq!(d.path(ys[1]), "/y");
         }
+    }
+
+    #[test]
+    fn an_element_with_too_many_attributes_is_refused() {
+        let tag = |n: usize| {
+            let attrs: Vec<String> = (0..n).map(|i| format!("a{i}='v'")).collect();
+            format!("<domain>\n<devices {}/></domain>", attrs.join(" "))
+        };
+        let ok = Document::parse(&tag(MAX_ATTRS)).unwrap();
+        assert_eq!(
+            ok.attrs(ok.child(ok.root(), "devices").unwrap()).count(),
+            MAX_ATTRS
+        );
+        let err = Document::parse(&tag(MAX_ATTRS + 1)).unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(
+            err.to_string()
+                .contains("more than 256 attributes in <devices>"),
+            "{err}"
+        );
+        // 100,000 attributes and a repeated name at the end: refused for their number,
+        // before any (quadratic) search for the repeat
+        let huge = tag(100_000).replace("/></domain>", " a0='x'/></domain>");
+        let err = Document::parse(&huge).unwrap_err().to_string();
+        assert!(err.contains("more than 256 attributes"), "{err}");
     }
 
     #[test]
