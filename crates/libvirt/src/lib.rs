@@ -246,8 +246,13 @@ pub const STATS_BASE: u32 =
 pub const STATS_VM: u32 = sys::VIR_DOMAIN_STATS_VM;
 /// Balloon size and the process's resident memory.
 pub const STATS_BALLOON: u32 = sys::VIR_DOMAIN_STATS_BALLOON;
-/// State and CPU total only: [`STATS_BASE`] without the vCPU group.
+/// State and CPU total only: [`STATS_BASE`] without the vCPU group. libvirt 9+ asks each
+/// QEMU for its halt-poll times in the CPU-total group (QMP `query-stats` on every vCPU).
 pub const STATS_STATE_CPU: u32 = sys::VIR_DOMAIN_STATS_STATE | sys::VIR_DOMAIN_STATS_CPU_TOTAL;
+/// The state group alone (libvirt answers it without asking QEMU).
+pub const STATS_STATE: u32 = sys::VIR_DOMAIN_STATS_STATE;
+/// The CPU-total group alone.
+pub const STATS_CPU_TOTAL: u32 = sys::VIR_DOMAIN_STATS_CPU_TOTAL;
 /// The vCPU group alone (per-vCPU time, wait, delay and KVM counters, which libvirt reads
 /// with QMP `query-stats`: a round trip to each QEMU).
 pub const STATS_VCPU: u32 = sys::VIR_DOMAIN_STATS_VCPU;

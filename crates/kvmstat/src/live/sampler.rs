@@ -178,6 +178,44 @@ type VcpuThreads = Vec<VcpuThread>;
 /// A domain's vCPU group, by vCPU.
 type VcpuReading = BTreeMap<u32, RawVcpu>;
 
+/// What `/proc` tells of a domain's QEMU process: the sample, its memory per NUMA node, and
+/// why there is no sample.
+type ProcOf = (
+    Option<ProcSample>,
+    Option<BTreeMap<u32, u64>>,
+    Option<String>,
+);
+
+/// One clock tick of `/proc/PID/stat`, in ns.
+const NS_PER_TICK: u64 = (1e9 / kvmtune_host::process::USER_HZ) as u64;
+
+/// The CPU time the idle-domain rule compares, in ns: the QEMU process's on this host (the
+/// same source between full snapshots and at them), libvirt's CPU total otherwise.
+fn cpu_measure(libvirt_ns: Option<u64>, proc: Option<&ProcSample>) -> Option<u64> {
+    match proc {
+        Some(p) => Some(
+            p.process
+                .utime
+                .saturating_add(p.process.stime)
+                .saturating_mul(NS_PER_TICK),
+        ),
+        None => libvirt_ns,
+    }
+}
+
+/// Adds the `prefix` statistics of `got` to the records of the same domains.
+fn merge(records: &mut [StatsRecord], got: Vec<StatsRecord>, prefix: &str) {
+    for v in got {
+        if let Some(r) = records
+            .iter_mut()
+            .find(|r| r.name == v.name && r.id == v.id)
+        {
+            r.params
+                .extend(v.params.into_iter().filter(|(k, _)| k.starts_with(prefix)));
+        }
+    }
+}
+
 /// Where the QEMU processes are, when they run on this host.
 pub type Local = QemuProcs;
 
@@ -265,10 +303,14 @@ impl<S: StatsSource> Sampler<S> {
         let full = self
             .vcpu_idle_every
             .is_none_or(|n| self.snapshots < 2 || (self.snapshots - 1).is_multiple_of(n.max(1)));
-        let mut groups = if full {
-            kvmtune_libvirt::STATS_BASE
-        } else {
-            kvmtune_libvirt::STATS_STATE_CPU
+        // on this host the CPU figures come from /proc: libvirt's CPU-total group, which
+        // libvirt 9+ answers with a QMP query-stats to every vCPU of every domain (for
+        // halt-poll times), is asked only for the domains whose process /proc cannot read
+        let mut groups = match (self.local.is_some(), full) {
+            (true, true) => kvmtune_libvirt::STATS_STATE | kvmtune_libvirt::STATS_VCPU,
+            (true, false) => kvmtune_libvirt::STATS_STATE,
+            (false, true) => kvmtune_libvirt::STATS_BASE,
+            (false, false) => kvmtune_libvirt::STATS_STATE_CPU,
         };
         if self.snapshots.is_multiple_of(self.vm_every.max(1)) {
             groups |= kvmtune_libvirt::STATS_VM;
@@ -278,22 +320,37 @@ impl<S: StatsSource> Sampler<S> {
         }
         self.snapshots += 1;
         let mut records = self.source.fetch(groups)?;
+        records.retain(|r| self.only.is_empty() || self.only.contains(&r.name));
         let mono_s = self.start.elapsed().as_secs_f64();
+        let procs: Vec<ProcOf> = records
+            .iter()
+            .map(|r| self.proc_of(&r.name, r.id))
+            .collect();
+        if self.local.is_some() {
+            let no_proc: Vec<String> = records
+                .iter()
+                .zip(&procs)
+                .filter(|(_, p)| p.0.is_none())
+                .map(|(r, _)| r.name.clone())
+                .collect();
+            merge(
+                &mut records,
+                self.fetch_some(&no_proc, kvmtune_libvirt::STATS_CPU_TOTAL)?,
+                "cpu.",
+            );
+        }
         if !full {
-            self.ask_busy_vcpus(&mut records, mono_s)?;
+            self.ask_busy_vcpus(&mut records, &procs, mono_s)?;
         }
         let unix_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let mut domains = BTreeMap::new();
-        for rec in &records {
-            if !self.only.is_empty() && !self.only.contains(&rec.name) {
-                continue;
-            }
+        for (rec, (proc, numa_kib, proc_note)) in records.iter().zip(procs) {
             let mut raw = RawDomain::from_record(rec);
             let key = (raw.name.clone(), raw.id);
-            if let Some(cpu) = raw.cpu_time_ns {
+            if let Some(cpu) = cpu_measure(raw.cpu_time_ns, proc.as_ref()) {
                 self.cpu_seen.insert(key.clone(), (mono_s, cpu));
             }
             if self.vcpu_idle_every.is_some() {
@@ -313,7 +370,6 @@ impl<S: StatsSource> Sampler<S> {
                 self.vm.insert(key, raw.vm.clone());
             }
             self.qmp_fallback(&mut raw);
-            let (proc, numa_kib, proc_note) = self.proc_of(&raw);
             domains.insert(
                 raw.name.clone(),
                 DomSnap {
@@ -339,23 +395,40 @@ impl<S: StatsSource> Sampler<S> {
         })
     }
 
+    /// These domains' records with these groups; nothing to ask for none.
+    fn fetch_some(&mut self, names: &[String], groups: u32) -> Result<Vec<StatsRecord>, String> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.source.fetch_some(names, groups)
+    }
+
     /// The idle-domain rule: the vCPU group for the domains whose CPU time moved by more
     /// than `vcpu_busy_pct` since the previous snapshot (and those not seen before), in one
-    /// more call, merged into their records.
-    fn ask_busy_vcpus(&mut self, records: &mut [StatsRecord], now: f64) -> Result<(), String> {
+    /// more call, merged into their records. On this host the CPU time is the QEMU
+    /// process's (`/proc`, in clock ticks: one tick more is allowed for their 10 ms steps).
+    fn ask_busy_vcpus(
+        &mut self,
+        records: &mut [StatsRecord],
+        procs: &[ProcOf],
+        now: f64,
+    ) -> Result<(), String> {
         let busy: Vec<String> = records
             .iter()
-            .filter(|r| self.only.is_empty() || self.only.contains(&r.name))
-            .filter(|r| {
-                let cpu = r
+            .zip(procs)
+            .filter(|(r, (proc, _, _))| {
+                let libvirt_cpu = r
                     .params
                     .iter()
                     .find(|(k, _)| k == "cpu.time")
                     .and_then(|(_, v)| v.as_u64());
+                let cpu = cpu_measure(libvirt_cpu, proc.as_ref());
+                let slack_ns = if proc.is_some() { NS_PER_TICK } else { 0 };
                 let key = (r.name.clone(), r.id);
                 match (cpu, self.cpu_seen.get(&key), self.vcpus_read.get(&key)) {
                     (Some(c), Some(&(at, prev)), Some((read_at, _))) if now > at => {
-                        let pct = c.saturating_sub(prev) as f64 / 1e9 / (now - at) * 100.0;
+                        let moved = c.saturating_sub(prev).saturating_sub(slack_ns);
+                        let pct = moved as f64 / 1e9 / (now - at) * 100.0;
                         let too_old = self
                             .vcpu_idle_max_age_s
                             .is_some_and(|max| now - read_at >= max);
@@ -364,20 +437,10 @@ impl<S: StatsSource> Sampler<S> {
                     _ => true,
                 }
             })
-            .map(|r| r.name.clone())
+            .map(|(r, _)| r.name.clone())
             .collect();
-        if busy.is_empty() {
-            return Ok(());
-        }
-        for v in self.source.fetch_some(&busy, kvmtune_libvirt::STATS_VCPU)? {
-            if let Some(r) = records
-                .iter_mut()
-                .find(|r| r.name == v.name && r.id == v.id)
-            {
-                r.params
-                    .extend(v.params.into_iter().filter(|(k, _)| k.starts_with("vcpu.")));
-            }
-        }
+        let got = self.fetch_some(&busy, kvmtune_libvirt::STATS_VCPU)?;
+        merge(records, got, "vcpu.");
         Ok(())
     }
 
@@ -407,24 +470,17 @@ impl<S: StatsSource> Sampler<S> {
         }
     }
 
-    fn proc_of(
-        &mut self,
-        raw: &RawDomain,
-    ) -> (
-        Option<ProcSample>,
-        Option<BTreeMap<u32, u64>>,
-        Option<String>,
-    ) {
+    fn proc_of(&mut self, name: &str, id: Option<u32>) -> ProcOf {
         let Some(local) = &self.local else {
             return (None, None, None);
         };
-        let key = (raw.name.clone(), raw.id);
+        let key = (name.to_string(), id);
         // a pid found is kept for this run of the domain; one not found (the pid file not
         // written yet, or unreadable) is looked for again next time
         let pid = match self.pids.get(&key) {
             Some(p) => Some(*p),
             None => {
-                let p = local.pid(&raw.name);
+                let p = local.pid(name);
                 if let Some(p) = p {
                     self.pids.insert(key, p);
                 }
@@ -438,15 +494,15 @@ impl<S: StatsSource> Sampler<S> {
                 Some(format!(
                     "no QEMU process of {} found on this host ({}/{}.pid missing, unreadable \
                      or stale): CPU figures from libvirt",
-                    raw.name,
+                    name,
                     local.run_dir.display(),
-                    raw.name
+                    name
                 )),
             );
         };
         // the vCPU threads are listed again every relist_every, or when one is gone; in
         // between only their stat files are read
-        let nk = (raw.name.clone(), pid);
+        let nk = (name.to_string(), pid);
         let mut sample = None;
         for _ in 0..2 {
             let fresh = self
@@ -597,7 +653,10 @@ mod tests {
                     } else {
                         5
                     };
-                    let mut params = vec![("cpu.time".to_string(), StatValue::UInt(cpu))];
+                    let mut params = vec![];
+                    if groups & kvmtune_libvirt::STATS_CPU_TOTAL != 0 {
+                        params.push(("cpu.time".to_string(), StatValue::UInt(cpu)));
+                    }
                     if groups & kvmtune_libvirt::STATS_VCPU != 0 {
                         params.push(("vcpu.0.time".into(), StatValue::UInt(cpu)));
                         params.push(("vcpu.0.delay".into(), StatValue::UInt(self.n)));
@@ -736,5 +795,104 @@ mod tests {
         assert_eq!(last.0, kvmtune_libvirt::STATS_VCPU);
         assert_eq!(last.1, vec!["busy".to_string(), "idle".to_string()]);
         assert_eq!(snap.domains["idle"].raw.vcpu_age_s, 0.0);
+    }
+
+    /// A /proc tree with the QEMU processes of `busy` (pid 100) and, when `idle_too`,
+    /// `idle` (pid 200): one vCPU thread each.
+    fn proc_tree(idle_too: bool) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let run = t.path().join("run/libvirt/qemu");
+        std::fs::create_dir_all(&run).unwrap();
+        for (name, pid) in [("busy", 100), ("idle", 200)] {
+            if name == "idle" && !idle_too {
+                continue;
+            }
+            std::fs::write(run.join(format!("{name}.pid")), pid.to_string()).unwrap();
+            let d = t.path().join(format!("proc/{pid}"));
+            std::fs::create_dir_all(d.join(format!("task/{}", pid + 1))).unwrap();
+            std::fs::write(d.join("cmdline"), format!("qemu\0-name\0guest={name}\0")).unwrap();
+            std::fs::write(d.join(format!("task/{}/comm", pid + 1)), "CPU 0/KVM\n").unwrap();
+            set_ticks(&t, pid, 0);
+        }
+        t
+    }
+
+    /// The process's and its vCPU thread's CPU time, in ticks.
+    fn set_ticks(t: &tempfile::TempDir, pid: u32, ticks: u64) {
+        let mut f = vec!["0".to_string(); 50];
+        f[0] = "S".into();
+        f[14 - 3] = ticks.to_string();
+        let line = format!("{pid} (qemu) {}", f.join(" "));
+        let d = t.path().join(format!("proc/{pid}"));
+        std::fs::write(d.join("stat"), &line).unwrap();
+        std::fs::write(d.join(format!("task/{}/stat", pid + 1)), &line).unwrap();
+    }
+
+    #[test]
+    fn on_this_host_an_idle_domain_costs_qemu_nothing_between_full_snapshots() {
+        let t = proc_tree(true);
+        let mut s = two_domains();
+        s.local = Some(QemuProcs::new(t.path()));
+        s.vcpu_idle_every = Some(100);
+        s.numa_every = None;
+        let step = |s: &mut Sampler<TwoDomains>, busy: u64, idle: u64| {
+            set_ticks(&t, 100, busy);
+            set_ticks(&t, 200, idle);
+            std::thread::sleep(Duration::from_millis(20));
+            s.snapshot().unwrap()
+        };
+        step(&mut s, 0, 0);
+        step(&mut s, 10, 0);
+        // between full snapshots: the state group only (no CPU total: libvirt would ask
+        // every QEMU for halt-poll times), then the vCPU group of the busy domain
+        let snap = step(&mut s, 20, 0);
+        let c = &s.source.calls;
+        // the first two: state and vCPU groups, no CPU total either
+        let all = kvmtune_libvirt::STATS_STATE | kvmtune_libvirt::STATS_VCPU;
+        assert_eq!(c.len(), 4, "{c:?}");
+        assert_eq!(c[0].0 & !kvmtune_libvirt::STATS_VM, all);
+        assert_eq!(c[1].0, all);
+        assert_eq!(
+            c[2].0 & !kvmtune_libvirt::STATS_VM,
+            kvmtune_libvirt::STATS_STATE
+        );
+        assert_eq!(
+            c[3],
+            (kvmtune_libvirt::STATS_VCPU, vec!["busy".to_string()])
+        );
+        assert!(snap.domains["idle"].raw.vcpu_age_s > 0.0);
+        assert!(snap.domains["idle"].proc.is_some());
+        // one tick (10 ms) is /proc's step, not work: still idle
+        step(&mut s, 30, 1);
+        assert_eq!(s.source.calls.last().unwrap().1, vec!["busy".to_string()]);
+        // the close case: three ticks in 20 ms is work
+        step(&mut s, 40, 4);
+        assert_eq!(
+            s.source.calls.last().unwrap().1,
+            vec!["busy".to_string(), "idle".to_string()]
+        );
+        // a domain whose process cannot be read is asked for its CPU total with its vCPUs
+        let t2 = proc_tree(false);
+        let mut s = two_domains();
+        s.local = Some(QemuProcs::new(t2.path()));
+        s.vcpu_idle_every = Some(100);
+        s.numa_every = None;
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(20));
+            s.snapshot().unwrap();
+        }
+        let c = &s.source.calls;
+        let idle = vec!["idle".to_string()];
+        // every snapshot: the CPU total of `idle` alone, after the state (and vCPU) group
+        assert_eq!(c.len(), 6, "{c:?}");
+        for (groups, _) in [&c[0], &c[2], &c[4]] {
+            assert_eq!(groups & kvmtune_libvirt::STATS_CPU_TOTAL, 0);
+        }
+        for call in [&c[1], &c[3], &c[5]] {
+            assert_eq!(*call, (kvmtune_libvirt::STATS_CPU_TOTAL, idle.clone()));
+        }
+        let snap = s.snapshot().unwrap();
+        assert!(snap.domains["idle"].raw.cpu_time_ns.is_some());
+        assert!(snap.domains["idle"].proc.is_none());
     }
 }
