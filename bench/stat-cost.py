@@ -13,6 +13,8 @@ DURATION seconds (default 60) once the tool is warmed up (it has printed or answ
 Each round also measures an idle window of the same length (no tool running), and each
 tool's figure is its window minus that round's idle window: what watching adds, QEMU's
 side included (libvirt asks QEMU for the per-vCPU statistics with QMP `query-stats`).
+QEMU's part is also split into its vCPU threads (the guests' own work, most of the noise
+between windows) and its other threads (the main loop that answers libvirt's QMP commands).
 The order of idle and the tools is rotated from round to round; ROUNDS (default 5) rounds;
 the summary gives each tool's min and median over rounds.
 
@@ -120,6 +122,29 @@ def ticks(pid, children=False):
     t = int(f[11]) + int(f[12])
     if children:
         t += int(f[13]) + int(f[14])
+    return t
+
+
+def vcpu_ticks(pid):
+    """utime+stime of the process's vCPU threads (`CPU n/KVM`, `CPU n/TCG`): where the
+    guests' own work is, and where QEMU reads each vCPU's KVM statistics for query-stats."""
+    t = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
+            if not (comm.startswith("CPU ") and comm.endswith(("/KVM", "/TCG"))):
+                continue
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                st = f.read()
+            fields = st[st.rfind(")") + 2 :].split()
+            t += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
     return t
 
 
@@ -258,6 +283,8 @@ class Window:
             "tool": ticks(self.tool_pid, children=True) if self.tool_pid else 0,
             "libvirt": sum(ticks(p) for _, p in self.daemons),
             "qemu": sum(ticks(p) for p in self.qemus.values()),
+            # (part of "qemu", not added to the whole)
+            "qemu_vcpu": sum(vcpu_ticks(p) for p in self.qemus.values()),
         }
 
     def stop(self):
@@ -482,7 +509,8 @@ def main():
                 t = w.ticks
                 print(
                     f"  round {r + 1} {tool:<14} tool {secs(t['tool']):6.2f} s  libvirt {secs(t['libvirt']):6.2f} s"
-                    f"  qemu {secs(t['qemu']):7.2f} s  ({w.wall:.1f} s wall)"
+                    f"  qemu {secs(t['qemu']):7.2f} s (vCPU threads {secs(t['qemu_vcpu']):6.2f} s)"
+                    f"  ({w.wall:.1f} s wall)"
                     + ("  DISCARDED: " + "; ".join(w.problems) if w.problems else ""),
                     flush=True,
                 )
@@ -507,7 +535,8 @@ def report(rounds):
             if w.problems or idle.problems:
                 continue
             parts = {k: secs(w.ticks[k] - idle.ticks[k]) for k in w.ticks}
-            parts["whole"] = sum(parts.values())
+            parts["whole"] = parts["tool"] + parts["libvirt"] + parts["qemu"]
+            parts["qemu_other"] = parts["qemu"] - parts["qemu_vcpu"]
             net[t].append(parts)
     print()
     print(f"CPU seconds per {DURATION} s window beyond the idle window (tool + libvirt + QEMU), over rounds:")
@@ -530,6 +559,25 @@ def report(rounds):
             f"(noise: the idle windows' QEMU CPU ranged {min(idle):.2f}-{max(idle):.2f} s; "
             f"tool and libvirt figures are exact to a tick, {1 / HZ:.2f} s)"
         )
+    # QEMU split: its vCPU threads (the guests' own work: most of the noise) and its other
+    # threads (the main loop that answers libvirt's QMP commands, I/O and worker threads)
+    print()
+    print("QEMU's part split by thread, medians beyond the idle window: vCPU threads / other threads")
+    for t, rows in net.items():
+        if len(rows) >= 2:
+            v = statistics.median(x["qemu_vcpu"] for x in rows)
+            o = statistics.median(x["qemu_other"] for x in rows)
+            summary[t]["qemu_vcpu_median_s"] = v
+            summary[t]["qemu_other_median_s"] = o
+            print(f"  {t:<15}{v:7.2f} / {o:5.2f}")
+    ok = [r["idle"] for r in rounds if not r["idle"].problems]
+    if len(ok) >= 2:
+        v = [secs(w.ticks["qemu_vcpu"]) for w in ok]
+        o = [secs(w.ticks["qemu"] - w.ticks["qemu_vcpu"]) for w in ok]
+        print(
+            f"  (idle windows: vCPU threads {min(v):.2f}-{max(v):.2f} s, "
+            f"other threads {min(o):.2f}-{max(o):.2f} s)"
+        )
     print()
     prom = summary.get("prom-exporter")
     for t, label in (("kvmtune", "kvmtune whole cost"), ("kvmtune-exp", "kvmtune exporter whole cost")):
@@ -548,6 +596,16 @@ def report(rounds):
                 "median whole cost is within the idle noise; use longer windows or more rounds)"
             )
             continue
+        # beside the verdict: the whole cost without QEMU's vCPU threads, where the guests'
+        # own noise is (QEMU's main loop answers the QMP commands)
+        own_q = own + s.get("qemu_other_median_s", 0.0)
+        prom_q = prom_own + prom.get("qemu_other_median_s", 0.0)
+        if prom_q > 0:
+            s["ratio_to_prom_without_vcpu_threads"] = own_q / prom_q
+            print(
+                f"{label} / prometheus-libvirt-exporter without QEMU's vCPU threads "
+                f"(tool + libvirt + QEMU's other threads, medians): {own_q / prom_q:.2f}x"
+            )
         r_med = s["median_s"] / prom["median_s"]
         s["ratio_to_prom_median"] = r_med
         mins = f"{s['min_s'] / prom['min_s']:.2f}x (mins)" if prom["min_s"] > 0 else "mins within noise"
