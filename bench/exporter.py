@@ -42,6 +42,8 @@ import threading
 import time
 import urllib.request
 
+from qemu_threads import thread_ticks
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DURATION = int(os.environ.get("DURATION", "60"))
@@ -109,24 +111,6 @@ def qemu_pids(ns):
     return out
 
 
-VCPU_THREAD = re.compile(r"^CPU \d+/(TCG|KVM)$")
-
-
-def qemu_monitor_ticks(pid):
-    """utime+stime of a QEMU process' threads that are not vCPUs (main loop, where QMP is
-    answered; I/O and worker threads): what a statistics call costs QEMU, without the guest's
-    own work, which runs in the vCPU threads."""
-    total = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0
-    for tid in tids:
-        if not VCPU_THREAD.match(comm(f"{pid}/task/{tid}")):
-            total += ticks(f"{pid}/task/{tid}")
-    return total
-
-
 class Window:
     """CPU ticks of a set of processes between start() and stop(); labels starting with
     "qemu" count only the QEMU processes' non-vCPU threads."""
@@ -135,7 +119,7 @@ class Window:
         self.pids = dict(pids)  # label -> [pid]
 
     def _ticks(self, label, pid):
-        return qemu_monitor_ticks(pid) if label.startswith("qemu") else ticks(pid)
+        return thread_ticks(pid, vcpu=False) if label.startswith("qemu") else ticks(pid)
 
     def start(self):
         self.t0 = {k: sum(self._ticks(k, p) for p in v) for k, v in self.pids.items()}

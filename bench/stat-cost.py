@@ -47,6 +47,8 @@ import tempfile
 import time
 import urllib.request
 
+from qemu_threads import thread_ticks
+
 URI = "qemu:///system"
 DURATION = int(os.environ.get("DURATION", "60"))
 MIN_DOMAINS = int(os.environ.get("MIN_DOMAINS", "8"))
@@ -122,29 +124,6 @@ def ticks(pid, children=False):
     t = int(f[11]) + int(f[12])
     if children:
         t += int(f[13]) + int(f[14])
-    return t
-
-
-def vcpu_ticks(pid):
-    """utime+stime of the process's vCPU threads (`CPU n/KVM`, `CPU n/TCG`): where the
-    guests' own work is, and where QEMU reads each vCPU's KVM statistics for query-stats."""
-    t = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                comm = f.read().strip()
-            if not (comm.startswith("CPU ") and comm.endswith(("/KVM", "/TCG"))):
-                continue
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                st = f.read()
-            fields = st[st.rfind(")") + 2 :].split()
-            t += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
     return t
 
 
@@ -284,7 +263,7 @@ class Window:
             "libvirt": sum(ticks(p) for _, p in self.daemons),
             "qemu": sum(ticks(p) for p in self.qemus.values()),
             # (part of "qemu", not added to the whole)
-            "qemu_vcpu": sum(vcpu_ticks(p) for p in self.qemus.values()),
+            "qemu_vcpu": sum(thread_ticks(p, vcpu=True) for p in self.qemus.values()),
         }
 
     def stop(self):
