@@ -202,6 +202,45 @@ fn peer_view(d: &Domain) -> Domain {
     }
 }
 
+/// Items kept in fixed-size chunks: pushing never moves those already kept.
+struct Chunked<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Chunked<T> {
+    const CHUNK: usize = 256;
+
+    fn push(&mut self, item: T) {
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < Self::CHUNK => c.push(item),
+            _ => {
+                let mut c = Vec::with_capacity(Self::CHUNK);
+                c.push(item);
+                self.chunks.push(c);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flatten()
+    }
+}
+
 /// Audit XML files one at a time, as `kvmtune audit FILE...` does: each file is read,
 /// parsed, audited and dropped before the next, so memory grows with the number of files
 /// only by each domain's findings and a small view of it for the host totals. A domain
@@ -245,7 +284,10 @@ pub fn audit_files_with<E>(
     let mut read_errors = Vec::new();
     let mut parse_errors = Vec::new();
     let mut profile_errors = Vec::new();
-    let mut views: Vec<Domain> = Vec::new();
+    // small views of the domains, in chunks of a fixed size: one vector of all would be
+    // copied at each doubling, which an allocator without `mremap` (or one that keeps
+    // freed blocks) pays for in peak memory
+    let mut views = Chunked::<Domain>::default();
     let mut counts = Counts::default();
     // the domains whose findings wait for all the others: the report of every other rule
     // and what the rules that compare domains need (no document, no text)
@@ -567,6 +609,24 @@ pub fn output_paths(dir: &std::path::Path, fixed: &[Fixed]) -> Vec<(PathBuf, Vec
 mod tests {
     use super::*;
     use crate::inventory::{Origin, Select};
+
+    #[test]
+    fn chunked_keeps_order_and_never_moves_what_it_holds() {
+        let mut c = Chunked::<usize>::default();
+        c.push(0);
+        let first: *const usize = c.iter().next().expect("one item");
+        for i in 1..1000 {
+            c.push(i);
+        }
+        assert_eq!(c.len(), 1000);
+        assert!(c.iter().copied().eq(0..1000));
+        // the first item was not copied elsewhere as the others came
+        let again: *const usize = c.iter().next().expect("items");
+        assert_eq!(first, again);
+        // close case: an empty one holds nothing
+        let empty = Chunked::<usize>::default();
+        assert_eq!((empty.len(), empty.iter().count()), (0, 0));
+    }
 
     const UNTUNED: &str = "<domain type='kvm'><name>web/1</name><memory>1048576</memory>\
         <vcpu>2</vcpu><os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
