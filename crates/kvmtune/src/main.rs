@@ -4,6 +4,7 @@
 //! library (`kvmtune-core` and the crates below it) and renders the result through
 //! [`output`].
 
+mod alloc;
 mod apply;
 mod audit;
 mod cli;
