@@ -310,10 +310,10 @@ impl<W: Write> Write for SafeWriter<W> {
                     || b == 0x7f
                     || (b == 0xc2 && buf.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
             });
-        match std::str::from_utf8(buf) {
-            Ok(text) if risky => self.0.write_all(terminal_safe(text).as_bytes()),
-            _ => self.0.write_all(buf),
+        if risky && let Ok(text) = std::str::from_utf8(buf) {
+            return self.0.write_all(terminal_safe(text).as_bytes());
         }
+        self.0.write_all(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
