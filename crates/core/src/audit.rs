@@ -38,7 +38,8 @@ impl DomainReport {
     }
 }
 
-fn redact_finding(f: &mut Finding) {
+/// [`DomainReport::redact`] for one finding.
+pub fn redact_finding(f: &mut Finding) {
     for e in &mut f.evidence {
         redact_text(&mut e.value);
     }
@@ -202,6 +203,15 @@ fn peer_view(d: &Domain) -> Domain {
     }
 }
 
+/// What a streamed audit keeps of a domain whose report waits for the last file.
+struct Waiting {
+    /// Name, origin, profile and the first part's `worst`; no findings.
+    report: DomainReport,
+    /// (severity, rule) of each finding of the first part, in order.
+    keys: Vec<(Severity, &'static str)>,
+    wait: audit::Deferred,
+}
+
 /// Items kept in fixed-size chunks: pushing never moves those already kept.
 struct Chunked<T> {
     chunks: Vec<Vec<T>>,
@@ -257,9 +267,23 @@ pub fn audit_files(
     host_origin: String,
     profiles: Profiles,
 ) -> AuditReport {
-    let mut domains = Vec::new();
-    let mut report = audit_files_with(paths, host, host_origin, profiles, &mut |i, d| {
-        domains.push((i, d));
+    let mut domains: Vec<(usize, DomainReport)> = Vec::new();
+    // the domains given in two parts: where the first part is in `domains`
+    let mut waiting = std::collections::HashMap::new();
+    let mut report = audit_files_with(paths, host, host_origin, profiles, &mut |i, part| {
+        match part {
+            Streamed::Whole(d) => domains.push((i, d)),
+            Streamed::First(d) => {
+                waiting.insert(i, domains.len());
+                domains.push((i, d));
+            }
+            Streamed::Rest { report, added, .. } => {
+                if let Some(d) = waiting.remove(&i).and_then(|at| domains.get_mut(at)) {
+                    d.1.worst = report.worst;
+                    d.1.findings = merged(std::mem::take(&mut d.1.findings), added);
+                }
+            }
+        }
         Ok(())
     })
     .unwrap_or_else(|never: std::convert::Infallible| match never {});
@@ -269,16 +293,45 @@ pub fn audit_files(
     report
 }
 
+/// A domain's report as [`audit_files_with`] hands it over.
+pub enum Streamed {
+    /// The whole report.
+    Whole(DomainReport),
+    /// The findings of every rule but those that compare domains, of a domain whose vCPUs
+    /// are each pinned to one host CPU: those rules run once every file is read. `worst` is
+    /// of these findings only. The rest follows as [`Streamed::Rest`], after the last
+    /// file; nothing of this part is kept until then.
+    First(DomainReport),
+    /// The end of a domain given as [`Streamed::First`]: `report` has its name, origin,
+    /// profile and the whole report's `worst`, and no findings; `added` are the findings
+    /// of the rules that compare domains, each with how many of the first part's findings
+    /// precede it in the whole report ([`merged`]); `total` counts the whole report's
+    /// findings.
+    Rest {
+        report: DomainReport,
+        added: Vec<(usize, Finding)>,
+        total: usize,
+    },
+}
+
+/// Findings in a whole report's order from a [`Streamed::First`] and a [`Streamed::Rest`].
+pub use kvmtune_rules::audit::merged;
+
 /// [`audit_files`] handing each domain's report to `sink` (with its index in input order)
 /// as soon as it is audited, instead of keeping it: the returned report has no `domains`
 /// (its `summary` counts them all). A caller that wants the report's order sorts by
-/// [`sort_key`] and the index. A sink error ends the audit with that error.
+/// [`sort_key`] (of the whole report: the `worst` and `total` of a [`Streamed::Rest`]) and
+/// the index. A sink error ends the audit with that error.
+///
+/// A domain whose findings depend on the others comes in two parts ([`Streamed`]), so that
+/// nothing of its report but its name, origin, profile and the (severity, rule) of each
+/// finding waits in memory for the last file.
 pub fn audit_files_with<E>(
     paths: &[String],
     host: Option<&Host>,
     host_origin: String,
     mut profiles: Profiles,
-    sink: &mut dyn FnMut(usize, DomainReport) -> Result<(), E>,
+    sink: &mut dyn FnMut(usize, Streamed) -> Result<(), E>,
 ) -> Result<AuditReport, E> {
     use kvmtune_host::fsio::{ReadError, read_input_text};
     let mut read_errors = Vec::new();
@@ -291,7 +344,7 @@ pub fn audit_files_with<E>(
     let mut counts = Counts::default();
     // the domains whose findings wait for all the others: the report of every other rule
     // and what the rules that compare domains need (no document, no text)
-    let mut deferred: Vec<(usize, DomainReport, audit::Deferred)> = Vec::new();
+    let mut deferred: Vec<(usize, Waiting)> = Vec::new();
     // the first domain, for the host-level rules' context (they read only the peers)
     let mut first: Option<(Document, Domain)> = None;
     for path in paths {
@@ -348,12 +401,28 @@ pub fn audit_files_with<E>(
         };
         match wait {
             Some(wait) => {
+                report.findings.iter().for_each(|f| counts.add(f.severity));
+                let waiting = Waiting {
+                    report: DomainReport {
+                        name: report.name.clone(),
+                        origin: report.origin.clone(),
+                        profile: report.profile.clone(),
+                        worst: report.findings.iter().map(|f| f.severity).max(),
+                        findings: Vec::new(),
+                    },
+                    keys: report
+                        .findings
+                        .iter()
+                        .map(|f| (f.severity, f.rule))
+                        .collect(),
+                    wait,
+                };
                 let mut report = report;
-                // kept to the end: no spare capacity
-                report.findings.shrink_to_fit();
-                deferred.push((index, report, wait))
+                report.worst = waiting.report.worst;
+                sink(index, Streamed::First(report))?;
+                deferred.push((index, waiting));
             }
-            None => sink(index, counted(report, &mut counts))?,
+            None => sink(index, Streamed::Whole(counted(report, &mut counts)))?,
         }
         if first.is_none() {
             first = Some((doc, domain));
@@ -367,9 +436,22 @@ pub fn audit_files_with<E>(
         })
         .collect();
     let index = audit::PeerIndex::new(&peers);
-    for (i, mut report, wait) in deferred {
-        wait.finish(&index, host, &mut report.findings);
-        sink(i, counted(report, &mut counts))?;
+    for (i, w) in deferred {
+        let added = w.wait.finish_added(&index, host, &w.keys);
+        added.iter().for_each(|(_, f)| counts.add(f.severity));
+        let mut report = w.report;
+        report.worst = report
+            .worst
+            .max(added.iter().map(|(_, f)| f.severity).max());
+        let total = w.keys.len() + added.len();
+        sink(
+            i,
+            Streamed::Rest {
+                report,
+                added,
+                total,
+            },
+        )?;
     }
     let mut errors = read_errors;
     errors.extend(parse_errors);

@@ -75,7 +75,7 @@ mod tests {
     #[test]
     fn arenas_are_not_committed_eagerly() {
         // the test harness has allocated by now: the option is set
-        let v = vec![0u8; 64];
+        let v = std::hint::black_box(Box::new([0u8; 64]));
         assert_eq!(v.len(), 64);
         // SAFETY: reads an integer from mimalloc's option table.
         let value = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_ARENA_EAGER_COMMIT) };

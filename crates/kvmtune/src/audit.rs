@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::cli::{AuditArgs, Cli, OutputFormat};
 use crate::output::{self, Exit, Style, print_text};
-use kvmtune_core::audit::{self as core_audit, AuditReport, DomainReport, KIND, VERSION};
+use kvmtune_core::audit::{self as core_audit, AuditReport, DomainReport, KIND, Streamed, VERSION};
 use kvmtune_core::inventory::{Inventory, Select, is_file_arg};
 use kvmtune_core::profiles::Profiles;
 use kvmtune_rules::audit::{Applies, Finding, Severity};
@@ -419,11 +419,19 @@ fn render_head(r: &AuditReport, st: &Style) -> String {
 
 /// One domain's part of the text report.
 fn render_domain(out: &mut String, d: &DomainReport, st: &Style) {
+    render_domain_head(out, d, d.findings.len(), st);
+    for f in &d.findings {
+        render_finding(out, f, st);
+    }
+}
+
+/// The line that opens a domain's findings, for a domain with `n` findings.
+fn render_domain_head(out: &mut String, d: &DomainReport, n: usize, st: &Style) {
     out.push('\n');
-    let counts = if d.findings.is_empty() {
+    let counts = if n == 0 {
         "clean".to_string()
     } else {
-        format!("{} finding(s)", d.findings.len())
+        format!("{n} finding(s)")
     };
     out.push_str(&st.wrap(
         "",
@@ -435,9 +443,6 @@ fn render_domain(out: &mut String, d: &DomainReport, st: &Style) {
             output::safe(&d.profile)
         ),
     ));
-    for f in &d.findings {
-        render_finding(out, f, st);
-    }
 }
 
 /// The host's findings and the summary line, after `domains` domains.
@@ -477,13 +482,25 @@ struct Spill {
     written: u64,
     /// (sort key, input index, offset, length) of each domain's part
     parts: Vec<(SpillKey, usize, u64, u64)>,
+    /// Of each domain whose report waits for the last file (by input index): where the
+    /// findings given first were written, one after the other, and each one's (start,
+    /// length) in that piece
+    waiting: std::collections::HashMap<usize, Waiting>,
 }
+
+/// Where a domain's first findings were written, (offset, length), and each finding's
+/// (start, length) in that piece.
+type Waiting = ((u64, u64), Vec<(usize, usize)>);
 
 type SpillKey = (
     std::cmp::Reverse<Option<Severity>>,
     std::cmp::Reverse<usize>,
     String,
 );
+
+/// Between two findings in a domain's `findings` array of the JSON document (which lays
+/// the array out at depth 3, its elements at depth 4).
+const JSON_SEPARATOR: &[u8] = b",\n        ";
 
 impl Spill {
     fn new(json: bool) -> Result<Spill> {
@@ -494,24 +511,100 @@ impl Spill {
             file: std::io::BufWriter::with_capacity(64 * 1024, file),
             written: 0,
             parts: Vec::new(),
+            waiting: std::collections::HashMap::new(),
         })
     }
 
-    /// Add `d`'s part, which `write` writes.
-    fn push_with(
+    /// Write `bytes` to the file, after what was written before.
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write as _;
+        self.file
+            .write_all(bytes)
+            .context("cannot write the audit's output to its temporary file (TMPDIR)")?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Add the part written from `offset` to the end of the file so far, in the report's
+    /// place of `d` with `n` findings.
+    fn part_from(&mut self, offset: u64, index: usize, d: &DomainReport, n: usize) {
+        self.parts.push((
+            (
+                std::cmp::Reverse(d.worst),
+                std::cmp::Reverse(n),
+                d.name.clone(),
+            ),
+            index,
+            offset,
+            self.written - offset,
+        ));
+    }
+
+    /// Add `d`'s part (`bytes`), in the report's place of a domain with `n` findings.
+    fn push(&mut self, index: usize, d: &DomainReport, n: usize, bytes: &[u8]) -> Result<()> {
+        let offset = self.written;
+        self.write(bytes)?;
+        self.part_from(offset, index, d, n);
+        Ok(())
+    }
+
+    /// Keep the findings of a domain whose report waits for the last file: `findings`,
+    /// each one's (start, length) in it given by `spans`.
+    fn push_first(
+        &mut self,
+        index: usize,
+        findings: &[u8],
+        spans: Vec<(usize, usize)>,
+    ) -> Result<()> {
+        let at = (self.written, findings.len() as u64);
+        self.write(findings)?;
+        self.waiting.insert(index, (at, spans));
+        Ok(())
+    }
+
+    /// Add the part of a domain given first to [`Spill::push_first`]: `head` (up to its
+    /// findings), its findings (the first ones with `added` inserted where they go, as
+    /// [`core_audit::merged`]; in JSON a separator between two), `tail` (after them).
+    fn push_rest(
         &mut self,
         index: usize,
         d: &DomainReport,
-        write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+        total: usize,
+        head: &[u8],
+        added: Vec<(usize, Vec<u8>)>,
+        tail: &[u8],
     ) -> Result<()> {
-        let mut counted = Counted(&mut self.file, 0);
-        write(&mut counted)
-            .context("cannot write the audit's output to its temporary file (TMPDIR)")?;
-        let len = counted.1;
-        let (worst, n, name) = core_audit::sort_key(d);
-        self.parts
-            .push(((worst, n, name.to_string()), index, self.written, len));
-        self.written += len;
+        use std::io::Write as _;
+        use std::os::unix::fs::FileExt as _;
+        let ((offset, len), spans) = self.waiting.remove(&index).unwrap_or_default();
+        let mut first = vec![0; len as usize];
+        if len > 0 {
+            // every first part is written before the first rest: one flush for them all
+            if self.file.buffer().len() as u64 > self.written.saturating_sub(offset + len) {
+                self.file
+                    .flush()
+                    .context("cannot write the audit's output to its temporary file (TMPDIR)")?;
+            }
+            self.file
+                .get_ref()
+                .read_exact_at(&mut first, offset)
+                .context("cannot read back the audit's temporary file")?;
+        }
+        let first: Vec<&[u8]> = spans
+            .iter()
+            .map(|&(start, n)| first.get(start..start + n).unwrap_or_default())
+            .collect();
+        let added: Vec<(usize, &[u8])> = added.iter().map(|(at, f)| (*at, f.as_slice())).collect();
+        let start = self.written;
+        self.write(head)?;
+        for (i, f) in core_audit::merged(first, added).into_iter().enumerate() {
+            if i > 0 && self.json {
+                self.write(JSON_SEPARATOR)?;
+            }
+            self.write(f)?;
+        }
+        self.write(tail)?;
+        self.part_from(start, index, d, total);
         Ok(())
     }
 
@@ -538,27 +631,6 @@ impl Spill {
     }
 }
 
-/// A writer that counts what passes through it.
-struct Counted<'a, W: std::io::Write>(&'a mut W, u64);
-
-impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.0.write(buf)?;
-        self.1 += n as u64;
-        Ok(n)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.0.write_all(buf)?;
-        self.1 += buf.len() as u64;
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
-    }
-}
-
 /// `audit FILE...` printing each domain as it goes into a [`Spill`]: JSON or text.
 fn audit_files_spilled(
     cli: &Cli,
@@ -571,26 +643,82 @@ fn audit_files_spilled(
 ) -> Result<AuditReport> {
     let st = Style::of(cli);
     let json = spill.json;
-    // one domain's JSON: reused from domain to domain
+    // one domain's JSON or text: reused from domain to domain
     let mut indented = Vec::new();
+    let mut text = String::new();
     let mut report = core_audit::audit_files_with(
         &args.targets,
         host,
         host_origin,
         profiles,
-        &mut |i, mut d: DomainReport| -> Result<()> {
-            if !args.secrets {
-                d.redact();
-            }
-            if json {
-                // at its depth in the document: inside the envelope's `domains` array
-                indented.clear();
-                domain_json(&mut indented, &d)?;
-                spill.push_with(i, &d, &mut |w| w.write_all(&indented))
-            } else {
-                let mut s = String::new();
-                render_domain(&mut s, &d, &st);
-                spill.push_with(i, &d, &mut |w| w.write_all(s.as_bytes()))
+        &mut |i, part: Streamed| -> Result<()> {
+            // one finding's JSON or text, after what `out` holds
+            let render = |out: &mut Vec<u8>, f: &Finding| -> Result<()> {
+                if json {
+                    finding_json(out, f)
+                } else {
+                    let mut s = String::new();
+                    render_finding(&mut s, f, &st);
+                    out.extend_from_slice(s.as_bytes());
+                    Ok(())
+                }
+            };
+            match part {
+                Streamed::Whole(mut d) => {
+                    if !args.secrets {
+                        d.redact();
+                    }
+                    if json {
+                        // at its depth in the document: inside the envelope's `domains` array
+                        indented.clear();
+                        domain_json(&mut indented, &d)?;
+                        spill.push(i, &d, d.findings.len(), &indented)
+                    } else {
+                        text.clear();
+                        render_domain(&mut text, &d, &st);
+                        spill.push(i, &d, d.findings.len(), text.as_bytes())
+                    }
+                }
+                // each finding on its own, put together with the rest at the end
+                Streamed::First(mut d) => {
+                    if !args.secrets {
+                        d.redact();
+                    }
+                    indented.clear();
+                    let mut spans = Vec::with_capacity(d.findings.len());
+                    for f in &d.findings {
+                        let start = indented.len();
+                        render(&mut indented, f)?;
+                        spans.push((start, indented.len() - start));
+                    }
+                    spill.push_first(i, &indented, spans)
+                }
+                Streamed::Rest {
+                    report: d,
+                    added,
+                    total,
+                } => {
+                    let mut rendered = Vec::with_capacity(added.len());
+                    for (at, mut f) in added {
+                        if !args.secrets {
+                            core_audit::redact_finding(&mut f);
+                        }
+                        let mut v = Vec::new();
+                        render(&mut v, &f)?;
+                        rendered.push((at, v));
+                    }
+                    let (head, tail) = if json {
+                        // the domain without findings, cut where they go
+                        indented.clear();
+                        domain_json(&mut indented, &d)?;
+                        split_findings(&indented, total)?
+                    } else {
+                        let mut s = String::new();
+                        render_domain_head(&mut s, &d, total, &st);
+                        (s.into_bytes(), Vec::new())
+                    };
+                    spill.push_rest(i, &d, total, &head, rendered, &tail)
+                }
             }
         },
     )?;
@@ -644,6 +772,36 @@ fn domain_json(out: &mut Vec<u8>, d: &DomainReport) -> Result<()> {
     use serde::Serialize as _;
     let mut ser = serde_json::Serializer::with_formatter(out, Nested::at(2));
     d.serialize(&mut ser).context("cannot encode JSON")
+}
+
+/// One finding's JSON at its place in the audit document (an element of a domain's
+/// `findings` array: four levels deep).
+fn finding_json(out: &mut Vec<u8>, f: &Finding) -> Result<()> {
+    use serde::Serialize as _;
+    let mut ser = serde_json::Serializer::with_formatter(out, Nested::at(4));
+    f.serialize(&mut ser).context("cannot encode JSON")
+}
+
+/// A domain's JSON without findings ([`domain_json`]) cut in two where `total` findings go,
+/// each after a [`JSON_SEPARATOR`] but the first: what comes before the first finding and
+/// what follows the last. With no finding, the whole and nothing.
+fn split_findings(domain: &[u8], total: usize) -> Result<(Vec<u8>, Vec<u8>)> {
+    // the key of a domain's field, at depth 3; a string in the document has its quotes
+    // escaped, so only the key has this form
+    const EMPTY: &[u8] = b"\n      \"findings\": []";
+    let at = domain
+        .windows(EMPTY.len())
+        .position(|w| w == EMPTY)
+        .context("a domain's JSON has no findings array")?;
+    if total == 0 {
+        return Ok((domain.to_vec(), Vec::new()));
+    }
+    let (before, after) = domain.split_at(at + EMPTY.len());
+    let mut head = before[..before.len() - 1].to_vec();
+    head.extend_from_slice(b"\n        ");
+    let mut tail = b"\n      ]".to_vec();
+    tail.extend_from_slice(after);
+    Ok((head, tail))
 }
 
 /// serde_json's `PrettyFormatter` layout (two spaces a level) for a value that starts

@@ -472,6 +472,53 @@ impl Deferred {
         // place among equals as in `audit`
         sort(findings);
     }
+
+    /// [`Deferred::finish`] for a caller that no longer holds the other findings, only
+    /// their (severity, rule) in order (`first`): the findings the rules that compare
+    /// domains add, each with its place: how many of the first findings precede it in the
+    /// report. Inserting each there gives `finish`'s order.
+    pub fn finish_added(
+        &self,
+        peers: &PeerIndex,
+        host: Option<&Host>,
+        first: &[(Severity, &'static str)],
+    ) -> Vec<(usize, Finding)> {
+        let mut o = Out {
+            meta: self.meta,
+            level: self.level,
+            subject: self.pinned.name(),
+            findings: Vec::new(),
+        };
+        rules_numa::pin_overlap_indexed(&self.pinned, &peers.0, host, &mut o);
+        sort(&mut o.findings);
+        o.findings
+            .into_iter()
+            .map(|f| {
+                // a stable sort of the first findings followed by these: every first one that
+                // does not sort after this one stays before it
+                let at = first.partition_point(|&k| {
+                    order(k, (f.severity, f.rule)) != std::cmp::Ordering::Greater
+                });
+                (at, f)
+            })
+            .collect()
+    }
+}
+
+/// A domain's findings from the two parts [`Deferred::finish_added`] leaves them in:
+/// `first` (the findings of the other rules, in order) with each of `added` inserted after
+/// as many of `first` as it says. Works on any item: findings, or their rendered pieces.
+pub fn merged<T>(first: Vec<T>, added: Vec<(usize, T)>) -> Vec<T> {
+    let mut out = Vec::with_capacity(first.len() + added.len());
+    let mut first = first.into_iter().enumerate().peekable();
+    for (at, f) in added {
+        while let Some((_, g)) = first.next_if(|(i, _)| *i < at) {
+            out.push(g);
+        }
+        out.push(f);
+    }
+    out.extend(first.map(|(_, g)| g));
+    out
 }
 
 /// Whether [`audit`] of `d` can depend on the other domains in `cx.peers`. Only
@@ -512,7 +559,12 @@ fn run(rule: &Rule, cx: &Cx, subject: &str, out: &mut Vec<Finding>) {
 }
 
 fn sort(v: &mut [Finding]) {
-    v.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.rule.cmp(b.rule)));
+    v.sort_by(|a, b| order((a.severity, a.rule), (b.severity, b.rule)));
+}
+
+/// The order of a domain's findings by (severity, rule): the most severe first, then by rule.
+fn order(a: (Severity, &str), b: (Severity, &str)) -> std::cmp::Ordering {
+    b.0.cmp(&a.0).then(a.1.cmp(b.1))
 }
 
 /// Parse a libvirt cpuset, `None` when it does not parse.
@@ -621,6 +673,25 @@ pub fn virsh_edit(name: &str, what: &str) -> String {
 mod class_tests {
     use super::testkit::{dom, findings};
     use super::*;
+
+    #[test]
+    fn merged_puts_each_added_item_after_as_many_first_ones_as_it_says() {
+        type Case<'a> = (&'a [char], &'a [(usize, char)], &'a str);
+        let cases: &[Case] = &[
+            // after the second, and at the end
+            (&['a', 'b', 'c'], &[(2, 'X'), (3, 'Y')], "abXcY"),
+            // before all, two at one place in their order
+            (&['a', 'b'], &[(0, 'X'), (0, 'Y')], "XYab"),
+            // nothing added: the first ones as they were
+            (&['a', 'b'], &[], "ab"),
+            // nothing first
+            (&[], &[(0, 'X')], "X"),
+        ];
+        for (first, added, want) in cases {
+            let got: String = merged(first.to_vec(), added.to_vec()).into_iter().collect();
+            assert_eq!(&got, want, "{first:?} with {added:?}");
+        }
+    }
 
     const WIN: &str = "<metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>\
 <libosinfo:os id='http://microsoft.com/win/10'/></libosinfo:libosinfo></metadata>";

@@ -185,6 +185,14 @@ pub(crate) fn findings(doms: &[String], profile: &str, host: Option<&Host>) -> V
         wait.finish(&super::PeerIndex::new(&peers), host, &mut split);
     }
     assert_eq!(format!("{split:?}"), format!("{v:?}"), "audit in two steps");
+    // and in two steps that keep only (severity, rule) of the first findings
+    let (first, wait) = super::audit_deferring_peers(&cx);
+    if let Some(wait) = wait {
+        let keys: Vec<_> = first.iter().map(|f| (f.severity, f.rule)).collect();
+        let added = wait.finish_added(&super::PeerIndex::new(&peers), host, &keys);
+        let whole = super::merged(first, added);
+        assert_eq!(format!("{whole:?}"), format!("{v:?}"), "finish_added");
+    }
     v.extend(audit_host(&cx));
     v
 }
