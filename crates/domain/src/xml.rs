@@ -156,6 +156,19 @@ pub struct Document {
     ranks: std::sync::OnceLock<Vec<(usize, usize)>>,
 }
 
+/// Whether an input of `len` bytes can be parsed: byte offsets are kept in 32 bits, with
+/// `u32::MAX` free for "none".
+fn fits_offsets(len: usize) -> Result<(), XmlError> {
+    if len >= u32::MAX as usize {
+        return Err(XmlError {
+            line: 1,
+            column: 1,
+            what: "input of 4 GiB or more".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The 1-based line and column (in characters) of byte `pos` of `src`.
 fn line_col(src: &str, pos: usize) -> (usize, usize) {
     let pos = pos.min(src.len());
@@ -235,14 +248,7 @@ impl Document {
             0
         };
         let src = &full[bom..];
-        // byte offsets are kept in 32 bits, with `u32::MAX` free for "none"
-        if src.len() >= u32::MAX as usize {
-            return Err(XmlError {
-                line: 1,
-                column: 1,
-                what: "input of 4 GiB or more".into(),
-            });
-        }
+        fits_offsets(src.len())?;
         let fail = |pos: usize, what: String| {
             let (line, column) = line_col(src, pos);
             XmlError { line, column, what }
@@ -1326,6 +1332,17 @@ mod tests {
         let d = Document::parse(src).unwrap();
         assert_eq!(d.serialize(), src);
         assert_eq!(d.text(d.child(d.root(), "name").unwrap()), "a");
+    }
+
+    #[test]
+    fn an_input_of_4_gib_or_more_is_refused() {
+        // the check `Document::parse` makes first (a 4 GiB string is too much for a test)
+        let e = fits_offsets(u32::MAX as usize).expect_err("4 GiB");
+        assert_eq!((e.line, e.column), (1, 1));
+        assert_eq!(e.what, "input of 4 GiB or more");
+        assert!(fits_offsets(usize::MAX).is_err());
+        // close case: one byte less fits
+        assert!(fits_offsets(u32::MAX as usize - 1).is_ok());
     }
 
     #[test]
