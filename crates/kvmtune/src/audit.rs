@@ -610,8 +610,8 @@ impl Spill {
 
     /// Copy the parts to `out` in the report's order, `sep` between two.
     fn copy_sorted(mut self, out: &mut dyn std::io::Write, first: &[u8], sep: &[u8]) -> Result<()> {
-        use std::io::{Read as _, Seek as _, SeekFrom};
-        let mut file = self
+        use std::os::unix::fs::FileExt as _;
+        let file = self
             .file
             .into_inner()
             .map_err(|e| e.into_error())
@@ -620,8 +620,8 @@ impl Spill {
         let mut buf = Vec::new();
         for (i, (_, _, offset, len)) in self.parts.iter().enumerate() {
             buf.resize(*len as usize, 0);
-            file.seek(SeekFrom::Start(*offset))
-                .and_then(|_| file.read_exact(&mut buf))
+            // one pread per part, no seek
+            file.read_exact_at(&mut buf, *offset)
                 .context("cannot read back the audit's temporary file")?;
             out.write_all(if i == 0 { first } else { sep })
                 .context("cannot write to stdout")?;
