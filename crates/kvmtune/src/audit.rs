@@ -486,6 +486,8 @@ struct Spill {
     /// findings given first were written, one after the other, and each one's (start,
     /// length) in that piece
     waiting: std::collections::HashMap<usize, Waiting>,
+    /// A buffer for reading back, kept from one domain to the next
+    scratch: Vec<u8>,
 }
 
 /// Where a domain's first findings were written, (offset, length), and each finding's
@@ -512,6 +514,7 @@ impl Spill {
             written: 0,
             parts: Vec::new(),
             waiting: std::collections::HashMap::new(),
+            scratch: Vec::new(),
         })
     }
 
@@ -577,7 +580,11 @@ impl Spill {
         use std::io::Write as _;
         use std::os::unix::fs::FileExt as _;
         let ((offset, len), spans) = self.waiting.remove(&index).unwrap_or_default();
-        let mut first = vec![0; len as usize];
+        let mut first = std::mem::take(&mut self.scratch);
+        // grown (and zeroed) only when longer than any before
+        if first.len() < len as usize {
+            first.resize(len as usize, 0);
+        }
         if len > 0 {
             // every first part is written before the first rest: one flush for them all
             if self.file.buffer().len() as u64 > self.written.saturating_sub(offset + len) {
@@ -587,12 +594,13 @@ impl Spill {
             }
             self.file
                 .get_ref()
-                .read_exact_at(&mut first, offset)
+                .read_exact_at(&mut first[..len as usize], offset)
                 .context("cannot read back the audit's temporary file")?;
         }
+        let scratch = first;
         let first: Vec<&[u8]> = spans
             .iter()
-            .map(|&(start, n)| first.get(start..start + n).unwrap_or_default())
+            .map(|&(start, n)| scratch.get(start..start + n).unwrap_or_default())
             .collect();
         let added: Vec<(usize, &[u8])> = added.iter().map(|(at, f)| (*at, f.as_slice())).collect();
         let start = self.written;
@@ -605,6 +613,7 @@ impl Spill {
         }
         self.write(tail)?;
         self.part_from(start, index, d, total);
+        self.scratch = scratch;
         Ok(())
     }
 
@@ -619,13 +628,18 @@ impl Spill {
         self.parts.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         let mut buf = Vec::new();
         for (i, (_, _, offset, len)) in self.parts.iter().enumerate() {
-            buf.resize(*len as usize, 0);
+            // grown (and zeroed) only when a part is longer than any before
+            let len = *len as usize;
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            let buf = &mut buf[..len];
             // one pread per part, no seek
-            file.read_exact_at(&mut buf, *offset)
+            file.read_exact_at(buf, *offset)
                 .context("cannot read back the audit's temporary file")?;
             out.write_all(if i == 0 { first } else { sep })
                 .context("cannot write to stdout")?;
-            out.write_all(&buf).context("cannot write to stdout")?;
+            out.write_all(buf).context("cannot write to stdout")?;
         }
         Ok(())
     }
