@@ -129,6 +129,7 @@ pub fn audit_with(inv: &Inventory, profiles: &Profiles) -> AuditReport {
             host: inv.host.as_ref(),
             caps: inv.caps.get(&p.domain.virt_type),
             peers: &peers,
+            memo: Default::default(),
         };
         let (mut findings, wait) = audit::audit_deferring_peers(&cx);
         if let Some(wait) = wait {
@@ -155,6 +156,7 @@ pub fn audit_with(inv: &Inventory, profiles: &Profiles) -> AuditReport {
             host: inv.host.as_ref(),
             caps: None,
             peers: &peers,
+            memo: Default::default(),
         }),
         None => Vec::new(),
     };
@@ -388,6 +390,7 @@ pub fn audit_files_with<E>(
             host,
             caps: None,
             peers: &peers,
+            memo: Default::default(),
         };
         // a domain's profile is known once its own metadata is read: later files change
         // nothing of it
@@ -466,6 +469,7 @@ pub fn audit_files_with<E>(
             host,
             caps: None,
             peers: &peers,
+            memo: Default::default(),
         }),
         None => Vec::new(),
     };

@@ -236,6 +236,7 @@ pub fn reaudit(
         host: inv.host.as_ref(),
         caps: inv.caps.get(&d.virt_type),
         peers: &peers,
+        memo: Default::default(),
     };
     let mut problems = Vec::new();
     for f in audit::audit(&cx) {

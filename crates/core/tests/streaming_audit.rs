@@ -234,6 +234,7 @@ fn one_pass_equals_batch(targets: &[String], root: Option<&Path>) {
             host: inv.host.as_ref(),
             caps: inv.caps.get(&p.domain.virt_type),
             peers: &peers,
+            memo: Default::default(),
         };
         let got = &report.domain(&p.origin).unwrap().findings;
         assert_eq!(

@@ -145,6 +145,7 @@ fn fix(src: &str, profile: &Profile, host: &Host) -> (String, BTreeSet<&'static 
         host: Some(host),
         caps: None,
         peers: &peers,
+        memo: Default::default(),
     });
     let mut rules = BTreeSet::new();
     let mut edits = Vec::new();

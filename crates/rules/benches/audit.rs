@@ -79,6 +79,7 @@ fn main() {
             host: Some(&host),
             caps: None,
             peers: &peers,
+            memo: Default::default(),
         })
     };
     let start = Instant::now();

@@ -69,6 +69,7 @@ fn count(doms: &[(String, String)], columns: &[(&str, Option<&Host>)]) -> Table 
                 host: *host,
                 caps: None,
                 peers: &peers,
+                memo: Default::default(),
             };
             let mut seen: BTreeMap<&str, bool> = BTreeMap::new();
             for f in audit::audit(&cx) {

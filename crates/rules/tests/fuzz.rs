@@ -241,6 +241,7 @@ fn fixed_meanings(doc: &Document, profiles: &[Profile]) -> Result<Vec<String>, S
             host: None,
             caps: None,
             peers: &peers,
+            memo: Default::default(),
         });
         let edits: Vec<audit::Edit> = f
             .iter()

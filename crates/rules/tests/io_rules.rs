@@ -38,6 +38,7 @@ fn audit_src(src: &str, profile: &str, host: Option<&Host>) -> Option<Vec<Findin
         host,
         caps: None,
         peers: &peers,
+        memo: Default::default(),
     }))
 }
 

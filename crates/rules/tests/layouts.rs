@@ -137,6 +137,7 @@ fn run(doc: &Document, profile: &Profile, host: Option<&Host>) -> Vec<Finding> {
         host,
         caps: None,
         peers: &peers,
+        memo: Default::default(),
     })
 }
 

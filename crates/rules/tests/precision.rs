@@ -20,6 +20,7 @@ fn run(doc: &Document, profile: &str) -> Vec<Finding> {
         host: None,
         caps: None,
         peers: &peers,
+        memo: Default::default(),
     })
 }
 

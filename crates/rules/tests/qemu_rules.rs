@@ -24,6 +24,7 @@ fn audit_src(src: &str, profile: &str) -> Vec<Finding> {
         host: None,
         caps: None,
         peers: &peers,
+        memo: Default::default(),
     })
 }
 

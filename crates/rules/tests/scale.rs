@@ -48,6 +48,7 @@ pub fn audit_and_fix(src: &str) -> Vec<(&'static str, Duration)> {
         host: None,
         caps: None,
         peers: &peers,
+        memo: Default::default(),
     });
     lap("audit", &mut phases);
     let edits: Vec<audit::Edit> = findings

@@ -58,6 +58,7 @@ fn audit_with(
         host,
         caps,
         peers: &peers,
+        memo: Default::default(),
     });
     (doc, v)
 }

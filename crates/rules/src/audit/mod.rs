@@ -189,6 +189,16 @@ pub struct Cx<'a> {
     pub caps: Option<&'a DomainCaps>,
     /// All domains of the host, this one included.
     pub peers: &'a [Peer<'a>],
+    /// What several rules find the same way, found once for this context
+    /// (`Memo::default()`).
+    pub memo: Memo,
+}
+
+/// Findings of a [`Cx`] that several rules share, each computed on first use.
+#[derive(Default)]
+pub struct Memo {
+    /// The qemu:commandline `-cpu` that replaces libvirt's.
+    cpu_override: std::cell::OnceCell<Option<rules_qemu::Arg>>,
 }
 
 impl Cx<'_> {

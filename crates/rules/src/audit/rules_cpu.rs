@@ -627,6 +627,7 @@ mod tests {
             host: None,
             caps: Some(&caps),
             peers: &peers,
+            memo: Default::default(),
         });
         let f = with.iter().find(|f| f.rule == "cpu-mode").unwrap();
         assert!(f.message.contains("not usable"), "{}", f.message);
@@ -639,6 +640,7 @@ mod tests {
             host: None,
             caps: None,
             peers: &peers,
+            memo: Default::default(),
         });
         assert!(!without.iter().any(|f| f.rule == "cpu-mode"));
         // no <cpu> without capabilities: the fix says what it assumed
@@ -656,6 +658,7 @@ mod tests {
             host: None,
             caps: None,
             peers: &peers2,
+            memo: Default::default(),
         });
         let f = f.iter().find(|f| f.rule == "cpu-mode").unwrap();
         assert!(

@@ -106,7 +106,7 @@ fn qemu_children(cx: &Cx, parent: NodeId, local: &str) -> Vec<NodeId> {
 
 /// One QEMU option of `<qemu:commandline>`: the option (`-cpu`, single dash) and its
 /// value, when the next `<qemu:arg>` is one.
-pub(super) struct Arg {
+pub(crate) struct Arg {
     pub opt: String,
     pub node: NodeId,
     pub value: Option<(String, NodeId)>,
@@ -263,12 +263,18 @@ fn qemu_args_in<'a>(cx: &Cx<'a>) -> Vec<BorrowedArg<'a>> {
 
 /// The `-cpu` that replaces libvirt's (QEMU takes the last one; libvirt puts the
 /// passthrough arguments after its own).
-pub(super) fn cpu_override(cx: &Cx) -> Option<Arg> {
-    qemu_args_in(cx)
-        .into_iter()
-        .rev()
-        .find(|a| a.0 == "-cpu")
-        .map(owned)
+/// Found once per [`Cx`] (several rules ask).
+pub(super) fn cpu_override<'c>(cx: &'c Cx) -> Option<&'c Arg> {
+    cx.memo
+        .cpu_override
+        .get_or_init(|| {
+            qemu_args_in(cx)
+                .into_iter()
+                .rev()
+                .find(|a| a.0 == "-cpu")
+                .map(owned)
+        })
+        .as_ref()
 }
 
 /// The comma-separated properties of a -cpu value after the model, as (name, on).
@@ -1169,5 +1175,53 @@ pub(super) mod table {
         // the virtio-mmio transport stays
         let xml = fixed(&dom(&nic("virtio-net-device")), "net-model-string");
         assert!(xml.contains("virtio-mmio"), "{xml}");
+    }
+}
+
+#[cfg(test)]
+mod memo_tests {
+    use super::*;
+    use crate::audit::Peer;
+    use kvmtune_domain::model::Domain;
+    use kvmtune_profile::Profile;
+
+    fn with_cx(xml: &str, f: impl FnOnce(&Cx)) {
+        let profile = Profile::load("server").expect("profile");
+        let (doc, d) = Domain::parse(xml).expect("parses");
+        let peers = [Peer {
+            domain: &d,
+            active: true,
+        }];
+        let cx = Cx {
+            doc: &doc,
+            d: &d,
+            profile: &profile,
+            host: None,
+            caps: None,
+            peers: &peers,
+            memo: Default::default(),
+        };
+        f(&cx);
+    }
+
+    #[test]
+    fn the_cpu_override_is_found_once_per_context() {
+        let xml = "<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\
+<name>vm</name><memory unit='MiB'>2048</memory><os><type arch='x86_64'>hvm</type></os>\
+<qemu:commandline><qemu:arg value='-cpu'/><qemu:arg value='host,kvm=off'/>\
+<qemu:arg value='-cpu'/><qemu:arg value='host,-hypervisor'/></qemu:commandline></domain>";
+        with_cx(xml, |cx| {
+            let a = cpu_override(cx).expect("a -cpu");
+            // QEMU takes the last -cpu
+            assert_eq!(a.val(), "host,-hypervisor");
+            // the second ask gets the same one, not a new search
+            let b = cpu_override(cx).expect("a -cpu");
+            assert!(std::ptr::eq(a, b));
+        });
+        // close case: no qemu:commandline, no override (and it stays none)
+        with_cx(&crate::audit::testkit::dom(""), |cx| {
+            assert!(cpu_override(cx).is_none());
+            assert!(cpu_override(cx).is_none());
+        });
     }
 }

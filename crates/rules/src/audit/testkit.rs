@@ -177,6 +177,7 @@ pub(crate) fn findings(doms: &[String], profile: &str, host: Option<&Host>) -> V
         host,
         caps: None,
         peers: &peers,
+        memo: Default::default(),
     };
     let mut v = audit(&cx);
     // the audit in two steps (one file at a time) finds the same
