@@ -199,6 +199,10 @@ pub struct Cx<'a> {
 pub struct Memo {
     /// The qemu:commandline `-cpu` that replaces libvirt's.
     cpu_override: std::cell::OnceCell<Option<rules_qemu::Arg>>,
+    /// What hides the CPUID hypervisor bit.
+    hypervisor_hider: std::cell::OnceCell<Option<rules_qemu::Hider>>,
+    /// Why Windows does not get the XML's Hyper-V enlightenments.
+    windows_blind: std::cell::OnceCell<Option<rules_qemu::Blind>>,
 }
 
 impl Cx<'_> {

@@ -400,7 +400,7 @@ fn hyperv_hidden(
     cx: &Cx,
     out: &mut Out,
     missing: &[&'static Enlightenment],
-    blind: super::rules_qemu::Blind,
+    blind: &super::rules_qemu::Blind,
     suspect: bool,
     because: &str,
 ) {
@@ -477,7 +477,7 @@ fn hyperv_hidden(
     } else {
         out.level
     };
-    let f = out.at(sev, msg, blind.hider.evidence);
+    let f = out.at(sev, msg, blind.hider.evidence.clone());
     if suspect {
         f.suspect()
             .assumed(format!("the guest is Windows because {because}"));
@@ -528,7 +528,7 @@ fn hypervisor_hidden(cx: &Cx, out: &mut Out) {
         if gpu {
             msg.push_str("; a PCI device is passed through, so this is probably deliberate (GPU drivers or anti-cheat that refuse to run in a VM): no fix offered, but the paravirtual features above are the price");
         }
-        let f = out.finding(msg, h.evidence);
+        let f = out.finding(msg, h.evidence.clone());
         if !gpu && let Some(n) = h.node {
             // with the bit visible, Windows wants the enlightenments and the Hyper-V clock
             // hyperv-enlightenments and clock-windows hold back while it is hidden

@@ -325,7 +325,8 @@ pub(super) fn cpu_hv_flags(value: &str) -> Vec<String> {
 // what hides the hypervisor
 
 /// What hides the CPUID hypervisor bit or the KVM leaves from the guest.
-pub(super) struct Hider {
+#[derive(Clone)]
+pub(crate) struct Hider {
     /// In words, for messages.
     pub what: String,
     pub evidence: Vec<Evidence>,
@@ -335,7 +336,15 @@ pub(super) struct Hider {
 
 /// The CPUID hypervisor bit disabled: by the last qemu:commandline -cpu when there is one
 /// (it replaces libvirt's -cpu), else by a `<cpu><feature policy='disable|forbid'>`.
-pub(super) fn hypervisor_hider(cx: &Cx) -> Option<Hider> {
+/// Found once per [`Cx`] (several rules ask).
+pub(super) fn hypervisor_hider<'c>(cx: &'c Cx) -> Option<&'c Hider> {
+    cx.memo
+        .hypervisor_hider
+        .get_or_init(|| find_hypervisor_hider(cx))
+        .as_ref()
+}
+
+fn find_hypervisor_hider(cx: &Cx) -> Option<Hider> {
     if let Some(a) = cpu_override(cx) {
         return cpu_prop_off(a.val(), "hypervisor").then(|| Hider {
             what: format!("qemu:commandline -cpu '{}'", a.val()),
@@ -378,15 +387,23 @@ pub(super) fn kvm_hider(cx: &Cx) -> Option<Hider> {
 /// Why Windows does not get the Hyper-V enlightenments of the XML: the hypervisor bit
 /// hidden, or a qemu:commandline -cpu that replaces libvirt's (with the hv flags it
 /// turns on itself, `None` when the bit is hidden).
-pub(super) struct Blind {
+pub(crate) struct Blind {
     pub hider: Hider,
     pub hv_flags: Option<Vec<String>>,
 }
 
-pub(super) fn windows_blind(cx: &Cx) -> Option<Blind> {
+/// Found once per [`Cx`] (several rules ask).
+pub(super) fn windows_blind<'c>(cx: &'c Cx) -> Option<&'c Blind> {
+    cx.memo
+        .windows_blind
+        .get_or_init(|| find_windows_blind(cx))
+        .as_ref()
+}
+
+fn find_windows_blind(cx: &Cx) -> Option<Blind> {
     if let Some(h) = hypervisor_hider(cx) {
         return Some(Blind {
-            hider: h,
+            hider: h.clone(),
             hv_flags: None,
         });
     }
