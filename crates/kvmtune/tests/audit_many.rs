@@ -18,30 +18,7 @@ fn corpus_files() -> Vec<PathBuf> {
     v
 }
 
-fn audit(args: &[&str], files: &[PathBuf], tmpdir: Option<&str>) -> (Option<i32>, Vec<u8>) {
-    let mut c = Command::new(common::bin());
-    c.arg("audit")
-        .args(args)
-        .args(files)
-        .env_remove("LIBVIRT_DEFAULT_URI");
-    if let Some(t) = tmpdir {
-        c.env("TMPDIR", t);
-    }
-    let out = c.output().unwrap();
-    (out.status.code(), out.stdout)
-}
-
-/// The largest resident set of the children waited for so far, KiB.
-fn children_max_rss_kib() -> i64 {
-    // SAFETY: getrusage writes into the zeroed struct it is given and nothing else.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_CHILDREN with a valid pointer.
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) },
-        0
-    );
-    ru.ru_maxrss
-}
+use common::{audit_files as audit, children_max_rss_kib};
 
 #[test]
 fn memory_is_flat_in_the_number_of_files() {

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The four wild domains (three of them pin every vCPU), `n` copies of them in all under
 /// other names in `dir`: the copies of one domain pin the same CPUs, so each pinned copy
@@ -34,30 +33,7 @@ fn copies(dir: &Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-fn audit(args: &[&str], files: &[PathBuf], tmpdir: Option<&str>) -> (Option<i32>, Vec<u8>) {
-    let mut c = Command::new(common::bin());
-    c.arg("audit")
-        .args(args)
-        .args(files)
-        .env_remove("LIBVIRT_DEFAULT_URI");
-    if let Some(t) = tmpdir {
-        c.env("TMPDIR", t);
-    }
-    let out = c.output().unwrap();
-    (out.status.code(), out.stdout)
-}
-
-/// The largest resident set of the children waited for so far, KiB.
-fn children_max_rss_kib() -> i64 {
-    // SAFETY: getrusage writes into the zeroed struct it is given and nothing else.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_CHILDREN with a valid pointer.
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) },
-        0
-    );
-    ru.ru_maxrss
-}
+use common::{audit_files as audit, children_max_rss_kib};
 
 #[test]
 fn pinned_domains_waiting_for_the_last_file_keep_memory_flat() {

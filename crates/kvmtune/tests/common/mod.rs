@@ -138,3 +138,35 @@ pub fn lab() -> Option<std::sync::MutexGuard<'static, ()>> {
     }
     Some(LAB.lock().unwrap_or_else(|e| e.into_inner()))
 }
+
+/// `kvmtune audit ARGS FILES` with no libvirt URI of the caller's, `TMPDIR` set when given:
+/// (exit code, standard output).
+pub fn audit_files(
+    args: &[&str],
+    files: &[PathBuf],
+    tmpdir: Option<&str>,
+) -> (Option<i32>, Vec<u8>) {
+    let mut c = Command::new(bin());
+    c.arg("audit")
+        .args(args)
+        .args(files)
+        .env_remove("LIBVIRT_DEFAULT_URI");
+    if let Some(t) = tmpdir {
+        c.env("TMPDIR", t);
+    }
+    let out = c.output().expect("run kvmtune");
+    (out.status.code(), out.stdout)
+}
+
+/// The largest resident set of the children waited for so far, KiB (every child of the
+/// test process: a test that uses it wants a binary of its own).
+pub fn children_max_rss_kib() -> i64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given and nothing else.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_CHILDREN with a valid pointer.
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) },
+        0
+    );
+    ru.ru_maxrss
+}

@@ -468,9 +468,8 @@ pub struct Deferred {
 }
 
 impl Deferred {
-    /// Add the findings of the rules that compare the domain with `peers` to `findings` (its
-    /// other findings): the same findings, in the same order, as [`audit`] with these peers.
-    pub fn finish(&self, peers: &PeerIndex, host: Option<&Host>, findings: &mut Vec<Finding>) {
+    /// The findings of the rules that compare the domain with `peers`, as they give them.
+    fn compare(&self, peers: &PeerIndex, host: Option<&Host>) -> Vec<Finding> {
         let mut o = Out {
             meta: self.meta,
             level: self.level,
@@ -478,10 +477,17 @@ impl Deferred {
             findings: Vec::new(),
         };
         rules_numa::pin_overlap_indexed(&self.pinned, &peers.0, host, &mut o);
-        if o.findings.is_empty() {
+        o.findings
+    }
+
+    /// Add the findings of the rules that compare the domain with `peers` to `findings` (its
+    /// other findings): the same findings, in the same order, as [`audit`] with these peers.
+    pub fn finish(&self, peers: &PeerIndex, host: Option<&Host>, findings: &mut Vec<Finding>) {
+        let mut added = self.compare(peers, host);
+        if added.is_empty() {
             return;
         }
-        findings.append(&mut o.findings);
+        findings.append(&mut added);
         // stable: the other rules' findings keep their order, and these follow their rule's
         // place among equals as in `audit`
         sort(findings);
@@ -497,15 +503,9 @@ impl Deferred {
         host: Option<&Host>,
         first: &[(Severity, &'static str)],
     ) -> Vec<(usize, Finding)> {
-        let mut o = Out {
-            meta: self.meta,
-            level: self.level,
-            subject: self.pinned.name(),
-            findings: Vec::new(),
-        };
-        rules_numa::pin_overlap_indexed(&self.pinned, &peers.0, host, &mut o);
-        sort(&mut o.findings);
-        o.findings
+        let mut added = self.compare(peers, host);
+        sort(&mut added);
+        added
             .into_iter()
             .map(|f| {
                 // a stable sort of the first findings followed by these: every first one that

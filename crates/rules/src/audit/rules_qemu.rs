@@ -1198,28 +1198,7 @@ pub(super) mod table {
 #[cfg(test)]
 mod memo_tests {
     use super::*;
-    use crate::audit::Peer;
-    use kvmtune_domain::model::Domain;
-    use kvmtune_profile::Profile;
-
-    fn with_cx(xml: &str, f: impl FnOnce(&Cx)) {
-        let profile = Profile::load("server").expect("profile");
-        let (doc, d) = Domain::parse(xml).expect("parses");
-        let peers = [Peer {
-            domain: &d,
-            active: true,
-        }];
-        let cx = Cx {
-            doc: &doc,
-            d: &d,
-            profile: &profile,
-            host: None,
-            caps: None,
-            peers: &peers,
-            memo: Default::default(),
-        };
-        f(&cx);
-    }
+    use crate::audit::testkit::{dom, with_cx};
 
     #[test]
     fn the_cpu_override_is_found_once_per_context() {
@@ -1227,18 +1206,22 @@ mod memo_tests {
 <name>vm</name><memory unit='MiB'>2048</memory><os><type arch='x86_64'>hvm</type></os>\
 <qemu:commandline><qemu:arg value='-cpu'/><qemu:arg value='host,kvm=off'/>\
 <qemu:arg value='-cpu'/><qemu:arg value='host,-hypervisor'/></qemu:commandline></domain>";
-        with_cx(xml, |cx| {
+        with_cx(&[xml.to_string()], "server", None, |cx| {
             let a = cpu_override(cx).expect("a -cpu");
             // QEMU takes the last -cpu
             assert_eq!(a.val(), "host,-hypervisor");
             // the second ask gets the same one, not a new search
             let b = cpu_override(cx).expect("a -cpu");
             assert!(std::ptr::eq(a, b));
+            // and so do the rules built on it
+            let h = hypervisor_hider(cx).expect("hidden by the -cpu");
+            assert!(std::ptr::eq(h, hypervisor_hider(cx).expect("again")));
         });
         // close case: no qemu:commandline, no override (and it stays none)
-        with_cx(&crate::audit::testkit::dom(""), |cx| {
+        with_cx(&[dom("")], "server", None, |cx| {
             assert!(cpu_override(cx).is_none());
             assert!(cpu_override(cx).is_none());
+            assert!(hypervisor_hider(cx).is_none());
         });
     }
 }

@@ -155,8 +155,13 @@ pub(crate) fn case(
     }
 }
 
-/// Every finding (domain and host level) for `doms[0]` among the active `doms`.
-pub(crate) fn findings(doms: &[String], profile: &str, host: Option<&Host>) -> Vec<Finding> {
+/// `f` with the context of `doms[0]` among the active `doms`.
+pub(crate) fn with_cx<T>(
+    doms: &[String],
+    profile: &str,
+    host: Option<&Host>,
+    f: impl FnOnce(&Cx) -> T,
+) -> T {
     let profile = Profile::load(profile).expect("profile");
     let parsed: Vec<_> = doms
         .iter()
@@ -179,22 +184,32 @@ pub(crate) fn findings(doms: &[String], profile: &str, host: Option<&Host>) -> V
         peers: &peers,
         memo: Default::default(),
     };
-    let mut v = audit(&cx);
+    f(&cx)
+}
+
+/// Every finding (domain and host level) for `doms[0]` among the active `doms`.
+pub(crate) fn findings(doms: &[String], profile: &str, host: Option<&Host>) -> Vec<Finding> {
+    with_cx(doms, profile, host, |cx| all_findings(cx, host))
+}
+
+fn all_findings(cx: &Cx, host: Option<&Host>) -> Vec<Finding> {
+    let peers = cx.peers;
+    let mut v = audit(cx);
     // the audit in two steps (one file at a time) finds the same
-    let (mut split, wait) = super::audit_deferring_peers(&cx);
+    let (mut split, wait) = super::audit_deferring_peers(cx);
     if let Some(wait) = wait {
-        wait.finish(&super::PeerIndex::new(&peers), host, &mut split);
+        wait.finish(&super::PeerIndex::new(peers), host, &mut split);
     }
     assert_eq!(format!("{split:?}"), format!("{v:?}"), "audit in two steps");
     // and in two steps that keep only (severity, rule) of the first findings
-    let (first, wait) = super::audit_deferring_peers(&cx);
+    let (first, wait) = super::audit_deferring_peers(cx);
     if let Some(wait) = wait {
         let keys: Vec<_> = first.iter().map(|f| (f.severity, f.rule)).collect();
-        let added = wait.finish_added(&super::PeerIndex::new(&peers), host, &keys);
+        let added = wait.finish_added(&super::PeerIndex::new(peers), host, &keys);
         let whole = super::merged(first, added);
         assert_eq!(format!("{whole:?}"), format!("{v:?}"), "finish_added");
     }
-    v.extend(audit_host(&cx));
+    v.extend(audit_host(cx));
     v
 }
 
