@@ -86,3 +86,36 @@ fn pinned_domains_finished_at_the_end_print_as_the_whole_report_does() {
         assert!(spilled == whole, "{args:?}: the outputs differ");
     }
 }
+
+/// A domain that pins its two vCPUs onto host CPUs 2 and 3, with nothing else to report.
+fn pinned_clean(dir: &Path, name: &str) -> PathBuf {
+    let xml = format!(
+        "<domain type='kvm'><name>{name}</name><memory unit='MiB'>1024</memory>\
+<vcpu placement='static'>2</vcpu><cputune><vcpupin vcpu='0' cpuset='2'/>\
+<vcpupin vcpu='1' cpuset='3'/><emulatorpin cpuset='0-1'/></cputune>\
+<os><type arch='x86_64' machine='q35'>hvm</type></os><cpu mode='host-passthrough'/>\
+<features><acpi/><apic/></features><clock offset='utc'><timer name='kvmclock' present='yes'/>\
+</clock><devices><memballoon model='none'/></devices></domain>"
+    );
+    let p = dir.join(format!("{name}.xml"));
+    std::fs::write(&p, xml).unwrap();
+    p
+}
+
+#[test]
+fn a_pinned_domain_with_no_first_findings_or_none_at_all_prints_as_the_whole_report_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = pinned_clean(dir.path(), "a");
+    let b = pinned_clean(dir.path(), "b");
+    // alone: no finding at all; with b: only pin-overlap's, added at the end
+    for (files, code, overlap) in [(vec![a.clone()], 0, false), (vec![a, b], 1, true)] {
+        for args in [vec!["--json"], vec![]] {
+            let (got, spilled) = audit(&args, &files, None);
+            let (got2, whole) = audit(&args, &files, Some("/nonexistent/tmp"));
+            assert_eq!((got, got2), (Some(code), Some(code)), "{args:?} {files:?}");
+            let out = String::from_utf8_lossy(&spilled);
+            assert_eq!(out.contains("pin-overlap"), overlap, "{out}");
+            assert!(spilled == whole, "{args:?} {files:?}: the outputs differ");
+        }
+    }
+}
