@@ -1,10 +1,11 @@
 //! The process's memory allocator: mimalloc (its 2.x series), for the audit of many files,
-//! which allocates and frees many small strings and vectors per domain (issue 19: 15-25%
-//! less CPU on real-world domains than glibc's malloc; measured by `bench/audit-e2e`).
+//! which allocates and frees about 545 small strings and vectors per real-world domain
+//! (issue 19: callgrind counts 10% fewer instructions than with glibc's malloc; the
+//! measured CPU is in BENCHMARKS.md, `bench/audit-e2e` with `BASELINE=`).
 //!
 //! One option is changed before the first allocation: arenas are not committed eagerly.
-//! With eager commit the peak resident memory of `audit --json` over 5,000 files grew from
-//! 21 to 29 MiB; without it, 23 MiB (glibc: 21). mimalloc reads its options when the
+//! With eager commit the peak resident memory of `audit --json` over 5,000 corpus files was
+//! 29 MiB; without it, 22-23 MiB (glibc: 21). mimalloc reads its options when the
 //! process starts, before `main`, and reserves its first arena at the first allocation,
 //! which the Rust runtime makes before `main`: so the option is set by the first call into
 //! the allocator.
