@@ -22,9 +22,12 @@ pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DomainReport {
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub name: String,
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub origin: String,
     /// The name of the profile the domain was judged with.
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub profile: String,
     /// Highest severity among the findings.
     pub worst: Option<Severity>,

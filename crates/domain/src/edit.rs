@@ -42,13 +42,17 @@ pub enum Op {
     /// Only make sure the target exists.
     Ensure,
     SetAttr {
+        #[serde(serialize_with = "crate::json_text::text")]
         attr: String,
+        #[serde(serialize_with = "crate::json_text::text")]
         value: String,
     },
     RemoveAttr {
+        #[serde(serialize_with = "crate::json_text::text")]
         attr: String,
     },
     SetText {
+        #[serde(serialize_with = "crate::json_text::text")]
         text: String,
     },
     /// Remove the target element.
@@ -60,6 +64,7 @@ pub struct Edit {
     #[serde(skip)]
     pub target: Target,
     /// The target as a path (`/domain/devices/disk[1]/driver`).
+    #[serde(serialize_with = "crate::json_text::text")]
     pub path: String,
     #[serde(flatten)]
     pub op: Op,

@@ -4,6 +4,7 @@
 
 pub mod caps;
 pub mod edit;
+pub mod json_text;
 pub mod model;
 pub mod secrets;
 pub mod xml;

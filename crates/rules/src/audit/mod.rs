@@ -132,42 +132,54 @@ pub struct Meta {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Evidence {
     /// `/domain/devices/disk[2]/driver`, or a host path.
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub path: String,
     pub line: Option<usize>,
     /// The current value: a start tag, an attribute value, a host fact.
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub value: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Fix {
     /// One sentence: what the fix does.
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub summary: String,
     pub edits: Vec<Edit>,
     /// The equivalent command an admin would type.
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub command: String,
     pub applies: Applies,
     /// What the fix needs: the rule's class unless the fix declares another.
     pub class: FixClass,
     /// The fix's risk: the rule's, or one in words for this guest.
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub risk: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub rule: &'static str,
     pub severity: Severity,
     /// The domain's name, or "host".
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub subject: String,
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub title: &'static str,
     /// What was found, specifically.
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub message: String,
     pub evidence: Vec<Evidence>,
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub why: &'static str,
     pub fix: Option<Fix>,
+    #[serde(serialize_with = "kvmtune_domain::json_text::text")]
     pub risk: &'static str,
     /// The XML only suggests the problem (e.g. the guest OS is inferred).
     pub suspect: bool,
     /// What the rule assumed for lack of host facts or domain capabilities.
+    #[serde(serialize_with = "kvmtune_domain::json_text::opt_text")]
     pub assumed: Option<String>,
     /// The rule's fix class, for the fix this finding gets.
     #[serde(skip)]
