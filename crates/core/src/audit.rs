@@ -50,9 +50,10 @@ pub fn redact_finding(f: &mut Finding) {
 }
 
 /// [`kvmtune_domain::secrets::redact`] in place. Secrets are attribute values and element
-/// texts, found from their tags: a text without `<` has none and stays as it is.
+/// texts of two elements, found from their tags: a text without either tag has none and
+/// stays as it is.
 fn redact_text(s: &mut String) {
-    if s.contains('<') {
+    if kvmtune_domain::secrets::may_hold_secret(s) {
         *s = kvmtune_domain::secrets::redact(s);
     }
 }
