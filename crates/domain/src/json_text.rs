@@ -156,7 +156,10 @@ mod tests {
     fn fields_written_raw_are_byte_identical_to_serde_json() {
         for s in samples() {
             for b in [None, Some(s.clone())] {
-                let fast = Fast { a: &s, b: b.clone() };
+                let fast = Fast {
+                    a: &s,
+                    b: b.clone(),
+                };
                 let plain = Plain { a: &s, b };
                 assert_eq!(
                     serde_json::to_string(&fast).unwrap(),

@@ -204,7 +204,8 @@ mod tests {
 
     #[test]
     fn text_that_may_hold_no_secret_is_its_own_redaction() {
-        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+        let corpus =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
         let mut texts: Vec<String> = ["libvirt-domains", "wild-domains"]
             .iter()
             .filter_map(|d| std::fs::read_dir(corpus.join(d)).ok())
