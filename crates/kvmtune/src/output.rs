@@ -285,6 +285,25 @@ pub fn stdout_writer() -> impl Write {
     ))
 }
 
+/// Whether `buf` holds a byte that can start a control character other than newline, tab
+/// and carriage return: below 0x20, DEL, or 0xC2 (the lead byte of the C1 controls). Most
+/// output has none. Checked 64 bytes at a time, each block without an early exit, which the
+/// compiler turns into vector compares.
+fn may_hold_control(buf: &[u8]) -> bool {
+    fn flag(b: u8) -> u8 {
+        (u8::from(b < 0x20) & u8::from(b != b'\n') & u8::from(b != b'\t') & u8::from(b != b'\r'))
+            | u8::from(b == 0x7f)
+            | u8::from(b == 0xc2)
+    }
+    let mut blocks = buf.chunks_exact(64);
+    for block in &mut blocks {
+        if block.iter().fold(0, |acc, &b| acc | flag(b)) != 0 {
+            return true;
+        }
+    }
+    blocks.remainder().iter().fold(0, |acc, &b| acc | flag(b)) != 0
+}
+
 /// Applies [`terminal_safe`] to what serde_json writes. serde_json escapes every control
 /// character below U+0020 itself and writes each string in pieces cut at character
 /// boundaries, so a piece holding DEL or a C1 control (raw in JSON) is whole UTF-8.
@@ -297,14 +316,7 @@ impl<W: Write> Write for SafeWriter<W> {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        // most output has none of the bytes that can start a control character; a fold
-        // without early exit, which the compiler turns into vector code
-        let maybe = buf.iter().fold(false, |acc, &b| {
-            acc | ((b < 0x20) & (b != b'\n') & (b != b'\t') & (b != b'\r'))
-                | (b == 0x7f)
-                | (b == 0xc2)
-        });
-        let risky = maybe
+        let risky = may_hold_control(buf)
             && buf.iter().enumerate().any(|(i, &b)| {
                 (b < 0x20 && !matches!(b, b'\n' | b'\t' | b'\r'))
                     || b == 0x7f
@@ -350,7 +362,11 @@ pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
                 }
             }
         }
-        if c.is_control() && !matches!(c, '\n' | '\t' | '\r') {
+        if ('\u{7f}'..='\u{9f}').contains(&c) {
+            // DEL and the C1 controls, the only ones serde_json leaves raw in a string: as
+            // JSON's own escape, so a `--json` document stays valid JSON and means the same
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else if c.is_control() && !matches!(c, '\n' | '\t' | '\r') {
             out.push_str(&c.escape_unicode().to_string());
         } else {
             out.push(c);
@@ -504,6 +520,43 @@ mod tests {
         let whole = serde_json::to_string_pretty(&value).unwrap();
         assert_eq!(String::from_utf8(w.0).unwrap(), terminal_safe(&whole));
         assert!(!terminal_safe(&whole).contains('\u{9b}'));
+    }
+
+    #[test]
+    fn json_made_terminal_safe_is_still_json_with_the_same_text() {
+        let value = serde_json::json!({
+            "name": "a\u{1b}]0;title\u{7}b\u{9b}c\u{7f}d\u{80}\u{9f}\u{a0}é",
+            "list": [1, "\u{85}"],
+        });
+        let mut w = SafeWriter(Vec::new());
+        serde_json::to_writer_pretty(&mut w, &value).unwrap();
+        let text = String::from_utf8(w.0).unwrap();
+        assert!(
+            !text.chars().any(|c| c.is_control() && !matches!(c, '\n')),
+            "{text:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
+        // text output shows them escaped too
+        assert_eq!(
+            terminal_safe("x\u{7f}\u{9b}\u{1b}]0;"),
+            "x\\u007f\\u009b\\u{1b}]0;"
+        );
+    }
+
+    #[test]
+    fn may_hold_control_flags_exactly_the_lead_bytes_of_control_characters() {
+        for b in 0..=255u8 {
+            let expected =
+                (b < 0x20 && !matches!(b, b'\n' | b'\t' | b'\r')) || b == 0x7f || b == 0xc2;
+            // at the start, inside and at the end of a block, and in the remainder
+            for at in [0, 33, 63, 64, 100] {
+                let mut buf = vec![b'a'; 101];
+                buf[at] = b;
+                assert_eq!(may_hold_control(&buf), expected, "{b:#x} at {at}");
+            }
+        }
+        assert!(!may_hold_control(b""));
     }
 
     #[test]

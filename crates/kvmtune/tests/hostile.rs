@@ -126,6 +126,40 @@ fn names_cannot_attack_the_terminal_or_the_shell() {
     }
 }
 
+/// A name holding DEL and C1 controls (which JSON leaves raw): `--json` output carries no raw
+/// control character and is still JSON, with the name as it is in the XML.
+#[test]
+fn json_output_stays_json_when_a_name_holds_del_or_c1_controls() {
+    let d = tempfile::tempdir().unwrap();
+    let name = "del\u{7f}csi\u{9b}31mnel\u{85}\"q\\";
+    let f = write(
+        d.path(),
+        "c1.xml",
+        "<domain type='kvm'><name>del&#x7f;csi&#x9b;31mnel&#x85;&quot;q\\</name>\
+             <memory>1048576</memory><vcpu>2</vcpu>\
+             <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+             <disk type='file' device='disk'><driver name='qemu' type='raw' cache='writethrough'/>\
+             <source file='/i/a.img'/><target dev='vda' bus='virtio'/></disk></devices></domain>",
+    );
+    for args in [
+        vec!["--json", "audit", &f],
+        vec!["audit", "--format", "sarif", &f],
+    ] {
+        let o = kvmtune(&args);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "raw control character: {out:?}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        if args[0] == "--json" {
+            assert_eq!(v["domains"][0]["name"], name, "{v}");
+        }
+    }
+}
+
 /// Every file kvmtune writes refuses a symlink, device or FIFO target (exit 2, the target
 /// untouched); `-` and `/dev/stdout` mean standard output; files that hold domain XML are
 /// 0600 in 0700 directories.
