@@ -344,13 +344,20 @@ pub(super) fn hypervisor_hider<'c>(cx: &'c Cx) -> Option<&'c Hider> {
         .as_ref()
 }
 
+/// When a qemu:commandline -cpu replaces libvirt's, it alone decides: the hider when it
+/// turns CPU property `prop` off, else none (`Some(None)`). `None` without an override.
+fn override_hider(cx: &Cx, prop: &str) -> Option<Option<Hider>> {
+    let a = cpu_override(cx)?;
+    Some(cpu_prop_off(a.val(), prop).then(|| Hider {
+        what: format!("qemu:commandline -cpu '{}'", a.val()),
+        evidence: a.evidence(cx),
+        node: None,
+    }))
+}
+
 fn find_hypervisor_hider(cx: &Cx) -> Option<Hider> {
-    if let Some(a) = cpu_override(cx) {
-        return cpu_prop_off(a.val(), "hypervisor").then(|| Hider {
-            what: format!("qemu:commandline -cpu '{}'", a.val()),
-            evidence: a.evidence(cx),
-            node: None,
-        });
+    if let Some(by_override) = override_hider(cx, "hypervisor") {
+        return by_override;
     }
     let f = cx.d.cpu.as_ref()?.features.iter().find(|f| {
         f.name == "hypervisor" && matches!(f.policy.as_deref(), Some("disable") | Some("forbid"))
@@ -365,12 +372,8 @@ fn find_hypervisor_hider(cx: &Cx) -> Option<Hider> {
 /// The KVM signature leaves hidden: `kvm=off` in a qemu:commandline -cpu, else
 /// `<features><kvm><hidden state='on'/>`.
 pub(super) fn kvm_hider(cx: &Cx) -> Option<Hider> {
-    if let Some(a) = cpu_override(cx) {
-        return cpu_prop_off(a.val(), "kvm").then(|| Hider {
-            what: format!("qemu:commandline -cpu '{}'", a.val()),
-            evidence: a.evidence(cx),
-            node: None,
-        });
+    if let Some(by_override) = override_hider(cx, "kvm") {
+        return by_override;
     }
     let h =
         cx.d.features
