@@ -103,7 +103,8 @@ struct Element {
     start_raw: Option<Span>,
     /// Verbatim end tag; `None` when the element was written `<x/>` or is new.
     end_raw: Option<Span>,
-    /// The quote character new or edited attributes are written with.
+    /// The quote character new or edited attributes are written with: the first one of the
+    /// start tag's attributes, `'` when it has none.
     quote: char,
 }
 
@@ -313,11 +314,11 @@ impl Document {
             }
             let (kind, opens) = match event {
                 Event::Start(e) => (
-                    element(src, &e, raw, span, &mut attr_arena).map_err(|w| fail(before, w))?,
+                    element(src, &e, span, &mut attr_arena).map_err(|w| fail(before, w))?,
                     true,
                 ),
                 Event::Empty(e) => (
-                    element(src, &e, raw, span, &mut attr_arena).map_err(|w| fail(before, w))?,
+                    element(src, &e, span, &mut attr_arena).map_err(|w| fail(before, w))?,
                     false,
                 ),
                 Event::End(_) => {
@@ -1026,7 +1027,6 @@ fn str_of<'a>(src: &'a str, s: &'a Str) -> &'a str {
 fn element(
     src: &str,
     e: &BytesStart<'_>,
-    raw: &str,
     span: Span,
     arena: &mut Vec<Attr>,
 ) -> Result<Kind, String> {
@@ -1044,17 +1044,23 @@ fn element(
         }
     }
     let first = arena.len();
-    if !attrs_fast(src, e.attributes_raw(), arena) && {
+    // the first quote character of the attributes, as the direct scan saw it
+    let mut attrs_quote = None;
+    if !attrs_fast(src, e.attributes_raw(), arena, &mut attrs_quote) {
         arena.truncate(first);
-        !attrs_unchecked(src, e, arena)
-    } {
-        // a duplicate or malformed attribute: parse again with quick-xml's checks, for
-        // exactly its error
-        arena.truncate(first);
-        attrs_checked(src, e, &name, arena)?;
+        if !attrs_unchecked(src, e, arena) {
+            // a duplicate or malformed attribute: parse again with quick-xml's checks, for
+            // exactly its error
+            arena.truncate(first);
+            attrs_checked(src, e, &name, arena)?;
+        }
+        // the first quote character after the name: the first value's (unless a name
+        // holds one, which no well-formed tag has)
+        attrs_quote =
+            memchr::memchr2(b'\'', b'"', e.attributes_raw()).map(|i| e.attributes_raw()[i]);
     }
-    let quote = memchr::memchr2(b'\'', b'"', raw.as_bytes())
-        .map_or('\'', |i| char::from(raw.as_bytes()[i]));
+    // new attributes are quoted like the first value
+    let quote = attrs_quote.map_or('\'', char::from);
     Ok(Kind::Element(Element {
         name,
         attrs: List::Shared(first, arena.len()),
@@ -1074,8 +1080,9 @@ fn is_ws(b: u8) -> bool {
 /// to `arena` by a direct scan that takes only what quick-xml reads the same way: every
 /// attribute `key = 'value'` or `key = "value"` (blanks around `=` allowed, none needed
 /// between attributes), no `&` in a value, no key repeated. `false`, with `arena` partly
-/// filled, for anything else (the caller then asks quick-xml).
-fn attrs_fast(src: &str, raw: &[u8], arena: &mut Vec<Attr>) -> bool {
+/// filled, for anything else (the caller then asks quick-xml). `quote` (`None` when
+/// called) is set to the quote character of the first value.
+fn attrs_fast(src: &str, raw: &[u8], arena: &mut Vec<Attr>, quote: &mut Option<u8>) -> bool {
     let Some(base) = raw.as_ptr().addr().checked_sub(src.as_ptr().addr()) else {
         return false;
     };
@@ -1117,16 +1124,19 @@ fn attrs_fast(src: &str, raw: &[u8], arena: &mut Vec<Attr>) -> bool {
         if i == n || (raw[i] != b'\'' && raw[i] != b'"') {
             return false;
         }
-        let quote = raw[i];
+        let q = raw[i];
+        if quote.is_none() {
+            *quote = Some(q);
+        }
         let value_start = i + 1;
         let Some(len) = raw
             .get(value_start..)
-            .and_then(|rest| memchr::memchr2(quote, b'&', rest))
+            .and_then(|rest| memchr::memchr2(q, b'&', rest))
         else {
             return false;
         };
         let value_end = value_start + len;
-        if raw[value_end] != quote {
+        if raw[value_end] != q {
             return false;
         }
         i = value_end + 1;
@@ -1681,7 +1691,7 @@ mod layout_tests {
                 continue;
             };
             let mut fast = Vec::new();
-            if !attrs_fast(tag, e.attributes_raw(), &mut fast) {
+            if !attrs_fast(tag, e.attributes_raw(), &mut fast, &mut None) {
                 continue;
             }
             scanned += 1;
@@ -1694,6 +1704,24 @@ mod layout_tests {
             assert_eq!(attrs(tag, &fast), attrs(tag, &checked), "{tag}");
         }
         assert!(scanned >= 10, "{scanned}");
+    }
+
+    #[test]
+    fn line_starts_are_every_offset_after_a_newline() {
+        for text in [
+            String::new(),
+            "\n".into(),
+            "a".into(),
+            "\n".repeat(100),
+            "ab\ncd\r\n".repeat(50),
+            format!("{}\n{}", "x".repeat(31), "y".repeat(32)),
+            format!("{}\n", "é".repeat(40)),
+        ] {
+            let want: Vec<usize> = std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect();
+            assert_eq!(line_starts(&text), want, "{text:?}");
+        }
     }
 
     #[test]
