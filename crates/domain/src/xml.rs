@@ -40,19 +40,22 @@ pub struct XmlError {
     pub what: String,
 }
 
-/// A piece of text: a byte range of the document's source, or text of its own.
-#[derive(Debug, Clone)]
+/// A piece of text: a byte range of the document's source, or text of its own. Plain
+/// data (no drop glue), so nodes and attributes are too: a document is dropped with a few
+/// frees, not a walk over its nodes.
+#[derive(Debug, Clone, Copy)]
 enum Str {
     /// Bytes `start..end` of the source (which is shorter than 4 GiB).
     Src(u32, u32),
-    /// Text not in the source as it stands (edited, new or unescaped).
-    Own(Box<str>),
+    /// Text not in the source as it stands (edited, new or unescaped): an index into the
+    /// document's owned texts.
+    Own(usize),
 }
 
-impl Str {
-    fn own(s: &str) -> Str {
-        Str::Own(s.into())
-    }
+/// Keep `text` among `owned` (a document's own texts): its [`Str`].
+fn own(owned: &mut Vec<Box<str>>, text: &str) -> Str {
+    owned.push(text.into());
+    Str::Own(owned.len() - 1)
 }
 
 /// Bytes `start..end` of the source: a verbatim tag.
@@ -71,34 +74,54 @@ const NO_POS: u32 = u32::MAX;
 /// No parent: a top-level or detached node.
 const NO_PARENT: usize = usize::MAX;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Attr {
     name: Str,
     /// The unescaped value.
     value: Str,
 }
 
-/// A list owned by an element once edited; before that a range of a shared arena.
-#[derive(Debug, Clone)]
-enum List<T> {
-    Shared(usize, usize),
-    Own(Vec<T>),
+/// A list owned by an element once edited (an index into the document's own lists);
+/// before that a range of a shared arena.
+#[derive(Debug, Clone, Copy)]
+enum List {
+    Shared(u32, u32),
+    Own(usize),
 }
 
-impl<T> List<T> {
-    fn get<'a>(&'a self, arena: &'a [T]) -> &'a [T] {
+impl List {
+    fn get<'a, T>(self, arena: &'a [T], own: &'a [Vec<T>]) -> &'a [T] {
         match self {
-            List::Shared(a, b) => arena.get(*a..*b).unwrap_or(&[]),
-            List::Own(v) => v,
+            List::Shared(a, b) => arena.get(a as usize..b as usize).unwrap_or(&[]),
+            List::Own(i) => own.get(i).map_or(&[], Vec::as_slice),
         }
     }
 }
 
-#[derive(Debug, Clone)]
+/// `list` kept among `own` (a document's own lists) for an element whose list was `old`:
+/// in `old`'s place when that is one of `own`, so the list it replaces is freed.
+fn own_list<T>(own: &mut Vec<Vec<T>>, old: List, list: Vec<T>) -> List {
+    if let List::Own(i) = old
+        && let Some(slot) = own.get_mut(i)
+    {
+        *slot = list;
+        return old;
+    }
+    own.push(list);
+    List::Own(own.len() - 1)
+}
+
+/// `n` as a shared arena's bound: the arenas hold fewer entries than the source has bytes,
+/// which is shorter than 4 GiB ([`fits_offsets`]).
+fn bound(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[derive(Debug, Clone, Copy)]
 struct Element {
     name: Str,
-    attrs: List<Attr>,
-    children: List<NodeId>,
+    attrs: List,
+    children: List,
     /// Verbatim start tag (`<disk type='file'>` or `<boot dev='hd'/>`); `None` once edited.
     start_raw: Option<Span>,
     /// Verbatim end tag; `None` when the element was written `<x/>` or is new.
@@ -108,7 +131,7 @@ struct Element {
     quote: char,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 enum Kind {
     Element(Element),
     /// Character data, verbatim (escaped as in the source).
@@ -121,7 +144,7 @@ enum Kind {
     Other(Str),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Node {
     kind: Kind,
     /// The parent's id, or [`NO_PARENT`].
@@ -140,6 +163,12 @@ pub struct Document {
     attr_arena: Vec<Attr>,
     /// The children of unedited elements, each element's a contiguous range.
     kid_arena: Vec<NodeId>,
+    /// Texts of the document's own ([`Str::Own`]): unescaped attribute values, edits.
+    owned: Vec<Box<str>>,
+    /// Attribute lists of edited elements ([`List::Own`]).
+    own_attrs: Vec<Vec<Attr>>,
+    /// Child lists of edited elements ([`List::Own`]).
+    own_kids: Vec<Vec<NodeId>>,
     /// Top-level nodes in order (prolog, the root element, trailing comments and space).
     top: Vec<NodeId>,
     root: NodeId,
@@ -215,10 +244,10 @@ fn span_in(src: &str, part: &[u8]) -> Option<Str> {
 }
 
 /// A name (of an element or attribute) from the source, as a range when it is one.
-fn name_str(src: &str, bytes: &[u8]) -> Result<Str, String> {
+fn name_str(src: &str, owned: &mut Vec<Box<str>>, bytes: &[u8]) -> Result<Str, String> {
     match span_in(src, bytes) {
         Some(s) => Ok(s),
-        None => utf8(bytes).map(Str::own),
+        None => utf8(bytes).map(|t| own(owned, t)),
     }
 }
 
@@ -264,9 +293,10 @@ impl Document {
         let mut attr_arena: Vec<Attr> = Vec::with_capacity(tags);
         let mut kid_arena: Vec<NodeId> = Vec::with_capacity(tags.saturating_mul(2));
         let mut top = Vec::new();
+        let mut owned: Vec<Box<str>> = Vec::new();
         if bom > 0 {
             nodes.push(Node {
-                kind: Kind::Other(Str::own("\u{feff}")),
+                kind: Kind::Other(own(&mut owned, "\u{feff}")),
                 parent: NO_PARENT,
                 pos: 0,
             });
@@ -314,11 +344,13 @@ impl Document {
             }
             let (kind, opens) = match event {
                 Event::Start(e) => (
-                    element(src, &e, span, &mut attr_arena).map_err(|w| fail(before, w))?,
+                    element(src, &e, span, &mut attr_arena, &mut owned)
+                        .map_err(|w| fail(before, w))?,
                     true,
                 ),
                 Event::Empty(e) => (
-                    element(src, &e, span, &mut attr_arena).map_err(|w| fail(before, w))?,
+                    element(src, &e, span, &mut attr_arena, &mut owned)
+                        .map_err(|w| fail(before, w))?,
                     false,
                 ),
                 Event::End(_) => {
@@ -332,7 +364,7 @@ impl Document {
                     }
                     if let Kind::Element(el) = &mut nodes[id].kind {
                         el.end_raw = Some(span);
-                        el.children = List::Shared(start, kid_arena.len());
+                        el.children = List::Shared(bound(start), bound(kid_arena.len()));
                     }
                     continue;
                 }
@@ -396,7 +428,7 @@ impl Document {
         }
         if let Some(&open) = stack.last() {
             let name = match &nodes[open].kind {
-                Kind::Element(e) => str_of(src, &e.name).to_string(),
+                Kind::Element(e) => str_of(src, &owned, &e.name).to_string(),
                 _ => String::new(),
             };
             let (line, _) = line_col(src, nodes[open].pos as usize);
@@ -417,6 +449,9 @@ impl Document {
             nodes,
             attr_arena,
             kid_arena,
+            owned,
+            own_attrs: Vec::new(),
+            own_kids: Vec::new(),
             top,
             root,
             line_starts: std::sync::OnceLock::new(),
@@ -428,7 +463,18 @@ impl Document {
 
     /// The text of a [`Str`] of this document.
     fn s<'a>(&'a self, s: &'a Str) -> &'a str {
-        str_of(&self.src, s)
+        str_of(&self.src, &self.owned, s)
+    }
+
+    /// Keep `text` as a text of the document's own: its [`Str`].
+    fn own(&mut self, text: &str) -> Str {
+        own(&mut self.owned, text)
+    }
+
+    /// Keep `attrs` as the attribute list of an element whose list was `old`: in the place
+    /// of its list of its own when it has one, so repeated edits leave no lists behind.
+    fn own_attr_list(&mut self, old: List, attrs: Vec<Attr>) -> List {
+        own_list(&mut self.own_attrs, old, attrs)
     }
 
     /// Whether a [`Str`] of this document is `text` (compared as bytes, short ones inline).
@@ -439,7 +485,7 @@ impl Document {
                 Some(b) => b,
                 None => return t.is_empty(),
             },
-            Str::Own(o) => o.as_bytes(),
+            Str::Own(o) => self.owned.get(*o).map_or(&[][..], |o| o.as_bytes()),
         };
         if b.len() != t.len() {
             false
@@ -470,11 +516,11 @@ impl Document {
     }
 
     fn kids_of<'a>(&'a self, e: &'a Element) -> &'a [NodeId] {
-        e.children.get(&self.kid_arena)
+        e.children.get(&self.kid_arena, &self.own_kids)
     }
 
     fn attrs_of<'a>(&'a self, e: &'a Element) -> &'a [Attr] {
-        e.attrs.get(&self.attr_arena)
+        e.attrs.get(&self.attr_arena, &self.own_attrs)
     }
 
     /// The raw children (elements, text and the rest) of a node; none for non-elements.
@@ -484,8 +530,12 @@ impl Document {
 
     /// Give the element a child list of its own.
     fn set_kids(&mut self, id: NodeId, kids: Vec<NodeId>) {
+        let Some(old) = self.el(id).map(|e| e.children) else {
+            return;
+        };
+        let list = own_list(&mut self.own_kids, old, kids);
         if let Some(e) = self.el_mut(id) {
-            e.children = List::Own(kids);
+            e.children = list;
         }
     }
 
@@ -657,6 +707,11 @@ impl Document {
             let ranks = self.ranks.get_or_init(|| self.sibling_ranks());
             return ranks.get(n).copied().unwrap_or((0, 0));
         }
+        self.rank_direct(kids, n)
+    }
+
+    /// [`Document::rank`] counted among `kids`, the children of `n`'s parent.
+    fn rank_direct(&self, kids: &[NodeId], n: NodeId) -> (usize, usize) {
         let Some(e) = self.el(n) else {
             return (0, 0);
         };
@@ -787,22 +842,24 @@ impl Document {
         let Some(e) = self.el(id) else {
             return false;
         };
+        let old = e.attrs;
         let mut attrs = self.attrs_of(e).to_vec();
-        match attrs
-            .iter_mut()
-            .find(|a| str_of(&self.src, &a.name) == name)
-        {
-            Some(a) if str_of(&self.src, &a.value) == value => return false,
-            Some(a) => a.value = Str::own(value),
-            None => attrs.push(Attr {
-                name: Str::own(name),
-                value: Str::own(value),
-            }),
+        match attrs.iter().position(|a| self.s(&a.name) == name) {
+            Some(i) if self.s(&attrs[i].value) == value => return false,
+            Some(i) => attrs[i].value = self.own(value),
+            None => {
+                let attr = Attr {
+                    name: self.own(name),
+                    value: self.own(value),
+                };
+                attrs.push(attr);
+            }
         }
+        let list = self.own_attr_list(old, attrs);
         let Some(e) = self.el_mut(id) else {
             return false;
         };
-        e.attrs = List::Own(attrs);
+        e.attrs = list;
         e.start_raw = None;
         true
     }
@@ -812,19 +869,21 @@ impl Document {
         let Some(e) = self.el(id) else {
             return false;
         };
+        let list = e.attrs;
         let old = self.attrs_of(e);
         let attrs: Vec<Attr> = old
             .iter()
             .filter(|a| self.s(&a.name) != name)
-            .cloned()
+            .copied()
             .collect();
         if attrs.len() == old.len() {
             return false;
         }
+        let list = self.own_attr_list(list, attrs);
         let Some(e) = self.el_mut(id) else {
             return false;
         };
-        e.attrs = List::Own(attrs);
+        e.attrs = list;
         e.start_raw = None;
         true
     }
@@ -834,7 +893,8 @@ impl Document {
         if !self.is_element(id) || (self.text(id) == text && self.elements(id).next().is_none()) {
             return false;
         }
-        let t = self.push_node(Kind::Text(Str::Own(escape_text(text).into())), Some(id));
+        let escaped = self.own(&escape_text(text));
+        let t = self.push_node(Kind::Text(escaped), Some(id));
         let old = self.kids(id).to_vec();
         self.set_kids(id, vec![t]);
         for c in old {
@@ -896,18 +956,23 @@ impl Document {
         attrs: &[(&str, &str)],
     ) -> Option<NodeId> {
         let quote = self.el(parent)?.quote;
+        let name = self.own(name);
+        let attrs: Vec<Attr> = attrs
+            .iter()
+            .map(|(n, v)| Attr {
+                name: self.own(n),
+                value: self.own(v),
+            })
+            .collect();
+        let attrs = if attrs.is_empty() {
+            List::Shared(0, 0)
+        } else {
+            self.own_attr_list(List::Shared(0, 0), attrs)
+        };
         let element = Element {
-            name: Str::own(name),
-            attrs: List::Own(
-                attrs
-                    .iter()
-                    .map(|(n, v)| Attr {
-                        name: Str::own(n),
-                        value: Str::own(v),
-                    })
-                    .collect(),
-            ),
-            children: List::Own(Vec::new()),
+            name,
+            attrs,
+            children: List::Shared(0, 0),
             start_raw: None,
             end_raw: None,
             quote,
@@ -950,18 +1015,16 @@ impl Document {
         let new = self.push_node(Kind::Element(element), Some(parent));
         let nl = self.newline;
         let ws_node = child_indent.map(|i| {
-            self.push_node(
-                Kind::Text(Str::Own(format!("{nl}{i}").into())),
-                Some(parent),
-            )
+            let ws = self.own(&format!("{nl}{i}"));
+            self.push_node(Kind::Text(ws), Some(parent))
         });
         // the parent's end tag goes back on a line of its own, unless blanks already end
         // the content (they are kept after the new element)
         let closing_ws = match closing_indent {
-            Some(p) if !trailing_ws => Some(self.push_node(
-                Kind::Text(Str::Own(format!("{nl}{p}").into())),
-                Some(parent),
-            )),
+            Some(p) if !trailing_ws => {
+                let ws = self.own(&format!("{nl}{p}"));
+                Some(self.push_node(Kind::Text(ws), Some(parent)))
+            }
             _ => None,
         };
         let mut ins = Vec::new();
@@ -1016,10 +1079,11 @@ impl Document {
     }
 }
 
-fn str_of<'a>(src: &'a str, s: &'a Str) -> &'a str {
-    match s {
-        Str::Src(a, b) => src.get(*a as usize..*b as usize).unwrap_or(""),
-        Str::Own(s) => s,
+/// The text of `s`: a range of `src` or one of the `owned` texts.
+fn str_of<'a>(src: &'a str, owned: &'a [Box<str>], s: &Str) -> &'a str {
+    match *s {
+        Str::Src(a, b) => src.get(a as usize..b as usize).unwrap_or(""),
+        Str::Own(i) => owned.get(i).map_or("", |o| o),
     }
 }
 
@@ -1029,9 +1093,10 @@ fn element(
     e: &BytesStart<'_>,
     span: Span,
     arena: &mut Vec<Attr>,
+    owned: &mut Vec<Box<str>>,
 ) -> Result<Kind, String> {
     let name_bytes = e.name();
-    let name = name_str(src, name_bytes.as_ref())?;
+    let name = name_str(src, owned, name_bytes.as_ref())?;
     // every attribute takes at least 4 bytes (` a=''`): only a long tag can have too many
     if e.attributes_raw().len() > 4 * MAX_ATTRS {
         let mut all = e.attributes();
@@ -1048,11 +1113,11 @@ fn element(
     let mut attrs_quote = None;
     if !attrs_fast(src, e.attributes_raw(), arena, &mut attrs_quote) {
         arena.truncate(first);
-        if !attrs_unchecked(src, e, arena) {
+        if !attrs_unchecked(src, e, arena, owned) {
             // a duplicate or malformed attribute: parse again with quick-xml's checks, for
             // exactly its error
             arena.truncate(first);
-            attrs_checked(src, e, &name, arena)?;
+            attrs_checked(src, e, &name, arena, owned)?;
         }
         // the first quote character after the name: the first value's (unless a name
         // holds one, which no well-formed tag has)
@@ -1063,7 +1128,7 @@ fn element(
     let quote = attrs_quote.map_or('\'', char::from);
     Ok(Kind::Element(Element {
         name,
-        attrs: List::Shared(first, arena.len()),
+        attrs: List::Shared(bound(first), bound(arena.len())),
         children: List::Shared(0, 0),
         start_raw: Some(span),
         end_raw: None,
@@ -1166,7 +1231,12 @@ fn attrs_fast(src: &str, raw: &[u8], arena: &mut Vec<Attr>, quote: &mut Option<u
 /// The attributes of a start tag pushed to `arena` without quick-xml's duplicate check
 /// (it allocates per tag); `false`, with `arena` partly filled, when an attribute repeats
 /// a name or anything is amiss.
-fn attrs_unchecked(src: &str, e: &BytesStart<'_>, arena: &mut Vec<Attr>) -> bool {
+fn attrs_unchecked(
+    src: &str,
+    e: &BytesStart<'_>,
+    arena: &mut Vec<Attr>,
+    owned: &mut Vec<Box<str>>,
+) -> bool {
     let first = arena.len();
     let mut attrs = e.attributes();
     attrs.with_checks(false);
@@ -1180,7 +1250,7 @@ fn attrs_unchecked(src: &str, e: &BytesStart<'_>, arena: &mut Vec<Attr>) -> bool
         };
         if arena[first..]
             .iter()
-            .any(|p| str_of(src, &p.name).as_bytes() == key_bytes)
+            .any(|p| str_of(src, owned, &p.name).as_bytes() == key_bytes)
         {
             return false;
         }
@@ -1188,7 +1258,7 @@ fn attrs_unchecked(src: &str, e: &BytesStart<'_>, arena: &mut Vec<Attr>) -> bool
         let value = match span_in(src, &a.value) {
             Some(s) if memchr::memchr(b'&', &a.value).is_none() => s,
             _ => match a.unescape_value() {
-                Ok(v) => Str::own(&v),
+                Ok(v) => own(owned, &v),
                 Err(_) => return false,
             },
         };
@@ -1203,18 +1273,21 @@ fn attrs_checked(
     e: &BytesStart<'_>,
     name: &Str,
     arena: &mut Vec<Attr>,
+    owned: &mut Vec<Box<str>>,
 ) -> Result<(), String> {
-    let name = str_of(src, name);
+    let name = str_of(src, owned, name).to_string();
     for a in e.attributes() {
         let a = a.map_err(|err| format!("in <{name}>: {err}"))?;
-        let key = name_str(src, a.key.as_ref())?;
+        let key = name_str(src, owned, a.key.as_ref())?;
         // a value with no reference in it is its own unescaped form
         let value = match span_in(src, &a.value) {
             Some(s) if !a.value.contains(&b'&') => s,
-            _ => Str::own(
-                &a.unescape_value()
-                    .map_err(|err| format!("in <{name}> attribute {}: {err}", str_of(src, &key)))?,
-            ),
+            _ => {
+                let v = a.unescape_value().map_err(|err| {
+                    format!("in <{name}> attribute {}: {err}", str_of(src, owned, &key))
+                })?;
+                own(owned, &v)
+            }
         };
         arena.push(Attr { name: key, value });
     }
@@ -1603,6 +1676,46 @@ mod layout_tests {
     }
 
     #[test]
+    fn sibling_ranks_are_the_directly_counted_ranks() {
+        let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus");
+        let mut docs = 0;
+        for dir in ["wild-domains", "libvirt-domains"] {
+            let Ok(entries) = std::fs::read_dir(format!("{corpus}/{dir}")) else {
+                continue;
+            };
+            for entry in entries.flatten().take(300) {
+                let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                    continue;
+                };
+                let Ok(d) = Document::parse(&text) else {
+                    continue;
+                };
+                docs += 1;
+                let ranks = d.sibling_ranks();
+                for (id, &rank) in ranks.iter().enumerate() {
+                    if let Some(p) = d.parent(id) {
+                        assert_eq!(rank, d.rank_direct(d.kids(p), id), "{entry:?} {id}");
+                    }
+                }
+            }
+        }
+        // many children with many names
+        let src = format!(
+            "<d>{}</d>",
+            (0..200)
+                .map(|i| format!("<e{}/>", i % 70))
+                .collect::<String>()
+        );
+        let d = Document::parse(&src).unwrap();
+        let ranks = d.sibling_ranks();
+        for &c in d.kids(d.root()) {
+            assert_eq!(ranks[c], d.rank_direct(d.kids(d.root()), c));
+        }
+        // without shared/ beside the checkout only the built document is checked
+        assert!(docs == 0 || docs > 100, "{docs}");
+    }
+
+    #[test]
     fn an_element_with_too_many_attributes_is_refused() {
         let tag = |n: usize| {
             let attrs: Vec<String> = (0..n).map(|i| format!("a{i}='v'")).collect();
@@ -1654,10 +1767,15 @@ mod layout_tests {
 
     #[test]
     fn the_direct_attribute_scan_reads_what_quick_xml_reads() {
-        let attrs = |src: &str, arena: &[Attr]| -> Vec<(String, String)> {
+        let attrs = |src: &str, owned: &[Box<str>], arena: &[Attr]| -> Vec<(String, String)> {
             arena
                 .iter()
-                .map(|a| (str_of(src, &a.name).into(), str_of(src, &a.value).into()))
+                .map(|a| {
+                    (
+                        str_of(src, owned, &a.name).into(),
+                        str_of(src, owned, &a.value).into(),
+                    )
+                })
                 .collect()
         };
         let mut scanned = 0;
@@ -1695,15 +1813,42 @@ mod layout_tests {
                 continue;
             }
             scanned += 1;
+            let fast = attrs(tag, &[], &fast);
             let mut slow = Vec::new();
-            assert!(attrs_unchecked(tag, &e, &mut slow), "{tag}");
-            assert_eq!(attrs(tag, &fast), attrs(tag, &slow), "{tag}");
+            let mut owned = Vec::new();
+            assert!(attrs_unchecked(tag, &e, &mut slow, &mut owned), "{tag}");
+            assert_eq!(fast, attrs(tag, &owned, &slow), "{tag}");
             let mut checked = Vec::new();
-            let name = name_str(tag, e.name().as_ref()).unwrap();
-            attrs_checked(tag, &e, &name, &mut checked).unwrap();
-            assert_eq!(attrs(tag, &fast), attrs(tag, &checked), "{tag}");
+            let mut owned = Vec::new();
+            let name = name_str(tag, &mut owned, e.name().as_ref()).unwrap();
+            attrs_checked(tag, &e, &name, &mut checked, &mut owned).unwrap();
+            assert_eq!(fast, attrs(tag, &owned, &checked), "{tag}");
         }
         assert!(scanned >= 10, "{scanned}");
+    }
+
+    #[test]
+    fn nodes_and_attributes_are_plain_data() {
+        // dropping a document frees its vectors without visiting each node
+        assert!(!std::mem::needs_drop::<Node>());
+        assert!(!std::mem::needs_drop::<Attr>());
+    }
+
+    #[test]
+    fn repeated_edits_of_one_element_reuse_its_own_lists() {
+        let mut d = Document::parse("<d>\n  <x a='1'/>\n  <y/>\n</d>").unwrap();
+        let x = d.child(d.root(), "x").unwrap();
+        for i in 0..100 {
+            assert!(d.set_attr(x, "a", &i.to_string()));
+            d.insert_element(d.root(), None, "z", &[]).unwrap();
+        }
+        // one list of its own per edited element, however often it was edited
+        assert_eq!(d.own_attrs.len(), 1);
+        assert_eq!(d.own_kids.len(), 1);
+        assert_eq!(d.attr(x, "a"), Some("99"));
+        assert_eq!(d.children(d.root(), "z").count(), 100);
+        let again = Document::parse(&d.serialize()).unwrap();
+        assert_eq!(again.canonical(), d.canonical());
     }
 
     #[test]
@@ -1716,6 +1861,8 @@ mod layout_tests {
             "ab\ncd\r\n".repeat(50),
             format!("{}\n{}", "x".repeat(31), "y".repeat(32)),
             format!("{}\n", "é".repeat(40)),
+            (0u8..=255).map(char::from).collect::<String>().repeat(3),
+            "\u{b8a}\n\u{a0a}\u{8a}\n".repeat(9),
         ] {
             let want: Vec<usize> = std::iter::once(0)
                 .chain(text.match_indices('\n').map(|(i, _)| i + 1))
