@@ -370,14 +370,13 @@ pub fn audit_files_with<E>(
             }
         };
         let origin = format!("file:{path}");
-        let (doc, domain) = match Domain::parse(&text) {
+        let (doc, domain) = match Domain::parse_owned(text) {
             Ok(p) => p,
             Err(e) => {
                 parse_errors.push(format!("{origin}: {e}"));
                 continue;
             }
         };
-        drop(text);
         profiles.learn_metadata(&domain);
         let (profile, error) = profiles.resolve_domain(&domain, &origin);
         profile_errors.extend(error);

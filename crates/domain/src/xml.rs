@@ -15,8 +15,8 @@
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
+use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 /// The deepest element nesting [`Document::parse`] accepts (libvirt's deepest documents
 /// nest about 8 levels). Deeper input is refused with an error naming the limit, so no
@@ -157,7 +157,7 @@ struct Node {
 #[derive(Debug, Clone)]
 pub struct Document {
     /// The parsed input (without a byte-order mark); [`Str::Src`] ranges point into it.
-    src: Arc<str>,
+    src: Box<str>,
     nodes: Vec<Node>,
     /// The attributes of unedited elements, each element's a contiguous range.
     attr_arena: Vec<Attr>,
@@ -270,6 +270,15 @@ fn valid_reference(r: &str) -> bool {
 impl Document {
     /// Parse `src`. Errors carry the line and column of the fault.
     pub fn parse(full: &str) -> Result<Document, XmlError> {
+        Document::parse_text(Cow::Borrowed(full))
+    }
+
+    /// [`Document::parse`] of a text the document may keep as it is (no copy of it).
+    pub fn parse_owned(full: String) -> Result<Document, XmlError> {
+        Document::parse_text(Cow::Owned(full))
+    }
+
+    fn parse_text(full: Cow<'_, str>) -> Result<Document, XmlError> {
         // quick-xml skips a byte-order mark without counting it in its positions: keep it
         // as a verbatim top-level node and parse the rest
         let bom = if full.starts_with('\u{feff}') {
@@ -445,7 +454,10 @@ impl Document {
             _ => "\n",
         };
         Ok(Document {
-            src: Arc::from(src),
+            src: match full {
+                Cow::Owned(text) if bom == 0 => text.into_boxed_str(),
+                _ => src.into(),
+            },
             nodes,
             attr_arena,
             kid_arena,
@@ -1825,6 +1837,24 @@ mod layout_tests {
             assert_eq!(fast, attrs(tag, &owned, &checked), "{tag}");
         }
         assert!(scanned >= 10, "{scanned}");
+    }
+
+    #[test]
+    fn a_document_parsed_from_an_owned_text_is_the_same_document() {
+        for text in [
+            "<d a='1'>\n  <x>t&amp;u</x>\n</d>\n",
+            "\u{feff}<d>\r\n  <x/>\r\n</d>",
+        ] {
+            let borrowed = Document::parse(text).unwrap();
+            let owned = Document::parse_owned(text.to_string()).unwrap();
+            assert_eq!(owned.serialize(), text);
+            assert_eq!(owned.serialize(), borrowed.serialize());
+            let x = owned.child(owned.root(), "x").unwrap();
+            assert_eq!(owned.line(x), borrowed.line(x));
+            assert_eq!(owned.path(x), "/d/x");
+        }
+        let e = Document::parse_owned("<d>".into()).unwrap_err();
+        assert_eq!(e, Document::parse("<d>").unwrap_err());
     }
 
     #[test]

@@ -327,6 +327,13 @@ impl Domain {
         Ok((doc, d))
     }
 
+    /// [`Domain::parse`] of a text the document keeps (no copy of it).
+    pub fn parse_owned(src: String) -> Result<(Document, Domain), DomainError> {
+        let doc = Document::parse_owned(src)?;
+        let d = Domain::from_doc(&doc)?;
+        Ok((doc, d))
+    }
+
     pub fn from_doc(doc: &Document) -> Result<Domain, DomainError> {
         let root = doc.root();
         if doc.name(root) != "domain" {
