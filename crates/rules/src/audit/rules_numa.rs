@@ -336,7 +336,8 @@ fn numa_guest_cells(cx: &Cx, out: &mut Out) {
 
 fn pin_invalid(cx: &Cx, out: &mut Out) {
     let online = cx.host_cpus();
-    let check = |node, what: String, set: &str, out: &mut Out| match cpuset(set) {
+    // `what` is written only into a finding: most pins have none
+    let check = |node, what: &dyn std::fmt::Display, set: &str, out: &mut Out| match cpuset(set) {
         None => {
             out.finding(
                 format!("{what} cpuset '{set}' does not parse"),
@@ -361,7 +362,7 @@ fn pin_invalid(cx: &Cx, out: &mut Out) {
         }
     };
     if let (Some(v), Some(set)) = (cx.d.vcpu.node, cx.d.vcpu.cpuset.as_deref()) {
-        check(v, "<vcpu>".into(), set, out);
+        check(v, &"<vcpu>", set, out);
     }
     if let Some(t) = &cx.d.cputune {
         for p in &t.vcpupin {
@@ -375,15 +376,20 @@ fn pin_invalid(cx: &Cx, out: &mut Out) {
                     vec![cx.ev(p.node)],
                 );
             }
-            check(p.node, format!("vcpupin of vCPU {id}"), &p.cpuset, out);
+            check(
+                p.node,
+                &format_args!("vcpupin of vCPU {id}"),
+                &p.cpuset,
+                out,
+            );
         }
         if let Some(p) = &t.emulatorpin {
-            check(p.node, "emulatorpin".into(), &p.cpuset, out);
+            check(p.node, &"emulatorpin", &p.cpuset, out);
         }
         for p in &t.iothreadpin {
             check(
                 p.node,
-                format!("iothreadpin of iothread {}", p.id.unwrap_or(0)),
+                &format_args!("iothreadpin of iothread {}", p.id.unwrap_or(0)),
                 &p.cpuset,
                 out,
             );
@@ -1035,6 +1041,35 @@ pub(super) mod table {
     #[test]
     fn numa_and_pin_rules() {
         run_cases(&cases());
+    }
+
+    #[test]
+    fn invalid_pins_are_named_in_the_message() {
+        let doms = vec![dom(
+            "<vcpu>2</vcpu><cputune><vcpupin vcpu='1' cpuset='x'/><emulatorpin cpuset='99'/>\
+             <iothreadpin iothread='3' cpuset='2-1'/></cputune>",
+        )];
+        let messages: Vec<String> = findings(&doms, "server", Some(&host16()))
+            .into_iter()
+            .filter(|f| f.rule == "pin-invalid")
+            .map(|f| f.message)
+            .collect();
+        assert!(
+            messages.contains(&"vcpupin of vCPU 1 cpuset 'x' does not parse".to_string()),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("emulatorpin names CPU(s) 99, not online")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("iothreadpin of iothread 3 cpuset '2-1'")),
+            "{messages:?}"
+        );
     }
 
     #[test]
