@@ -111,6 +111,24 @@ fn own_list<T>(own: &mut Vec<Vec<T>>, old: List, list: Vec<T>) -> List {
     List::Own(own.len() - 1)
 }
 
+/// Append `n` in decimal (without the formatting machinery: paths are built often).
+fn push_decimal(out: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
 /// `n` as a shared arena's bound: the arenas hold fewer entries than the source has bytes,
 /// which is shorter than 4 GiB ([`fits_offsets`]).
 fn bound(n: usize) -> u32 {
@@ -701,7 +719,9 @@ impl Document {
             if let Some(p) = self.parent(n) {
                 let (i, of) = self.rank(p, n);
                 if of > 1 {
-                    let _ = write!(out, "[{i}]");
+                    out.push('[');
+                    push_decimal(&mut out, i);
+                    out.push(']');
                 }
             }
         }
@@ -727,12 +747,22 @@ impl Document {
         let Some(e) = self.el(n) else {
             return (0, 0);
         };
-        let name = self.s(&e.name);
+        let name = self.s(&e.name).as_bytes();
+        let src = self.src.as_bytes();
         let (mut i, mut of) = (0, 0);
         for &c in kids {
-            if let Some(ce) = self.el(c)
-                && self.is(&ce.name, name)
-            {
+            let Some(Kind::Element(ce)) = self.nodes.get(c).map(|k| &k.kind) else {
+                continue;
+            };
+            // most siblings have a name of another length: told apart without the text
+            let same = match ce.name {
+                Str::Src(a, b) => {
+                    b.wrapping_sub(a) as usize == name.len()
+                        && src.get(a as usize..b as usize) == Some(name)
+                }
+                Str::Own(_) => self.s(&ce.name).as_bytes() == name,
+            };
+            if same {
                 of += 1;
                 if c == n {
                     i = of;
@@ -1666,7 +1696,7 @@ mod layout_tests {
 
     #[test]
     fn paths_under_many_siblings_match_the_few_sibling_paths() {
-        for n in [3, 300] {
+        for n in [3, 12, 200, 300] {
             let src = format!("<d>{}<z><w/><w/></z></d>", "<x/><y><v/></y>".repeat(n));
             let mut d = Document::parse(&src).unwrap();
             let ys: Vec<NodeId> = d.children(d.root(), "y").collect();
@@ -1855,6 +1885,15 @@ mod layout_tests {
         }
         let e = Document::parse_owned("<d>".into()).unwrap_err();
         assert_eq!(e, Document::parse("<d>").unwrap_err());
+    }
+
+    #[test]
+    fn decimals_are_written_as_format_writes_them() {
+        for n in [0, 1, 9, 10, 99, 100, 12345, usize::MAX] {
+            let mut s = String::from("x");
+            push_decimal(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
     }
 
     #[test]
