@@ -215,6 +215,8 @@ pub struct Memo {
     hypervisor_hider: std::cell::OnceCell<Option<rules_qemu::Hider>>,
     /// Why Windows does not get the XML's Hyper-V enlightenments.
     windows_blind: std::cell::OnceCell<Option<rules_qemu::Blind>>,
+    /// The I/O threads some device's driver names.
+    used_iothreads: std::cell::OnceCell<std::collections::BTreeSet<u32>>,
 }
 
 impl Cx<'_> {

@@ -171,7 +171,14 @@ fn declared_iothreads(cx: &Cx) -> BTreeSet<u32> {
 
 /// The I/O thread ids the domain's devices name: `<driver iothread='N'>` and
 /// `<driver><iothreads><iothread id='N'>` of any device (disks, controllers).
-fn used_iothreads(cx: &Cx) -> BTreeSet<u32> {
+/// Found once per [`Cx`] (several rules ask).
+fn used_iothreads<'c>(cx: &'c Cx) -> &'c BTreeSet<u32> {
+    cx.memo
+        .used_iothreads
+        .get_or_init(|| find_used_iothreads(cx))
+}
+
+fn find_used_iothreads(cx: &Cx) -> BTreeSet<u32> {
     let mut used = BTreeSet::new();
     let Some(devs) = cx.d.devices.node else {
         return used;
@@ -263,7 +270,7 @@ fn iothread_unused(cx: &Cx, out: &mut Out) {
         return;
     }
     let used = used_iothreads(cx);
-    let unused: BTreeSet<u32> = declared.difference(&used).copied().collect();
+    let unused: BTreeSet<u32> = declared.difference(used).copied().collect();
     if unused.is_empty() {
         return;
     }
@@ -276,7 +283,7 @@ fn iothread_unused(cx: &Cx, out: &mut Out) {
     let what = if used.is_empty() {
         "no disk or controller uses any of them".to_string()
     } else {
-        format!("devices use only {}", id_list(&used))
+        format!("devices use only {}", id_list(used))
     };
     out.finding(
         format!(
@@ -320,7 +327,7 @@ fn scsi_iothreads_wanted(cx: &Cx) -> bool {
 fn scsi_iothread_choice(cx: &Cx) -> (u32, Option<u32>) {
     let declared = declared_iothreads(cx);
     let used = used_iothreads(cx);
-    match declared.difference(&used).next().copied() {
+    match declared.difference(used).next().copied() {
         Some(id) => (id, None),
         None => (
             declared.iter().next_back().copied().unwrap_or(0) + 1,
