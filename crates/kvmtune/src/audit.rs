@@ -52,7 +52,7 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<Exit> {
         // printed as it goes; what is left is the exit code. Without a temporary file
         // (no writable $TMPDIR), the whole report in memory as for other inputs.
         let spill = (format != OutputFormat::Sarif && !output::capturing())
-            .then(|| Spill::new(format == OutputFormat::Json))
+            .then(|| Spill::new(format == OutputFormat::Json, args.targets.len()))
             .and_then(Result::ok);
         if let Some(spill) = spill {
             let report = audit_files_spilled(
@@ -480,14 +480,44 @@ struct Spill {
     json: bool,
     file: std::io::BufWriter<std::fs::File>,
     written: u64,
-    /// (sort key, input index, offset, length) of each domain's part
-    parts: Vec<(SpillKey, usize, u64, u64)>,
+    /// (sort key, input index, where its bytes are) of each domain's part
+    parts: Vec<(SpillKey, usize, Part)>,
     /// Of each domain whose report waits for the last file (by input index): where the
     /// findings given first were written, one after the other, and each one's (start,
     /// length) in that piece
     waiting: std::collections::HashMap<usize, Waiting>,
-    /// A buffer for reading back, kept from one domain to the next
-    scratch: Vec<u8>,
+}
+
+/// Where a domain's part is in the temporary file.
+enum Part {
+    /// Bytes `offset..offset + length`, whole.
+    Whole(u64, u64),
+    /// A domain whose report waited for the last file, put together when copied out: its
+    /// first findings stay where they were written (not read back and written again).
+    Joined(Joined),
+}
+
+/// The pieces of a [`Part::Joined`]. How they fit together is written to the file too
+/// (after the tail), so memory holds nothing per finding.
+struct Joined {
+    /// Where the findings given first were written, one after the other (offset, length).
+    first: (u64, u64),
+    /// Where the rest was written: its head, its added findings, its tail, then the layout:
+    /// the length of each first finding and, for each added one, after how many of the
+    /// first ones it goes and its length (each a little-endian `u32`).
+    rest: (u64, u64),
+    /// The head's length.
+    head: u32,
+    /// Where the layout starts in the rest.
+    layout: u32,
+    /// How many first and added findings there are.
+    firsts: u32,
+    added: u32,
+}
+
+/// A count or length as the layout of a [`Joined`] keeps it.
+fn layout_u32(n: usize) -> Result<u32> {
+    u32::try_from(n).context(WRITE_TEMP)
 }
 
 /// Where a domain's first findings were written, (offset, length), and each finding's
@@ -504,50 +534,50 @@ type SpillKey = (
 /// the array out at depth 3, its elements at depth 4).
 const JSON_SEPARATOR: &[u8] = b",\n        ";
 
+const WRITE_TEMP: &str = "cannot write the audit's output to its temporary file (TMPDIR)";
+const READ_TEMP: &str = "cannot read back the audit's temporary file";
+
 impl Spill {
-    fn new(json: bool) -> Result<Spill> {
+    /// `files`: how many inputs there are (at most one part each: the list of parts is
+    /// made that long at once, not grown by copying).
+    fn new(json: bool, files: usize) -> Result<Spill> {
         let file = tempfile::tempfile()
             .context("cannot create a temporary file for the audit's output (TMPDIR)")?;
         Ok(Spill {
             json,
             file: std::io::BufWriter::with_capacity(64 * 1024, file),
             written: 0,
-            parts: Vec::new(),
+            parts: Vec::with_capacity(files),
             waiting: std::collections::HashMap::new(),
-            scratch: Vec::new(),
         })
     }
 
     /// Write `bytes` to the file, after what was written before.
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         use std::io::Write as _;
-        self.file
-            .write_all(bytes)
-            .context("cannot write the audit's output to its temporary file (TMPDIR)")?;
+        self.file.write_all(bytes).context(WRITE_TEMP)?;
         self.written += bytes.len() as u64;
         Ok(())
     }
 
-    /// Add the part written from `offset` to the end of the file so far, in the report's
-    /// place of `d` with `n` findings.
-    fn part_from(&mut self, offset: u64, index: usize, d: &DomainReport, n: usize) {
-        self.parts.push((
-            (
-                std::cmp::Reverse(d.worst),
-                std::cmp::Reverse(n),
-                d.name.clone(),
-            ),
-            index,
-            offset,
-            self.written - offset,
-        ));
+    /// The sort key of `d`'s part in the report's place of a domain with `n` findings.
+    fn key(d: &DomainReport, n: usize) -> SpillKey {
+        (
+            std::cmp::Reverse(d.worst),
+            std::cmp::Reverse(n),
+            d.name.clone(),
+        )
     }
 
     /// Add `d`'s part (`bytes`), in the report's place of a domain with `n` findings.
     fn push(&mut self, index: usize, d: &DomainReport, n: usize, bytes: &[u8]) -> Result<()> {
         let offset = self.written;
         self.write(bytes)?;
-        self.part_from(offset, index, d, n);
+        self.parts.push((
+            Spill::key(d, n),
+            index,
+            Part::Whole(offset, bytes.len() as u64),
+        ));
         Ok(())
     }
 
@@ -567,7 +597,9 @@ impl Spill {
 
     /// Add the part of a domain given first to [`Spill::push_first`]: `head` (up to its
     /// findings), its findings (the first ones with `added` inserted where they go, as
-    /// [`core_audit::merged`]; in JSON a separator between two), `tail` (after them).
+    /// [`core_audit::merged`]; in JSON a separator between two), `tail` (after them). Only
+    /// the head, the added findings and the tail are written; the first findings are
+    /// copied out from where they are.
     fn push_rest(
         &mut self,
         index: usize,
@@ -577,43 +609,34 @@ impl Spill {
         added: Vec<(usize, Vec<u8>)>,
         tail: &[u8],
     ) -> Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::FileExt as _;
-        let ((offset, len), spans) = self.waiting.remove(&index).unwrap_or_default();
-        let mut first = std::mem::take(&mut self.scratch);
-        // grown (and zeroed) only when longer than any before
-        if first.len() < len as usize {
-            first.resize(len as usize, 0);
-        }
-        if len > 0 {
-            // every first part is written before the first rest: one flush for them all
-            if self.file.buffer().len() as u64 > self.written.saturating_sub(offset + len) {
-                self.file
-                    .flush()
-                    .context("cannot write the audit's output to its temporary file (TMPDIR)")?;
-            }
-            self.file
-                .get_ref()
-                .read_exact_at(&mut first[..len as usize], offset)
-                .context("cannot read back the audit's temporary file")?;
-        }
-        let scratch = first;
-        let first: Vec<&[u8]> = spans
-            .iter()
-            .map(|&(start, n)| scratch.get(start..start + n).unwrap_or_default())
-            .collect();
-        let added: Vec<(usize, &[u8])> = added.iter().map(|(at, f)| (*at, f.as_slice())).collect();
+        let (first, spans) = self.waiting.remove(&index).unwrap_or_default();
         let start = self.written;
         self.write(head)?;
-        for (i, f) in core_audit::merged(first, added).into_iter().enumerate() {
-            if i > 0 && self.json {
-                self.write(JSON_SEPARATOR)?;
-            }
+        for (_, f) in &added {
             self.write(f)?;
         }
         self.write(tail)?;
-        self.part_from(start, index, d, total);
-        self.scratch = scratch;
+        // the first findings were written one after the other from their piece's start
+        let mut layout = Vec::with_capacity(4 * (spans.len() + 2 * added.len()));
+        for &(_, n) in &spans {
+            layout.extend_from_slice(&layout_u32(n)?.to_le_bytes());
+        }
+        for (at, f) in &added {
+            layout.extend_from_slice(&layout_u32(*at)?.to_le_bytes());
+            layout.extend_from_slice(&layout_u32(f.len())?.to_le_bytes());
+        }
+        let layout_at = layout_u32(usize::try_from(self.written - start).context(WRITE_TEMP)?)?;
+        self.write(&layout)?;
+        let joined = Joined {
+            first,
+            rest: (start, self.written - start),
+            head: layout_u32(head.len())?,
+            layout: layout_at,
+            firsts: layout_u32(spans.len())?,
+            added: layout_u32(added.len())?,
+        };
+        self.parts
+            .push((Spill::key(d, total), index, Part::Joined(joined)));
         Ok(())
     }
 
@@ -624,22 +647,70 @@ impl Spill {
             .file
             .into_inner()
             .map_err(|e| e.into_error())
-            .context("cannot write the audit's output to its temporary file (TMPDIR)")?;
+            .context(WRITE_TEMP)?;
         self.parts.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-        let mut buf = Vec::new();
-        for (i, (_, _, offset, len)) in self.parts.iter().enumerate() {
-            // grown (and zeroed) only when a part is longer than any before
-            let len = *len as usize;
+        // one pread per piece, no seek; each buffer grown (and zeroed) only when a piece is
+        // longer than any before
+        let read = |buf: &mut Vec<u8>, (offset, len): (u64, u64)| -> Result<()> {
+            let len = usize::try_from(len).context(READ_TEMP)?;
             if buf.len() < len {
                 buf.resize(len, 0);
             }
-            let buf = &mut buf[..len];
-            // one pread per part, no seek
-            file.read_exact_at(buf, *offset)
-                .context("cannot read back the audit's temporary file")?;
+            file.read_exact_at(&mut buf[..len], offset)
+                .context(READ_TEMP)
+        };
+        let (mut buf, mut firsts) = (Vec::new(), Vec::new());
+        for (i, (_, _, part)) in self.parts.iter().enumerate() {
             out.write_all(if i == 0 { first } else { sep })
                 .context("cannot write to stdout")?;
-            out.write_all(buf).context("cannot write to stdout")?;
+            match part {
+                Part::Whole(offset, len) => {
+                    read(&mut buf, (*offset, *len))?;
+                    out.write_all(&buf[..*len as usize])
+                        .context("cannot write to stdout")?;
+                }
+                Part::Joined(j) => {
+                    read(&mut firsts, j.first)?;
+                    read(&mut buf, j.rest)?;
+                    let rest = buf.get(..j.rest.1 as usize).context(READ_TEMP)?;
+                    let (rest, layout) = rest
+                        .split_at_checked(j.layout as usize)
+                        .context(READ_TEMP)?;
+                    let mut numbers = layout
+                        .chunks_exact(4)
+                        .map(|b| b.try_into().map_or(0, u32::from_le_bytes) as usize);
+                    let mut at = 0;
+                    let mut first = Vec::with_capacity(j.firsts as usize);
+                    for n in numbers.by_ref().take(j.firsts as usize) {
+                        first.push(firsts.get(at..at + n).context(READ_TEMP)?);
+                        at += n;
+                    }
+                    if first.len() != j.firsts as usize {
+                        bail!("{READ_TEMP}: a domain's layout is cut short");
+                    }
+                    let mut at = j.head as usize;
+                    let mut added = Vec::with_capacity(j.added as usize);
+                    for _ in 0..j.added {
+                        let (after, n) = (numbers.next(), numbers.next());
+                        let (Some(after), Some(n)) = (after, n) else {
+                            bail!("{READ_TEMP}: a domain's layout is cut short");
+                        };
+                        added.push((after, rest.get(at..at + n).context(READ_TEMP)?));
+                        at += n;
+                    }
+                    out.write_all(rest.get(..j.head as usize).context(READ_TEMP)?)
+                        .context("cannot write to stdout")?;
+                    for (k, f) in core_audit::merged(first, added).into_iter().enumerate() {
+                        if k > 0 && self.json {
+                            out.write_all(JSON_SEPARATOR)
+                                .context("cannot write to stdout")?;
+                        }
+                        out.write_all(f).context("cannot write to stdout")?;
+                    }
+                    out.write_all(rest.get(at..).context(READ_TEMP)?)
+                        .context("cannot write to stdout")?;
+                }
+            }
         }
         Ok(())
     }
@@ -957,7 +1028,7 @@ mod tests {
                 None,
                 "none".into(),
                 Profiles::from_args(&[]).unwrap(),
-                Spill::new(json).unwrap(),
+                Spill::new(json, targets.len()).unwrap(),
                 &mut spilled,
             )
             .unwrap();
