@@ -58,12 +58,16 @@ impl CpuSet {
         self.0.is_subset(&other.0)
     }
 
+    /// The one CPU a list names when it is a single number (a vcpupin's usual cpuset):
+    /// what [`CpuSet::parse`] reads as a set of that one CPU, found without building it.
+    pub fn single(input: &str) -> Option<u32> {
+        parse_num(input).filter(|&n| n < MAX_CPU)
+    }
+
     /// Parse a list such as `0-7,16-23`, `0-10,^5` or the empty string.
     pub fn parse(input: &str) -> Result<CpuSet, CpuSetError> {
-        // one CPU (a vcpupin's usual cpuset): the same set as below, without the splitting
-        if let Some(n) = parse_num(input)
-            && n < MAX_CPU
-        {
+        // one CPU: the same set as below, without the splitting
+        if let Some(n) = CpuSet::single(input) {
             return Ok(CpuSet(BTreeSet::from([n])));
         }
         let err = |why| CpuSetError {
@@ -175,6 +179,20 @@ impl<'de> Deserialize<'de> for CpuSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_single_cpu_is_what_parse_reads_as_one_cpu() {
+        for input in [
+            "0", "7", " 12 ", "65535", "65536", "", "1-2", "1,2", "^3", "x", "-1", "+1",
+        ] {
+            let parsed = CpuSet::parse(input).ok();
+            let one = parsed
+                .as_ref()
+                .filter(|s| s.len() == 1 && !input.contains(['-', ',', '^']))
+                .and_then(|s| s.iter().next());
+            assert_eq!(CpuSet::single(input), one, "{input:?}");
+        }
+    }
 
     #[test]
     fn parses_and_prints_kernel_and_libvirt_lists() {

@@ -217,9 +217,19 @@ pub struct Memo {
     windows_blind: std::cell::OnceCell<Option<rules_qemu::Blind>>,
     /// The I/O threads some device's driver names.
     used_iothreads: std::cell::OnceCell<std::collections::BTreeSet<u32>>,
+    /// The CPUs of one-to-one vCPU pins ([`rules_numa::dedicated`]).
+    dedicated: std::cell::OnceCell<Option<CpuSet>>,
 }
 
 impl Cx<'_> {
+    /// [`rules_numa::dedicated`] of this domain, found once (several rules ask).
+    pub(crate) fn dedicated(&self) -> Option<&CpuSet> {
+        self.memo
+            .dedicated
+            .get_or_init(|| rules_numa::dedicated(self.d))
+            .as_ref()
+    }
+
     pub fn ev(&self, node: NodeId) -> Evidence {
         Evidence {
             path: self.doc.path(node),

@@ -337,7 +337,8 @@ fn numa_guest_cells(cx: &Cx, out: &mut Out) {
 fn pin_invalid(cx: &Cx, out: &mut Out) {
     let online = cx.host_cpus();
     // `what` is written only into a finding: most pins have none
-    let check = |node, what: &dyn std::fmt::Display, set: &str, out: &mut Out| match cpuset(set) {
+    let check_set = |node, what: &dyn std::fmt::Display, set: &str, out: &mut Out| match cpuset(set)
+    {
         None => {
             out.finding(
                 format!("{what} cpuset '{set}' does not parse"),
@@ -360,6 +361,22 @@ fn pin_invalid(cx: &Cx, out: &mut Out) {
                 }
             }
         }
+    };
+    let check = |node, what: &dyn std::fmt::Display, set: &str, out: &mut Out| {
+        // one CPU (a vcpupin's usual cpuset) parses and is not empty: only whether it is
+        // online is left, without building the set
+        if let Some(cpu) = CpuSet::single(set) {
+            if let Some(on) = &online
+                && !on.contains(cpu)
+            {
+                out.finding(
+                    format!("{what} names CPU(s) {cpu}, not online on this host (online: {on})"),
+                    vec![cx.ev(node)],
+                );
+            }
+            return;
+        }
+        check_set(node, what, set, out)
     };
     if let (Some(v), Some(set)) = (cx.d.vcpu.node, cx.d.vcpu.cpuset.as_deref()) {
         check(v, &"<vcpu>", set, out);
@@ -431,7 +448,7 @@ pub(super) fn dedicated(d: &kvmtune_domain::Domain) -> Option<CpuSet> {
 }
 
 fn pin_overlap(cx: &Cx, out: &mut Out) {
-    let Some(mine) = dedicated(cx.d) else { return };
+    let Some(mine) = cx.dedicated() else { return };
     // the evidence only for a finding: a domain is compared with every other
     let ev = || -> Vec<_> {
         cx.d.cputune
@@ -453,7 +470,7 @@ fn pin_overlap(cx: &Cx, out: &mut Out) {
         let Some(theirs) = dedicated(p.domain) else {
             continue;
         };
-        overlap_one(&mine, &p.domain.name, &theirs, cx.host, &ev, out);
+        overlap_one(mine, &p.domain.name, &theirs, cx.host, &ev, out);
     }
 }
 
@@ -521,7 +538,7 @@ impl Pinned {
 
 /// The domain's [`Pinned`], when it is pinned one-to-one.
 pub(super) fn pinned(cx: &Cx) -> Option<Pinned> {
-    let mine = dedicated(cx.d)?;
+    let mine = cx.dedicated()?.clone();
     Some(Pinned {
         name: cx.d.name.clone(),
         mine,
@@ -629,7 +646,7 @@ fn pin_emulator(cx: &Cx, out: &mut Out) {
                         s.insert(c);
                         s
                     });
-            if !shared.is_empty() && dedicated(cx.d).is_some() {
+            if !shared.is_empty() && cx.dedicated().is_some() {
                 out.finding(
                     format!(
                         "emulatorpin {em} shares CPU(s) {shared} with the one-to-one pinned vCPUs{no_room}"
@@ -662,7 +679,7 @@ fn pin_cross_node(cx: &Cx, out: &mut Out) {
 fn pin_policy(cx: &Cx, out: &mut Out) {
     let pins = cx.d.cputune.as_ref().map(|t| t.vcpupin.len()).unwrap_or(0);
     match cx.profile.domain.pinning {
-        Want::Want if dedicated(cx.d).is_none() => {
+        Want::Want if cx.dedicated().is_none() => {
             let ev =
                 cx.d.cputune
                     .as_ref()

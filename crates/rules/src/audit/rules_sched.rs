@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 
 use super::rules_cpu::{OLD_MODELS, tcg_on_kvm_host, vcpu_cpus, x86};
-use super::rules_numa::dedicated;
 use super::{Applies, Cx, Edit, FixClass, Meta, Out, Rule, Seg, Severity, cpuset, human_kib};
 use kvmtune_domain::NodeId;
 use kvmtune_host::CpuSet;
@@ -214,7 +213,7 @@ fn iothread_pins(cx: &Cx, out: &mut Out) {
     // planner make them) have CPUs an I/O thread could steal: vCPUs floating over a
     // cpuset share it with everything else anyway, and an I/O thread floating over the
     // same pool is no worse than no pin at all
-    let Some(vcpus) = dedicated(cx.d) else { return };
+    let Some(vcpus) = cx.dedicated() else { return };
     if vcpus.is_empty() {
         return;
     }
@@ -223,7 +222,7 @@ fn iothread_pins(cx: &Cx, out: &mut Out) {
         .emulatorpin
         .as_ref()
         .and_then(|e| cpuset(&e.cpuset))
-        .filter(|e| !e.is_empty() && intersect(e, &vcpus).is_empty());
+        .filter(|e| !e.is_empty() && intersect(e, vcpus).is_empty());
     // an I/O thread no device uses idles wherever it is pinned (iothread-unused)
     let used = used_iothreads(cx);
     for p in &t.iothreadpin {
@@ -233,16 +232,16 @@ fn iothread_pins(cx: &Cx, out: &mut Out) {
         let Some(io) = cpuset(&p.cpuset) else {
             continue; // pin-invalid
         };
-        let shared = intersect(&io, &vcpus);
+        let shared = intersect(&io, vcpus);
         if shared.is_empty() {
             continue;
         }
         let id = p.id.unwrap_or(0);
-        let all_on_vcpus = io.is_subset(&vcpus);
+        let all_on_vcpus = io.is_subset(vcpus);
         let also = if all_on_vcpus {
             String::new()
         } else {
-            format!(" (and on {})", io.difference(&vcpus))
+            format!(" (and on {})", io.difference(vcpus))
         };
         let msg = format!(
             "iothread {id} pinned onto CPU(s) {io}, of which {shared} also run{} the dedicated vCPUs ({vcpus}){also}",
@@ -780,7 +779,7 @@ fn cpu_smt_pins(cx: &Cx, out: &mut Out) {
     } else {
         // the reverse: one-to-one pins onto sibling pairs the guest does not know about
         let Some(groups) = groups else { return };
-        if dedicated(cx.d).is_none() {
+        if cx.dedicated().is_none() {
             return;
         }
         let mut shared = Vec::new();
