@@ -10,7 +10,7 @@
 //!   the maximum.
 //! - A journal entry may only restore the known host setting files and kvmtune's own
 //!   persistent files, under a normalised root, and the definitions of its own domains
-//!   ([`entry`]).
+//!   (`entry`).
 //!
 //! Each error is one line naming the field: `vcpupin 99999: no such vCPU (the domain has 4)`.
 

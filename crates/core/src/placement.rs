@@ -169,7 +169,7 @@ fn home_node(d: &Domain, dom: &Dom, host: &Host) -> Option<u32> {
 }
 
 /// Memory the running domains being planned hold now, by node: ordinary memory (KiB) and
-/// hugepages ((node, page KiB) → pages). Their configured memory, on their [`home_node`];
+/// hugepages ((node, page KiB) → pages). Their configured memory, on their `home_node`;
 /// on a one-node host, node 0 (or that node).
 pub fn held_memory(
     inv: &Inventory,

@@ -10,7 +10,7 @@
 //!
 //! The raw value is passed the way serde_json's own `RawValue` passes itself: a struct named
 //! [`RAW_TOKEN`] with one field of that name, which serde_json's serializers (the writer and
-//! [`serde_json::Value`]'s) recognise when its `raw_value` feature is on (the workspace turns
+//! `serde_json::Value`'s) recognise when its `raw_value` feature is on (the workspace turns
 //! it on). Report types are serialized to JSON only; another serializer would see that
 //! struct. The tests below hold the output to serde_json's, byte for byte.
 

@@ -4,7 +4,7 @@
 //! - [`model`]: one collection as plain data;
 //! - [`collect`]: the collector on a live libvirt (one bulk statistics call and the /proc
 //!   reads per scrape; audit and host facts every audit interval);
-//! - [`encode`]: a collection through `prometheus-client` (Prometheus text or OpenMetrics);
+//! - [`encode`](mod@encode): a collection through `prometheus-client` (Prometheus text or OpenMetrics);
 //! - [`scrape`]: serialised scrapes with a timeout;
 //! - [`http`]: the bounded HTTP server, and [`route`] its paths.
 

@@ -1,4 +1,4 @@
-//! What one collection found: plain data, encoded by [`crate::encode`].
+//! What one collection found: plain data, encoded by [`crate::encode`](mod@crate::encode).
 
 use std::collections::BTreeMap;
 
