@@ -503,8 +503,8 @@ struct Joined {
     /// Where the findings given first were written, one after the other (offset, length).
     first: (u64, u64),
     /// Where the rest was written: its head, its added findings, its tail, then the layout:
-    /// the length of each first finding and, for each added one, after how many of the
-    /// first ones it goes and its length (each a little-endian `u32`).
+    /// each first finding's start and length in its piece and, for each added one, after
+    /// how many of the first ones it goes and its length (each a little-endian `u32`).
     rest: (u64, u64),
     /// The head's length.
     head: u32,
@@ -534,6 +534,7 @@ type SpillKey = (
 /// the array out at depth 3, its elements at depth 4).
 const JSON_SEPARATOR: &[u8] = b",\n        ";
 
+const WRITE_STDOUT: &str = "cannot write to stdout";
 const WRITE_TEMP: &str = "cannot write the audit's output to its temporary file (TMPDIR)";
 const READ_TEMP: &str = "cannot read back the audit's temporary file";
 
@@ -616,9 +617,9 @@ impl Spill {
             self.write(f)?;
         }
         self.write(tail)?;
-        // the first findings were written one after the other from their piece's start
-        let mut layout = Vec::with_capacity(4 * (spans.len() + 2 * added.len()));
-        for &(_, n) in &spans {
+        let mut layout = Vec::with_capacity(8 * (spans.len() + added.len()));
+        for &(start, n) in &spans {
+            layout.extend_from_slice(&layout_u32(start)?.to_le_bytes());
             layout.extend_from_slice(&layout_u32(n)?.to_le_bytes());
         }
         for (at, f) in &added {
@@ -662,12 +663,11 @@ impl Spill {
         let (mut buf, mut firsts) = (Vec::new(), Vec::new());
         for (i, (_, _, part)) in self.parts.iter().enumerate() {
             out.write_all(if i == 0 { first } else { sep })
-                .context("cannot write to stdout")?;
+                .context(WRITE_STDOUT)?;
             match part {
                 Part::Whole(offset, len) => {
                     read(&mut buf, (*offset, *len))?;
-                    out.write_all(&buf[..*len as usize])
-                        .context("cannot write to stdout")?;
+                    out.write_all(&buf[..*len as usize]).context(WRITE_STDOUT)?;
                 }
                 Part::Joined(j) => {
                     read(&mut firsts, j.first)?;
@@ -679,36 +679,32 @@ impl Spill {
                     let mut numbers = layout
                         .chunks_exact(4)
                         .map(|b| b.try_into().map_or(0, u32::from_le_bytes) as usize);
-                    let mut at = 0;
                     let mut first = Vec::with_capacity(j.firsts as usize);
-                    for n in numbers.by_ref().take(j.firsts as usize) {
-                        first.push(firsts.get(at..at + n).context(READ_TEMP)?);
-                        at += n;
-                    }
-                    if first.len() != j.firsts as usize {
-                        bail!("{READ_TEMP}: a domain's layout is cut short");
+                    for _ in 0..j.firsts {
+                        let (Some(start), Some(n)) = (numbers.next(), numbers.next()) else {
+                            bail!("{READ_TEMP}: a domain's layout is cut short");
+                        };
+                        first.push(firsts.get(start..start + n).context(READ_TEMP)?);
                     }
                     let mut at = j.head as usize;
                     let mut added = Vec::with_capacity(j.added as usize);
                     for _ in 0..j.added {
-                        let (after, n) = (numbers.next(), numbers.next());
-                        let (Some(after), Some(n)) = (after, n) else {
+                        let (Some(after), Some(n)) = (numbers.next(), numbers.next()) else {
                             bail!("{READ_TEMP}: a domain's layout is cut short");
                         };
                         added.push((after, rest.get(at..at + n).context(READ_TEMP)?));
                         at += n;
                     }
                     out.write_all(rest.get(..j.head as usize).context(READ_TEMP)?)
-                        .context("cannot write to stdout")?;
+                        .context(WRITE_STDOUT)?;
                     for (k, f) in core_audit::merged(first, added).into_iter().enumerate() {
                         if k > 0 && self.json {
-                            out.write_all(JSON_SEPARATOR)
-                                .context("cannot write to stdout")?;
+                            out.write_all(JSON_SEPARATOR).context(WRITE_STDOUT)?;
                         }
-                        out.write_all(f).context("cannot write to stdout")?;
+                        out.write_all(f).context(WRITE_STDOUT)?;
                     }
                     out.write_all(rest.get(at..).context(READ_TEMP)?)
-                        .context("cannot write to stdout")?;
+                        .context(WRITE_STDOUT)?;
                 }
             }
         }
@@ -830,23 +826,23 @@ fn audit_files_spilled(
         // `head` up to the array, the domains, the rest of `head`
         let (before, rest) = head.split_at(at + marker.len());
         out.write_all(&before[..before.len() - 2])
-            .context("cannot write to stdout")?;
+            .context(WRITE_STDOUT)?;
         if n == 0 {
-            out.write_all(b"[]").context("cannot write to stdout")?;
+            out.write_all(b"[]").context(WRITE_STDOUT)?;
         } else {
             spill.copy_sorted(out, b"[\n    ", b",\n    ")?;
-            out.write_all(b"\n  ]").context("cannot write to stdout")?;
+            out.write_all(b"\n  ]").context(WRITE_STDOUT)?;
         }
-        out.write_all(rest).context("cannot write to stdout")?;
-        out.write_all(b"\n").context("cannot write to stdout")?;
+        out.write_all(rest).context(WRITE_STDOUT)?;
+        out.write_all(b"\n").context(WRITE_STDOUT)?;
     } else {
         out.write_all(render_head(&report, &st).as_bytes())
-            .context("cannot write to stdout")?;
+            .context(WRITE_STDOUT)?;
         spill.copy_sorted(out, b"", b"")?;
         out.write_all(render_tail(&report, n, &st).as_bytes())
-            .context("cannot write to stdout")?;
+            .context(WRITE_STDOUT)?;
     }
-    out.flush().context("cannot write to stdout")?;
+    out.flush().context(WRITE_STDOUT)?;
     Ok(report)
 }
 
@@ -1055,6 +1051,46 @@ mod tests {
             };
             let got = String::from_utf8(spilled).unwrap();
             assert!(got == expected, "json {json} {extra:?}: the outputs differ");
+        }
+    }
+
+    #[test]
+    fn a_joined_part_puts_added_findings_in_their_place_and_a_damaged_file_is_an_error() {
+        let report = |name: &str| DomainReport {
+            name: name.into(),
+            origin: String::new(),
+            profile: String::new(),
+            worst: None,
+            findings: Vec::new(),
+        };
+        let joined = |cut: Option<u64>| -> Result<String> {
+            let mut spill = Spill::new(true, 2)?;
+            spill.push(1, &report("b"), 0, b"B")?;
+            // the first findings, then the domain's end with one added after the first
+            spill.push_first(0, b"f1f2f3", vec![(0, 2), (2, 2), (4, 2)])?;
+            spill.push_rest(0, &report("a"), 4, b"<h ", vec![(1, b"X".to_vec())], b" t>")?;
+            if let Some(len) = cut {
+                use std::io::Write as _;
+                spill.file.flush()?;
+                spill.file.get_ref().set_len(len)?;
+            }
+            let mut out = Vec::new();
+            spill.copy_sorted(&mut out, b"[", b"|")?;
+            Ok(String::from_utf8(out)?)
+        };
+        let sep = std::str::from_utf8(JSON_SEPARATOR).unwrap();
+        assert_eq!(
+            joined(None).unwrap(),
+            format!("[<h f1{sep}X{sep}f2{sep}f3 t>|B")
+        );
+        // the layout cut off, or the first findings gone: one line naming the file, no panic
+        for len in [20, 3, 0] {
+            let e = format!("{:#}", joined(Some(len)).unwrap_err());
+            assert!(
+                e.contains("cannot read back the audit's temporary file"),
+                "{len}: {e}"
+            );
+            assert!(!e.contains('\n'), "{e}");
         }
     }
 
